@@ -1,0 +1,147 @@
+//! File access for scanning: bounded memory whatever the file size.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::Path;
+
+use crate::{Engine, Verdict};
+
+/// Files up to this size are read into the scanner's reusable buffer; larger ones are
+/// memory-mapped (one `read` is cheaper than `mmap`+`munmap` for small files).
+const READ_LIMIT: u64 = 1 << 20;
+
+/// Size limits, as clamscan's `--max-filesize` and `--max-scansize`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Files larger than this are not scanned (`None`: no limit).
+    pub max_file_size: Option<u64>,
+    /// At most this many bytes are scanned per file. For a plain file, as in ClamAV
+    /// 1.4, a file larger than this is not scanned at all (measured: a signature in
+    /// its first bytes is not reported); containers will count their members here.
+    pub max_scan_size: Option<u64>,
+}
+
+impl Default for Limits {
+    /// clamscan's defaults: MaxFileSize 100 MB, MaxScanSize 400 MB.
+    fn default() -> Self {
+        Limits {
+            max_file_size: Some(100 << 20),
+            max_scan_size: Some(400 << 20),
+        }
+    }
+}
+
+/// Why a file was not scanned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// Larger than [`Limits::max_file_size`] or [`Limits::max_scan_size`].
+    TooLarge,
+}
+
+/// What scanning one file found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanOutcome<'e> {
+    /// The verdict (clean when skipped).
+    pub verdict: Verdict<'e>,
+    /// Bytes of the file that were scanned.
+    pub bytes_scanned: u64,
+    /// Set when the file was not scanned at all.
+    pub skipped: Option<Skip>,
+}
+
+/// A file could not be scanned.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    /// Opening, reading or mapping failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// Per-thread scanning state over a shared [`Engine`].
+pub struct Scanner<'e> {
+    engine: &'e Engine,
+    buffer: Vec<u8>,
+    limits: Limits,
+}
+
+impl<'e> Scanner<'e> {
+    /// A scanner with its own scratch buffer.
+    pub fn new(engine: &'e Engine, limits: Limits) -> Scanner<'e> {
+        Scanner {
+            engine,
+            buffer: Vec::new(),
+            limits,
+        }
+    }
+
+    /// Opens and scans the file at `path`.
+    pub fn scan_path(&mut self, path: &Path) -> Result<ScanOutcome<'e>, ScanError> {
+        let file = File::open(path)?;
+        self.scan_file(&file)
+    }
+
+    /// Scans an open file from its start.
+    pub fn scan_file(&mut self, file: &File) -> Result<ScanOutcome<'e>, ScanError> {
+        let len = file.metadata()?.len();
+        if self.too_large(len) {
+            return Ok(Self::skipped(Skip::TooLarge));
+        }
+        if len <= READ_LIMIT {
+            self.buffer.clear();
+            (&*file)
+                .take(READ_LIMIT + 1)
+                .read_to_end(&mut self.buffer)?;
+            let data = std::mem::take(&mut self.buffer);
+            let outcome = self.scan_data(&data);
+            self.buffer = data;
+            return Ok(outcome);
+        }
+        // SAFETY: the mapping is only read. If another process truncates the file while
+        // it is mapped, reads past the new end raise SIGBUS; the on-access daemon must
+        // guard against that (it scans files that are being opened, not written).
+        let map = unsafe { memmap2::Mmap::map(file)? };
+        Ok(self.scan_data(&map))
+    }
+
+    /// Scans everything `reader` yields (e.g. standard input), up to the file-size
+    /// limit held in memory.
+    pub fn scan_reader(&mut self, reader: impl Read) -> Result<ScanOutcome<'e>, ScanError> {
+        self.buffer.clear();
+        let cap = [self.limits.max_file_size, self.limits.max_scan_size]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(u64::MAX);
+        reader
+            .take(cap.saturating_add(1))
+            .read_to_end(&mut self.buffer)?;
+        if self.too_large(self.buffer.len() as u64) {
+            return Ok(Self::skipped(Skip::TooLarge));
+        }
+        let data = std::mem::take(&mut self.buffer);
+        let outcome = self.scan_data(&data);
+        self.buffer = data;
+        Ok(outcome)
+    }
+
+    fn too_large(&self, len: u64) -> bool {
+        let over = |limit: Option<u64>| limit.is_some_and(|max| len > max);
+        over(self.limits.max_file_size) || over(self.limits.max_scan_size)
+    }
+
+    fn skipped(why: Skip) -> ScanOutcome<'e> {
+        ScanOutcome {
+            verdict: Verdict::Clean,
+            bytes_scanned: 0,
+            skipped: Some(why),
+        }
+    }
+
+    fn scan_data(&self, data: &[u8]) -> ScanOutcome<'e> {
+        ScanOutcome {
+            verdict: self.engine.scan_bytes(data),
+            bytes_scanned: data.len() as u64,
+            skipped: None,
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! The small default database used when no real one is installed.
+//!
+//! It detects the EICAR anti-virus test file and ClamAV's own `clam.exe` test file, so
+//! that `moat scan` does something verifiable on a fresh machine. The EICAR string is
+//! assembled at run time from hex so that this source file is not itself "infected".
+
+use std::path::Path;
+
+use crate::database::Database;
+
+/// The EICAR test string in hex.
+const EICAR_HEX: &str = "58354f2150254041505b345c505a58353428505e2937434329377d2443494341522d5354414e444152442d414e544956495255532d544553542d46494c452124482b482a";
+
+/// ClamAV's `clam.exe` test file (as shipped in clamav-testfiles): MD5 and size.
+const CLAM_EXE_MD5: &str = "aa15bcf478d165efd2065190eb473bcb";
+const CLAM_EXE_SIZE: u64 = 544;
+
+/// The built-in database: EICAR (a body signature at offset 0, as the EICAR file may
+/// carry trailing whitespace) and clam.exe (a hash signature).
+pub fn database() -> Database {
+    let ndb = format!("Eicar-Test-Signature:0:0:{EICAR_HEX}\n");
+    let hdb = format!("{CLAM_EXE_MD5}:{CLAM_EXE_SIZE}:ClamAV-Test-File\n");
+    let mut db = Database::from_official_text(Path::new("builtin.ndb"), &ndb)
+        .expect("the built-in body signature parses");
+    let hashes = Database::from_official_text(Path::new("builtin.hdb"), &hdb)
+        .expect("the built-in hash signature parses");
+    db.hashes = hashes.hashes;
+    db
+}
+
+/// The EICAR test file's bytes, for tests and self-checks.
+pub fn eicar() -> Vec<u8> {
+    ::hex::decode(EICAR_HEX).expect("valid hex")
+}

@@ -1,0 +1,280 @@
+//! Loading databases from files and directories, as `clamscan -d` does.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use crate::error::{LoadError, ParseError};
+use crate::line::{self, BodySig, HashSig, TARGET_ANY, TARGET_TEXT};
+
+/// Every signature loaded from one or more database paths, in load order, with the
+/// `.ign2` names already removed and detection names in their reported form
+/// (`NAME.UNOFFICIAL` for databases that are not signed `.cvd` files).
+#[derive(Debug, Default)]
+pub struct Database {
+    /// Whole-file hash signatures (`.hdb`, `.hsb`).
+    pub hashes: Vec<HashSig>,
+    /// Allow-list entries (`.fp`, `.sfp`): a file with one of these hashes is clean.
+    pub allow: Vec<HashSig>,
+    /// Body signatures (`.ndb`) the engine supports.
+    pub bodies: Vec<BodySig>,
+    /// What was skipped and why.
+    pub report: LoadReport,
+}
+
+/// What a load left out, so that nothing is ignored silently.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    /// Database files (or parts of them) whose signatures were not loaded.
+    pub skipped: Vec<SkippedFile>,
+    /// Signatures skipped because their FLEVEL range excludes this engine.
+    pub flevel_skipped: usize,
+    /// Signatures removed by `.ign2` entries.
+    pub ignored: usize,
+    /// Files in a database directory that are not databases at all.
+    pub foreign_files: Vec<PathBuf>,
+}
+
+/// Signatures of one file that were not loaded, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedFile {
+    /// The database file.
+    pub path: PathBuf,
+    /// How many signatures were skipped.
+    pub signatures: usize,
+    /// Why.
+    pub reason: String,
+}
+
+/// How moat treats a database file, decided by its extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// `.hdb`, `.hsb`: hash signatures.
+    Hash,
+    /// `.fp`, `.sfp`: allow list.
+    Allow,
+    /// `.ndb`: extended body signatures.
+    Body,
+    /// `.ign2`, `.ign`: names to disable.
+    Ignore,
+    /// A ClamAV database format moat does not read yet.
+    Unsupported(&'static str),
+    /// ClamAV's potentially-unwanted databases, not loaded without PUA detection.
+    Pua,
+    /// Metadata ClamAV reads but which carries no signatures.
+    Metadata,
+}
+
+fn format_of(path: &Path) -> Option<Format> {
+    let ext = path.extension()?.to_str()?;
+    Some(match ext {
+        "hdb" | "hsb" => Format::Hash,
+        "fp" | "sfp" => Format::Allow,
+        "ndb" => Format::Body,
+        "ign2" | "ign" => Format::Ignore,
+        "hdu" | "hsu" | "ndu" | "ldu" | "mdu" | "msu" => Format::Pua,
+        "info" | "cfg" => Format::Metadata,
+        "mdb" | "msb" => Format::Unsupported("PE section hash signatures"),
+        "ldb" => Format::Unsupported("logical signatures"),
+        "cvd" | "cld" | "cud" => Format::Unsupported("signed CVD/CLD container"),
+        "db" | "sdb" | "zmd" | "rmd" | "cdb" => Format::Unsupported("container/legacy signatures"),
+        "pdb" | "gdb" | "wdb" => Format::Unsupported("phishing URL signatures"),
+        "ftm" => Format::Unsupported("file type magic"),
+        "cbc" => Format::Unsupported("bytecode signatures"),
+        "crb" | "cat" => Format::Unsupported("Authenticode certificate rules"),
+        "idb" => Format::Unsupported("icon signatures"),
+        "ioc" => Format::Unsupported("OpenIOC indicators"),
+        "yar" | "yara" => Format::Unsupported("YARA rules"),
+        "pwdb" => Format::Unsupported("archive password lists"),
+        "imp" => Format::Unsupported("PE import table hashes"),
+        _ => return None,
+    })
+}
+
+impl Database {
+    /// Loads every database below `paths` (files, or directories read one level deep
+    /// in name order). A malformed line fails the whole load.
+    pub fn load<P: AsRef<Path>>(paths: &[P]) -> Result<Database, LoadError> {
+        let mut loader = Loader::default();
+        for path in paths {
+            loader.load_path(path.as_ref())?;
+        }
+        Ok(loader.finish())
+    }
+
+    /// Parses database `text` as if it were the content of a file at `path` (the
+    /// extension picks the format). Used for the built-in set and by tests.
+    pub fn from_text(path: &Path, text: &str) -> Result<Database, LoadError> {
+        let mut loader = Loader::default();
+        loader.load_text(path, text)?;
+        Ok(loader.finish())
+    }
+
+    /// Like [`Database::from_text`], for signatures moat itself vouches for: their
+    /// names are reported as written, without `.UNOFFICIAL`.
+    pub(crate) fn from_official_text(path: &Path, text: &str) -> Result<Database, LoadError> {
+        let mut loader = Loader {
+            official: true,
+            ..Loader::default()
+        };
+        loader.load_text(path, text)?;
+        Ok(loader.finish())
+    }
+
+    /// The number of signatures the engine will use (clamscan's "Known viruses").
+    pub fn signature_count(&self) -> usize {
+        self.hashes.len() + self.bodies.len()
+    }
+}
+
+#[derive(Default)]
+struct Loader {
+    db: Database,
+    ignore: HashSet<Box<str>>,
+    /// Names are reported as written (signed databases, the built-in set).
+    official: bool,
+}
+
+impl Loader {
+    fn load_path(&mut self, path: &Path) -> Result<(), LoadError> {
+        let meta = std::fs::metadata(path).map_err(|source| LoadError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        if !meta.is_dir() {
+            if format_of(path).is_none() {
+                return Err(LoadError::Malformed {
+                    path: path.to_owned(),
+                    line: 0,
+                    reason: ParseError::new("not a database file (unknown extension)"),
+                });
+            }
+            return self.load_file(path);
+        }
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+            .and_then(|rd| rd.map(|e| e.map(|e| e.path())).collect())
+            .map_err(|source| LoadError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+        entries.sort();
+        let mut found = false;
+        for entry in entries {
+            if format_of(&entry).is_some() && entry.is_file() {
+                found = true;
+                self.load_file(&entry)?;
+            } else {
+                self.db.report.foreign_files.push(entry);
+            }
+        }
+        if !found {
+            return Err(LoadError::Empty {
+                path: path.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    fn load_file(&mut self, path: &Path) -> Result<(), LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let text = String::from_utf8_lossy(&bytes);
+        self.load_text(path, &text)
+    }
+
+    fn load_text(&mut self, path: &Path, text: &str) -> Result<(), LoadError> {
+        let Some(format) = format_of(path) else {
+            return Ok(());
+        };
+        let mut unsupported = Vec::new();
+        for (index, raw) in text.split('\n').enumerate() {
+            let line = raw.strip_suffix('\r').unwrap_or(raw);
+            if line.is_empty() {
+                continue;
+            }
+            let malformed = |reason| LoadError::Malformed {
+                path: path.to_owned(),
+                line: index + 1,
+                reason,
+            };
+            match format {
+                Format::Hash | Format::Allow => match line::parse_hash(line).map_err(malformed)? {
+                    Some(sig) if format == Format::Hash => self.db.hashes.push(sig),
+                    Some(sig) => self.db.allow.push(sig),
+                    None => self.db.report.flevel_skipped += 1,
+                },
+                Format::Body => match line::parse_ndb(line).map_err(malformed)? {
+                    Some(sig) => match body_support(&sig) {
+                        Ok(()) => self.db.bodies.push(sig),
+                        Err(reason) => unsupported.push(reason),
+                    },
+                    None => self.db.report.flevel_skipped += 1,
+                },
+                Format::Ignore => {
+                    self.ignore
+                        .insert(line::parse_ign2(line).map_err(malformed)?);
+                }
+                Format::Unsupported(what) => {
+                    unsupported.push(format!("{what} are not supported yet"))
+                }
+                Format::Pua => unsupported
+                    .push("potentially-unwanted-application databases are not loaded".to_owned()),
+                Format::Metadata => {}
+            }
+        }
+        self.report_unsupported(path, unsupported);
+        Ok(())
+    }
+
+    /// Groups the skipped signatures of one file by reason, one report entry each.
+    fn report_unsupported(&mut self, path: &Path, mut reasons: Vec<String>) {
+        reasons.sort();
+        for chunk in reasons.chunk_by(|a, b| a == b) {
+            self.db.report.skipped.push(SkippedFile {
+                path: path.to_owned(),
+                signatures: chunk.len(),
+                reason: chunk[0].clone(),
+            });
+        }
+    }
+
+    fn finish(mut self) -> Database {
+        let before = self.db.hashes.len() + self.db.bodies.len();
+        if !self.ignore.is_empty() {
+            let ignore = &self.ignore;
+            self.db.hashes.retain(|s| !ignore.contains(&s.name));
+            self.db.bodies.retain(|s| !ignore.contains(&s.name));
+        }
+        self.db.report.ignored = before - self.db.hashes.len() - self.db.bodies.len();
+        if self.official {
+            return self.db;
+        }
+        for sig in &mut self.db.hashes {
+            sig.name = unofficial(&sig.name);
+        }
+        for sig in &mut self.db.bodies {
+            sig.name = unofficial(&sig.name);
+        }
+        self.db
+    }
+}
+
+/// Names from databases that are not signed `.cvd` files carry ClamAV's suffix.
+fn unofficial(name: &str) -> Box<str> {
+    format!("{name}.UNOFFICIAL").into()
+}
+
+/// Whether the engine can evaluate this body signature yet; the reason if not.
+fn body_support(sig: &BodySig) -> Result<(), String> {
+    if sig.target != TARGET_ANY && sig.target != TARGET_TEXT {
+        return Err(format!(
+            "body signatures for target type {} are not supported yet",
+            sig.target
+        ));
+    }
+    if sig.offset.base.needs_executable() {
+        return Err("executable-relative offsets (EP, Sx, SE, SL) are not supported yet".into());
+    }
+    Ok(())
+}

@@ -1,0 +1,463 @@
+//! The hex syntax of ClamAV body signatures, parsed into a [`Pattern`].
+//!
+//! A pattern is a sequence of [`Part`]s separated by [`Gap`]s. Gaps are the *range*
+//! wildcards (`*`, `{-n}`, `{n-}`, `{n-m}` and `{n}` for `n >= 128`): they split a
+//! signature into independently located parts, each of which must hold at least two
+//! consecutive static bytes (ClamAV's rule, which is what lets a multi-pattern search
+//! find every part). Inside a part, every other construct is an [`Element`]:
+//!
+//! | syntax | element |
+//! |---|---|
+//! | `4d` | [`Element::Byte`] |
+//! | `??`, `4?`, `?d` | [`Element::Masked`] (mask `00`, `f0`, `0f`) |
+//! | `{n}` with `n < 128`, anchored `aa[x-y]…` | [`Element::Skip`] (ClamAV inlines these) |
+//! | `(aa\|bb)`, `!(aa\|bb)` | [`Element::Class`] (a byte set, possibly negated) |
+//! | `(aabb\|ccdd)`, `!(aabb\|ccdd)`, `(aa\|bb??cc)` | [`Element::Alt`] |
+//! | `(B)`, `(L)`, `(W)` | [`Element::Boundary`] |
+
+use crate::error::ParseError;
+
+/// A parsed hex signature: `parts.len() == gaps.len() + 1`, and `gaps[i]` separates
+/// `parts[i]` from `parts[i + 1]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pattern {
+    /// The independently located parts, in order.
+    pub parts: Vec<Part>,
+    /// The distance constraints between consecutive parts.
+    pub gaps: Vec<Gap>,
+}
+
+/// A contiguous piece of a pattern: a sequence of elements matched back to back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    /// The elements, matched in order with no gap between them.
+    pub elements: Vec<Element>,
+}
+
+/// The number of bytes allowed between the end of one part and the start of the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gap {
+    /// Fewest bytes in between.
+    pub min: u32,
+    /// Most bytes in between; `None` for unbounded (`*`, `{n-}`).
+    pub max: Option<u32>,
+}
+
+/// A set of byte values, as a 256-bit map.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ByteSet(pub [u64; 4]);
+
+impl ByteSet {
+    /// The empty set.
+    pub const EMPTY: ByteSet = ByteSet([0; 4]);
+
+    /// Adds `b` to the set.
+    pub fn insert(&mut self, b: u8) {
+        self.0[(b >> 6) as usize] |= 1 << (b & 63);
+    }
+
+    /// Whether `b` is in the set.
+    #[inline]
+    pub fn contains(&self, b: u8) -> bool {
+        self.0[(b >> 6) as usize] & (1 << (b & 63)) != 0
+    }
+
+    /// The complement of the set.
+    pub fn negate(self) -> ByteSet {
+        ByteSet(self.0.map(|w| !w))
+    }
+}
+
+impl std::fmt::Debug for ByteSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let members: Vec<String> = (0..=255u8)
+            .filter(|b| self.contains(*b))
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        write!(f, "ByteSet[{}]", members.join(","))
+    }
+}
+
+/// The character classes `(B)`, `(L)` and `(W)`.
+///
+/// As ClamAV evaluates them: at the very start or end of a signature they are
+/// zero-width look-behind/look-ahead assertions, also satisfied at the start/end of
+/// the file; anywhere else they consume one byte (`(L)`: `\n` or `\r\n`). The exact
+/// byte classes differ by position and are the engine's business.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Boundary {
+    /// `(B)`: a word boundary, including the start and end of the file.
+    Word,
+    /// `(L)`: a line end (CR, LF, CRLF) or the start/end of the file.
+    Line,
+    /// `(W)`: one non-alphanumeric byte.
+    NonAlnum,
+}
+
+/// One matching unit of a part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Element {
+    /// Exactly this byte.
+    Byte(u8),
+    /// A byte `b` with `b & mask == value` (`??` has mask 0).
+    Masked {
+        /// The expected bits.
+        value: u8,
+        /// Which bits are compared.
+        mask: u8,
+    },
+    /// Any number of bytes in `min..=max` (an inline `{n}` or an anchored `[x-y]`).
+    Skip {
+        /// Fewest bytes skipped.
+        min: u32,
+        /// Most bytes skipped.
+        max: u32,
+    },
+    /// One byte from the set (single-byte alternates; negation already applied).
+    Class(ByteSet),
+    /// Multi-byte alternates: one of the alternatives, each a sequence of elements.
+    /// When `negated`, all alternatives have the same length `n` of plain bytes and
+    /// the element matches any `n` bytes that equal none of them.
+    Alt {
+        /// The alternatives.
+        alternatives: Vec<Vec<Element>>,
+        /// Whether the set is negated (fixed-length alternates only).
+        negated: bool,
+    },
+    /// A character class that is not a plain byte set.
+    Boundary(Boundary),
+}
+
+impl Element {
+    /// The fewest and the most bytes this element consumes.
+    pub fn len_range(&self) -> (u32, u32) {
+        match self {
+            Element::Byte(_) | Element::Masked { .. } | Element::Class(_) => (1, 1),
+            Element::Skip { min, max } => (*min, *max),
+            Element::Alt { alternatives, .. } => {
+                let ranges = alternatives.iter().map(|alt| seq_len_range(alt));
+                ranges.fold((u32::MAX, 0), |(lo, hi), (a, b)| (lo.min(a), hi.max(b)))
+            }
+            Element::Boundary(Boundary::Word | Boundary::NonAlnum) => (1, 1),
+            Element::Boundary(Boundary::Line) => (1, 2),
+        }
+    }
+}
+
+/// The fewest and most bytes a sequence of elements consumes.
+pub fn seq_len_range(elements: &[Element]) -> (u32, u32) {
+    elements.iter().fold((0u32, 0u32), |(lo, hi), e| {
+        let (a, b) = e.len_range();
+        (lo.saturating_add(a), hi.saturating_add(b))
+    })
+}
+
+impl Part {
+    /// The runs of consecutive [`Element::Byte`]s: `(index of first element, bytes)`.
+    pub fn literal_runs(&self) -> Vec<(usize, Vec<u8>)> {
+        let mut runs = Vec::new();
+        let mut current: Option<(usize, Vec<u8>)> = None;
+        for (i, e) in self.elements.iter().enumerate() {
+            match (e, &mut current) {
+                (Element::Byte(b), Some((_, bytes))) => bytes.push(*b),
+                (Element::Byte(b), None) => current = Some((i, vec![*b])),
+                (_, cur) => runs.extend(cur.take()),
+            }
+        }
+        runs.extend(current);
+        runs
+    }
+}
+
+/// Ranged wildcards `{n}` below this many bytes are inlined as skips, as ClamAV does.
+pub const INLINE_SKIP_LIMIT: u32 = 128;
+
+/// Parses a ClamAV hex signature body.
+pub fn parse(text: &str) -> Result<Pattern, ParseError> {
+    Parser {
+        s: text.as_bytes(),
+        pos: 0,
+    }
+    .pattern()
+}
+
+struct Parser<'a> {
+    s: &'a [u8],
+    pos: usize,
+}
+
+impl Parser<'_> {
+    fn err<T>(&self, reason: impl std::fmt::Display) -> Result<T, ParseError> {
+        Err(ParseError::new(format!(
+            "hex signature, at character {}: {reason}",
+            self.pos + 1
+        )))
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.pos).copied()
+    }
+
+    fn pattern(mut self) -> Result<Pattern, ParseError> {
+        if self.s.is_empty() {
+            return self.err("empty signature");
+        }
+        let mut parts = Vec::new();
+        let mut gaps = Vec::new();
+        let mut elements = Vec::new();
+        let mut anchors = Vec::new();
+        while let Some(c) = self.peek() {
+            match c {
+                b'*' => {
+                    self.pos += 1;
+                    self.close_part(&mut parts, std::mem::take(&mut elements), &anchors)?;
+                    anchors.clear();
+                    gaps.push(Gap { min: 0, max: None });
+                }
+                b'{' => match self.range()? {
+                    (n, Some(m)) if n == m && n < INLINE_SKIP_LIMIT => {
+                        elements.push(Element::Skip { min: n, max: n })
+                    }
+                    (min, max) => {
+                        self.close_part(&mut parts, std::mem::take(&mut elements), &anchors)?;
+                        anchors.clear();
+                        gaps.push(Gap { min, max });
+                    }
+                },
+                b'[' => {
+                    let (min, max) = self.anchor_range()?;
+                    anchors.push(elements.len());
+                    elements.push(Element::Skip { min, max });
+                }
+                b'(' | b'!' => elements.push(self.group()?),
+                _ => elements.push(self.hex_pair()?),
+            }
+        }
+        self.close_part(&mut parts, elements, &anchors)?;
+        let pure_static = parts.len() == 1
+            && parts[0]
+                .elements
+                .iter()
+                .all(|e| matches!(e, Element::Byte(_)));
+        if pure_static && parts[0].elements.len() < MIN_STATIC_SIGNATURE {
+            return self.err(format!(
+                "a signature of static bytes only needs at least {MIN_STATIC_SIGNATURE} bytes"
+            ));
+        }
+        Ok(Pattern { parts, gaps })
+    }
+
+    /// Ends a part: checks ClamAV's structural rules on it.
+    fn close_part(
+        &self,
+        parts: &mut Vec<Part>,
+        elements: Vec<Element>,
+        anchors: &[usize],
+    ) -> Result<(), ParseError> {
+        if elements.is_empty() {
+            return self.err("a range wildcard ('*' or '{...}') needs bytes on both sides");
+        }
+        for &a in anchors {
+            // `aa[x-y]HEXSIG` or `HEXSIG[x-y]aa`: one side is exactly one static byte.
+            let single_before = a == 1 && matches!(elements[0], Element::Byte(_));
+            let single_after =
+                a + 2 == elements.len() && matches!(elements[a + 1], Element::Byte(_));
+            if !(single_before || single_after) {
+                return self.err("'[x-y]' must join a single byte to the rest of the part");
+            }
+        }
+        let part = Part { elements };
+        if !part.literal_runs().iter().any(|(_, run)| run.len() >= 2) {
+            return self
+                .err("every part of a signature needs at least two consecutive static bytes");
+        }
+        parts.push(part);
+        Ok(())
+    }
+
+    fn number(&mut self) -> Option<u32> {
+        let start = self.pos;
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.pos += 1;
+        }
+        std::str::from_utf8(&self.s[start..self.pos])
+            .ok()?
+            .parse()
+            .ok()
+    }
+
+    fn expect(&mut self, c: u8) -> Result<(), ParseError> {
+        if self.peek() == Some(c) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            self.err(format!("expected '{}'", c as char))
+        }
+    }
+
+    /// `{n}`, `{-n}`, `{n-}`, `{n-m}` as `(min, max)`.
+    fn range(&mut self) -> Result<(u32, Option<u32>), ParseError> {
+        self.expect(b'{')?;
+        let lo = self.number();
+        let range = if self.peek() == Some(b'-') {
+            self.pos += 1;
+            let hi = self.number();
+            match (lo, hi) {
+                (None, Some(n)) => (0, Some(n)),
+                (Some(n), None) => (n, None),
+                // ClamAV loads `{4-2}` and never matches it; so does moat.
+                (Some(n), Some(m)) => (n, Some(m)),
+                (None, None) => return self.err("empty range '{-}'"),
+            }
+        } else {
+            match lo {
+                Some(n) => (n, Some(n)),
+                None => return self.err("bad range, expected '{n}', '{-n}', '{n-}' or '{n-m}'"),
+            }
+        };
+        self.expect(b'}')?;
+        Ok(range)
+    }
+
+    /// `[x-y]` of an anchored byte.
+    fn anchor_range(&mut self) -> Result<(u32, u32), ParseError> {
+        self.expect(b'[')?;
+        let lo = self.number();
+        self.expect(b'-')?;
+        let hi = self.number();
+        self.expect(b']')?;
+        match (lo, hi) {
+            (Some(x), Some(y)) if x <= y && y <= ANCHOR_MAX_DISTANCE => Ok((x, y)),
+            (Some(_), Some(_)) => self.err(format!(
+                "anchored range '[x-y]' needs x <= y <= {ANCHOR_MAX_DISTANCE}"
+            )),
+            _ => self.err("bad anchored range, expected '[x-y]'"),
+        }
+    }
+
+    fn hex_pair(&mut self) -> Result<Element, ParseError> {
+        let (Some(hi), Some(lo)) = (self.peek(), self.s.get(self.pos + 1).copied()) else {
+            return self.err("odd number of hex digits");
+        };
+        let element = match (nibble(hi), nibble(lo)) {
+            (Some(h), Some(l)) => Element::Byte(h << 4 | l),
+            (None, Some(l)) if hi == b'?' => Element::Masked {
+                value: l,
+                mask: 0x0f,
+            },
+            (Some(h), None) if lo == b'?' => Element::Masked {
+                value: h << 4,
+                mask: 0xf0,
+            },
+            (None, None) if hi == b'?' && lo == b'?' => Element::Masked { value: 0, mask: 0 },
+            _ => {
+                return self.err(format!(
+                    "invalid character in '{}{}'",
+                    hi as char, lo as char
+                ))
+            }
+        };
+        self.pos += 2;
+        Ok(element)
+    }
+
+    /// `(B)`, `(L)`, `(W)`, `(alt|alt...)` or `!(alt|alt...)`.
+    fn group(&mut self) -> Result<Element, ParseError> {
+        let negated = self.peek() == Some(b'!');
+        if negated {
+            self.pos += 1;
+        }
+        self.expect(b'(')?;
+        if !negated && self.s.get(self.pos + 1) == Some(&b')') {
+            let class = match self.s[self.pos] {
+                b'B' => Some(Boundary::Word),
+                b'L' => Some(Boundary::Line),
+                b'W' => Some(Boundary::NonAlnum),
+                _ => None,
+            };
+            if let Some(class) = class {
+                self.pos += 2;
+                return Ok(Element::Boundary(class));
+            }
+        }
+        let mut alternatives = vec![Vec::new()];
+        loop {
+            match self.peek() {
+                None => return self.err("unterminated alternates, expected ')'"),
+                Some(b')') => {
+                    self.pos += 1;
+                    break;
+                }
+                Some(b'|') => {
+                    self.pos += 1;
+                    alternatives.push(Vec::new());
+                }
+                Some(b'{') => match self.range()? {
+                    (n, Some(m)) if m < INLINE_SKIP_LIMIT => alternatives
+                        .last_mut()
+                        .unwrap()
+                        .push(Element::Skip { min: n, max: m }),
+                    _ => return self.err("ranges inside alternates must be bounded below 128"),
+                },
+                Some(b'*' | b'(' | b'!' | b'[') => {
+                    return self.err("alternates cannot contain '*', nested groups or '[x-y]'")
+                }
+                Some(_) => {
+                    let e = self.hex_pair()?;
+                    alternatives.last_mut().unwrap().push(e)
+                }
+            }
+        }
+        self.alternates(alternatives, negated)
+    }
+
+    fn alternates(
+        &self,
+        alternatives: Vec<Vec<Element>>,
+        negated: bool,
+    ) -> Result<Element, ParseError> {
+        if alternatives.iter().any(Vec::is_empty) {
+            return self.err("empty alternative in '(...|...)'");
+        }
+        if alternatives.len() < 2 && !negated {
+            return self.err("alternates need at least two members");
+        }
+        let plain = alternatives
+            .iter()
+            .all(|alt| alt.iter().all(|e| matches!(e, Element::Byte(_))));
+        let fixed_len = alternatives
+            .iter()
+            .all(|a| a.len() == alternatives[0].len());
+        if plain && alternatives[0].len() == 1 {
+            let mut set = ByteSet::EMPTY;
+            for alt in &alternatives {
+                if let Element::Byte(b) = alt[0] {
+                    set.insert(b);
+                }
+            }
+            return Ok(Element::Class(if negated { set.negate() } else { set }));
+        }
+        if negated && !(plain && fixed_len) {
+            return self.err("negated alternates must be plain bytes of one length");
+        }
+        Ok(Element::Alt {
+            alternatives,
+            negated,
+        })
+    }
+}
+
+/// The shortest signature made only of static bytes that ClamAV accepts.
+pub const MIN_STATIC_SIGNATURE: usize = 3;
+
+/// The widest distance an anchored byte `aa[x-y]` may have from its part.
+pub const ANCHOR_MAX_DISTANCE: u32 = 32;
+
+fn nibble(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}

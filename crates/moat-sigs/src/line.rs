@@ -1,0 +1,223 @@
+//! One database line of each supported format, parsed into a signature value.
+
+use crate::error::ParseError;
+use crate::hex::{self, Pattern};
+use crate::offset::{self, Offset};
+use crate::FLEVEL;
+
+/// Which hash function a hash signature uses (decided by the digest's hex length).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HashKind {
+    /// 32 hex digits.
+    Md5,
+    /// 40 hex digits.
+    Sha1,
+    /// 64 hex digits.
+    Sha256,
+}
+
+/// A digest value of one of the supported kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Digest {
+    /// An MD5 digest.
+    Md5([u8; 16]),
+    /// A SHA-1 digest.
+    Sha1([u8; 20]),
+    /// A SHA-256 digest.
+    Sha256([u8; 32]),
+}
+
+impl Digest {
+    /// The hash function of this digest.
+    pub fn kind(&self) -> HashKind {
+        match self {
+            Digest::Md5(_) => HashKind::Md5,
+            Digest::Sha1(_) => HashKind::Sha1,
+            Digest::Sha256(_) => HashKind::Sha256,
+        }
+    }
+
+    /// The raw digest bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Digest::Md5(d) => d,
+            Digest::Sha1(d) => d,
+            Digest::Sha256(d) => d,
+        }
+    }
+
+    /// Parses a hex digest, its kind given by its length.
+    pub fn from_hex(text: &str) -> Result<Digest, ParseError> {
+        fn decode<const N: usize>(text: &str) -> Result<[u8; N], ParseError> {
+            let mut out = [0u8; N];
+            ::hex::decode_to_slice(text, &mut out)
+                .map_err(|e| ParseError::new(format!("bad hash '{text}': {e}")))?;
+            Ok(out)
+        }
+        match text.len() {
+            32 => Ok(Digest::Md5(decode(text)?)),
+            40 => Ok(Digest::Sha1(decode(text)?)),
+            64 => Ok(Digest::Sha256(decode(text)?)),
+            n => Err(ParseError::new(format!(
+                "bad hash '{text}': {n} hex digits, expected 32 (MD5), 40 (SHA1) or 64 (SHA256)"
+            ))),
+        }
+    }
+}
+
+/// A whole-file hash signature (`.hdb`, `.hsb`) or allow-list entry (`.fp`, `.sfp`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashSig {
+    /// The file's digest.
+    pub digest: Digest,
+    /// The file's size; `None` for `*` (any size).
+    pub size: Option<u64>,
+    /// The detection name as written in the database.
+    pub name: Box<str>,
+}
+
+/// ClamAV's target type of a body signature (the second `.ndb` column).
+pub type Target = u8;
+
+/// Target type 0: any file.
+pub const TARGET_ANY: Target = 0;
+/// Target type 7: ASCII text.
+pub const TARGET_TEXT: Target = 7;
+/// The highest target type ClamAV 1.4 defines.
+pub const TARGET_MAX: Target = 14;
+
+/// An extended body signature (`.ndb` line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodySig {
+    /// The detection name as written in the database.
+    pub name: Box<str>,
+    /// The file type the signature applies to.
+    pub target: Target,
+    /// Where the match must start.
+    pub offset: Offset,
+    /// The byte pattern.
+    pub pattern: Pattern,
+}
+
+/// The smallest FLEVEL at which ClamAV accepts a `*` size in hash signatures.
+pub const WILDCARD_SIZE_MIN_FLEVEL: u32 = 73;
+
+/// Parses a `.hdb`/`.hsb`/`.fp`/`.sfp` line `HASH:SIZE:NAME[:MINFL[:MAXFL]]`.
+/// Returns `Ok(None)` when the FLEVEL fields exclude this engine.
+pub fn parse_hash(line: &str) -> Result<Option<HashSig>, ParseError> {
+    let mut fields = line.split(':');
+    let (Some(hash), Some(size), Some(name)) = (fields.next(), fields.next(), fields.next()) else {
+        return Err(ParseError::new(
+            "expected HASH:SIZE:NAME[:MINFL[:MAXFL]] (too few fields)",
+        ));
+    };
+    let (min_fl, max_fl) = flevels(&mut fields)?;
+    let digest = Digest::from_hex(hash)?;
+    let size = if size == "*" {
+        if min_fl.unwrap_or(0) < WILDCARD_SIZE_MIN_FLEVEL {
+            return Err(ParseError::new(format!(
+                "size '*' requires MINFL >= {WILDCARD_SIZE_MIN_FLEVEL} in the 4th field"
+            )));
+        }
+        None
+    } else {
+        Some(decimal(size, "size")?)
+    };
+    let name = check_name(name)?;
+    if !flevel_ok(min_fl, max_fl) {
+        return Ok(None);
+    }
+    Ok(Some(HashSig {
+        digest,
+        size,
+        name: name.into(),
+    }))
+}
+
+/// Parses an `.ndb` line `NAME:TARGET:OFFSET:HEXSIG[:MINFL[:MAXFL]]`.
+/// Returns `Ok(None)` when the FLEVEL fields exclude this engine.
+pub fn parse_ndb(line: &str) -> Result<Option<BodySig>, ParseError> {
+    let mut fields = line.split(':');
+    let (Some(name), Some(target), Some(offset), Some(hexsig)) =
+        (fields.next(), fields.next(), fields.next(), fields.next())
+    else {
+        return Err(ParseError::new(
+            "expected NAME:TARGET:OFFSET:HEXSIG[:MINFL[:MAXFL]] (too few fields)",
+        ));
+    };
+    let (min_fl, max_fl) = flevels(&mut fields)?;
+    let name = check_name(name)?;
+    let target: Target = decimal(target, "target type")?;
+    if target > TARGET_MAX {
+        return Err(ParseError::new(format!("unknown target type {target}")));
+    }
+    let offset = offset::parse(offset)?;
+    let pattern = hex::parse(hexsig)?;
+    if !flevel_ok(min_fl, max_fl) {
+        return Ok(None);
+    }
+    Ok(Some(BodySig {
+        name: name.into(),
+        target,
+        offset,
+        pattern,
+    }))
+}
+
+/// Parses a `.ign2` line: a signature name, optionally followed by `:` and more
+/// fields (ClamAV's legacy `NAME:MD5` form), of which only the name is used.
+pub fn parse_ign2(line: &str) -> Result<Box<str>, ParseError> {
+    let name = line.split(':').next().unwrap_or("");
+    Ok(check_name(name)?.into())
+}
+
+fn flevels<'a>(
+    fields: &mut impl Iterator<Item = &'a str>,
+) -> Result<(Option<u32>, Option<u32>), ParseError> {
+    let min = fields
+        .next()
+        .map(|f| optional_decimal(f, "MINFL"))
+        .transpose()?;
+    let max = fields
+        .next()
+        .map(|f| optional_decimal(f, "MAXFL"))
+        .transpose()?;
+    if fields.next().is_some() {
+        return Err(ParseError::new("too many fields"));
+    }
+    Ok((min.flatten(), max.flatten()))
+}
+
+fn flevel_ok(min: Option<u32>, max: Option<u32>) -> bool {
+    min.is_none_or(|m| m <= FLEVEL) && max.is_none_or(|m| m >= FLEVEL)
+}
+
+fn optional_decimal(text: &str, what: &str) -> Result<Option<u32>, ParseError> {
+    if text.is_empty() {
+        Ok(None)
+    } else {
+        decimal(text, what).map(Some)
+    }
+}
+
+fn decimal<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, ParseError> {
+    if text.is_empty() || !text.bytes().all(|c| c.is_ascii_digit()) {
+        return Err(ParseError::new(format!(
+            "bad {what} '{text}': not a decimal number"
+        )));
+    }
+    text.parse()
+        .map_err(|_| ParseError::new(format!("bad {what} '{text}': out of range")))
+}
+
+fn check_name(name: &str) -> Result<&str, ParseError> {
+    if name.is_empty() {
+        return Err(ParseError::new("empty signature name"));
+    }
+    if name.bytes().any(|c| c.is_ascii_control()) {
+        return Err(ParseError::new(
+            "signature name contains control characters",
+        ));
+    }
+    Ok(name)
+}

@@ -1,0 +1,62 @@
+//! Choosing and loading the signature database for a command.
+
+use std::path::{Path, PathBuf};
+
+use moat_sigs::{Database, LoadError};
+
+/// ClamAV's default DatabaseDirectory.
+pub const DEFAULT_DATABASE_DIR: &str = "/var/lib/clamav";
+
+/// Loads the databases at `paths`, or, when none are given, the default directory if
+/// it holds databases and the built-in test set otherwise (with a warning that says
+/// how to get real signatures). Skipped content is reported once per file and reason.
+pub fn load(paths: &[PathBuf]) -> Result<Database, LoadError> {
+    let db = if !paths.is_empty() {
+        Database::load(paths)?
+    } else if holds_databases(Path::new(DEFAULT_DATABASE_DIR)) {
+        Database::load(&[DEFAULT_DATABASE_DIR])?
+    } else {
+        eprintln!(
+            "WARNING: no signature database in {DEFAULT_DATABASE_DIR}: using moat's built-in \
+             test signatures (EICAR, ClamAV's clam.exe) only. Run freshclam to install \
+             ClamAV's databases, or pass -d DIR_OR_FILE."
+        );
+        moat_sigs::builtin::database()
+    };
+    report(&db);
+    Ok(db)
+}
+
+fn holds_databases(dir: &Path) -> bool {
+    // Loading decides what a database is; here any entry but freshclam's state counts.
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.contains('.') && !name.starts_with('.') && name != "freshclam.dat"
+        })
+    })
+}
+
+fn report(db: &Database) {
+    for skipped in &db.report.skipped {
+        eprintln!(
+            "WARNING: {}: {} signature(s) not loaded: {}",
+            skipped.path.display(),
+            skipped.signatures,
+            skipped.reason
+        );
+    }
+    if db.report.flevel_skipped > 0 {
+        tracing::debug!(
+            count = db.report.flevel_skipped,
+            "signatures skipped by their functionality level"
+        );
+    }
+    if db.report.ignored > 0 {
+        tracing::debug!(count = db.report.ignored, "signatures disabled by .ign2");
+    }
+    for path in &db.report.foreign_files {
+        tracing::debug!(path = %path.display(), "not a database file, ignored");
+    }
+}

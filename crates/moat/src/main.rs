@@ -1,0 +1,47 @@
+//! `moat`: on-access and on-demand malware scanning for Linux, compatible with ClamAV.
+//!
+//! This binary is thin: argument parsing and process setup. The work happens in
+//! the subcommand modules ([`scan`]) on top of `moat-sigs` and `moat-engine`.
+
+mod database;
+mod scan;
+mod size;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// moat: malware scanning for Linux, compatible with ClamAV's databases and tools.
+#[derive(Parser)]
+#[command(name = "moat", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Scan files and directories on demand (a drop-in for clamscan).
+    Scan(scan::ScanArgs),
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Scan(args) => ExitCode::from(scan::run(args)),
+    }
+}
+
+/// Diagnostics go to stderr (stdout carries clamscan-compatible results);
+/// `RUST_LOG` selects the level, warnings by default.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+}

@@ -1,0 +1,375 @@
+//! `moat scan`: on-demand scanning, a drop-in for clamscan.
+//!
+//! Three kinds of threads: one walker enumerates files in clamscan's order and
+//! numbers them; `--threads` workers (every core by default) scan them, each with its
+//! own [`Scanner`] over the shared, immutable [`Engine`]; the calling thread prints
+//! results in walk order (a reorder buffer keyed by sequence number), so the output
+//! is deterministic and matches clamscan's line order while the scanning is parallel.
+
+mod output;
+mod walk;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime};
+
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use indicatif::{ProgressBar, ProgressStyle};
+use moat_engine::{Engine, Limits, ScanError, Scanner, Verdict};
+use regex::Regex;
+
+use crate::size::parse_size;
+use output::{Outcome, Totals};
+use walk::{Follow, Item, WalkOptions};
+
+/// Options of `moat scan`, named as clamscan's.
+#[derive(clap::Args, Debug)]
+pub struct ScanArgs {
+    /// Load signatures from FILE or from every database in DIR (repeatable). Default:
+    /// /var/lib/clamav when it holds databases, else a built-in test set.
+    #[arg(short = 'd', long = "database", value_name = "FILE|DIR")]
+    database: Vec<PathBuf>,
+    /// Scan directories recursively.
+    #[arg(short = 'r', long)]
+    recursive: bool,
+    /// Print only infected files.
+    #[arg(short = 'i', long)]
+    infected: bool,
+    /// Do not print the summary block.
+    #[arg(long)]
+    no_summary: bool,
+    /// Files larger than this are not scanned (K/M/G suffixes; 0 = no limit).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "100M")]
+    max_filesize: u64,
+    /// At most this much data is scanned per file (K/M/G suffixes; 0 = no limit).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "400M")]
+    max_scansize: u64,
+    /// Do not scan files whose path matches REGEX (repeatable).
+    #[arg(long, value_name = "REGEX")]
+    exclude: Vec<Regex>,
+    /// Do not enter directories whose path matches REGEX (repeatable).
+    #[arg(long, value_name = "REGEX")]
+    exclude_dir: Vec<Regex>,
+    /// Follow directory symlinks: 0 never, 1 only on the command line, 2 always.
+    #[arg(long, value_name = "N", default_value_t = 1, num_args = 0..=1, default_missing_value = "2", value_parser = clap::value_parser!(u8).range(0..=2))]
+    follow_dir_symlinks: u8,
+    /// Follow file symlinks: 0 never, 1 only on the command line, 2 always.
+    #[arg(long, value_name = "N", default_value_t = 1, num_args = 0..=1, default_missing_value = "2", value_parser = clap::value_parser!(u8).range(0..=2))]
+    follow_file_symlinks: u8,
+    /// Also append the report to FILE.
+    #[arg(short = 'l', long = "log", value_name = "FILE")]
+    log: Option<PathBuf>,
+    /// Scanning threads (default: one per core).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// Files and directories to scan; `-` reads standard input. Default: the current directory.
+    #[arg(value_name = "PATH")]
+    paths: Vec<PathBuf>,
+}
+
+/// One result on its way to the printer.
+enum Report {
+    Scanned {
+        shown: String,
+        outcome: Outcome,
+        bytes_read: u64,
+        bytes_scanned: u64,
+    },
+    Item(Item),
+    Done {
+        items: u64,
+        directories: u64,
+    },
+}
+
+/// Runs the scan and returns clamscan's exit status.
+pub fn run(args: ScanArgs) -> u8 {
+    let start = SystemTime::now();
+    let clock = Instant::now();
+    let mut out = Output::new(args.log.as_ref(), args.no_summary);
+    let engine = match crate::database::load(&args.database) {
+        Ok(db) => Engine::new(db),
+        Err(e) => {
+            eprintln!("ERROR: {e}");
+            out.summary(0, &Totals::default(), clock, start);
+            return 2;
+        }
+    };
+    tracing::debug!(elapsed = ?clock.elapsed(), signatures = engine.signature_count(), "database loaded");
+    let limits = Limits {
+        max_file_size: (args.max_filesize > 0).then_some(args.max_filesize),
+        max_scan_size: (args.max_scansize > 0).then_some(args.max_scansize),
+    };
+    let totals = scan_all(&engine, limits, &args, &mut out);
+    out.summary(engine.signature_count(), &totals, clock, start);
+    totals.exit_code()
+}
+
+fn scan_all(engine: &Engine, limits: Limits, args: &ScanArgs, out: &mut Output) -> Totals {
+    let paths = if args.paths.is_empty() {
+        vec![PathBuf::from(".")]
+    } else {
+        args.paths.clone()
+    };
+    let options = WalkOptions {
+        recursive: args.recursive,
+        exclude: args.exclude.clone(),
+        exclude_dir: args.exclude_dir.clone(),
+        follow_dirs: Follow::from_level(args.follow_dir_symlinks),
+        follow_files: Follow::from_level(args.follow_file_symlinks),
+    };
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let (job_tx, job_rx) = bounded::<(u64, PathBuf)>(threads * 64);
+    let (report_tx, report_rx) = unbounded::<(u64, Report)>();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            let (jobs, reports) = (job_rx.clone(), report_tx.clone());
+            scope.spawn(move || worker(engine, limits, jobs, reports));
+        }
+        drop(job_rx);
+        let reports = report_tx.clone();
+        scope.spawn(move || walker(&paths, &options, engine, limits, job_tx, reports));
+        drop(report_tx);
+        printer(report_rx, args.infected, out)
+    })
+}
+
+/// Walks the paths, sending files to the workers and everything else to the printer.
+fn walker(
+    paths: &[PathBuf],
+    options: &WalkOptions,
+    engine: &Engine,
+    limits: Limits,
+    jobs: Sender<(u64, PathBuf)>,
+    reports: Sender<(u64, Report)>,
+) {
+    let mut seq = 0u64;
+    let directories = walk::walk(paths, options, &mut |item| {
+        let _ = match item {
+            Item::File(path) => jobs.send((seq, path)).map_err(drop),
+            Item::Stdin => reports
+                .send((seq, scan_stdin(engine, limits)))
+                .map_err(drop),
+            other => reports.send((seq, Report::Item(other))).map_err(drop),
+        };
+        seq += 1;
+    });
+    let _ = reports.send((
+        u64::MAX,
+        Report::Done {
+            items: seq,
+            directories,
+        },
+    ));
+}
+
+fn worker(
+    engine: &Engine,
+    limits: Limits,
+    jobs: Receiver<(u64, PathBuf)>,
+    reports: Sender<(u64, Report)>,
+) {
+    let mut scanner = Scanner::new(engine, limits);
+    for (seq, path) in jobs {
+        let report = scan_one(&mut scanner, path);
+        if reports.send((seq, report)).is_err() {
+            return;
+        }
+    }
+}
+
+fn scan_one(scanner: &mut Scanner<'_>, path: PathBuf) -> Report {
+    let shown = path.display().to_string();
+    let opened = File::open(&path).and_then(|f| f.metadata().map(|m| (f, m.len())));
+    let (outcome, bytes_read, bytes_scanned) = match opened {
+        Err(e) => (io_outcome(&e), 0, 0),
+        Ok((_, 0)) => (Outcome::Empty, 0, 0),
+        Ok((file, len)) => match scanner.scan_file(&file) {
+            Ok(scan) => (verdict_outcome(scan.verdict), len, scan.bytes_scanned),
+            Err(ScanError::Io(e)) => (io_outcome(&e), 0, 0),
+        },
+    };
+    Report::Scanned {
+        shown,
+        outcome,
+        bytes_read,
+        bytes_scanned,
+    }
+}
+
+fn scan_stdin(engine: &Engine, limits: Limits) -> Report {
+    let mut scanner = Scanner::new(engine, limits);
+    let (outcome, bytes) = match scanner.scan_reader(io::stdin().lock()) {
+        Ok(scan) => (verdict_outcome(scan.verdict), scan.bytes_scanned),
+        Err(ScanError::Io(e)) => (io_outcome(&e), 0),
+    };
+    Report::Scanned {
+        shown: "stdin".into(),
+        outcome,
+        bytes_read: bytes,
+        bytes_scanned: bytes,
+    }
+}
+
+fn verdict_outcome(verdict: Verdict<'_>) -> Outcome {
+    match verdict {
+        Verdict::Clean => Outcome::Clean,
+        Verdict::Infected(name) => Outcome::Infected(name.to_owned()),
+    }
+}
+
+fn io_outcome(e: &io::Error) -> Outcome {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied => Outcome::AccessDenied,
+        _ => Outcome::Error(format!("Can't read file: {e}")),
+    }
+}
+
+/// Prints reports in walk order and adds up the totals.
+fn printer(reports: Receiver<(u64, Report)>, infected_only: bool, out: &mut Output) -> Totals {
+    let mut totals = Totals::default();
+    let mut pending = BTreeMap::new();
+    let mut next = 0u64;
+    let mut expected = u64::MAX;
+    for (seq, report) in reports {
+        match report {
+            Report::Done { items, directories } => {
+                expected = items;
+                totals.directories = directories;
+            }
+            report => {
+                pending.insert(seq, report);
+            }
+        }
+        while let Some(report) = pending.remove(&next) {
+            out.report(report, infected_only, &mut totals);
+            next += 1;
+        }
+        if next == expected {
+            break;
+        }
+    }
+    out.finish_progress();
+    totals
+}
+
+/// Where results go: stdout, the optional log file, and a progress bar on stderr
+/// when stderr is a terminal.
+struct Output {
+    log: Option<File>,
+    progress: Option<ProgressBar>,
+    no_summary: bool,
+}
+
+impl Output {
+    fn new(log: Option<&PathBuf>, no_summary: bool) -> Output {
+        let log = log.and_then(|path| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| eprintln!("ERROR: can't open log file {}: {e}", path.display()))
+                .ok()
+        });
+        let progress = io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            bar
+        });
+        Output {
+            log,
+            progress,
+            no_summary,
+        }
+    }
+
+    fn report(&mut self, report: Report, infected_only: bool, totals: &mut Totals) {
+        match report {
+            Report::Scanned {
+                shown,
+                outcome,
+                bytes_read,
+                bytes_scanned,
+            } => {
+                match &outcome {
+                    Outcome::Clean => totals.files += 1,
+                    Outcome::Infected(_) => {
+                        totals.files += 1;
+                        totals.infected += 1;
+                    }
+                    Outcome::Empty => {}
+                    Outcome::AccessDenied | Outcome::Error(_) => totals.errors += 1,
+                }
+                totals.bytes_read += bytes_read;
+                totals.bytes_scanned += bytes_scanned;
+                if let Some(line) = output::line(&shown, &outcome, infected_only) {
+                    self.stdout(&line);
+                }
+                if let Some(bar) = &self.progress {
+                    bar.set_message(format!(
+                        "{} files, {:.1} MB",
+                        totals.files,
+                        totals.bytes_read as f64 / 1048576.0
+                    ));
+                }
+            }
+            Report::Item(Item::Failed(line)) => {
+                totals.errors += 1;
+                self.stdout(&line);
+            }
+            Report::Item(Item::Warning(lines)) => {
+                totals.errors += 1;
+                for line in lines {
+                    self.stderr(&line);
+                }
+            }
+            Report::Item(Item::File(_) | Item::Stdin) | Report::Done { .. } => {
+                unreachable!("the walker sends files to workers, not to the printer")
+            }
+        }
+    }
+
+    fn stdout(&mut self, line: &str) {
+        let write = || {
+            let mut stdout = io::stdout().lock();
+            let _ = writeln!(stdout, "{line}");
+        };
+        match &self.progress {
+            Some(bar) => bar.suspend(write),
+            None => write(),
+        }
+        if let Some(log) = &mut self.log {
+            let _ = writeln!(log, "{line}");
+        }
+    }
+
+    fn stderr(&self, line: &str) {
+        match &self.progress {
+            Some(bar) => bar.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    fn finish_progress(&mut self) {
+        if let Some(bar) = self.progress.take() {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn summary(&mut self, known: usize, totals: &Totals, clock: Instant, start: SystemTime) {
+        if self.no_summary {
+            return;
+        }
+        let text = output::summary(known, totals, clock.elapsed(), start, SystemTime::now());
+        self.stdout(&text);
+    }
+}
