@@ -14,7 +14,8 @@ use sha2::{Digest as _, Sha256};
 /// One sorted table of digests of length `N` (16: MD5, 20: SHA-1, 32: SHA-256).
 #[derive(Default)]
 struct Table<const N: usize> {
-    /// `(size, digest, name index)`, sorted by `(size, digest)`, stable in load order.
+    /// `(size, digest, name index)`, sorted by `(size, digest)`, stable in load order:
+    /// among equal entries the last loaded one wins, as in ClamAV.
     sized: Vec<(u64, [u8; N], u32)>,
     /// `(digest, name index)` of `*`-size entries, sorted by digest.
     any_size: Vec<([u8; N], u32)>,
@@ -33,12 +34,17 @@ impl<const N: usize> Table<N> {
     }
 
     fn lookup(&self, size: u64, digest: &[u8; N]) -> Option<u32> {
-        let i = self.sized.partition_point(|e| (e.0, &e.1) < (size, digest));
-        if let Some(e) = self.sized.get(i).filter(|e| e.0 == size && &e.1 == digest) {
-            return Some(e.2);
+        let i = self
+            .sized
+            .partition_point(|e| (e.0, &e.1) <= (size, digest));
+        if let Some(e) = i.checked_sub(1).map(|i| &self.sized[i]) {
+            if e.0 == size && &e.1 == digest {
+                return Some(e.2);
+            }
         }
-        let i = self.any_size.partition_point(|e| &e.0 < digest);
-        self.any_size.get(i).filter(|e| &e.0 == digest).map(|e| e.1)
+        let i = self.any_size.partition_point(|e| &e.0 <= digest);
+        let e = &self.any_size[i.checked_sub(1)?];
+        (&e.0 == digest).then_some(e.1)
     }
 
     fn len(&self) -> usize {
@@ -56,7 +62,7 @@ pub struct HashIndex {
 }
 
 impl HashIndex {
-    /// Compiles the signatures; on equal size and digest the first loaded wins.
+    /// Compiles the signatures; on equal size and digest the last loaded wins.
     pub fn new(sigs: Vec<HashSig>) -> HashIndex {
         let mut index = HashIndex::default();
         index.names.reserve_exact(sigs.len());

@@ -51,12 +51,16 @@ pub struct Engine {
     body: BodyMatcher,
     hashes: HashIndex,
     allow: HashIndex,
+    /// clamscan's "Known viruses" for the database this engine was built from.
+    known: usize,
 }
 
 impl Engine {
     /// Compiles a loaded database.
     pub fn new(db: Database) -> Engine {
+        let known = db.signature_count();
         Engine {
+            known,
             body: BodyMatcher::new(db.bodies),
             hashes: HashIndex::new(db.hashes),
             allow: HashIndex::new(db.allow),
@@ -66,7 +70,7 @@ impl Engine {
     /// The number of signatures loaded, allow-list entries included, as clamscan
     /// counts its "Known viruses".
     pub fn signature_count(&self) -> usize {
-        self.body.len() + self.hashes.len() + self.allow.len()
+        self.known
     }
 
     /// Scans the complete contents of a file held in memory.

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use crate::error::{LoadError, ParseError};
-use crate::line::{self, BodySig, HashSig, TARGET_ANY, TARGET_TEXT};
+use crate::line::{self, BodySig, HashSig, Parsed, SkipReason, TARGET_ANY, TARGET_TEXT};
 
 /// Every signature loaded from one or more database paths, in load order, with the
 /// `.ign2` names already removed and detection names in their reported form
@@ -28,6 +28,11 @@ pub struct LoadReport {
     pub skipped: Vec<SkippedFile>,
     /// Signatures skipped because their FLEVEL range excludes this engine.
     pub flevel_skipped: usize,
+    /// Signatures skipped for a target type ClamAV does not know (it skips them too).
+    pub unknown_target_skipped: usize,
+    /// Well-formed signatures of a kind the engine cannot evaluate yet (their files
+    /// are listed in `skipped`); ClamAV loads and counts them.
+    pub not_evaluated: usize,
     /// Signatures removed by `.ign2` entries.
     pub ignored: usize,
     /// Files in a database directory that are not databases at all.
@@ -120,9 +125,11 @@ impl Database {
         Ok(loader.finish())
     }
 
-    /// The number of signatures the engine will use (clamscan's "Known viruses").
+    /// The number of signatures loaded, as clamscan counts its "Known viruses":
+    /// detections, allow-list entries, and well-formed signatures the engine cannot
+    /// evaluate yet (ClamAV counts those too).
     pub fn signature_count(&self) -> usize {
-        self.hashes.len() + self.bodies.len()
+        self.hashes.len() + self.bodies.len() + self.allow.len() + self.report.not_evaluated
     }
 }
 
@@ -145,7 +152,9 @@ impl Loader {
                 return Err(LoadError::Malformed {
                     path: path.to_owned(),
                     line: 0,
-                    reason: ParseError::new("not a database file (unknown extension)"),
+                    reason: ParseError::new(
+                        "not a database file (unknown extension; expected .hdb, .hsb, .fp, .sfp, .ndb, .ign2...)",
+                    ),
                 });
             }
             return self.load_file(path);
@@ -188,9 +197,18 @@ impl Loader {
             return Ok(());
         };
         let mut unsupported = Vec::new();
-        for (index, raw) in text.split('\n').enumerate() {
+        if text.is_empty() && !matches!(format, Format::Unsupported(_) | Format::Metadata) {
+            return Err(LoadError::Malformed {
+                path: path.to_owned(),
+                line: 0,
+                reason: ParseError::new("empty database file"),
+            });
+        }
+        // A final newline ends the last line; it does not start an empty one.
+        let body = text.strip_suffix('\n').unwrap_or(text);
+        for (index, raw) in body.split('\n').enumerate() {
             let line = raw.strip_suffix('\r').unwrap_or(raw);
-            if line.is_empty() {
+            if line.starts_with('#') {
                 continue;
             }
             let malformed = |reason| LoadError::Malformed {
@@ -198,18 +216,30 @@ impl Loader {
                 line: index + 1,
                 reason,
             };
+            if line.is_empty()
+                && matches!(
+                    format,
+                    Format::Hash | Format::Allow | Format::Body | Format::Ignore
+                )
+            {
+                // ClamAV refuses blank lines in signature files; so does moat.
+                return Err(malformed(ParseError::new("empty line")));
+            }
             match format {
                 Format::Hash | Format::Allow => match line::parse_hash(line).map_err(malformed)? {
-                    Some(sig) if format == Format::Hash => self.db.hashes.push(sig),
-                    Some(sig) => self.db.allow.push(sig),
-                    None => self.db.report.flevel_skipped += 1,
+                    Parsed::Sig(sig) if format == Format::Hash => self.db.hashes.push(sig),
+                    Parsed::Sig(sig) => self.db.allow.push(sig),
+                    Parsed::Skipped(why) => self.count_skip(why),
                 },
                 Format::Body => match line::parse_ndb(line).map_err(malformed)? {
-                    Some(sig) => match body_support(&sig) {
+                    Parsed::Sig(sig) => match body_support(&sig) {
                         Ok(()) => self.db.bodies.push(sig),
-                        Err(reason) => unsupported.push(reason),
+                        Err(reason) => {
+                            self.db.report.not_evaluated += 1;
+                            unsupported.push(reason)
+                        }
                     },
-                    None => self.db.report.flevel_skipped += 1,
+                    Parsed::Skipped(why) => self.count_skip(why),
                 },
                 Format::Ignore => {
                     self.ignore
@@ -225,6 +255,13 @@ impl Loader {
         }
         self.report_unsupported(path, unsupported);
         Ok(())
+    }
+
+    fn count_skip(&mut self, why: SkipReason) {
+        match why {
+            SkipReason::Flevel => self.db.report.flevel_skipped += 1,
+            SkipReason::UnknownTarget => self.db.report.unknown_target_skipped += 1,
+        }
     }
 
     /// Groups the skipped signatures of one file by reason, one report entry each.

@@ -26,8 +26,8 @@ impl std::error::Error for ParseError {}
 /// A database could not be loaded. The load as a whole fails, as ClamAV's does.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    /// A malformed line: file, 1-based line number and reason.
-    #[error("{}:{line}: {reason}", path.display())]
+    /// A malformed line: file, 1-based line number (0 for the file as a whole) and reason.
+    #[error("{}{}: {reason}", path.display(), line_suffix(*line))]
     Malformed {
         /// The database file.
         path: PathBuf,
@@ -50,4 +50,12 @@ pub enum LoadError {
         /// The path given.
         path: PathBuf,
     },
+}
+
+fn line_suffix(line: usize) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!(":{line}")
+    }
 }

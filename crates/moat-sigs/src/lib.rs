@@ -25,7 +25,7 @@ pub mod offset;
 pub use database::{Database, LoadReport, SkippedFile};
 pub use error::{LoadError, ParseError};
 pub use hex::{Element, Gap, Part, Pattern};
-pub use line::{BodySig, Digest, HashKind, HashSig, Target};
+pub use line::{BodySig, Digest, HashKind, HashSig, Parsed, SkipReason, Target};
 pub use offset::{Offset, OffsetBase};
 
 /// The engine functionality level (FLEVEL) moat implements, as ClamAV 1.4.6 reports it ("running FLEVEL is 216").

@@ -83,6 +83,8 @@ pub type Target = u8;
 pub const TARGET_ANY: Target = 0;
 /// Target type 7: ASCII text.
 pub const TARGET_TEXT: Target = 7;
+/// Target types whose files have an entry point and sections.
+pub const EXECUTABLE_TARGETS: [Target; 3] = [1, 6, 9];
 /// The highest target type ClamAV 1.4 defines.
 pub const TARGET_MAX: Target = 14;
 
@@ -99,12 +101,29 @@ pub struct BodySig {
     pub pattern: Pattern,
 }
 
+/// The outcome of parsing a well-formed line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed<T> {
+    /// A signature to load.
+    Sig(T),
+    /// A valid line that ClamAV 1.4 skips silently (and does not count).
+    Skipped(SkipReason),
+}
+
+/// Why a well-formed line is skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// Its MINFL/MAXFL range excludes this engine's FLEVEL.
+    Flevel,
+    /// A target type above [`TARGET_MAX`].
+    UnknownTarget,
+}
+
 /// The smallest FLEVEL at which ClamAV accepts a `*` size in hash signatures.
 pub const WILDCARD_SIZE_MIN_FLEVEL: u32 = 73;
 
 /// Parses a `.hdb`/`.hsb`/`.fp`/`.sfp` line `HASH:SIZE:NAME[:MINFL[:MAXFL]]`.
-/// Returns `Ok(None)` when the FLEVEL fields exclude this engine.
-pub fn parse_hash(line: &str) -> Result<Option<HashSig>, ParseError> {
+pub fn parse_hash(line: &str) -> Result<Parsed<HashSig>, ParseError> {
     let mut fields = line.split(':');
     let (Some(hash), Some(size), Some(name)) = (fields.next(), fields.next(), fields.next()) else {
         return Err(ParseError::new(
@@ -125,9 +144,9 @@ pub fn parse_hash(line: &str) -> Result<Option<HashSig>, ParseError> {
     };
     let name = check_name(name)?;
     if !flevel_ok(min_fl, max_fl) {
-        return Ok(None);
+        return Ok(Parsed::Skipped(SkipReason::Flevel));
     }
-    Ok(Some(HashSig {
+    Ok(Parsed::Sig(HashSig {
         digest,
         size,
         name: name.into(),
@@ -135,8 +154,7 @@ pub fn parse_hash(line: &str) -> Result<Option<HashSig>, ParseError> {
 }
 
 /// Parses an `.ndb` line `NAME:TARGET:OFFSET:HEXSIG[:MINFL[:MAXFL]]`.
-/// Returns `Ok(None)` when the FLEVEL fields exclude this engine.
-pub fn parse_ndb(line: &str) -> Result<Option<BodySig>, ParseError> {
+pub fn parse_ndb(line: &str) -> Result<Parsed<BodySig>, ParseError> {
     let mut fields = line.split(':');
     let (Some(name), Some(target), Some(offset), Some(hexsig)) =
         (fields.next(), fields.next(), fields.next(), fields.next())
@@ -147,16 +165,21 @@ pub fn parse_ndb(line: &str) -> Result<Option<BodySig>, ParseError> {
     };
     let (min_fl, max_fl) = flevels(&mut fields)?;
     let name = check_name(name)?;
-    let target: Target = decimal(target, "target type")?;
-    if target > TARGET_MAX {
-        return Err(ParseError::new(format!("unknown target type {target}")));
-    }
+    let target: u32 = decimal(target, "target type")?;
     let offset = offset::parse(offset)?;
     let pattern = hex::parse(hexsig)?;
     if !flevel_ok(min_fl, max_fl) {
-        return Ok(None);
+        return Ok(Parsed::Skipped(SkipReason::Flevel));
     }
-    Ok(Some(BodySig {
+    let Some(target) = Target::try_from(target).ok().filter(|t| *t <= TARGET_MAX) else {
+        return Ok(Parsed::Skipped(SkipReason::UnknownTarget));
+    };
+    if offset.base.needs_executable() && !EXECUTABLE_TARGETS.contains(&target) {
+        return Err(ParseError::new(format!(
+            "invalid offset type for target {target}: EP, Sx, SEx and SL offsets need an executable target (1 PE, 6 ELF, 9 Mach-O)"
+        )));
+    }
+    Ok(Parsed::Sig(BodySig {
         name: name.into(),
         target,
         offset,
@@ -167,7 +190,7 @@ pub fn parse_ndb(line: &str) -> Result<Option<BodySig>, ParseError> {
 /// Parses a `.ign2` line: a signature name, optionally followed by `:` and more
 /// fields (ClamAV's legacy `NAME:MD5` form), of which only the name is used.
 pub fn parse_ign2(line: &str) -> Result<Box<str>, ParseError> {
-    let name = line.split(':').next().unwrap_or("");
+    let name = line.split(':').next().unwrap_or("").trim_end();
     Ok(check_name(name)?.into())
 }
 

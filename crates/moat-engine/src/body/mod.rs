@@ -65,6 +65,8 @@ struct CompiledSig {
     sig: BodySig,
     look_behind: Option<Boundary>,
     look_ahead: Option<Boundary>,
+    /// Only static bytes: ClamAV reports these before any other kind.
+    pure_static: bool,
 }
 
 impl CompiledSig {
@@ -85,21 +87,39 @@ impl CompiledSig {
             }
             _ => None,
         };
+        let pure_static = look_behind.is_none()
+            && look_ahead.is_none()
+            && sig.pattern.parts.len() == 1
+            && sig.pattern.parts[0]
+                .elements
+                .iter()
+                .all(|e| matches!(e, Element::Byte(_)));
         CompiledSig {
             sig,
             look_behind,
             look_ahead,
+            pure_static,
         }
     }
 }
 
-/// A body signature that matched: its index and where the match completed.
+/// A body signature that matched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BodyMatch {
     /// Index of the signature in load order.
     pub sig: usize,
-    /// Offset just past the atom of the last part, where the match was established.
+    /// Where ClamAV would report it: the start of the match for a one-part
+    /// signature, the start of the last part for a multi-part one.
     pub position: usize,
+}
+
+impl BodyMatch {
+    /// ClamAV's reporting order when several signatures match one file (measured):
+    /// signatures of static bytes only (its Boyer-Moore matcher) before all others,
+    /// then by position, then by load order.
+    fn rank(&self, matcher: &BodyMatcher) -> (bool, usize, usize) {
+        (!matcher.sigs[self.sig].pure_static, self.position, self.sig)
+    }
 }
 
 impl BodyMatcher {
@@ -154,26 +174,28 @@ impl BodyMatcher {
     }
 
     /// Scans `data` (the first bytes of a file of `file_len` bytes) and returns the
-    /// first signature to match, in scan order.
+    /// signature ClamAV would report first ([`BodyMatch::rank`]).
     pub fn scan(&self, data: &[u8], file_len: u64) -> Option<BodyMatch> {
         let automaton = self.automaton.as_ref()?;
         let mut state = ScanState {
             file_len,
             is_text: None,
             chains: HashMap::new(),
+            matched: Vec::new(),
         };
         let mut best: Option<BodyMatch> = None;
         for hit in automaton.find_overlapping_iter(data) {
-            if best.is_some_and(|b| b.position < hit.end()) {
-                break;
-            }
             for anchor in &self.anchors[hit.pattern().as_usize()] {
-                if self.on_hit(anchor, hit.start(), data, &mut state) {
+                if state.matched.contains(&anchor.sig) {
+                    continue;
+                }
+                if let Some(position) = self.on_hit(anchor, hit.start(), data, &mut state) {
+                    state.matched.push(anchor.sig);
                     let found = BodyMatch {
                         sig: anchor.sig as usize,
-                        position: hit.end(),
+                        position,
                     };
-                    if best.is_none_or(|b| found.sig < b.sig) {
+                    if best.is_none_or(|b| found.rank(self) < b.rank(self)) {
                         best = Some(found);
                     }
                 }
@@ -182,12 +204,19 @@ impl BodyMatcher {
         best
     }
 
-    /// Handles one atom hit at `at`; true when it completes its signature.
-    fn on_hit(&self, anchor: &Anchor, at: usize, data: &[u8], state: &mut ScanState) -> bool {
+    /// Handles one atom hit at `at`. When it completes its signature, returns the
+    /// position to rank the match by (see [`BodyMatch::position`]).
+    fn on_hit(
+        &self,
+        anchor: &Anchor,
+        at: usize,
+        data: &[u8],
+        state: &mut ScanState,
+    ) -> Option<usize> {
         let compiled = &self.sigs[anchor.sig as usize];
         let sig = &compiled.sig;
         if sig.target == TARGET_TEXT && !state.is_text(data) {
-            return false;
+            return None;
         }
         let part_index = anchor.part as usize;
         let part = &sig.pattern.parts[part_index];
@@ -198,39 +227,30 @@ impl BodyMatcher {
             ends.retain(|&e| elements::look_ahead(class, data, e));
         }
         if ends.is_empty() {
-            return false;
+            return None;
         }
         let mut starts = elements::backward(before, data, vec![at]);
         if let (0, Some(class)) = (part_index, compiled.look_behind) {
             starts.retain(|&s| elements::look_behind(class, data, s));
         }
-        if starts.is_empty() {
-            return false;
-        }
-        let chained = if part_index == 0 {
-            let Some((lo, hi)) = sig.offset.start_range(state.file_len) else {
-                return false;
-            };
-            starts.iter().any(|&s| (lo..=hi).contains(&(s as u64)))
+        if part_index == 0 {
+            let (lo, hi) = sig.offset.start_range(state.file_len)?;
+            starts.retain(|&s| (lo..=hi).contains(&(s as u64)));
         } else {
             let gap = sig.pattern.gaps[part_index - 1];
-            let Some(previous) = state.chains.get(&(anchor.sig, anchor.part - 1)) else {
-                return false;
-            };
-            starts.iter().any(|&s| {
+            let previous = state.chains.get(&(anchor.sig, anchor.part - 1))?;
+            starts.retain(|&s| {
                 previous.iter().any(|&e| {
                     s >= e && {
                         let d = (s - e) as u64;
                         d >= u64::from(gap.min) && gap.max.is_none_or(|m| d <= u64::from(m))
                     }
                 })
-            })
-        };
-        if !chained {
-            return false;
+            });
         }
+        let first_start = *starts.first()?;
         if last {
-            return true;
+            return Some(first_start);
         }
         let recorded = state.chains.entry((anchor.sig, anchor.part)).or_default();
         recorded.extend(ends);
@@ -241,7 +261,7 @@ impl BodyMatcher {
             // Keep the smallest end (it serves every unbounded gap) and the newest.
             recorded.drain(1..1 + excess);
         }
-        false
+        None
     }
 }
 
@@ -252,6 +272,8 @@ struct ScanState {
     is_text: Option<bool>,
     /// Ends of valid partial chains, per (signature, part).
     chains: HashMap<(u32, u16), Vec<usize>>,
+    /// Signatures already matched (few: a file rarely matches more than one).
+    matched: Vec<u32>,
 }
 
 impl ScanState {

@@ -190,6 +190,8 @@ fn scan_one(scanner: &mut Scanner<'_>, path: PathBuf) -> Report {
         Err(e) => (io_outcome(&e), 0, 0),
         Ok((_, 0)) => (Outcome::Empty, 0, 0),
         Ok((file, len)) => match scanner.scan_file(&file) {
+            // A file over the size limits is reported OK but was not read.
+            Ok(scan) if scan.skipped.is_some() => (Outcome::Clean, 0, 0),
             Ok(scan) => (verdict_outcome(scan.verdict), len, scan.bytes_scanned),
             Err(ScanError::Io(e)) => (io_outcome(&e), 0, 0),
         },
@@ -320,6 +322,11 @@ impl Output {
                         totals.files,
                         totals.bytes_read as f64 / 1048576.0
                     ));
+                }
+            }
+            Report::Item(Item::Notice(line)) => {
+                if !infected_only {
+                    self.stdout(&line);
                 }
             }
             Report::Item(Item::Failed(line)) => {

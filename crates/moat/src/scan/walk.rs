@@ -50,6 +50,9 @@ pub enum Item {
     Stdin,
     /// A line for stdout that needs no scan (e.g. `DIR: Can't open directory.`); an error.
     Failed(String),
+    /// A line for stdout that is neither a result nor an error (`PATH: Symbolic link`,
+    /// `PATH: Excluded`); hidden by `-i`.
+    Notice(String),
     /// A problem reported on stderr only (e.g. a missing command-line path); an error.
     Warning(Vec<String>),
 }
@@ -122,9 +125,9 @@ impl Walker<'_> {
             meta.file_type()
         };
         if file_type.is_dir() {
-            self.directory(path, true);
+            self.directory(path);
         } else if file_type.is_file() {
-            (self.emit)(Item::File(path.to_owned()));
+            self.file(path.to_owned());
         } else {
             (self.emit)(Item::Warning(vec![format!(
                 "WARNING: {}: Not supported file type",
@@ -134,9 +137,9 @@ impl Walker<'_> {
     }
 
     /// Visits a directory: its regular files, and its subdirectories when recursive.
-    fn directory(&mut self, dir: &Path, top: bool) {
-        if !top && self.excluded_dir(dir) {
-            return;
+    fn directory(&mut self, dir: &Path) {
+        if self.excluded_dir(dir) {
+            return (self.emit)(Item::Notice(format!("{}: Excluded", dir.display())));
         }
         let entries = match fs::read_dir(dir) {
             Ok(entries) => entries,
@@ -162,24 +165,45 @@ impl Walker<'_> {
                     Ok(target) if target.is_file() && self.options.follow_files.allows(false) => {
                         file_type = target.file_type()
                     }
-                    _ => continue,
+                    // A dangling link is silent once links are followed at all.
+                    Err(_) if self.options.follow_files == Follow::Always => continue,
+                    _ => {
+                        let notice = format!("{}: Symbolic link", path.display());
+                        (self.emit)(Item::Notice(notice));
+                        continue;
+                    }
                 }
             }
             if file_type.is_dir() {
                 if self.options.recursive {
-                    self.directory(&path, false);
+                    self.directory(&path);
                 }
-            } else if file_type.is_file() && !self.excluded_file(&path) {
-                (self.emit)(Item::File(path));
+            } else if file_type.is_file() {
+                self.file(path);
             }
         }
     }
 
+    /// A regular file: scanned unless `--exclude` matches.
+    fn file(&mut self, path: PathBuf) {
+        if self.excluded_file(&path) {
+            (self.emit)(Item::Notice(format!("{}: Excluded", path.display())));
+        } else {
+            (self.emit)(Item::File(path));
+        }
+    }
+
+    /// `--exclude` patterns match the file's absolute path (as clamscan's do).
     fn excluded_file(&self, path: &Path) -> bool {
-        let text = path.to_string_lossy();
+        if self.options.exclude.is_empty() {
+            return false;
+        }
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+        let text = absolute.to_string_lossy();
         self.options.exclude.iter().any(|re| re.is_match(&text))
     }
 
+    /// `--exclude-dir` patterns match the directory's path as it is printed.
     fn excluded_dir(&self, path: &Path) -> bool {
         let text = path.to_string_lossy();
         self.options.exclude_dir.iter().any(|re| re.is_match(&text))

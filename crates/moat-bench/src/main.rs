@@ -1,0 +1,250 @@
+//! `moat-bench`: side-by-side benchmark of moat against ClamAV's clamscan.
+//!
+//! ```text
+//! cargo run --release -p moat-bench -- scan [--quick] [--data DIR] [--moat PATH] [--clamscan PATH] [--runs N]
+//! cargo run --release -p moat-bench -- gen  [--quick] [--data DIR] [--force]
+//! ```
+//!
+//! `scan` generates (or reuses) a reproducible database and corpus ([`gen`]), warms the page
+//! cache, runs both scanners on an empty file (database load time) and on the corpus
+//! ([`runner`]), then prints a comparison table and checks that both report the same
+//! detections ([`report`]).
+
+mod gen;
+mod report;
+mod rng;
+mod runner;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(
+    name = "moat-bench",
+    about = "Benchmark moat against clamscan on a reproducible synthetic database and corpus"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Generate the data if needed, run both scanners and print the comparison.
+    Scan(ScanArgs),
+    /// Only generate (or verify the cache of) the benchmark data.
+    Gen(DataArgs),
+}
+
+#[derive(Args)]
+struct DataArgs {
+    /// Use the small profile: ~30 MB corpus and a tenth of the database.
+    #[arg(long)]
+    quick: bool,
+    /// Where datasets are cached [default: <workspace>/target/bench-data].
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Regenerate even when a valid cached dataset exists.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args)]
+struct ScanArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// The moat binary [default: <target dir>/release/moat, built if missing]. A binary
+    /// whose name starts with `clamscan` is invoked without the `scan` subcommand, which
+    /// allows testing this tool against clamscan itself.
+    #[arg(long, value_name = "PATH")]
+    moat: Option<PathBuf>,
+    /// The clamscan binary.
+    #[arg(long, value_name = "PATH", default_value = "clamscan")]
+    clamscan: PathBuf,
+    /// Run every measurement this many times and keep the fastest (for noisy machines).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
+}
+
+/// The workspace root this tool was built from (falls back to the current directory).
+fn workspace_root() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    root.canonicalize().unwrap_or_else(|_| PathBuf::from("."))
+}
+
+fn data_dir(args: &DataArgs) -> PathBuf {
+    let dir = args
+        .data
+        .clone()
+        .unwrap_or_else(|| workspace_root().join("target/bench-data"));
+    if dir.is_absolute() {
+        dir
+    } else {
+        std::env::current_dir().map(|c| c.join(&dir)).unwrap_or(dir)
+    }
+}
+
+fn profile(args: &DataArgs) -> gen::Profile {
+    if args.quick {
+        gen::Profile::quick()
+    } else {
+        gen::Profile::full()
+    }
+}
+
+/// Finds the moat binary, building it with cargo when the default one is missing.
+fn resolve_moat(explicit: Option<PathBuf>) -> Result<PathBuf, String> {
+    if let Some(p) = explicit {
+        return Ok(p);
+    }
+    let root = workspace_root();
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|t| if t.is_absolute() { t } else { root.join(t) })
+        .unwrap_or_else(|| root.join("target"));
+    let bin = target_dir.join("release/moat");
+    if !bin.exists() {
+        eprintln!(
+            "moat-bench: {} missing, running `cargo build --release -p moat`",
+            bin.display()
+        );
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--release", "-p", "moat"])
+            .current_dir(&root)
+            .status()
+            .map_err(|e| format!("cannot run cargo: {e}"))?;
+        if !status.success() || !bin.exists() {
+            return Err(format!(
+                "building moat failed ({status}); pass --moat PATH to use another binary"
+            ));
+        }
+    }
+    Ok(bin)
+}
+
+fn moat_tool(program: PathBuf) -> runner::Tool {
+    let clamscan_like = program
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("clamscan"));
+    runner::Tool {
+        label: "moat",
+        program,
+        prefix: if clamscan_like {
+            Vec::new()
+        } else {
+            vec!["scan".to_string()]
+        },
+    }
+}
+
+fn cmd_gen(args: &DataArgs) -> Result<(), String> {
+    let ds = gen::ensure(&data_dir(args), &profile(args), args.force)
+        .map_err(|e| format!("generating data: {e}"))?;
+    println!(
+        "{} dataset ready in {} ({}): {} files, {:.1} MB, {} planted detections",
+        profile(args).name,
+        ds.root.display(),
+        if ds.generated {
+            format!("generated in {:.1}s", ds.generation_secs)
+        } else {
+            "cached".to_string()
+        },
+        ds.corpus_files(),
+        ds.corpus_bytes() as f64 / 1e6,
+        ds.expected.len()
+    );
+    Ok(())
+}
+
+fn cmd_scan(args: ScanArgs) -> Result<(), String> {
+    let started = Instant::now();
+    let ds = gen::ensure(&data_dir(&args.data), &profile(&args.data), args.data.force)
+        .map_err(|e| format!("generating data: {e}"))?;
+    if ds.generated {
+        eprintln!("moat-bench: data generated in {:.1}s", ds.generation_secs);
+    } else {
+        eprintln!("moat-bench: using cached data in {}", ds.root.display());
+    }
+
+    let moat = moat_tool(resolve_moat(args.moat)?);
+    let clam = runner::Tool {
+        label: "clamscan",
+        program: args.clamscan,
+        prefix: Vec::new(),
+    };
+
+    let t = Instant::now();
+    let warmed = runner::warm_cache(&[&ds.corpus_dir, &ds.db_dir])
+        .map_err(|e| format!("warming the page cache: {e}"))?;
+    eprintln!(
+        "moat-bench: page cache warmed ({:.1} MB in {:.1}s)",
+        warmed as f64 / 1e6,
+        t.elapsed().as_secs_f64()
+    );
+
+    let runs_dir = ds.root.join("runs");
+    let mut sides = Vec::new();
+    for tool in [&moat, &clam] {
+        let measure = |what: &str, target: &Path| {
+            let mut best: Option<runner::Run> = None;
+            for i in 1..=args.runs {
+                eprintln!("moat-bench: {} {what} ({i}/{})...", tool.label, args.runs);
+                let r = runner::run(
+                    &tool.argv(&ds.db_dir, target),
+                    &runs_dir,
+                    &format!("{}-{what}", tool.label),
+                )
+                .map_err(|e| format!("{}: {e}", tool.label))?;
+                eprintln!(
+                    "moat-bench:   {:.3}s, {:.1} MB peak RSS, {}",
+                    r.wall.as_secs_f64(),
+                    r.max_rss as f64 / 1e6,
+                    r.exit
+                );
+                let faster = match &best {
+                    Some(b) => r.wall < b.wall,
+                    None => true,
+                };
+                if faster {
+                    best = Some(r);
+                }
+            }
+            Ok::<_, String>(best.expect("at least one run"))
+        };
+        let load = measure("load", &ds.empty_file)?;
+        let scan = measure("scan", &ds.corpus_dir)?;
+        sides.push(report::Side {
+            label: tool.label,
+            load,
+            scan,
+        });
+    }
+    let clam_side = sides.pop().expect("two sides");
+    let moat_side = sides.pop().expect("two sides");
+    report::print(&ds, &moat_side, &clam_side);
+    println!();
+    println!(
+        "outputs: {}; total benchmark time {:.1}s",
+        runs_dir.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Scan(a) => cmd_scan(a),
+        Cmd::Gen(a) => cmd_gen(&a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("moat-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
