@@ -209,8 +209,19 @@ pub fn print(ds: &Dataset, moat: &Side, clam: &Side) {
         },
     ];
 
+    let failed: Vec<String> = [moat, clam]
+        .iter()
+        .flat_map(|side| [&side.load, &side.scan])
+        .filter(|run| !matches!(run.exit, Exit::Code(0) | Exit::Code(1)))
+        .map(|run| format!("`{}` ended with {}", run.command_line(), run.exit))
+        .collect();
+    let valid = failed.is_empty();
+
     println!();
     println!("== results (ratio: clamscan/moat for times and RSS, moat/clamscan otherwise) ==");
+    if !valid {
+        println!("!! INVALID, figures are meaningless: {}", failed.join("; "));
+    }
     let header = format!(
         "{:<30} | {:>10} | {:>10} | {:>8} | target",
         "metric", moat.label, clam.label, "ratio"
@@ -229,6 +240,7 @@ pub fn print(ds: &Dataset, moat: &Side, clam: &Side) {
             "-".to_string()
         };
         let target = match r.target {
+            Some((_, text)) if !valid => format!("{text}  (invalid run)"),
             Some((min, text)) if ratio.is_finite() => {
                 format!("{text}  {}", if ratio >= min { "ok" } else { "MISSED" })
             }

@@ -188,16 +188,21 @@ impl Loader {
             path: path.to_owned(),
             source,
         })?;
-        let text = String::from_utf8_lossy(&bytes);
-        self.load_text(path, &text)
+        match std::str::from_utf8(&bytes) {
+            Ok(text) => self.load_text(path, text),
+            Err(_) => self.load_text(path, &String::from_utf8_lossy(&bytes)),
+        }
     }
 
     fn load_text(&mut self, path: &Path, text: &str) -> Result<(), LoadError> {
         let Some(format) = format_of(path) else {
             return Ok(());
         };
-        let mut unsupported = Vec::new();
-        if text.is_empty() && !matches!(format, Format::Unsupported(_) | Format::Metadata) {
+        let signatures = matches!(
+            format,
+            Format::Hash | Format::Allow | Format::Body | Format::Ignore
+        );
+        if text.is_empty() && signatures {
             return Err(LoadError::Malformed {
                 path: path.to_owned(),
                 line: 0,
@@ -206,52 +211,49 @@ impl Loader {
         }
         // A final newline ends the last line; it does not start an empty one.
         let body = text.strip_suffix('\n').unwrap_or(text);
-        for (index, raw) in body.split('\n').enumerate() {
-            let line = raw.strip_suffix('\r').unwrap_or(raw);
-            if line.starts_with('#') {
-                continue;
-            }
-            let malformed = |reason| LoadError::Malformed {
-                path: path.to_owned(),
-                line: index + 1,
-                reason,
-            };
-            if line.is_empty()
-                && matches!(
-                    format,
-                    Format::Hash | Format::Allow | Format::Body | Format::Ignore
-                )
-            {
-                // ClamAV refuses blank lines in signature files; so does moat.
-                return Err(malformed(ParseError::new("empty line")));
-            }
-            match format {
-                Format::Hash | Format::Allow => match line::parse_hash(line).map_err(malformed)? {
-                    Parsed::Sig(sig) if format == Format::Hash => self.db.hashes.push(sig),
-                    Parsed::Sig(sig) => self.db.allow.push(sig),
-                    Parsed::Skipped(why) => self.count_skip(why),
-                },
-                Format::Body => match line::parse_ndb(line).map_err(malformed)? {
-                    Parsed::Sig(sig) => match body_support(&sig) {
-                        Ok(()) => self.db.bodies.push(sig),
-                        Err(reason) => {
-                            self.db.report.not_evaluated += 1;
-                            unsupported.push(reason)
-                        }
-                    },
-                    Parsed::Skipped(why) => self.count_skip(why),
-                },
-                Format::Ignore => {
-                    self.ignore
-                        .insert(line::parse_ign2(line).map_err(malformed)?);
+        let suffix = if self.official { "" } else { UNOFFICIAL };
+        let mut unsupported = Vec::new();
+        match format {
+            Format::Hash | Format::Allow => {
+                for parsed in parse_lines(path, body, |l| line::parse_hash(l, suffix))? {
+                    match parsed {
+                        Parsed::Sig(sig) if format == Format::Hash => self.db.hashes.push(sig),
+                        Parsed::Sig(sig) => self.db.allow.push(sig),
+                        Parsed::Skipped(why) => self.count_skip(why),
+                    }
                 }
-                Format::Unsupported(what) => {
-                    unsupported.push(format!("{what} are not supported yet"))
-                }
-                Format::Pua => unsupported
-                    .push("potentially-unwanted-application databases are not loaded".to_owned()),
-                Format::Metadata => {}
             }
+            Format::Body => {
+                for parsed in parse_lines(path, body, |l| line::parse_ndb(l, suffix))? {
+                    match parsed {
+                        Parsed::Sig(sig) => match body_support(&sig) {
+                            Ok(()) => self.db.bodies.push(sig),
+                            Err(reason) => {
+                                self.db.report.not_evaluated += 1;
+                                unsupported.push(reason)
+                            }
+                        },
+                        Parsed::Skipped(why) => self.count_skip(why),
+                    }
+                }
+            }
+            Format::Ignore => {
+                let names = parse_lines(path, body, |l| line::parse_ign2(l).map(Parsed::Sig))?;
+                self.ignore.extend(names.into_iter().filter_map(|p| match p {
+                    Parsed::Sig(name) => Some(name),
+                    Parsed::Skipped(_) => None,
+                }));
+            }
+            Format::Unsupported(what) => {
+                let count = lines(body).filter(|(_, l)| !l.is_empty()).count();
+                unsupported.extend((0..count).map(|_| format!("{what} are not supported yet")));
+            }
+            Format::Pua => {
+                let count = lines(body).filter(|(_, l)| !l.is_empty()).count();
+                let reason = "potentially-unwanted-application databases are not loaded";
+                unsupported.extend((0..count).map(|_| reason.to_owned()));
+            }
+            Format::Metadata => {}
         }
         self.report_unsupported(path, unsupported);
         Ok(())
@@ -279,27 +281,92 @@ impl Loader {
     fn finish(mut self) -> Database {
         let before = self.db.hashes.len() + self.db.bodies.len();
         if !self.ignore.is_empty() {
+            // .ign2 names are written without the `.UNOFFICIAL` suffix.
             let ignore = &self.ignore;
-            self.db.hashes.retain(|s| !ignore.contains(&s.name));
-            self.db.bodies.retain(|s| !ignore.contains(&s.name));
+            let suffix = if self.official { "" } else { UNOFFICIAL };
+            let ignored = |name: &str| ignore.contains(name.strip_suffix(suffix).unwrap_or(name));
+            self.db.hashes.retain(|s| !ignored(&s.name));
+            self.db.bodies.retain(|s| !ignored(&s.name));
         }
         self.db.report.ignored = before - self.db.hashes.len() - self.db.bodies.len();
-        if self.official {
-            return self.db;
-        }
-        for sig in &mut self.db.hashes {
-            sig.name = unofficial(&sig.name);
-        }
-        for sig in &mut self.db.bodies {
-            sig.name = unofficial(&sig.name);
-        }
         self.db
     }
 }
 
 /// Names from databases that are not signed `.cvd` files carry ClamAV's suffix.
-fn unofficial(name: &str) -> Box<str> {
-    format!("{name}.UNOFFICIAL").into()
+const UNOFFICIAL: &str = ".UNOFFICIAL";
+
+/// Files above this size are parsed on several threads.
+const PARALLEL_PARSE_MIN: usize = 1 << 20;
+
+/// The lines of a database body with their 1-based numbers, comments left out.
+fn lines(body: &str) -> impl Iterator<Item = (usize, &str)> {
+    body.split('\n')
+        .enumerate()
+        .map(|(i, raw)| (i + 1, raw.strip_suffix('\r').unwrap_or(raw)))
+        .filter(|(_, line)| !line.starts_with('#'))
+}
+
+/// Parses every line of `body` with `parse`, in order. Large bodies are cut at line
+/// boundaries and parsed on all cores (the official databases have millions of lines);
+/// the first error in file order wins. ClamAV refuses blank lines; so does moat.
+fn parse_lines<T: Send>(
+    path: &Path,
+    body: &str,
+    parse: impl Fn(&str) -> Result<Parsed<T>, ParseError> + Sync,
+) -> Result<Vec<Parsed<T>>, LoadError> {
+    let parse_chunk = |chunk: &str, first_line: usize| -> Result<Vec<Parsed<T>>, LoadError> {
+        lines(chunk)
+            .map(|(n, line)| {
+                let parsed = if line.is_empty() {
+                    Err(ParseError::new("empty line"))
+                } else {
+                    parse(line)
+                };
+                parsed.map_err(|reason| LoadError::Malformed {
+                    path: path.to_owned(),
+                    line: first_line + n - 1,
+                    reason,
+                })
+            })
+            .collect()
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if body.len() < PARALLEL_PARSE_MIN || threads == 1 {
+        return parse_chunk(body, 1);
+    }
+    let chunks = split_at_lines(body, threads);
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .iter()
+            .map(|&(chunk, first_line)| scope.spawn(move || parse_chunk(chunk, first_line)))
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("parser thread panicked")).collect()
+    });
+    let mut all = Vec::new();
+    for result in results {
+        all.extend(result?);
+    }
+    Ok(all)
+}
+
+/// Cuts `body` into about `n` pieces at line boundaries, each with the number of its
+/// first line.
+fn split_at_lines(body: &str, n: usize) -> Vec<(&str, usize)> {
+    let mut pieces = Vec::with_capacity(n);
+    let (mut rest, mut line) = (body, 1);
+    let target = body.len() / n + 1;
+    while !rest.is_empty() {
+        let cut = match rest.get(target..).and_then(|tail| tail.find('\n')) {
+            Some(i) => target + i,
+            None => rest.len(),
+        };
+        let (piece, tail) = rest.split_at(cut);
+        pieces.push((piece, line));
+        line += piece.bytes().filter(|&b| b == b'\n').count() + 1;
+        rest = tail.strip_prefix('\n').unwrap_or(tail);
+    }
+    pieces
 }
 
 /// Whether the engine can evaluate this body signature yet; the reason if not.

@@ -428,7 +428,7 @@ impl Parser<'_> {
         let fixed_len = alternatives
             .iter()
             .all(|a| a.len() == alternatives[0].len());
-        if plain && alternatives[0].len() == 1 {
+        if plain && alternatives.iter().all(|a| a.len() == 1) {
             let mut set = ByteSet::EMPTY;
             for alt in &alternatives {
                 if let Element::Byte(b) = alt[0] {

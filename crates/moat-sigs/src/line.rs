@@ -50,8 +50,9 @@ impl Digest {
     pub fn from_hex(text: &str) -> Result<Digest, ParseError> {
         fn decode<const N: usize>(text: &str) -> Result<[u8; N], ParseError> {
             let mut out = [0u8; N];
-            ::hex::decode_to_slice(text, &mut out)
-                .map_err(|e| ParseError::new(format!("bad hash '{text}': {e}")))?;
+            // faster-hex: the official databases hold millions of digests.
+            faster_hex::hex_decode(text.as_bytes(), &mut out)
+                .map_err(|_| ParseError::new(format!("bad hash '{text}': not hexadecimal")))?;
             Ok(out)
         }
         match text.len() {
@@ -123,7 +124,8 @@ pub enum SkipReason {
 pub const WILDCARD_SIZE_MIN_FLEVEL: u32 = 73;
 
 /// Parses a `.hdb`/`.hsb`/`.fp`/`.sfp` line `HASH:SIZE:NAME[:MINFL[:MAXFL]]`.
-pub fn parse_hash(line: &str) -> Result<Parsed<HashSig>, ParseError> {
+/// `suffix` is appended to the detection name (`.UNOFFICIAL` for unsigned databases).
+pub fn parse_hash(line: &str, suffix: &str) -> Result<Parsed<HashSig>, ParseError> {
     let mut fields = line.split(':');
     let (Some(hash), Some(size), Some(name)) = (fields.next(), fields.next(), fields.next()) else {
         return Err(ParseError::new(
@@ -149,12 +151,13 @@ pub fn parse_hash(line: &str) -> Result<Parsed<HashSig>, ParseError> {
     Ok(Parsed::Sig(HashSig {
         digest,
         size,
-        name: name.into(),
+        name: with_suffix(name, suffix),
     }))
 }
 
 /// Parses an `.ndb` line `NAME:TARGET:OFFSET:HEXSIG[:MINFL[:MAXFL]]`.
-pub fn parse_ndb(line: &str) -> Result<Parsed<BodySig>, ParseError> {
+/// `suffix` is appended to the detection name (`.UNOFFICIAL` for unsigned databases).
+pub fn parse_ndb(line: &str, suffix: &str) -> Result<Parsed<BodySig>, ParseError> {
     let mut fields = line.split(':');
     let (Some(name), Some(target), Some(offset), Some(hexsig)) =
         (fields.next(), fields.next(), fields.next(), fields.next())
@@ -180,7 +183,7 @@ pub fn parse_ndb(line: &str) -> Result<Parsed<BodySig>, ParseError> {
         )));
     }
     Ok(Parsed::Sig(BodySig {
-        name: name.into(),
+        name: with_suffix(name, suffix),
         target,
         offset,
         pattern,
@@ -192,6 +195,13 @@ pub fn parse_ndb(line: &str) -> Result<Parsed<BodySig>, ParseError> {
 pub fn parse_ign2(line: &str) -> Result<Box<str>, ParseError> {
     let name = line.split(':').next().unwrap_or("").trim_end();
     Ok(check_name(name)?.into())
+}
+
+fn with_suffix(name: &str, suffix: &str) -> Box<str> {
+    let mut full = String::with_capacity(name.len() + suffix.len());
+    full.push_str(name);
+    full.push_str(suffix);
+    full.into_boxed_str()
 }
 
 fn flevels<'a>(

@@ -139,25 +139,21 @@ fn seq_equals(alt: &[Element], window: &[u8]) -> bool {
 }
 
 /// `(B)` in the middle of a signature: one of the bytes ClamAV treats as a word
-/// boundary there (measured: whitespace, quotes, `-./<=>@_`).
+/// boundary there (measured: `\n \r space " ' - . / < = > @ _`).
 fn is_word_boundary_middle(b: u8) -> bool {
-    matches!(
-        b,
-        0x09..=0x0d | b' ' | b'"' | b'\'' | b'-' | b'.' | b'/' | b'<' | b'=' | b'>' | b'@' | b'_'
-    )
+    is_word_boundary_before(b) || is_word_boundary_after(b)
 }
 
-/// `(B)` as a look-behind at the start of a signature: the byte before the match.
+/// `(B)` as a look-behind at the start of a signature: the byte before the match
+/// (measured: `space - . / < @ _`).
 pub fn is_word_boundary_before(b: u8) -> bool {
-    matches!(b, 0x00..=0x20 | b'-' | b'.' | b'/' | b'<' | b'@' | b'_' | 0x80..=0xff)
+    matches!(b, b' ' | b'-' | b'.' | b'/' | b'<' | b'@' | b'_')
 }
 
-/// `(B)` as a look-ahead at the end of a signature: the byte after the match.
+/// `(B)` as a look-ahead at the end of a signature: the byte after the match
+/// (measured: `\n \r space " ' - / = > _`).
 pub fn is_word_boundary_after(b: u8) -> bool {
-    matches!(
-        b,
-        0x09..=0x0d | b' ' | b'"' | b'\'' | b'-' | b'/' | b'=' | b'>' | b'_'
-    )
+    matches!(b, b'\n' | b'\r' | b' ' | b'"' | b'\'' | b'-' | b'/' | b'=' | b'>' | b'_')
 }
 
 fn boundary_word(data: &[u8], pos: usize, forward: bool, out: &mut Vec<usize>) {

@@ -2,11 +2,10 @@
 //!
 //! # Design
 //!
-//! Every part of every signature contributes one *atom*: a run of static bytes (at
-//! most [`MAX_ATOM`] long, the rarest window of the part's longest static run). All
-//! atoms go into one Aho-Corasick automaton, searched once over the data with
-//! overlapping semantics, so the cost of the pass does not grow with the number of
-//! signatures the way trying each signature would.
+//! Every part of every signature contributes one *atom*: a run of static bytes (2 to
+//! [`MAX_ATOM`] long, the rarest window of the part's longest static run). All atoms
+//! go into one [`prefilter`] searched once over the data, so the cost of the pass does
+//! not grow with the number of signatures the way trying each signature would.
 //!
 //! A hit of an atom is only a candidate. The part around it is verified backwards and
 //! forwards ([`elements`]), which yields the sets of positions where the part can start
@@ -19,20 +18,17 @@
 //! chains, bounded per part, never the data.
 
 mod elements;
+mod prefilter;
 
 use std::collections::HashMap;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use moat_sigs::hex::{Boundary, Element, Part};
 use moat_sigs::line::TARGET_TEXT;
 use moat_sigs::BodySig;
 
 use crate::filetype;
-
-/// The longest atom taken from a part. Longer atoms are rarer (fewer false
-/// candidates) but make the automaton bigger; 8 bytes is past the point where random
-/// hits matter and keeps the automaton within cache-friendly size.
-pub const MAX_ATOM: usize = 8;
+use prefilter::Prefilter;
+pub use prefilter::MAX_ATOM;
 
 /// Most partial-chain ends remembered per signature part in one scan; beyond it the
 /// oldest are dropped (as ClamAV bounds its offset tracking).
@@ -53,7 +49,7 @@ struct Anchor {
 
 /// The compiled body signatures.
 pub struct BodyMatcher {
-    automaton: Option<AhoCorasick>,
+    prefilter: Prefilter,
     /// For each atom (automaton pattern id), the anchors that use it.
     anchors: Vec<Vec<Anchor>>,
     sigs: Vec<CompiledSig>,
@@ -145,14 +141,13 @@ impl BodyMatcher {
                 });
             }
         }
-        let automaton = (!atoms.is_empty()).then(|| {
-            AhoCorasickBuilder::new()
-                .match_kind(MatchKind::Standard)
-                .build(&atoms)
-                .expect("atoms of at most MAX_ATOM bytes always build")
-        });
+        let numbered: Vec<(Vec<u8>, u32)> = atoms
+            .into_iter()
+            .enumerate()
+            .map(|(id, bytes)| (bytes, id as u32))
+            .collect();
         BodyMatcher {
-            automaton,
+            prefilter: Prefilter::new(&numbered),
             anchors,
             sigs,
         }
@@ -176,7 +171,9 @@ impl BodyMatcher {
     /// Scans `data` (the first bytes of a file of `file_len` bytes) and returns the
     /// signature ClamAV would report first ([`BodyMatch::rank`]).
     pub fn scan(&self, data: &[u8], file_len: u64) -> Option<BodyMatch> {
-        let automaton = self.automaton.as_ref()?;
+        if self.sigs.is_empty() {
+            return None;
+        }
         let mut state = ScanState {
             file_len,
             is_text: None,
@@ -184,12 +181,12 @@ impl BodyMatcher {
             matched: Vec::new(),
         };
         let mut best: Option<BodyMatch> = None;
-        for hit in automaton.find_overlapping_iter(data) {
-            for anchor in &self.anchors[hit.pattern().as_usize()] {
+        self.prefilter.for_each(data, |atom, at| {
+            for anchor in &self.anchors[atom as usize] {
                 if state.matched.contains(&anchor.sig) {
                     continue;
                 }
-                if let Some(position) = self.on_hit(anchor, hit.start(), data, &mut state) {
+                if let Some(position) = self.on_hit(anchor, at, data, &mut state) {
                     state.matched.push(anchor.sig);
                     let found = BodyMatch {
                         sig: anchor.sig as usize,
@@ -200,7 +197,7 @@ impl BodyMatcher {
                     }
                 }
             }
-        }
+        });
         best
     }
 
