@@ -24,7 +24,7 @@ pub fn database() -> Database {
         .expect("the built-in body signature parses");
     let hashes = Database::from_official_text(Path::new("builtin.hdb"), &hdb)
         .expect("the built-in hash signature parses");
-    db.hashes = hashes.hashes;
+    db.hashes.append(hashes.hashes);
     db
 }
 

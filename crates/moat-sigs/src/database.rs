@@ -4,7 +4,8 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use crate::error::{LoadError, ParseError};
-use crate::line::{self, BodySig, HashSig, Parsed, SkipReason, TARGET_ANY, TARGET_TEXT};
+use crate::hashtable::HashTable;
+use crate::line::{self, BodySig, Parsed, SkipReason, TARGET_ANY, TARGET_TEXT};
 
 /// Every signature loaded from one or more database paths, in load order, with the
 /// `.ign2` names already removed and detection names in their reported form
@@ -12,9 +13,9 @@ use crate::line::{self, BodySig, HashSig, Parsed, SkipReason, TARGET_ANY, TARGET
 #[derive(Debug, Default)]
 pub struct Database {
     /// Whole-file hash signatures (`.hdb`, `.hsb`).
-    pub hashes: Vec<HashSig>,
+    pub hashes: HashTable,
     /// Allow-list entries (`.fp`, `.sfp`): a file with one of these hashes is clean.
-    pub allow: Vec<HashSig>,
+    pub allow: HashTable,
     /// Body signatures (`.ndb`) the engine supports.
     pub bodies: Vec<BodySig>,
     /// What was skipped and why.
@@ -215,16 +216,31 @@ impl Loader {
         let mut unsupported = Vec::new();
         match format {
             Format::Hash | Format::Allow => {
-                for parsed in parse_lines(path, body, |l| line::parse_hash(l, suffix))? {
-                    match parsed {
-                        Parsed::Sig(sig) if format == Format::Hash => self.db.hashes.push(sig),
-                        Parsed::Sig(sig) => self.db.allow.push(sig),
-                        Parsed::Skipped(why) => self.count_skip(why),
+                let chunks = parse_lines(path, body, HashChunk::default, |chunk, line| {
+                    match line::parse_hash_ref(line)? {
+                        Parsed::Sig(sig) => chunk
+                            .table
+                            .push_parts(sig.digest, sig.size, sig.name, suffix),
+                        Parsed::Skipped(_) => chunk.flevel_skipped += 1,
                     }
+                    Ok(())
+                })?;
+                let target = if format == Format::Hash {
+                    &mut self.db.hashes
+                } else {
+                    &mut self.db.allow
+                };
+                for chunk in chunks {
+                    target.append(chunk.table);
+                    self.db.report.flevel_skipped += chunk.flevel_skipped;
                 }
             }
             Format::Body => {
-                for parsed in parse_lines(path, body, |l| line::parse_ndb(l, suffix))? {
+                let chunks = parse_lines(path, body, Vec::new, |sigs, line| {
+                    sigs.push(line::parse_ndb(line, suffix)?);
+                    Ok(())
+                })?;
+                for parsed in chunks.into_iter().flatten() {
                     match parsed {
                         Parsed::Sig(sig) => match body_support(&sig) {
                             Ok(()) => self.db.bodies.push(sig),
@@ -238,11 +254,11 @@ impl Loader {
                 }
             }
             Format::Ignore => {
-                let names = parse_lines(path, body, |l| line::parse_ign2(l).map(Parsed::Sig))?;
-                self.ignore.extend(names.into_iter().filter_map(|p| match p {
-                    Parsed::Sig(name) => Some(name),
-                    Parsed::Skipped(_) => None,
-                }));
+                let names = parse_lines(path, body, Vec::new, |names, line| {
+                    names.push(line::parse_ign2(line)?);
+                    Ok(())
+                })?;
+                self.ignore.extend(names.into_iter().flatten());
             }
             Format::Unsupported(what) => {
                 let count = lines(body).filter(|(_, l)| !l.is_empty()).count();
@@ -279,16 +295,21 @@ impl Loader {
     }
 
     fn finish(mut self) -> Database {
-        let before = self.db.hashes.len() + self.db.bodies.len();
+        let count = |db: &Database| db.hashes.len() + db.allow.len() + db.bodies.len();
+        let before = count(&self.db);
         if !self.ignore.is_empty() {
             // .ign2 names are written without the `.UNOFFICIAL` suffix.
             let ignore = &self.ignore;
             let suffix = if self.official { "" } else { UNOFFICIAL };
             let ignored = |name: &str| ignore.contains(name.strip_suffix(suffix).unwrap_or(name));
-            self.db.hashes.retain(|s| !ignored(&s.name));
+            self.db.hashes.retain_names(|name| !ignored(name));
+            self.db.allow.retain_names(|name| !ignored(name));
             self.db.bodies.retain(|s| !ignored(&s.name));
         }
-        self.db.report.ignored = before - self.db.hashes.len() - self.db.bodies.len();
+        self.db.report.ignored = before - count(&self.db);
+        self.db.hashes.shrink_to_fit();
+        self.db.allow.shrink_to_fit();
+        self.db.bodies.shrink_to_fit();
         self.db
     }
 }
@@ -307,47 +328,54 @@ fn lines(body: &str) -> impl Iterator<Item = (usize, &str)> {
         .filter(|(_, line)| !line.starts_with('#'))
 }
 
-/// Parses every line of `body` with `parse`, in order. Large bodies are cut at line
-/// boundaries and parsed on all cores (the official databases have millions of lines);
-/// the first error in file order wins. ClamAV refuses blank lines; so does moat.
-fn parse_lines<T: Send>(
+/// Hash signatures parsed from one piece of a file.
+#[derive(Default)]
+struct HashChunk {
+    table: HashTable,
+    flevel_skipped: usize,
+}
+
+/// Folds every line of `body` into an accumulator made by `init`, with `step`. Large
+/// bodies are cut at line boundaries and parsed on all cores (the official databases
+/// have millions of lines), one accumulator per piece, returned in file order; the
+/// first error in file order wins. ClamAV refuses blank lines; so does moat.
+fn parse_lines<A: Send>(
     path: &Path,
     body: &str,
-    parse: impl Fn(&str) -> Result<Parsed<T>, ParseError> + Sync,
-) -> Result<Vec<Parsed<T>>, LoadError> {
-    let parse_chunk = |chunk: &str, first_line: usize| -> Result<Vec<Parsed<T>>, LoadError> {
-        lines(chunk)
-            .map(|(n, line)| {
-                let parsed = if line.is_empty() {
-                    Err(ParseError::new("empty line"))
-                } else {
-                    parse(line)
-                };
-                parsed.map_err(|reason| LoadError::Malformed {
-                    path: path.to_owned(),
-                    line: first_line + n - 1,
-                    reason,
-                })
-            })
-            .collect()
+    init: impl Fn() -> A + Sync,
+    step: impl Fn(&mut A, &str) -> Result<(), ParseError> + Sync,
+) -> Result<Vec<A>, LoadError> {
+    let parse_chunk = |chunk: &str, first_line: usize| -> Result<A, LoadError> {
+        let mut acc = init();
+        for (n, line) in lines(chunk) {
+            let parsed = if line.is_empty() {
+                Err(ParseError::new("empty line"))
+            } else {
+                step(&mut acc, line)
+            };
+            parsed.map_err(|reason| LoadError::Malformed {
+                path: path.to_owned(),
+                line: first_line + n - 1,
+                reason,
+            })?;
+        }
+        Ok(acc)
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if body.len() < PARALLEL_PARSE_MIN || threads == 1 {
-        return parse_chunk(body, 1);
+        return Ok(vec![parse_chunk(body, 1)?]);
     }
     let chunks = split_at_lines(body, threads);
-    let results: Vec<_> = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         let handles: Vec<_> = chunks
             .iter()
             .map(|&(chunk, first_line)| scope.spawn(move || parse_chunk(chunk, first_line)))
             .collect();
-        handles.into_iter().map(|h| h.join().expect("parser thread panicked")).collect()
-    });
-    let mut all = Vec::new();
-    for result in results {
-        all.extend(result?);
-    }
-    Ok(all)
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("parser thread panicked"))
+            .collect()
+    })
 }
 
 /// Cuts `body` into about `n` pieces at line boundaries, each with the number of its
@@ -363,7 +391,7 @@ fn split_at_lines(body: &str, n: usize) -> Vec<(&str, usize)> {
         };
         let (piece, tail) = rest.split_at(cut);
         pieces.push((piece, line));
-        line += piece.bytes().filter(|&b| b == b'\n').count() + 1;
+        line += memchr::memchr_iter(b'\n', piece.as_bytes()).count() + 1;
         rest = tail.strip_prefix('\n').unwrap_or(tail);
     }
     pieces

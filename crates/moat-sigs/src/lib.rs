@@ -18,12 +18,14 @@
 pub mod builtin;
 pub mod database;
 pub mod error;
+pub mod hashtable;
 pub mod hex;
 pub mod line;
 pub mod offset;
 
 pub use database::{Database, LoadReport, SkippedFile};
 pub use error::{LoadError, ParseError};
+pub use hashtable::{HashEntry, HashTable, Names, ANY_SIZE};
 pub use hex::{Element, Gap, Part, Pattern};
 pub use line::{BodySig, Digest, HashKind, HashSig, Parsed, SkipReason, Target};
 pub use offset::{Offset, OffsetBase};

@@ -126,6 +126,29 @@ pub const WILDCARD_SIZE_MIN_FLEVEL: u32 = 73;
 /// Parses a `.hdb`/`.hsb`/`.fp`/`.sfp` line `HASH:SIZE:NAME[:MINFL[:MAXFL]]`.
 /// `suffix` is appended to the detection name (`.UNOFFICIAL` for unsigned databases).
 pub fn parse_hash(line: &str, suffix: &str) -> Result<Parsed<HashSig>, ParseError> {
+    Ok(match parse_hash_ref(line)? {
+        Parsed::Sig(sig) => Parsed::Sig(HashSig {
+            digest: sig.digest,
+            size: sig.size,
+            name: with_suffix(sig.name, suffix),
+        }),
+        Parsed::Skipped(why) => Parsed::Skipped(why),
+    })
+}
+
+/// A parsed hash line that borrows its name from the line (no allocation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashRef<'a> {
+    /// The file's digest.
+    pub digest: Digest,
+    /// The file's size; `None` for `*`.
+    pub size: Option<u64>,
+    /// The detection name as written.
+    pub name: &'a str,
+}
+
+/// Like [`parse_hash`], borrowing the name: what loaders of millions of lines use.
+pub fn parse_hash_ref(line: &str) -> Result<Parsed<HashRef<'_>>, ParseError> {
     let mut fields = line.split(':');
     let (Some(hash), Some(size), Some(name)) = (fields.next(), fields.next(), fields.next()) else {
         return Err(ParseError::new(
@@ -148,11 +171,7 @@ pub fn parse_hash(line: &str, suffix: &str) -> Result<Parsed<HashSig>, ParseErro
     if !flevel_ok(min_fl, max_fl) {
         return Ok(Parsed::Skipped(SkipReason::Flevel));
     }
-    Ok(Parsed::Sig(HashSig {
-        digest,
-        size,
-        name: with_suffix(name, suffix),
-    }))
+    Ok(Parsed::Sig(HashRef { digest, size, name }))
 }
 
 /// Parses an `.ndb` line `NAME:TARGET:OFFSET:HEXSIG[:MINFL[:MAXFL]]`.

@@ -153,7 +153,10 @@ pub fn is_word_boundary_before(b: u8) -> bool {
 /// `(B)` as a look-ahead at the end of a signature: the byte after the match
 /// (measured: `\n \r space " ' - / = > _`).
 pub fn is_word_boundary_after(b: u8) -> bool {
-    matches!(b, b'\n' | b'\r' | b' ' | b'"' | b'\'' | b'-' | b'/' | b'=' | b'>' | b'_')
+    matches!(
+        b,
+        b'\n' | b'\r' | b' ' | b'"' | b'\'' | b'-' | b'/' | b'=' | b'>' | b'_'
+    )
 }
 
 fn boundary_word(data: &[u8], pos: usize, forward: bool, out: &mut Vec<usize>) {

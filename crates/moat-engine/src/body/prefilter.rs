@@ -53,10 +53,17 @@ impl Table {
         }
         // About 8 bits per atom keeps false candidates near 1 in 8 set bits... per
         // window, while 2^18 bits (32 KiB) still fits L1 for 30,000 atoms.
-        let log2 = (atoms.len() * 8).next_power_of_two().trailing_zeros().clamp(12, 22);
+        let log2 = (atoms.len() * 8)
+            .next_power_of_two()
+            .trailing_zeros()
+            .clamp(12, 22);
         let mut table = Table {
             len,
-            mask: if len == 4 { u32::MAX } else { (1u32 << (8 * len)) - 1 },
+            mask: if len == 4 {
+                u32::MAX
+            } else {
+                (1u32 << (8 * len)) - 1
+            },
             shift: 32 - log2,
             bits: vec![0u64; (1usize << log2) / 64].into_boxed_slice(),
             exact: WindowMap::default(),
