@@ -88,9 +88,7 @@ impl<'e> Scanner<'e> {
         }
         if len <= READ_LIMIT {
             self.buffer.clear();
-            (&*file)
-                .take(READ_LIMIT + 1)
-                .read_to_end(&mut self.buffer)?;
+            Read::take(file, READ_LIMIT + 1).read_to_end(&mut self.buffer)?;
             let data = std::mem::take(&mut self.buffer);
             let outcome = self.scan_data(&data);
             self.buffer = data;

@@ -1,0 +1,234 @@
+//! `moat scan` as a command: walking, output lines, summary and exit codes, compared
+//! line for line (in order) with real clamscan where it is installed, plus checks of
+//! moat's own messages that need no oracle.
+
+use std::os::unix::fs::symlink;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+/// A body signature that matches the `infected` files below (all bytes are static and
+/// include a byte above 0x7f, so ClamAV's text normalization cannot change the outcome).
+const SIG: &str = "Test.Cli:0:*:e1e2e3e4e5e6e7e8";
+const INFECTED: &[u8] = b"xx\xe1\xe2\xe3\xe4\xe5\xe6\xe7\xe8xx padding";
+
+fn moat() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_moat"));
+    c.arg("scan");
+    c
+}
+
+fn clamscan() -> Option<Command> {
+    let installed = Command::new("clamscan")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if installed {
+        return Some(Command::new("clamscan"));
+    }
+    if std::env::var("MOAT_REQUIRE_ORACLE").as_deref() == Ok("1") {
+        panic!("clamscan not installed but MOAT_REQUIRE_ORACLE=1 (apt-get install clamav)");
+    }
+    println!("skipped: clamscan not installed (apt-get install clamav)");
+    None
+}
+
+fn run(mut cmd: Command, dir: &Path, args: &[&str], stdin: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().expect("wait")
+}
+
+/// The result lines (summary block dropped).
+fn lines(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn summary(out: &Output, key: &str) -> Option<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_owned()))
+}
+
+/// A tree with every kind of entry the walker must treat like clamscan.
+fn tree() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    std::fs::write(root.join("x.ndb"), format!("{SIG}\n")).unwrap();
+    let top = root.join("top");
+    std::fs::create_dir_all(top.join("sub/deep")).unwrap();
+    std::fs::create_dir_all(root.join("other")).unwrap();
+    std::fs::write(top.join("a.bin"), INFECTED).unwrap();
+    std::fs::write(top.join("b.txt"), b"clean text file\n").unwrap();
+    std::fs::write(top.join("empty"), b"").unwrap();
+    std::fs::write(top.join("tiny"), b"\xe1\xe2").unwrap();
+    std::fs::write(top.join("sub/c.bin"), INFECTED).unwrap();
+    std::fs::write(top.join("sub/deep/d.txt"), b"another clean one\n").unwrap();
+    std::fs::write(root.join("other/e.bin"), INFECTED).unwrap();
+    symlink("../other/e.bin", top.join("flink")).unwrap();
+    symlink("../other", top.join("dlink")).unwrap();
+    symlink("/nonexistent/target", top.join("dangling")).unwrap();
+    let fifo = std::ffi::CString::new(top.join("fifo").as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    tmp
+}
+
+/// Every case: the same arguments to both scanners, the same lines in the same order
+/// and the same exit status.
+#[test]
+fn walking_and_output_match_clamscan() {
+    let Some(_) = clamscan() else { return };
+    let tmp = tree();
+    let abs = tmp.path().join("top/sub").display().to_string();
+    let exclude_abs = format!("--exclude=^{abs}/c");
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["-r", "top"],
+        vec!["top"],
+        vec!["-r", "-i", "top"],
+        vec![
+            "-r",
+            "--follow-dir-symlinks=2",
+            "--follow-file-symlinks=2",
+            "top",
+        ],
+        vec!["-r", "--exclude=\\.bin$", "top"],
+        vec!["-r", &exclude_abs, "top"],
+        vec!["-r", "--exclude-dir=deep", "top"],
+        vec!["-r", "--exclude-dir=^top$", "top"],
+        vec![
+            "top/a.bin",
+            "top/b.txt",
+            "top/flink",
+            "top/dlink",
+            "top/dangling",
+        ],
+        vec!["top/fifo", "top/a.bin"],
+        vec!["nonexistent", "top/b.txt"],
+        vec!["nonexistent"],
+        vec!["--max-filesize=10", "top/a.bin"],
+        vec!["-"],
+    ];
+    for case in cases {
+        let mut args = vec!["--no-summary", "-d", "x.ndb"];
+        args.extend(&case);
+        let stdin = INFECTED;
+        let want = run(clamscan().unwrap(), tmp.path(), &args, stdin);
+        let got = run(moat(), tmp.path(), &args, stdin);
+        assert_eq!(lines(&got), lines(&want), "stdout for {case:?}");
+        assert_eq!(
+            got.status.code(),
+            want.status.code(),
+            "exit status for {case:?}"
+        );
+        let err = |o: &Output| String::from_utf8_lossy(&o.stderr).contains("Can't access file");
+        assert_eq!(err(&got), err(&want), "stderr for {case:?}");
+    }
+}
+
+#[test]
+fn summary_counts_match_clamscan() {
+    let Some(_) = clamscan() else { return };
+    let tmp = tree();
+    let args = ["-d", "x.ndb", "-r", "top"];
+    let want = run(clamscan().unwrap(), tmp.path(), &args, b"");
+    let got = run(moat(), tmp.path(), &args, b"");
+    let banner = "----------- SCAN SUMMARY -----------";
+    assert!(String::from_utf8_lossy(&got.stdout).contains(banner));
+    for key in [
+        "Known viruses:",
+        "Scanned directories:",
+        "Scanned files:",
+        "Infected files:",
+    ] {
+        assert_eq!(summary(&got, key), summary(&want, key), "{key}");
+    }
+    for key in [
+        "Data scanned:",
+        "Data read:",
+        "Time:",
+        "Start Date:",
+        "End Date:",
+    ] {
+        assert!(summary(&got, key).is_some(), "moat's summary lacks {key}");
+    }
+}
+
+#[test]
+fn builtin_database_detects_eicar_built_at_run_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("eicar.com"), moat_sigs::builtin::eicar()).unwrap();
+    std::fs::write(tmp.path().join("clean.txt"), b"nothing to see here\n").unwrap();
+    // An empty database directory makes moat fall back to its built-in set only when
+    // no -d is given and /var/lib/clamav is empty; test the built-in set directly.
+    let db = moat_sigs::builtin::database();
+    let engine = moat_engine::Engine::new(db);
+    let eicar = std::fs::read(tmp.path().join("eicar.com")).unwrap();
+    assert_eq!(
+        engine.scan_bytes(&eicar),
+        moat_engine::Verdict::Infected("Eicar-Test-Signature")
+    );
+    let clam_exe = Path::new("/usr/share/clamav-testfiles/clam.exe");
+    if clam_exe.exists() {
+        let data = std::fs::read(clam_exe).unwrap();
+        assert_eq!(
+            engine.scan_bytes(&data),
+            moat_engine::Verdict::Infected("ClamAV-Test-File")
+        );
+    }
+}
+
+#[test]
+fn malformed_database_names_file_and_line_and_scans_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("bad.ndb"),
+        format!("{SIG}\nBroken:0:*:aabbccdd\nOdd:0:*:aabbc\n"),
+    )
+    .unwrap();
+    std::fs::write(tmp.path().join("f"), INFECTED).unwrap();
+    let out = run(moat(), tmp.path(), &["-d", "bad.ndb", "f"], b"");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.ndb:3:"), "stderr: {stderr}");
+    assert!(
+        stderr.contains("odd number of hex digits"),
+        "stderr: {stderr}"
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        lines(&out).is_empty(),
+        "nothing may be scanned: {:?}",
+        lines(&out)
+    );
+    assert_eq!(summary(&out, "Scanned files:").as_deref(), Some("0"));
+}
+
+#[test]
+fn unsupported_formats_are_reported_once_with_counts() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("a.ndb"), format!("{SIG}\n")).unwrap();
+    std::fs::write(
+        tmp.path().join("b.ldb"),
+        "L1;Engine:51-255,Target:0;0;aabbcc\nL2;Engine:51-255,Target:0;0;ddeeff\n",
+    )
+    .unwrap();
+    std::fs::write(tmp.path().join("f"), INFECTED).unwrap();
+    let out = run(moat(), tmp.path(), &["--no-summary", "-d", ".", "f"], b"");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let reports: Vec<&str> = stderr.lines().filter(|l| l.contains("b.ldb")).collect();
+    assert_eq!(reports.len(), 1, "stderr: {stderr}");
+    assert!(reports[0].contains("2 signature(s)"), "{}", reports[0]);
+    assert_eq!(lines(&out), vec!["f: Test.Cli.UNOFFICIAL FOUND"]);
+}
