@@ -79,28 +79,39 @@ impl HashIndex {
     /// Whether any signature could match a file of `size` bytes (if not, the file
     /// need not be hashed at all).
     pub fn wants(&self, size: u64) -> bool {
-        self.md5.wants(size) || self.sha1.wants(size) || self.sha256.wants(size)
+        let (md5, sha1, sha256) = self.kinds_wanted(size);
+        md5 || sha1 || sha256
     }
 
-    /// Looks up the complete contents `data` of a file: MD5 first, then SHA-1, then
-    /// SHA-256, each computed only when some signature has this size.
-    pub fn lookup(&self, data: &[u8], digests: &mut FileDigests) -> Option<&str> {
-        let size = data.len() as u64;
+    /// Which digests (MD5, SHA-1, SHA-256) some signature could need for a file of
+    /// `size` bytes.
+    pub fn kinds_wanted(&self, size: u64) -> (bool, bool, bool) {
+        (
+            self.md5.wants(size),
+            self.sha1.wants(size),
+            self.sha256.wants(size),
+        )
+    }
+
+    /// Looks up a file by its digests: MD5 first, then SHA-1, then SHA-256, each
+    /// computed only when some signature has this size.
+    pub fn lookup(&self, digests: &mut FileDigests<'_>) -> Option<&str> {
+        let size = digests.size;
         let hit = self
             .md5
             .wants(size)
-            .then(|| self.md5.lookup(size, digests.md5(data)))
+            .then(|| self.md5.lookup(size, digests.md5()))
             .flatten()
             .or_else(|| {
                 self.sha1
                     .wants(size)
-                    .then(|| self.sha1.lookup(size, digests.sha1(data)))
+                    .then(|| self.sha1.lookup(size, digests.sha1()))
                     .flatten()
             })
             .or_else(|| {
                 self.sha256
                     .wants(size)
-                    .then(|| self.sha256.lookup(size, digests.sha256(data)))
+                    .then(|| self.sha256.lookup(size, digests.sha256()))
                     .flatten()
             })?;
         Some(self.names.get(hit))
@@ -108,25 +119,94 @@ impl HashIndex {
 }
 
 /// The digests of one file, each computed at most once and only when asked for
-/// (detection and allow-list lookups share them).
-#[derive(Default)]
-pub struct FileDigests {
+/// (detection and allow-list lookups share them), either from the file's bytes in
+/// memory or precomputed while streaming it.
+pub struct FileDigests<'d> {
+    /// The file's size.
+    pub size: u64,
+    data: Option<&'d [u8]>,
     md5: Option<[u8; 16]>,
     sha1: Option<[u8; 20]>,
     sha256: Option<[u8; 32]>,
 }
 
-impl FileDigests {
-    fn md5(&mut self, data: &[u8]) -> &[u8; 16] {
-        self.md5.get_or_insert_with(|| Md5::digest(data).into())
+impl<'d> FileDigests<'d> {
+    /// Digests of `data`, computed on demand.
+    pub fn of(data: &'d [u8]) -> Self {
+        FileDigests {
+            size: data.len() as u64,
+            data: Some(data),
+            md5: None,
+            sha1: None,
+            sha256: None,
+        }
     }
 
-    fn sha1(&mut self, data: &[u8]) -> &[u8; 20] {
-        self.sha1.get_or_insert_with(|| Sha1::digest(data).into())
+    fn data(&self) -> &'d [u8] {
+        self.data
+            .expect("a streamed file's digests are computed for every kind the tables want")
     }
 
-    fn sha256(&mut self, data: &[u8]) -> &[u8; 32] {
+    fn md5(&mut self) -> &[u8; 16] {
+        let data = self.md5.is_none().then(|| self.data());
+        self.md5
+            .get_or_insert_with(|| Md5::digest(data.unwrap_or_default()).into())
+    }
+
+    fn sha1(&mut self) -> &[u8; 20] {
+        let data = self.sha1.is_none().then(|| self.data());
+        self.sha1
+            .get_or_insert_with(|| Sha1::digest(data.unwrap_or_default()).into())
+    }
+
+    fn sha256(&mut self) -> &[u8; 32] {
+        let data = self.sha256.is_none().then(|| self.data());
         self.sha256
-            .get_or_insert_with(|| Sha256::digest(data).into())
+            .get_or_insert_with(|| Sha256::digest(data.unwrap_or_default()).into())
+    }
+}
+
+/// Digests computed incrementally while a file is read in chunks.
+pub struct StreamDigests {
+    md5: Option<Md5>,
+    sha1: Option<Sha1>,
+    sha256: Option<Sha256>,
+    size: u64,
+}
+
+impl StreamDigests {
+    /// Hashers for the kinds `(md5, sha1, sha256)` that are wanted.
+    pub fn new((md5, sha1, sha256): (bool, bool, bool)) -> Self {
+        StreamDigests {
+            md5: md5.then(Md5::new),
+            sha1: sha1.then(Sha1::new),
+            sha256: sha256.then(Sha256::new),
+            size: 0,
+        }
+    }
+
+    /// Feeds the next bytes of the file.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.size += bytes.len() as u64;
+        if let Some(h) = &mut self.md5 {
+            h.update(bytes);
+        }
+        if let Some(h) = &mut self.sha1 {
+            h.update(bytes);
+        }
+        if let Some(h) = &mut self.sha256 {
+            h.update(bytes);
+        }
+    }
+
+    /// The digests of everything fed.
+    pub fn finish(self) -> FileDigests<'static> {
+        FileDigests {
+            size: self.size,
+            data: None,
+            md5: self.md5.map(|h| h.finalize().into()),
+            sha1: self.sha1.map(|h| h.finalize().into()),
+            sha256: self.sha256.map(|h| h.finalize().into()),
+        }
     }
 }

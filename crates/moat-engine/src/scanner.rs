@@ -6,9 +6,11 @@ use std::path::Path;
 
 use crate::{Engine, Verdict};
 
-/// Files up to this size are read into the scanner's reusable buffer; larger ones are
-/// memory-mapped (one `read` is cheaper than `mmap`+`munmap` for small files).
+/// Files up to this size are read whole into the scanner's reusable buffer; larger
+/// ones are streamed in chunks of this size.
 const READ_LIMIT: u64 = 1 << 20;
+/// The chunk size for streamed files.
+const CHUNK: usize = 1 << 20;
 
 /// Size limits, as clamscan's `--max-filesize` and `--max-scansize`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,11 +96,14 @@ impl<'e> Scanner<'e> {
             self.buffer = data;
             return Ok(outcome);
         }
-        // SAFETY: the mapping is only read. If another process truncates the file while
-        // it is mapped, reads past the new end raise SIGBUS; the on-access daemon must
-        // guard against that (it scans files that are being opened, not written).
-        let map = unsafe { memmap2::Mmap::map(file)? };
-        Ok(self.scan_data(&map))
+        let (verdict, read) = self
+            .engine
+            .scan_stream(file, len, CHUNK, &mut self.buffer)?;
+        Ok(ScanOutcome {
+            verdict,
+            bytes_scanned: read,
+            skipped: None,
+        })
     }
 
     /// Scans everything `reader` yields (e.g. standard input), up to the file-size

@@ -22,7 +22,7 @@ mod prefilter;
 
 use std::collections::HashMap;
 
-use moat_sigs::hex::{Boundary, Element, Part};
+use moat_sigs::hex::{seq_len_range, Boundary, Element, Part};
 use moat_sigs::line::TARGET_TEXT;
 use moat_sigs::BodySig;
 
@@ -53,6 +53,8 @@ pub struct BodyMatcher {
     /// For each atom (automaton pattern id), the anchors that use it.
     anchors: Vec<Vec<Anchor>>,
     sigs: Vec<CompiledSig>,
+    /// The farthest verification reads before and after an atom's start.
+    reach: (usize, usize),
 }
 
 /// A body signature prepared for matching: a boundary class at the very start or end
@@ -104,16 +106,16 @@ impl CompiledSig {
 pub struct BodyMatch {
     /// Index of the signature in load order.
     pub sig: usize,
-    /// Where ClamAV would report it: the start of the match for a one-part
-    /// signature, the start of the last part for a multi-part one.
-    pub position: usize,
+    /// Where ClamAV would report it (a file offset): the start of the match for a
+    /// one-part signature, the start of the last part for a multi-part one.
+    pub position: u64,
 }
 
 impl BodyMatch {
     /// ClamAV's reporting order when several signatures match one file (measured):
     /// signatures of static bytes only (its Boyer-Moore matcher) before all others,
     /// then by position, then by load order.
-    fn rank(&self, matcher: &BodyMatcher) -> (bool, usize, usize) {
+    fn rank(&self, matcher: &BodyMatcher) -> (bool, u64, usize) {
         (!matcher.sigs[self.sig].pure_static, self.position, self.sig)
     }
 }
@@ -125,9 +127,14 @@ impl BodyMatcher {
         let mut atom_ids: HashMap<Vec<u8>, usize> = HashMap::new();
         let mut atoms: Vec<Vec<u8>> = Vec::new();
         let mut anchors: Vec<Vec<Anchor>> = Vec::new();
+        let mut reach = (1usize, 1usize);
         for (sig_index, compiled) in sigs.iter().enumerate() {
             for (part_index, part) in compiled.sig.pattern.parts.iter().enumerate() {
                 let (elem, bytes) = choose_atom(part);
+                // +1 / +2: room for a look-behind byte and a look-ahead `\r\n`.
+                let before = seq_len_range(&part.elements[..elem]).1 as usize + 1;
+                let after = seq_len_range(&part.elements[elem..]).1 as usize + 2;
+                reach = (reach.0.max(before), reach.1.max(after));
                 let id = *atom_ids.entry(bytes.clone()).or_insert_with(|| {
                     atoms.push(bytes.clone());
                     anchors.push(Vec::new());
@@ -150,6 +157,7 @@ impl BodyMatcher {
             prefilter: Prefilter::new(&numbered),
             anchors,
             sigs,
+            reach,
         }
     }
 
@@ -168,89 +176,97 @@ impl BodyMatcher {
         self.sigs.is_empty()
     }
 
-    /// Scans `data` (the first bytes of a file of `file_len` bytes) and returns the
-    /// signature ClamAV would report first ([`BodyMatch::rank`]).
-    pub fn scan(&self, data: &[u8], file_len: u64) -> Option<BodyMatch> {
-        if self.sigs.is_empty() {
-            return None;
-        }
-        let mut state = ScanState {
-            file_len,
-            is_text: None,
-            chains: HashMap::new(),
-            matched: Vec::new(),
-        };
-        let mut best: Option<BodyMatch> = None;
-        self.prefilter.for_each(data, |atom, at| {
-            for anchor in &self.anchors[atom as usize] {
-                if state.matched.contains(&anchor.sig) {
-                    continue;
-                }
-                if let Some(position) = self.on_hit(anchor, at, data, &mut state) {
-                    state.matched.push(anchor.sig);
-                    let found = BodyMatch {
-                        sig: anchor.sig as usize,
-                        position,
-                    };
-                    if best.is_none_or(|b| found.rank(self) < b.rank(self)) {
-                        best = Some(found);
-                    }
-                }
-            }
-        });
-        best
+    /// Scans the complete contents `data` of a file and returns the signature ClamAV
+    /// would report first ([`BodyMatch::rank`]).
+    pub fn scan(&self, data: &[u8]) -> Option<BodyMatch> {
+        let mut scan = self.start(data.len() as u64, filetype::is_ascii_text(data));
+        scan.feed(data, 0, data.len() as u64);
+        scan.finish()
     }
 
-    /// Handles one atom hit at `at`. When it completes its signature, returns the
-    /// position to rank the match by (see [`BodyMatch::position`]).
+    /// Starts a streaming scan of a file of `file_len` bytes; `is_text` tells whether
+    /// its start looks like text (target type 7).
+    pub fn start(&self, file_len: u64, is_text: bool) -> BodyScan<'_> {
+        BodyScan {
+            matcher: self,
+            state: FileState {
+                file_len,
+                is_text,
+                chains: HashMap::new(),
+            },
+            matched: Vec::new(),
+            best: None,
+            done: 0,
+        }
+    }
+
+    /// How many bytes before an atom's start verification may read.
+    pub fn reach_back(&self) -> usize {
+        self.reach.0
+    }
+
+    /// How many bytes from an atom's start verification may read.
+    pub fn reach_ahead(&self) -> usize {
+        self.reach.1
+    }
+
+    /// Handles one atom hit at `at` (relative to `buf`, which starts at file offset
+    /// `base`). When it completes its signature, returns the file offset to rank the
+    /// match by (see [`BodyMatch::position`]).
     fn on_hit(
         &self,
         anchor: &Anchor,
+        buf: &[u8],
+        base: u64,
         at: usize,
-        data: &[u8],
-        state: &mut ScanState,
-    ) -> Option<usize> {
+        file: &mut FileState,
+    ) -> Option<u64> {
         let compiled = &self.sigs[anchor.sig as usize];
         let sig = &compiled.sig;
-        if sig.target == TARGET_TEXT && !state.is_text(data) {
+        if sig.target == TARGET_TEXT && !file.is_text {
             return None;
         }
         let part_index = anchor.part as usize;
         let part = &sig.pattern.parts[part_index];
         let (before, after) = split_around(part, anchor);
         let last = part_index + 1 == sig.pattern.parts.len();
-        let mut ends = elements::forward(after, data, vec![at + anchor.len as usize]);
+        // Zero-width boundaries hold at the file's edges; a buffer's edge is the
+        // file's only where the buffer reaches it.
+        let at_file_start = base == 0;
+        let at_file_end = base + buf.len() as u64 >= file.file_len;
+        let mut ends = elements::forward(after, buf, vec![at + anchor.len as usize]);
         if let (true, Some(class)) = (last, compiled.look_ahead) {
-            ends.retain(|&e| elements::look_ahead(class, data, e));
+            ends.retain(|&e| (e < buf.len() || at_file_end) && elements::look_ahead(class, buf, e));
         }
         if ends.is_empty() {
             return None;
         }
-        let mut starts = elements::backward(before, data, vec![at]);
+        let mut starts = elements::backward(before, buf, vec![at]);
         if let (0, Some(class)) = (part_index, compiled.look_behind) {
-            starts.retain(|&s| elements::look_behind(class, data, s));
+            starts.retain(|&s| (s > 0 || at_file_start) && elements::look_behind(class, buf, s));
         }
+        let abs = |rel: usize| base + rel as u64;
         if part_index == 0 {
-            let (lo, hi) = sig.offset.start_range(state.file_len)?;
-            starts.retain(|&s| (lo..=hi).contains(&(s as u64)));
+            let (lo, hi) = sig.offset.start_range(file.file_len)?;
+            starts.retain(|&s| (lo..=hi).contains(&abs(s)));
         } else {
             let gap = sig.pattern.gaps[part_index - 1];
-            let previous = state.chains.get(&(anchor.sig, anchor.part - 1))?;
+            let previous = file.chains.get(&(anchor.sig, anchor.part - 1))?;
             starts.retain(|&s| {
                 previous.iter().any(|&e| {
-                    s >= e && {
-                        let d = (s - e) as u64;
+                    abs(s) >= e && {
+                        let d = abs(s) - e;
                         d >= u64::from(gap.min) && gap.max.is_none_or(|m| d <= u64::from(m))
                     }
                 })
             });
         }
-        let first_start = *starts.first()?;
+        let first_start = abs(*starts.first()?);
         if last {
             return Some(first_start);
         }
-        let recorded = state.chains.entry((anchor.sig, anchor.part)).or_default();
-        recorded.extend(ends);
+        let recorded = file.chains.entry((anchor.sig, anchor.part)).or_default();
+        recorded.extend(ends.into_iter().map(abs));
         if recorded.len() > MAX_TRACKED_ENDS {
             recorded.sort_unstable();
             recorded.dedup();
@@ -262,22 +278,74 @@ impl BodyMatcher {
     }
 }
 
-/// Per-file state of a scan.
-struct ScanState {
+/// What verification needs to know about the file being scanned.
+struct FileState {
     file_len: u64,
-    /// Lazily computed: whether the data is ASCII text (target type 7).
-    is_text: Option<bool>,
-    /// Ends of valid partial chains, per (signature, part).
-    chains: HashMap<(u32, u16), Vec<usize>>,
-    /// Signatures already matched (few: a file rarely matches more than one).
-    matched: Vec<u32>,
+    /// Whether the file's start looks like ASCII text (target type 7).
+    is_text: bool,
+    /// Ends (file offsets) of valid partial chains, per (signature, part).
+    chains: HashMap<(u32, u16), Vec<u64>>,
 }
 
-impl ScanState {
-    fn is_text(&mut self, data: &[u8]) -> bool {
-        *self
-            .is_text
-            .get_or_insert_with(|| filetype::is_ascii_text(data))
+/// A scan in progress over one file, fed buffer by buffer in file order.
+///
+/// Consecutive buffers may overlap: an atom is processed once, in the first buffer
+/// where its start lies in `[done, until)`. The caller keeps at least
+/// [`BodyMatcher::reach_back`] bytes before and [`BodyMatcher::reach_ahead`] bytes
+/// after every atom start it asks to process (or the file's edge), so that
+/// verification sees everything it needs. Memory stays bounded by the buffer size
+/// and the tracked chain ends, whatever the file size.
+pub struct BodyScan<'m> {
+    matcher: &'m BodyMatcher,
+    state: FileState,
+    /// Signatures already matched (few: a file rarely matches more than one).
+    matched: Vec<u32>,
+    best: Option<BodyMatch>,
+    /// Atoms starting before this file offset have been processed.
+    done: u64,
+}
+
+impl BodyScan<'_> {
+    /// Processes the atoms of `buf` (file bytes from offset `base`) that start in
+    /// `[done, until)`, where `done` is the previous call's `until`.
+    pub fn feed(&mut self, buf: &[u8], base: u64, until: u64) {
+        let matcher = self.matcher;
+        if matcher.sigs.is_empty() {
+            return;
+        }
+        let (done, state, matched, best) = (
+            self.done,
+            &mut self.state,
+            &mut self.matched,
+            &mut self.best,
+        );
+        matcher.prefilter.for_each(buf, |atom, at| {
+            let abs = base + at as u64;
+            if abs < done || abs >= until {
+                return;
+            }
+            for anchor in &matcher.anchors[atom as usize] {
+                if matched.contains(&anchor.sig) {
+                    continue;
+                }
+                if let Some(position) = matcher.on_hit(anchor, buf, base, at, state) {
+                    matched.push(anchor.sig);
+                    let found = BodyMatch {
+                        sig: anchor.sig as usize,
+                        position,
+                    };
+                    if best.is_none_or(|b| found.rank(matcher) < b.rank(matcher)) {
+                        *best = Some(found);
+                    }
+                }
+            }
+        });
+        self.done = self.done.max(until);
+    }
+
+    /// The signature ClamAV would report first, once the whole file has been fed.
+    pub fn finish(self) -> Option<BodyMatch> {
+        self.best
     }
 }
 
