@@ -175,6 +175,3 @@ fn read_up_to(reader: &mut impl Read, buffer: &mut Vec<u8>, n: usize) -> io::Res
     buffer.truncate(start + filled);
     Ok(filled)
 }
-
-#[cfg(test)]
-mod tests;

@@ -1,7 +1,7 @@
 //! File access for scanning: bounded memory whatever the file size.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use crate::{Engine, Verdict};
@@ -106,25 +106,36 @@ impl<'e> Scanner<'e> {
         })
     }
 
-    /// Scans everything `reader` yields (e.g. standard input), up to the file-size
-    /// limit held in memory.
-    pub fn scan_reader(&mut self, reader: impl Read) -> Result<ScanOutcome<'e>, ScanError> {
+    /// Scans everything `reader` yields (e.g. standard input). Input larger than
+    /// [`READ_LIMIT`] is spooled to an anonymous temporary file (as clamscan does), so
+    /// memory stays bounded; input over the size limits is skipped.
+    pub fn scan_reader(&mut self, mut reader: impl Read) -> Result<ScanOutcome<'e>, ScanError> {
         self.buffer.clear();
+        Read::take(&mut reader, READ_LIMIT + 1).read_to_end(&mut self.buffer)?;
+        if self.buffer.len() as u64 <= READ_LIMIT {
+            let data = std::mem::take(&mut self.buffer);
+            let outcome = if self.too_large(data.len() as u64) {
+                Self::skipped(Skip::TooLarge)
+            } else {
+                self.scan_data(&data)
+            };
+            self.buffer = data;
+            return Ok(outcome);
+        }
+        let mut spool = tempfile::tempfile()?;
+        spool.write_all(&self.buffer)?;
         let cap = [self.limits.max_file_size, self.limits.max_scan_size]
             .into_iter()
             .flatten()
             .min()
             .unwrap_or(u64::MAX);
-        reader
-            .take(cap.saturating_add(1))
-            .read_to_end(&mut self.buffer)?;
-        if self.too_large(self.buffer.len() as u64) {
+        let copied = io::copy(&mut Read::take(reader, cap.saturating_add(1)), &mut spool)?;
+        let total = self.buffer.len() as u64 + copied;
+        if self.too_large(total) {
             return Ok(Self::skipped(Skip::TooLarge));
         }
-        let data = std::mem::take(&mut self.buffer);
-        let outcome = self.scan_data(&data);
-        self.buffer = data;
-        Ok(outcome)
+        spool.seek(SeekFrom::Start(0))?;
+        self.scan_file(&spool)
     }
 
     fn too_large(&self, len: u64) -> bool {

@@ -86,7 +86,10 @@ fn no(hex: &str, data: &[u8]) {
 /// Hex with optional spaces to bytes.
 fn h(text: &str) -> Vec<u8> {
     let digits: Vec<u8> = text.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
-    assert!(digits.len() % 2 == 0, "odd hex {text:?}");
+    assert!(
+        digits.chunks_exact(2).remainder().is_empty(),
+        "odd hex {text:?}"
+    );
     digits
         .chunks(2)
         .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap())
@@ -379,7 +382,6 @@ fn generic_alternates_of_different_lengths() {
 }
 
 #[test]
-#[ignore = "parser disagrees with clamscan: `aabb(cc|ddee)1122` does not match `aa bb dd ee 11 22` because the parser turns (cc|ddee) into the byte class (cc|dd); clamscan matches"]
 fn generic_alternates_short_first_long_alternative_matches() {
     yes("aabb(cc|ddee)1122", &pad(&h("aabbddee1122")));
     no("aabb(cc|ddee)1122", &pad(&h("aabbdd1122")));
@@ -573,7 +575,14 @@ fn multi_part_offset_constrains_the_first_part() {
 fn offset_applies_to_first_part_occurrence_not_a_later_one() {
     // Part 0 at 10 (allowed) and at 30 (not): the second part after the later one must
     // still count thanks to the first occurrence with an unbounded gap.
-    let f = cat(&[b"0123456789", &h("aabb"), &[0x30; 18], &h("aabb"), &h("ccdd"), b"@@@@"]);
+    let f = cat(&[
+        b"0123456789",
+        &h("aabb"),
+        &[0x30; 18],
+        &h("aabb"),
+        &h("ccdd"),
+        b"@@@@",
+    ]);
     yes_at("10", "aabb*ccdd", &f);
     no_at("10", "aabb{-4}ccdd", &f);
     yes_at("30", "aabb{-4}ccdd", &f);
@@ -605,6 +614,19 @@ fn executable_targets_never_match_plain_files() {
     for t in 8..=14 {
         let e = ndb(&format!("S:{t}:*:aabbccdd\n"));
         assert_eq!(found(&e, &f), None, "target {t}");
+    }
+}
+
+#[test]
+fn executable_offsets_load_for_executable_targets_and_never_match_plain_files() {
+    let f = file_f();
+    for t in [1, 6, 9] {
+        for off in [
+            "EP+0", "EP-10", "EP+0,5", "S0+0", "S1+10,4", "SE0", "SL+0", "SL+4,2",
+        ] {
+            let e = ndb(&format!("S:{t}:{off}:aabbccdd\n"));
+            assert_eq!(found(&e, &f), None, "target {t} offset {off}");
+        }
     }
 }
 
@@ -664,13 +686,15 @@ fn word_middle() -> Vec<u8> {
 fn word_boundary_left_accepts_the_measured_bytes_and_no_alphanumeric() {
     let got = word_left();
     for b in B_LEFT {
-        assert!(got.contains(&b), "{b:#04x} should be a left (B): {got:02x?}");
+        assert!(
+            got.contains(&b),
+            "{b:#04x} should be a left (B): {got:02x?}"
+        );
     }
     assert!(got.iter().all(|b| !b.is_ascii_alphanumeric()), "{got:02x?}");
 }
 
 #[test]
-#[ignore = "engine disagrees with clamscan: leading (B) should accept exactly the bytes 20 2d 2e 2f 3c 40 5f before the match (raw semantics); moat also accepts 00-1f and 80-ff"]
 fn word_boundary_left_exact_set() {
     assert_eq!(word_left(), B_LEFT);
 }
@@ -679,13 +703,15 @@ fn word_boundary_left_exact_set() {
 fn word_boundary_right_accepts_the_measured_bytes_and_no_alphanumeric() {
     let got = word_right();
     for b in B_RIGHT {
-        assert!(got.contains(&b), "{b:#04x} should be a right (B): {got:02x?}");
+        assert!(
+            got.contains(&b),
+            "{b:#04x} should be a right (B): {got:02x?}"
+        );
     }
     assert!(got.iter().all(|b| !b.is_ascii_alphanumeric()), "{got:02x?}");
 }
 
 #[test]
-#[ignore = "engine disagrees with clamscan: trailing (B) should accept exactly 0a 0d 20 22 27 2d 2f 3d 3e 5f after the match; moat also accepts 09 0b 0c"]
 fn word_boundary_right_exact_set() {
     assert_eq!(word_right(), B_RIGHT);
 }
@@ -694,13 +720,15 @@ fn word_boundary_right_exact_set() {
 fn word_boundary_middle_accepts_the_measured_bytes_and_no_alphanumeric() {
     let got = word_middle();
     for b in B_MIDDLE {
-        assert!(got.contains(&b), "{b:#04x} should be a middle (B): {got:02x?}");
+        assert!(
+            got.contains(&b),
+            "{b:#04x} should be a middle (B): {got:02x?}"
+        );
     }
     assert!(got.iter().all(|b| !b.is_ascii_alphanumeric()), "{got:02x?}");
 }
 
 #[test]
-#[ignore = "engine disagrees with clamscan: (B) in the middle should consume exactly one of 0a 0d 20 22 27 2d 2e 2f 3c 3d 3e 40 5f; moat also accepts 09 0b 0c"]
 fn word_boundary_middle_exact_set() {
     assert_eq!(word_middle(), B_MIDDLE);
 }
@@ -743,11 +771,23 @@ fn line_boundary_sets() {
 #[test]
 fn line_boundary_crlf() {
     // Left: `\r\n` before works (the byte before is 0a); a lone `\r` does not.
-    yes("(L)e1717171", &cat(&[&xs(4), b"\r\n", &h("e1717171"), &xs(4)]));
-    no("(L)e1717171", &cat(&[&xs(4), b"\n\r", &h("e1717171"), &xs(4)]));
+    yes(
+        "(L)e1717171",
+        &cat(&[&xs(4), b"\r\n", &h("e1717171"), &xs(4)]),
+    );
+    no(
+        "(L)e1717171",
+        &cat(&[&xs(4), b"\n\r", &h("e1717171"), &xs(4)]),
+    );
     // Right: 0a or 0d 0a.
-    yes("727272e2(L)", &cat(&[&xs(4), &h("727272e2"), b"\r\n", &xs(4)]));
-    no("727272e2(L)", &cat(&[&xs(4), &h("727272e2"), b"\rx", &xs(4)]));
+    yes(
+        "727272e2(L)",
+        &cat(&[&xs(4), &h("727272e2"), b"\r\n", &xs(4)]),
+    );
+    no(
+        "727272e2(L)",
+        &cat(&[&xs(4), &h("727272e2"), b"\rx", &xs(4)]),
+    );
     // Middle: consumes 0a or 0d 0a.
     let crlf = cat(&[&xs(4), &h("e9"), b"jj\r\nkk", &h("e9"), &xs(4)]);
     yes("e96a6a(L)6b6be9", &crlf);
@@ -856,7 +896,12 @@ fn target_0_matches_normalized_copy() {
     assert!(found(&e, b"hello mn\x80op world").is_some());
     assert!(found(&e, "hello mn\u{e9}op world".as_bytes()).is_some());
     let e = ndb("S:0:*:6120626364\n");
-    for data in [&b"xx a    bcd xx"[..], b"xx a\t\tbcd xx", b"xx a\nbcd xx", b"xx a\r\nbcd xx"] {
+    for data in [
+        &b"xx a    bcd xx"[..],
+        b"xx a\t\tbcd xx",
+        b"xx a\nbcd xx",
+        b"xx a\r\nbcd xx",
+    ] {
         assert!(found(&e, data).is_some(), "{data:?}");
     }
 }
@@ -915,7 +960,9 @@ fn content_shorter_than_6_bytes_is_never_detected() {
 #[test]
 fn hashes_of_content_shorter_than_6_bytes_are_never_detected() {
     for n in 1..=6usize {
-        let data: Vec<u8> = (0..n as u8).map(|i| i.wrapping_mul(37).wrapping_add(0x91)).collect();
+        let data: Vec<u8> = (0..n as u8)
+            .map(|i| i.wrapping_mul(37).wrapping_add(0x91))
+            .collect();
         let e = dbs(&[("x.hdb", &format!("{}:{n}:F\n", md5_hex(&data)))]);
         let expected = (n >= 6).then(|| "F.UNOFFICIAL".to_owned());
         assert_eq!(found(&e, &data), expected, "{n} bytes");
@@ -954,7 +1001,11 @@ fn sha1_and_sha256_hashes() {
         ("hsb", md5_hex(HELLO)),
     ] {
         let e = dbs(&[(&format!("x.{ext}"), &format!("{hash}:12:H\n"))]);
-        assert_eq!(found(&e, HELLO).as_deref(), Some("H.UNOFFICIAL"), "{ext} {hash}");
+        assert_eq!(
+            found(&e, HELLO).as_deref(),
+            Some("H.UNOFFICIAL"),
+            "{ext} {hash}"
+        );
         let e = dbs(&[(&format!("x.{ext}"), &format!("{hash}:11:H\n"))]);
         assert_eq!(found(&e, HELLO), None, "{ext} {hash} wrong size");
     }
@@ -962,7 +1013,10 @@ fn sha1_and_sha256_hashes() {
 
 #[test]
 fn uppercase_hash_matches() {
-    let e = dbs(&[("a.hdb", &format!("{}:12:a\n", md5_hex(HELLO).to_uppercase()))]);
+    let e = dbs(&[(
+        "a.hdb",
+        &format!("{}:12:a\n", md5_hex(HELLO).to_uppercase()),
+    )]);
     assert!(found(&e, HELLO).is_some());
 }
 
@@ -1161,4 +1215,87 @@ fn empty_engine_finds_nothing() {
     let e = Engine::new(Database::default());
     assert_eq!(found(&e, &file_x()), None);
     assert_eq!(e.signature_count(), 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Larger inputs and many signatures
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn matches_at_block_boundaries_of_large_data() {
+    let static_sig = sig_at("*", "aabbccdd");
+    let split_sig = sig_at("*", "aabb*ccdd");
+    let masked_sig = sig_at("*", "aa??bbcc{3}dd");
+    for base in [4096usize, 65536, 1 << 20] {
+        for delta in [-3i64, -1, 0, 1] {
+            let at = (base as i64 + delta) as usize;
+            let mut data = vec![0u8; (1 << 20) + 64];
+            data[at..at + 4].copy_from_slice(&h("aabbccdd"));
+            assert!(found(&static_sig, &data).is_some(), "static at {at}");
+            yes_at(&at.to_string(), "aabbccdd", &data);
+            no_at(&(at + 1).to_string(), "aabbccdd", &data);
+            let mut split = vec![0u8; (1 << 20) + 64];
+            split[at..at + 2].copy_from_slice(&h("aabb"));
+            split[at + 40..at + 42].copy_from_slice(&h("ccdd"));
+            assert!(found(&split_sig, &split).is_some(), "split at {at}");
+            let mut masked = vec![0u8; (1 << 20) + 64];
+            masked[at..at + 8].copy_from_slice(&h("aa11bbcc223344dd"));
+            assert!(found(&masked_sig, &masked).is_some(), "masked at {at}");
+        }
+    }
+}
+
+#[test]
+fn match_at_the_very_end_of_large_data() {
+    let mut data = vec![0x41u8; 3 << 20];
+    let n = data.len();
+    data[n - 4..].copy_from_slice(&h("aabbccdd"));
+    yes("aabbccdd", &data);
+    yes_at("EOF-4", "aabbccdd", &data);
+    yes_at(&(n - 4).to_string(), "aabbccdd", &data);
+    yes("aabbcc(dd|ee)", &data);
+    no("aabbccdd??", &data);
+}
+
+#[test]
+fn one_match_among_many_signatures() {
+    // 2000 signatures with distinct 4-byte static patterns (all bytes >= 0x80), plus
+    // wildcard variants; the data holds exactly one of them.
+    let mut text = String::new();
+    let pattern = |i: u32| [0x80 | (i >> 7) as u8, 0x80 | (i & 0x7f) as u8, 0xc3, 0xd4];
+    for i in 0..2000u32 {
+        let p = pattern(i);
+        match i % 4 {
+            0 => text.push_str(&format!("N{i}:0:*:{}\n", hex_of(&p))),
+            1 => text.push_str(&format!(
+                "N{i}:0:*:{}??{}\n",
+                hex_of(&p[..2]),
+                hex_of(&p[3..])
+            )),
+            2 => text.push_str(&format!(
+                "N{i}:0:*:{}*{}\n",
+                hex_of(&p[..2]),
+                hex_of(&p[2..])
+            )),
+            _ => text.push_str(&format!(
+                "N{i}:0:*:{}{{1-3}}{}\n",
+                hex_of(&p[..2]),
+                hex_of(&p[2..])
+            )),
+        }
+    }
+    let e = ndb(&text);
+    for i in [0u32, 1, 2, 3, 777, 1234, 1998, 1999] {
+        let p = pattern(i);
+        let data = match i % 4 {
+            3 => pad(&[&p[..2], &[0u8][..], &p[2..]].concat()),
+            _ => pad(&p),
+        };
+        assert_eq!(
+            found(&e, &data),
+            Some(format!("N{i}.UNOFFICIAL")),
+            "sig {i}"
+        );
+    }
+    assert_eq!(found(&e, &pad(&h("80 80 c3 c5"))), None);
 }

@@ -110,9 +110,9 @@ fn reference(
         let len = part_len(part);
         ends = (0..=data.len())
             .filter(|&s| {
-                ends.iter().any(|&e| {
-                    s >= e && s - e >= min && max.is_none_or(|m| s - e <= m)
-                }) && part_matches_at(part, data, s)
+                ends.iter()
+                    .any(|&e| s >= e && s - e >= min && max.is_none_or(|m| s - e <= m))
+                    && part_matches_at(part, data, s)
             })
             .map(|s| s + len)
             .collect();
@@ -179,9 +179,15 @@ fn render(parts: &[Vec<Tok>], gaps: &[(String, (usize, Option<usize>))]) -> Stri
     text
 }
 
-fn small_sig() -> impl Strategy<Value = (Vec<Vec<Tok>>, Vec<(String, (usize, Option<usize>))>)> {
-    (small_part(), proptest::collection::vec((small_gap(), small_part()), 0..3)).prop_map(
-        |(first, rest)| {
+/// Parts, and the gaps between them (text, `(min, max)`).
+type Sig = (Vec<Vec<Tok>>, Vec<(String, (usize, Option<usize>))>);
+
+fn small_sig() -> impl Strategy<Value = Sig> {
+    (
+        small_part(),
+        proptest::collection::vec((small_gap(), small_part()), 0..3),
+    )
+        .prop_map(|(first, rest)| {
             let mut parts = vec![first];
             let mut gaps = Vec::new();
             for (g, p) in rest {
@@ -189,8 +195,7 @@ fn small_sig() -> impl Strategy<Value = (Vec<Vec<Tok>>, Vec<(String, (usize, Opt
                 parts.push(p);
             }
             (parts, gaps)
-        },
-    )
+        })
 }
 
 #[derive(Debug, Clone)]
@@ -214,9 +219,7 @@ impl Off {
         match *self {
             Off::Any => true,
             Off::At(n, s) => start >= n && start <= n + s.unwrap_or(0),
-            Off::Eof(n, s) => {
-                n <= len && start >= len - n && start <= len - n + s.unwrap_or(0)
-            }
+            Off::Eof(n, s) => n <= len && start >= len - n && start <= len - n + s.unwrap_or(0),
         }
     }
 }
@@ -282,8 +285,16 @@ fn instance_of(t: &Tok, rng: &mut Rng) -> Vec<u8> {
         Tok::Skip(n) => (0..*n).map(|_| rng.small()).collect(),
         Tok::Class(set, false) => vec![set[rng.below(set.len())]],
         Tok::Class(set, true) => {
-            let others: Vec<u8> = ALPHABET.iter().copied().filter(|b| !set.contains(b)).collect();
-            vec![if others.is_empty() { rng.small() } else { others[rng.below(others.len())] }]
+            let others: Vec<u8> = ALPHABET
+                .iter()
+                .copied()
+                .filter(|b| !set.contains(b))
+                .collect();
+            vec![if others.is_empty() {
+                rng.small()
+            } else {
+                others[rng.below(others.len())]
+            }]
         }
         Tok::Alt(alts, false) => alts[rng.below(alts.len())].clone(),
         Tok::Alt(alts, true) => (0..alts[0].len()).map(|_| rng.small()).collect(),
@@ -301,7 +312,11 @@ fn data_with_instance(parts: &[Vec<Tok>], gaps: &[(usize, Option<usize>)], seed:
             let hi = max.unwrap_or(min + 4);
             let mut g = min + rng.below(hi - min + 1);
             if rng.below(6) == 0 {
-                g = if rng.below(2) == 0 { g.saturating_sub(1) } else { g + 1 };
+                g = if rng.below(2) == 0 {
+                    g.saturating_sub(1)
+                } else {
+                    g + 1
+                };
             }
             data.extend((0..g).map(|_| rng.small()));
         }
@@ -358,7 +373,13 @@ fn static_and_any(bytes: &[u8], wild: &[bool]) -> (String, Vec<bool>) {
     let text = bytes
         .iter()
         .zip(&wild)
-        .map(|(b, w)| if *w { "??".to_owned() } else { format!("{b:02x}") })
+        .map(|(b, w)| {
+            if *w {
+                "??".to_owned()
+            } else {
+                format!("{b:02x}")
+            }
+        })
         .collect();
     (text, wild)
 }
