@@ -232,3 +232,46 @@ fn unsupported_formats_are_reported_once_with_counts() {
     assert!(reports[0].contains("2 signature(s)"), "{}", reports[0]);
     assert_eq!(lines(&out), vec!["f: Test.Cli.UNOFFICIAL FOUND"]);
 }
+
+/// When several signatures match one file, the name reported is the one clamscan
+/// reports (its Boyer-Moore matcher first, then trie order, depth and load order).
+#[test]
+fn report_order_matches_clamscan() {
+    let Some(_) = clamscan() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("X"),
+        b"0123456789\xaa\xbb\xcc\xdd0123456789\xee\xff\x11\x22ABCDEFGHIJ",
+    )
+    .unwrap();
+    let pairs = [
+        ("??aabbcc", "aabbcc??"),
+        ("????aabb", "aabb??dd"),
+        ("??bbccdd", "aabbcc??"),
+        ("(30|39)aabbcc", "aabbcc??"),
+        ("aabb??dd", "aabb??dd"),
+        ("aabbcc??", "aabb??dd??"),
+        ("aabb??dd", "aabbcc??"),
+        ("aabbccdd??", "bbcc??"),
+        ("bbccdd??", "ccdd??"),
+        ("aabb*eeff", "ccdd??"),
+        ("aabb??dd", "eeff1122"),
+        ("eeff1122", "aabbccdd"),
+        ("aabbccdd", "aabbccdd"),
+        ("3031(32|33)33", "30313233"),
+        ("aabb{2-30}eeff", "aabb*eeff"),
+        ("aabb*eeff", "ccdd*eeff"),
+        ("aabb*eeff", "eeff??22"),
+        ("aabb*eeff??22", "aabb*eeff"),
+    ];
+    for (a, b) in pairs {
+        for (first, second) in [(a, b), (b, a)] {
+            let db = format!("N1:0:*:{first}\nN2:0:*:{second}\n");
+            std::fs::write(tmp.path().join("m.ndb"), db).unwrap();
+            let args = ["--no-summary", "-d", "m.ndb", "X"];
+            let want = run(clamscan().unwrap(), tmp.path(), &args, b"");
+            let got = run(moat(), tmp.path(), &args, b"");
+            assert_eq!(lines(&got), lines(&want), "N1 = {first}, N2 = {second}");
+        }
+    }
+}

@@ -65,6 +65,10 @@ struct CompiledSig {
     look_ahead: Option<Boundary>,
     /// Only static bytes: ClamAV reports these before any other kind.
     pure_static: bool,
+    /// Where ClamAV's trie finds the last part, counted from the part's start (the
+    /// end of its first static run of two or more bytes, at most three deep), and
+    /// the trie depth of that node.
+    trie: (u64, usize),
 }
 
 impl CompiledSig {
@@ -92,11 +96,13 @@ impl CompiledSig {
                 .elements
                 .iter()
                 .all(|e| matches!(e, Element::Byte(_)));
+        let trie = trie_node(sig.pattern.parts.last().expect("at least one part"));
         CompiledSig {
             sig,
             look_behind,
             look_ahead,
             pure_static,
+            trie,
         }
     }
 }
@@ -113,10 +119,27 @@ pub struct BodyMatch {
 
 impl BodyMatch {
     /// ClamAV's reporting order when several signatures match one file (measured):
-    /// signatures of static bytes only (its Boyer-Moore matcher) before all others,
-    /// then by position, then by load order.
-    fn rank(&self, matcher: &BodyMatcher) -> (bool, u64, usize) {
-        (!matcher.sigs[self.sig].pure_static, self.position, self.sig)
+    /// signatures of static bytes only (its Boyer-Moore matcher) first, earliest
+    /// start first, then first loaded; then the others (its Aho-Corasick matcher) in
+    /// the order its trie reaches them: by the end of the first static run (two or
+    /// three bytes) of the last part, the deeper trie node first (the automaton
+    /// reports a state before its failure links), then one-part signatures (the last
+    /// loaded first) before multi-part ones (the first loaded first): the order of
+    /// ClamAV's lists at a trie node. All measured.
+    fn rank(&self, matcher: &BodyMatcher) -> (bool, u64, usize, bool, usize) {
+        let sig = &matcher.sigs[self.sig];
+        if sig.pure_static {
+            return (false, self.position, 0, false, self.sig);
+        }
+        let (delta, depth) = sig.trie;
+        let multi_part = sig.sig.pattern.parts.len() > 1;
+        let load_order = if multi_part {
+            self.sig
+        } else {
+            usize::MAX - self.sig
+        };
+        let end = self.position + delta;
+        (true, end, usize::MAX - depth, multi_part, load_order)
     }
 }
 
@@ -347,6 +370,21 @@ impl BodyScan<'_> {
     pub fn finish(self) -> Option<BodyMatch> {
         self.best
     }
+}
+
+/// ClamAV's trie depth: its Aho-Corasick trie holds two or three static bytes.
+const TRIE_DEPTH: usize = 3;
+
+/// Where ClamAV's trie finds a part, counted from the part's start: past the first
+/// static run of two or more bytes (at most [`TRIE_DEPTH`] of it), the elements
+/// before it counted at their shortest; and the depth of that trie node.
+fn trie_node(part: &Part) -> (u64, usize) {
+    let Some((index, run)) = part.literal_runs().into_iter().find(|(_, r)| r.len() >= 2) else {
+        return (0, 0);
+    };
+    let before = seq_len_range(&part.elements[..index]).0 as u64;
+    let depth = run.len().min(TRIE_DEPTH);
+    (before + depth as u64, depth)
 }
 
 /// The elements of `part` before and after the atom of `anchor`.
