@@ -10,8 +10,7 @@ use libfuzzer_sys::fuzz_target;
 use moat_sigs::Database;
 
 const EXTENSIONS: [&str; 14] = [
-    "ndb", "hdb", "hsb", "fp", "sfp", "ign2", "ign", "ldb", "mdb", "cvd", "hdu", "info", "foo",
-    "",
+    "ndb", "hdb", "hsb", "fp", "sfp", "ign2", "ign", "ldb", "mdb", "cvd", "hdu", "info", "foo", "",
 ];
 
 fuzz_target!(|data: &[u8]| {

@@ -457,12 +457,16 @@ proptest! {
     }
 
     /// Range gaps between two parts: `aabb{GAP}ccdd` matches a distance `g` exactly when
-    /// the range allows it.
+    /// the range allows it. A maximum of 0 means "no limit" (measured on clamscan:
+    /// `{0-0}`, `{-0}` and `{3-0}` match gaps of 300).
     #[test]
     fn gap_ranges(n in 0u32..40, d in 0u32..40, g in 0usize..90, kind in 0u8..5) {
         let (sig, ok) = match kind {
-            0 => (format!("aabb{{{}-{}}}ccdd", n, n + d), n as usize <= g && g <= (n + d) as usize),
-            1 => (format!("aabb{{-{}}}ccdd", d), g <= d as usize),
+            0 => (
+                format!("aabb{{{}-{}}}ccdd", n, n + d),
+                n as usize <= g && (n + d == 0 || g <= (n + d) as usize),
+            ),
+            1 => (format!("aabb{{-{}}}ccdd", d), d == 0 || g <= d as usize),
             2 => (format!("aabb{{{}-}}ccdd", n), g >= n as usize),
             3 => (format!("aabb{{{}}}ccdd", n), g == n as usize),
             _ => ("aabb*ccdd".to_owned(), true),

@@ -167,6 +167,9 @@ impl Loader {
                 source,
             })?;
         entries.sort();
+        // A directory's .ign2 files apply to all of its databases (ClamAV's order),
+        // so they are read first.
+        entries.sort_by_key(|e| format_of(e) != Some(Format::Ignore));
         let mut found = false;
         for entry in entries {
             if format_of(&entry).is_some() && entry.is_file() {
@@ -230,7 +233,14 @@ impl Loader {
                 } else {
                     &mut self.db.allow
                 };
-                for chunk in chunks {
+                for mut chunk in chunks {
+                    if !self.ignore.is_empty() {
+                        let before = chunk.table.len();
+                        chunk
+                            .table
+                            .retain_names(|name| !is_ignored(&self.ignore, name, suffix));
+                        self.db.report.ignored += before - chunk.table.len();
+                    }
                     target.append(chunk.table);
                     self.db.report.flevel_skipped += chunk.flevel_skipped;
                 }
@@ -242,6 +252,9 @@ impl Loader {
                 })?;
                 for parsed in chunks.into_iter().flatten() {
                     match parsed {
+                        Parsed::Sig(sig) if is_ignored(&self.ignore, &sig.name, suffix) => {
+                            self.db.report.ignored += 1
+                        }
                         Parsed::Sig(sig) => match body_support(&sig) {
                             Ok(()) => self.db.bodies.push(sig),
                             Err(reason) => {
@@ -295,23 +308,17 @@ impl Loader {
     }
 
     fn finish(mut self) -> Database {
-        let count = |db: &Database| db.hashes.len() + db.allow.len() + db.bodies.len();
-        let before = count(&self.db);
-        if !self.ignore.is_empty() {
-            // .ign2 names are written without the `.UNOFFICIAL` suffix.
-            let ignore = &self.ignore;
-            let suffix = if self.official { "" } else { UNOFFICIAL };
-            let ignored = |name: &str| ignore.contains(name.strip_suffix(suffix).unwrap_or(name));
-            self.db.hashes.retain_names(|name| !ignored(name));
-            self.db.allow.retain_names(|name| !ignored(name));
-            self.db.bodies.retain(|s| !ignored(&s.name));
-        }
-        self.db.report.ignored = before - count(&self.db);
         self.db.hashes.shrink_to_fit();
         self.db.allow.shrink_to_fit();
         self.db.bodies.shrink_to_fit();
         self.db
     }
+}
+
+/// Whether `.ign2` entries loaded so far disable `name` (they are written without the
+/// `.UNOFFICIAL` suffix; as in ClamAV they affect only databases loaded after them).
+fn is_ignored(ignore: &HashSet<Box<str>>, name: &str, suffix: &str) -> bool {
+    !ignore.is_empty() && ignore.contains(name.strip_suffix(suffix).unwrap_or(name))
 }
 
 /// Names from databases that are not signed `.cvd` files carry ClamAV's suffix.

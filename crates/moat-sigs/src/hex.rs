@@ -215,10 +215,10 @@ impl Parser<'_> {
                     gaps.push(Gap { min: 0, max: None });
                 }
                 b'{' => match self.range()? {
-                    (n, Some(m)) if n == m && n < INLINE_SKIP_LIMIT => {
+                    (n, _, true) if n < INLINE_SKIP_LIMIT => {
                         elements.push(Element::Skip { min: n, max: n })
                     }
-                    (min, max) => {
+                    (min, max, _) => {
                         self.close_part(&mut parts, std::mem::take(&mut elements), &anchors)?;
                         anchors.clear();
                         gaps.push(Gap { min, max });
@@ -259,9 +259,10 @@ impl Parser<'_> {
         }
         for &a in anchors {
             // `aa[x-y]HEXSIG` or `HEXSIG[x-y]aa`: one side is exactly one static byte.
-            let single_before = a == 1 && matches!(elements[0], Element::Byte(_));
-            let single_after =
-                a + 2 == elements.len() && matches!(elements[a + 1], Element::Byte(_));
+            let one_byte =
+                |e: &Element| e.len_range() == (1, 1) && !matches!(e, Element::Boundary(_));
+            let single_before = a == 1 && one_byte(&elements[0]);
+            let single_after = a + 2 == elements.len() && one_byte(&elements[a + 1]);
             if !(single_before || single_after) {
                 return self.err("'[x-y]' must join a single byte to the rest of the part");
             }
@@ -296,22 +297,27 @@ impl Parser<'_> {
     }
 
     /// `{n}`, `{-n}`, `{n-}`, `{n-m}` as `(min, max)`.
-    fn range(&mut self) -> Result<(u32, Option<u32>), ParseError> {
+    /// `{n}`, `{-n}`, `{n-}`, `{n-m}` as `(min, max, exact)`, where `exact` marks
+    /// the `{n}` form (the only one ClamAV inlines).
+    fn range(&mut self) -> Result<(u32, Option<u32>, bool), ParseError> {
         self.expect(b'{')?;
         let lo = self.number();
         let range = if self.peek() == Some(b'-') {
             self.pos += 1;
             let hi = self.number();
             match (lo, hi) {
-                (None, Some(n)) => (0, Some(n)),
-                (Some(n), None) => (n, None),
+                // A maximum of 0 means "no limit" to ClamAV (`{-0}`, `{0-0}` match
+                // any gap, measured).
+                (None, Some(0)) | (Some(_), Some(0)) => (lo.unwrap_or(0), None, false),
+                (None, Some(n)) => (0, Some(n), false),
+                (Some(n), None) => (n, None, false),
                 // ClamAV loads `{4-2}` and never matches it; so does moat.
-                (Some(n), Some(m)) => (n, Some(m)),
+                (Some(n), Some(m)) => (n, Some(m), false),
                 (None, None) => return self.err("empty range '{-}'"),
             }
         } else {
             match lo {
-                Some(n) => (n, Some(n)),
+                Some(n) => (n, Some(n), true),
                 None => return self.err("bad range, expected '{n}', '{-n}', '{n-}' or '{n-m}'"),
             }
         };
@@ -323,8 +329,13 @@ impl Parser<'_> {
     fn anchor_range(&mut self) -> Result<(u32, u32), ParseError> {
         self.expect(b'[')?;
         let lo = self.number();
-        self.expect(b'-')?;
-        let hi = self.number();
+        // `[n]` is accepted by ClamAV as `[n-n]`.
+        let hi = if self.peek() == Some(b'-') {
+            self.pos += 1;
+            self.number()
+        } else {
+            lo
+        };
         self.expect(b']')?;
         match (lo, hi) {
             (Some(x), Some(y)) if x <= y && y <= ANCHOR_MAX_DISTANCE => Ok((x, y)),
@@ -393,7 +404,7 @@ impl Parser<'_> {
                     alternatives.push(Vec::new());
                 }
                 Some(b'{') => match self.range()? {
-                    (n, Some(m)) if m < INLINE_SKIP_LIMIT => alternatives
+                    (n, Some(m), _) if m < INLINE_SKIP_LIMIT => alternatives
                         .last_mut()
                         .unwrap()
                         .push(Element::Skip { min: n, max: m }),
@@ -418,9 +429,6 @@ impl Parser<'_> {
     ) -> Result<Element, ParseError> {
         if alternatives.iter().any(Vec::is_empty) {
             return self.err("empty alternative in '(...|...)'");
-        }
-        if alternatives.len() < 2 && !negated {
-            return self.err("alternates need at least two members");
         }
         let plain = alternatives
             .iter()

@@ -155,7 +155,8 @@ pub fn parse_hash_ref(line: &str) -> Result<Parsed<HashRef<'_>>, ParseError> {
             "expected HASH:SIZE:NAME[:MINFL[:MAXFL]] (too few fields)",
         ));
     };
-    let (min_fl, max_fl) = flevels(&mut fields)?;
+    // ClamAV reads the FLEVEL fields of hash lines with atoi: junk counts as 0.
+    let (min_fl, max_fl) = lenient_flevels(&mut fields)?;
     let digest = Digest::from_hex(hash)?;
     let size = if size == "*" {
         if min_fl.unwrap_or(0) < WILDCARD_SIZE_MIN_FLEVEL {
@@ -165,7 +166,12 @@ pub fn parse_hash_ref(line: &str) -> Result<Parsed<HashRef<'_>>, ParseError> {
         }
         None
     } else {
-        Some(decimal(size, "size")?)
+        // ClamAV reads the size with strtol: leading blanks and a '+' are accepted.
+        let trimmed = size.trim_start();
+        Some(decimal(
+            trimmed.strip_prefix('+').unwrap_or(trimmed),
+            "size",
+        )?)
     };
     let name = check_name(name)?;
     if !flevel_ok(min_fl, max_fl) {
@@ -212,7 +218,15 @@ pub fn parse_ndb(line: &str, suffix: &str) -> Result<Parsed<BodySig>, ParseError
 /// Parses a `.ign2` line: a signature name, optionally followed by `:` and more
 /// fields (ClamAV's legacy `NAME:MD5` form), of which only the name is used.
 pub fn parse_ign2(line: &str) -> Result<Box<str>, ParseError> {
-    let name = line.split(':').next().unwrap_or("").trim_end();
+    let mut fields = line.split(':');
+    let name = fields.next().unwrap_or("").trim_end();
+    if let Some(md5) = fields.next() {
+        if md5.len() != 32 || !md5.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return Err(ParseError::new(format!(
+                "malformed MD5 '{md5}' after the name (expected NAME or NAME:MD5)"
+            )));
+        }
+    }
     Ok(check_name(name)?.into())
 }
 
@@ -238,6 +252,25 @@ fn flevels<'a>(
         return Err(ParseError::new("too many fields"));
     }
     Ok((min.flatten(), max.flatten()))
+}
+
+fn lenient_flevels<'a>(
+    fields: &mut impl Iterator<Item = &'a str>,
+) -> Result<(Option<u32>, Option<u32>), ParseError> {
+    let atoi = |f: &str| -> Option<u32> {
+        let digits: String = f
+            .trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_digit())
+            .collect();
+        (!f.is_empty()).then(|| digits.parse().unwrap_or(0))
+    };
+    let min = fields.next().and_then(atoi);
+    let max = fields.next().and_then(atoi);
+    if fields.next().is_some() {
+        return Err(ParseError::new("too many fields"));
+    }
+    Ok((min, max))
 }
 
 fn flevel_ok(min: Option<u32>, max: Option<u32>) -> bool {

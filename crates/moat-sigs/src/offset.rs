@@ -72,6 +72,8 @@ pub fn parse(text: &str) -> Result<Offset, ParseError> {
         });
     }
     let (base_text, max_shift) = match text.split_once(',') {
+        // ClamAV reads `10,` as `10`.
+        Some((b, "")) => (b, None),
         Some((b, s)) => (b, Some(number::<u32>(s, "max shift")?)),
         None => (text, None),
     };

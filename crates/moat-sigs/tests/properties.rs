@@ -121,10 +121,9 @@ impl Tok {
             Tok::High(v) => format!("{v:x}?"),
             Tok::Low(v) => format!("?{v:x}"),
             Tok::Skip(n) => format!("{{{n}}}"),
-            Tok::Class(bytes, neg) => group(
-                *neg,
-                bytes.iter().map(|b| format!("{b:02x}")).collect(),
-            ),
+            Tok::Class(bytes, neg) => {
+                group(*neg, bytes.iter().map(|b| format!("{b:02x}")).collect())
+            }
             Tok::Alt(alts, neg) => group(
                 *neg,
                 alts.iter()
@@ -203,7 +202,13 @@ fn part_toks() -> impl Strategy<Value = Vec<Tok>> {
 fn gap_tok() -> impl Strategy<Value = (String, Gap)> {
     prop_oneof![
         Just(("*".to_owned(), Gap { min: 0, max: None })),
-        (1u32..1000).prop_map(|n| (format!("{{-{n}}}"), Gap { min: 0, max: Some(n) })),
+        (1u32..1000).prop_map(|n| (
+            format!("{{-{n}}}"),
+            Gap {
+                min: 0,
+                max: Some(n)
+            }
+        )),
         (0u32..1000).prop_map(|n| (format!("{{{n}-}}"), Gap { min: n, max: None })),
         (0u32..1000, 1u32..1000).prop_map(|(n, d)| (
             format!("{{{n}-{}}}", n + d),
@@ -212,7 +217,13 @@ fn gap_tok() -> impl Strategy<Value = (String, Gap)> {
                 max: Some(n + d)
             }
         )),
-        (128u32..100_000).prop_map(|n| (format!("{{{n}}}"), Gap { min: n, max: Some(n) })),
+        (128u32..100_000).prop_map(|n| (
+            format!("{{{n}}}"),
+            Gap {
+                min: n,
+                max: Some(n)
+            }
+        )),
     ]
 }
 
