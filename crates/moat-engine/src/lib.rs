@@ -20,14 +20,19 @@ pub mod body;
 pub mod filetype;
 pub mod hashes;
 mod scanner;
+pub mod textnorm;
 
 pub use scanner::{Limits, ScanError, ScanOutcome, Scanner, Skip};
 
 use std::io::{self, Read};
 
-use body::{BodyMatch, BodyMatcher, BodyScan};
+use body::{BodyMatcher, BodyScan};
 use hashes::{FileDigests, HashIndex, StreamDigests};
+use moat_sigs::hex::Element;
+use moat_sigs::line::{TARGET_ANY, TARGET_TEXT};
 use moat_sigs::Database;
+use moat_sigs::{BodySig, OffsetBase};
+use textnorm::Normalizer;
 
 /// Content shorter than this is never detected, by any kind of signature (measured on
 /// ClamAV 1.4.6: files of 1 to 5 bytes are reported clean whatever the database).
@@ -51,7 +56,14 @@ impl Verdict<'_> {
 
 /// The compiled signatures. Immutable and thread-safe.
 pub struct Engine {
+    /// Target-0 body signatures, matched against the raw bytes.
     body: BodyMatcher,
+    /// Target-7 body signatures, matched against the normalized copy ([`textnorm`])
+    /// first: ClamAV tries a file type's own signatures before the generic ones.
+    text: BodyMatcher,
+    /// Target-0 body signatures that could match normalized text, matched against
+    /// the normalized copy after the target-7 ones.
+    text_any: BodyMatcher,
     hashes: HashIndex,
     allow: HashIndex,
     /// clamscan's "Known viruses" for the database this engine was built from.
@@ -62,9 +74,24 @@ impl Engine {
     /// Compiles a loaded database.
     pub fn new(db: Database) -> Engine {
         let known = db.signature_count();
+        let text_sigs = |target| {
+            let sigs = db
+                .bodies
+                .iter()
+                .filter(|s| s.target == target && could_match_text(s));
+            sigs.cloned().collect::<Vec<_>>()
+        };
+        let (text, text_any) = (text_sigs(TARGET_TEXT), text_sigs(TARGET_ANY));
+        let raw_sigs = db
+            .bodies
+            .into_iter()
+            .filter(|s| s.target == TARGET_ANY)
+            .collect();
         Engine {
             known,
-            body: BodyMatcher::new(db.bodies),
+            body: BodyMatcher::new(raw_sigs),
+            text: BodyMatcher::new(text),
+            text_any: BodyMatcher::new(text_any),
             hashes: HashIndex::new(db.hashes),
             allow: HashIndex::new(db.allow),
         }
@@ -76,13 +103,23 @@ impl Engine {
         self.known
     }
 
-    /// Scans the complete contents of a file held in memory.
+    /// Scans the complete contents of a file held in memory, with default limits.
     pub fn scan_bytes(&self, data: &[u8]) -> Verdict<'_> {
+        self.scan_bytes_with(data, &Limits::default())
+    }
+
+    /// Scans the complete contents of a file held in memory.
+    pub fn scan_bytes_with(&self, data: &[u8], limits: &Limits) -> Verdict<'_> {
         if data.len() < MIN_SCANNED_SIZE {
             return Verdict::Clean;
         }
-        let body = self.body.scan(data);
-        self.decide(body, &mut FileDigests::of(data))
+        let raw = self.body.scan(data).map(|m| self.body.sig(m.sig));
+        let normalized = || {
+            let text = filetype::gets_normalized(data) && limits.normalizes(data.len() as u64);
+            text.then(|| self.scan_normalized(&textnorm::normalize(data)))
+                .flatten()
+        };
+        self.decide(raw, normalized, &mut FileDigests::of(data))
     }
 
     /// Scans a file of `file_len` bytes read from `reader`, `chunk` bytes at a time
@@ -96,6 +133,7 @@ impl Engine {
         file_len: u64,
         chunk: usize,
         buffer: &mut Vec<u8>,
+        limits: &Limits,
     ) -> io::Result<(Verdict<'_>, u64)> {
         let mut reader = reader.take(file_len);
         let (reach_back, reach_ahead) = (self.body.reach_back(), self.body.reach_ahead());
@@ -110,6 +148,8 @@ impl Engine {
             wanted.2 || allow.2,
         );
         let mut digests = StreamDigests::new(wanted);
+        // The normalized copy is built while streaming; it is at most MaxScriptNormalize.
+        let mut text: Option<(Normalizer, Vec<u8>)> = None;
         buffer.clear();
         let mut base = 0u64;
         let mut scan = None;
@@ -117,8 +157,18 @@ impl Engine {
             let old = buffer.len();
             let eof = read_up_to(&mut reader, buffer, chunk)? < chunk;
             digests.update(&buffer[old..]);
-            let scan = scan
-                .get_or_insert_with(|| self.body.start(file_len, filetype::is_ascii_text(buffer)));
+            if base == 0
+                && old == 0
+                && filetype::gets_normalized(buffer)
+                && limits.normalizes(file_len)
+                && !(self.text.is_empty() && self.text_any.is_empty())
+            {
+                text = Some((Normalizer::default(), Vec::new()));
+            }
+            if let Some((normalizer, copy)) = &mut text {
+                normalizer.push(&buffer[old..], copy);
+            }
+            let scan = scan.get_or_insert_with(|| self.body.start(file_len));
             let end = base + buffer.len() as u64;
             let until = if eof {
                 end
@@ -138,22 +188,53 @@ impl Engine {
         if read < MIN_SCANNED_SIZE as u64 {
             return Ok((Verdict::Clean, read));
         }
-        let body = scan.and_then(BodyScan::finish);
-        Ok((self.decide(body, &mut digests), read))
+        let raw = scan
+            .and_then(BodyScan::finish)
+            .map(|m| self.body.sig(m.sig));
+        let normalized = || text.and_then(|(_, copy)| self.scan_normalized(&copy));
+        Ok((self.decide(raw, normalized, &mut digests), read))
     }
 
-    /// The verdict from the body match, else the hash signatures; a detection is
-    /// cancelled by the allow list.
-    fn decide(&self, body: Option<BodyMatch>, digests: &mut FileDigests<'_>) -> Verdict<'_> {
-        let detection = body
-            .map(|m| &*self.body.sig(m.sig).name)
-            .or_else(|| self.hashes.lookup(digests));
+    /// The first body signature to match the normalized copy: target 7, then target 0.
+    fn scan_normalized(&self, copy: &[u8]) -> Option<&BodySig> {
+        let typed = self.text.scan(copy).map(|m| self.text.sig(m.sig));
+        typed.or_else(|| self.text_any.scan(copy).map(|m| self.text_any.sig(m.sig)))
+    }
+
+    /// The verdict, in ClamAV's order: a body signature on the raw bytes, else a hash
+    /// signature, else a body signature on the normalized copy (computed only then).
+    /// A detection is cancelled by the allow list.
+    fn decide<'s>(
+        &'s self,
+        raw: Option<&'s BodySig>,
+        normalized: impl FnOnce() -> Option<&'s BodySig>,
+        digests: &mut FileDigests<'_>,
+    ) -> Verdict<'s> {
+        let detection = raw
+            .map(|sig| &*sig.name)
+            .or_else(|| self.hashes.lookup(digests))
+            .or_else(|| normalized().map(|sig| &*sig.name));
         match detection {
             Some(_) if self.allow.lookup(digests).is_some() => Verdict::Clean,
             Some(name) => Verdict::Infected(name),
             None => Verdict::Clean,
         }
     }
+}
+
+/// Whether a target-0 or target-7 signature could match normalized text: every
+/// static byte it requires must be one that normalization can produce. Target-0
+/// signatures with an `EOF-n` offset never match the normalized copy (measured).
+fn could_match_text(sig: &BodySig) -> bool {
+    let eof_relative = matches!(sig.offset.base, OffsetBase::FromEnd(_));
+    let eligible = sig.target == TARGET_TEXT || (sig.target == TARGET_ANY && !eof_relative);
+    eligible
+        && sig.pattern.parts.iter().all(|part| {
+            part.elements.iter().all(|e| match e {
+                Element::Byte(b) => textnorm::in_normalized_alphabet(*b),
+                _ => true,
+            })
+        })
 }
 
 /// Appends up to `n` bytes from `reader` to `buffer`; fewer only at end of input.

@@ -21,14 +21,26 @@ pub struct Limits {
     /// 1.4, a file larger than this is not scanned at all (measured: a signature in
     /// its first bytes is not reported); containers will count their members here.
     pub max_scan_size: Option<u64>,
+    /// Files larger than this get no normalized-text pass (ClamAV's
+    /// MaxScriptNormalize).
+    pub max_script_normalize: Option<u64>,
+}
+
+impl Limits {
+    /// Whether a file of `len` bytes gets the normalized-text pass.
+    pub fn normalizes(&self, len: u64) -> bool {
+        self.max_script_normalize.is_none_or(|max| len <= max)
+    }
 }
 
 impl Default for Limits {
-    /// clamscan's defaults: MaxFileSize 100 MB, MaxScanSize 400 MB.
+    /// clamscan 1.4.6's defaults: MaxFileSize 100 MiB, MaxScanSize 400 MiB,
+    /// MaxScriptNormalize 20 MiB (measured; the documentation says 5 MB).
     fn default() -> Self {
         Limits {
             max_file_size: Some(100 << 20),
             max_scan_size: Some(400 << 20),
+            max_script_normalize: Some(20 << 20),
         }
     }
 }
@@ -96,9 +108,9 @@ impl<'e> Scanner<'e> {
             self.buffer = data;
             return Ok(outcome);
         }
-        let (verdict, read) = self
-            .engine
-            .scan_stream(file, len, CHUNK, &mut self.buffer)?;
+        let (verdict, read) =
+            self.engine
+                .scan_stream(file, len, CHUNK, &mut self.buffer, &self.limits)?;
         Ok(ScanOutcome {
             verdict,
             bytes_scanned: read,
@@ -153,7 +165,7 @@ impl<'e> Scanner<'e> {
 
     fn scan_data(&self, data: &[u8]) -> ScanOutcome<'e> {
         ScanOutcome {
-            verdict: self.engine.scan_bytes(data),
+            verdict: self.engine.scan_bytes_with(data, &self.limits),
             bytes_scanned: data.len() as u64,
             skipped: None,
         }

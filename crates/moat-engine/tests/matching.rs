@@ -884,7 +884,6 @@ fn target_7_on_plain_lowercase_text() {
 }
 
 #[test]
-#[ignore = "engine disagrees with clamscan: target 0 is also matched against the normalized copy: `S:0:*:61626364` (abcd) matches `hello ABCD world` in clamscan; moat does not normalize"]
 fn target_0_matches_normalized_copy() {
     let e = ndb("S:0:*:61626364\n");
     assert!(found(&e, b"hello ABCD world").is_some());
@@ -904,7 +903,6 @@ fn target_0_matches_normalized_copy() {
 }
 
 #[test]
-#[ignore = "engine disagrees with clamscan: target 7 is matched ONLY against the normalized copy: `S:7:*:41424344` (ABCD) does not match `hello ABCD world`, `S:7:*:61626364` does; moat matches target 7 on raw bytes"]
 fn target_7_matches_only_the_normalized_copy() {
     let e = ndb("S:7:*:41424344\n");
     assert!(found(&e, b"hello ABCD world").is_none());
@@ -915,7 +913,6 @@ fn target_7_matches_only_the_normalized_copy() {
 }
 
 #[test]
-#[ignore = "engine disagrees with clamscan: target 7 offsets are positions in the normalized copy: `S:7:6:616263` matches `hello\\n\\n\\n\\nabc world` (normalized `hello abc world`), `S:7:9:616263` does not"]
 fn target_7_offsets_are_in_the_normalized_copy() {
     let data = b"hello\n\n\n\nabc world";
     assert!(found(&ndb("S:7:6:616263\n"), data).is_some());
@@ -923,7 +920,6 @@ fn target_7_offsets_are_in_the_normalized_copy() {
 }
 
 #[test]
-#[ignore = "engine disagrees with clamscan: files without NUL bytes (e.g. Latin-1 `hello abcd w\\xe9rld`, or `hello abcd world\\x00` with one trailing NUL) get the normalized copy and match target 7; moat's is_ascii_text says they are not text"]
 fn target_7_text_detection() {
     let e = ndb("S:7:*:61626364\n");
     assert!(found(&e, b"hello abcd w\xe9rld").is_some());

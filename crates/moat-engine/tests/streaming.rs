@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use moat_engine::{Engine, Verdict};
+use moat_engine::{Engine, Limits, Verdict};
 use moat_sigs::Database;
 use proptest::prelude::*;
 
@@ -29,7 +29,13 @@ fn engine() -> Engine {
 fn stream<'e>(engine: &'e Engine, data: &[u8], chunk: usize) -> Verdict<'e> {
     let mut buffer = Vec::new();
     let (verdict, read) = engine
-        .scan_stream(data, data.len() as u64, chunk, &mut buffer)
+        .scan_stream(
+            data,
+            data.len() as u64,
+            chunk,
+            &mut buffer,
+            &Limits::default(),
+        )
         .unwrap();
     assert_eq!(read, data.len() as u64);
     verdict
@@ -104,7 +110,7 @@ fn a_shrinking_file_is_read_to_its_real_end_without_error() {
     let mut buffer = Vec::new();
     // The metadata said 20,000 bytes; only 10,000 arrive.
     let (verdict, read) = engine
-        .scan_stream(&data[..], 20_000, 1024, &mut buffer)
+        .scan_stream(&data[..], 20_000, 1024, &mut buffer, &Limits::default())
         .unwrap();
     assert_eq!((verdict, read), (Verdict::Clean, 10_000));
 }

@@ -275,3 +275,120 @@ fn report_order_matches_clamscan() {
         }
     }
 }
+
+/// A small deterministic generator (xorshift) for the normalization test.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// ClamAV also matches target-0 and target-7 signatures against a normalized copy of
+/// most files (lower-cased, control and high bytes dropped, whitespace folded); which
+/// files get it depends on their first 1024 bytes. Generated text with random case,
+/// whitespace, control bytes, NUL pairs, byte-order marks and magic headers, against
+/// lowercase signatures of both targets: moat must report exactly what clamscan does.
+#[test]
+fn normalized_text_matches_clamscan() {
+    let Some(_) = clamscan() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let words: &[&[u8]] = &[
+        b"eval(",
+        b"document.write",
+        b"unescape",
+        b"shell",
+        b"payload",
+        b"the",
+        b"and",
+        b"function",
+        b"var",
+        b"x=1;",
+        b"wscript.shell",
+        b"cmd.exe",
+    ];
+    let ndb = "\
+T0.Eval:0:*:6576616c28
+T0.DocWrite:0:*:646f63756d656e742e7772697465
+T0.Wild:0:*:7773637269707420??68656c6c
+T0.Spaced:0:*:766172207820
+T7.Unescape:7:*:756e657363617065
+T7.CmdExe:7:*:636d642e657865
+T7.Start:7:0:7368656c6c
+T7.End:7:EOF-8:7061796c6f6164
+T0.EndRaw:0:EOF-8:7061796c6f6164
+";
+    std::fs::write(tmp.path().join("n.ndb"), ndb).unwrap();
+    let dir = tmp.path().join("files");
+    std::fs::create_dir(&dir).unwrap();
+    let heads: &[&[u8]] = &[
+        b"",
+        b"",
+        b"",
+        b"MZ",
+        b"%PDF-1.4\n",
+        b"\xff\xfe",
+        b"\xfe\xff",
+        b"PK\x03\x04",
+    ];
+    let mut rng = Rng(0x6d6f_6174_6e6f_726d);
+    for i in 0..400 {
+        let mut data = heads[rng.below(heads.len())].to_vec();
+        for _ in 0..rng.below(60) + 3 {
+            let mut word = words[rng.below(words.len())].to_vec();
+            if rng.below(3) == 0 {
+                word.make_ascii_uppercase();
+            }
+            // Noise inside a word: only the normalized copy sees through it.
+            if rng.below(6) == 0 && word.len() > 2 {
+                let at = rng.below(word.len() - 1) + 1;
+                let junk: &[u8] = [&b"\x01"[..], b"\x80", b"\xc3\xa9", b"\x1b"][rng.below(4)];
+                word.splice(at..at, junk.iter().copied());
+            }
+            data.extend_from_slice(&word);
+            let gap: &[u8] = [&b" "[..], b"  ", b"\t", b"\r\n", b"\n\n \t", b""][rng.below(6)];
+            data.extend_from_slice(gap);
+        }
+        if rng.below(5) == 0 {
+            // A NUL pair (binary to ClamAV at an even offset >= 2 within 1024 bytes).
+            let at = rng.below(data.len().min(1100)).max(1);
+            data.splice(at..at, [0u8, 0u8]);
+        }
+        if rng.below(4) == 0 {
+            data.extend_from_slice(b"PAYLOAD xx  ");
+        }
+        std::fs::write(dir.join(format!("f{i:03}")), data).unwrap();
+    }
+    if std::env::var("MOAT_KEEP").is_ok() {
+        Command::new("cp")
+            .args(["-r", tmp.path().to_str().unwrap(), "/tmp/ntkeep"])
+            .status()
+            .unwrap();
+    }
+    let args = ["--no-summary", "-d", "n.ndb", "-r", "files"];
+    let want = run(clamscan().unwrap(), tmp.path(), &args, b"");
+    let got = run(moat(), tmp.path(), &args, b"");
+    let sorted = |o: &Output| {
+        let mut l = lines(o);
+        l.sort();
+        l
+    };
+    let (want, got) = (sorted(&want), sorted(&got));
+    let found = want.iter().filter(|l| l.ends_with("FOUND")).count();
+    assert!(found > 100, "the generator must make detections: {found}");
+    let differ: Vec<_> = want
+        .iter()
+        .zip(&got)
+        .filter(|(w, g)| w != g)
+        .take(20)
+        .collect();
+    assert!(differ.is_empty(), "clamscan vs moat: {differ:#?}");
+    assert_eq!(want.len(), got.len());
+}

@@ -23,10 +23,8 @@ mod prefilter;
 use std::collections::HashMap;
 
 use moat_sigs::hex::{seq_len_range, Boundary, Element, Part};
-use moat_sigs::line::TARGET_TEXT;
 use moat_sigs::BodySig;
 
-use crate::filetype;
 use prefilter::Prefilter;
 pub use prefilter::MAX_ATOM;
 
@@ -202,19 +200,17 @@ impl BodyMatcher {
     /// Scans the complete contents `data` of a file and returns the signature ClamAV
     /// would report first ([`BodyMatch::rank`]).
     pub fn scan(&self, data: &[u8]) -> Option<BodyMatch> {
-        let mut scan = self.start(data.len() as u64, filetype::is_ascii_text(data));
+        let mut scan = self.start(data.len() as u64);
         scan.feed(data, 0, data.len() as u64);
         scan.finish()
     }
 
-    /// Starts a streaming scan of a file of `file_len` bytes; `is_text` tells whether
-    /// its start looks like text (target type 7).
-    pub fn start(&self, file_len: u64, is_text: bool) -> BodyScan<'_> {
+    /// Starts a streaming scan of a file of `file_len` bytes.
+    pub fn start(&self, file_len: u64) -> BodyScan<'_> {
         BodyScan {
             matcher: self,
             state: FileState {
                 file_len,
-                is_text,
                 chains: HashMap::new(),
             },
             matched: Vec::new(),
@@ -246,9 +242,6 @@ impl BodyMatcher {
     ) -> Option<u64> {
         let compiled = &self.sigs[anchor.sig as usize];
         let sig = &compiled.sig;
-        if sig.target == TARGET_TEXT && !file.is_text {
-            return None;
-        }
         let part_index = anchor.part as usize;
         let part = &sig.pattern.parts[part_index];
         let (before, after) = split_around(part, anchor);
@@ -304,8 +297,6 @@ impl BodyMatcher {
 /// What verification needs to know about the file being scanned.
 struct FileState {
     file_len: u64,
-    /// Whether the file's start looks like ASCII text (target type 7).
-    is_text: bool,
     /// Ends (file offsets) of valid partial chains, per (signature, part).
     chains: HashMap<(u32, u16), Vec<u64>>,
 }

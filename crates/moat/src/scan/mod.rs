@@ -46,6 +46,9 @@ pub struct ScanArgs {
     /// At most this much data is scanned per file (K/M/G suffixes; 0 = no limit).
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "400M")]
     max_scansize: u64,
+    /// Files larger than this get no normalized-text scan (K/M/G suffixes; 0 = no limit).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "20M")]
+    max_scriptnormalize: u64,
     /// Do not scan files whose path matches REGEX (repeatable).
     #[arg(long, value_name = "REGEX")]
     exclude: Vec<Regex>,
@@ -98,9 +101,11 @@ pub fn run(args: ScanArgs) -> u8 {
         }
     };
     tracing::debug!(elapsed = ?clock.elapsed(), signatures = engine.signature_count(), "database loaded");
+    let limit = |value: u64| (value > 0).then_some(value);
     let limits = Limits {
-        max_file_size: (args.max_filesize > 0).then_some(args.max_filesize),
-        max_scan_size: (args.max_scansize > 0).then_some(args.max_scansize),
+        max_file_size: limit(args.max_filesize),
+        max_scan_size: limit(args.max_scansize),
+        max_script_normalize: limit(args.max_scriptnormalize),
     };
     let totals = scan_all(&engine, limits, &args, &mut out);
     out.summary(engine.signature_count(), &totals, clock, start);
