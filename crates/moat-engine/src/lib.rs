@@ -12,9 +12,11 @@
 //! buffer, large ones streamed in chunks ([`Engine::scan_stream`]), so memory stays
 //! bounded whatever the file size.
 //!
-//! Order of decisions for one file, as ClamAV reports them: the first body signature
-//! to match in scan order, else the first hash signature (MD5, SHA-1, SHA-256); a
-//! detection is cancelled when the file's hash is on the allow list.
+//! Order of decisions for one file, as ClamAV reports them (measured): the first
+//! target-0 body signature on the raw bytes, else the first hash signature (MD5,
+//! SHA-1, SHA-256), else the first target-7 then target-0 body signature on the
+//! normalized-text copy ([`textnorm`], for the files [`filetype::gets_normalized`]
+//! accepts); a detection is cancelled when the file's hash is on the allow list.
 
 pub mod body;
 pub mod filetype;
@@ -115,8 +117,8 @@ impl Engine {
         }
         let raw = self.body.scan(data).map(|m| self.body.sig(m.sig));
         let normalized = || {
-            let text = filetype::gets_normalized(data) && limits.normalizes(data.len() as u64);
-            text.then(|| self.scan_normalized(&textnorm::normalize(data)))
+            self.wants_normalized(data, data.len() as u64, limits)
+                .then(|| self.scan_normalized(&textnorm::normalize(data)))
                 .flatten()
         };
         self.decide(raw, normalized, &mut FileDigests::of(data))
@@ -157,12 +159,7 @@ impl Engine {
             let old = buffer.len();
             let eof = read_up_to(&mut reader, buffer, chunk)? < chunk;
             digests.update(&buffer[old..]);
-            if base == 0
-                && old == 0
-                && filetype::gets_normalized(buffer)
-                && limits.normalizes(file_len)
-                && !(self.text.is_empty() && self.text_any.is_empty())
-            {
+            if old == 0 && base == 0 && self.wants_normalized(buffer, file_len, limits) {
                 text = Some((Normalizer::default(), Vec::new()));
             }
             if let Some((normalizer, copy)) = &mut text {
@@ -193,6 +190,13 @@ impl Engine {
             .map(|m| self.body.sig(m.sig));
         let normalized = || text.and_then(|(_, copy)| self.scan_normalized(&copy));
         Ok((self.decide(raw, normalized, &mut digests), read))
+    }
+
+    /// Whether a file of `len` bytes starting with `head` gets the normalized-text
+    /// pass: clamscan's rule, the size limit, and something to match at all.
+    fn wants_normalized(&self, head: &[u8], len: u64, limits: &Limits) -> bool {
+        let any_sigs = !(self.text.is_empty() && self.text_any.is_empty());
+        any_sigs && limits.normalizes(len) && filetype::gets_normalized(head)
     }
 
     /// The first body signature to match the normalized copy: target 7, then target 0.
