@@ -290,6 +290,7 @@ impl Output {
                     .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
             bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            bar.set_message("loading signatures");
             bar
         });
         Output {
