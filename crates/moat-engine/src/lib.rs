@@ -18,6 +18,8 @@
 //! normalized-text copy ([`textnorm`], for the files [`filetype::gets_normalized`]
 //! accepts); a detection is cancelled when the file's hash is on the allow list.
 
+#![warn(missing_docs)]
+
 pub mod body;
 pub mod filetype;
 pub mod hashes;

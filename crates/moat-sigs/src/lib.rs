@@ -15,6 +15,8 @@
 //!   `.ign2` application and the per-format "not supported yet" report.
 //! - [`builtin`]: the small default set used when no database directory is populated.
 
+#![warn(missing_docs)]
+
 pub mod builtin;
 pub mod database;
 pub mod error;
