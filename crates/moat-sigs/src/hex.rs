@@ -257,6 +257,9 @@ impl Parser<'_> {
         if elements.is_empty() {
             return self.err("a range wildcard ('*' or '{...}') needs bytes on both sides");
         }
+        if elements.len() > MAX_ELEMENTS || parts.len() >= MAX_ELEMENTS {
+            return self.err(format!("more than {MAX_ELEMENTS} elements or parts"));
+        }
         for &a in anchors {
             // `aa[x-y]HEXSIG` or `HEXSIG[x-y]aa`: one side is exactly one static byte.
             let one_byte =
@@ -454,6 +457,10 @@ impl Parser<'_> {
         })
     }
 }
+
+/// The most elements in one part, and parts in one signature (the engine indexes
+/// them with 16 bits; real signatures are far smaller).
+pub const MAX_ELEMENTS: usize = u16::MAX as usize;
 
 /// The shortest signature made only of static bytes that ClamAV accepts.
 pub const MIN_STATIC_SIGNATURE: usize = 3;
