@@ -1,0 +1,594 @@
+//! clamd.conf parsing into typed settings shared by `moat scan` and `moat watch`.
+//!
+//! # Syntax (as clamd 1.4 reads it)
+//!
+//! - One `Key value` per line; the key ends at the first blank (space or tab), the value is the
+//!   rest of the line with surrounding blanks removed, so values may contain spaces
+//!   (`LogFile /var/log/my logs/clamd.log`). `Key=value` is not supported.
+//! - Keys are case-sensitive (`logtime yes` is an unknown key, as in clamd; the error suggests
+//!   the right spelling).
+//! - A line whose first non-blank character is `#` is a comment; blank lines are ignored.
+//!   There are **no trailing comments**: clamd keeps `# ...` as part of the value, so
+//!   `LogTime yes # c` is a bad boolean and `LogFile /x.log # main` names the file
+//!   `/x.log # main`. moat does the same and warns when a text value contains ` #`.
+//! - Booleans: `yes`/`no`, `true`/`false`, `1`/`0`, any letter case.
+//! - Numbers: unsigned decimal digits only.
+//! - Sizes: bytes, or a number with `K`/`k`, `M`/`m` or `G`/`g` (powers of 1024). For every size
+//!   key, `0` means no limit (clamd turns 0 into its maximum); see [`Config::max_file_size`].
+//! - A key that is not repeatable and appears twice: clamd keeps the **first** value and silently
+//!   ignores the later ones; moat keeps the first too, and warns.
+//! - `Example` (the first line of ClamAV's sample file) makes the file refused.
+//!
+//! Where moat differs on purpose: a line ending in CRLF is accepted (clamd keeps the `\r` in
+//! the value and then rejects `yes\r`); numbers larger than their field are an error (clamd
+//! wraps them modulo 2³²); `TCPSocket` must be a port number; `OnAccessMaxThreads` must be at
+//! least 1; every bad line of the file is reported, not only the first.
+//!
+//! # Keys
+//!
+//! Every key of clamd 1.4 (the man page's list plus the hidden `Dev*` keys and the deprecated
+//! ones the binary still accepts) is accepted. Keys moat uses become fields of [`Config`];
+//! the others are type-checked and listed by [`Config::unused_keys`] (log them at debug
+//! level). Deprecated keys clamd ignores (`ScanOnAccess`, `MailFollowURLs`, ...) produce a
+//! [`Warning`]. moat adds two keys of its own, `OnAccessScanTimeout` and `OnAccessCoverage`.
+//!
+//! # Example
+//!
+//! ```
+//! use moat_config::Config;
+//!
+//! let text = "OnAccessIncludePath /home\nOnAccessPrevention yes\nScanPE yes\nScanOnAccess yes\n";
+//! let config = Config::parse(text, "/etc/clamav/clamd.conf").unwrap();
+//! assert!(config.on_access_prevention);
+//! assert_eq!(config.on_access_max_file_size, Some(5 << 20)); // ClamAV's default
+//! for unused in config.unused_keys() {
+//!     // tracing::debug!(...) in moat
+//!     assert_eq!((unused.line, unused.key.as_str()), (3, "ScanPE"));
+//! }
+//! for warning in config.warnings() {
+//!     // "/etc/clamav/clamd.conf:4: ScanOnAccess: deprecated since ClamAV 0.102 and ignored: ..."
+//!     assert!(warning.to_string().starts_with("/etc/clamav/clamd.conf:4: ScanOnAccess: "));
+//! }
+//!
+//! let err = Config::parse("OnAccessMaxThreads many\n", "/etc/clamav/clamd.conf").unwrap_err();
+//! assert_eq!(
+//!     err.to_string(),
+//!     "/etc/clamav/clamd.conf:1: OnAccessMaxThreads: expected a number, got \"many\""
+//! );
+//! ```
+
+#![warn(missing_docs)]
+
+mod error;
+mod keys;
+mod pattern;
+mod uname;
+mod value;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+pub use error::{ConfigError, LineError, LineErrorKind, UnusedKey, Warning};
+pub use keys::{KeyInfo, ValueKind};
+pub use pattern::PathPattern;
+pub use uname::{resolve_uname, resolve_unames, UnameError};
+
+use error::line_error;
+use value::{parse_bool, parse_duration, parse_size, parse_u32, quote, ParsedSize};
+
+/// The default configuration file of clamd and `moat watch`.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/clamav/clamd.conf";
+
+/// The default of `OnAccessMaxFileSize` (5 MiB).
+pub const DEFAULT_ON_ACCESS_MAX_FILE_SIZE: u64 = 5 << 20;
+
+/// The default of `OnAccessScanTimeout` (moat extension).
+pub const DEFAULT_ON_ACCESS_SCAN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Looks up a key moat accepts (clamd's keys and moat's), by exact, case-sensitive name.
+pub fn key_info(name: &str) -> Option<&'static KeyInfo> {
+    keys::lookup(name)
+}
+
+/// Every key moat accepts, sorted by name.
+pub fn known_keys() -> &'static [KeyInfo] {
+    keys::KEYS
+}
+
+/// How `moat watch` places its fanotify marks (`OnAccessCoverage`, a moat extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Coverage {
+    /// Mark the whole filesystem of each include path (`FAN_MARK_FILESYSTEM`) and keep only the
+    /// events under the include paths: every directory is covered the moment it exists, with no
+    /// tree walk and no window after `mkdir`. The default.
+    #[default]
+    Filesystem,
+    /// One mark per directory, kept in step with the tree by dynamic directory determination
+    /// (ClamAV's model): needs a watch per directory and leaves a short window after `mkdir`.
+    Directory,
+}
+
+impl FromStr for Coverage {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("filesystem") {
+            Ok(Coverage::Filesystem)
+        } else if s.eq_ignore_ascii_case("directory") {
+            Ok(Coverage::Directory)
+        } else {
+            Err(format!(
+                "expected \"filesystem\" or \"directory\", got {}",
+                quote(s)
+            ))
+        }
+    }
+}
+
+impl fmt::Display for Coverage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Coverage::Filesystem => "filesystem",
+            Coverage::Directory => "directory",
+        })
+    }
+}
+
+/// Settings read from a clamd.conf file. Fields hold ClamAV's meaning and defaults unless they
+/// say otherwise; callers may overwrite them (command-line flags win over keys).
+///
+/// Size limits are `Option<u64>` bytes: `None` is "no limit", which is what `0` means in the
+/// file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    // ---- on-access ----
+    /// `OnAccessIncludePath` (repeatable): directories to protect, recursively unless
+    /// [`on_access_disable_ddd`](Self::on_access_disable_ddd). ClamAV refuses `/` with DDD.
+    pub on_access_include_paths: Vec<PathBuf>,
+    /// `OnAccessExcludePath` (repeatable): directories not to protect, as unanchored extended
+    /// regular expressions applied to every directory, including ones created later (see
+    /// [`PathPattern`] for the differences from POSIX ERE).
+    pub on_access_exclude_paths: Vec<PathPattern>,
+    /// `OnAccessMountPath` (repeatable): mount points protected as a whole. ClamAV forces
+    /// notify-only (no blocking) when any is given.
+    pub on_access_mount_paths: Vec<PathBuf>,
+    /// `OnAccessDisableDDD` (default no): no tree tracking; each include path is watched
+    /// non-recursively.
+    pub on_access_disable_ddd: bool,
+    /// `OnAccessPrevention` (default no): deny access (EPERM) to infected files instead of only
+    /// reporting them.
+    pub on_access_prevention: bool,
+    /// `OnAccessExtraScanning` (default no): also scan files closed after writing, files and
+    /// directories moved in, and the content of newly seen directories (reporting only).
+    pub on_access_extra_scanning: bool,
+    /// `OnAccessExcludeRootUID` (default no): accesses by uid 0 are not scanned.
+    pub on_access_exclude_root_uid: bool,
+    /// `OnAccessExcludeUID` (repeatable): accesses by these uids are not scanned. As in ClamAV,
+    /// a `0` on any line disables the whole option (this list is then empty and a warning says
+    /// so); use `OnAccessExcludeRootUID` to exclude root.
+    pub on_access_exclude_uids: Vec<u32>,
+    /// `OnAccessExcludeUname` (repeatable): accesses by these users are not scanned. Names are
+    /// kept unresolved here; resolve them with [`resolve_unames`] at start and on reload, never
+    /// per event. moat compares exact names (ClamAV compares by prefix).
+    pub on_access_exclude_unames: Vec<String>,
+    /// `OnAccessMaxFileSize` (default 5M; `0` = no limit → `None`): larger files are allowed
+    /// without a scan.
+    pub on_access_max_file_size: Option<u64>,
+    /// `OnAccessMaxThreads` (default 5): scanning threads.
+    pub on_access_max_threads: u32,
+    /// `OnAccessCurlTimeout` (milliseconds, default 5000): timeout of each exchange with clamd
+    /// (only relevant with a clamd backend).
+    pub on_access_curl_timeout: Duration,
+    /// `OnAccessRetryAttempts` (default 0): retries after a failed scan.
+    pub on_access_retry_attempts: u32,
+    /// `OnAccessDenyOnError` (default no): with prevention, deny access when the scan fails or
+    /// misses its deadline.
+    pub on_access_deny_on_error: bool,
+    /// `OnAccessScanTimeout` (**moat extension**, default 5s): the deadline of every on-access
+    /// verdict; after it [`on_access_deny_on_error`](Self::on_access_deny_on_error) decides.
+    /// Written as milliseconds (`5000`) or with a suffix (`5000ms`, `5s`); must be positive.
+    pub on_access_scan_timeout: Duration,
+    /// `OnAccessCoverage` (**moat extension**, `filesystem` or `directory`, default
+    /// `filesystem`): how marks are placed; see [`Coverage`].
+    pub on_access_coverage: Coverage,
+
+    // ---- general ----
+    /// `DatabaseDirectory` (default `/var/lib/clamav`): signature databases; never watched.
+    pub database_directory: PathBuf,
+    /// `LogFile` (default none): also log to this file.
+    pub log_file: Option<PathBuf>,
+    /// `LogVerbose` (default no): verbose logging.
+    pub log_verbose: bool,
+    /// `LogTime` (default no): time-stamp each log line.
+    pub log_time: bool,
+    /// `LogSyslog` (default no): also log to syslog.
+    pub log_syslog: bool,
+    /// `LocalSocket` (default none): clamd's unix socket.
+    pub local_socket: Option<PathBuf>,
+    /// `TCPSocket` (default none): clamd's TCP port.
+    pub tcp_socket: Option<u16>,
+    /// `TCPAddr` (repeatable, default none = any address): addresses clamd listens on.
+    pub tcp_addrs: Vec<String>,
+    /// `StreamMaxLength` (default 100M; `0` = no limit): largest stream clamd accepts.
+    pub stream_max_length: Option<u64>,
+    /// `TemporaryDirectory` (default none = `$TMPDIR` or `/tmp`): scratch space; never watched.
+    pub temporary_directory: Option<PathBuf>,
+    /// `MaxFileSize` (default 100M; `0` = no limit): larger files (and larger members of
+    /// containers) are not scanned.
+    pub max_file_size: Option<u64>,
+    /// `MaxScanSize` (default 400M; `0` = no limit): most data scanned per input file,
+    /// container members included.
+    pub max_scan_size: Option<u64>,
+    /// `MaxRecursion` (default 17): deepest nesting of containers scanned.
+    pub max_recursion: u32,
+    /// `MaxFiles` (default 10000; `0` disables the limit): most members of one container
+    /// scanned.
+    pub max_files: u32,
+    /// `MaxScriptNormalize` (default 20M; `0` = no limit): largest script normalized.
+    pub max_script_normalize: Option<u64>,
+    /// `VirusEvent` (default none): command run on each detection (`%v` is the signature name;
+    /// the file name is in `$CLAM_VIRUSEVENT_FILENAME`, never substituted into the command).
+    pub virus_event: Option<String>,
+
+    source: Option<PathBuf>,
+    unused: Vec<UnusedKey>,
+    warnings: Vec<Warning>,
+}
+
+impl Default for Config {
+    /// ClamAV 1.4's defaults (and moat's for its own keys): what an empty file gives.
+    fn default() -> Self {
+        Config {
+            on_access_include_paths: Vec::new(),
+            on_access_exclude_paths: Vec::new(),
+            on_access_mount_paths: Vec::new(),
+            on_access_disable_ddd: false,
+            on_access_prevention: false,
+            on_access_extra_scanning: false,
+            on_access_exclude_root_uid: false,
+            on_access_exclude_uids: Vec::new(),
+            on_access_exclude_unames: Vec::new(),
+            on_access_max_file_size: Some(DEFAULT_ON_ACCESS_MAX_FILE_SIZE),
+            on_access_max_threads: 5,
+            on_access_curl_timeout: Duration::from_millis(5000),
+            on_access_retry_attempts: 0,
+            on_access_deny_on_error: false,
+            on_access_scan_timeout: DEFAULT_ON_ACCESS_SCAN_TIMEOUT,
+            on_access_coverage: Coverage::Filesystem,
+            database_directory: PathBuf::from("/var/lib/clamav"),
+            log_file: None,
+            log_verbose: false,
+            log_time: false,
+            log_syslog: false,
+            local_socket: None,
+            tcp_socket: None,
+            tcp_addrs: Vec::new(),
+            stream_max_length: Some(100 << 20),
+            temporary_directory: None,
+            max_file_size: Some(100 << 20),
+            max_scan_size: Some(400 << 20),
+            max_recursion: 17,
+            max_files: 10_000,
+            max_script_normalize: Some(20 << 20),
+            virus_event: None,
+            source: None,
+            unused: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and parses a configuration file. Errors name the file (and the line and key for
+    /// bad lines); every bad line of the file is reported.
+    pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|error| ConfigError::Read {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        Self::parse_bytes(&bytes, path)
+    }
+
+    /// Parses configuration text; `path` is only used in messages and by [`Config::source`].
+    pub fn parse(text: &str, path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        Self::parse_bytes(text.as_bytes(), path.as_ref())
+    }
+
+    /// Parses configuration bytes (lines that are not UTF-8 are errors).
+    pub fn parse_bytes(bytes: &[u8], path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        let mut parser = Parser {
+            path: path.as_ref(),
+            config: Config {
+                source: Some(path.as_ref().to_path_buf()),
+                ..Config::default()
+            },
+            errors: Vec::new(),
+            first_seen: HashMap::new(),
+            uid_zero_line: None,
+        };
+        for (index, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+            parser.line(index + 1, raw);
+        }
+        parser.finish()
+    }
+
+    /// The file this configuration was parsed from (`None` for [`Config::default`]).
+    pub fn source(&self) -> Option<&Path> {
+        self.source.as_deref()
+    }
+
+    /// Known clamd keys that moat does not use, in file order (log them at debug level).
+    pub fn unused_keys(&self) -> &[UnusedKey] {
+        &self.unused
+    }
+
+    /// Things accepted but worth a warning (deprecated keys, repeated keys, `#` in values...),
+    /// in file order.
+    pub fn warnings(&self) -> &[Warning] {
+        &self.warnings
+    }
+}
+
+struct Parser<'a> {
+    path: &'a Path,
+    config: Config,
+    errors: Vec<LineError>,
+    /// Line of the first occurrence of each non-repeatable key.
+    first_seen: HashMap<&'static str, usize>,
+    /// Line of the first `OnAccessExcludeUID 0`.
+    uid_zero_line: Option<usize>,
+}
+
+fn is_blank(c: char) -> bool {
+    // Space and tab separate; also the other ASCII white space so that a stray \r, \v or \f
+    // does not end up in a key or value.
+    c.is_ascii_whitespace() || c == '\x0b'
+}
+
+impl Parser<'_> {
+    fn line(&mut self, number: usize, raw: &[u8]) {
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let text = match std::str::from_utf8(raw) {
+            Ok(text) => text,
+            Err(e) => {
+                let key = std::str::from_utf8(&raw[..e.valid_up_to()])
+                    .ok()
+                    .and_then(|s| s.trim_start_matches(is_blank).split(is_blank).next())
+                    .filter(|k| !k.is_empty() && !k.starts_with('#'));
+                self.errors.push(line_error(
+                    self.path,
+                    number,
+                    key,
+                    LineErrorKind::NotUtf8,
+                    format!(
+                        "the line is not valid UTF-8 (byte {} of the line)",
+                        e.valid_up_to() + 1
+                    ),
+                ));
+                return;
+            }
+        };
+        let text = text.trim_matches(is_blank);
+        if text.is_empty() || text.starts_with('#') {
+            return;
+        }
+        let (key, value) = match text.find(is_blank) {
+            Some(i) => (&text[..i], text[i..].trim_matches(is_blank)),
+            None => (text, ""),
+        };
+        let Some(info) = keys::lookup(key) else {
+            let reason = match keys::lookup_ignore_case(key) {
+                Some(right) => format!(
+                    "unknown option (did you mean {}? option names are case-sensitive)",
+                    right.name
+                ),
+                None => "unknown option".to_owned(),
+            };
+            self.error(number, key, LineErrorKind::UnknownKey, reason);
+            return;
+        };
+        if info.kind == ValueKind::Example {
+            self.error(
+                number,
+                key,
+                LineErrorKind::ExampleLine,
+                "this is ClamAV's unedited example file: review it and remove the \"Example\" \
+                 line (clamd refuses to start with it too)",
+            );
+            return;
+        }
+        if value.is_empty() {
+            self.error(number, key, LineErrorKind::MissingValue, "missing value");
+            return;
+        }
+        if info.kind == ValueKind::Deprecated {
+            let message = if key == "ScanOnAccess" {
+                "deprecated since ClamAV 0.102 and ignored: on-access scanning is configured \
+                 with the OnAccess* keys and started with `moat watch`"
+                    .to_owned()
+            } else {
+                "deprecated option, ignored (as clamd does)".to_owned()
+            };
+            self.warn(number, key, message);
+            return;
+        }
+        if info.kind == ValueKind::String && value.contains(" #") {
+            self.warn(
+                number,
+                key,
+                format!(
+                    "the value {} contains \" #\"; clamd.conf has no trailing comments, so it is \
+                     part of the value",
+                    quote(value)
+                ),
+            );
+        }
+        let result = if info.used {
+            self.apply(info, value, number)
+        } else {
+            check_type(info.kind, value).map(|()| {
+                self.config.unused.push(UnusedKey {
+                    line: number,
+                    key: key.to_owned(),
+                    value: value.to_owned(),
+                });
+            })
+        };
+        if let Err(reason) = result {
+            self.error(number, key, LineErrorKind::BadValue, reason);
+        }
+    }
+
+    /// Sets a used key. Non-repeatable keys keep their first value (clamd does the same).
+    fn apply(&mut self, info: &'static KeyInfo, v: &str, number: usize) -> Result<(), String> {
+        if !info.repeatable {
+            if let Some(&first) = self.first_seen.get(info.name) {
+                // Check the value anyway so that a typo is not hidden.
+                check_type(info.kind, v)?;
+                self.warn(
+                    number,
+                    info.name,
+                    format!(
+                        "repeated; the value of line {first} is kept (clamd also keeps the first)"
+                    ),
+                );
+                return Ok(());
+            }
+        }
+        let c = &mut self.config;
+        let mut size_overflow = false;
+        let mut size = |v: &str| -> Result<Option<u64>, String> {
+            match parse_size(v)? {
+                ParsedSize::Bytes(0) => Ok(None),
+                ParsedSize::Bytes(n) => Ok(Some(n)),
+                ParsedSize::Overflow => {
+                    size_overflow = true;
+                    Ok(None)
+                }
+            }
+        };
+        match info.name {
+            "OnAccessIncludePath" => c.on_access_include_paths.push(PathBuf::from(v)),
+            "OnAccessExcludePath" => c.on_access_exclude_paths.push(
+                PathPattern::new(v)
+                    .map_err(|e| format!("invalid regular expression {}: {e}", quote(v)))?,
+            ),
+            "OnAccessMountPath" => c.on_access_mount_paths.push(PathBuf::from(v)),
+            "OnAccessDisableDDD" => c.on_access_disable_ddd = parse_bool(v)?,
+            "OnAccessPrevention" => c.on_access_prevention = parse_bool(v)?,
+            "OnAccessExtraScanning" => c.on_access_extra_scanning = parse_bool(v)?,
+            "OnAccessExcludeRootUID" => c.on_access_exclude_root_uid = parse_bool(v)?,
+            "OnAccessExcludeUID" => {
+                let uid = parse_u32(v)?;
+                if uid == 0 {
+                    if self.uid_zero_line.is_none() {
+                        self.uid_zero_line = Some(number);
+                    }
+                } else {
+                    c.on_access_exclude_uids.push(uid);
+                }
+            }
+            "OnAccessExcludeUname" => c.on_access_exclude_unames.push(v.to_owned()),
+            "OnAccessMaxFileSize" => c.on_access_max_file_size = size(v)?,
+            "OnAccessMaxThreads" => {
+                let n = parse_u32(v)?;
+                if n == 0 {
+                    return Err("must be at least 1, got \"0\"".to_owned());
+                }
+                c.on_access_max_threads = n;
+            }
+            "OnAccessCurlTimeout" => {
+                c.on_access_curl_timeout = Duration::from_millis(u64::from(parse_u32(v)?))
+            }
+            "OnAccessRetryAttempts" => c.on_access_retry_attempts = parse_u32(v)?,
+            "OnAccessDenyOnError" => c.on_access_deny_on_error = parse_bool(v)?,
+            "OnAccessScanTimeout" => c.on_access_scan_timeout = parse_duration(v)?,
+            "OnAccessCoverage" => c.on_access_coverage = v.parse()?,
+            "DatabaseDirectory" => c.database_directory = PathBuf::from(v),
+            "LogFile" => c.log_file = Some(PathBuf::from(v)),
+            "LogVerbose" => c.log_verbose = parse_bool(v)?,
+            "LogTime" => c.log_time = parse_bool(v)?,
+            "LogSyslog" => c.log_syslog = parse_bool(v)?,
+            "LocalSocket" => c.local_socket = Some(PathBuf::from(v)),
+            "TCPSocket" => {
+                let port = parse_u32(v)?;
+                c.tcp_socket = Some(u16::try_from(port).map_err(|_| {
+                    format!("expected a port number (0 to 65535), got {}", quote(v))
+                })?);
+            }
+            "TCPAddr" => c.tcp_addrs.push(v.to_owned()),
+            "StreamMaxLength" => c.stream_max_length = size(v)?,
+            "TemporaryDirectory" => c.temporary_directory = Some(PathBuf::from(v)),
+            "MaxFileSize" => c.max_file_size = size(v)?,
+            "MaxScanSize" => c.max_scan_size = size(v)?,
+            "MaxRecursion" => c.max_recursion = parse_u32(v)?,
+            "MaxFiles" => c.max_files = parse_u32(v)?,
+            "MaxScriptNormalize" => c.max_script_normalize = size(v)?,
+            "VirusEvent" => c.virus_event = Some(v.to_owned()),
+            other => unreachable!("key {other} is marked used but has no field"),
+        }
+        if size_overflow {
+            self.warn(
+                number,
+                info.name,
+                format!("{} is too large for 64 bits; treated as no limit", quote(v)),
+            );
+        }
+        if !info.repeatable {
+            self.first_seen.insert(info.name, number);
+        }
+        Ok(())
+    }
+
+    fn error(&mut self, number: usize, key: &str, kind: LineErrorKind, reason: impl Into<String>) {
+        self.errors
+            .push(line_error(self.path, number, Some(key), kind, reason));
+    }
+
+    fn warn(&mut self, number: usize, key: &str, message: impl Into<String>) {
+        self.config.warnings.push(Warning {
+            path: self.path.to_path_buf(),
+            line: number,
+            key: key.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    fn finish(mut self) -> Result<Config, ConfigError> {
+        if !self.errors.is_empty() {
+            return Err(ConfigError::Invalid {
+                errors: self.errors,
+            });
+        }
+        if let Some(number) = self.uid_zero_line {
+            let dropped = std::mem::take(&mut self.config.on_access_exclude_uids);
+            self.warn(
+                number,
+                "OnAccessExcludeUID",
+                format!(
+                    "a uid of 0 disables every OnAccessExcludeUID line (as in ClamAV), so {} \
+                     other uid(s) are not excluded either; use OnAccessExcludeRootUID yes to \
+                     exclude root",
+                    dropped.len()
+                ),
+            );
+            self.config.warnings.sort_by_key(|w| w.line);
+        }
+        Ok(self.config)
+    }
+}
+
+/// Checks a value against a type without keeping it (for keys moat does not use).
+fn check_type(kind: ValueKind, value: &str) -> Result<(), String> {
+    match kind {
+        ValueKind::Bool => parse_bool(value).map(drop),
+        ValueKind::Number => value::parse_number(value).map(drop),
+        ValueKind::Size => parse_size(value).map(drop),
+        ValueKind::Duration => parse_duration(value).map(drop),
+        ValueKind::String | ValueKind::Deprecated | ValueKind::Example => Ok(()),
+    }
+}
