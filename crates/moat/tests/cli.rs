@@ -2,6 +2,7 @@
 //! line for line (in order) with real clamscan where it is installed, plus checks of
 //! moat's own messages that need no oracle.
 
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -76,6 +77,9 @@ fn tree() -> tempfile::TempDir {
     std::fs::write(top.join("tiny"), b"\xe1\xe2").unwrap();
     std::fs::write(top.join("sub/c.bin"), INFECTED).unwrap();
     std::fs::write(top.join("sub/deep/d.txt"), b"another clean one\n").unwrap();
+    // A file name that is not UTF-8: printed as raw bytes, as clamscan does.
+    let raw_name = std::ffi::OsStr::from_bytes(b"sub/odd\xff name.bin");
+    std::fs::write(top.join(raw_name), INFECTED).unwrap();
     std::fs::write(root.join("other/e.bin"), INFECTED).unwrap();
     symlink("../other/e.bin", top.join("flink")).unwrap();
     symlink("../other", top.join("dlink")).unwrap();
@@ -128,6 +132,7 @@ fn walking_and_output_match_clamscan() {
         let want = run(clamscan().unwrap(), tmp.path(), &args, stdin);
         let got = run(moat(), tmp.path(), &args, stdin);
         assert_eq!(lines(&got), lines(&want), "stdout for {case:?}");
+        assert_eq!(got.stdout, want.stdout, "stdout bytes for {case:?}");
         assert_eq!(
             got.status.code(),
             want.status.code(),

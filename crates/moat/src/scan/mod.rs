@@ -75,7 +75,7 @@ pub struct ScanArgs {
 /// One result on its way to the printer.
 enum Report {
     Scanned {
-        shown: String,
+        shown: PathBuf,
         outcome: Outcome,
         bytes_read: u64,
         bytes_scanned: u64,
@@ -189,7 +189,7 @@ fn worker(
 }
 
 fn scan_one(scanner: &mut Scanner<'_>, path: PathBuf) -> Report {
-    let shown = path.display().to_string();
+    let shown = path.clone();
     let opened = File::open(&path).and_then(|f| f.metadata().map(|m| (f, m.len())));
     let (outcome, bytes_read, bytes_scanned) = match opened {
         Err(e) => (io_outcome(&e), 0, 0),
@@ -216,7 +216,7 @@ fn scan_stdin(engine: &Engine, limits: Limits) -> Report {
         Err(ScanError::Io(e)) => (io_outcome(&e), 0),
     };
     Report::Scanned {
-        shown: "stdin".into(),
+        shown: PathBuf::from("stdin"),
         outcome,
         bytes_read: bytes,
         bytes_scanned: bytes,
@@ -351,17 +351,19 @@ impl Output {
         }
     }
 
-    fn stdout(&mut self, line: &str) {
+    fn stdout(&mut self, line: &[u8]) {
         let write = || {
             let mut stdout = io::stdout().lock();
-            let _ = writeln!(stdout, "{line}");
+            let _ = stdout
+                .write_all(line)
+                .and_then(|()| stdout.write_all(b"\n"));
         };
         match &self.progress {
             Some(bar) => bar.suspend(write),
             None => write(),
         }
         if let Some(log) = &mut self.log {
-            let _ = writeln!(log, "{line}");
+            let _ = log.write_all(line).and_then(|()| log.write_all(b"\n"));
         }
     }
 
@@ -383,6 +385,6 @@ impl Output {
             return;
         }
         let text = output::summary(known, totals, clock.elapsed(), start, SystemTime::now());
-        self.stdout(&text);
+        self.stdout(text.as_bytes());
     }
 }

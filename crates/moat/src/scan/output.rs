@@ -1,6 +1,9 @@
 //! clamscan's output: one line per file, then the summary block.
 
+use std::path::Path;
 use std::time::{Duration, SystemTime};
+
+use super::walk::path_line;
 
 /// What happened to one scanned item, as a line for stdout.
 #[derive(Debug)]
@@ -47,18 +50,18 @@ impl Totals {
     }
 }
 
-/// The stdout line for an outcome, or `None` when nothing is printed (`-i` hides
-/// clean and empty files).
-pub fn line(shown: &str, outcome: &Outcome, infected_only: bool) -> Option<String> {
-    match outcome {
-        Outcome::Clean if infected_only => None,
-        Outcome::Empty if infected_only => None,
-        Outcome::Clean => Some(format!("{shown}: OK")),
-        Outcome::Empty => Some(format!("{shown}: Empty file")),
-        Outcome::Infected(name) => Some(format!("{shown}: {name} FOUND")),
-        Outcome::AccessDenied => Some(format!("{shown}: Access denied")),
-        Outcome::Error(message) => Some(format!("{shown}: {message} ERROR")),
-    }
+/// The stdout line for an outcome about `shown` (a path, or `stdin`), or `None`
+/// when nothing is printed (`-i` hides clean and empty files).
+pub fn line(shown: &Path, outcome: &Outcome, infected_only: bool) -> Option<Vec<u8>> {
+    let message = match outcome {
+        Outcome::Clean | Outcome::Empty if infected_only => return None,
+        Outcome::Clean => "OK".to_owned(),
+        Outcome::Empty => "Empty file".to_owned(),
+        Outcome::Infected(name) => format!("{name} FOUND"),
+        Outcome::AccessDenied => "Access denied".to_owned(),
+        Outcome::Error(message) => format!("{message} ERROR"),
+    };
+    Some(path_line(shown, &message))
 }
 
 /// The summary block, exactly as clamscan lays it out.

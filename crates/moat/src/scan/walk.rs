@@ -49,10 +49,10 @@ pub enum Item {
     /// Standard input (`-`).
     Stdin,
     /// A line for stdout that needs no scan (e.g. `DIR: Can't open directory.`); an error.
-    Failed(String),
+    Failed(Vec<u8>),
     /// A line for stdout that is neither a result nor an error (`PATH: Symbolic link`,
     /// `PATH: Excluded`); hidden by `-i`.
-    Notice(String),
+    Notice(Vec<u8>),
     /// A problem reported on stderr only (e.g. a missing command-line path); an error.
     Warning(Vec<String>),
 }
@@ -139,16 +139,11 @@ impl Walker<'_> {
     /// Visits a directory: its regular files, and its subdirectories when recursive.
     fn directory(&mut self, dir: &Path) {
         if self.excluded_dir(dir) {
-            return (self.emit)(Item::Notice(format!("{}: Excluded", dir.display())));
+            return (self.emit)(Item::Notice(path_line(dir, "Excluded")));
         }
         let entries = match fs::read_dir(dir) {
             Ok(entries) => entries,
-            Err(_) => {
-                return (self.emit)(Item::Failed(format!(
-                    "{}: Can't open directory.",
-                    dir.display()
-                )))
-            }
+            Err(_) => return (self.emit)(Item::Failed(path_line(dir, "Can't open directory."))),
         };
         self.directories += 1;
         for entry in entries {
@@ -168,8 +163,7 @@ impl Walker<'_> {
                     // A dangling link is silent once links are followed at all.
                     Err(_) if self.options.follow_files == Follow::Always => continue,
                     _ => {
-                        let notice = format!("{}: Symbolic link", path.display());
-                        (self.emit)(Item::Notice(notice));
+                        (self.emit)(Item::Notice(path_line(&path, "Symbolic link")));
                         continue;
                     }
                 }
@@ -187,7 +181,7 @@ impl Walker<'_> {
     /// A regular file: scanned unless `--exclude` matches.
     fn file(&mut self, path: PathBuf) {
         if self.excluded_file(&path) {
-            (self.emit)(Item::Notice(format!("{}: Excluded", path.display())));
+            (self.emit)(Item::Notice(path_line(&path, "Excluded")));
         } else {
             (self.emit)(Item::File(path));
         }
@@ -208,6 +202,16 @@ impl Walker<'_> {
         let text = path.to_string_lossy();
         self.options.exclude_dir.iter().any(|re| re.is_match(&text))
     }
+}
+
+/// `PATH: message` with the path's bytes as they are (clamscan prints file names raw,
+/// whatever their encoding).
+pub fn path_line(path: &Path, message: &str) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut line = path.as_os_str().as_bytes().to_vec();
+    line.extend_from_slice(b": ");
+    line.extend_from_slice(message.as_bytes());
+    line
 }
 
 /// The message clamscan prints for a path it cannot access.
