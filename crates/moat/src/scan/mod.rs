@@ -18,7 +18,7 @@ use std::time::{Instant, SystemTime};
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use indicatif::{ProgressBar, ProgressStyle};
 use moat_engine::{Engine, Limits, ScanError, Scanner, Verdict};
-use regex::Regex;
+use regex::bytes::Regex;
 
 use crate::size::parse_size;
 use output::{Outcome, Totals};

@@ -7,9 +7,10 @@
 
 use std::fs;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use regex::Regex;
+use regex::bytes::Regex;
 
 /// How symlinks are treated, as clamscan's `--follow-*-symlinks=0|1|2`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +62,8 @@ pub enum Item {
 pub struct WalkOptions {
     /// Descend into subdirectories.
     pub recursive: bool,
-    /// Skip files whose path matches any of these.
+    /// Skip files whose path matches any of these (matched on the raw bytes of the
+    /// path, like clamscan's POSIX regexes).
     pub exclude: Vec<Regex>,
     /// Skip directories whose path matches any of these.
     pub exclude_dir: Vec<Regex>,
@@ -193,21 +195,20 @@ impl Walker<'_> {
             return false;
         }
         let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
-        let text = absolute.to_string_lossy();
-        self.options.exclude.iter().any(|re| re.is_match(&text))
+        let bytes = absolute.as_os_str().as_bytes();
+        self.options.exclude.iter().any(|re| re.is_match(bytes))
     }
 
     /// `--exclude-dir` patterns match the directory's path as it is printed.
     fn excluded_dir(&self, path: &Path) -> bool {
-        let text = path.to_string_lossy();
-        self.options.exclude_dir.iter().any(|re| re.is_match(&text))
+        let bytes = path.as_os_str().as_bytes();
+        self.options.exclude_dir.iter().any(|re| re.is_match(bytes))
     }
 }
 
 /// `PATH: message` with the path's bytes as they are (clamscan prints file names raw,
 /// whatever their encoding).
 pub fn path_line(path: &Path, message: &str) -> Vec<u8> {
-    use std::os::unix::ffi::OsStrExt;
     let mut line = path.as_os_str().as_bytes().to_vec();
     line.extend_from_slice(b": ");
     line.extend_from_slice(message.as_bytes());
