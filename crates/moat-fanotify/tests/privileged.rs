@@ -1,0 +1,612 @@
+//! Tests against the real kernel. They need root (fanotify permission events); without it
+//! they print `skipped: needs root (fanotify permission events)` and pass, unless
+//! `MOAT_REQUIRE_PRIVILEGED=1`, where they fail.
+//!
+//! Safety: only directories created here (`tempfile::tempdir()`) are marked, with inode
+//! marks; the responder thread never opens a watched file; every wait is bounded; a
+//! child is killed and reaped on drop; dropping the group (also on panic) makes the kernel
+//! allow whatever is still pending.
+
+use std::ffi::CString;
+use std::fs;
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use moat_fanotify::{
+    fd_path, FidKind, FileHandle, Fsid, Group, InitFlags, MarkKind, Mask, Response,
+};
+
+const NOBODY: u32 = 65534;
+const CHILD_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn privileged() -> bool {
+    // SAFETY: plain syscall.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if std::env::var("MOAT_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
+        panic!("MOAT_REQUIRE_PRIVILEGED=1 but not root: fanotify permission events need root");
+    }
+    println!("skipped: needs root (fanotify permission events)");
+    false
+}
+
+/// What a child does as uid/gid 65534.
+enum Action {
+    /// open(O_RDONLY) + read; exits 0 when the content equals `expect`, errno on a failed
+    /// open, 100 + errno on a failed read, 99 on other content.
+    Read { path: CString, expect: Vec<u8> },
+    /// execve(path); exits with the program's status, or errno when execve fails.
+    Exec { path: CString },
+}
+
+/// A forked child, killed (SIGKILL) and reaped on drop if still running.
+struct Child {
+    pid: i32,
+    reaped: bool,
+}
+
+fn spawn_as_nobody(action: &Action) -> Child {
+    let argv0 = match action {
+        Action::Read { path, .. } | Action::Exec { path } => path.clone(),
+    };
+    let argv = [argv0.as_ptr(), std::ptr::null()];
+    let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+    let mut buf = [0u8; 256];
+    // SAFETY: after fork the child only makes async-signal-safe calls (no allocation, no
+    // locks) and always ends in execve or _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        unsafe {
+            let errno = || *libc::__errno_location();
+            // Drop inherited fds (other tests' fanotify groups, event fds): a child holding
+            // a copy of a group fd would keep that group alive.
+            libc::close_range(3, u32::MAX, 0);
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(NOBODY) != 0
+                || libc::setuid(NOBODY) != 0
+            {
+                libc::_exit(120);
+            }
+            match action {
+                Action::Read { path, expect } => {
+                    let fd = libc::open(path.as_ptr(), libc::O_RDONLY);
+                    if fd < 0 {
+                        libc::_exit(errno());
+                    }
+                    let n = libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len());
+                    if n < 0 {
+                        libc::_exit(100 + errno());
+                    }
+                    libc::_exit(if buf[..n as usize] == expect[..] {
+                        0
+                    } else {
+                        99
+                    });
+                }
+                Action::Exec { path } => {
+                    libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+                    libc::_exit(errno());
+                }
+            }
+        }
+    }
+    Child { pid, reaped: false }
+}
+
+impl Child {
+    /// True while the child has not exited.
+    fn running(&mut self) -> bool {
+        let mut status = 0;
+        // SAFETY: plain syscall on our own child.
+        let r = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
+        if r == self.pid {
+            self.reaped = true;
+            panic!("child exited early with status {status:#x}");
+        }
+        true
+    }
+
+    /// Waits (bounded) for the child's exit code.
+    fn wait(&mut self) -> i32 {
+        let deadline = Instant::now() + CHILD_TIMEOUT;
+        loop {
+            let mut status = 0;
+            // SAFETY: plain syscall on our own child.
+            let r = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
+            if r == self.pid {
+                self.reaped = true;
+                assert!(
+                    libc::WIFEXITED(status),
+                    "child killed by a signal: {status:#x}"
+                );
+                return libc::WEXITSTATUS(status);
+            }
+            assert!(r == 0, "waitpid: {}", std::io::Error::last_os_error());
+            assert!(
+                Instant::now() < deadline,
+                "child {} did not finish within {CHILD_TIMEOUT:?}",
+                self.pid
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if !self.reaped {
+            // SAFETY: our own unreaped child; a process waiting on a permission event is
+            // killable.
+            unsafe {
+                libc::kill(self.pid, libc::SIGKILL);
+                libc::waitpid(self.pid, std::ptr::null_mut(), 0);
+            }
+        }
+    }
+}
+
+fn read_as_nobody(path: &Path, expect: &[u8]) -> (i32, i32) {
+    let mut c = spawn_as_nobody(&Action::Read {
+        path: CString::new(path.as_os_str().as_bytes()).unwrap(),
+        expect: expect.to_vec(),
+    });
+    (c.pid, c.wait())
+}
+
+fn exec_as_nobody(path: &Path) -> (i32, i32) {
+    let mut c = spawn_as_nobody(&Action::Exec {
+        path: CString::new(path.as_os_str().as_bytes()).unwrap(),
+    });
+    (c.pid, c.wait())
+}
+
+/// A fresh temporary directory readable by uid 65534, and its canonical path.
+fn watched_dir() -> (tempfile::TempDir, PathBuf) {
+    let t = tempfile::tempdir().unwrap();
+    fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let p = t.path().canonicalize().unwrap();
+    (t, p)
+}
+
+fn write_file(path: &Path, content: &[u8], mode: u32) {
+    fs::write(path, content).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+const ENFORCE: Mask = Mask::OPEN_PERM
+    .union(Mask::OPEN_EXEC_PERM)
+    .union(Mask::EVENT_ON_CHILD);
+const IGNORE: Mask = Mask::OPEN_PERM.union(Mask::OPEN_EXEC_PERM);
+
+fn content_group(dir: &Path) -> Arc<Group> {
+    let g = Group::init(
+        InitFlags::CLASS_CONTENT
+            | InitFlags::UNLIMITED_QUEUE
+            | InitFlags::CLOEXEC
+            | InitFlags::NONBLOCK,
+        libc::O_RDONLY | libc::O_CLOEXEC | libc::O_LARGEFILE,
+    )
+    .unwrap();
+    g.add_mark(MarkKind::Inode, ENFORCE, dir).unwrap();
+    Arc::new(g)
+}
+
+#[derive(Debug, Clone)]
+struct Seen {
+    mask: Mask,
+    pid: i32,
+    path: PathBuf,
+}
+
+/// Answers permission events on its own thread: names starting with `bad` are denied,
+/// names starting with `clean` are allowed and get an ignore mark, the rest is allowed.
+/// It never opens a watched file: the path comes from `/proc/self/fd`.
+struct Responder {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Responder {
+    fn start(group: Arc<Group>) -> Responder {
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (stop2, seen2) = (stop.clone(), seen.clone());
+        let thread = std::thread::spawn(move || {
+            let mut buf = moat_fanotify::EventBuffer::new();
+            while !stop2.load(Ordering::Relaxed) {
+                if !group.wait(Some(Duration::from_millis(20))).unwrap() {
+                    continue;
+                }
+                let events = match group.read_events(&mut buf) {
+                    Ok(e) => e,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(e) => panic!("read_events: {e}"),
+                };
+                for ev in events {
+                    let path = ev.path().unwrap();
+                    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                    // Recorded before answering, so a finished child's events are visible.
+                    seen2.lock().unwrap().push(Seen {
+                        mask: ev.mask(),
+                        pid: ev.pid(),
+                        path,
+                    });
+                    let pe = ev.into_permission().expect("permission event");
+                    if name.starts_with("bad") {
+                        pe.deny().unwrap();
+                    } else {
+                        if name.starts_with("clean") {
+                            group.ignore_inode(pe.fd().unwrap(), IGNORE).unwrap();
+                        }
+                        pe.allow().unwrap();
+                    }
+                }
+            }
+        });
+        Responder {
+            stop,
+            seen,
+            thread: Some(thread),
+        }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    fn seen_for(&self, pid: i32) -> Vec<Seen> {
+        self.seen().into_iter().filter(|s| s.pid == pid).collect()
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let r = t.join();
+            if r.is_err() && !std::thread::panicking() {
+                panic!("responder thread panicked");
+            }
+        }
+    }
+}
+
+#[test]
+fn deny_and_allow_open_as_nobody() {
+    if !privileged() {
+        return;
+    }
+    let (_tmp, dir) = watched_dir();
+    write_file(&dir.join("bad"), b"evil", 0o644);
+    write_file(&dir.join("good"), b"hello", 0o644);
+    let group = content_group(&dir);
+    let responder = Responder::start(group.clone());
+
+    let (pid, code) = read_as_nobody(&dir.join("bad"), b"evil");
+    assert_eq!(
+        code,
+        libc::EPERM,
+        "open of a denied file must fail with EPERM"
+    );
+    let seen = responder.seen_for(pid);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].mask.contains(Mask::OPEN_PERM), "{seen:?}");
+    assert_eq!(seen[0].path, dir.join("bad"));
+
+    let (pid, code) = read_as_nobody(&dir.join("good"), b"hello");
+    assert_eq!(code, 0, "allowed file must be readable with its content");
+    let seen = responder.seen_for(pid);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].path, dir.join("good"));
+    assert_eq!(seen[0].pid, pid);
+}
+
+#[test]
+fn denied_exec_fails_with_eperm() {
+    if !privileged() {
+        return;
+    }
+    let (_tmp, dir) = watched_dir();
+    let truebin = fs::read("/bin/true").unwrap();
+    write_file(&dir.join("bad-true"), &truebin, 0o755);
+    write_file(&dir.join("good-true"), &truebin, 0o755);
+    write_file(&dir.join("bad-script"), b"#!/bin/sh\nexit 0\n", 0o755);
+    write_file(&dir.join("good-script"), b"#!/bin/sh\nexit 7\n", 0o755);
+    let group = content_group(&dir);
+    let responder = Responder::start(group.clone());
+
+    let (pid, code) = exec_as_nobody(&dir.join("bad-true"));
+    assert_eq!(
+        code,
+        libc::EPERM,
+        "exec of a denied binary must fail with EPERM"
+    );
+    let seen = responder.seen_for(pid);
+    assert!(
+        seen.iter()
+            .any(|s| s.mask.contains(Mask::OPEN_EXEC_PERM) && s.path == dir.join("bad-true")),
+        "{seen:?}"
+    );
+
+    let (_, code) = exec_as_nobody(&dir.join("bad-script"));
+    assert_eq!(
+        code,
+        libc::EPERM,
+        "exec of a denied script must fail with EPERM"
+    );
+
+    let (_, code) = exec_as_nobody(&dir.join("good-true"));
+    assert_eq!(code, 0, "allowed binary runs");
+    let (_, code) = exec_as_nobody(&dir.join("good-script"));
+    assert_eq!(code, 7, "allowed script runs");
+}
+
+#[test]
+fn ignore_mark_skips_events_until_the_file_is_written() {
+    if !privileged() {
+        return;
+    }
+    let (_tmp, dir) = watched_dir();
+    let clean = dir.join("clean");
+    let bad = dir.join("bad");
+    write_file(&clean, b"v1", 0o644);
+    write_file(&bad, b"evil", 0o644);
+    let group = content_group(&dir);
+    let responder = Responder::start(group.clone());
+    let events_on_clean = || {
+        let me = std::process::id() as i32;
+        responder
+            .seen()
+            .iter()
+            .filter(|s| s.path == clean && s.pid != me)
+            .count()
+    };
+
+    // First open: an event; the responder allows it and sets the ignore mark.
+    assert_eq!(read_as_nobody(&clean, b"v1").1, 0);
+    assert_eq!(events_on_clean(), 1);
+    // Second open: no event at all.
+    assert_eq!(read_as_nobody(&clean, b"v1").1, 0);
+    assert_eq!(events_on_clean(), 1, "ignore mark must suppress the event");
+
+    // A write() (no truncate) drops the ignore mark (no SURV_MODIFY): the next open raises
+    // an event. The writer's own open raises none: the inode is still ignored then.
+    let mut w = fs::OpenOptions::new().write(true).open(&clean).unwrap();
+    w.write_all(b"v2").unwrap();
+    drop(w);
+    assert_eq!(read_as_nobody(&clean, b"v2").1, 0);
+    assert_eq!(events_on_clean(), 2, "a write must remove the ignore mark");
+    assert_eq!(read_as_nobody(&clean, b"v2").1, 0);
+    assert_eq!(events_on_clean(), 2);
+
+    // Explicit removal.
+    let f = fs::File::open(&clean).unwrap();
+    assert!(group.unignore_inode(f.as_fd(), IGNORE).unwrap());
+    assert!(!group.unignore_inode(f.as_fd(), IGNORE).unwrap());
+    drop(f);
+    assert_eq!(read_as_nobody(&clean, b"v2").1, 0);
+    assert_eq!(
+        events_on_clean(),
+        3,
+        "unignore_inode must remove the ignore mark"
+    );
+
+    // flush_ignores drops every inode mark (the directory mark too): re-add it, and the
+    // clean file raises an event again while the bad one is still denied.
+    group.flush_ignores().unwrap();
+    group.add_mark(MarkKind::Inode, ENFORCE, &dir).unwrap();
+    assert_eq!(read_as_nobody(&clean, b"v2").1, 0);
+    assert_eq!(
+        events_on_clean(),
+        4,
+        "flush_ignores must remove the ignore mark"
+    );
+    assert_eq!(read_as_nobody(&bad, b"evil").1, libc::EPERM);
+}
+
+#[test]
+fn closing_the_group_with_a_pending_event_fails_open() {
+    if !privileged() {
+        return;
+    }
+    let (_tmp, dir) = watched_dir();
+    write_file(&dir.join("file"), b"data", 0o644);
+    let group = content_group(&dir);
+    let mut child = spawn_as_nobody(&Action::Read {
+        path: CString::new(dir.join("file").as_os_str().as_bytes()).unwrap(),
+        expect: b"data".to_vec(),
+    });
+    assert!(
+        group.wait(Some(Duration::from_secs(5))).unwrap(),
+        "no permission event"
+    );
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(child.running(), "the opener must wait for a verdict");
+    drop(group);
+    assert_eq!(
+        child.wait(),
+        0,
+        "closing the group must allow the pending open"
+    );
+}
+
+#[test]
+fn dropping_an_unanswered_permission_event_allows_it() {
+    if !privileged() {
+        return;
+    }
+    let (_tmp, dir) = watched_dir();
+    write_file(&dir.join("bad"), b"data", 0o644);
+    let group = content_group(&dir);
+    let mut child = spawn_as_nobody(&Action::Read {
+        path: CString::new(dir.join("bad").as_os_str().as_bytes()).unwrap(),
+        expect: b"data".to_vec(),
+    });
+    assert!(group.wait(Some(Duration::from_secs(5))).unwrap());
+    let mut buf = moat_fanotify::EventBuffer::new();
+    let events: Vec<_> = group.read_events(&mut buf).unwrap().collect();
+    assert_eq!(events.len(), 1);
+    assert!(events[0].is_permission());
+    assert_eq!(events[0].pid(), child.pid);
+    assert_eq!(fd_path(events[0].fd().unwrap()).unwrap(), dir.join("bad"));
+    drop(events);
+    assert_eq!(child.wait(), 0);
+    // Answering twice is refused by the kernel (ENOENT), never a second verdict.
+    let mut child = spawn_as_nobody(&Action::Read {
+        path: CString::new(dir.join("bad").as_os_str().as_bytes()).unwrap(),
+        expect: b"data".to_vec(),
+    });
+    assert!(group.wait(Some(Duration::from_secs(5))).unwrap());
+    let ev = group.read_events(&mut buf).unwrap().next().unwrap();
+    group.respond(ev.fd().unwrap(), Response::Deny).unwrap();
+    let err = group
+        .respond(ev.fd().unwrap(), Response::Allow)
+        .unwrap_err();
+    assert_eq!(err.errno(), libc::ENOENT, "{err}");
+    assert_eq!(child.wait(), libc::EPERM);
+}
+
+#[test]
+fn dfid_name_group_reports_mkdir_and_renames() {
+    if !privileged() {
+        return;
+    }
+    let (_tmp, dir) = watched_dir();
+    write_file(&dir.join("f1"), b"x", 0o644);
+    let group = Group::init(
+        InitFlags::CLASS_NOTIF
+            | InitFlags::REPORT_DFID_NAME
+            | InitFlags::CLOEXEC
+            | InitFlags::NONBLOCK,
+        libc::O_RDONLY | libc::O_CLOEXEC,
+    )
+    .unwrap();
+    group
+        .add_mark(
+            MarkKind::Inode,
+            Mask::CREATE
+                | Mask::DELETE
+                | Mask::MOVED_FROM
+                | Mask::MOVED_TO
+                | Mask::RENAME
+                | Mask::ONDIR,
+            &dir,
+        )
+        .unwrap();
+    fs::create_dir(dir.join("sub")).unwrap();
+    fs::rename(dir.join("f1"), dir.join("f2")).unwrap();
+
+    let (dir_handle, _) = FileHandle::from_path(&dir, true).unwrap();
+    let dir_fsid = Fsid::of_path(&dir).unwrap();
+    // (mask, kind, name) of every file-identifier record.
+    let mut got: Vec<(Mask, FidKind, String)> = Vec::new();
+    let want_all = |got: &Vec<(Mask, FidKind, String)>| {
+        let has = |m: Mask, k: FidKind, n: &str| {
+            got.iter()
+                .any(|(gm, gk, gn)| gm.contains(m) && *gk == k && gn == n)
+        };
+        has(Mask::CREATE | Mask::ONDIR, FidKind::DfidName, "sub")
+            && has(Mask::MOVED_FROM, FidKind::DfidName, "f1")
+            && has(Mask::MOVED_TO, FidKind::DfidName, "f2")
+            && has(Mask::RENAME, FidKind::OldDfidName, "f1")
+            && has(Mask::RENAME, FidKind::NewDfidName, "f2")
+    };
+    let mut buf = moat_fanotify::EventBuffer::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !want_all(&got) && Instant::now() < deadline {
+        if !group.wait(Some(Duration::from_millis(100))).unwrap() {
+            continue;
+        }
+        for ev in group.read_events(&mut buf).unwrap() {
+            assert!(ev.fd().is_none(), "FID groups report no fd");
+            assert!(!ev.is_permission());
+            for fid in ev.fids() {
+                assert_eq!(fid.handle, dir_handle, "the directory's handle");
+                assert_eq!(fid.fsid, dir_fsid);
+                let name = fid.name.as_ref().unwrap().to_string_lossy().into_owned();
+                got.push((ev.mask(), fid.kind, name));
+            }
+        }
+    }
+    assert!(want_all(&got), "missing events, got {got:?}");
+    // CREATE|ONDIR must not be reported for the plain file rename.
+    assert!(!got
+        .iter()
+        .any(|(m, _, n)| m.contains(Mask::CREATE) && n != "sub"));
+
+    // The directory handle resolves back to the directory.
+    let mount_fd = fs::File::open(&dir).unwrap();
+    assert_eq!(dir_handle.resolve_path(mount_fd.as_fd()).unwrap(), dir);
+    let fd = dir_handle
+        .open(mount_fd.as_fd(), libc::O_RDONLY | libc::O_DIRECTORY)
+        .unwrap();
+    assert_eq!(fd_path(fd.as_fd()).unwrap(), dir);
+    assert_eq!(FileHandle::from_fd(fd.as_fd()).unwrap().0, dir_handle);
+}
+
+#[test]
+fn content_class_with_fid_reporting_is_einval() {
+    if !privileged() {
+        return;
+    }
+    let err = Group::init(
+        InitFlags::CLASS_CONTENT | InitFlags::REPORT_FID,
+        libc::O_RDONLY,
+    )
+    .unwrap_err();
+    assert_eq!(err.errno(), libc::EINVAL);
+    assert_eq!(err.op(), "fanotify_init");
+    assert!(
+        err.to_string().contains("permission class"),
+        "readable reason: {err}"
+    );
+    // Each half alone is fine.
+    Group::init(
+        InitFlags::CLASS_NOTIF | InitFlags::REPORT_FID,
+        libc::O_RDONLY,
+    )
+    .unwrap();
+    Group::init(InitFlags::CLASS_CONTENT, libc::O_RDONLY).unwrap();
+}
+
+#[test]
+fn mark_errors_carry_errno_and_reason() {
+    if !privileged() {
+        return;
+    }
+    let (_tmp, dir) = watched_dir();
+    let group = Group::init(
+        InitFlags::CLASS_CONTENT | InitFlags::CLOEXEC,
+        libc::O_RDONLY,
+    )
+    .unwrap();
+    let err = group
+        .add_mark(MarkKind::Inode, Mask::OPEN_PERM, &dir.join("missing"))
+        .unwrap_err();
+    assert_eq!(err.errno(), libc::ENOENT, "{err}");
+    let err = group
+        .remove_mark(MarkKind::Inode, Mask::OPEN_PERM, &dir)
+        .unwrap_err();
+    assert_eq!(err.errno(), libc::ENOENT, "{err}");
+    // Directory-entry events need FID reporting.
+    let err = group
+        .add_mark(MarkKind::Inode, Mask::CREATE, &dir)
+        .unwrap_err();
+    assert_eq!(err.errno(), libc::EINVAL, "{err}");
+    group
+        .add_mark(MarkKind::Inode, Mask::OPEN_PERM, &dir)
+        .unwrap();
+    group
+        .remove_mark(MarkKind::Inode, Mask::OPEN_PERM, &dir)
+        .unwrap();
+}
