@@ -397,3 +397,46 @@ T0.EndRaw:0:EOF-8:7061796c6f6164
     assert!(differ.is_empty(), "clamscan vs moat: {differ:#?}");
     assert_eq!(want.len(), got.len());
 }
+
+/// `-l FILE`: a log that cannot be opened stops the scan before it starts; one that
+/// cannot be written (a full disk) is reported once and makes the exit status 2.
+#[test]
+fn log_file_failures_are_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("x.ndb"), format!("{SIG}\n")).unwrap();
+    std::fs::write(tmp.path().join("clean"), b"nothing to see here\n").unwrap();
+    let out = run(
+        moat(),
+        tmp.path(),
+        &["-l", "missing/dir/log", "-d", "x.ndb", "clean"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(lines(&out).is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("can't open log file missing/dir/log"));
+
+    let out = run(
+        moat(),
+        tmp.path(),
+        &["-l", "/dev/full", "-d", "x.ndb", "clean"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(lines(&out), vec!["clean: OK"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("can't write log file /dev/full").count(),
+        1,
+        "{stderr}"
+    );
+
+    let out = run(
+        moat(),
+        tmp.path(),
+        &["-l", "scan.log", "-d", "x.ndb", "clean"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let log = std::fs::read_to_string(tmp.path().join("scan.log")).unwrap();
+    assert!(log.starts_with("clean: OK\n") && log.contains("----------- SCAN SUMMARY"));
+}

@@ -91,7 +91,13 @@ enum Report {
 pub fn run(args: ScanArgs) -> u8 {
     let start = SystemTime::now();
     let clock = Instant::now();
-    let mut out = Output::new(args.log.as_ref(), args.no_summary);
+    let mut out = match Output::new(args.log.as_ref(), args.no_summary) {
+        Ok(out) => out,
+        Err(message) => {
+            eprintln!("ERROR: {message}");
+            return 2;
+        }
+    };
     let engine = match crate::database::load(&args.database) {
         Ok(db) => Engine::new(db),
         Err(e) => {
@@ -107,8 +113,11 @@ pub fn run(args: ScanArgs) -> u8 {
         max_scan_size: limit(args.max_scansize),
         max_script_normalize: limit(args.max_scriptnormalize),
     };
-    let totals = scan_all(&engine, limits, &args, &mut out);
+    let mut totals = scan_all(&engine, limits, &args, &mut out);
     out.summary(engine.signature_count(), &totals, clock, start);
+    if out.log_failed {
+        totals.errors += 1;
+    }
     totals.exit_code()
 }
 
@@ -268,21 +277,29 @@ fn printer(reports: Receiver<(u64, Report)>, infected_only: bool, out: &mut Outp
 /// Where results go: stdout, the optional log file, and a progress bar on stderr
 /// when stderr is a terminal.
 struct Output {
-    log: Option<File>,
+    log: Option<(PathBuf, File)>,
+    /// Writing the log failed (e.g. a full disk): reported once, then the log is
+    /// dropped and the exit status says there was an error.
+    log_failed: bool,
     progress: Option<ProgressBar>,
     no_summary: bool,
 }
 
 impl Output {
-    fn new(log: Option<&PathBuf>, no_summary: bool) -> Output {
-        let log = log.and_then(|path| {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| eprintln!("ERROR: can't open log file {}: {e}", path.display()))
-                .ok()
-        });
+    /// Fails when the log file cannot be opened: nothing is scanned without the
+    /// record the user asked for.
+    fn new(log: Option<&PathBuf>, no_summary: bool) -> Result<Output, String> {
+        let log = match log {
+            None => None,
+            Some(path) => {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| format!("can't open log file {}: {e}", path.display()))?;
+                Some((path.clone(), file))
+            }
+        };
         let progress = io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new_spinner();
             bar.set_style(
@@ -293,11 +310,12 @@ impl Output {
             bar.set_message("loading signatures");
             bar
         });
-        Output {
+        Ok(Output {
             log,
+            log_failed: false,
             progress,
             no_summary,
-        }
+        })
     }
 
     fn report(&mut self, report: Report, infected_only: bool, totals: &mut Totals) {
@@ -362,8 +380,13 @@ impl Output {
             Some(bar) => bar.suspend(write),
             None => write(),
         }
-        if let Some(log) = &mut self.log {
-            let _ = log.write_all(line).and_then(|()| log.write_all(b"\n"));
+        if let Some((path, log)) = &mut self.log {
+            if let Err(e) = log.write_all(line).and_then(|()| log.write_all(b"\n")) {
+                let message = format!("ERROR: can't write log file {}: {e}", path.display());
+                self.log = None;
+                self.log_failed = true;
+                self.stderr(&message);
+            }
         }
     }
 
