@@ -399,7 +399,8 @@ T0.EndRaw:0:EOF-8:7061796c6f6164
 }
 
 /// `-l FILE`: a log that cannot be opened stops the scan before it starts; one that
-/// cannot be written (a full disk) is reported once and makes the exit status 2.
+/// cannot be written (a full disk) is reported once and makes the exit status 2; so
+/// does a report that cannot be written to standard output.
 #[test]
 fn log_file_failures_are_reported() {
     let tmp = tempfile::tempdir().unwrap();

@@ -115,7 +115,7 @@ pub fn run(args: ScanArgs) -> u8 {
     };
     let mut totals = scan_all(&engine, limits, &args, &mut out);
     out.summary(engine.signature_count(), &totals, clock, start);
-    if out.log_failed {
+    if out.log_failed || out.report_failed {
         totals.errors += 1;
     }
     totals.exit_code()
@@ -281,6 +281,8 @@ struct Output {
     /// Writing the log failed (e.g. a full disk): reported once, then the log is
     /// dropped and the exit status says there was an error.
     log_failed: bool,
+    /// Writing to standard output failed.
+    report_failed: bool,
     progress: Option<ProgressBar>,
     no_summary: bool,
 }
@@ -313,6 +315,7 @@ impl Output {
         Ok(Output {
             log,
             log_failed: false,
+            report_failed: false,
             progress,
             no_summary,
         })
@@ -372,13 +375,16 @@ impl Output {
     fn stdout(&mut self, line: &[u8]) {
         let write = || {
             let mut stdout = io::stdout().lock();
-            let _ = stdout
+            stdout
                 .write_all(line)
-                .and_then(|()| stdout.write_all(b"\n"));
+                .and_then(|()| stdout.write_all(b"\n"))
         };
-        match &self.progress {
+        let written = match &self.progress {
             Some(bar) => bar.suspend(write),
             None => write(),
+        };
+        if let Err(e) = written {
+            self.stdout_failed(e);
         }
         if let Some((path, log)) = &mut self.log {
             if let Err(e) = log.write_all(line).and_then(|()| log.write_all(b"\n")) {
@@ -387,6 +393,21 @@ impl Output {
                 self.log_failed = true;
                 self.stderr(&message);
             }
+        }
+    }
+
+    /// A failed write of the report (a full disk, a closed pipe): the report is
+    /// incomplete, so the exit status is 2; a closed pipe ends the scan at once, as
+    /// there is no one left to read it.
+    fn stdout_failed(&mut self, e: io::Error) {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            std::process::exit(2);
+        }
+        if !self.report_failed {
+            self.report_failed = true;
+            self.stderr(&format!(
+                "ERROR: can't write the report to standard output: {e}"
+            ));
         }
     }
 
