@@ -25,6 +25,10 @@ pub struct Pattern {
     pub parts: Vec<Part>,
     /// The distance constraints between consecutive parts.
     pub gaps: Vec<Gap>,
+    /// The index of the element of part 0 whose position the offset column
+    /// constrains: 0, except after a leading anchored byte (`aa[x-y]bbcc...`), where
+    /// ClamAV counts the offset from the first element after the gap (measured).
+    pub offset_origin: usize,
 }
 
 /// A contiguous piece of a pattern: a sequence of elements matched back to back.
@@ -206,6 +210,7 @@ impl Parser<'_> {
         let mut gaps = Vec::new();
         let mut elements = Vec::new();
         let mut anchors = Vec::new();
+        let mut offset_origin = 0;
         while let Some(c) = self.peek() {
             match c {
                 b'*' => {
@@ -226,6 +231,9 @@ impl Parser<'_> {
                 },
                 b'[' => {
                     let (min, max) = self.anchor_range()?;
+                    if parts.is_empty() && elements.len() == 1 {
+                        offset_origin = 2;
+                    }
                     anchors.push(elements.len());
                     elements.push(Element::Skip { min, max });
                 }
@@ -244,7 +252,11 @@ impl Parser<'_> {
                 "a signature of static bytes only needs at least {MIN_STATIC_SIGNATURE} bytes"
             ));
         }
-        Ok(Pattern { parts, gaps })
+        Ok(Pattern {
+            parts,
+            gaps,
+            offset_origin,
+        })
     }
 
     /// Ends a part: checks ClamAV's structural rules on it.

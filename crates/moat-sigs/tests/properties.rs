@@ -244,7 +244,7 @@ proptest! {
             gaps.push(*gap);
             parts.push(Part { elements: toks.iter().map(Tok::element).collect() });
         }
-        let expected = Pattern { parts, gaps };
+        let expected = Pattern { parts, gaps, offset_origin: 0 };
         let pure_static_short = rest.is_empty()
             && first.len() < 3
             && first.iter().all(|t| matches!(t, Tok::Byte(_)));

@@ -257,15 +257,22 @@ impl BodyMatcher {
         if ends.is_empty() {
             return None;
         }
-        let mut starts = elements::backward(before, buf, vec![at]);
+        let abs = |rel: usize| base + rel as u64;
+        let mut starts = if part_index == 0 {
+            // The offset constrains the position of element `origin` (0 but after a
+            // leading anchored byte); the elements before it are matched from there.
+            let origin = sig.pattern.offset_origin.min(before.len());
+            let (lo, hi) = sig.offset.start_range(file.file_len)?;
+            let mut origins = elements::backward(&before[origin..], buf, vec![at]);
+            origins.retain(|&s| (lo..=hi).contains(&abs(s)));
+            elements::backward(&before[..origin], buf, origins)
+        } else {
+            elements::backward(before, buf, vec![at])
+        };
         if let (0, Some(class)) = (part_index, compiled.look_behind) {
             starts.retain(|&s| (s > 0 || at_file_start) && elements::look_behind(class, buf, s));
         }
-        let abs = |rel: usize| base + rel as u64;
-        if part_index == 0 {
-            let (lo, hi) = sig.offset.start_range(file.file_len)?;
-            starts.retain(|&s| (lo..=hi).contains(&abs(s)));
-        } else {
+        if part_index > 0 {
             let gap = sig.pattern.gaps[part_index - 1];
             let previous = file.chains.get(&(anchor.sig, anchor.part - 1))?;
             starts.retain(|&s| {
