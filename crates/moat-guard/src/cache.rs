@@ -1,0 +1,419 @@
+//! The verdict cache: files known clean, keyed by what `fstat` says about them.
+//!
+//! The kernel's ignore marks are the first cache (a clean file's next open raises no event at
+//! all). This one catches what they miss: marks that could not be set or were evicted, files
+//! opened through another inode path after a reload, notify-only mode.
+//!
+//! **Key.** A [`FileKey`] is `(dev, ino, size, mtime, ctime)`, plus the scanner's
+//! [generation](crate::Scanner::generation) stored with the entry. Any write changes mtime and
+//! ctime; `chmod`, `utimes` or a rename change ctime, which userspace cannot set. On Linux 6.13+
+//! ext4/xfs/btrfs/tmpfs use multigrain timestamps: once ctime has been observed by `fstat` (as
+//! we do to build the key), the next change gets a fresh fine-grained ctime, so two writes
+//! within one clock tick cannot hide behind an identical key. Callers must build the key
+//! *before* scanning and insert only if the key taken *after* the scan is equal (a file being
+//! written during the scan is not cached) and [settled](FileKey::is_settled): on filesystems
+//! with coarse timestamps (no multigrain: FAT, some network filesystems, older kernels), a
+//! same-size rewrite within the same clock tick as the last change would keep an identical key
+//! (git's "racy clean" problem), so files changed too recently are not cached. The daemon should
+//! also [`remove`](VerdictCache::remove) a file's entry on `FAN_CLOSE_WRITE`.
+//!
+//! **Clean verdicts only.** A detection is rare, so caching it saves nothing measurable, while
+//! a cached infected entry would have to carry its name, compete with clean entries for
+//! capacity, and be kept coherent with the allow list on reload. Keeping the cache a plain set
+//! of known-clean files also makes any cache bug fail towards a rescan, never towards a stale
+//! answer. Skipped (too-large) files are not cached either: deciding them again costs one
+//! `fstat`.
+//!
+//! **Generation.** Entries carry the generation they were scanned under and only answer for
+//! that generation. [`VerdictCache::clear`] on reload frees memory, but the generation check is
+//! what keeps correctness when a scan started under the old database inserts after the clear.
+//!
+//! **Concurrency.** The cache is split into shards, each behind its own `Mutex`, chosen by a
+//! hash of `(dev, ino)`: workers touching different files rarely contend, and each critical
+//! section is a hash lookup. There is no global lock on the hot path.
+//!
+//! **Bound.** The capacity is split over the shards; each shard evicts with CLOCK (second
+//! chance): a hit sets the entry's reference bit, and the eviction hand clears bits until it
+//! finds an entry not used since its last pass. Total entries never exceed the capacity.
+
+use std::collections::HashMap;
+use std::fs::{File, Metadata};
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// What identifies one version of one file's content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileKey {
+    /// Device number of the filesystem.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i128,
+    /// Status change time, nanoseconds since the epoch.
+    pub ctime_ns: i128,
+}
+
+impl FileKey {
+    /// The key of an open file, by `fstat` (no event is raised).
+    pub fn of(file: &File) -> io::Result<FileKey> {
+        Ok(Self::from_metadata(&file.metadata()?))
+    }
+
+    /// The key from already-fetched metadata.
+    pub fn from_metadata(m: &Metadata) -> FileKey {
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        FileKey {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime_ns: ns(m.mtime(), m.mtime_nsec()),
+            ctime_ns: ns(m.ctime(), m.ctime_nsec()),
+        }
+    }
+
+    /// Whether the file's last change (mtime or ctime) is more than `window` before `now`, so
+    /// that any later change gets a different timestamp even on a coarse-grained clock. A zero
+    /// window always answers `true`.
+    pub fn is_settled(&self, now: SystemTime, window: Duration) -> bool {
+        if window.is_zero() {
+            return true;
+        }
+        let Ok(now) = now.duration_since(UNIX_EPOCH) else {
+            return false;
+        };
+        let last_change = self.mtime_ns.max(self.ctime_ns);
+        last_change + window.as_nanos() as i128 <= now.as_nanos() as i128
+    }
+
+    fn shard_hash(&self) -> u64 {
+        // A cheap mix of the inode identity: all versions of a file land in one shard.
+        let x = self.ino ^ self.dev.rotate_left(32);
+        x.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29)
+    }
+}
+
+struct Slot {
+    key: FileKey,
+    generation: u64,
+    referenced: bool,
+}
+
+#[derive(Default)]
+struct Shard {
+    slots: Vec<Slot>,
+    index: HashMap<FileKey, usize>,
+    hand: usize,
+    capacity: usize,
+}
+
+impl Shard {
+    fn get(&mut self, key: &FileKey, generation: u64) -> bool {
+        match self.index.get(key) {
+            Some(&i) if self.slots[i].generation == generation => {
+                self.slots[i].referenced = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn insert(&mut self, key: FileKey, generation: u64) {
+        if let Some(&i) = self.index.get(&key) {
+            let slot = &mut self.slots[i];
+            slot.generation = generation;
+            slot.referenced = true;
+            return;
+        }
+        if self.capacity == 0 {
+            return;
+        }
+        let slot = Slot {
+            key,
+            generation,
+            referenced: false,
+        };
+        if self.slots.len() < self.capacity {
+            self.index.insert(key, self.slots.len());
+            self.slots.push(slot);
+            return;
+        }
+        // CLOCK: give referenced entries a second chance. Terminates within two turns.
+        loop {
+            let hand = self.hand;
+            self.hand = (self.hand + 1) % self.slots.len();
+            let victim = &mut self.slots[hand];
+            if victim.referenced {
+                victim.referenced = false;
+                continue;
+            }
+            self.index.remove(&victim.key);
+            *victim = slot;
+            self.index.insert(key, hand);
+            return;
+        }
+    }
+
+    fn remove(&mut self, key: &FileKey) {
+        let Some(i) = self.index.remove(key) else {
+            return;
+        };
+        let last = self.slots.len() - 1;
+        self.slots.swap_remove(i);
+        if i != last {
+            self.index.insert(self.slots[i].key, i);
+        }
+        if self.hand >= self.slots.len() {
+            self.hand = 0;
+        }
+    }
+
+    fn clear(&mut self) {
+        self.slots.clear();
+        self.index.clear();
+        self.hand = 0;
+    }
+}
+
+/// A bounded, sharded, thread-safe set of files known clean. See the module docs.
+pub struct VerdictCache {
+    shards: Box<[Mutex<Shard>]>,
+    capacity: usize,
+}
+
+/// The number of shards for a large enough cache (a power of two, well above any sensible
+/// `OnAccessMaxThreads`, so two workers rarely meet on one lock).
+const MAX_SHARDS: usize = 64;
+
+impl VerdictCache {
+    /// A cache holding at most `capacity` entries (`0` disables it).
+    pub fn new(capacity: usize) -> VerdictCache {
+        // Enough shards that each holds at least a few entries.
+        let n = (capacity / 8).clamp(1, MAX_SHARDS).next_power_of_two();
+        let shards = (0..n)
+            .map(|i| {
+                let extra = usize::from(i < capacity % n);
+                Mutex::new(Shard {
+                    capacity: capacity / n + extra,
+                    ..Shard::default()
+                })
+            })
+            .collect();
+        VerdictCache { shards, capacity }
+    }
+
+    /// The configured capacity.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    fn shard(&self, key: &FileKey) -> MutexGuard<'_, Shard> {
+        let i = (key.shard_hash() as usize) & (self.shards.len() - 1);
+        // A panic while holding a shard cannot leave it inconsistent in a way that matters
+        // more than a cache miss; keep going.
+        self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether `key` is known clean under `generation` (a hit marks the entry recently used).
+    pub fn contains(&self, key: &FileKey, generation: u64) -> bool {
+        self.shard(key).get(key, generation)
+    }
+
+    /// Records `key` as clean under `generation`.
+    pub fn insert_clean(&self, key: FileKey, generation: u64) {
+        self.shard(&key).insert(key, generation)
+    }
+
+    /// Forgets `key` (e.g. on `FAN_CLOSE_WRITE`).
+    pub fn remove(&self, key: &FileKey) {
+        self.shard(key).remove(key)
+    }
+
+    /// Forgets everything (on database reload).
+    pub fn clear(&self) {
+        for s in self.shards.iter() {
+            s.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        }
+    }
+
+    /// The number of entries (takes every shard lock in turn: not for the hot path).
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).slots.len())
+            .sum()
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::Arc;
+
+    fn key(ino: u64) -> FileKey {
+        FileKey {
+            dev: 1,
+            ino,
+            size: 10,
+            mtime_ns: 100,
+            ctime_ns: 200,
+        }
+    }
+
+    #[test]
+    fn hit_and_miss() {
+        let c = VerdictCache::new(100);
+        assert!(!c.contains(&key(1), 0));
+        c.insert_clean(key(1), 0);
+        assert!(c.contains(&key(1), 0));
+        assert!(!c.contains(&key(2), 0));
+        assert_eq!(c.len(), 1);
+        c.insert_clean(key(1), 0);
+        assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn invalidated_by_size_mtime_ctime_dev_and_generation() {
+        let c = VerdictCache::new(100);
+        let k = key(1);
+        c.insert_clean(k, 3);
+        assert!(c.contains(&k, 3));
+        assert!(!c.contains(&FileKey { size: 11, ..k }, 3));
+        assert!(!c.contains(&FileKey { mtime_ns: 101, ..k }, 3));
+        assert!(!c.contains(&FileKey { ctime_ns: 201, ..k }, 3));
+        assert!(!c.contains(&FileKey { dev: 2, ..k }, 3));
+        assert!(!c.contains(&k, 4));
+        // Re-inserting under the new generation takes over.
+        c.insert_clean(k, 4);
+        assert!(c.contains(&k, 4));
+        assert!(!c.contains(&k, 3));
+    }
+
+    #[test]
+    fn remove_and_clear() {
+        let c = VerdictCache::new(100);
+        for i in 0..50 {
+            c.insert_clean(key(i), 0);
+        }
+        c.remove(&key(7));
+        c.remove(&key(7));
+        assert!(!c.contains(&key(7), 0));
+        assert!((0..50).filter(|&i| i != 7).all(|i| c.contains(&key(i), 0)));
+        assert_eq!(c.len(), 49);
+        c.clear();
+        assert!(c.is_empty());
+        assert!(!c.contains(&key(1), 0));
+    }
+
+    #[test]
+    fn capacity_is_a_bound() {
+        for cap in [0, 1, 2, 3, 7, 8, 9, 100, 513, 1000] {
+            let c = VerdictCache::new(cap);
+            assert_eq!(c.capacity(), cap);
+            for i in 0..(cap as u64 * 3 + 10) {
+                c.insert_clean(key(i), 0);
+                assert!(c.len() <= cap, "cap {cap}");
+            }
+            if cap > 0 {
+                // The capacity is fully usable: the shards' shares sum to it.
+                let total: usize = c.shards.iter().map(|s| s.lock().unwrap().capacity).sum();
+                assert_eq!(total, cap);
+                assert!(c.len() > cap / 2, "cap {cap}: {}", c.len());
+            }
+        }
+    }
+
+    #[test]
+    fn clock_keeps_recently_used_entries() {
+        // One shard: capacity 4 gives a single shard.
+        let c = VerdictCache::new(4);
+        assert_eq!(c.shards.len(), 1);
+        for i in 0..4 {
+            c.insert_clean(key(i), 0);
+        }
+        assert!(c.contains(&key(0), 0)); // referenced: survives the next eviction
+        c.insert_clean(key(4), 0);
+        assert!(c.contains(&key(0), 0));
+        assert!(!c.contains(&key(1), 0)); // the oldest unreferenced went
+        assert!(c.contains(&key(4), 0));
+        assert_eq!(c.len(), 4);
+    }
+
+    #[test]
+    fn concurrent_use() {
+        let c = Arc::new(VerdictCache::new(100_000));
+        let threads: Vec<_> = (0..8u64)
+            .map(|t| {
+                let c = Arc::clone(&c);
+                std::thread::spawn(move || {
+                    for i in 0..2_000u64 {
+                        let k = key(t * 1_000_000 + i);
+                        c.insert_clean(k, 1);
+                        assert!(c.contains(&k, 1));
+                        // Also hit another thread's keys, and some removals.
+                        let _ = c.contains(&key(((t + 1) % 8) * 1_000_000 + i), 1);
+                        if i % 10 == 0 {
+                            c.remove(&k);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(c.len(), 8 * 1800);
+        for t in 0..8u64 {
+            for i in 0..2_000u64 {
+                assert_eq!(c.contains(&key(t * 1_000_000 + i), 1), i % 10 != 0);
+            }
+        }
+    }
+
+    #[test]
+    fn settled_only_after_the_window() {
+        let k = FileKey {
+            mtime_ns: 5_000_000_000,
+            ctime_ns: 10_000_000_000,
+            ..key(1)
+        };
+        let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
+        let w = Duration::from_secs(2);
+        assert!(!k.is_settled(at(11), w));
+        assert!(k.is_settled(at(12), w));
+        assert!(k.is_settled(at(11), Duration::ZERO));
+        // A change in the future (clock set back) is never settled.
+        assert!(!k.is_settled(at(3), w));
+    }
+
+    #[test]
+    fn file_key_follows_changes() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(b"hello").unwrap();
+        let k1 = FileKey::of(f.as_file()).unwrap();
+        assert_eq!(k1, FileKey::of(f.as_file()).unwrap());
+        assert_eq!(k1.size, 5);
+        f.write_all(b"!").unwrap();
+        let k2 = FileKey::of(f.as_file()).unwrap();
+        assert_ne!(k1, k2);
+        assert_eq!((k1.dev, k1.ino), (k2.dev, k2.ino));
+        // A same-size change shows in mtime/ctime (multigrain timestamps on 6.13+; set an
+        // explicit mtime so the test does not depend on the filesystem's clock granularity).
+        let t = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        f.as_file().set_modified(t).unwrap();
+        let k3 = FileKey::of(f.as_file()).unwrap();
+        assert_eq!(k3.size, k2.size);
+        assert_ne!(k3, k2);
+        assert_eq!(k3.mtime_ns, 1_000_000 * 1_000_000_000);
+    }
+}

@@ -1,0 +1,528 @@
+//! Answering every permission event exactly once, under a deadline.
+//!
+//! The kernel puts no bound on how long an opener waits for a permission verdict, so moat
+//! bounds every scan itself. Each event that needs a scan becomes a [`Pending`] token, shared
+//! by two parties that race to answer it:
+//!
+//! - a [`WorkerPool`] worker, which scans the file and answers with the verdict;
+//! - the [`DeadlineWatcher`], which answers with the configured on-error decision
+//!   (`OnAccessDenyOnError`) when the token's deadline passes first.
+//!
+//! **Why a CAS.** The token holds one atomic flag; [`Pending::answer`] flips it with a
+//! compare-and-swap and only the winner calls the [`Answer`] sink. That settles the race without
+//! a lock, without the two parties knowing about each other, and makes a second answer (the
+//! kernel would reject it, or worse, apply it to a recycled fd) impossible by construction.
+//! The loser is a no-op: a scan that outlives its deadline keeps running to completion (threads
+//! cannot be cancelled safely), its late result is dropped and counted in
+//! [`Stats::late_results`]. A token dropped without any answer (a bug, a lost job) answers
+//! itself with the on-error decision from `Drop`, so no opener ever hangs on moat.
+//!
+//! **Why no global lock.** Jobs reach workers through a crossbeam channel (lock-free queue),
+//! deadlines reach the single watcher thread through another; the watcher owns its min-heap
+//! alone. Workers share only the immutable scanner and the sharded verdict cache. So N workers
+//! scan truly in parallel and the reader thread never blocks on a worker.
+//!
+//! The [`Answer`] sink is where the kernel layer plugs in (write `FAN_ALLOW`/`FAN_DENY`, set
+//! the ignore mark on a clean file, then log); this module knows nothing about fanotify.
+//!
+//! **Shutdown order** for the daemon: stop reading events, then [`DeadlineWatcher::shutdown`]
+//! (answers every registered token with Allow), then [`WorkerPool::shutdown`] (answers queued
+//! jobs with Allow without scanning them, waits for scans in progress).
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use crate::cache::{FileKey, VerdictCache};
+use crate::scanner::{ScanFailure, Scanner, Verdict};
+
+/// The answer given to the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Response {
+    /// Let the access proceed.
+    Allow,
+    /// Refuse the access (`EPERM`). In notify-only mode the sink reports instead.
+    Deny,
+}
+
+/// Why a token was answered the way it was, for logging and counting by the sink.
+#[derive(Debug, Clone, Copy)]
+pub enum Cause<'a> {
+    /// The scan finished in time with this verdict (clean and skipped allow, infected denies).
+    Scanned(&'a Verdict),
+    /// The file was in the verdict cache as clean.
+    Cached,
+    /// The scan failed; the on-error decision applies.
+    Failed(&'a ScanFailure),
+    /// The deadline passed first; the on-error decision applies.
+    Deadline,
+    /// The daemon is shutting down; everything is allowed.
+    Shutdown,
+    /// The token was dropped without an answer (should not happen); the on-error decision
+    /// applies.
+    Abandoned,
+}
+
+/// Delivers the one answer of a [`Pending`] token (implemented by the kernel layer; tests use
+/// closures). Called at most once per token, from a worker or the deadline watcher thread.
+pub trait Answer: Send + Sync {
+    /// Delivers `response`, decided because of `cause`.
+    fn answer(&self, response: Response, cause: Cause<'_>);
+}
+
+impl<F: Fn(Response, Cause<'_>) + Send + Sync> Answer for F {
+    fn answer(&self, response: Response, cause: Cause<'_>) {
+        self(response, cause)
+    }
+}
+
+/// Counters of the on-access flow. Plain relaxed atomics: read them for statistics only.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Answered Allow after a clean scan.
+    pub clean: AtomicU64,
+    /// Answered Allow because the scanner skipped the file (too large).
+    pub skipped: AtomicU64,
+    /// Answered Deny after a detection.
+    pub infected: AtomicU64,
+    /// Answered Allow from the verdict cache.
+    pub cache_hits: AtomicU64,
+    /// Answered with the on-error decision after a scan failure (panics included).
+    pub failures: AtomicU64,
+    /// Scanner panics caught (also counted in `failures` when they answered).
+    pub panics: AtomicU64,
+    /// Answered with the on-error decision at the deadline.
+    pub deadline_expired: AtomicU64,
+    /// Scan results that arrived after the token was answered, and were ignored.
+    pub late_results: AtomicU64,
+    /// Jobs already answered (deadline) when a worker took them: not scanned.
+    pub expired_in_queue: AtomicU64,
+    /// Answered Allow at shutdown.
+    pub shutdown_answers: AtomicU64,
+}
+
+impl Stats {
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
+    }
+
+    /// Reads a counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Relaxed)
+    }
+}
+
+struct Inner {
+    answered: AtomicBool,
+    deadline: Instant,
+    on_error: Response,
+    sink: Box<dyn Answer>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if !*self.answered.get_mut() {
+            self.sink.answer(self.on_error, Cause::Abandoned);
+        }
+    }
+}
+
+/// One event awaiting its answer, shared (cheap `Clone`) by the worker and the deadline
+/// watcher. Answered exactly once; see the module docs.
+#[derive(Clone)]
+pub struct Pending(Arc<Inner>);
+
+impl Pending {
+    /// A token answered through `sink`, due at `deadline`, when the on-error decision
+    /// `on_error` applies.
+    pub fn new(sink: impl Answer + 'static, deadline: Instant, on_error: Response) -> Pending {
+        Pending(Arc::new(Inner {
+            answered: AtomicBool::new(false),
+            deadline,
+            on_error,
+            sink: Box::new(sink),
+        }))
+    }
+
+    /// When the deadline watcher answers if nobody did.
+    pub fn deadline(&self) -> Instant {
+        self.0.deadline
+    }
+
+    /// The decision applied on errors and at the deadline.
+    pub fn on_error(&self) -> Response {
+        self.0.on_error
+    }
+
+    /// Whether the token has been answered.
+    pub fn is_answered(&self) -> bool {
+        self.0.answered.load(Acquire)
+    }
+
+    /// Answers, if nobody has yet: returns whether this call delivered the answer. Exactly
+    /// one call per token ever returns `true`.
+    pub fn answer(&self, response: Response, cause: Cause<'_>) -> bool {
+        let won = self
+            .0
+            .answered
+            .compare_exchange(false, true, AcqRel, Acquire)
+            .is_ok();
+        if won {
+            self.0.sink.answer(response, cause);
+        }
+        won
+    }
+
+    /// Answers with the on-error decision for `cause`.
+    pub fn answer_on_error(&self, cause: Cause<'_>) -> bool {
+        self.answer(self.0.on_error, cause)
+    }
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("deadline", &self.0.deadline)
+            .field("answered", &self.is_answered())
+            .finish()
+    }
+}
+
+/// A heap entry ordered so that `BinaryHeap` (a max-heap) pops the earliest deadline.
+struct Due(Pending);
+
+impl PartialEq for Due {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.deadline() == other.0.deadline()
+    }
+}
+impl Eq for Due {}
+impl PartialOrd for Due {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Due {
+    fn cmp(&self, other: &Self) -> Ordering {
+        other.0.deadline().cmp(&self.0.deadline())
+    }
+}
+
+enum Msg {
+    Watch(Pending),
+    Shutdown,
+}
+
+/// Registers tokens with a [`DeadlineWatcher`]. Cheap to clone; no lock.
+#[derive(Clone)]
+pub struct DeadlineHandle {
+    tx: Sender<Msg>,
+    stats: Arc<Stats>,
+}
+
+impl DeadlineHandle {
+    /// Has `pending` answered with its on-error decision at its deadline, unless answered
+    /// before. After the watcher has shut down, answers it at once with Allow.
+    pub fn watch(&self, pending: Pending) {
+        if let Err(e) = self.tx.send(Msg::Watch(pending)) {
+            if let Msg::Watch(p) = e.into_inner() {
+                if p.answer(Response::Allow, Cause::Shutdown) {
+                    Stats::bump(&self.stats.shutdown_answers);
+                }
+            }
+        }
+    }
+
+    /// The counters shared with the watcher.
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+}
+
+/// The thread that answers tokens whose deadline passed. Keeps a min-heap of deadlines and
+/// sleeps until the earliest one or the next registration.
+pub struct DeadlineWatcher {
+    handle: DeadlineHandle,
+    thread: Option<JoinHandle<u64>>,
+}
+
+impl DeadlineWatcher {
+    /// Starts the watcher thread, counting into `stats`.
+    pub fn spawn(stats: Arc<Stats>) -> io::Result<DeadlineWatcher> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let thread_stats = Arc::clone(&stats);
+        let thread = std::thread::Builder::new()
+            .name("moat-deadline".into())
+            .spawn(move || watch_loop(rx, &thread_stats))?;
+        Ok(DeadlineWatcher {
+            handle: DeadlineHandle { tx, stats },
+            thread: Some(thread),
+        })
+    }
+
+    /// A handle to register tokens.
+    pub fn handle(&self) -> DeadlineHandle {
+        self.handle.clone()
+    }
+
+    /// Stops the watcher: every token it holds that is not answered yet is answered Allow
+    /// (cause [`Cause::Shutdown`]). Returns how many were. Later [`DeadlineHandle::watch`]
+    /// calls answer Allow at once.
+    pub fn shutdown(mut self) -> u64 {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> u64 {
+        let Some(thread) = self.thread.take() else {
+            return 0;
+        };
+        let _ = self.handle.tx.send(Msg::Shutdown);
+        thread.join().unwrap_or(0)
+    }
+}
+
+impl Drop for DeadlineWatcher {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn watch_loop(rx: Receiver<Msg>, stats: &Stats) -> u64 {
+    let mut heap: BinaryHeap<Due> = BinaryHeap::new();
+    // Answered tokens stay in the heap until their deadline; prune them when it grows, so
+    // memory follows the number of live tokens, not the event rate times the deadline.
+    let mut prune_at = 1024;
+    loop {
+        let msg = match heap.peek() {
+            Some(due) => rx.recv_deadline(due.0.deadline()),
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        match msg {
+            Ok(Msg::Watch(p)) => {
+                if !p.is_answered() {
+                    heap.push(Due(p));
+                }
+                if heap.len() >= prune_at {
+                    heap.retain(|d| !d.0.is_answered());
+                    prune_at = (heap.len() * 2).max(1024);
+                }
+            }
+            Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        let now = Instant::now();
+        while heap.peek().is_some_and(|d| d.0.deadline() <= now) {
+            let Due(p) = heap.pop().expect("peeked");
+            if p.answer_on_error(Cause::Deadline) {
+                Stats::bump(&stats.deadline_expired);
+            }
+        }
+    }
+    let mut answered = 0;
+    let mut finish = |p: Pending| {
+        if p.answer(Response::Allow, Cause::Shutdown) {
+            Stats::bump(&stats.shutdown_answers);
+            answered += 1;
+        }
+    };
+    heap.into_iter().for_each(|d| finish(d.0));
+    while let Ok(msg) = rx.try_recv() {
+        if let Msg::Watch(p) = msg {
+            finish(p);
+        }
+    }
+    answered
+}
+
+/// Settings of a [`WorkerPool`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Worker threads (`OnAccessMaxThreads`); at least 1 is started.
+    pub threads: usize,
+    /// Time allowed per scan, from submission (queueing included).
+    pub deadline: Duration,
+    /// The decision on scan errors and at the deadline (`OnAccessDenyOnError`).
+    pub on_error: Response,
+    /// Files changed less than this long ago are not cached as clean (see
+    /// [`FileKey::is_settled`]); [`PoolConfig::DEFAULT_SETTLE`] is a safe choice.
+    pub settle: Duration,
+}
+
+impl PoolConfig {
+    /// Covers coarse timestamp clocks up to FAT's 2-second granularity.
+    pub const DEFAULT_SETTLE: Duration = Duration::from_secs(2);
+}
+
+struct Job {
+    file: File,
+    pending: Pending,
+}
+
+/// N scanning threads fed through a channel. See the module docs.
+pub struct WorkerPool {
+    tx: Option<Sender<Job>>,
+    workers: Vec<JoinHandle<()>>,
+    stopping: Arc<AtomicBool>,
+    deadlines: DeadlineHandle,
+    config: PoolConfig,
+}
+
+impl WorkerPool {
+    /// Starts `config.threads` workers scanning with `scanner`, consulting and filling `cache`,
+    /// with deadlines watched through `deadlines` (whose [`Stats`] they count into).
+    pub fn new(
+        config: PoolConfig,
+        scanner: Arc<dyn Scanner>,
+        cache: Arc<VerdictCache>,
+        deadlines: DeadlineHandle,
+    ) -> io::Result<WorkerPool> {
+        let (tx, rx) = crossbeam_channel::unbounded::<Job>();
+        let stopping = Arc::new(AtomicBool::new(false));
+        let mut pool = WorkerPool {
+            tx: Some(tx),
+            workers: Vec::new(),
+            stopping: Arc::clone(&stopping),
+            deadlines,
+            config,
+        };
+        for i in 0..config.threads.max(1) {
+            let worker = Worker {
+                settle: config.settle,
+                rx: rx.clone(),
+                scanner: Arc::clone(&scanner),
+                cache: Arc::clone(&cache),
+                stats: Arc::clone(pool.deadlines.stats()),
+                stopping: Arc::clone(&stopping),
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("moat-scan-{i}"))
+                .spawn(move || worker.run())?;
+            pool.workers.push(thread);
+        }
+        Ok(pool)
+    }
+
+    /// Queues a scan of `file`, answered through `sink` within the configured deadline.
+    /// Never blocks. Returns the token (e.g. to inspect it in tests).
+    pub fn submit(&self, file: File, sink: impl Answer + 'static) -> Pending {
+        let deadline = Instant::now() + self.config.deadline;
+        let pending = Pending::new(sink, deadline, self.config.on_error);
+        self.submit_pending(file, pending.clone());
+        pending
+    }
+
+    /// Queues a scan of `file` for an existing token (registered with the deadline watcher
+    /// first, so no token escapes the deadline).
+    pub fn submit_pending(&self, file: File, pending: Pending) {
+        self.deadlines.watch(pending.clone());
+        let job = Job { file, pending };
+        let sent = match &self.tx {
+            Some(tx) => tx.send(job).map_err(|e| e.into_inner()),
+            None => Err(job),
+        };
+        if let Err(job) = sent {
+            if job.pending.answer(Response::Allow, Cause::Shutdown) {
+                Stats::bump(&self.deadlines.stats().shutdown_answers);
+            }
+        }
+    }
+
+    /// Stops the pool: queued jobs are answered Allow without a scan (unless already
+    /// answered), scans in progress run to completion, and the threads are joined.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.stopping.store(true, Release);
+        self.tx = None;
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Drop for WorkerPool {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct Worker {
+    settle: Duration,
+    rx: Receiver<Job>,
+    scanner: Arc<dyn Scanner>,
+    cache: Arc<VerdictCache>,
+    stats: Arc<Stats>,
+    stopping: Arc<AtomicBool>,
+}
+
+enum Outcome {
+    Cached,
+    Scanned(Verdict),
+}
+
+impl Worker {
+    fn run(self) {
+        while let Ok(job) = self.rx.recv() {
+            if self.stopping.load(Acquire) {
+                if job.pending.answer(Response::Allow, Cause::Shutdown) {
+                    Stats::bump(&self.stats.shutdown_answers);
+                }
+                continue;
+            }
+            if job.pending.is_answered() {
+                Stats::bump(&self.stats.expired_in_queue);
+                continue;
+            }
+            let outcome = catch_unwind(AssertUnwindSafe(|| self.process(&job.file)))
+                .unwrap_or_else(|_| {
+                    Stats::bump(&self.stats.panics);
+                    Err(ScanFailure::Panicked)
+                });
+            // A panicking sink must not take the worker down with it.
+            let _ = catch_unwind(AssertUnwindSafe(|| self.deliver(&job.pending, &outcome)));
+        }
+    }
+
+    /// Key, cache, scan, cache: everything but answering.
+    fn process(&self, file: &File) -> Result<Outcome, ScanFailure> {
+        let generation = self.scanner.generation();
+        let before = FileKey::of(file)?;
+        if self.cache.contains(&before, generation) {
+            return Ok(Outcome::Cached);
+        }
+        let verdict = self.scanner.scan(file)?;
+        let unchanged =
+            |after: FileKey| after == before && after.is_settled(SystemTime::now(), self.settle);
+        if verdict == Verdict::Clean && FileKey::of(file).is_ok_and(unchanged) {
+            self.cache.insert_clean(before, generation);
+        }
+        Ok(Outcome::Scanned(verdict))
+    }
+
+    fn deliver(&self, pending: &Pending, outcome: &Result<Outcome, ScanFailure>) {
+        let (response, cause, counter) = match outcome {
+            Ok(Outcome::Cached) => (Response::Allow, Cause::Cached, &self.stats.cache_hits),
+            Ok(Outcome::Scanned(v)) => match v {
+                Verdict::Clean => (Response::Allow, Cause::Scanned(v), &self.stats.clean),
+                Verdict::Skipped(_) => (Response::Allow, Cause::Scanned(v), &self.stats.skipped),
+                Verdict::Infected(_) => (Response::Deny, Cause::Scanned(v), &self.stats.infected),
+            },
+            Err(e) => (pending.on_error(), Cause::Failed(e), &self.stats.failures),
+        };
+        if pending.answer(response, cause) {
+            Stats::bump(counter);
+        } else {
+            Stats::bump(&self.stats.late_results);
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! The kernel-independent core of moat's on-access path.
+//!
+//! The daemon's event path, hop by hop, and the module that owns each hop:
+//!
+//! 1. The reader thread reads a permission event and asks [`policy::Policy::decide`] whether it
+//!    can be allowed without any I/O on the watched file (own pid, excluded uid, path outside
+//!    the include paths or under an excluded directory, empty or too large file).
+//! 2. Everything else goes to [`deadline::WorkerPool::submit`] as a job carrying a
+//!    [`deadline::Pending`] token; the token is also registered with the
+//!    [`deadline::DeadlineWatcher`].
+//! 3. A worker keys the file with [`cache::FileKey::of`] (one `fstat`), consults the
+//!    [`cache::VerdictCache`], else scans through a [`scanner::Scanner`] (the embedded engine
+//!    today, clamd later), and answers through the token.
+//! 4. Whichever of the worker and the deadline watcher comes first answers the token exactly
+//!    once, through the [`deadline::Answer`] callback that the kernel layer implements (write
+//!    `FAN_ALLOW`/`FAN_DENY`, set the ignore mark, then log).
+//!
+//! Nothing here touches fanotify, so every piece is unit-tested without root.
+
+#![warn(missing_docs)]
+
+pub mod cache;
+pub mod deadline;
+pub mod policy;
+pub mod scanner;
+
+pub use cache::{FileKey, VerdictCache};
+pub use deadline::{
+    Answer, Cause, DeadlineHandle, DeadlineWatcher, Pending, PoolConfig, Response, Stats,
+    WorkerPool,
+};
+pub use policy::{uid_of_pid, AccessFacts, AllowReason, Decision, Policy, PolicySettings};
+pub use scanner::{EngineScanner, ScanFailure, Scanner, SkipReason, Verdict};

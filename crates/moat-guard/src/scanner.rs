@@ -1,0 +1,182 @@
+//! The [`Scanner`] trait: an open file in, a [`Verdict`] out.
+//!
+//! The on-access path depends on scanning only through this trait, so the embedded engine
+//! ([`EngineScanner`]) and a future clamd backend are interchangeable, and tests use fakes that
+//! sleep, block or fail on demand.
+//!
+//! Verdicts own their detection name (`Arc<str>`) instead of borrowing it from an engine: the
+//! engine may be replaced on a database reload while a verdict is still being logged.
+
+use std::fs::File;
+use std::io;
+use std::sync::Arc;
+
+/// Why a file was allowed without its content being scanned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SkipReason {
+    /// Over the scanner's size limits (`MaxFileSize`/`MaxScanSize`). Not a failure: ClamAV
+    /// allows such files too.
+    TooLarge,
+}
+
+/// The result of scanning one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Scanned; no signature matched.
+    Clean,
+    /// Not scanned, for a reason that is not an error (the file is allowed). Kept apart from
+    /// [`Verdict::Clean`] so that it is counted separately and never cached as clean.
+    Skipped(SkipReason),
+    /// A signature matched; the detection name as ClamAV reports it.
+    Infected(Arc<str>),
+}
+
+impl Verdict {
+    /// Whether the verdict is a detection.
+    pub fn is_infected(&self) -> bool {
+        matches!(self, Verdict::Infected(_))
+    }
+}
+
+/// A file could not be scanned. The daemon then applies `OnAccessDenyOnError`.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanFailure {
+    /// Reading or `fstat`ing the file failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+    /// The scanner panicked (caught by the worker; the worker keeps running).
+    #[error("the scanner panicked")]
+    Panicked,
+    /// A backend-specific failure (e.g. a clamd connection error).
+    #[error("{0}")]
+    Backend(String),
+}
+
+/// Scans open files. Shared by every worker thread, so it must be `Send + Sync`.
+pub trait Scanner: Send + Sync {
+    /// Scans `file` from its current offset (an fanotify event fd is at offset 0). Must not
+    /// change anything the opener can see.
+    fn scan(&self, file: &File) -> Result<Verdict, ScanFailure>;
+
+    /// The version of the signature database behind this scanner. It is part of the verdict
+    /// cache key, so verdicts of an older database never answer for a newer one.
+    fn generation(&self) -> u64;
+}
+
+impl<S: Scanner + ?Sized> Scanner for Arc<S> {
+    fn scan(&self, file: &File) -> Result<Verdict, ScanFailure> {
+        (**self).scan(file)
+    }
+
+    fn generation(&self) -> u64 {
+        (**self).generation()
+    }
+}
+
+/// A [`Scanner`] over the embedded [`moat_engine::Engine`].
+///
+/// Each call builds a [`moat_engine::Scanner`] (its scratch buffer is allocated per call:
+/// a few microseconds, small next to the read itself). The engine is immutable and shared by
+/// all workers with no lock; a reload builds a new `EngineScanner` with a new generation.
+pub struct EngineScanner {
+    engine: Arc<moat_engine::Engine>,
+    limits: moat_engine::Limits,
+    generation: u64,
+}
+
+impl EngineScanner {
+    /// A scanner over `engine` with `limits`; `generation` identifies the database (e.g. a
+    /// counter bumped on every reload).
+    pub fn new(
+        engine: Arc<moat_engine::Engine>,
+        limits: moat_engine::Limits,
+        generation: u64,
+    ) -> Self {
+        EngineScanner {
+            engine,
+            limits,
+            generation,
+        }
+    }
+
+    /// The engine scanned with.
+    pub fn engine(&self) -> &Arc<moat_engine::Engine> {
+        &self.engine
+    }
+}
+
+impl Scanner for EngineScanner {
+    fn scan(&self, file: &File) -> Result<Verdict, ScanFailure> {
+        let mut scanner = moat_engine::Scanner::new(&self.engine, self.limits);
+        let outcome = scanner.scan_file(file).map_err(|e| match e {
+            moat_engine::ScanError::Io(e) => ScanFailure::Io(e),
+        })?;
+        Ok(match (outcome.skipped, outcome.verdict) {
+            (Some(moat_engine::Skip::TooLarge), _) => Verdict::Skipped(SkipReason::TooLarge),
+            (None, moat_engine::Verdict::Clean) => Verdict::Clean,
+            (None, moat_engine::Verdict::Infected(name)) => Verdict::Infected(Arc::from(name)),
+        })
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Seek, SeekFrom, Write};
+    use std::path::Path;
+
+    fn engine() -> Arc<moat_engine::Engine> {
+        // "MOAT-TEST-MARKER" in hex.
+        let db = moat_sigs::Database::from_text(
+            Path::new("t.ndb"),
+            "Moat.Test.Marker:0:*:4d4f41542d544553542d4d41524b4552\n",
+        )
+        .unwrap();
+        Arc::new(moat_engine::Engine::new(db))
+    }
+
+    fn file_with(data: &[u8]) -> File {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(data).unwrap();
+        f.seek(SeekFrom::Start(0)).unwrap();
+        f
+    }
+
+    #[test]
+    fn engine_scanner_reports_clean_infected_and_skipped() {
+        let limits = moat_engine::Limits {
+            max_file_size: Some(100),
+            ..Default::default()
+        };
+        let s = EngineScanner::new(engine(), limits, 7);
+        assert_eq!(s.generation(), 7);
+        assert_eq!(
+            s.scan(&file_with(b"just some clean text")).unwrap(),
+            Verdict::Clean
+        );
+        let v = s.scan(&file_with(b"xx MOAT-TEST-MARKER yy")).unwrap();
+        assert_eq!(
+            v,
+            Verdict::Infected(Arc::from("Moat.Test.Marker.UNOFFICIAL"))
+        );
+        assert!(v.is_infected());
+        let big = [b'a'; 101];
+        assert_eq!(
+            s.scan(&file_with(&big)).unwrap(),
+            Verdict::Skipped(SkipReason::TooLarge)
+        );
+    }
+
+    #[test]
+    fn engine_scanner_io_error_is_a_failure() {
+        // A directory opens fine but cannot be read.
+        let dir = tempfile::tempdir().unwrap();
+        let f = File::open(dir.path()).unwrap();
+        let s = EngineScanner::new(engine(), moat_engine::Limits::default(), 1);
+        assert!(matches!(s.scan(&f), Err(ScanFailure::Io(_))));
+    }
+}
