@@ -27,6 +27,15 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// The largest file that is scanned at all: the smaller of MaxFileSize and
+    /// MaxScanSize (a plain file over either is skipped whole, as in ClamAV 1.4).
+    pub fn size_cap(&self) -> Option<u64> {
+        [self.max_file_size, self.max_scan_size]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
     /// Whether a file of `len` bytes gets the normalized-text pass.
     pub fn normalizes(&self, len: u64) -> bool {
         self.max_script_normalize.is_none_or(|max| len <= max)
@@ -136,11 +145,7 @@ impl<'e> Scanner<'e> {
         }
         let mut spool = tempfile::tempfile()?;
         spool.write_all(&self.buffer)?;
-        let cap = [self.limits.max_file_size, self.limits.max_scan_size]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(u64::MAX);
+        let cap = self.limits.size_cap().unwrap_or(u64::MAX);
         let copied = io::copy(&mut Read::take(reader, cap.saturating_add(1)), &mut spool)?;
         let total = self.buffer.len() as u64 + copied;
         if self.too_large(total) {
@@ -151,8 +156,7 @@ impl<'e> Scanner<'e> {
     }
 
     fn too_large(&self, len: u64) -> bool {
-        let over = |limit: Option<u64>| limit.is_some_and(|max| len > max);
-        over(self.limits.max_file_size) || over(self.limits.max_scan_size)
+        self.limits.size_cap().is_some_and(|cap| len > cap)
     }
 
     fn skipped(why: Skip) -> ScanOutcome<'e> {

@@ -1,6 +1,6 @@
 //! Loading databases from files and directories, as `clamscan -d` does.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::error::{LoadError, ParseError};
@@ -216,7 +216,8 @@ impl Loader {
         // A final newline ends the last line; it does not start an empty one.
         let body = text.strip_suffix('\n').unwrap_or(text);
         let suffix = if self.official { "" } else { UNOFFICIAL };
-        let mut unsupported = Vec::new();
+        // Signatures that are not loaded, counted per reason (one report line each).
+        let mut unsupported: BTreeMap<String, usize> = BTreeMap::new();
         match format {
             Format::Hash | Format::Allow => {
                 let chunks = parse_lines(path, body, HashChunk::default, |chunk, line| {
@@ -259,7 +260,7 @@ impl Loader {
                             Ok(()) => self.db.bodies.push(sig),
                             Err(reason) => {
                                 self.db.report.not_evaluated += 1;
-                                unsupported.push(reason)
+                                *unsupported.entry(reason).or_default() += 1
                             }
                         },
                         Parsed::Skipped(why) => self.count_skip(why),
@@ -273,14 +274,13 @@ impl Loader {
                 })?;
                 self.ignore.extend(names.into_iter().flatten());
             }
-            Format::Unsupported(what) => {
+            Format::Unsupported(_) | Format::Pua => {
+                let reason = match format {
+                    Format::Unsupported(what) => format!("{what} are not supported yet"),
+                    _ => "potentially-unwanted-application databases are not loaded".to_owned(),
+                };
                 let count = lines(body).filter(|(_, l)| !l.is_empty()).count();
-                unsupported.extend((0..count).map(|_| format!("{what} are not supported yet")));
-            }
-            Format::Pua => {
-                let count = lines(body).filter(|(_, l)| !l.is_empty()).count();
-                let reason = "potentially-unwanted-application databases are not loaded";
-                unsupported.extend((0..count).map(|_| reason.to_owned()));
+                unsupported.insert(reason, count);
             }
             Format::Metadata => {}
         }
@@ -296,13 +296,12 @@ impl Loader {
     }
 
     /// Groups the skipped signatures of one file by reason, one report entry each.
-    fn report_unsupported(&mut self, path: &Path, mut reasons: Vec<String>) {
-        reasons.sort();
-        for chunk in reasons.chunk_by(|a, b| a == b) {
+    fn report_unsupported(&mut self, path: &Path, reasons: BTreeMap<String, usize>) {
+        for (reason, signatures) in reasons {
             self.db.report.skipped.push(SkippedFile {
                 path: path.to_owned(),
-                signatures: chunk.len(),
-                reason: chunk[0].clone(),
+                signatures,
+                reason,
             });
         }
     }
