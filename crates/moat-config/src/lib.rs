@@ -77,7 +77,8 @@ pub use pattern::PathPattern;
 pub use uname::{resolve_uname, resolve_unames, UnameError};
 
 use error::line_error;
-use value::{parse_bool, parse_duration, parse_size, parse_u32, quote, ParsedSize};
+pub use value::parse_duration;
+use value::{parse_bool, parse_size, parse_u32, quote, ParsedSize};
 
 /// The default configuration file of clamd and `moat watch`.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/clamav/clamd.conf";
@@ -103,11 +104,14 @@ pub fn known_keys() -> &'static [KeyInfo] {
 pub enum Coverage {
     /// Mark the whole filesystem of each include path (`FAN_MARK_FILESYSTEM`) and keep only the
     /// events under the include paths: every directory is covered the moment it exists, with no
-    /// tree walk and no window after `mkdir`. The default.
-    #[default]
+    /// tree walk and no window after `mkdir`; every open on those filesystems costs a round
+    /// trip to the daemon until the kernel-side caches of issue 4 exist.
     Filesystem,
     /// One mark per directory, kept in step with the tree by dynamic directory determination
     /// (ClamAV's model): needs a watch per directory and leaves a short window after `mkdir`.
+    /// The default for now; `filesystem` becomes the default once opens outside the include
+    /// paths are cached in the kernel.
+    #[default]
     Directory,
 }
 
@@ -192,7 +196,7 @@ pub struct Config {
     /// Written as milliseconds (`5000`) or with a suffix (`5000ms`, `5s`); must be positive.
     pub on_access_scan_timeout: Duration,
     /// `OnAccessCoverage` (**moat extension**, `filesystem` or `directory`, default
-    /// `filesystem`): how marks are placed; see [`Coverage`].
+    /// `directory`): how marks are placed; see [`Coverage`].
     pub on_access_coverage: Coverage,
 
     // ---- general ----
@@ -257,7 +261,7 @@ impl Default for Config {
             on_access_retry_attempts: 0,
             on_access_deny_on_error: false,
             on_access_scan_timeout: DEFAULT_ON_ACCESS_SCAN_TIMEOUT,
-            on_access_coverage: Coverage::Filesystem,
+            on_access_coverage: Coverage::default(),
             database_directory: PathBuf::from("/var/lib/clamav"),
             log_file: None,
             log_verbose: false,

@@ -441,6 +441,25 @@ impl WorkerPool {
         self.stop();
     }
 
+    /// Like [`shutdown`](Self::shutdown), but waits at most `limit` for scans in progress;
+    /// workers still scanning then are left to finish on their own (their late results are
+    /// dropped: every token they hold was answered by the deadline watcher's shutdown).
+    /// Returns whether every worker had stopped. For a daemon that must exit promptly
+    /// although one file takes long to scan.
+    pub fn shutdown_within(mut self, limit: Duration) -> bool {
+        self.stopping.store(true, Release);
+        self.tx = None;
+        let until = Instant::now() + limit;
+        while self.workers.iter().any(|w| !w.is_finished()) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let (done, busy): (Vec<_>, Vec<_>) = self.workers.drain(..).partition(|w| w.is_finished());
+        for w in done {
+            let _ = w.join();
+        }
+        busy.is_empty()
+    }
+
     fn stop(&mut self) {
         self.stopping.store(true, Release);
         self.tx = None;

@@ -196,6 +196,13 @@ impl Policy {
         }
     }
 
+    /// Whether the coverage layer must leave directory `dir` (and so its subtree) unmarked:
+    /// it is, or lies below, a never-watched directory, or it or an ancestor matches an
+    /// exclude pattern. Applied to every directory, including ones created later.
+    pub fn excludes_dir(&self, dir: &Path) -> bool {
+        self.never_watched.iter().any(|d| dir.starts_with(d)) || self.is_excluded_dir(dir)
+    }
+
     /// Whether a directory containing the file at `path` is excluded.
     fn is_excluded_dir_of(&self, path: &Path) -> bool {
         path.parent().is_some_and(|dir| self.is_excluded_dir(dir))
@@ -423,6 +430,11 @@ mod tests {
         assert!(p.is_excluded_dir(Path::new("/home/a/.cache")));
         assert!(p.is_excluded_dir(Path::new("/home/a/.cache/sub")));
         assert!(!p.is_excluded_dir(Path::new("/home/a/src")));
+        assert!(p.excludes_dir(Path::new("/home/a/.cache/sub")));
+        assert!(p.excludes_dir(Path::new("/home/a/clamtmp")));
+        assert!(p.excludes_dir(Path::new("/home/a/clamtmp/deeper")));
+        assert!(!p.excludes_dir(Path::new("/home/a/clamtmp2")));
+        assert!(!p.excludes_dir(Path::new("/home/a/src")));
     }
 
     #[test]

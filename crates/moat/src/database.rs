@@ -7,19 +7,21 @@ use moat_sigs::{Database, LoadError};
 /// ClamAV's default DatabaseDirectory.
 pub const DEFAULT_DATABASE_DIR: &str = "/var/lib/clamav";
 
-/// Loads the databases at `paths`, or, when none are given, the default directory if
-/// it holds databases and the built-in test set otherwise (with a warning that says
-/// how to get real signatures). Skipped content is reported once per file and reason.
-pub fn load(paths: &[PathBuf]) -> Result<Database, LoadError> {
+/// Loads the databases at `paths`, or, when none are given, `default_dir` (the
+/// DatabaseDirectory) if it holds databases and the built-in test set otherwise (with a
+/// warning that says how to get real signatures). Skipped content is reported once per
+/// file and reason.
+pub fn load(paths: &[PathBuf], default_dir: &Path) -> Result<Database, LoadError> {
     let db = if !paths.is_empty() {
         Database::load(paths)?
-    } else if holds_databases(Path::new(DEFAULT_DATABASE_DIR)) {
-        Database::load(&[DEFAULT_DATABASE_DIR])?
+    } else if holds_databases(default_dir) {
+        Database::load(&[default_dir])?
     } else {
         eprintln!(
-            "WARNING: no signature database in {DEFAULT_DATABASE_DIR}: using moat's built-in \
+            "WARNING: no signature database in {}: using moat's built-in \
              test signatures (EICAR, ClamAV's clam.exe) only. Run freshclam to install \
-             ClamAV's databases, or pass -d DIR_OR_FILE."
+             ClamAV's databases, or pass -d DIR_OR_FILE.",
+            default_dir.display()
         );
         moat_sigs::builtin::database()
     };

@@ -1,11 +1,12 @@
 //! `moat`: on-access and on-demand malware scanning for Linux, compatible with ClamAV.
 //!
 //! This binary is thin: argument parsing and process setup. The work happens in
-//! the subcommand modules ([`scan`]) on top of `moat-sigs` and `moat-engine`.
+//! the subcommand modules ([`scan`], [`watch`]) on top of `moat-sigs` and `moat-engine`.
 
 mod database;
 mod scan;
 mod size;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -23,19 +24,25 @@ struct Cli {
 enum Command {
     /// Scan files and directories on demand (a drop-in for clamscan).
     Scan(scan::ScanArgs),
+    /// Protect directories on access: block or report infected files as they are opened.
+    Watch(watch::WatchArgs),
 }
 
 fn main() -> ExitCode {
-    init_logging();
     let cli = Cli::parse();
     match cli.command {
-        Command::Scan(args) => ExitCode::from(scan::run(args)),
+        Command::Scan(args) => {
+            init_scan_logging();
+            ExitCode::from(scan::run(args))
+        }
+        // The daemon sets up its own logging from clamd.conf.
+        Command::Watch(args) => ExitCode::from(watch::run(args)),
     }
 }
 
-/// Diagnostics go to stderr (stdout carries clamscan-compatible results);
-/// `RUST_LOG` selects the level, warnings by default.
-fn init_logging() {
+/// For `moat scan`: diagnostics go to stderr (stdout carries clamscan-compatible
+/// results); `RUST_LOG` selects the level, warnings by default.
+fn init_scan_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()

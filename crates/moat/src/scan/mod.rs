@@ -98,7 +98,10 @@ pub fn run(args: ScanArgs) -> u8 {
             return 2;
         }
     };
-    let engine = match crate::database::load(&args.database) {
+    let engine = match crate::database::load(
+        &args.database,
+        std::path::Path::new(crate::database::DEFAULT_DATABASE_DIR),
+    ) {
         Ok(db) => Engine::new(db),
         Err(e) => {
             eprintln!("ERROR: {e}");

@@ -1,0 +1,534 @@
+//! Directory-scope coverage: one fanotify inode mark per directory, kept in step with the
+//! tree (ClamAV's "dynamic directory determination").
+//!
+//! Every covered directory carries two things in the kernel: a fanotify mark on the
+//! enforcement group (`OPEN_PERM | OPEN_EXEC_PERM | EVENT_ON_CHILD`, so opens of its files
+//! raise permission events) and an inotify watch (so the directory's own subdirectories
+//! being created, moved and deleted are seen). The [`Tree`] maps watch descriptors to
+//! places; [`MarkHandle`]s (file handles) let a mark be removed after its directory moved
+//! out of the tree, when its path is no longer known: `open_by_handle_at` reaches the inode
+//! wherever it went. That is what clamonacc never manages.
+//!
+//! **Order per directory, and why it leaves nothing out:** open the directory
+//! (`O_NOFOLLOW`), add the inotify watch, add the fanotify mark, *then* read its entries. A
+//! subdirectory created before the watch is found by the read; one created after it raises
+//! `IN_CREATE`; one created in between is found by both, and the second sighting is a no-op
+//! because adding a watch to a watched inode returns the same descriptor.
+//!
+//! **Window:** between `mkdir` and the mark of the new directory (a few hundred
+//! microseconds: the tracker thread must see `IN_CREATE` first) files in it are not covered.
+//! Filesystem-scope coverage has no such window (issue 4).
+//!
+//! Failures are per directory: a directory that cannot be opened, watched or marked is
+//! reported and skipped, and its siblings are still covered. Only running out of inotify
+//! watches at start is fatal, with the number needed ([`CoverError::WatchLimit`]).
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use moat_fanotify::{FileHandle, Group, MarkFlags, MarkKind, Mask};
+use moat_guard::Policy;
+use rustix::fs::{inotify, FileType, Mode, OFlags, RawDir};
+
+use crate::tree::{Tree, Wd};
+
+/// What the kernel needs to find a directory again once its path is unknown.
+#[derive(Debug)]
+pub struct MarkHandle {
+    handle: FileHandle,
+    mount_id: i32,
+}
+
+/// Why covering failed as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum CoverError {
+    /// inotify's watch budget ran out (`ENOSPC`).
+    #[error("{}", crate::limits::watch_shortfall_message(*.needed, *.limit))]
+    WatchLimit {
+        /// Directories the include paths hold.
+        needed: u64,
+        /// `fs.inotify.max_user_watches`.
+        limit: u64,
+    },
+    /// inotify could not be initialised.
+    #[error("inotify_init1 failed: {0}")]
+    Init(io::Error),
+}
+
+/// Counters of the coverage layer.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CoverageCounts {
+    /// Directories marked since start.
+    pub marked: u64,
+    /// Directories whose marks were removed (moved out, excluded by a rename).
+    pub unmarked: u64,
+    /// Directories that could not be covered (reported one by one).
+    pub failed: u64,
+    /// Tree re-walks after an inotify queue overflow.
+    pub resyncs: u64,
+}
+
+/// Whether a walk revisits directories it already tracks (a resync) or stops at them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Walk {
+    New,
+    Revisit,
+}
+
+/// What a walk found that is not a tracking matter: files, for extra scanning.
+pub type FileSink<'a> = &'a mut dyn FnMut(&Path);
+
+/// Directory-scope coverage of a set of include paths. Owned by the tracker thread.
+pub struct DirectoryCoverage {
+    group: Arc<Group>,
+    mask: Mask,
+    inotify: OwnedFd,
+    tree: Tree<Option<MarkHandle>>,
+    mounts: HashMap<i32, OwnedFd>,
+    policy: Arc<Policy>,
+    roots: Vec<PathBuf>,
+    counts: CoverageCounts,
+    warned_no_handle: bool,
+}
+
+/// The inotify events the tracker needs on every directory.
+const WATCH_FLAGS: inotify::WatchFlags = inotify::WatchFlags::CREATE
+    .union(inotify::WatchFlags::MOVED_FROM)
+    .union(inotify::WatchFlags::MOVED_TO)
+    .union(inotify::WatchFlags::DELETE)
+    .union(inotify::WatchFlags::DELETE_SELF)
+    .union(inotify::WatchFlags::MOVE_SELF)
+    .union(inotify::WatchFlags::ONLYDIR)
+    .union(inotify::WatchFlags::EXCL_UNLINK);
+
+impl DirectoryCoverage {
+    /// Coverage of `roots` (canonical directories) on `group` with fanotify `mask`,
+    /// skipping what `policy` excludes. Marks nothing yet: call [`cover`](Self::cover).
+    pub fn new(
+        group: Arc<Group>,
+        mask: Mask,
+        roots: Vec<PathBuf>,
+        policy: Arc<Policy>,
+    ) -> Result<DirectoryCoverage, CoverError> {
+        let inotify = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
+            .map_err(|e| CoverError::Init(e.into()))?;
+        Ok(DirectoryCoverage {
+            group,
+            mask,
+            inotify,
+            tree: Tree::new(),
+            mounts: HashMap::new(),
+            policy,
+            roots,
+            counts: CoverageCounts::default(),
+            warned_no_handle: false,
+        })
+    }
+
+    /// The inotify fd, for the tracker to poll and read.
+    pub fn inotify_fd(&self) -> &OwnedFd {
+        &self.inotify
+    }
+
+    /// Directories covered now.
+    pub fn len(&self) -> usize {
+        self.tree.len()
+    }
+
+    /// Whether nothing is covered.
+    pub fn is_empty(&self) -> bool {
+        self.tree.is_empty()
+    }
+
+    /// The counters.
+    pub fn counts(&self) -> CoverageCounts {
+        self.counts
+    }
+
+    /// The include paths.
+    pub fn roots(&self) -> &[PathBuf] {
+        &self.roots
+    }
+
+    /// Covers every directory under the include paths. Fails only when inotify's watch budget
+    /// runs out, with the number of directories the tree holds.
+    pub fn cover(&mut self) -> Result<(), CoverError> {
+        let roots = self.roots.clone();
+        for root in &roots {
+            if let Err(limit) = self.walk(None, root.clone(), Walk::New, &mut |_| {}) {
+                let needed = roots.iter().map(|r| count_dirs(r, &self.policy)).sum();
+                return Err(CoverError::WatchLimit { needed, limit });
+            }
+        }
+        Ok(())
+    }
+
+    /// A directory `name` appeared in tracked directory `parent` (created, or moved in from
+    /// outside): covers it and everything below it, and hands its files to `files`.
+    pub fn add_child(&mut self, parent: Wd, name: &OsStr, files: FileSink<'_>) {
+        let Some(path) = self.tree.path(parent).map(|p| p.join(name)) else {
+            return;
+        };
+        if self.is_excluded(&path) {
+            tracing::debug!(path = %path.display(), "new directory excluded, not covered");
+            return;
+        }
+        if let Err(limit) = self.walk(Some(parent), path.clone(), Walk::New, files) {
+            self.counts.failed += 1;
+            tracing::error!(
+                path = %path.display(),
+                "new directory not covered: {}",
+                crate::limits::watch_shortfall_message(self.tree.len() as u64 + 1, limit)
+            );
+        }
+    }
+
+    /// A directory moved from `from_parent/from_name` to `to_parent/to_name`, both inside the
+    /// tree (the inotify cookie paired the two events).
+    pub fn rename(&mut self, from: (Wd, &OsStr), to: (Wd, &OsStr), files: FileSink<'_>) {
+        let Some(wd) = self.tree.child(from.0, from.1) else {
+            // Not tracked at its old place (excluded there, or never seen): new to us.
+            return self.add_child(to.0, to.1, files);
+        };
+        let excluded = self
+            .tree
+            .path(to.0)
+            .map(|p| p.join(to.1))
+            .map_or(true, |p| self.is_excluded(&p));
+        if excluded || !self.tree.rename(wd, to.0, to.1) {
+            self.uncover(wd);
+        }
+    }
+
+    /// Directory `parent/name` left the tree (moved out; its `IN_MOVED_TO` never came):
+    /// removes its marks and watches, and those of everything below it.
+    pub fn move_out(&mut self, parent: Wd, name: &OsStr) {
+        if let Some(wd) = self.tree.child(parent, name) {
+            self.uncover(wd);
+        }
+    }
+
+    /// Directory `parent/name` was deleted: forgets it (the kernel dropped its watch and
+    /// mark with the inode).
+    pub fn deleted(&mut self, parent: Wd, name: &OsStr) {
+        if let Some(wd) = self.tree.child(parent, name) {
+            self.tree.remove_subtree(wd);
+        }
+    }
+
+    /// The kernel removed watch `wd` (`IN_IGNORED`: deleted, unmounted, or removed by us).
+    pub fn watch_gone(&mut self, wd: Wd) {
+        self.tree.remove_subtree(wd);
+    }
+
+    /// The path of a tracked directory.
+    pub fn path(&self, wd: Wd) -> Option<PathBuf> {
+        self.tree.path(wd)
+    }
+
+    /// Whether `wd` is an include path.
+    pub fn is_root(&self, wd: Wd) -> bool {
+        self.tree.path(wd).is_some_and(|p| self.roots.contains(&p))
+    }
+
+    /// Re-walks every include path after events were lost (inotify queue overflow): covers
+    /// what is new, re-places what moved, uncovers what is gone. No restart needed.
+    pub fn resync(&mut self) {
+        self.counts.resyncs += 1;
+        let before = self.tree.len();
+        let mut seen = HashSet::new();
+        for root in self.roots.clone() {
+            if let Err(limit) = self.walk_seen(None, root.clone(), &mut seen) {
+                tracing::error!(
+                    "resync incomplete: {}",
+                    crate::limits::watch_shortfall_message(self.tree.len() as u64 + 1, limit)
+                );
+            }
+        }
+        let stale: Vec<Wd> = self.tree.wds().filter(|w| !seen.contains(w)).collect();
+        for wd in stale {
+            self.uncover(wd);
+        }
+        tracing::warn!(
+            before,
+            after = self.tree.len(),
+            "inotify queue overflowed: tree re-walked and reconciled"
+        );
+    }
+
+    fn walk_seen(
+        &mut self,
+        parent: Option<Wd>,
+        root: PathBuf,
+        seen: &mut HashSet<Wd>,
+    ) -> Result<(), u64> {
+        let mut stack = vec![(parent, root)];
+        while let Some((parent, path)) = stack.pop() {
+            if let Some(wd) = self.visit(parent, &path, Walk::Revisit, &mut stack, &mut |_| {})? {
+                seen.insert(wd);
+            }
+        }
+        Ok(())
+    }
+
+    /// Depth-first walk from `path` (a child of `parent`, or a root). `Err(limit)` when the
+    /// inotify budget ran out.
+    fn walk(
+        &mut self,
+        parent: Option<Wd>,
+        path: PathBuf,
+        mode: Walk,
+        files: FileSink<'_>,
+    ) -> Result<(), u64> {
+        let mut stack = vec![(parent, path)];
+        while let Some((parent, path)) = stack.pop() {
+            self.visit(parent, &path, mode, &mut stack, files)?;
+        }
+        Ok(())
+    }
+
+    /// Covers one directory, then queues its subdirectories. Returns its watch descriptor
+    /// when it is tracked afterwards.
+    fn visit(
+        &mut self,
+        parent: Option<Wd>,
+        path: &Path,
+        mode: Walk,
+        stack: &mut Vec<(Option<Wd>, PathBuf)>,
+        files: FileSink<'_>,
+    ) -> Result<Option<Wd>, u64> {
+        let dir = match open_dir(path) {
+            Ok(fd) => fd,
+            Err(e) => {
+                self.failure(path, "cannot open directory", &e);
+                return Ok(None);
+            }
+        };
+        let wd = match self.add_watch(&dir) {
+            Ok(wd) => wd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
+                return Err(
+                    crate::limits::read_sysctl(crate::limits::INOTIFY_WATCHES_SYSCTL).unwrap_or(0),
+                );
+            }
+            Err(e) => {
+                self.failure(path, "cannot watch directory", &e);
+                return Ok(None);
+            }
+        };
+        if self.tree.contains(wd) {
+            if mode == Walk::New {
+                return Ok(Some(wd));
+            }
+            // A resync: put it where it is now.
+            if let (Some(p), Some(name)) = (parent, path.file_name()) {
+                self.tree.rename(wd, p, name);
+            }
+        } else if !self.track_new(parent, path, wd, &dir) {
+            return Ok(None);
+        } else {
+            self.counts.marked += 1;
+        }
+        let new_dir = mode == Walk::New;
+        read_entries(&dir, |name, kind| match kind {
+            FileType::Directory => {
+                let child = path.join(name);
+                if !self.is_excluded(&child) {
+                    stack.push((Some(wd), child));
+                }
+            }
+            FileType::RegularFile if new_dir => files(&path.join(name)),
+            _ => {}
+        })
+        .unwrap_or_else(|e| self.failure(path, "cannot read directory", &e));
+        Ok(Some(wd))
+    }
+
+    /// Marks a directory not tracked yet and records it. False (and nothing left behind)
+    /// when it cannot be marked.
+    fn track_new(&mut self, parent: Option<Wd>, path: &Path, wd: Wd, dir: &OwnedFd) -> bool {
+        if let Err(e) = self.group.mark_raw(
+            libc::FAN_MARK_ADD,
+            MarkKind::Inode,
+            MarkFlags::empty(),
+            self.mask,
+            Some(dir.as_fd()),
+            None,
+        ) {
+            self.failure(path, "cannot place fanotify mark", &io::Error::from(e));
+            let _ = inotify::remove_watch(&self.inotify, wd);
+            return false;
+        }
+        let handle = self.handle_of(dir, path);
+        let inserted = match (parent, path.file_name()) {
+            (Some(p), Some(name)) => self.tree.insert_child(p, name, wd, handle),
+            _ => self.tree.insert_root(wd, path.to_path_buf(), handle),
+        };
+        if !inserted {
+            // The parent left the tree meanwhile: nothing should cover this directory.
+            let _ = self.unmark_fd(dir);
+            let _ = inotify::remove_watch(&self.inotify, wd);
+        }
+        inserted
+    }
+
+    fn add_watch(&self, dir: &OwnedFd) -> io::Result<Wd> {
+        let link = format!("/proc/self/fd/{}", dir.as_raw_fd());
+        inotify::add_watch(&self.inotify, link.as_str(), WATCH_FLAGS).map_err(io::Error::from)
+    }
+
+    fn handle_of(&mut self, dir: &OwnedFd, path: &Path) -> Option<MarkHandle> {
+        match FileHandle::from_fd(dir.as_fd()) {
+            Ok((handle, mount_id)) => {
+                if let std::collections::hash_map::Entry::Vacant(e) = self.mounts.entry(mount_id) {
+                    if let Ok(fd) = dir.try_clone() {
+                        e.insert(fd);
+                    }
+                }
+                Some(MarkHandle { handle, mount_id })
+            }
+            Err(e) => {
+                if !std::mem::replace(&mut self.warned_no_handle, true) {
+                    tracing::warn!(
+                        path = %path.display(),
+                        error = %e,
+                        "filesystem gives no file handles: marks of directories moved out of \
+                         the tree cannot be removed there"
+                    );
+                }
+                None
+            }
+        }
+    }
+
+    /// Stops covering `wd` and its subtree: removes marks (through file handles) and watches.
+    fn uncover(&mut self, wd: Wd) {
+        for (w, handle) in self.tree.remove_subtree(wd) {
+            let _ = inotify::remove_watch(&self.inotify, w);
+            if let Some(h) = handle {
+                match self.unmark_handle(&h) {
+                    Ok(()) => self.counts.unmarked += 1,
+                    // The directory no longer exists: its mark went with it.
+                    Err(e) if e.raw_os_error() == Some(libc::ESTALE) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot remove the mark of a directory that left the tree")
+                    }
+                }
+            }
+        }
+    }
+
+    fn unmark_handle(&self, h: &MarkHandle) -> io::Result<()> {
+        let mount = self
+            .mounts
+            .get(&h.mount_id)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no fd for this mount"))?;
+        // Not O_PATH: fanotify_mark refuses O_PATH fds as dirfd (EBADF).
+        let fd = h
+            .handle
+            .open(mount.as_fd(), libc::O_RDONLY | libc::O_DIRECTORY)?;
+        self.unmark_fd(&fd)
+    }
+
+    fn unmark_fd(&self, fd: &OwnedFd) -> io::Result<()> {
+        match self.group.mark_raw(
+            libc::FAN_MARK_REMOVE,
+            MarkKind::Inode,
+            MarkFlags::empty(),
+            self.mask,
+            Some(fd.as_fd()),
+            None,
+        ) {
+            Ok(()) => Ok(()),
+            Err(e) if e.errno() == libc::ENOENT => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn is_excluded(&self, dir: &Path) -> bool {
+        self.policy.excludes_dir(dir)
+    }
+
+    fn failure(&mut self, path: &Path, what: &str, e: &io::Error) {
+        self.counts.failed += 1;
+        tracing::warn!(path = %path.display(), error = %e, "{what}; its siblings are still covered");
+    }
+}
+
+/// Opens a directory without following a final symlink (a symlinked directory is not part
+/// of the tree, as in clamscan's walk).
+fn open_dir(path: &Path) -> io::Result<OwnedFd> {
+    rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(io::Error::from)
+}
+
+/// Calls `f(name, type)` for every entry of the open directory but `.` and `..`. Entries
+/// whose type the filesystem does not report are `stat`ed.
+fn read_entries(dir: &OwnedFd, mut f: impl FnMut(&OsStr, FileType)) -> io::Result<()> {
+    let mut buf = [MaybeUninit::<u8>::uninit(); 16 * 1024];
+    let mut entries = RawDir::new(dir, &mut buf);
+    while let Some(entry) = entries.next() {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        let mut kind = entry.file_type();
+        if kind == FileType::Unknown {
+            kind = rustix::fs::statat(
+                dir,
+                entry.file_name(),
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map(|st| FileType::from_raw_mode(st.st_mode))
+            .unwrap_or(FileType::Unknown);
+        }
+        f(OsStr::from_bytes(name), kind);
+    }
+    Ok(())
+}
+
+/// Counts the directories `cover` would track under `root` (for the shortfall message).
+pub fn count_dirs(root: &Path, policy: &Policy) -> u64 {
+    let mut count = 0;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let Ok(dir) = open_dir(&path) else { continue };
+        count += 1;
+        let _ = read_entries(&dir, |name, kind| {
+            if kind == FileType::Directory {
+                let child = path.join(name);
+                if !policy.excludes_dir(&child) {
+                    stack.push(child);
+                }
+            }
+        });
+    }
+    count
+}
+
+/// Marks the filesystem or mount (`kind`) of each path as a whole, or (`MarkKind::Inode`,
+/// `OnAccessDisableDDD yes`) each path itself and not what is below it. Returns how many were
+/// marked; each failure is reported and the others still marked.
+pub fn cover_whole(group: &Group, kind: MarkKind, mask: Mask, paths: &[PathBuf]) -> usize {
+    paths
+        .iter()
+        .filter(|path| match group.add_mark(kind, mask, path) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), ?kind, error = %e, "cannot place fanotify mark");
+                false
+            }
+        })
+        .count()
+}

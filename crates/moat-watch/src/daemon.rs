@@ -1,0 +1,423 @@
+//! Assembling the daemon: start in a safe order, run until stopped, stop in a safe order.
+//!
+//! **Start:** raise `RLIMIT_NOFILE`; resolve the include paths; build the policy; create the
+//! group; start the deadline watcher, the worker pool and the reader thread (before any mark
+//! exists, so that no event ever waits for a reader); place the marks (walking the tree);
+//! start the tracker; log `watching N directories under K include paths in T ms` and tell
+//! systemd `READY=1`.
+//!
+//! **Stop** (SIGTERM, SIGINT): the reader stops taking events; every mark is removed; what
+//! is still queued is allowed; the deadline watcher answers every pending token (Allow);
+//! the pool gets a short grace period for scans in progress (a late result is dropped); the
+//! tracker stops. Nothing is left waiting, and it takes well under a second.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use moat_fanotify::{Group, InitFlags, MarkKind, Mask};
+use moat_guard::{
+    DeadlineWatcher, Policy, PolicySettings, PoolConfig, Response, Scanner, Stats, VerdictCache,
+    WorkerPool,
+};
+
+use crate::coverage::{self, CoverError, CoverageCounts, DirectoryCoverage};
+use crate::stop::Stop;
+use crate::verdict::{Access, AccessKind, DaemonStats, ReportSink, Reporter};
+
+/// How marks are placed (`OnAccessCoverage`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// A mark per directory, tracked as the tree changes ([`DirectoryCoverage`]).
+    Directory,
+    /// A `FAN_MARK_FILESYSTEM` mark on each include path's filesystem; the policy keeps only
+    /// the events under the include paths. Nothing to walk or track, no window after `mkdir`.
+    Filesystem,
+}
+
+/// What the daemon does, from clamd.conf and the command line.
+#[derive(Debug, Clone)]
+pub struct WatchSettings {
+    /// `OnAccessIncludePath`: directories to protect.
+    pub include_paths: Vec<PathBuf>,
+    /// `OnAccessExcludePath`: extended regular expressions over directory paths.
+    pub exclude_patterns: Vec<String>,
+    /// `OnAccessMountPath`: mounts protected as a whole (a mount mark each; unlike ClamAV,
+    /// prevention applies to them too).
+    pub mount_paths: Vec<PathBuf>,
+    /// `OnAccessCoverage`.
+    pub scope: Scope,
+    /// Not `OnAccessDisableDDD`: follow the tree below the include paths (directory scope).
+    pub recursive: bool,
+    /// `OnAccessPrevention`: deny infected files (else report only).
+    pub prevention: bool,
+    /// `OnAccessExtraScanning`: also scan (and report) files closed after writing, moved in,
+    /// or found in new directories.
+    pub extra_scanning: bool,
+    /// `OnAccessExcludeUID` plus the resolved `OnAccessExcludeUname`s.
+    pub exclude_uids: Vec<u32>,
+    /// `OnAccessExcludeRootUID`.
+    pub exclude_root_uid: bool,
+    /// `DatabaseDirectory`, `TemporaryDirectory`: never watched.
+    pub never_watched: Vec<PathBuf>,
+    /// `OnAccessMaxFileSize` (`None`: no limit).
+    pub max_file_size: Option<u64>,
+    /// `OnAccessMaxThreads`.
+    pub threads: usize,
+    /// `OnAccessScanTimeout`.
+    pub scan_timeout: Duration,
+    /// `OnAccessDenyOnError`.
+    pub deny_on_error: bool,
+}
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// No include path.
+    #[error("nothing to watch: give OnAccessIncludePath in the configuration or directories on the command line")]
+    NoIncludePath,
+    /// An include path does not exist or cannot be resolved.
+    #[error("OnAccessIncludePath {path}: {error}")]
+    IncludePath {
+        /// The path as given.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// `/` with directory tracking.
+    #[error("OnAccessIncludePath /: watching the whole system directory by directory is refused (as in ClamAV); list the directories to protect, or set OnAccessDisableDDD yes")]
+    RootInclude,
+    /// A bad exclude pattern.
+    #[error("OnAccessExcludePath: {0}")]
+    Pattern(#[from] regex::Error),
+    /// fanotify refused (not root, old kernel...).
+    #[error("cannot create the fanotify group: {0}")]
+    Fanotify(#[from] moat_fanotify::Error),
+    /// Coverage failed (inotify limit).
+    #[error(transparent)]
+    Cover(#[from] CoverError),
+    /// A thread could not be started.
+    #[error("cannot start a thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// A started daemon. Stop it with [`Daemon::stop`] (or by triggering its [`Stop`]).
+pub struct Daemon {
+    stop: Arc<Stop>,
+    /// The reader's own stop: it keeps answering until the tracker (which opens files in
+    /// the tree) has stopped.
+    reader_stop: Arc<Stop>,
+    reader: Option<JoinHandle<()>>,
+    tracker: Option<JoinHandle<DirectoryCoverage>>,
+    watcher: Option<DeadlineWatcher>,
+    pool: Option<Arc<WorkerPool>>,
+    stats: Arc<DaemonStats>,
+    scan_stats: Arc<Stats>,
+    /// Directories covered when ready (directory scope).
+    pub directories: usize,
+    /// Filesystems and mounts marked as a whole.
+    pub whole_marks: usize,
+    /// Include paths.
+    pub include_paths: usize,
+    /// Time from start to every mark placed.
+    pub setup_time: Duration,
+}
+
+impl Daemon {
+    /// Starts the daemon; returns once every mark is placed. `stop` ends it (wire it to
+    /// signals with [`Stop::on_signals`]).
+    pub fn start(
+        settings: WatchSettings,
+        scanner: Arc<dyn Scanner>,
+        stop: Arc<Stop>,
+    ) -> Result<Daemon, StartError> {
+        let started = Instant::now();
+        match crate::limits::raise_nofile() {
+            Ok(n) => tracing::debug!(nofile = n, "open-file limit raised"),
+            Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+        }
+        let roots = resolve_includes(&settings)?;
+        let policy = Arc::new(build_policy(&settings, &roots)?);
+        let group = Arc::new(init_group(settings.prevention)?);
+        let on_error = if settings.prevention && settings.deny_on_error {
+            Response::Deny
+        } else {
+            Response::Allow
+        };
+        let scan_stats = Arc::new(Stats::default());
+        let watcher =
+            DeadlineWatcher::spawn(Arc::clone(&scan_stats)).map_err(StartError::Thread)?;
+        let pool = Arc::new(
+            WorkerPool::new(
+                PoolConfig {
+                    threads: settings.threads.max(1),
+                    deadline: settings.scan_timeout,
+                    on_error,
+                    settle: PoolConfig::DEFAULT_SETTLE,
+                },
+                scanner,
+                Arc::new(VerdictCache::new(1 << 16)),
+                watcher.handle(),
+            )
+            .map_err(StartError::Thread)?,
+        );
+        let stats = Arc::new(DaemonStats::default());
+        let reporter = Arc::new(Reporter {
+            prevention: settings.prevention,
+            deadline: settings.scan_timeout,
+            stats: Arc::clone(&stats),
+        });
+        let reader_stop = Arc::new(Stop::new().map_err(StartError::Thread)?);
+        let reader = spawn_reader(&group, &policy, &pool, &reporter, on_error, &reader_stop)?;
+        let mut daemon = Daemon {
+            stop: Arc::clone(&stop),
+            reader_stop,
+            reader: Some(reader),
+            tracker: None,
+            watcher: Some(watcher),
+            pool: Some(Arc::clone(&pool)),
+            stats,
+            scan_stats,
+            directories: 0,
+            whole_marks: 0,
+            include_paths: roots.len(),
+            setup_time: Duration::ZERO,
+        };
+        let mask = mark_mask(&settings);
+        let whole = mask - Mask::EVENT_ON_CHILD;
+        daemon.whole_marks =
+            coverage::cover_whole(&group, MarkKind::Mount, whole, &settings.mount_paths);
+        if settings.scope == Scope::Filesystem {
+            daemon.whole_marks +=
+                coverage::cover_whole(&group, MarkKind::Filesystem, whole, &roots);
+        } else if settings.recursive {
+            let mut cov =
+                DirectoryCoverage::new(Arc::clone(&group), mask, roots, Arc::clone(&policy))?;
+            cov.cover()?;
+            daemon.directories = cov.len();
+            let files = settings
+                .extra_scanning
+                .then(|| discovery_sink(&pool, &policy, &reporter));
+            let stop = Arc::clone(&stop);
+            daemon.tracker = Some(
+                std::thread::Builder::new()
+                    .name("moat-tracker".into())
+                    .spawn(move || crate::tracker::run(cov, &stop, files))
+                    .map_err(StartError::Thread)?,
+            );
+        } else {
+            daemon.directories = coverage::cover_whole(&group, MarkKind::Inode, mask, &roots);
+        }
+        daemon.setup_time = started.elapsed();
+        Ok(daemon)
+    }
+
+    /// The line logged (and sent as systemd `STATUS=`) when ready.
+    pub fn status_line(&self) -> String {
+        if self.whole_marks > 0 && self.directories == 0 {
+            return format!(
+                "watching every directory of {} filesystems/mounts under {} include paths in {} ms",
+                self.whole_marks,
+                self.include_paths,
+                self.setup_time.as_millis()
+            );
+        }
+        format!(
+            "watching {} directories under {} include paths in {} ms",
+            self.directories,
+            self.include_paths,
+            self.setup_time.as_millis()
+        )
+    }
+
+    /// Blocks until stop is requested, then stops. See the module docs for the order.
+    pub fn run_until_stopped(self) {
+        self.stop.wait();
+        self.stop();
+    }
+
+    /// Stops now. See the module docs for the order.
+    pub fn stop(mut self) {
+        self.stop.trigger();
+        let counts = self
+            .tracker
+            .take()
+            .and_then(|t| t.join().ok())
+            .map(|c| c.counts());
+        // The reader removes the marks, then allows whatever is still queued.
+        self.reader_stop.trigger();
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        if let Some(w) = self.watcher.take() {
+            w.shutdown();
+        }
+        if let Some(pool) = self.pool.take().and_then(Arc::into_inner) {
+            if !pool.shutdown_within(Duration::from_millis(300)) {
+                tracing::info!("a scan still running at shutdown was abandoned (its access was already allowed)");
+            }
+        }
+        self.log_summary(counts);
+    }
+
+    fn log_summary(&self, counts: Option<CoverageCounts>) {
+        let s = &self.stats;
+        let g = &self.scan_stats;
+        tracing::info!(
+            scanned_clean = Stats::get(&g.clean),
+            infected = Stats::get(&g.infected),
+            cache_hits = Stats::get(&g.cache_hits),
+            skipped = Stats::get(&g.skipped),
+            failures = Stats::get(&g.failures),
+            deadline_expired = Stats::get(&g.deadline_expired),
+            shutdown_answers = Stats::get(&g.shutdown_answers) + s.drained.load(Relaxed),
+            answer_errors = s.answer_errors.load(Relaxed),
+            allowed_unscanned = %s.allowed_summary(),
+            coverage = ?counts,
+            "stopped"
+        );
+    }
+}
+
+/// Canonical include paths; `/` refused with tracking.
+fn resolve_includes(settings: &WatchSettings) -> Result<Vec<PathBuf>, StartError> {
+    if settings.include_paths.is_empty() && settings.mount_paths.is_empty() {
+        return Err(StartError::NoIncludePath);
+    }
+    let mut roots = Vec::new();
+    for p in &settings.include_paths {
+        let c = p.canonicalize().map_err(|error| StartError::IncludePath {
+            path: p.clone(),
+            error,
+        })?;
+        if c == Path::new("/") && settings.recursive && settings.scope == Scope::Directory {
+            return Err(StartError::RootInclude);
+        }
+        if !roots.contains(&c) {
+            roots.push(c);
+        }
+    }
+    // A root inside another root is covered by the outer walk already.
+    let all = roots.clone();
+    roots.retain(|r| !all.iter().any(|o| o != r && r.starts_with(o)));
+    Ok(roots)
+}
+
+fn build_policy(settings: &WatchSettings, roots: &[PathBuf]) -> Result<Policy, regex::Error> {
+    let mut include_paths = roots.to_vec();
+    include_paths.extend(
+        settings
+            .mount_paths
+            .iter()
+            .filter_map(|p| p.canonicalize().ok()),
+    );
+    Policy::new(PolicySettings {
+        include_paths,
+        exclude_patterns: settings.exclude_patterns.clone(),
+        exclude_uids: settings.exclude_uids.clone(),
+        exclude_root_uid: settings.exclude_root_uid,
+        own_pid: std::process::id() as i32,
+        // Canonical, like the paths the kernel reports; a missing one cannot hold files.
+        never_watched: settings
+            .never_watched
+            .iter()
+            .filter_map(|p| p.canonicalize().ok())
+            .collect(),
+        max_file_size: settings.max_file_size,
+    })
+}
+
+fn init_group(prevention: bool) -> Result<Group, moat_fanotify::Error> {
+    // A full queue fails open: the queue is unlimited. So are marks (one per directory).
+    let class = if prevention {
+        InitFlags::CLASS_CONTENT
+    } else {
+        InitFlags::CLASS_NOTIF
+    };
+    Group::init(
+        class
+            | InitFlags::UNLIMITED_QUEUE
+            | InitFlags::UNLIMITED_MARKS
+            | InitFlags::CLOEXEC
+            | InitFlags::NONBLOCK,
+        libc::O_RDONLY | libc::O_CLOEXEC | libc::O_LARGEFILE,
+    )
+}
+
+/// Permission events with prevention, plain open events without; close-after-write for
+/// extra scanning.
+fn mark_mask(settings: &WatchSettings) -> Mask {
+    let mut mask = if settings.prevention {
+        Mask::OPEN_PERM | Mask::OPEN_EXEC_PERM
+    } else {
+        Mask::OPEN | Mask::OPEN_EXEC
+    };
+    if settings.extra_scanning {
+        mask |= Mask::CLOSE_WRITE;
+    }
+    mask | Mask::EVENT_ON_CHILD
+}
+
+fn spawn_reader(
+    group: &Arc<Group>,
+    policy: &Arc<Policy>,
+    pool: &Arc<WorkerPool>,
+    reporter: &Arc<Reporter>,
+    on_error: Response,
+    stop: &Arc<Stop>,
+) -> Result<JoinHandle<()>, StartError> {
+    let reader = crate::reader::Reader {
+        group: Arc::clone(group),
+        policy: Arc::clone(policy),
+        pool: Arc::clone(pool),
+        reporter: Arc::clone(reporter),
+        on_error,
+        own_pid: std::process::id() as i32,
+    };
+    let stop = Arc::clone(stop);
+    std::thread::Builder::new()
+        .name("moat-reader".into())
+        .spawn(move || reader.run(&stop))
+        .map_err(StartError::Thread)
+}
+
+/// Extra scanning of files the tracker discovers: opened by the tracker (our own pid, so
+/// the reader allows the open at once), checked against the policy, scanned, reported.
+fn discovery_sink(
+    pool: &Arc<WorkerPool>,
+    policy: &Arc<Policy>,
+    reporter: &Arc<Reporter>,
+) -> crate::tracker::FileSink {
+    let (pool, policy, reporter) = (Arc::clone(pool), Arc::clone(policy), Arc::clone(reporter));
+    Box::new(move |path: &Path| {
+        let Ok(file) = open_regular(path) else { return };
+        let size = file.metadata().ok().map(|m| m.len());
+        let facts = moat_guard::AccessFacts {
+            pid: 0,
+            uid: None,
+            path,
+            size,
+        };
+        if policy.decide(&facts) != moat_guard::Decision::Scan {
+            return;
+        }
+        let access = Access {
+            path: path.to_path_buf(),
+            pid: 0,
+            uid: None,
+            kind: AccessKind::Discovered,
+        };
+        reporter.stats.reported_scans.fetch_add(1, Relaxed);
+        pool.submit(file, ReportSink::new(access, Arc::clone(&reporter)));
+    })
+}
+
+fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+}

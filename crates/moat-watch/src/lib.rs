@@ -1,0 +1,33 @@
+//! The on-access daemon behind `moat watch`.
+//!
+//! The path of one access, module by module (kernel interface → coverage → policy →
+//! verdicts → daemon):
+//!
+//! 1. [`coverage`] places one fanotify mark per directory under the include paths
+//!    (`OPEN_PERM | OPEN_EXEC_PERM | EVENT_ON_CHILD`) and one inotify watch, and the
+//!    [`tracker`] thread keeps both in step with the tree ([`tree`] is its map), so a process
+//!    opening a file in a covered directory waits for moat's answer.
+//! 2. The [`reader`] thread reads the event, decides cheap cases with
+//!    `moat_guard::Policy` (own pid, excluded uid, path, size) and answers them at once, or
+//!    hands the file to `moat_guard::WorkerPool`.
+//! 3. A worker scans (verdict cache, then the `Scanner`); the deadline watcher answers
+//!    instead when the scan takes longer than `OnAccessScanTimeout`. Either way the
+//!    [`verdict`] sink answers the kernel first (`FAN_ALLOW`/`FAN_DENY`), then logs.
+//! 4. [`daemon`] starts and stops all of this in an order that never leaves an opener
+//!    waiting; [`stop`] carries SIGTERM/SIGINT to every thread; [`notify`] tells systemd
+//!    when the marks are in place; [`limits`] checks the kernel's budgets.
+
+#![warn(missing_docs)]
+
+pub mod coverage;
+pub mod daemon;
+pub mod limits;
+pub mod notify;
+pub mod reader;
+pub mod stop;
+pub mod tracker;
+pub mod tree;
+pub mod verdict;
+
+pub use daemon::{Daemon, Scope, StartError, WatchSettings};
+pub use stop::Stop;

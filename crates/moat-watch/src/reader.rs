@@ -1,0 +1,212 @@
+//! The fanotify reader thread: the one thread that reads events, decides the cheap cases and
+//! hands the rest to the worker pool.
+//!
+//! It must never touch a watched file (it would wait on its own permission event forever)
+//! and never wait on anything but the fanotify fd and the stop pipe. So per event it does
+//! only: read the fd's path from `/proc/self/fd` and the accessor's uid from
+//! `/proc/PID/status` (procfs cannot carry permission marks), `fstat` the event fd (raises
+//! no event), [`Policy::decide`] (no I/O), and either answer at once or `dup` the fd and
+//! submit (an unbounded lock-free queue: never blocks). Answer first, log after.
+
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use moat_fanotify::{Event, EventBuffer, Group, Mask, PermissionEvent};
+use moat_guard::{AccessFacts, AllowReason, Decision, Policy, Response, WorkerPool};
+
+use crate::stop::{Stop, Woken};
+use crate::verdict::{Access, AccessKind, PermissionSink, ReportSink, Reporter};
+
+/// Everything the reader thread needs.
+pub struct Reader {
+    /// The enforcement (or, notify-only, notification) group.
+    pub group: Arc<Group>,
+    /// The pre-scan policy.
+    pub policy: Arc<Policy>,
+    /// Where scans go.
+    pub pool: Arc<WorkerPool>,
+    /// Logging and counters.
+    pub reporter: Arc<Reporter>,
+    /// The decision when an event cannot even be handed to a worker.
+    pub on_error: Response,
+    /// This process.
+    pub own_pid: i32,
+}
+
+impl Reader {
+    /// Reads and dispatches events until `stop`; then removes every mark (no new events)
+    /// and allows what is still queued.
+    pub fn run(self, stop: &Stop) {
+        let mut buf = EventBuffer::with_len(256 * 1024);
+        loop {
+            match stop.poll_with(self.group.as_fd(), None) {
+                Ok(Woken::Stop) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "poll on the fanotify fd failed");
+                    break;
+                }
+            }
+            self.read_batch(&mut buf);
+        }
+        if let Err(e) = self.group.flush(moat_fanotify::MarkKind::Inode) {
+            tracing::warn!(error = %e, "cannot remove the fanotify marks");
+        }
+        self.drain(&mut buf);
+    }
+
+    fn read_batch(&self, buf: &mut EventBuffer) {
+        match self.group.read_events(buf) {
+            Ok(events) => events.for_each(|ev| self.dispatch(ev)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => {
+                // Every delimitable event of a malformed batch was already allowed.
+                self.reporter.stats.read_errors.fetch_add(1, Relaxed);
+                tracing::error!(error = %e, "reading fanotify events failed");
+            }
+        }
+    }
+
+    /// At shutdown (marks already gone or going): allow whatever is still queued, so no
+    /// opener waits on a daemon that has stopped listening.
+    fn drain(&self, buf: &mut EventBuffer) {
+        while let Ok(events) = self.group.read_events(buf) {
+            if events.len() == 0 {
+                break;
+            }
+            for ev in events {
+                if let Ok(perm) = ev.into_permission() {
+                    let _ = perm.allow();
+                    self.reporter.stats.drained.fetch_add(1, Relaxed);
+                }
+            }
+        }
+    }
+
+    fn dispatch(&self, ev: Event) {
+        if ev.mask().contains(Mask::Q_OVERFLOW) {
+            // Cannot happen with FAN_UNLIMITED_QUEUE; if it does, accesses went unchecked.
+            tracing::error!("fanotify queue overflow: some accesses were allowed unchecked");
+            return;
+        }
+        match ev.into_permission() {
+            Ok(perm) => self.permission(perm),
+            Err(ev) => self.notification(ev),
+        }
+    }
+
+    fn permission(&self, perm: PermissionEvent) {
+        if perm.pid() == self.own_pid {
+            // Our own accesses (scans, walks) first and without any lookup.
+            let r = perm.allow();
+            self.reporter.stats.allowed(AllowReason::OwnPid);
+            self.answer_failed(r.err());
+            return;
+        }
+        let kind = kind_of(perm.mask());
+        let Some(fd) = perm.fd() else { return };
+        let (access, decision) = self.decide(fd, perm.pid(), kind);
+        match decision {
+            Decision::Allow(reason) => {
+                let r = perm.allow();
+                self.reporter.stats.allowed(reason);
+                self.answer_failed(r.err());
+                tracing::trace!(path = %access.path.display(), ?reason, "allowed without scan");
+            }
+            Decision::Scan => match dup(fd) {
+                Ok(file) => {
+                    self.reporter.stats.submitted.fetch_add(1, Relaxed);
+                    let sink = PermissionSink::new(perm, access, Arc::clone(&self.reporter));
+                    self.pool.submit(file, sink);
+                }
+                Err(e) => {
+                    let r = perm.respond(crate::verdict::kernel_response(self.on_error));
+                    self.reporter.stats.dup_errors.fetch_add(1, Relaxed);
+                    self.answer_failed(r.err());
+                    tracing::warn!(path = %access.path.display(), error = %e,
+                        response = ?self.on_error, "cannot hand the file to a worker");
+                }
+            },
+        }
+    }
+
+    /// Notify-only opens and close-after-write events: scanned and reported, never blocked.
+    fn notification(&self, mut ev: Event) {
+        if ev.pid() == self.own_pid {
+            return;
+        }
+        let kind = kind_of(ev.mask());
+        let Some(fd) = ev.fd() else { return };
+        let (access, decision) = self.decide(fd, ev.pid(), kind);
+        if let Decision::Allow(reason) = decision {
+            self.reporter.stats.allowed(reason);
+            return;
+        }
+        if let Some(fd) = ev.take_fd() {
+            self.reporter.stats.reported_scans.fetch_add(1, Relaxed);
+            let sink = ReportSink::new(access, Arc::clone(&self.reporter));
+            self.pool.submit(File::from(fd), sink);
+        }
+    }
+
+    /// Gathers the facts of an access (procfs and `fstat` only) and applies the policy.
+    fn decide(&self, fd: BorrowedFd<'_>, pid: i32, kind: AccessKind) -> (Access, Decision) {
+        let uid = if self.policy.needs_uid() {
+            moat_guard::uid_of_pid(pid).ok()
+        } else {
+            None
+        };
+        let size = rustix::fs::fstat(fd).ok().map(|st| st.st_size as u64);
+        let path = match moat_fanotify::fd_path(fd) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                self.reporter.stats.path_errors.fetch_add(1, Relaxed);
+                tracing::debug!(error = %e, "cannot read the event's path; scanning anyway");
+                None
+            }
+        };
+        let decision = match &path {
+            Some(p) => self.policy.decide(&AccessFacts {
+                pid,
+                uid,
+                path: p,
+                size,
+            }),
+            // No path, no path rule: err on the side of scanning.
+            None => Decision::Scan,
+        };
+        let access = Access {
+            path: path.unwrap_or_else(|| PathBuf::from("?")),
+            pid,
+            uid,
+            kind,
+        };
+        (access, decision)
+    }
+
+    fn answer_failed(&self, e: Option<moat_fanotify::Error>) {
+        if let Some(e) = e {
+            self.reporter.stats.answer_errors.fetch_add(1, Relaxed);
+            tracing::error!(error = %e, "cannot answer a permission event (allowed on drop)");
+        }
+    }
+}
+
+fn kind_of(mask: Mask) -> AccessKind {
+    if mask.intersects(Mask::OPEN_EXEC_PERM | Mask::OPEN_EXEC) {
+        AccessKind::Exec
+    } else if mask.contains(Mask::CLOSE_WRITE) {
+        AccessKind::CloseWrite
+    } else {
+        AccessKind::Open
+    }
+}
+
+/// A second fd for the worker: the event's own fd names the event in the answer and must
+/// stay open until then, so the worker scans through a duplicate (same open file, offset 0).
+fn dup(fd: BorrowedFd<'_>) -> std::io::Result<File> {
+    Ok(File::from(fd.try_clone_to_owned()?))
+}

@@ -1,0 +1,310 @@
+//! Delivering verdicts: to the kernel first, to the log after.
+//!
+//! A [`PermissionSink`] holds the pending fanotify event of one access; when the worker or the
+//! deadline watcher answers its token (see `moat_guard::deadline`), the sink writes
+//! `FAN_ALLOW`/`FAN_DENY` at once and only then logs. A [`ReportSink`] is the same for scans
+//! nobody waits on (notify-only mode, `OnAccessExtraScanning`): it only logs.
+//!
+//! Log levels: a detection or a decision taken without a verdict (scan failed, deadline,
+//! answer failed) is a warning; a clean, cached or skipped verdict is debug.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use moat_fanotify::PermissionEvent;
+use moat_guard::{AllowReason, Answer, Cause, Response, Verdict};
+
+/// What kind of access or discovery led to a scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessKind {
+    /// A file opened (`FAN_OPEN_PERM` / `FAN_OPEN`).
+    Open,
+    /// A file opened for execution (`FAN_OPEN_EXEC_PERM` / `FAN_OPEN_EXEC`).
+    Exec,
+    /// A file closed after writing (extra scanning).
+    CloseWrite,
+    /// A file moved into the tree, or found in a directory new to the tree (extra scanning).
+    Discovered,
+}
+
+impl fmt::Display for AccessKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AccessKind::Open => "open",
+            AccessKind::Exec => "exec",
+            AccessKind::CloseWrite => "close-write",
+            AccessKind::Discovered => "discovered",
+        })
+    }
+}
+
+/// One access, as known to the reader thread.
+#[derive(Debug, Clone)]
+pub struct Access {
+    /// The file's path (from the event fd).
+    pub path: PathBuf,
+    /// The accessing process (0 for discoveries by the daemon).
+    pub pid: i32,
+    /// Its uid, when the reader read it.
+    pub uid: Option<u32>,
+    /// What happened.
+    pub kind: AccessKind,
+}
+
+const REASONS: [AllowReason; 8] = [
+    AllowReason::OwnPid,
+    AllowReason::RootUid,
+    AllowReason::ExcludedUid,
+    AllowReason::Empty,
+    AllowReason::NeverWatched,
+    AllowReason::OutsideIncludes,
+    AllowReason::ExcludedPath,
+    AllowReason::TooLarge,
+];
+
+/// Counters of the daemon's own decisions (the worker pool counts scan outcomes in
+/// `moat_guard::Stats`). Relaxed atomics: statistics only.
+#[derive(Debug, Default)]
+pub struct DaemonStats {
+    allowed: [AtomicU64; 8],
+    /// Permission events handed to the worker pool.
+    pub submitted: AtomicU64,
+    /// Notification events (notify-only, close-write) and discoveries handed to the pool.
+    pub reported_scans: AtomicU64,
+    /// Answers the kernel refused (the event is then allowed by its `Drop`).
+    pub answer_errors: AtomicU64,
+    /// Events whose fd could not be duplicated for a worker (answered with the on-error
+    /// decision).
+    pub dup_errors: AtomicU64,
+    /// Events whose path could not be read (scanned anyway).
+    pub path_errors: AtomicU64,
+    /// Reads of the fanotify fd that failed.
+    pub read_errors: AtomicU64,
+    /// Unanswered events allowed at shutdown by the reader.
+    pub drained: AtomicU64,
+}
+
+impl DaemonStats {
+    /// Counts an access allowed without a scan.
+    pub fn allowed(&self, reason: AllowReason) {
+        let i = REASONS
+            .iter()
+            .position(|r| *r == reason)
+            .expect("every reason listed");
+        self.allowed[i].fetch_add(1, Relaxed);
+    }
+
+    /// Accesses allowed without a scan for `reason`.
+    pub fn allowed_for(&self, reason: AllowReason) -> u64 {
+        let i = REASONS
+            .iter()
+            .position(|r| *r == reason)
+            .expect("every reason listed");
+        self.allowed[i].load(Relaxed)
+    }
+
+    /// `reason=count` for every reason that occurred, for the shutdown summary.
+    pub fn allowed_summary(&self) -> String {
+        let parts: Vec<String> = REASONS
+            .iter()
+            .filter(|r| self.allowed_for(**r) > 0)
+            .map(|r| format!("{r:?}={}", self.allowed_for(*r)))
+            .collect();
+        if parts.is_empty() {
+            "none".into()
+        } else {
+            parts.join(" ")
+        }
+    }
+}
+
+/// Turns answers into log lines; shared by every sink.
+#[derive(Debug)]
+pub struct Reporter {
+    /// `OnAccessPrevention`: detections are blocked (else only reported).
+    pub prevention: bool,
+    /// The scan deadline, for messages.
+    pub deadline: Duration,
+    /// Counters.
+    pub stats: Arc<DaemonStats>,
+}
+
+impl Reporter {
+    /// Logs the outcome of one access. `blocked` says whether the kernel was told to deny.
+    pub fn report(&self, access: &Access, response: Response, cause: Cause<'_>, waited: bool) {
+        let path = access.path.display();
+        let action = match (waited, response) {
+            (true, Response::Deny) => "blocked",
+            (true, Response::Allow) => "allowed",
+            (false, _) => "reported",
+        };
+        match cause {
+            Cause::Scanned(Verdict::Infected(name)) => {
+                let who = Accessor::of(access);
+                tracing::warn!(
+                    "{path}: {name} FOUND pid={} uid={} comm={} access={} action={action}",
+                    who.pid,
+                    who.uid,
+                    who.comm,
+                    access.kind
+                );
+            }
+            Cause::Scanned(v) => {
+                tracing::debug!(path = %path, verdict = ?v, kind = %access.kind, "scanned")
+            }
+            Cause::Cached => tracing::debug!(path = %path, "clean (verdict cache)"),
+            Cause::Failed(e) => {
+                let who = Accessor::of(access);
+                tracing::warn!(
+                    "{path}: scan failed ({e}) pid={} uid={} comm={} action={action} (OnAccessDenyOnError decides)",
+                    who.pid,
+                    who.uid,
+                    who.comm
+                );
+            }
+            Cause::Deadline => {
+                let who = Accessor::of(access);
+                tracing::warn!(
+                    "{path}: no verdict within {:?} pid={} uid={} comm={} action={action} (OnAccessDenyOnError decides)",
+                    self.deadline,
+                    who.pid,
+                    who.uid,
+                    who.comm
+                );
+            }
+            Cause::Shutdown => tracing::debug!(path = %path, "allowed: shutting down"),
+            Cause::Abandoned => {
+                tracing::error!(path = %path, action, "scan job lost; on-error decision applied")
+            }
+        }
+    }
+}
+
+/// Who made an access, for log lines (read from procfs after the answer; never on the reader
+/// thread's path).
+struct Accessor {
+    pid: i32,
+    uid: String,
+    comm: String,
+}
+
+impl Accessor {
+    fn of(access: &Access) -> Accessor {
+        let pid = access.pid;
+        let uid = access
+            .uid
+            .or_else(|| {
+                (pid > 0)
+                    .then(|| moat_guard::uid_of_pid(pid).ok())
+                    .flatten()
+            })
+            .map_or_else(|| "?".to_string(), |u| u.to_string());
+        let comm = if pid > 0 {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .map(|c| c.trim_end().to_string())
+                .unwrap_or_else(|_| "?".into())
+        } else {
+            "moat".into()
+        };
+        Accessor { pid, uid, comm }
+    }
+}
+
+/// The sink of an access that waits for its verdict. See the module docs.
+pub struct PermissionSink {
+    // A mutex, not a cell: the token guarantees one answer, but from either of two threads.
+    // It is never contended.
+    event: Mutex<Option<PermissionEvent>>,
+    access: Access,
+    reporter: Arc<Reporter>,
+}
+
+impl PermissionSink {
+    /// A sink answering `event`.
+    pub fn new(event: PermissionEvent, access: Access, reporter: Arc<Reporter>) -> Self {
+        PermissionSink {
+            event: Mutex::new(Some(event)),
+            access,
+            reporter,
+        }
+    }
+}
+
+/// moat-guard's answer as fanotify's.
+pub fn kernel_response(r: Response) -> moat_fanotify::Response {
+    match r {
+        Response::Allow => moat_fanotify::Response::Allow,
+        Response::Deny => moat_fanotify::Response::Deny,
+    }
+}
+
+impl Answer for PermissionSink {
+    fn answer(&self, response: Response, cause: Cause<'_>) {
+        let event = self.event.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(event) = event {
+            if let Err(e) = event.respond(kernel_response(response)) {
+                self.reporter.stats.answer_errors.fetch_add(1, Relaxed);
+                tracing::error!(path = %self.access.path.display(), error = %e, "cannot answer the kernel; the access is allowed");
+            }
+        }
+        self.reporter.report(&self.access, response, cause, true);
+    }
+}
+
+/// The sink of a scan nobody waits on: reports only.
+pub struct ReportSink {
+    access: Access,
+    reporter: Arc<Reporter>,
+}
+
+impl ReportSink {
+    /// A sink reporting on `access`.
+    pub fn new(access: Access, reporter: Arc<Reporter>) -> Self {
+        ReportSink { access, reporter }
+    }
+}
+
+impl Answer for ReportSink {
+    fn answer(&self, response: Response, cause: Cause<'_>) {
+        self.reporter.report(&self.access, response, cause, false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_allow_reason_is_counted_apart() {
+        let s = DaemonStats::default();
+        s.allowed(AllowReason::OwnPid);
+        s.allowed(AllowReason::OwnPid);
+        s.allowed(AllowReason::TooLarge);
+        assert_eq!(s.allowed_for(AllowReason::OwnPid), 2);
+        assert_eq!(s.allowed_for(AllowReason::TooLarge), 1);
+        assert_eq!(s.allowed_for(AllowReason::Empty), 0);
+        assert_eq!(s.allowed_summary(), "OwnPid=2 TooLarge=1");
+        for r in REASONS {
+            s.allowed(r);
+        }
+        assert_eq!(s.allowed_for(AllowReason::ExcludedPath), 1);
+    }
+
+    #[test]
+    fn accessor_of_this_process() {
+        let a = Access {
+            path: "/x".into(),
+            pid: std::process::id() as i32,
+            uid: None,
+            kind: AccessKind::Open,
+        };
+        let who = Accessor::of(&a);
+        assert_ne!(who.uid, "?");
+        assert_ne!(who.comm, "?");
+        let gone = Accessor::of(&Access { pid: i32::MAX, ..a });
+        assert_eq!((gone.uid.as_str(), gone.comm.as_str()), ("?", "?"));
+    }
+}

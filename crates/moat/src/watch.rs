@@ -1,0 +1,258 @@
+//! `moat watch`: the on-access daemon's command line.
+//!
+//! Reads clamd.conf (`-c`, default /etc/clamav/clamd.conf when it exists), lets flags
+//! override its keys, sets up logging (LogFile, LogVerbose, LogTime), loads the signature
+//! database (DatabaseDirectory, or `-d`) and runs [`moat_watch::Daemon`] in the foreground
+//! until SIGTERM or SIGINT. Exit status: 0 after a clean stop, 2 when it cannot start.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use moat_config::{Config, Coverage};
+use moat_watch::{Daemon, Scope, Stop, WatchSettings};
+
+/// Protect directories on access: block (or report) infected files as they are opened.
+#[derive(Args, Debug)]
+pub struct WatchArgs {
+    /// Directories to protect: replace OnAccessIncludePath and turn prevention on.
+    #[arg(value_name = "DIR")]
+    dirs: Vec<PathBuf>,
+    /// clamd.conf to read [default: /etc/clamav/clamd.conf when it exists].
+    #[arg(short = 'c', long = "config-file", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Block infected files (OnAccessPrevention yes).
+    #[arg(long, conflicts_with = "no_prevention")]
+    prevention: bool,
+    /// Only report infected files, never block (OnAccessPrevention no).
+    #[arg(long)]
+    no_prevention: bool,
+    /// Watch only the include paths themselves, not their subdirectories (OnAccessDisableDDD).
+    #[arg(long)]
+    no_ddd: bool,
+    /// Also scan and report files closed after writing, moved in, or in new directories.
+    #[arg(long)]
+    extra_scanning: bool,
+    /// With prevention, deny access when a scan fails or misses its deadline.
+    #[arg(long)]
+    deny_on_error: bool,
+    /// Scanning threads (OnAccessMaxThreads).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_threads: Option<u32>,
+    /// Deadline of every verdict, e.g. 5s or 500ms (OnAccessScanTimeout).
+    #[arg(long, value_name = "DURATION", value_parser = moat_config::parse_duration)]
+    scan_timeout: Option<Duration>,
+    /// Larger files are allowed unscanned; 0 = no limit (OnAccessMaxFileSize).
+    #[arg(long, value_name = "SIZE", value_parser = crate::size::parse_size)]
+    max_filesize: Option<u64>,
+    /// Do not protect directories matching this extended regex (adds to OnAccessExcludePath).
+    #[arg(long, value_name = "REGEX")]
+    exclude_path: Vec<String>,
+    /// Do not scan accesses by this uid (adds to OnAccessExcludeUID).
+    #[arg(long, value_name = "UID")]
+    exclude_uid: Vec<u32>,
+    /// Do not scan accesses by this user (adds to OnAccessExcludeUname).
+    #[arg(long, value_name = "NAME")]
+    exclude_uname: Vec<String>,
+    /// Do not scan accesses by root (OnAccessExcludeRootUID).
+    #[arg(long)]
+    exclude_root_uid: bool,
+    /// How marks are placed (OnAccessCoverage).
+    #[arg(long, value_enum)]
+    coverage: Option<CoverageArg>,
+    /// Signature database file or directory (replaces DatabaseDirectory).
+    #[arg(short = 'd', long = "database", value_name = "FILE|DIR")]
+    database: Vec<PathBuf>,
+    /// Log to this file instead of stderr (LogFile).
+    #[arg(short = 'l', long = "log", value_name = "FILE")]
+    log: Option<PathBuf>,
+    /// Log every decision (LogVerbose).
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+/// `--coverage` values.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum CoverageArg {
+    Directory,
+    Filesystem,
+}
+
+/// Runs `moat watch`; returns the exit status.
+pub fn run(args: WatchArgs) -> u8 {
+    let config = match load_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ERROR: {e}");
+            return 2;
+        }
+    };
+    if let Err(e) = init_logging(&config) {
+        eprintln!("ERROR: {e}");
+        return 2;
+    }
+    for w in config.warnings() {
+        tracing::warn!("{w}");
+    }
+    for k in config.unused_keys() {
+        tracing::debug!(line = k.line, key = %k.key, "known clamd key not used by moat watch");
+    }
+    match start_and_run(&args, &config) {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!("{e}");
+            2
+        }
+    }
+}
+
+/// The configuration file, then the flags over it.
+fn load_config(args: &WatchArgs) -> Result<Config, String> {
+    let path = args.config.clone().or_else(|| {
+        let default = Path::new(moat_config::DEFAULT_CONFIG_PATH);
+        default.exists().then(|| default.to_path_buf())
+    });
+    let mut c = match &path {
+        Some(p) => Config::load(p).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    apply_flags(args, &mut c).map_err(|e| format!("--exclude-path: {e}"))?;
+    Ok(c)
+}
+
+fn apply_flags(a: &WatchArgs, c: &mut Config) -> Result<(), regex::Error> {
+    if !a.dirs.is_empty() {
+        c.on_access_include_paths = a.dirs.clone();
+        c.on_access_prevention = true;
+    }
+    if a.prevention {
+        c.on_access_prevention = true;
+    }
+    if a.no_prevention {
+        c.on_access_prevention = false;
+    }
+    c.on_access_disable_ddd |= a.no_ddd;
+    c.on_access_extra_scanning |= a.extra_scanning;
+    c.on_access_deny_on_error |= a.deny_on_error;
+    c.on_access_exclude_root_uid |= a.exclude_root_uid;
+    c.on_access_max_threads = a.max_threads.unwrap_or(c.on_access_max_threads);
+    c.on_access_scan_timeout = a.scan_timeout.unwrap_or(c.on_access_scan_timeout);
+    if let Some(size) = a.max_filesize {
+        c.on_access_max_file_size = (size > 0).then_some(size);
+    }
+    for p in &a.exclude_path {
+        c.on_access_exclude_paths
+            .push(moat_config::PathPattern::new(p)?);
+    }
+    c.on_access_exclude_uids.extend(&a.exclude_uid);
+    c.on_access_exclude_unames
+        .extend(a.exclude_uname.iter().cloned());
+    if let Some(cov) = a.coverage {
+        c.on_access_coverage = match cov {
+            CoverageArg::Directory => Coverage::Directory,
+            CoverageArg::Filesystem => Coverage::Filesystem,
+        };
+    }
+    if let Some(log) = &a.log {
+        c.log_file = Some(log.clone());
+    }
+    c.log_verbose |= a.verbose;
+    Ok(())
+}
+
+/// LogFile (appended; else stderr), LogVerbose (debug; else info), LogTime (timestamps).
+/// `RUST_LOG` overrides the level.
+fn init_logging(c: &Config) -> Result<(), String> {
+    let level = if c.log_verbose { "debug" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    let writer: tracing_subscriber::fmt::writer::BoxMakeWriter = match &c.log_file {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("LogFile {}: {e}", path.display()))?;
+            tracing_subscriber::fmt::writer::BoxMakeWriter::new(Mutex::new(file))
+        }
+        None => tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
+    };
+    let ansi = c.log_file.is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = builder.with_writer(writer).with_ansi(ansi);
+    if c.log_time {
+        builder.init();
+    } else {
+        builder.without_time().init();
+    }
+    Ok(())
+}
+
+fn start_and_run(args: &WatchArgs, c: &Config) -> Result<(), String> {
+    let settings = settings(c)?;
+    let scanner = load_scanner(args, c)?;
+    let stop = Arc::new(Stop::new().map_err(|e| format!("cannot create the stop pipe: {e}"))?);
+    stop.on_signals(&[libc::SIGTERM, libc::SIGINT])
+        .map_err(|e| format!("cannot handle signals: {e}"))?;
+    let daemon = Daemon::start(settings, scanner, stop).map_err(|e| e.to_string())?;
+    let status = daemon.status_line();
+    tracing::info!("{status}");
+    match moat_watch::notify::notify(&format!("READY=1\nSTATUS={status}")) {
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot notify $NOTIFY_SOCKET"),
+    }
+    daemon.run_until_stopped();
+    let _ = moat_watch::notify::notify("STOPPING=1");
+    Ok(())
+}
+
+fn settings(c: &Config) -> Result<WatchSettings, String> {
+    let mut exclude_uids = c.on_access_exclude_uids.clone();
+    exclude_uids.extend(
+        moat_config::resolve_unames(&c.on_access_exclude_unames).map_err(|e| e.to_string())?,
+    );
+    let mut never_watched = vec![c.database_directory.clone()];
+    never_watched.extend(c.temporary_directory.clone());
+    Ok(WatchSettings {
+        include_paths: c.on_access_include_paths.clone(),
+        exclude_patterns: c
+            .on_access_exclude_paths
+            .iter()
+            .map(|p| p.as_str().to_owned())
+            .collect(),
+        mount_paths: c.on_access_mount_paths.clone(),
+        scope: match c.on_access_coverage {
+            Coverage::Directory => Scope::Directory,
+            Coverage::Filesystem => Scope::Filesystem,
+        },
+        recursive: !c.on_access_disable_ddd,
+        prevention: c.on_access_prevention,
+        extra_scanning: c.on_access_extra_scanning,
+        exclude_uids,
+        exclude_root_uid: c.on_access_exclude_root_uid,
+        never_watched,
+        max_file_size: c.on_access_max_file_size,
+        threads: c.on_access_max_threads as usize,
+        scan_timeout: c.on_access_scan_timeout,
+        deny_on_error: c.on_access_deny_on_error,
+    })
+}
+
+fn load_scanner(args: &WatchArgs, c: &Config) -> Result<Arc<dyn moat_guard::Scanner>, String> {
+    let db =
+        crate::database::load(&args.database, &c.database_directory).map_err(|e| e.to_string())?;
+    let engine = Arc::new(moat_engine::Engine::new(db));
+    tracing::info!(
+        signatures = engine.signature_count(),
+        "signature database loaded"
+    );
+    let limits = moat_engine::Limits {
+        max_file_size: c.max_file_size,
+        max_scan_size: c.max_scan_size,
+        max_script_normalize: c.max_script_normalize,
+    };
+    Ok(Arc::new(moat_guard::EngineScanner::new(engine, limits, 1)))
+}
