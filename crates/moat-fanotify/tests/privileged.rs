@@ -7,12 +7,9 @@
 //! child is killed and reaped on drop; dropping the group (also on panic) makes the kernel
 //! allow whatever is still pending.
 
-use std::ffi::CString;
 use std::fs;
 use std::io::Write;
 use std::os::fd::AsFd;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,165 +19,9 @@ use std::time::{Duration, Instant};
 use moat_fanotify::{
     fd_path, FidKind, FileHandle, Fsid, Group, InitFlags, MarkKind, Mask, Response,
 };
-
-const NOBODY: u32 = 65534;
-const CHILD_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn privileged() -> bool {
-    // SAFETY: plain syscall.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var("MOAT_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
-        panic!("MOAT_REQUIRE_PRIVILEGED=1 but not root: fanotify permission events need root");
-    }
-    println!("skipped: needs root (fanotify permission events)");
-    false
-}
-
-/// What a child does as uid/gid 65534.
-enum Action {
-    /// open(O_RDONLY) + read; exits 0 when the content equals `expect`, errno on a failed
-    /// open, 100 + errno on a failed read, 99 on other content.
-    Read { path: CString, expect: Vec<u8> },
-    /// execve(path); exits with the program's status, or errno when execve fails.
-    Exec { path: CString },
-}
-
-/// A forked child, killed (SIGKILL) and reaped on drop if still running.
-struct Child {
-    pid: i32,
-    reaped: bool,
-}
-
-fn spawn_as_nobody(action: &Action) -> Child {
-    let argv0 = match action {
-        Action::Read { path, .. } | Action::Exec { path } => path.clone(),
-    };
-    let argv = [argv0.as_ptr(), std::ptr::null()];
-    let envp: [*const libc::c_char; 1] = [std::ptr::null()];
-    let mut buf = [0u8; 256];
-    // SAFETY: after fork the child only makes async-signal-safe calls (no allocation, no
-    // locks) and always ends in execve or _exit.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
-    if pid == 0 {
-        unsafe {
-            let errno = || *libc::__errno_location();
-            // Drop inherited fds (other tests' fanotify groups, event fds): a child holding
-            // a copy of a group fd would keep that group alive.
-            libc::close_range(3, u32::MAX, 0);
-            if libc::setgroups(0, std::ptr::null()) != 0
-                || libc::setgid(NOBODY) != 0
-                || libc::setuid(NOBODY) != 0
-            {
-                libc::_exit(120);
-            }
-            match action {
-                Action::Read { path, expect } => {
-                    let fd = libc::open(path.as_ptr(), libc::O_RDONLY);
-                    if fd < 0 {
-                        libc::_exit(errno());
-                    }
-                    let n = libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len());
-                    if n < 0 {
-                        libc::_exit(100 + errno());
-                    }
-                    libc::_exit(if buf[..n as usize] == expect[..] {
-                        0
-                    } else {
-                        99
-                    });
-                }
-                Action::Exec { path } => {
-                    libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
-                    libc::_exit(errno());
-                }
-            }
-        }
-    }
-    Child { pid, reaped: false }
-}
-
-impl Child {
-    /// True while the child has not exited.
-    fn running(&mut self) -> bool {
-        let mut status = 0;
-        // SAFETY: plain syscall on our own child.
-        let r = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
-        if r == self.pid {
-            self.reaped = true;
-            panic!("child exited early with status {status:#x}");
-        }
-        true
-    }
-
-    /// Waits (bounded) for the child's exit code.
-    fn wait(&mut self) -> i32 {
-        let deadline = Instant::now() + CHILD_TIMEOUT;
-        loop {
-            let mut status = 0;
-            // SAFETY: plain syscall on our own child.
-            let r = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
-            if r == self.pid {
-                self.reaped = true;
-                assert!(
-                    libc::WIFEXITED(status),
-                    "child killed by a signal: {status:#x}"
-                );
-                return libc::WEXITSTATUS(status);
-            }
-            assert!(r == 0, "waitpid: {}", std::io::Error::last_os_error());
-            assert!(
-                Instant::now() < deadline,
-                "child {} did not finish within {CHILD_TIMEOUT:?}",
-                self.pid
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        if !self.reaped {
-            // SAFETY: our own unreaped child; a process waiting on a permission event is
-            // killable.
-            unsafe {
-                libc::kill(self.pid, libc::SIGKILL);
-                libc::waitpid(self.pid, std::ptr::null_mut(), 0);
-            }
-        }
-    }
-}
-
-fn read_as_nobody(path: &Path, expect: &[u8]) -> (i32, i32) {
-    let mut c = spawn_as_nobody(&Action::Read {
-        path: CString::new(path.as_os_str().as_bytes()).unwrap(),
-        expect: expect.to_vec(),
-    });
-    (c.pid, c.wait())
-}
-
-fn exec_as_nobody(path: &Path) -> (i32, i32) {
-    let mut c = spawn_as_nobody(&Action::Exec {
-        path: CString::new(path.as_os_str().as_bytes()).unwrap(),
-    });
-    (c.pid, c.wait())
-}
-
-/// A fresh temporary directory readable by uid 65534, and its canonical path.
-fn watched_dir() -> (tempfile::TempDir, PathBuf) {
-    let t = tempfile::tempdir().unwrap();
-    fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    let p = t.path().canonicalize().unwrap();
-    (t, p)
-}
-
-fn write_file(path: &Path, content: &[u8], mode: u32) {
-    fs::write(path, content).unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
-}
+use moat_testkit::{
+    exec_as_nobody, privileged, read_as_nobody, spawn_as, watched_dir, write_file, Action, NOBODY,
+};
 
 const ENFORCE: Mask = Mask::OPEN_PERM
     .union(Mask::OPEN_EXEC_PERM)
@@ -422,10 +263,7 @@ fn closing_the_group_with_a_pending_event_fails_open() {
     let (_tmp, dir) = watched_dir();
     write_file(&dir.join("file"), b"data", 0o644);
     let group = content_group(&dir);
-    let mut child = spawn_as_nobody(&Action::Read {
-        path: CString::new(dir.join("file").as_os_str().as_bytes()).unwrap(),
-        expect: b"data".to_vec(),
-    });
+    let mut child = spawn_as(NOBODY, &Action::read(&dir.join("file"), b"data"));
     assert!(
         group.wait(Some(Duration::from_secs(5))).unwrap(),
         "no permission event"
@@ -448,24 +286,18 @@ fn dropping_an_unanswered_permission_event_allows_it() {
     let (_tmp, dir) = watched_dir();
     write_file(&dir.join("bad"), b"data", 0o644);
     let group = content_group(&dir);
-    let mut child = spawn_as_nobody(&Action::Read {
-        path: CString::new(dir.join("bad").as_os_str().as_bytes()).unwrap(),
-        expect: b"data".to_vec(),
-    });
+    let mut child = spawn_as(NOBODY, &Action::read(&dir.join("bad"), b"data"));
     assert!(group.wait(Some(Duration::from_secs(5))).unwrap());
     let mut buf = moat_fanotify::EventBuffer::new();
     let events: Vec<_> = group.read_events(&mut buf).unwrap().collect();
     assert_eq!(events.len(), 1);
     assert!(events[0].is_permission());
-    assert_eq!(events[0].pid(), child.pid);
+    assert_eq!(events[0].pid(), child.pid());
     assert_eq!(fd_path(events[0].fd().unwrap()).unwrap(), dir.join("bad"));
     drop(events);
     assert_eq!(child.wait(), 0);
     // Answering twice is refused by the kernel (ENOENT), never a second verdict.
-    let mut child = spawn_as_nobody(&Action::Read {
-        path: CString::new(dir.join("bad").as_os_str().as_bytes()).unwrap(),
-        expect: b"data".to_vec(),
-    });
+    let mut child = spawn_as(NOBODY, &Action::read(&dir.join("bad"), b"data"));
     assert!(group.wait(Some(Duration::from_secs(5))).unwrap());
     let ev = group.read_events(&mut buf).unwrap().next().unwrap();
     group.respond(ev.fd().unwrap(), Response::Deny).unwrap();

@@ -641,3 +641,29 @@ fn shutdown_with_queued_jobs_answers_each_exactly_once() {
     );
     assert_eq!(get(&stats.shutdown_answers), 6);
 }
+
+#[test]
+fn shutdown_within_leaves_a_stuck_scan_behind_and_returns() {
+    let (scanner, started, release) = BlockingScanner::new();
+    let s = setup(1, LONG, Response::Deny, scanner.clone());
+    let (tx, rx) = unbounded();
+    s.pool.submit(file_with(b"x"), sink(0, &tx));
+    started.recv_timeout(WAIT).unwrap();
+    let Setup { watcher, pool, .. } = s;
+    assert_eq!(watcher.shutdown(), 1);
+    // The scan is still blocked: the pool gives up waiting instead of hanging.
+    assert!(!pool.shutdown_within(Duration::from_millis(50)));
+    release.send(()).unwrap();
+    drop(tx);
+    let all: Vec<_> = rx.recv_timeout(WAIT).into_iter().collect();
+    assert_eq!(all, vec![(0, Response::Allow, Seen::Shutdown)]);
+}
+
+#[test]
+fn shutdown_within_joins_idle_workers() {
+    let (scanner, _started, _release) = BlockingScanner::new();
+    let s = setup(3, LONG, Response::Deny, scanner);
+    let Setup { watcher, pool, .. } = s;
+    watcher.shutdown();
+    assert!(pool.shutdown_within(WAIT));
+}

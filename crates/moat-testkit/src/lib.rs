@@ -1,0 +1,308 @@
+//! Helpers for moat's root-only tests (dev-only, never published).
+//!
+//! - [`privileged`]: the skip rule every root-only test starts with.
+//! - [`spawn_as`] and its shortcuts [`read_as_nobody`] / [`exec_as_nobody`]: a forked child
+//!   that drops to another uid and does one [`Action`] (open+read, or execve), reporting the
+//!   outcome as an exact exit code (0, or the errno), so a test can tell EPERM from
+//!   anything else.
+//! - [`Child`]: waits with a bound, and is killed and reaped on drop (also when a test
+//!   panics), so no test leaves a process behind.
+//! - [`watched_dir`] and [`write_file`]: a fresh directory that uid 65534 can enter, and
+//!   files with a given mode.
+//!
+//! Safety of the children: after `fork` the child only makes async-signal-safe calls, with
+//! no allocation and no locks (the test process has other threads, whose locks may be held
+//! at the instant of the fork). Everything it needs (paths, the expected content, a read
+//! buffer, argv) is built by the parent before forking.
+
+#![warn(missing_docs)]
+
+use std::ffi::CString;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// uid (and gid) of `nobody`, the unprivileged user the children run as.
+pub const NOBODY: u32 = 65534;
+
+/// How long [`Child::wait`] waits before failing the test.
+pub const CHILD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Exit code of a child whose `setgroups`/`setgid`/`setuid` failed.
+pub const EXIT_SETUID_FAILED: i32 = 120;
+
+/// Exit code of an [`Action::Read`] child that read content other than expected.
+pub const EXIT_WRONG_CONTENT: i32 = 99;
+
+/// Offset added to the errno of a failed `read()` (a failed `open()` exits with the bare
+/// errno).
+pub const EXIT_READ_ERRNO_BASE: i32 = 100;
+
+/// The skip rule of root-only tests: true when running as root. Otherwise prints
+/// `skipped: needs root (...)` and returns false (the test then returns and passes),
+/// unless `MOAT_REQUIRE_PRIVILEGED=1`, where it panics (CI runs as root and must not skip
+/// silently).
+pub fn privileged() -> bool {
+    // SAFETY: plain syscall.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if std::env::var("MOAT_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
+        panic!("MOAT_REQUIRE_PRIVILEGED=1 but not root: fanotify permission events need root");
+    }
+    println!("skipped: needs root (fanotify permission events)");
+    false
+}
+
+/// What a child does once it runs as its uid. Built by the parent (the child cannot
+/// allocate).
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// `open(O_RDONLY)`, then `read()` to the end; exits 0 when the content equals `expect`,
+    /// errno on a failed open, [`EXIT_READ_ERRNO_BASE`] + errno on a failed read,
+    /// [`EXIT_WRONG_CONTENT`] on other content.
+    Read {
+        /// The file to open.
+        path: CString,
+        /// The exact content the file must have.
+        expect: Vec<u8>,
+    },
+    /// `execve(path)` with `argv = [path]` and an empty environment; exits with the
+    /// program's status, or errno when execve fails.
+    Exec {
+        /// The program to run.
+        path: CString,
+    },
+    /// `open(O_RDONLY)` and one `read()` of whatever is there (for files too large to
+    /// compare); exits 0, errno on a failed open, [`EXIT_READ_ERRNO_BASE`] + errno on a
+    /// failed read.
+    ReadAny {
+        /// The file to open.
+        path: CString,
+    },
+}
+
+impl Action {
+    /// [`Action::Read`] of `path`, expecting `expect`.
+    pub fn read(path: &Path, expect: &[u8]) -> Action {
+        Action::Read {
+            path: cstring(path),
+            expect: expect.to_vec(),
+        }
+    }
+
+    /// [`Action::Exec`] of `path`.
+    pub fn exec(path: &Path) -> Action {
+        Action::Exec {
+            path: cstring(path),
+        }
+    }
+
+    /// [`Action::ReadAny`] of `path`.
+    pub fn read_any(path: &Path) -> Action {
+        Action::ReadAny {
+            path: cstring(path),
+        }
+    }
+
+    fn path(&self) -> &CString {
+        match self {
+            Action::Read { path, .. } | Action::Exec { path } | Action::ReadAny { path } => path,
+        }
+    }
+}
+
+fn cstring(path: &Path) -> CString {
+    CString::new(path.as_os_str().as_bytes()).expect("path without NUL")
+}
+
+/// Forks a child that drops every fd above 2, its supplementary groups, then sets gid and
+/// uid to `uid` (so `uid` must also be a valid gid, as 65534 is), and does `action`. The
+/// outcome is the child's exit code (see [`Action`]); [`EXIT_SETUID_FAILED`] if dropping
+/// privileges failed.
+pub fn spawn_as(uid: u32, action: &Action) -> Child {
+    // Everything the child touches is prepared here: after fork it must not allocate.
+    let argv = [action.path().as_ptr(), std::ptr::null()];
+    let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+    let mut buf = match action {
+        Action::Read { expect, .. } => vec![0u8; expect.len() + 1],
+        _ => vec![0u8; 4096],
+    };
+    // SAFETY: after fork the child only makes async-signal-safe calls (no allocation, no
+    // locks) and always ends in execve or _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        // SAFETY: see above; `buf`, `argv`, `envp` and the CStrings outlive the child.
+        unsafe { child_main(uid, action, &argv, &envp, &mut buf) }
+    }
+    Child { pid, status: None }
+}
+
+/// The forked child's whole life. Never returns.
+///
+/// # Safety
+/// Only to be called in a freshly forked child; uses async-signal-safe calls only.
+unsafe fn child_main(
+    uid: u32,
+    action: &Action,
+    argv: &[*const libc::c_char; 2],
+    envp: &[*const libc::c_char; 1],
+    buf: &mut [u8],
+) -> ! {
+    let errno = || *libc::__errno_location();
+    // Drop inherited fds (fanotify groups, sockets, pipes of other tests): a child holding a
+    // copy of a group fd would keep that group alive.
+    libc::close_range(3, u32::MAX, 0);
+    if libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(uid) != 0 || libc::setuid(uid) != 0
+    {
+        libc::_exit(EXIT_SETUID_FAILED);
+    }
+    match action {
+        Action::Exec { path } => {
+            libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            libc::_exit(errno());
+        }
+        Action::Read { path, .. } | Action::ReadAny { path } => {
+            let fd = libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                libc::_exit(errno());
+            }
+            // ReadAny: one read. Read: to the end, or until one byte more than expected.
+            let mut total = 0usize;
+            loop {
+                let rest = &mut buf[total..];
+                let n = libc::read(fd, rest.as_mut_ptr() as *mut libc::c_void, rest.len());
+                if n < 0 {
+                    libc::_exit(EXIT_READ_ERRNO_BASE + errno());
+                }
+                total += n as usize;
+                if n == 0 || total == buf.len() || matches!(action, Action::ReadAny { .. }) {
+                    break;
+                }
+            }
+            match action {
+                Action::Read { expect, .. } if buf[..total] != expect[..] => {
+                    libc::_exit(EXIT_WRONG_CONTENT)
+                }
+                _ => libc::_exit(0),
+            }
+        }
+    }
+}
+
+/// A forked child (from [`spawn_as`]). Killed (SIGKILL) and reaped on drop if it has not
+/// been reaped yet: a process waiting on a permission event is killable.
+#[derive(Debug)]
+pub struct Child {
+    pid: i32,
+    /// The raw wait status, once reaped.
+    status: Option<i32>,
+}
+
+impl Child {
+    /// The child's process id.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// True while the child has not exited (does not block). Once it has, its status is
+    /// kept for [`wait`](Self::wait).
+    pub fn running(&mut self) -> bool {
+        self.poll();
+        self.status.is_none()
+    }
+
+    /// Waits up to [`CHILD_TIMEOUT`] for the child's exit code; panics on timeout or if a
+    /// signal killed it.
+    pub fn wait(&mut self) -> i32 {
+        self.wait_for(CHILD_TIMEOUT)
+    }
+
+    /// Waits up to `timeout` for the child's exit code; panics on timeout or if a signal
+    /// killed it.
+    pub fn wait_for(&mut self, timeout: Duration) -> i32 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(code) = self.try_wait() {
+                return code;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "child {} did not finish within {timeout:?}",
+                self.pid
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// The exit code if the child has exited, else None (does not block); panics if a
+    /// signal killed it.
+    pub fn try_wait(&mut self) -> Option<i32> {
+        self.poll();
+        let status = self.status?;
+        assert!(
+            libc::WIFEXITED(status),
+            "child {} killed by a signal: status {status:#x}",
+            self.pid
+        );
+        Some(libc::WEXITSTATUS(status))
+    }
+
+    fn poll(&mut self) {
+        if self.status.is_some() {
+            return;
+        }
+        let mut status = 0;
+        // SAFETY: plain syscall on our own child.
+        let r = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
+        assert!(r >= 0, "waitpid: {}", std::io::Error::last_os_error());
+        if r == self.pid {
+            self.status = Some(status);
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            // SAFETY: our own unreaped child; SIGKILL ends even a wait on a permission
+            // event, so the blocking waitpid returns.
+            unsafe {
+                libc::kill(self.pid, libc::SIGKILL);
+                libc::waitpid(self.pid, std::ptr::null_mut(), 0);
+            }
+        }
+    }
+}
+
+/// Reads `path` as uid 65534, expecting content `expect`: (pid, exit code). See
+/// [`Action::Read`] for the codes.
+pub fn read_as_nobody(path: &Path, expect: &[u8]) -> (i32, i32) {
+    let mut c = spawn_as(NOBODY, &Action::read(path, expect));
+    (c.pid(), c.wait())
+}
+
+/// Executes `path` as uid 65534: (pid, exit code). See [`Action::Exec`].
+pub fn exec_as_nobody(path: &Path) -> (i32, i32) {
+    let mut c = spawn_as(NOBODY, &Action::exec(path));
+    (c.pid(), c.wait())
+}
+
+/// A fresh temporary directory (mode 0755, so uid 65534 can enter it) and its canonical
+/// path (the form fanotify reports). Removed when the `TempDir` is dropped.
+pub fn watched_dir() -> (tempfile::TempDir, PathBuf) {
+    let t = tempfile::tempdir().expect("tempdir");
+    fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).expect("chmod tempdir");
+    let p = t.path().canonicalize().expect("canonicalize tempdir");
+    (t, p)
+}
+
+/// Writes `content` to `path` and sets its mode (`0o644`, `0o755`, ...); panics on error.
+pub fn write_file(path: &Path, content: &[u8], mode: u32) {
+    fs::write(path, content).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+}
