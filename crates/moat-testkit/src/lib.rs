@@ -217,12 +217,14 @@ impl Child {
 
     /// Waits up to [`CHILD_TIMEOUT`] for the child's exit code; panics on timeout or if a
     /// signal killed it.
+    #[track_caller]
     pub fn wait(&mut self) -> i32 {
         self.wait_for(CHILD_TIMEOUT)
     }
 
     /// Waits up to `timeout` for the child's exit code; panics on timeout or if a signal
     /// killed it.
+    #[track_caller]
     pub fn wait_for(&mut self, timeout: Duration) -> i32 {
         let deadline = Instant::now() + timeout;
         loop {
@@ -240,6 +242,7 @@ impl Child {
 
     /// The exit code if the child has exited, else None (does not block); panics if a
     /// signal killed it.
+    #[track_caller]
     pub fn try_wait(&mut self) -> Option<i32> {
         self.poll();
         let status = self.status?;
@@ -280,12 +283,14 @@ impl Drop for Child {
 
 /// Reads `path` as uid 65534, expecting content `expect`: (pid, exit code). See
 /// [`Action::Read`] for the codes.
+#[track_caller]
 pub fn read_as_nobody(path: &Path, expect: &[u8]) -> (i32, i32) {
     let mut c = spawn_as(NOBODY, &Action::read(path, expect));
     (c.pid(), c.wait())
 }
 
 /// Executes `path` as uid 65534: (pid, exit code). See [`Action::Exec`].
+#[track_caller]
 pub fn exec_as_nobody(path: &Path) -> (i32, i32) {
     let mut c = spawn_as(NOBODY, &Action::exec(path));
     (c.pid(), c.wait())

@@ -1,7 +1,7 @@
 //! `moat watch`: the on-access daemon's command line.
 //!
 //! Reads clamd.conf (`-c`, default /etc/clamav/clamd.conf when it exists), lets flags
-//! override its keys, sets up logging (LogFile, LogVerbose, LogTime), loads the signature
+//! override its keys, sets up logging (stderr, plus LogFile; LogVerbose, LogTime), loads the signature
 //! database (DatabaseDirectory, or `-d`) and runs [`moat_watch::Daemon`] in the foreground
 //! until SIGTERM or SIGINT. Exit status: 0 after a clean stop, 2 when it cannot start.
 
@@ -64,7 +64,7 @@ pub struct WatchArgs {
     /// Signature database file or directory (replaces DatabaseDirectory).
     #[arg(short = 'd', long = "database", value_name = "FILE|DIR")]
     database: Vec<PathBuf>,
-    /// Log to this file instead of stderr (LogFile).
+    /// Also log to this file (LogFile); logs always go to stderr.
     #[arg(short = 'l', long = "log", value_name = "FILE")]
     log: Option<PathBuf>,
     /// Log every decision (LogVerbose).
@@ -161,32 +161,55 @@ fn apply_flags(a: &WatchArgs, c: &mut Config) -> Result<(), regex::Error> {
     Ok(())
 }
 
-/// LogFile (appended; else stderr), LogVerbose (debug; else info), LogTime (timestamps).
-/// `RUST_LOG` overrides the level.
+/// Logs go to stderr (a foreground daemon: systemd's journal takes them) and, with LogFile,
+/// to that file too (appended). LogVerbose: debug level, else info; `RUST_LOG` overrides.
+/// LogTime: timestamps.
 fn init_logging(c: &Config) -> Result<(), String> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let level = if c.log_verbose { "debug" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
-    let writer: tracing_subscriber::fmt::writer::BoxMakeWriter = match &c.log_file {
-        Some(path) => {
-            let file = std::fs::OpenOptions::new()
+    let file = match &c.log_file {
+        Some(path) => Some(
+            std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(path)
-                .map_err(|e| format!("LogFile {}: {e}", path.display()))?;
-            tracing_subscriber::fmt::writer::BoxMakeWriter::new(Mutex::new(file))
-        }
-        None => tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
+                .map_err(|e| format!("LogFile {}: {e}", path.display()))?,
+        ),
+        None => None,
     };
-    let ansi = c.log_file.is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = builder.with_writer(writer).with_ansi(ansi);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let file = file.map(Mutex::new);
+    // Timestamps change the layers' types: one arm each rather than boxed layers.
+    let registry = tracing_subscriber::registry().with(filter);
     if c.log_time {
-        builder.init();
+        let stderr_layer = tracing_subscriber::fmt::layer()
+            .with_target(false)
+            .with_ansi(ansi)
+            .with_writer(std::io::stderr);
+        let file_layer = file.map(|f| {
+            tracing_subscriber::fmt::layer()
+                .with_target(false)
+                .with_ansi(false)
+                .with_writer(f)
+        });
+        registry.with(stderr_layer).with(file_layer).init();
     } else {
-        builder.without_time().init();
+        let stderr_layer = tracing_subscriber::fmt::layer()
+            .with_target(false)
+            .with_ansi(ansi)
+            .without_time()
+            .with_writer(std::io::stderr);
+        let file_layer = file.map(|f| {
+            tracing_subscriber::fmt::layer()
+                .with_target(false)
+                .with_ansi(false)
+                .without_time()
+                .with_writer(f)
+        });
+        registry.with(stderr_layer).with(file_layer).init();
     }
     Ok(())
 }
@@ -210,6 +233,14 @@ fn start_and_run(args: &WatchArgs, c: &Config) -> Result<(), String> {
 }
 
 fn settings(c: &Config) -> Result<WatchSettings, String> {
+    // Checked before the (possibly long) database load; the daemon resolves them again.
+    for p in c
+        .on_access_include_paths
+        .iter()
+        .chain(&c.on_access_mount_paths)
+    {
+        std::fs::metadata(p).map_err(|e| format!("OnAccessIncludePath {}: {e}", p.display()))?;
+    }
     let mut exclude_uids = c.on_access_exclude_uids.clone();
     exclude_uids.extend(
         moat_config::resolve_unames(&c.on_access_exclude_unames).map_err(|e| e.to_string())?,

@@ -1,0 +1,312 @@
+//! The directory tree both on-access daemons watch, with its probe and clean files.
+//!
+//! Shape: directories are numbered like a heap with fan-out [`FANOUT`]: node 0 is the tree
+//! root, the children of node `k` are `FANOUT*k+1 ..= FANOUT*k+FANOUT`, and node `i` is named
+//! `d{(i-1) % FANOUT}`. `--dirs N` creates nodes `1..=N`, so 100,000 directories have depth
+//! 5 and 10,000 depth 4. The shape (and every byte written) depends only on `N` and the
+//! number of clean files, so the tree is generated once under
+//! `<data dir>/watch-tree-N/` and reused while its manifest matches.
+//!
+//! Probe directories hold `moat-probe.dat`, a file with the test marker: a daemon covers a
+//! probe directory when opening that file as an unprivileged user fails with EPERM. They
+//! are chosen from real walks of the generated tree (readdir order, as a daemon would walk
+//! it): the root, the first, middle and last directory of a depth-first walk, the last
+//! directory of a breadth-first walk, and the directory created last (node N, deepest).
+//!
+//! Clean files `clean-J.txt` (small, distinct contents, so no scanner can answer one from a
+//! cache filled by another) are spread evenly over the directories.
+
+use crate::rng::Rng;
+use std::collections::{BTreeMap, VecDeque};
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Children per directory.
+pub const FANOUT: u64 = 10;
+
+/// Bump whenever the generated tree changes, so stale caches are regenerated.
+const TREE_VERSION: u32 = 2;
+
+/// The name of the infected file in each probe directory.
+pub const PROBE_FILE: &str = "moat-probe.dat";
+
+/// `MOAT-TEST-MARKER` in hex, as the test database's body signature. The marker itself is
+/// only ever built at run time from this, so no source file or binary contains it.
+pub const MARKER_HEX: &str = "4d4f41542d544553542d4d41524b4552";
+
+/// The test database: one body signature for the marker.
+pub fn test_ndb() -> String {
+    format!("Moat.Test.Marker:0:*:{MARKER_HEX}\n")
+}
+
+/// A probe directory.
+#[derive(Clone, Debug)]
+pub struct Probe {
+    /// Short name for the table (`root`, `walk-first`...).
+    pub name: String,
+    /// The directory, relative to the tree root (empty for the root).
+    pub rel: PathBuf,
+    /// Depth below the tree root.
+    pub depth: usize,
+}
+
+/// A generated (or cached) tree.
+#[derive(Clone, Debug)]
+pub struct Tree {
+    /// The watched directory (`OnAccessIncludePath`).
+    pub dir: PathBuf,
+    /// Directories below `dir` (`dir` itself not counted).
+    pub dirs: u64,
+    /// Depth of the deepest directory.
+    pub depth: usize,
+    /// Probe directories, in table order.
+    pub probes: Vec<Probe>,
+    /// Absolute paths of the clean files.
+    pub clean_files: Vec<PathBuf>,
+    /// Whether this call generated the tree.
+    pub generated: bool,
+    /// Seconds spent generating (0 when cached).
+    pub generation_secs: f64,
+}
+
+impl Tree {
+    /// Absolute paths of the probe files, in probe order.
+    pub fn probe_files(&self) -> Vec<PathBuf> {
+        self.probes
+            .iter()
+            .map(|p| self.dir.join(&p.rel).join(PROBE_FILE))
+            .collect()
+    }
+}
+
+/// The path of node `i` relative to the tree root.
+fn node_rel(mut i: u64) -> PathBuf {
+    let mut names = Vec::new();
+    while i > 0 {
+        names.push(format!("d{}", (i - 1) % FANOUT));
+        i = (i - 1) / FANOUT;
+    }
+    names.iter().rev().collect()
+}
+
+/// The directory of clean file `j` of `files`: evenly spread over nodes `1..=dirs`.
+fn clean_file_rel(j: u64, files: u64, dirs: u64) -> PathBuf {
+    let node = 1 + j * dirs / files.max(1);
+    node_rel(node.min(dirs)).join(format!("clean-{j}.txt"))
+}
+
+/// Returns the tree for `dirs` directories and `files` clean files under `data_dir`,
+/// generating it when no valid cached copy exists.
+pub fn ensure(data_dir: &Path, dirs: u64, files: u64) -> io::Result<Tree> {
+    let root = data_dir.join(format!("watch-tree-{dirs}"));
+    let dir = root.join("tree");
+    let manifest_path = root.join("manifest.txt");
+    let mut tree = Tree {
+        dir: dir.clone(),
+        dirs,
+        depth: node_rel(dirs).components().count(),
+        probes: Vec::new(),
+        clean_files: (0..files)
+            .map(|j| dir.join(clean_file_rel(j, files, dirs)))
+            .collect(),
+        generated: false,
+        generation_secs: 0.0,
+    };
+    if let Some(m) = read_manifest(&manifest_path) {
+        let want = [
+            ("version", TREE_VERSION.to_string()),
+            ("dirs", dirs.to_string()),
+            ("files", files.to_string()),
+        ];
+        if want.iter().all(|(k, v)| m.get(*k) == Some(v)) && dir.is_dir() {
+            tree.probes = probes_from_manifest(&m);
+            return Ok(tree);
+        }
+        eprintln!(
+            "moat-bench: cached tree in {} has another shape, regenerating",
+            root.display()
+        );
+    }
+    let start = Instant::now();
+    generate(&root, &dir, dirs, files)?;
+    tree.probes = choose_probes(&dir, dirs)?;
+    write_probe_files(&dir, &tree.probes)?;
+    write_manifest(&manifest_path, dirs, files, &tree.probes)?;
+    tree.generated = true;
+    tree.generation_secs = start.elapsed().as_secs_f64();
+    Ok(tree)
+}
+
+/// Creates the directories and clean files (removing any previous tree first).
+fn generate(root: &Path, dir: &Path, dirs: u64, files: u64) -> io::Result<()> {
+    eprintln!(
+        "moat-bench: generating a tree of {dirs} directories and {files} clean files in {}...",
+        dir.display()
+    );
+    if root.exists() {
+        fs::remove_dir_all(root)?;
+    }
+    fs::create_dir_all(dir)?;
+    // Everything must be reachable by the unprivileged prober, whatever the umask.
+    fs::set_permissions(root, fs::Permissions::from_mode(0o755))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
+    for i in 1..=dirs {
+        // Parents come first in heap order, so a plain mkdir always finds its parent.
+        fs::create_dir(dir.join(node_rel(i)))?;
+        if i % 10_000 == 0 && super::daemon::interrupted() {
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
+        }
+    }
+    let mut rng = Rng::new(0x6d6f_6174_7761_7463); // "moatwatc"
+    for j in 0..files {
+        let body = clean_body(&mut rng, j);
+        fs::write(dir.join(clean_file_rel(j, files, dirs)), body)?;
+    }
+    Ok(())
+}
+
+/// 100–400 bytes of printable text, unique per file (it starts with the file's number).
+fn clean_body(rng: &mut Rng, j: u64) -> Vec<u8> {
+    let mut body = format!("moat-bench clean file {j}\n").into_bytes();
+    let len = rng.range_usize(100, 400);
+    while body.len() < len {
+        body.push(b"abcdefghijklmnopqrstuvwxyz      \n"[rng.index(33)]);
+    }
+    body
+}
+
+/// Walks the tree (readdir order) depth-first and breadth-first and picks the probes.
+fn choose_probes(dir: &Path, dirs: u64) -> io::Result<Vec<Probe>> {
+    let dfs = walk(dir, false)?;
+    let bfs = walk(dir, true)?;
+    let picks = [
+        ("root", PathBuf::new()),
+        ("walk-first", dfs.get(1).cloned().unwrap_or_default()),
+        ("walk-middle", dfs[dfs.len() / 2].clone()),
+        ("walk-last", dfs[dfs.len() - 1].clone()),
+        ("bfs-last", bfs[bfs.len() - 1].clone()),
+        // The directory created last: deepest level, and the youngest inode.
+        ("last-created", node_rel(dirs)),
+    ];
+    let mut probes: Vec<Probe> = Vec::new();
+    for (name, rel) in picks {
+        if probes.iter().all(|p| p.rel != rel) {
+            let depth = rel.components().count();
+            probes.push(Probe {
+                name: name.to_string(),
+                rel,
+                depth,
+            });
+        }
+    }
+    Ok(probes)
+}
+
+/// Every directory under `dir` (relative paths, `dir` itself first), in the order a
+/// recursive readdir walk (`bfs = false`) or a queue-based one (`bfs = true`) visits them.
+fn walk(dir: &Path, bfs: bool) -> io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut pending: VecDeque<PathBuf> = VecDeque::from([PathBuf::new()]);
+    while let Some(rel) = if bfs {
+        pending.pop_front()
+    } else {
+        pending.pop_back()
+    } {
+        let mut children = Vec::new();
+        for entry in fs::read_dir(dir.join(&rel))? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                children.push(rel.join(entry.file_name()));
+            }
+        }
+        if !bfs {
+            // A stack pops last-in first: push in reverse to visit in readdir order.
+            children.reverse();
+        }
+        pending.extend(children);
+        out.push(rel);
+    }
+    Ok(out)
+}
+
+/// Writes the infected probe file into every probe directory.
+fn write_probe_files(dir: &Path, probes: &[Probe]) -> io::Result<()> {
+    let marker = hex::decode(MARKER_HEX).expect("valid hex");
+    for p in probes {
+        let mut body = b"moat-bench probe file: ".to_vec();
+        body.extend_from_slice(&marker);
+        body.push(b'\n');
+        fs::write(dir.join(&p.rel).join(PROBE_FILE), body)?;
+    }
+    Ok(())
+}
+
+/// The manifest is written last: its presence marks a complete tree.
+fn write_manifest(path: &Path, dirs: u64, files: u64, probes: &[Probe]) -> io::Result<()> {
+    let mut text = format!("version={TREE_VERSION}\ndirs={dirs}\nfiles={files}\n");
+    for (i, p) in probes.iter().enumerate() {
+        text.push_str(&format!("probe.{i}={}\t{}\n", p.name, p.rel.display()));
+    }
+    fs::write(path, text)
+}
+
+fn read_manifest(path: &Path) -> Option<BTreeMap<String, String>> {
+    let text = fs::read_to_string(path).ok()?;
+    Some(
+        text.lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
+fn probes_from_manifest(m: &BTreeMap<String, String>) -> Vec<Probe> {
+    (0..)
+        .map_while(|i| m.get(&format!("probe.{i}")))
+        .filter_map(|v| v.split_once('\t'))
+        .map(|(name, rel)| Probe {
+            name: name.to_string(),
+            rel: PathBuf::from(rel),
+            depth: Path::new(rel).components().count(),
+        })
+        .collect()
+}
+
+/// Reads every directory of the tree once, so each daemon starts from the same warm dentry
+/// and inode caches. Returns the number of directories seen.
+pub fn warm(dir: &Path) -> io::Result<usize> {
+    Ok(walk(dir, true)?.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heap_layout_names_nodes() {
+        assert_eq!(node_rel(0), PathBuf::new());
+        assert_eq!(node_rel(1), PathBuf::from("d0"));
+        assert_eq!(node_rel(10), PathBuf::from("d9"));
+        assert_eq!(node_rel(11), PathBuf::from("d0/d0"));
+        assert_eq!(node_rel(100_000).components().count(), 5);
+        assert_eq!(node_rel(10_000).components().count(), 4);
+    }
+
+    #[test]
+    fn clean_files_stay_inside_the_tree() {
+        for j in [0, 1, 999, 1999] {
+            let rel = clean_file_rel(j, 2000, 100);
+            assert!(rel.components().count() >= 2, "{rel:?}");
+        }
+    }
+
+    #[test]
+    fn marker_hex_decodes_to_the_marker() {
+        let m = hex::decode(MARKER_HEX).unwrap();
+        assert_eq!(m.len(), 16);
+        assert!(m.starts_with(b"MOAT-"));
+    }
+}

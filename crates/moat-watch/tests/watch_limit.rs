@@ -1,0 +1,59 @@
+//! Running out of inotify watches at start: the error names the number of directories the
+//! tree holds and the sysctl to run. Needs root: it lowers `fs.inotify.max_user_watches` for
+//! a moment (restored on drop, also on panic). Alone in its test binary, since cargo runs
+//! test binaries one at a time, so no other test of this workspace adds watches meanwhile.
+
+use std::fs;
+use std::sync::Arc;
+
+use moat_fanotify::{Group, InitFlags, Mask};
+use moat_guard::{Policy, PolicySettings};
+use moat_watch::coverage::{CoverError, DirectoryCoverage};
+
+const SYSCTL: &str = "/proc/sys/fs/inotify/max_user_watches";
+
+/// Restores the sysctl on drop.
+struct Lowered(String);
+
+impl Drop for Lowered {
+    fn drop(&mut self) {
+        fs::write(SYSCTL, &self.0).expect("restore fs.inotify.max_user_watches");
+    }
+}
+
+#[test]
+fn watch_limit_names_the_directories_needed_and_the_command() {
+    if !moat_testkit::privileged() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().canonicalize().unwrap();
+    for i in 0..30 {
+        fs::create_dir_all(root.join(format!("d{i}/sub"))).unwrap();
+    }
+    let group = Arc::new(Group::init(InitFlags::CLASS_NOTIF | InitFlags::CLOEXEC, 0).unwrap());
+    let policy = Arc::new(Policy::new(PolicySettings::default()).unwrap());
+    let mut cov = DirectoryCoverage::new(
+        group,
+        Mask::OPEN | Mask::EVENT_ON_CHILD,
+        vec![root.clone()],
+        policy,
+    )
+    .unwrap();
+    let _restore = Lowered(fs::read_to_string(SYSCTL).unwrap());
+    fs::write(SYSCTL, "20").unwrap();
+    let err = cov.cover().unwrap_err();
+    drop(_restore);
+    match &err {
+        CoverError::WatchLimit { needed, limit } => {
+            assert_eq!((*needed, *limit), (61, 20), "root + 30 + 30");
+        }
+        other => panic!("unexpected error {other}"),
+    }
+    let msg = err.to_string();
+    assert!(msg.contains("hold 61 directories"), "{msg}");
+    assert!(
+        msg.contains("`sysctl fs.inotify.max_user_watches=1085`"),
+        "{msg}"
+    );
+}

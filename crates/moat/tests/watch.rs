@@ -1,0 +1,829 @@
+//! `moat watch` end to end, against the real kernel: the daemon is started as a process on a
+//! tempdir of its own, and forked children (uid 65534, see `moat-testkit`) open, read and
+//! execute files there. They need root (fanotify permission events); without it they print
+//! `skipped: needs root (...)` and pass, unless `MOAT_REQUIRE_PRIVILEGED=1`.
+//!
+//! Safety: every test builds its own [`World`] (a tempdir) and the daemon only watches its
+//! `watched/` subdirectory, always with `OnAccessCoverage directory` (inode marks; never a
+//! filesystem or mount mark) and a config file of the test's own (never
+//! /etc/clamav/clamd.conf). The signature database lives outside the watched tree. Every
+//! wait is bounded; the daemon is SIGKILLed and reaped on drop (the kernel then allows
+//! anything pending) and so is every child. The EICAR test file is built at run time from
+//! two hex halves, so no file of the repository contains it.
+
+use std::fs;
+use std::io::{ErrorKind, Seek, SeekFrom, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use moat_testkit::{
+    exec_as_nobody, privileged, read_as_nobody, spawn_as, watched_dir, write_file, Action, Child,
+    NOBODY,
+};
+use regex::Regex;
+
+const EPERM: i32 = libc::EPERM;
+/// What infected files contain; `test.ndb` detects it anywhere in a file.
+const MARKER: &str = "MOAT-TEST-MARKER";
+const MARKER_SIG: &str = "Moat.Test.Marker:0:*:4d4f41542d544553542d4d41524b4552";
+const MARKER_FOUND: &str = "Moat.Test.Marker.UNOFFICIAL FOUND";
+const EICAR_FOUND: &str = "Moat.Test.Eicar.UNOFFICIAL FOUND";
+/// Bound on the start (database load and marking a tiny tree), generous for a loaded VM.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// The contract: after SIGTERM/SIGINT the daemon is gone within a second.
+const STOP_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long the tests let the tree tracker catch up after a mkdir or rename (it reacts to
+/// asynchronous directory events, so there is a short window by design).
+const SETTLE: Duration = Duration::from_millis(200);
+/// Bound on a detection line reaching the log (logging happens after answering).
+const LOG_TIMEOUT: Duration = Duration::from_secs(5);
+/// Size of the slow file: a sparse file with the marker at its very end. Scanning it takes
+/// seconds (about 6.7 s measured with `moat scan` here), far beyond the short deadlines.
+const SLOW_SIZE: u64 = 2 << 30;
+
+// ---------------------------------------------------------------------------------------
+// The test's world: directories and the config file.
+
+/// One test's tempdir (0755, canonical path):
+/// `watched/` (the only directory the daemon watches), `outside/` (a sibling, never
+/// watched), `db/` (signatures), `tmp/` (TemporaryDirectory), and the daemon's files.
+struct World {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    watched: PathBuf,
+    outside: PathBuf,
+    db: PathBuf,
+}
+
+impl World {
+    fn new() -> World {
+        let (tmp, root) = watched_dir();
+        let w = World {
+            watched: root.join("watched"),
+            outside: root.join("outside"),
+            db: root.join("db"),
+            root,
+            _tmp: tmp,
+        };
+        for d in [&w.watched, &w.outside, &w.db, &w.root.join("tmp")] {
+            mkdir(d);
+        }
+        fs::write(w.db.join("test.ndb"), format!("{MARKER_SIG}\n")).unwrap();
+        // The EICAR file by its MD5 (computed here: no file of the repository holds it).
+        let eicar = eicar();
+        fs::write(
+            w.db.join("eicar.hdb"),
+            format!("{}:{}:Moat.Test.Eicar\n", md5_hex(&eicar), eicar.len()),
+        )
+        .unwrap();
+        w
+    }
+
+    /// A path under `watched/`.
+    fn at(&self, rel: &str) -> PathBuf {
+        self.watched.join(rel)
+    }
+
+    /// The default config: directory coverage of `watched/` with prevention, database and
+    /// temporary directory in the tempdir.
+    fn conf(&self) -> Conf {
+        Conf(vec![
+            ("OnAccessCoverage".into(), "directory".into()),
+            ("OnAccessIncludePath".into(), path_str(&self.watched)),
+            ("OnAccessPrevention".into(), "yes".into()),
+            ("DatabaseDirectory".into(), path_str(&self.db)),
+            (
+                "TemporaryDirectory".into(),
+                path_str(&self.root.join("tmp")),
+            ),
+        ])
+    }
+}
+
+/// clamd.conf lines, in order.
+struct Conf(Vec<(String, String)>);
+
+impl Conf {
+    /// Sets a non-repeatable key (replacing its line) or adds it.
+    fn set(mut self, key: &str, value: &str) -> Conf {
+        match self.0.iter_mut().find(|(k, _)| k == key) {
+            Some(kv) => kv.1 = value.into(),
+            None => self.0.push((key.into(), value.into())),
+        }
+        self
+    }
+
+    /// Adds one more line for a repeatable key.
+    fn add(mut self, key: &str, value: &str) -> Conf {
+        self.0.push((key.into(), value.into()));
+        self
+    }
+
+    /// Drops every line of `key`.
+    fn without(mut self, key: &str) -> Conf {
+        self.0.retain(|(k, _)| k != key);
+        self
+    }
+
+    fn text(&self) -> String {
+        self.0.iter().map(|(k, v)| format!("{k} {v}\n")).collect()
+    }
+}
+
+fn path_str(p: &Path) -> String {
+    p.to_str().expect("UTF-8 tempdir path").to_owned()
+}
+
+/// mkdir -p with every created directory 0755 whatever the umask (uid 65534 must get in).
+fn mkdir(dir: &Path) {
+    let mut missing = Vec::new();
+    let mut d = dir;
+    while !d.exists() {
+        missing.push(d.to_owned());
+        d = d.parent().unwrap();
+    }
+    for d in missing.iter().rev() {
+        fs::create_dir(d).unwrap();
+        fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+/// Writes `content` at `path` (0644), creating the parent directories.
+fn put(path: &Path, content: &[u8]) -> PathBuf {
+    mkdir(path.parent().unwrap());
+    write_file(path, content, 0o644);
+    path.to_owned()
+}
+
+/// Content the database detects (`tag` keeps files distinct).
+fn infected(tag: &str) -> Vec<u8> {
+    format!("infected file {tag}\n{MARKER}\nend\n").into_bytes()
+}
+
+fn clean(tag: &str) -> Vec<u8> {
+    format!("clean file {tag}, nothing to see\n").into_bytes()
+}
+
+/// The EICAR test file, from two hex halves (so that the repository never holds it).
+fn eicar() -> Vec<u8> {
+    let halves = [
+        "58354f2150254041505b345c505a58353428505e2937434329377d2445494341522d",
+        "5354414e444152442d414e544956495255532d544553542d46494c452124482b482a",
+    ];
+    let hex: String = halves.concat();
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    // Guard against a typo in the halves: the well-known MD5 of the 68-byte file.
+    assert_eq!(md5_hex(&bytes), "44d88612fea8a8f36de82e1278abb02f");
+    bytes
+}
+
+fn md5_hex(data: &[u8]) -> String {
+    use md5::{Digest, Md5};
+    Md5::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A sparse file of [`SLOW_SIZE`] bytes whose last bytes are the marker: the scan has to
+/// read all of it before it can tell.
+fn slow_file(path: &Path) -> PathBuf {
+    mkdir(path.parent().unwrap());
+    let mut f = fs::File::create(path).unwrap();
+    f.set_len(SLOW_SIZE - MARKER.len() as u64).unwrap();
+    f.seek(SeekFrom::End(0)).unwrap();
+    f.write_all(MARKER.as_bytes()).unwrap();
+    drop(f);
+    fs::set_permissions(path, fs::Permissions::from_mode(0o644)).unwrap();
+    path.to_owned()
+}
+
+/// Config for the slow-file tests: nothing limits the size of what is scanned.
+fn unlimited(conf: Conf) -> Conf {
+    conf.set("OnAccessMaxFileSize", "0")
+        .set("MaxFileSize", "0")
+        .set("MaxScanSize", "0")
+}
+
+// ---------------------------------------------------------------------------------------
+// The daemon.
+
+/// A running `moat watch`, SIGKILLed and reaped on drop (its log is printed when the test
+/// is failing).
+struct Daemon {
+    child: std::process::Child,
+    log: PathBuf,
+    exited: Option<ExitStatus>,
+    /// Bound by the test; the daemon sends READY=1 here (`NOTIFY_SOCKET`).
+    notify: UnixDatagram,
+    /// The datagram that carried READY=1.
+    ready: String,
+}
+
+impl Daemon {
+    /// Starts `moat watch -c <conf> ARGS...` and waits for READY=1.
+    fn start(world: &World, conf: &Conf, args: &[&str]) -> Daemon {
+        let mut d = Daemon::spawn(world, conf, args);
+        d.wait_ready();
+        d
+    }
+
+    /// Starts it without waiting for readiness.
+    fn spawn(world: &World, conf: &Conf, args: &[&str]) -> Daemon {
+        let conf_path = world.root.join("moat.conf");
+        fs::write(&conf_path, conf.text()).unwrap();
+        let sock = world.root.join("notify.sock");
+        let notify = UnixDatagram::bind(&sock).unwrap();
+        notify
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let log = world.root.join("stderr.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_moat"))
+            .arg("watch")
+            .arg("-c")
+            .arg(&conf_path)
+            .args(args)
+            .env("NOTIFY_SOCKET", &sock)
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(world.root.join("stdout.log")).unwrap())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn moat watch");
+        Daemon {
+            child,
+            log,
+            exited: None,
+            notify,
+            ready: String::new(),
+        }
+    }
+
+    /// Waits (bounded) for a datagram with a `READY=1` line; fails with the log if the
+    /// daemon exits or takes too long.
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let mut buf = [0u8; 4096];
+        loop {
+            match self.notify.recv(&mut buf) {
+                Ok(n) => {
+                    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    if msg.lines().any(|l| l == "READY=1") {
+                        self.ready = msg;
+                        return;
+                    }
+                }
+                // The read timeout: time to check on the daemon.
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) => panic!("recv on the notify socket: {e}"),
+            }
+            if let Some(status) = self.try_wait() {
+                panic!("moat watch exited before READY=1 ({status})");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no READY=1 within {READY_TIMEOUT:?}"
+            );
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// The daemon's stderr so far, without ANSI colour codes.
+    fn log(&self) -> String {
+        let raw = fs::read(&self.log).unwrap_or_default();
+        let text = String::from_utf8_lossy(&raw);
+        Regex::new("\x1b\\[[0-9;]*m")
+            .unwrap()
+            .replace_all(&text, "")
+            .into_owned()
+    }
+
+    /// Waits (bounded) for a log line satisfying `pred`, and returns it.
+    fn wait_line(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + LOG_TIMEOUT;
+        loop {
+            if let Some(l) = self.log().lines().find(|l| pred(l)) {
+                return l.to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line {what} within {LOG_TIMEOUT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The detection line for `path` (`PATH: NAME FOUND ...`) by process `pid`.
+    fn wait_found(&self, path: &Path, found: &str, pid: i32) -> String {
+        let head = format!("{}: {found}", path.display());
+        let pid_re = Regex::new(&format!(r"\bpid={pid}\b")).unwrap();
+        self.wait_line(&format!("`{head}` with pid={pid}"), |l| {
+            l.contains(&head) && pid_re.is_match(l)
+        })
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: plain syscall on our own (unreaped, so not recycled) child.
+        assert_eq!(unsafe { libc::kill(self.pid(), sig) }, 0);
+    }
+
+    fn try_wait(&mut self) -> Option<ExitStatus> {
+        if self.exited.is_none() {
+            self.exited = self.child.try_wait().expect("try_wait");
+        }
+        self.exited
+    }
+
+    /// Waits up to `timeout` for the daemon to exit: its status and how long it took.
+    fn wait_exit(&mut self, timeout: Duration) -> (ExitStatus, Duration) {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.try_wait() {
+                return (s, start.elapsed());
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "moat watch still running {timeout:?} after being asked to stop"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.try_wait().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("---- moat watch stderr ----\n{}---- end ----", self.log());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Assertions on what uid 65534 gets.
+
+/// Reading `path` as nobody must fail with EPERM; returns the reader's pid.
+#[track_caller]
+fn assert_blocked(path: &Path, content: &[u8]) -> i32 {
+    let (pid, code) = read_as_nobody(path, content);
+    assert_eq!(
+        code,
+        EPERM,
+        "{}: open as uid 65534 must fail with EPERM",
+        path.display()
+    );
+    pid
+}
+
+/// Reading `path` as nobody must succeed with exactly `content`.
+#[track_caller]
+fn assert_readable(path: &Path, content: &[u8]) {
+    let (_, code) = read_as_nobody(path, content);
+    assert_eq!(
+        code,
+        0,
+        "{}: read as uid 65534 must succeed with its content (EPERM = {EPERM})",
+        path.display()
+    );
+}
+
+/// Opening `path` in this process (root) must fail with EPERM.
+#[track_caller]
+fn assert_blocked_for_root(path: &Path) {
+    let err = fs::read(path).expect_err("root's open of an infected file must fail");
+    assert_eq!(err.raw_os_error(), Some(EPERM), "{}: {err}", path.display());
+}
+
+// ---------------------------------------------------------------------------------------
+// Tests.
+
+/// A tree that exists at start: infected files in a nested directory are refused to read
+/// and exec, also to root; clean ones are served; each block is logged with its fields.
+#[test]
+fn infected_file_in_existing_nested_dir_is_blocked() {
+    if !privileged() {
+        return;
+    }
+    let w = World::new();
+    let bad = put(&w.at("a/b/bad.txt"), &infected("ab"));
+    let good = put(&w.at("a/b/clean.txt"), &clean("ab"));
+    let bad_sh = w.at("a/b/bad.sh");
+    write_file(
+        &bad_sh,
+        format!("#!/bin/sh\n# {MARKER}\nexit 0\n").as_bytes(),
+        0o755,
+    );
+    let good_sh = w.at("a/b/good.sh");
+    write_file(&good_sh, b"#!/bin/sh\nexit 7\n", 0o755);
+    let d = Daemon::start(&w, &w.conf(), &[]);
+    assert!(
+        d.ready.lines().any(|l| l.starts_with("STATUS=")),
+        "no STATUS= line in the READY datagram: {:?}",
+        d.ready
+    );
+
+    // The start-up summary: watched/, a/ and a/b/ under one include path.
+    let re =
+        Regex::new(r"watching (\d+) directories under (\d+) include paths? in \d+ ms").unwrap();
+    let line = d.wait_line("`watching N directories ...`", |l| re.is_match(l));
+    let caps = re.captures(&line).unwrap();
+    assert_eq!((&caps[1], &caps[2]), ("3", "1"), "{line}");
+
+    let pid = assert_blocked(&bad, &infected("ab"));
+    assert_readable(&good, &clean("ab"));
+    let (_, code) = exec_as_nobody(&bad_sh);
+    assert_eq!(
+        code, EPERM,
+        "exec of an infected script must fail with EPERM"
+    );
+    let (_, code) = exec_as_nobody(&good_sh);
+    assert_eq!(code, 7, "a clean script runs");
+    assert_blocked_for_root(&bad);
+
+    let line = d.wait_found(&bad, MARKER_FOUND, pid);
+    for field in ["uid=65534", "comm=", "action=blocked"] {
+        assert!(line.contains(field), "`{field}` missing in: {line}");
+    }
+}
+
+/// The EICAR test file (built at run time), detected by an MD5 signature.
+#[test]
+fn eicar_is_blocked() {
+    if !privileged() {
+        return;
+    }
+    let w = World::new();
+    let file = put(&w.at("dl/eicar.com"), &eicar());
+    let d = Daemon::start(&w, &w.conf(), &[]);
+    let pid = assert_blocked(&file, &eicar());
+    d.wait_found(&file, EICAR_FOUND, pid);
+}
+
+/// Include paths given as DIR arguments (no OnAccessIncludePath, no OnAccessPrevention in
+/// the file): prevention is on.
+#[test]
+fn dir_arguments_enforce() {
+    if !privileged() {
+        return;
+    }
+    let w = World::new();
+    let bad = put(&w.at("x/bad"), &infected("x"));
+    let good = put(&w.at("x/good"), &clean("x"));
+    let conf = w
+        .conf()
+        .without("OnAccessIncludePath")
+        .without("OnAccessPrevention");
+    let _d = Daemon::start(&w, &conf, &[&path_str(&w.watched)]);
+    assert_blocked(&bad, &infected("x"));
+    assert_readable(&good, &clean("x"));
+}
+
+/// Directories created after start (mkdir -p) are covered once the tracker caught up.
+#[test]
+fn directory_created_after_start_is_covered() {
+    if !privileged() {
+        return;
+    }
+    let w = World::new();
+    let _d = Daemon::start(&w, &w.conf(), &[]);
+    mkdir(&w.at("a/b/c"));
+    std::thread::sleep(SETTLE);
+    let bad = put(&w.at("a/b/c/bad"), &infected("abc"));
+    let good = put(&w.at("a/b/c/good"), &clean("abc"));
+    let mid = put(&w.at("a/mid-bad"), &infected("a"));
+    assert_blocked(&bad, &infected("abc"));
+    assert_blocked(&mid, &infected("a"));
+    assert_readable(&good, &clean("abc"));
+}
+
+/// A subtree prepared outside and renamed into the watched tree is covered.
+#[test]
+fn subtree_moved_in_is_covered() {
+    if !privileged() {
+        return;
+    }
+    let w = World::new();
+    let src = w.outside.join("pkg");
+    put(&src.join("lib/deep/bad"), &infected("deep"));
+    put(&src.join("lib/good"), &clean("lib"));
+    put(&src.join("top-bad"), &infected("top"));
+    let _d = Daemon::start(&w, &w.conf(), &[]);
+    fs::rename(&src, w.at("pkg")).unwrap();
+    std::thread::sleep(SETTLE);
+    assert_blocked(&w.at("pkg/lib/deep/bad"), &infected("deep"));
+    assert_blocked(&w.at("pkg/top-bad"), &infected("top"));
+    assert_readable(&w.at("pkg/lib/good"), &clean("lib"));
+}
+
+/// A subtree moved out of the watched tree loses its marks; what stays is still covered.
+#[test]
+fn subtree_moved_out_is_released() {
+    if !privileged() {
+        return;
+    }
+    let w = World::new();
+    put(&w.at("gone/bad"), &infected("gone"));
+    put(&w.at("gone/x/bad"), &infected("gone-x"));
+    let stay = put(&w.at("stay/y/bad"), &infected("stay"));
+    let _d = Daemon::start(&w, &w.conf(), &[]);
+    // Covered before the move, so the release below is the move's doing.
+    assert_blocked(&w.at("gone/x/bad"), &infected("gone-x"));
+
+    fs::rename(w.at("gone"), w.outside.join("gone")).unwrap();
+    std::thread::sleep(SETTLE);
+    assert_readable(&w.outside.join("gone/x/bad"), &infected("gone-x"));
+    assert_readable(&w.outside.join("gone/bad"), &infected("gone"));
+    assert_blocked(&stay, &infected("stay"));
+}
+
+/// Without DDD only the include path itself is watched, not its subdirectories.
+#[test]
+fn no_ddd_watches_the_top_level_only() {
+    if !privileged() {
+        return;
+    }
+    let w = World::new();
+    let top = put(&w.at("bad"), &infected("top"));
+    let sub = put(&w.at("sub/bad"), &infected("sub"));
+    let _d = Daemon::start(&w, &w.conf().set("OnAccessDisableDDD", "yes"), &[]);
+    assert_blocked(&top, &infected("top"));
+    assert_readable(&sub, &infected("sub"));
+}
+
+/// Notify-only (the flag wins over `OnAccessPrevention yes`): access is allowed, the
+/// detection is logged with action=reported.
+#[test]
+fn notify_only_reports_without_blocking() {
+    if !privileged() {
+        return;
+    }
+    let w = World::new();
+    let bad = put(&w.at("n/bad"), &infected("n"));
+    let d = Daemon::start(&w, &w.conf(), &["--no-prevention"]);
+    let (pid, code) = read_as_nobody(&bad, &infected("n"));
+    assert_eq!(code, 0, "notify-only must not block");
+    let line = d.wait_found(&bad, MARKER_FOUND, pid);
+    assert!(line.contains("action=reported"), "{line}");
+}
+
+/// OnAccessExcludePath: matching directories (existing or created later) are not
+/// protected; the others are.
+#[test]
+fn exclude_path_skips_matching_directories() {
+    if !privileged() {
+        return;
+    }
+    let w = World::new();
+    let old = put(&w.at("skip-old/bad"), &infected("old"));
+    let kept = put(&w.at("keep/bad"), &infected("keep"));
+    let conf = w.conf().add("OnAccessExcludePath", "/skip-[a-z]+$");
+    let _d = Daemon::start(&w, &conf, &[]);
+    assert_readable(&old, &infected("old"));
+    assert_blocked(&kept, &infected("keep"));
+
+    mkdir(&w.at("keep/skip-new"));
+    mkdir(&w.at("keep/new"));
+    std::thread::sleep(SETTLE);
+    let new_skipped = put(&w.at("keep/skip-new/bad"), &infected("new"));
+    let new_kept = put(&w.at("keep/new/bad"), &infected("new-keep"));
+    assert_readable(&new_skipped, &infected("new"));
+    assert_blocked(&new_kept, &infected("new-keep"));
+}
+
+/// OnAccessExcludeUID 65534: nobody is not scanned; root still is.
+#[test]
+fn exclude_uid_lets_that_uid_through() {
+    if !privileged() {
+        return;
+    }
+    let w = World::new();
+    let bad = put(&w.at("u/bad"), &infected("u"));
+    let _d = Daemon::start(&w, &w.conf().add("OnAccessExcludeUID", "65534"), &[]);
+    assert_readable(&bad, &infected("u"));
+    assert_blocked_for_root(&bad);
+}
+
+/// OnAccessExcludeUname nobody: the same, by name.
+#[test]
+fn exclude_uname_lets_that_user_through() {
+    if !privileged() {
+        return;
+    }
+    let w = World::new();
+    let bad = put(&w.at("u/bad"), &infected("u"));
+    let _d = Daemon::start(&w, &w.conf().add("OnAccessExcludeUname", "nobody"), &[]);
+    assert_readable(&bad, &infected("u"));
+    assert_blocked_for_root(&bad);
+}
+
+/// OnAccessExcludeRootUID yes: root (this process) reads; nobody is still blocked.
+#[test]
+fn exclude_root_uid_lets_root_through() {
+    if !privileged() {
+        return;
+    }
+    let w = World::new();
+    let bad = put(&w.at("r/bad"), &infected("r"));
+    let _d = Daemon::start(&w, &w.conf().set("OnAccessExcludeRootUID", "yes"), &[]);
+    assert_eq!(fs::read(&bad).expect("root is excluded"), infected("r"));
+    assert_blocked(&bad, &infected("r"));
+}
+
+/// Reads the slow file as nobody under a 50 ms deadline: the daemon (kept alive so that a
+/// failing test prints its log), exit code, time taken, and whether the detection was
+/// already logged when the reader finished.
+fn read_slow_file_with_deadline(w: &World, deny_on_error: &str) -> (Daemon, i32, Duration, bool) {
+    let big = slow_file(&w.at("s/big"));
+    let conf = unlimited(w.conf())
+        .set("OnAccessScanTimeout", "50ms")
+        .set("OnAccessDenyOnError", deny_on_error);
+    let d = Daemon::start(w, &conf, &[]);
+    let start = Instant::now();
+    let code = spawn_as(NOBODY, &Action::read_any(&big)).wait();
+    let took = start.elapsed();
+    let detected = d
+        .log()
+        .contains(&format!("{}: {MARKER_FOUND}", big.display()));
+    (d, code, took, detected)
+}
+
+/// OnAccessDenyOnError yes: a scan past its deadline denies, long before it could finish.
+#[test]
+fn deny_on_error_denies_a_scan_past_its_deadline() {
+    if !privileged() {
+        return;
+    }
+    let w = World::new();
+    let (_d, code, took, detected) = read_slow_file_with_deadline(&w, "yes");
+    assert_eq!(code, EPERM, "deadline passed with DenyOnError: EPERM");
+    assert!(took < Duration::from_secs(2), "answered after {took:?}");
+    assert!(!detected, "the scan finished first: grow SLOW_SIZE");
+}
+
+/// OnAccessDenyOnError no: a scan past its deadline allows.
+#[test]
+fn deadline_without_deny_on_error_allows() {
+    if !privileged() {
+        return;
+    }
+    let w = World::new();
+    let (_d, code, took, _) = read_slow_file_with_deadline(&w, "no");
+    assert_eq!(code, 0, "deadline passed without DenyOnError: allowed");
+    assert!(took < Duration::from_secs(2), "answered after {took:?}");
+}
+
+/// Starts a daemon with a 60 s deadline and a nobody reader of the slow file that is still
+/// waiting for its verdict 300 ms later.
+fn daemon_with_a_waiting_reader(w: &World) -> (Daemon, Child) {
+    let big = slow_file(&w.at("s/big"));
+    let conf = unlimited(w.conf())
+        .set("OnAccessScanTimeout", "60s")
+        .set("OnAccessDenyOnError", "yes");
+    let d = Daemon::start(w, &conf, &[]);
+    let mut reader = spawn_as(NOBODY, &Action::read_any(&big));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        reader.running(),
+        "the reader must still wait for the verdict"
+    );
+    (d, reader)
+}
+
+/// SIGKILL while a reader waits: the kernel allows on group close, nothing hangs.
+#[test]
+fn killed_daemon_releases_a_waiting_reader() {
+    if !privileged() {
+        return;
+    }
+    let w = World::new();
+    let (mut d, mut reader) = daemon_with_a_waiting_reader(&w);
+    d.signal(libc::SIGKILL);
+    let (status, _) = d.wait_exit(Duration::from_secs(5));
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    assert_eq!(
+        reader.wait_for(Duration::from_secs(5)),
+        0,
+        "the group's close allows"
+    );
+}
+
+/// SIGTERM while a reader waits on a long scan: the daemon answers it and exits 0 promptly.
+#[test]
+fn sigterm_with_a_pending_scan_answers_and_exits_promptly() {
+    if !privileged() {
+        return;
+    }
+    let w = World::new();
+    let (mut d, mut reader) = daemon_with_a_waiting_reader(&w);
+    d.signal(libc::SIGTERM);
+    let (status, took) = d.wait_exit(STOP_TIMEOUT);
+    assert!(status.success(), "exit status {status} after {took:?}");
+    let code = reader.wait_for(Duration::from_secs(5));
+    assert!(code == 0 || code == EPERM, "reader exit code {code}");
+}
+
+/// 200 concurrent readers (all started before any is waited on) of 50 files across nested
+/// directories: every infected file refused, every clean one served.
+#[test]
+fn many_concurrent_readers_get_the_right_verdicts() {
+    if !privileged() {
+        return;
+    }
+    let w = World::new();
+    let dirs = ["d0", "d0/e1", "d1", "d1/e1/e2", "d2/e1"];
+    let files: Vec<(PathBuf, Vec<u8>, i32)> = (0..50)
+        .map(|i| {
+            let dir = dirs[i % dirs.len()];
+            if i % 5 == 0 {
+                let c = infected(&i.to_string());
+                (put(&w.at(&format!("{dir}/bad{i}")), &c), c, EPERM)
+            } else {
+                let c = clean(&i.to_string());
+                (put(&w.at(&format!("{dir}/clean{i}")), &c), c, 0)
+            }
+        })
+        .collect();
+    let _d = Daemon::start(&w, &w.conf(), &[]);
+    let mut readers: Vec<(usize, Child)> = (0..200)
+        .map(|j| {
+            let (path, content, _) = &files[j % files.len()];
+            (
+                j % files.len(),
+                spawn_as(NOBODY, &Action::read(path, content)),
+            )
+        })
+        .collect();
+    let wrong: Vec<String> = readers
+        .iter_mut()
+        .filter_map(|(i, c)| {
+            let (path, _, want) = &files[*i];
+            let got = c.wait_for(Duration::from_secs(60));
+            (got != *want).then(|| format!("{}: want {want}, got {got}", path.display()))
+        })
+        .collect();
+    assert!(wrong.is_empty(), "wrong verdicts:\n{}", wrong.join("\n"));
+}
+
+/// SIGTERM or SIGINT: exit 0 within a second, and the marks are gone afterwards.
+fn stops_cleanly_on(sig: i32) {
+    let w = World::new();
+    let bad = put(&w.at("t/bad"), &infected("t"));
+    let mut d = Daemon::start(&w, &w.conf(), &[]);
+    assert_blocked(&bad, &infected("t"));
+    d.signal(sig);
+    let (status, took) = d.wait_exit(STOP_TIMEOUT);
+    assert!(status.success(), "exit status {status} after {took:?}");
+    assert_readable(&bad, &infected("t"));
+}
+
+#[test]
+fn sigterm_exits_zero_and_removes_marks() {
+    if !privileged() {
+        return;
+    }
+    stops_cleanly_on(libc::SIGTERM);
+}
+
+#[test]
+fn sigint_exits_zero_and_removes_marks() {
+    if !privileged() {
+        return;
+    }
+    stops_cleanly_on(libc::SIGINT);
+}
+
+/// A bad config value stops the start with a message naming FILE:LINE: Key.
+#[test]
+fn bad_config_line_fails_at_start() {
+    if !privileged() {
+        return;
+    }
+    let w = World::new();
+    let conf = w.conf().set("OnAccessMaxThreads", "many");
+    let line = conf.0.len(); // the key was appended last
+    let mut d = Daemon::spawn(&w, &conf, &[]);
+    let (status, _) = d.wait_exit(Duration::from_secs(10));
+    assert!(
+        status.code() == Some(2),
+        "want exit status 2, got {status}"
+    );
+    let want = format!(
+        "{}:{line}: OnAccessMaxThreads",
+        w.root.join("moat.conf").display()
+    );
+    assert!(d.log().contains(&want), "`{want}` missing in:\n{}", d.log());
+}
