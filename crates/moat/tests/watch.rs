@@ -817,10 +817,7 @@ fn bad_config_line_fails_at_start() {
     let line = conf.0.len(); // the key was appended last
     let mut d = Daemon::spawn(&w, &conf, &[]);
     let (status, _) = d.wait_exit(Duration::from_secs(10));
-    assert!(
-        status.code() == Some(2),
-        "want exit status 2, got {status}"
-    );
+    assert!(status.code() == Some(2), "want exit status 2, got {status}");
     let want = format!(
         "{}:{line}: OnAccessMaxThreads",
         w.root.join("moat.conf").display()
