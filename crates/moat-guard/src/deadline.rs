@@ -361,6 +361,9 @@ impl PoolConfig {
     pub const DEFAULT_SETTLE: Duration = Duration::from_secs(2);
 }
 
+/// How long an idle worker polls for the next job before it parks.
+const WORKER_SPIN: Duration = Duration::from_micros(200);
+
 struct Job {
     file: File,
     pending: Pending,
@@ -490,8 +493,25 @@ enum Outcome {
 }
 
 impl Worker {
+    /// The next job: polled for up to [`WORKER_SPIN`] before parking, since waking a parked
+    /// thread costs more than a small file's scan on a VM, and jobs come in bursts.
+    fn next_job(&self) -> Option<Job> {
+        let until = Instant::now() + WORKER_SPIN;
+        loop {
+            match self.rx.try_recv() {
+                Ok(job) => return Some(job),
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return None,
+                Err(crossbeam_channel::TryRecvError::Empty) => {}
+            }
+            if Instant::now() >= until {
+                return self.rx.recv().ok();
+            }
+            std::thread::yield_now();
+        }
+    }
+
     fn run(self) {
-        while let Ok(job) = self.rx.recv() {
+        while let Some(job) = self.next_job() {
             if self.stopping.load(Acquire) {
                 if job.pending.answer(Response::Allow, Cause::Shutdown) {
                     Stats::bump(&self.stats.shutdown_answers);
