@@ -824,3 +824,167 @@ fn bad_config_line_fails_at_start() {
     );
     assert!(d.log().contains(&want), "`{want}` missing in:\n{}", d.log());
 }
+
+// ---------------------------------------------------------------------------------------
+// Extra scanning, and whole-filesystem / mount coverage on a private tmpfs.
+
+/// OnAccessExtraScanning: a file closed after writing, a file moved in and the files of a
+/// new directory are scanned and reported (never blocked: nobody waits on these scans),
+/// each with the kind of discovery.
+#[test]
+fn extra_scanning_reports_written_moved_in_and_discovered_files() {
+    if !privileged() {
+        return;
+    }
+    let w = World::new();
+    let conf = w.conf().set("OnAccessExtraScanning", "yes");
+    let d = Daemon::start(&w, &conf, &[]);
+    // Written in place: reported on close.
+    let written = put(&w.at("written"), &infected("w"));
+    d.wait_line("close-write report", |l| {
+        l.contains(&format!("{}: {MARKER_FOUND}", written.display()))
+            && l.contains("access=close-write")
+            && l.contains("action=reported")
+    });
+    // A file moved in from outside the tree.
+    let src = put(&w.outside.join("moved"), &infected("m"));
+    let moved = w.at("moved");
+    fs::rename(&src, &moved).unwrap();
+    d.wait_line("moved-in report", |l| {
+        l.contains(&format!("{}: {MARKER_FOUND}", moved.display()))
+            && l.contains("access=discovered")
+    });
+    // A directory with content moved in: its files are scanned when it is discovered.
+    let tree = put(&w.outside.join("t/sub/deep"), &infected("t"));
+    assert!(tree.exists());
+    fs::rename(w.outside.join("t"), w.at("t")).unwrap();
+    let deep = w.at("t/sub/deep");
+    d.wait_line("discovered-dir report", |l| {
+        l.contains(&format!("{}: {MARKER_FOUND}", deep.display()))
+            && l.contains("access=discovered")
+    });
+    // And prevention still holds for the opens themselves.
+    assert_blocked(&deep, &infected("t"));
+}
+
+/// A filesystem mounted for one test, unmounted (lazily, in case something still holds it)
+/// on drop. Filesystem and mount marks are only ever placed on such a private mount.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path) -> Tmpfs {
+        Self::mount_fs(at, "tmpfs", "size=64m,mode=0755")
+    }
+
+    fn mount_fs(at: &Path, fstype: &str, options: &str) -> Tmpfs {
+        mkdir(at);
+        let ok = Command::new("mount")
+            .args(["-t", fstype, "-o", options, "moat-test"])
+            .arg(at)
+            .status()
+            .expect("run mount");
+        assert!(ok.success(), "mount -t {fstype} {}", at.display());
+        Tmpfs(at.to_owned())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// `OnAccessCoverage filesystem` on a private tmpfs: the include path is protected, the
+/// rest of the filesystem is not, and a directory tree created and used at once is
+/// covered with no pause at all (no window after mkdir).
+#[test]
+fn filesystem_scope_protects_the_include_path_with_no_window() {
+    if !privileged() {
+        return;
+    }
+    let w = World::new();
+    let fs_root = w.root.join("fs");
+    let mnt = Tmpfs::mount(&fs_root);
+    let inside = fs_root.join("protected");
+    mkdir(&inside);
+    let elsewhere = put(&fs_root.join("elsewhere/bad"), &infected("e"));
+    let conf = w
+        .conf()
+        .set("OnAccessCoverage", "filesystem")
+        .set("OnAccessIncludePath", &path_str(&inside));
+    let d = Daemon::start(&w, &conf, &[]);
+    assert!(d.ready.contains("filesystems"), "{}", d.ready);
+    assert_readable(&elsewhere, &infected("e"));
+    for round in 0..50 {
+        // mkdir -p, write, read back at once: no tracker involved, nothing to wait for.
+        let bad = put(&inside.join(format!("r{round}/a/b/c/bad")), &infected("r"));
+        assert_blocked(&bad, &infected("r"));
+    }
+    drop(d);
+    drop(mnt);
+}
+
+/// `OnAccessMountPath`: the whole mount is protected, and (unlike ClamAV, which falls back
+/// to notify-only) prevention applies.
+#[test]
+fn mount_path_is_protected_with_prevention() {
+    if !privileged() {
+        return;
+    }
+    let w = World::new();
+    let fs_root = w.root.join("mnt");
+    let mnt = Tmpfs::mount(&fs_root);
+    let bad = put(&fs_root.join("x/y/bad"), &infected("mnt"));
+    let good = put(&fs_root.join("x/good"), &clean("mnt"));
+    let conf = w
+        .conf()
+        .without("OnAccessIncludePath")
+        .add("OnAccessMountPath", &path_str(&fs_root));
+    let d = Daemon::start(&w, &conf, &[]);
+    assert_blocked(&bad, &infected("mnt"));
+    assert_readable(&good, &clean("mnt"));
+    let fresh = put(&fs_root.join("new/deeper/bad"), &infected("fresh"));
+    assert_blocked(&fresh, &infected("fresh"));
+    drop(d);
+    drop(mnt);
+}
+
+/// A subdirectory that cannot be marked (a procfs mounted inside the tree: the kernel
+/// refuses permission marks there) is reported, and its siblings are still covered.
+#[test]
+fn unmarkable_subdirectory_is_reported_and_siblings_are_covered() {
+    if !privileged() {
+        return;
+    }
+    let w = World::new();
+    let before = put(&w.at("a/bad"), &infected("a"));
+    let proc_dir = w.at("m-proc");
+    let mnt = Tmpfs::mount_fs(&proc_dir, "proc", "rw");
+    let after = put(&w.at("z/bad"), &infected("z"));
+    let d = Daemon::start(&w, &w.conf(), &[]);
+    assert_blocked(&before, &infected("a"));
+    assert_blocked(&after, &infected("z"));
+    let line = d.wait_line("the refused mark", |l| {
+        l.contains("cannot place fanotify mark") && l.contains("m-proc")
+    });
+    assert!(line.contains("WARN"), "{line}");
+    drop(d);
+    drop(mnt);
+}
+
+/// OnAccessMaxFileSize: larger files are allowed unscanned; smaller ones are scanned.
+#[test]
+fn on_access_max_file_size_allows_larger_files_unscanned() {
+    if !privileged() {
+        return;
+    }
+    let w = World::new();
+    let mut big = infected("big");
+    big.resize(4096, b'.');
+    let big_path = put(&w.at("big"), &big);
+    let small = put(&w.at("small"), &infected("s"));
+    let conf = w.conf().set("OnAccessMaxFileSize", "1K");
+    let _d = Daemon::start(&w, &conf, &[]);
+    assert_readable(&big_path, &big);
+    assert_blocked(&small, &infected("s"));
+}
