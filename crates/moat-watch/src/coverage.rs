@@ -114,6 +114,8 @@ pub struct DirectoryCoverage {
     policy: Arc<Policy>,
     roots: Vec<PathBuf>,
     counts: CoverageCounts,
+    /// Covered by `place_marks`, not in `tree` yet.
+    unbuilt: Vec<Found>,
     failed: AtomicU64,
     warned_no_handle: AtomicBool,
 }
@@ -148,6 +150,7 @@ impl DirectoryCoverage {
             policy,
             roots,
             counts: CoverageCounts::default(),
+            unbuilt: Vec::new(),
             failed: AtomicU64::new(0),
             warned_no_handle: AtomicBool::new(false),
         })
@@ -181,16 +184,46 @@ impl DirectoryCoverage {
         &self.roots
     }
 
-    /// Covers every directory under the include paths, walking with one thread per core.
-    /// Fails only when inotify's watch budget runs out, with the number of directories the
-    /// tree holds.
+    /// Covers every directory under the include paths: [`place_marks`](Self::place_marks),
+    /// then [`build_tree`](Self::build_tree).
     pub fn cover(&mut self) -> Result<(), CoverError> {
+        self.place_marks()?;
+        self.build_tree();
+        Ok(())
+    }
+
+    /// Marks and watches every directory under the include paths, walking with one thread
+    /// per core, and returns how many. From then on every directory is covered; the tree
+    /// that tracking needs is built by [`build_tree`](Self::build_tree), which the daemon
+    /// leaves to the tracker thread so that readiness does not wait for bookkeeping (inotify
+    /// queues the events meanwhile). Fails only when inotify's watch budget runs out, with
+    /// the number of directories the tree holds.
+    pub fn place_marks(&mut self) -> Result<usize, CoverError> {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
         if let Err(limit) = self.cover_parallel(threads) {
             let needed = self.roots.iter().map(|r| count_dirs(r, &self.policy)).sum();
             return Err(CoverError::WatchLimit { needed, limit });
         }
-        Ok(())
+        Ok(self.unbuilt.len())
+    }
+
+    /// Records what [`place_marks`](Self::place_marks) covered in the tree, parents first.
+    pub fn build_tree(&mut self) {
+        let started = std::time::Instant::now();
+        let mut found = std::mem::take(&mut self.unbuilt);
+        found.sort_by_cached_key(|f| f.path.components().count());
+        for f in found {
+            let inserted = match (f.parent, f.path.file_name()) {
+                (Some(p), Some(name)) => self.tree.insert_child(p, name, f.wd, f.handle),
+                _ => self.tree.insert_root(f.wd, f.path, f.handle),
+            };
+            self.counts.marked += u64::from(inserted);
+        }
+        tracing::debug!(
+            directories = self.tree.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "directory tree built"
+        );
     }
 
     /// The start-up walk on `threads` threads. Why parallel: per directory the work is six
@@ -198,9 +231,9 @@ impl DirectoryCoverage {
     /// nothing else, so a second core nearly halves the time to full coverage.
     ///
     /// Workers share a queue of directories to visit and each keeps a list of what it
-    /// covered; this thread, which alone owns the tree, inserts the lists at the end in
-    /// order of depth, so every parent is in before its children. (It does not receive
-    /// while they walk: a receiving thread would compete with them for the cores.) A shared
+    /// covered, for [`build_tree`](Self::build_tree) to insert in order of depth, so every
+    /// parent is in before its children. (Nobody receives while they walk: a receiving
+    /// thread would compete with them for the cores.) A shared
     /// set of watch descriptors stops a walk that meets a directory twice (bind mounts).
     fn cover_parallel(&mut self, threads: usize) -> Result<(), u64> {
         let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<(Option<Wd>, PathBuf)>();
@@ -213,7 +246,7 @@ impl DirectoryCoverage {
             let _ = jobs_tx.send((None, root.clone()));
         }
         let this = &*self;
-        let mut found: Vec<Found> = std::thread::scope(|s| {
+        let found: Vec<Found> = std::thread::scope(|s| {
             let workers: Vec<_> = (0..threads.max(1))
                 .map(|_| {
                     let (jobs_tx, jobs_rx, walk) = (jobs_tx.clone(), jobs_rx.clone(), &walk);
@@ -225,14 +258,7 @@ impl DirectoryCoverage {
                 .flat_map(|w| w.join().unwrap_or_default())
                 .collect()
         });
-        found.sort_by_cached_key(|f| f.path.components().count());
-        for f in found {
-            let inserted = match (f.parent, f.path.file_name()) {
-                (Some(p), Some(name)) => self.tree.insert_child(p, name, f.wd, f.handle),
-                _ => self.tree.insert_root(f.wd, f.path, f.handle),
-            };
-            self.counts.marked += u64::from(inserted);
-        }
+        self.unbuilt = found;
         match walk.limit.load(Relaxed) {
             0 => Ok(()),
             limit => Err(limit),

@@ -195,8 +195,7 @@ impl Daemon {
         } else if settings.recursive {
             let mut cov =
                 DirectoryCoverage::new(Arc::clone(&group), mask, roots, Arc::clone(&policy))?;
-            cov.cover()?;
-            daemon.directories = cov.len();
+            daemon.directories = cov.place_marks()?;
             let files = settings
                 .extra_scanning
                 .then(|| discovery_sink(&pool, &policy, &reporter));

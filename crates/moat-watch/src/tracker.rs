@@ -41,13 +41,15 @@ struct Change {
     name: Option<OsString>,
 }
 
-/// Runs until `stop`, then returns the coverage (so the caller can report on it).
+/// Builds the coverage's tree (events queue in inotify meanwhile), then applies events
+/// until `stop`, and returns the coverage (so the caller can report on it).
 /// `files` receives files to scan when extra scanning is on (`None`: off).
 pub fn run(
     mut coverage: DirectoryCoverage,
     stop: &Stop,
     mut files: Option<FileSink>,
 ) -> DirectoryCoverage {
+    coverage.build_tree();
     // A second fd on the same inotify instance: reading borrows it while `coverage` changes.
     let fd = match coverage.inotify_fd().try_clone() {
         Ok(fd) => fd,
