@@ -988,3 +988,27 @@ fn on_access_max_file_size_allows_larger_files_unscanned() {
     assert_readable(&big_path, &big);
     assert_blocked(&small, &infected("s"));
 }
+
+/// DatabaseDirectory and TemporaryDirectory inside an include path are never watched (the
+/// daemon reads its signatures and scratch files there); the rest of the tree is.
+#[test]
+fn database_and_temporary_directories_are_never_watched() {
+    if !privileged() {
+        return;
+    }
+    let w = World::new();
+    let db = w.at("db");
+    mkdir(&db);
+    fs::copy(w.db.join("test.ndb"), db.join("test.ndb")).unwrap();
+    let in_db = put(&db.join("sub/sample"), &infected("db"));
+    let in_tmp = put(&w.at("scratch/sample"), &infected("tmp"));
+    let elsewhere = put(&w.at("data/bad"), &infected("data"));
+    let conf = w
+        .conf()
+        .set("DatabaseDirectory", &path_str(&db))
+        .set("TemporaryDirectory", &path_str(&w.at("scratch")));
+    let _d = Daemon::start(&w, &conf, &[]);
+    assert_readable(&in_db, &infected("db"));
+    assert_readable(&in_tmp, &infected("tmp"));
+    assert_blocked(&elsewhere, &infected("data"));
+}
