@@ -239,6 +239,15 @@ impl Daemon {
 
     /// Stops now. See the module docs for the order.
     pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    /// The stop sequence; idempotent, so that `Drop` (a start that failed half-way, a
+    /// panic) stops whatever was started.
+    fn shutdown(&mut self) {
+        if self.reader.is_none() && self.watcher.is_none() {
+            return;
+        }
         self.stop.trigger();
         let counts = self
             .tracker
@@ -277,6 +286,12 @@ impl Daemon {
             coverage = ?counts,
             "stopped"
         );
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.shutdown();
     }
 }
 
