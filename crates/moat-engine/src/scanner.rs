@@ -111,6 +111,10 @@ impl<'e> Scanner<'e> {
         }
         if len <= READ_LIMIT {
             self.buffer.clear();
+            // Room for the whole file and one more byte up front: read_to_end then needs two
+            // reads (the data, then end of file) instead of growing from a 32-byte probe
+            // (4 reads for a small file, which the on-access path pays on every open).
+            self.buffer.reserve(len as usize + 1);
             Read::take(file, READ_LIMIT + 1).read_to_end(&mut self.buffer)?;
             let data = std::mem::take(&mut self.buffer);
             let outcome = self.scan_data(&data);

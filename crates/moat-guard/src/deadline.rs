@@ -39,7 +39,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 use crate::cache::{FileKey, VerdictCache};
 use crate::scanner::{ScanFailure, Scanner, Verdict};
@@ -221,23 +221,62 @@ enum Msg {
     Shutdown,
 }
 
+/// When the watcher thread wakes up by itself next, so that a registration wakes it only
+/// when its deadline comes sooner than that.
+///
+/// Why: the watcher used to block in the channel's `recv`, so every registration (one per
+/// scanned access) paid a futex wake-up of the watcher on the reader's critical path, only
+/// for it to note a deadline seconds away. Now it sleeps with `park_timeout` until its
+/// earliest deadline and collects new tokens then; since tokens normally all get the same
+/// timeout, a new one is never due sooner, and nobody is woken. The two sides publish
+/// (the queue, `wake_at`) and then check the other's with a `SeqCst` fence between, so at
+/// least one of them sees the other: no token is ever missed.
+struct Alarm {
+    base: Instant,
+    /// Nanoseconds after `base` of the watcher's next timed wake-up; `u64::MAX` while it
+    /// sleeps with no deadline at all.
+    wake_at: AtomicU64,
+    thread: std::sync::OnceLock<std::thread::Thread>,
+}
+
+impl Alarm {
+    fn nanos(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.base)
+            .as_nanos()
+            .min(u64::MAX as u128 - 1) as u64
+    }
+
+    fn wake(&self) {
+        if let Some(t) = self.thread.get() {
+            t.unpark();
+        }
+    }
+}
+
 /// Registers tokens with a [`DeadlineWatcher`]. Cheap to clone; no lock.
 #[derive(Clone)]
 pub struct DeadlineHandle {
     tx: Sender<Msg>,
     stats: Arc<Stats>,
+    alarm: Arc<Alarm>,
 }
 
 impl DeadlineHandle {
     /// Has `pending` answered with its on-error decision at its deadline, unless answered
     /// before. After the watcher has shut down, answers it at once with Allow.
     pub fn watch(&self, pending: Pending) {
+        let due = self.alarm.nanos(pending.deadline());
         if let Err(e) = self.tx.send(Msg::Watch(pending)) {
             if let Msg::Watch(p) = e.into_inner() {
                 if p.answer(Response::Allow, Cause::Shutdown) {
                     Stats::bump(&self.stats.shutdown_answers);
                 }
             }
+            return;
+        }
+        std::sync::atomic::fence(SeqCst);
+        if due < self.alarm.wake_at.load(SeqCst) {
+            self.alarm.wake();
         }
     }
 
@@ -259,11 +298,18 @@ impl DeadlineWatcher {
     pub fn spawn(stats: Arc<Stats>) -> io::Result<DeadlineWatcher> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let thread_stats = Arc::clone(&stats);
+        let alarm = Arc::new(Alarm {
+            base: Instant::now(),
+            wake_at: AtomicU64::new(0),
+            thread: std::sync::OnceLock::new(),
+        });
+        let thread_alarm = Arc::clone(&alarm);
         let thread = std::thread::Builder::new()
             .name("moat-deadline".into())
-            .spawn(move || watch_loop(rx, &thread_stats))?;
+            .spawn(move || watch_loop(rx, &thread_stats, &thread_alarm))?;
+        let _ = alarm.thread.set(thread.thread().clone());
         Ok(DeadlineWatcher {
-            handle: DeadlineHandle { tx, stats },
+            handle: DeadlineHandle { tx, stats, alarm },
             thread: Some(thread),
         })
     }
@@ -285,6 +331,7 @@ impl DeadlineWatcher {
             return 0;
         };
         let _ = self.handle.tx.send(Msg::Shutdown);
+        self.handle.alarm.wake();
         thread.join().unwrap_or(0)
     }
 }
@@ -295,28 +342,26 @@ impl Drop for DeadlineWatcher {
     }
 }
 
-fn watch_loop(rx: Receiver<Msg>, stats: &Stats) -> u64 {
+fn watch_loop(rx: Receiver<Msg>, stats: &Stats, alarm: &Alarm) -> u64 {
     let mut heap: BinaryHeap<Due> = BinaryHeap::new();
     // Answered tokens stay in the heap until their deadline; prune them when it grows, so
     // memory follows the number of live tokens, not the event rate times the deadline.
     let mut prune_at = 1024;
-    loop {
-        let msg = match heap.peek() {
-            Some(due) => rx.recv_deadline(due.0.deadline()),
-            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-        };
-        match msg {
-            Ok(Msg::Watch(p)) => {
-                if !p.is_answered() {
-                    heap.push(Due(p));
+    'run: loop {
+        loop {
+            match rx.try_recv() {
+                Ok(Msg::Watch(p)) => {
+                    if !p.is_answered() {
+                        heap.push(Due(p));
+                    }
+                    if heap.len() >= prune_at {
+                        heap.retain(|d| !d.0.is_answered());
+                        prune_at = (heap.len() * 2).max(1024);
+                    }
                 }
-                if heap.len() >= prune_at {
-                    heap.retain(|d| !d.0.is_answered());
-                    prune_at = (heap.len() * 2).max(1024);
-                }
+                Ok(Msg::Shutdown) | Err(TryRecvError::Disconnected) => break 'run,
+                Err(TryRecvError::Empty) => break,
             }
-            Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
-            Err(RecvTimeoutError::Timeout) => {}
         }
         let now = Instant::now();
         while heap.peek().is_some_and(|d| d.0.deadline() <= now) {
@@ -324,6 +369,18 @@ fn watch_loop(rx: Receiver<Msg>, stats: &Stats) -> u64 {
             if p.answer_on_error(Cause::Deadline) {
                 Stats::bump(&stats.deadline_expired);
             }
+        }
+        let next = heap.peek().map(|d| d.0.deadline());
+        alarm
+            .wake_at
+            .store(next.map_or(u64::MAX, |t| alarm.nanos(t)), SeqCst);
+        std::sync::atomic::fence(SeqCst);
+        if !rx.is_empty() {
+            continue;
+        }
+        match next {
+            Some(t) => std::thread::park_timeout(t.saturating_duration_since(Instant::now())),
+            None => std::thread::park(),
         }
     }
     let mut answered = 0;
