@@ -107,6 +107,8 @@ pub struct Stats {
     pub expired_in_queue: AtomicU64,
     /// Answered Allow at shutdown.
     pub shutdown_answers: AtomicU64,
+    /// Scans retried after a failure (`OnAccessRetryAttempts`).
+    pub retries: AtomicU64,
 }
 
 impl Stats {
@@ -411,6 +413,9 @@ pub struct PoolConfig {
     /// Files changed less than this long ago are not cached as clean (see
     /// [`FileKey::is_settled`]); [`PoolConfig::DEFAULT_SETTLE`] is a safe choice.
     pub settle: Duration,
+    /// Scans retried after a failure (`OnAccessRetryAttempts`), from the file's start, while
+    /// the deadline has not answered yet.
+    pub retries: u32,
 }
 
 impl PoolConfig {
@@ -456,6 +461,7 @@ impl WorkerPool {
         for i in 0..config.threads.max(1) {
             let worker = Worker {
                 settle: config.settle,
+                retries: config.retries,
                 rx: rx.clone(),
                 scanner: Arc::clone(&scanner),
                 cache: Arc::clone(&cache),
@@ -537,6 +543,7 @@ impl Drop for WorkerPool {
 
 struct Worker {
     settle: Duration,
+    retries: u32,
     rx: Receiver<Job>,
     scanner: Arc<dyn Scanner>,
     cache: Arc<VerdictCache>,
@@ -579,7 +586,7 @@ impl Worker {
                 Stats::bump(&self.stats.expired_in_queue);
                 continue;
             }
-            let outcome = catch_unwind(AssertUnwindSafe(|| self.process(&job.file)))
+            let outcome = catch_unwind(AssertUnwindSafe(|| self.process(&job.file, &job.pending)))
                 .unwrap_or_else(|_| {
                     Stats::bump(&self.stats.panics);
                     Err(ScanFailure::Panicked)
@@ -590,19 +597,35 @@ impl Worker {
     }
 
     /// Key, cache, scan, cache: everything but answering.
-    fn process(&self, file: &File) -> Result<Outcome, ScanFailure> {
+    fn process(&self, file: &File, pending: &Pending) -> Result<Outcome, ScanFailure> {
         let generation = self.scanner.generation();
         let before = FileKey::of(file)?;
         if self.cache.contains(&before, generation) {
             return Ok(Outcome::Cached);
         }
-        let verdict = self.scanner.scan(file)?;
+        let verdict = self.scan_with_retries(file, pending)?;
         let unchanged =
             |after: FileKey| after == before && after.is_settled(SystemTime::now(), self.settle);
         if verdict == Verdict::Clean && FileKey::of(file).is_ok_and(unchanged) {
             self.cache.insert_clean(before, generation);
         }
         Ok(Outcome::Scanned(verdict))
+    }
+
+    /// Scans, and after a failure scans again from the start, up to `retries` more times
+    /// while nobody has answered yet (a retry past the deadline would be wasted).
+    fn scan_with_retries(&self, file: &File, pending: &Pending) -> Result<Verdict, ScanFailure> {
+        let mut left = self.retries;
+        loop {
+            match self.scanner.scan(file) {
+                Err(_) if left > 0 && !pending.is_answered() => {
+                    left -= 1;
+                    Stats::bump(&self.stats.retries);
+                    std::io::Seek::seek(&mut &*file, std::io::SeekFrom::Start(0))?;
+                }
+                result => return result,
+            }
+        }
     }
 
     fn deliver(&self, pending: &Pending, outcome: &Result<Outcome, ScanFailure>) {

@@ -152,6 +152,17 @@ fn setup_settle(
     scanner: Arc<dyn Scanner>,
     settle: Duration,
 ) -> Setup {
+    setup_full(threads, deadline, on_error, scanner, settle, 0)
+}
+
+fn setup_full(
+    threads: usize,
+    deadline: Duration,
+    on_error: Response,
+    scanner: Arc<dyn Scanner>,
+    settle: Duration,
+    retries: u32,
+) -> Setup {
     let stats = Arc::new(Stats::default());
     let watcher = DeadlineWatcher::spawn(Arc::clone(&stats)).unwrap();
     let cache = Arc::new(VerdictCache::new(1000));
@@ -160,6 +171,7 @@ fn setup_settle(
         deadline,
         on_error,
         settle,
+        retries,
     };
     let pool = WorkerPool::new(config, scanner, Arc::clone(&cache), watcher.handle()).unwrap();
     Setup {
@@ -666,4 +678,62 @@ fn shutdown_within_joins_idle_workers() {
     let Setup { watcher, pool, .. } = s;
     watcher.shutdown();
     assert!(pool.shutdown_within(WAIT));
+}
+
+/// Fails its first `fail_first` scans, then reports clean; counts calls.
+struct FlakyScanner {
+    fail_first: usize,
+    calls: AtomicUsize,
+}
+
+impl Scanner for FlakyScanner {
+    fn scan(&self, _file: &File) -> Result<Verdict, ScanFailure> {
+        if self.calls.fetch_add(1, SeqCst) < self.fail_first {
+            return Err(ScanFailure::Backend("transient".into()));
+        }
+        Ok(Verdict::Clean)
+    }
+
+    fn generation(&self) -> u64 {
+        1
+    }
+}
+
+fn retrying_pool(retries: u32, fail_first: usize) -> (Setup, Arc<FlakyScanner>) {
+    let scanner = Arc::new(FlakyScanner {
+        fail_first,
+        calls: AtomicUsize::new(0),
+    });
+    let s = setup_full(1, LONG, Response::Deny, scanner.clone(), LONG, retries);
+    (s, scanner)
+}
+
+#[test]
+fn retries_turn_a_transient_failure_into_a_verdict() {
+    let (s, scanner) = retrying_pool(2, 2);
+    let (tx, rx) = unbounded();
+    s.pool.submit(file_with(b"x"), sink(0, &tx));
+    assert_eq!(
+        rx.recv_timeout(WAIT).unwrap(),
+        (0, Response::Allow, Seen::Clean)
+    );
+    assert_eq!(scanner.calls.load(SeqCst), 3);
+    let stats = s.shutdown();
+    assert_eq!(get(&stats.retries), 2);
+    assert_eq!(get(&stats.failures), 0);
+}
+
+#[test]
+fn retries_run_out_and_the_on_error_decision_applies() {
+    let (s, scanner) = retrying_pool(1, 5);
+    let (tx, rx) = unbounded();
+    s.pool.submit(file_with(b"x"), sink(0, &tx));
+    assert_eq!(
+        rx.recv_timeout(WAIT).unwrap(),
+        (0, Response::Deny, Seen::Failed)
+    );
+    assert_eq!(scanner.calls.load(SeqCst), 2);
+    let stats = s.shutdown();
+    assert_eq!(get(&stats.retries), 1);
+    assert_eq!(get(&stats.failures), 1);
 }

@@ -70,6 +70,8 @@ pub struct WatchSettings {
     pub scan_timeout: Duration,
     /// `OnAccessDenyOnError`.
     pub deny_on_error: bool,
+    /// `OnAccessRetryAttempts`: scans retried after a failure.
+    pub retries: u32,
 }
 
 /// Why the daemon could not start.
@@ -156,6 +158,7 @@ impl Daemon {
                     deadline: settings.scan_timeout,
                     on_error,
                     settle: PoolConfig::DEFAULT_SETTLE,
+                    retries: settings.retries,
                 },
                 scanner,
                 Arc::new(VerdictCache::new(1 << 16)),
@@ -280,6 +283,7 @@ impl Daemon {
             skipped = Stats::get(&g.skipped),
             failures = Stats::get(&g.failures),
             deadline_expired = Stats::get(&g.deadline_expired),
+            retries = Stats::get(&g.retries),
             shutdown_answers = Stats::get(&g.shutdown_answers) + s.drained.load(Relaxed),
             answer_errors = s.answer_errors.load(Relaxed),
             allowed_unscanned = %s.allowed_summary(),

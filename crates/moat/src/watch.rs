@@ -269,6 +269,7 @@ fn settings(c: &Config) -> Result<WatchSettings, String> {
         threads: c.on_access_max_threads as usize,
         scan_timeout: c.on_access_scan_timeout,
         deny_on_error: c.on_access_deny_on_error,
+        retries: c.on_access_retry_attempts,
     })
 }
 
