@@ -240,6 +240,22 @@ impl Daemon {
         self.stop();
     }
 
+    /// Like [`run_until_stopped`](Self::run_until_stopped), calling `on_hup` each time
+    /// `hup` is triggered (SIGHUP) meanwhile.
+    pub fn run_until_stopped_with(self, hup: &Stop, mut on_hup: impl FnMut()) {
+        loop {
+            match self.stop.poll_with(hup.fd(), None) {
+                Ok(crate::stop::Woken::Ready) => {
+                    hup.clear();
+                    on_hup();
+                }
+                Ok(crate::stop::Woken::Timeout) => {}
+                Ok(crate::stop::Woken::Stop) | Err(_) => break,
+            }
+        }
+        self.stop();
+    }
+
     /// Stops now. See the module docs for the order.
     pub fn stop(mut self) {
         self.shutdown();

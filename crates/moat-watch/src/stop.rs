@@ -51,6 +51,18 @@ impl Stop {
         let _ = (&self.write).write(&[1]);
     }
 
+    /// Clears a trigger (reads what the handler wrote), so the pipe can signal again: for
+    /// pipes that carry a repeatable request (SIGHUP) rather than the stop.
+    pub fn clear(&self) {
+        let mut buf = [0u8; 64];
+        while matches!(std::io::Read::read(&mut &self.read, &mut buf), Ok(n) if n > 0) {}
+    }
+
+    /// The fd to poll (readable once triggered).
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.read.as_fd()
+    }
+
     /// Whether stop was requested.
     pub fn is_triggered(&self) -> bool {
         poll(&[self.read.as_fd()], Some(Duration::ZERO)).is_ok_and(|r| r[0])
@@ -128,6 +140,17 @@ mod tests {
         }
         assert!(stop.is_triggered());
         assert_eq!(stop.poll_with(a.as_fd(), None).unwrap(), Woken::Stop);
+    }
+
+    #[test]
+    fn clear_rearms_the_pipe() {
+        let hup = Stop::new().unwrap();
+        hup.trigger();
+        assert!(hup.is_triggered());
+        hup.clear();
+        assert!(!hup.is_triggered());
+        hup.trigger();
+        assert!(hup.is_triggered());
     }
 
     #[test]

@@ -227,7 +227,17 @@ fn start_and_run(args: &WatchArgs, c: &Config) -> Result<(), String> {
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "cannot notify $NOTIFY_SOCKET"),
     }
-    daemon.run_until_stopped();
+    // SIGHUP must not kill the daemon (its default action would, and the kernel would then
+    // allow everything): until reloading exists, it is acknowledged and ignored.
+    let hup = Stop::new().map_err(|e| format!("cannot create the SIGHUP pipe: {e}"))?;
+    hup.on_signals(&[libc::SIGHUP])
+        .map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
+    daemon.run_until_stopped_with(&hup, || {
+        tracing::warn!(
+            "SIGHUP: reloading is not supported yet; still running with the configuration \
+             and database loaded at start"
+        )
+    });
     let _ = moat_watch::notify::notify("STOPPING=1");
     Ok(())
 }

@@ -1012,3 +1012,23 @@ fn database_and_temporary_directories_are_never_watched() {
     assert_readable(&in_tmp, &infected("tmp"));
     assert_blocked(&elsewhere, &infected("data"));
 }
+
+/// SIGHUP does not kill the daemon (which would leave the tree unprotected): it is
+/// acknowledged in the log and protection goes on.
+#[test]
+fn sighup_is_acknowledged_and_protection_goes_on() {
+    if !privileged() {
+        return;
+    }
+    let w = World::new();
+    let bad = put(&w.at("h/bad"), &infected("h"));
+    let mut d = Daemon::start(&w, &w.conf(), &[]);
+    d.signal(libc::SIGHUP);
+    d.wait_line("the SIGHUP acknowledgement", |l| l.contains("SIGHUP"));
+    assert!(d.try_wait().is_none(), "SIGHUP must not stop the daemon");
+    assert_blocked(&bad, &infected("h"));
+    d.signal(libc::SIGHUP);
+    d.signal(libc::SIGTERM);
+    let (status, took) = d.wait_exit(STOP_TIMEOUT);
+    assert!(status.success(), "{status} after {took:?}");
+}
