@@ -332,7 +332,7 @@ impl DirectoryCoverage {
             tracing::debug!(path = %path.display(), "new directory excluded, not covered");
             return;
         }
-        if let Err(limit) = self.walk(Some(parent), path.clone(), Walk::New, files) {
+        if let Err(limit) = self.walk(Some(parent), path.clone(), Walk::New, files, None) {
             self.failed.fetch_add(1, Relaxed);
             tracing::error!(
                 path = %path.display(),
@@ -397,7 +397,7 @@ impl DirectoryCoverage {
         let before = self.tree.len();
         let mut seen = HashSet::new();
         for root in self.roots.clone() {
-            if let Err(limit) = self.walk_seen(None, root.clone(), &mut seen) {
+            if let Err(limit) = self.walk(None, root, Walk::Revisit, &mut |_| {}, Some(&mut seen)) {
                 tracing::error!(
                     "resync incomplete: {}",
                     crate::limits::watch_shortfall_message(self.tree.len() as u64 + 1, limit)
@@ -415,33 +415,23 @@ impl DirectoryCoverage {
         );
     }
 
-    fn walk_seen(
-        &mut self,
-        parent: Option<Wd>,
-        root: PathBuf,
-        seen: &mut HashSet<Wd>,
-    ) -> Result<(), u64> {
-        let mut stack = vec![(parent, root)];
-        while let Some((parent, path)) = stack.pop() {
-            if let Some(wd) = self.visit(parent, &path, Walk::Revisit, &mut stack, &mut |_| {})? {
-                seen.insert(wd);
-            }
-        }
-        Ok(())
-    }
-
-    /// Depth-first walk from `path` (a child of `parent`, or a root). `Err(limit)` when the
-    /// inotify budget ran out.
+    /// Depth-first walk from `path` (a child of `parent`, or a root), recording in `seen`
+    /// (when given) every directory tracked afterwards. `Err(limit)` when the inotify budget
+    /// ran out.
     fn walk(
         &mut self,
         parent: Option<Wd>,
         path: PathBuf,
         mode: Walk,
         files: FileSink<'_>,
+        mut seen: Option<&mut HashSet<Wd>>,
     ) -> Result<(), u64> {
         let mut stack = vec![(parent, path)];
         while let Some((parent, path)) = stack.pop() {
-            self.visit(parent, &path, mode, &mut stack, files)?;
+            let wd = self.visit(parent, &path, mode, &mut stack, files)?;
+            if let (Some(seen), Some(wd)) = (seen.as_deref_mut(), wd) {
+                seen.insert(wd);
+            }
         }
         Ok(())
     }

@@ -168,7 +168,6 @@ impl Daemon {
         );
         let stats = Arc::new(DaemonStats::default());
         let reporter = Arc::new(Reporter {
-            prevention: settings.prevention,
             deadline: settings.scan_timeout,
             stats: Arc::clone(&stats),
         });

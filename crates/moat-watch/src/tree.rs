@@ -218,11 +218,6 @@ impl<H> Tree<H> {
     pub fn wds(&self) -> impl Iterator<Item = Wd> + '_ {
         self.nodes.keys().copied()
     }
-
-    /// The handle of `wd`.
-    pub fn handle(&self, wd: Wd) -> Option<&H> {
-        self.nodes.get(&wd).map(|n| &n.handle)
-    }
 }
 
 #[cfg(test)]

@@ -124,8 +124,6 @@ impl DaemonStats {
 /// Turns answers into log lines; shared by every sink.
 #[derive(Debug)]
 pub struct Reporter {
-    /// `OnAccessPrevention`: detections are blocked (else only reported).
-    pub prevention: bool,
     /// The scan deadline, for messages.
     pub deadline: Duration,
     /// Counters.
