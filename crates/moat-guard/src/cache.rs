@@ -15,7 +15,12 @@
 //! with coarse timestamps (no multigrain: FAT, some network filesystems, older kernels), a
 //! same-size rewrite within the same clock tick as the last change would keep an identical key
 //! (git's "racy clean" problem), so files changed too recently are not cached. The daemon should
-//! also [`remove`](VerdictCache::remove) a file's entry on `FAN_CLOSE_WRITE`.
+//! also [`forget`](VerdictCache::forget) a file's entry on `FAN_CLOSE_WRITE`: a write through
+//! a shared mmap need not change any of the key's fields (tmpfs updates no timestamp for it).
+//!
+//! **One entry per inode.** The index is keyed by `(dev, ino)` and the slot holds the whole
+//! key: a newer version of a file replaces the older one, and `forget` needs nothing but the
+//! inode.
 //!
 //! **Clean verdicts only.** A detection is rare, so caching it saves nothing measurable, while
 //! a cached infected entry would have to carry its name, compete with clean entries for
@@ -90,11 +95,19 @@ impl FileKey {
         last_change + window.as_nanos() as i128 <= now.as_nanos() as i128
     }
 
-    fn shard_hash(&self) -> u64 {
-        // A cheap mix of the inode identity: all versions of a file land in one shard.
-        let x = self.ino ^ self.dev.rotate_left(32);
-        x.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29)
+    /// The inode this key is a version of.
+    pub fn inode(&self) -> Inode {
+        (self.dev, self.ino)
     }
+}
+
+/// `(dev, ino)`: the identity of a file, whatever its content.
+pub type Inode = (u64, u64);
+
+fn shard_hash((dev, ino): Inode) -> u64 {
+    // A cheap mix of the inode identity: all versions of a file land in one shard.
+    let x = ino ^ dev.rotate_left(32);
+    x.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29)
 }
 
 struct Slot {
@@ -106,15 +119,15 @@ struct Slot {
 #[derive(Default)]
 struct Shard {
     slots: Vec<Slot>,
-    index: HashMap<FileKey, usize>,
+    index: HashMap<Inode, usize>,
     hand: usize,
     capacity: usize,
 }
 
 impl Shard {
     fn get(&mut self, key: &FileKey, generation: u64) -> bool {
-        match self.index.get(key) {
-            Some(&i) if self.slots[i].generation == generation => {
+        match self.index.get(&key.inode()) {
+            Some(&i) if self.slots[i].key == *key && self.slots[i].generation == generation => {
                 self.slots[i].referenced = true;
                 true
             }
@@ -123,8 +136,9 @@ impl Shard {
     }
 
     fn insert(&mut self, key: FileKey, generation: u64) {
-        if let Some(&i) = self.index.get(&key) {
+        if let Some(&i) = self.index.get(&key.inode()) {
             let slot = &mut self.slots[i];
+            slot.key = key;
             slot.generation = generation;
             slot.referenced = true;
             return;
@@ -138,7 +152,7 @@ impl Shard {
             referenced: false,
         };
         if self.slots.len() < self.capacity {
-            self.index.insert(key, self.slots.len());
+            self.index.insert(key.inode(), self.slots.len());
             self.slots.push(slot);
             return;
         }
@@ -151,25 +165,26 @@ impl Shard {
                 victim.referenced = false;
                 continue;
             }
-            self.index.remove(&victim.key);
+            self.index.remove(&victim.key.inode());
             *victim = slot;
-            self.index.insert(key, hand);
+            self.index.insert(key.inode(), hand);
             return;
         }
     }
 
-    fn remove(&mut self, key: &FileKey) {
-        let Some(i) = self.index.remove(key) else {
-            return;
+    fn remove(&mut self, inode: Inode) -> bool {
+        let Some(i) = self.index.remove(&inode) else {
+            return false;
         };
         let last = self.slots.len() - 1;
         self.slots.swap_remove(i);
         if i != last {
-            self.index.insert(self.slots[i].key, i);
+            self.index.insert(self.slots[i].key.inode(), i);
         }
         if self.hand >= self.slots.len() {
             self.hand = 0;
         }
+        true
     }
 
     fn clear(&mut self) {
@@ -211,8 +226,8 @@ impl VerdictCache {
         self.capacity
     }
 
-    fn shard(&self, key: &FileKey) -> MutexGuard<'_, Shard> {
-        let i = (key.shard_hash() as usize) & (self.shards.len() - 1);
+    fn shard(&self, inode: Inode) -> MutexGuard<'_, Shard> {
+        let i = (shard_hash(inode) as usize) & (self.shards.len() - 1);
         // A panic while holding a shard cannot leave it inconsistent in a way that matters
         // more than a cache miss; keep going.
         self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
@@ -220,17 +235,18 @@ impl VerdictCache {
 
     /// Whether `key` is known clean under `generation` (a hit marks the entry recently used).
     pub fn contains(&self, key: &FileKey, generation: u64) -> bool {
-        self.shard(key).get(key, generation)
+        self.shard(key.inode()).get(key, generation)
     }
 
     /// Records `key` as clean under `generation`.
     pub fn insert_clean(&self, key: FileKey, generation: u64) {
-        self.shard(&key).insert(key, generation)
+        self.shard(key.inode()).insert(key, generation)
     }
 
-    /// Forgets `key` (e.g. on `FAN_CLOSE_WRITE`).
-    pub fn remove(&self, key: &FileKey) {
-        self.shard(key).remove(key)
+    /// Forgets whatever version of `inode` is cached (on `FAN_CLOSE_WRITE`); true when there
+    /// was one.
+    pub fn forget(&self, inode: Inode) -> bool {
+        self.shard(inode).remove(inode)
     }
 
     /// Forgets everything (on database reload).
@@ -300,13 +316,28 @@ mod tests {
     }
 
     #[test]
+    fn one_version_per_inode() {
+        let c = VerdictCache::new(100);
+        let old = key(1);
+        let new = FileKey { size: 99, ..old };
+        c.insert_clean(old, 0);
+        c.insert_clean(new, 0);
+        assert_eq!(c.len(), 1);
+        assert!(c.contains(&new, 0));
+        assert!(!c.contains(&old, 0));
+        // Forgetting needs only the inode, whatever version is cached.
+        assert!(c.forget((1, 1)));
+        assert!(!c.contains(&new, 0));
+    }
+
+    #[test]
     fn remove_and_clear() {
         let c = VerdictCache::new(100);
         for i in 0..50 {
             c.insert_clean(key(i), 0);
         }
-        c.remove(&key(7));
-        c.remove(&key(7));
+        assert!(c.forget(key(7).inode()));
+        assert!(!c.forget(key(7).inode()));
         assert!(!c.contains(&key(7), 0));
         assert!((0..50).filter(|&i| i != 7).all(|i| c.contains(&key(i), 0)));
         assert_eq!(c.len(), 49);
@@ -363,7 +394,7 @@ mod tests {
                         // Also hit another thread's keys, and some removals.
                         let _ = c.contains(&key(((t + 1) % 8) * 1_000_000 + i), 1);
                         if i % 10 == 0 {
-                            c.remove(&k);
+                            c.forget(k.inode());
                         }
                     }
                 })

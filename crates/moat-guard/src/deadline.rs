@@ -42,7 +42,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 use crate::cache::{FileKey, VerdictCache};
-use crate::scanner::{ScanFailure, Scanner, Verdict};
+use crate::scanner::{ScanFailure, Scanner, ScannerSlot, Verdict};
 
 /// The answer given to the kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -82,6 +82,17 @@ impl<F: Fn(Response, Cause<'_>) + Send + Sync> Answer for F {
     fn answer(&self, response: Response, cause: Cause<'_>) {
         self(response, cause)
     }
+}
+
+/// Told about every file a worker found clean and unchanged (scanned clean, or a verdict-cache
+/// hit), after the answer was given: the kernel layer sets its in-kernel ignore mark here.
+///
+/// `key` is the file's [`FileKey`] from before the scan and `generation` the database it was
+/// scanned with; the hook must re-check both after it acts (the file may have been written,
+/// or the database replaced, meanwhile) and undo what it did if either changed.
+pub trait CleanHook: Send + Sync {
+    /// `file` (the worker's fd on it, offset unspecified) is clean as of `key`.
+    fn clean(&self, file: &File, key: &FileKey, generation: u64);
 }
 
 /// Counters of the on-access flow. Plain relaxed atomics: read them for statistics only.
@@ -434,6 +445,7 @@ struct Job {
 /// N scanning threads fed through a channel. See the module docs.
 pub struct WorkerPool {
     tx: Option<Sender<Job>>,
+    scanner: Arc<ScannerSlot>,
     workers: Vec<JoinHandle<()>>,
     stopping: Arc<AtomicBool>,
     deadlines: DeadlineHandle,
@@ -449,10 +461,23 @@ impl WorkerPool {
         cache: Arc<VerdictCache>,
         deadlines: DeadlineHandle,
     ) -> io::Result<WorkerPool> {
+        Self::with_hook(config, scanner, cache, deadlines, None)
+    }
+
+    /// [`new`](Self::new), with a [`CleanHook`] told about every file found clean.
+    pub fn with_hook(
+        config: PoolConfig,
+        scanner: Arc<dyn Scanner>,
+        cache: Arc<VerdictCache>,
+        deadlines: DeadlineHandle,
+        hook: Option<Arc<dyn CleanHook>>,
+    ) -> io::Result<WorkerPool> {
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
         let stopping = Arc::new(AtomicBool::new(false));
+        let scanner = Arc::new(ScannerSlot::new(scanner));
         let mut pool = WorkerPool {
             tx: Some(tx),
+            scanner: Arc::clone(&scanner),
             workers: Vec::new(),
             stopping: Arc::clone(&stopping),
             deadlines,
@@ -465,6 +490,7 @@ impl WorkerPool {
                 rx: rx.clone(),
                 scanner: Arc::clone(&scanner),
                 cache: Arc::clone(&cache),
+                hook: hook.clone(),
                 stats: Arc::clone(pool.deadlines.stats()),
                 stopping: Arc::clone(&stopping),
             };
@@ -474,6 +500,11 @@ impl WorkerPool {
             pool.workers.push(thread);
         }
         Ok(pool)
+    }
+
+    /// The scanner the workers use; [`ScannerSlot::replace`] it to reload the database.
+    pub fn scanner(&self) -> &Arc<ScannerSlot> {
+        &self.scanner
     }
 
     /// Queues a scan of `file`, answered through `sink` within the configured deadline.
@@ -545,8 +576,9 @@ struct Worker {
     settle: Duration,
     retries: u32,
     rx: Receiver<Job>,
-    scanner: Arc<dyn Scanner>,
+    scanner: Arc<ScannerSlot>,
     cache: Arc<VerdictCache>,
+    hook: Option<Arc<dyn CleanHook>>,
     stats: Arc<Stats>,
     stopping: Arc<AtomicBool>,
 }
@@ -554,6 +586,13 @@ struct Worker {
 enum Outcome {
     Cached,
     Scanned(Verdict),
+}
+
+/// What a job found, and whether its file may be remembered as clean: `(key before the scan,
+/// generation)` when it was clean and unchanged.
+struct Found {
+    outcome: Outcome,
+    clean_as_of: Option<(FileKey, u64)>,
 }
 
 impl Worker {
@@ -586,38 +625,63 @@ impl Worker {
                 Stats::bump(&self.stats.expired_in_queue);
                 continue;
             }
-            let outcome = catch_unwind(AssertUnwindSafe(|| self.process(&job.file, &job.pending)))
+            let found = catch_unwind(AssertUnwindSafe(|| self.process(&job.file, &job.pending)))
                 .unwrap_or_else(|_| {
                     Stats::bump(&self.stats.panics);
                     Err(ScanFailure::Panicked)
                 });
-            // A panicking sink must not take the worker down with it.
-            let _ = catch_unwind(AssertUnwindSafe(|| self.deliver(&job.pending, &outcome)));
+            let outcome = found.as_ref().map(|f| &f.outcome);
+            // A panicking sink or hook must not take the worker down with it.
+            let _ = catch_unwind(AssertUnwindSafe(|| self.deliver(&job.pending, outcome)));
+            if let (
+                Some(hook),
+                Ok(Found {
+                    clean_as_of: Some((key, generation)),
+                    ..
+                }),
+            ) = (&self.hook, &found)
+            {
+                let _ = catch_unwind(AssertUnwindSafe(|| hook.clean(&job.file, key, *generation)));
+            }
         }
     }
 
-    /// Key, cache, scan, cache: everything but answering.
-    fn process(&self, file: &File, pending: &Pending) -> Result<Outcome, ScanFailure> {
-        let generation = self.scanner.generation();
+    /// Key, cache, scan, cache: everything but answering. One snapshot of the scanner serves
+    /// for the generation and the scan, so a reload meanwhile cannot mislabel the verdict.
+    fn process(&self, file: &File, pending: &Pending) -> Result<Found, ScanFailure> {
+        let scanner = self.scanner.load();
+        let generation = scanner.generation();
         let before = FileKey::of(file)?;
         if self.cache.contains(&before, generation) {
-            return Ok(Outcome::Cached);
+            return Ok(Found {
+                outcome: Outcome::Cached,
+                clean_as_of: Some((before, generation)),
+            });
         }
-        let verdict = self.scan_with_retries(file, pending)?;
+        let verdict = self.scan_with_retries(&*scanner, file, pending)?;
         let unchanged =
             |after: FileKey| after == before && after.is_settled(SystemTime::now(), self.settle);
-        if verdict == Verdict::Clean && FileKey::of(file).is_ok_and(unchanged) {
+        let clean = verdict == Verdict::Clean && FileKey::of(file).is_ok_and(unchanged);
+        if clean {
             self.cache.insert_clean(before, generation);
         }
-        Ok(Outcome::Scanned(verdict))
+        Ok(Found {
+            outcome: Outcome::Scanned(verdict),
+            clean_as_of: clean.then_some((before, generation)),
+        })
     }
 
     /// Scans, and after a failure scans again from the start, up to `retries` more times
     /// while nobody has answered yet (a retry past the deadline would be wasted).
-    fn scan_with_retries(&self, file: &File, pending: &Pending) -> Result<Verdict, ScanFailure> {
+    fn scan_with_retries(
+        &self,
+        scanner: &dyn Scanner,
+        file: &File,
+        pending: &Pending,
+    ) -> Result<Verdict, ScanFailure> {
         let mut left = self.retries;
         loop {
-            match self.scanner.scan(file) {
+            match scanner.scan(file) {
                 Err(_) if left > 0 && !pending.is_answered() => {
                     left -= 1;
                     Stats::bump(&self.stats.retries);
@@ -628,7 +692,7 @@ impl Worker {
         }
     }
 
-    fn deliver(&self, pending: &Pending, outcome: &Result<Outcome, ScanFailure>) {
+    fn deliver(&self, pending: &Pending, outcome: Result<&Outcome, &ScanFailure>) {
         let (response, cause, counter) = match outcome {
             Ok(Outcome::Cached) => (Response::Allow, Cause::Cached, &self.stats.cache_hits),
             Ok(Outcome::Scanned(v)) => match v {

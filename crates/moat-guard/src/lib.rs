@@ -24,10 +24,10 @@ pub mod deadline;
 pub mod policy;
 pub mod scanner;
 
-pub use cache::{FileKey, VerdictCache};
+pub use cache::{FileKey, Inode, VerdictCache};
 pub use deadline::{
-    Answer, Cause, DeadlineHandle, DeadlineWatcher, Pending, PoolConfig, Response, Stats,
-    WorkerPool,
+    Answer, Cause, CleanHook, DeadlineHandle, DeadlineWatcher, Pending, PoolConfig, Response,
+    Stats, WorkerPool,
 };
 pub use policy::{uid_of_pid, AccessFacts, AllowReason, Decision, Policy, PolicySettings};
-pub use scanner::{EngineScanner, ScanFailure, Scanner, SkipReason, Verdict};
+pub use scanner::{EngineScanner, ScanFailure, Scanner, ScannerSlot, SkipReason, Verdict};

@@ -73,6 +73,44 @@ impl<S: Scanner + ?Sized> Scanner for Arc<S> {
     }
 }
 
+/// The scanner in use, replaceable while workers scan (a database reload).
+///
+/// Each job takes a [snapshot](ScannerSlot::load) and uses it for both its generation and its
+/// scan, so a verdict always belongs to the generation it is filed under. A `RwLock` around an
+/// `Arc`, held only to clone the `Arc`: a reload is rare, and readers never wait on a scan.
+pub struct ScannerSlot {
+    current: std::sync::RwLock<Arc<dyn Scanner>>,
+}
+
+impl ScannerSlot {
+    /// A slot holding `scanner`.
+    pub fn new(scanner: Arc<dyn Scanner>) -> ScannerSlot {
+        ScannerSlot {
+            current: std::sync::RwLock::new(scanner),
+        }
+    }
+
+    /// The scanner in use now.
+    pub fn load(&self) -> Arc<dyn Scanner> {
+        Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The generation of the scanner in use now.
+    pub fn generation(&self) -> u64 {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .generation()
+    }
+
+    /// Puts `scanner` in use for every job that starts from now on; returns the old one
+    /// (scans in progress finish with it).
+    pub fn replace(&self, scanner: Arc<dyn Scanner>) -> Arc<dyn Scanner> {
+        let mut cur = self.current.write().unwrap_or_else(|p| p.into_inner());
+        std::mem::replace(&mut *cur, scanner)
+    }
+}
+
 /// A [`Scanner`] over the embedded [`moat_engine::Engine`].
 ///
 /// Each call builds a [`moat_engine::Scanner`] (its scratch buffer is allocated per call:

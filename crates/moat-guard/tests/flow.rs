@@ -737,3 +737,145 @@ fn retries_run_out_and_the_on_error_decision_applies() {
     assert_eq!(get(&stats.retries), 1);
     assert_eq!(get(&stats.failures), 1);
 }
+
+// ---- Clean hook and reload ----
+
+/// A scanner whose generation and verdict on "bad" are fixed at construction.
+struct GenScanner {
+    generation: u64,
+    detects: bool,
+}
+
+impl Scanner for GenScanner {
+    fn scan(&self, file: &File) -> Result<Verdict, ScanFailure> {
+        use std::io::Read;
+        let mut data = Vec::new();
+        (&mut &*file).read_to_end(&mut data)?;
+        let bad = data.windows(3).any(|w| w == b"bad");
+        Ok(if bad && self.detects {
+            Verdict::Infected("Gen.Bad".into())
+        } else {
+            Verdict::Clean
+        })
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation
+    }
+}
+
+/// Records `(ino, generation)` of every file the hook is told about.
+#[derive(Default)]
+struct RecordingHook(Mutex<Vec<(u64, u64)>>);
+
+impl moat_guard::CleanHook for RecordingHook {
+    fn clean(&self, _: &File, key: &moat_guard::FileKey, generation: u64) {
+        self.0.lock().unwrap().push((key.ino, generation));
+    }
+}
+
+fn hooked_pool(scanner: Arc<dyn Scanner>, settle: Duration) -> (Setup, Arc<RecordingHook>) {
+    let stats = Arc::new(Stats::default());
+    let watcher = DeadlineWatcher::spawn(Arc::clone(&stats)).unwrap();
+    let cache = Arc::new(VerdictCache::new(1000));
+    let config = PoolConfig {
+        threads: 1,
+        deadline: LONG,
+        on_error: Response::Deny,
+        settle,
+        retries: 0,
+    };
+    let hook = Arc::new(RecordingHook::default());
+    let pool = WorkerPool::with_hook(
+        config,
+        scanner,
+        Arc::clone(&cache),
+        watcher.handle(),
+        Some(hook.clone()),
+    )
+    .unwrap();
+    let s = Setup {
+        watcher,
+        pool,
+        stats,
+        cache,
+    };
+    (s, hook)
+}
+
+#[test]
+fn the_clean_hook_hears_of_clean_and_cached_files_only() {
+    let (s, hook) = hooked_pool(Arc::new(ContentScanner::default()), Duration::ZERO);
+    let (tx, rx) = unbounded();
+    let mut ask = |data: &[u8]| {
+        let f = file_with(data);
+        let ino = std::os::unix::fs::MetadataExt::ino(&f.metadata().unwrap());
+        let again = f.try_clone().unwrap();
+        s.pool.submit(f, sink(0, &tx));
+        let first = rx.recv_timeout(WAIT).unwrap().2;
+        s.pool.submit(again, sink(0, &tx));
+        let second = rx.recv_timeout(WAIT).unwrap().2;
+        (ino, first, second)
+    };
+    let (clean, c1, c2) = ask(b"clean");
+    assert_eq!((c1, c2), (Seen::Clean, Seen::Cached));
+    let (_, b1, _) = ask(b"bad");
+    assert_eq!(b1, Seen::Infected("Fake.Bad".into()));
+    let (_, f1, _) = ask(b"fail");
+    assert_eq!(f1, Seen::Failed);
+    let (_, k1, _) = ask(b"big");
+    assert_eq!(k1, Seen::Skipped);
+    // The hook runs after the answer: wait for the worker to finish the second call.
+    let until = Instant::now() + WAIT;
+    while hook.0.lock().unwrap().len() < 2 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(*hook.0.lock().unwrap(), vec![(clean, 1), (clean, 1)]);
+    s.shutdown();
+}
+
+#[test]
+fn the_clean_hook_is_not_told_of_unsettled_files() {
+    let (s, hook) = hooked_pool(
+        Arc::new(ContentScanner::default()),
+        Duration::from_secs(3600),
+    );
+    let (tx, rx) = unbounded();
+    s.pool.submit(file_with(b"clean"), sink(0, &tx));
+    assert_eq!(rx.recv_timeout(WAIT).unwrap().2, Seen::Clean);
+    let stats = s.shutdown();
+    assert_eq!(get(&stats.clean), 1);
+    assert!(hook.0.lock().unwrap().is_empty());
+}
+
+#[test]
+fn a_replaced_scanner_answers_every_later_job_under_its_generation() {
+    let old = Arc::new(GenScanner {
+        generation: 1,
+        detects: false,
+    });
+    let (s, hook) = hooked_pool(old, Duration::ZERO);
+    let (tx, rx) = unbounded();
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), b"a bad file").unwrap();
+    let ask = || {
+        s.pool.submit(File::open(f.path()).unwrap(), sink(0, &tx));
+        rx.recv_timeout(WAIT).unwrap().2
+    };
+    assert_eq!(ask(), Seen::Clean);
+    assert_eq!(ask(), Seen::Cached);
+    assert_eq!(s.pool.scanner().generation(), 1);
+    let previous = s.pool.scanner().replace(Arc::new(GenScanner {
+        generation: 2,
+        detects: true,
+    }));
+    assert_eq!(previous.generation(), 1);
+    // The cached clean verdict belongs to generation 1: the new database scans again.
+    assert_eq!(ask(), Seen::Infected("Gen.Bad".into()));
+    assert_eq!(s.pool.scanner().generation(), 2);
+    let stats = s.shutdown();
+    assert_eq!(get(&stats.infected), 1);
+    let gens: Vec<u64> = hook.0.lock().unwrap().iter().map(|h| h.1).collect();
+    assert_eq!(gens, vec![1, 1]);
+}
