@@ -102,16 +102,18 @@ pub fn known_keys() -> &'static [KeyInfo] {
 /// How `moat watch` places its fanotify marks (`OnAccessCoverage`, a moat extension).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Coverage {
-    /// Mark the whole filesystem of each include path (`FAN_MARK_FILESYSTEM`) and keep only the
-    /// events under the include paths: every directory is covered the moment it exists, with no
-    /// tree walk and no window after `mkdir`; every open on those filesystems costs a round
-    /// trip to the daemon until the kernel-side caches of issue 4 exist.
+    /// The default. Mark the whole filesystem of each include path (`FAN_MARK_FILESYSTEM`,
+    /// plus the filesystems mounted below it) and keep only the events under the include
+    /// paths: every directory is covered the moment it exists, with no tree walk and no window
+    /// after `mkdir`, and ready in milliseconds whatever the tree's size. The cost: opens
+    /// elsewhere on those filesystems each make a round trip to the daemon (answered at once,
+    /// without a scan) until they are found clean once, and mounts that cannot reach an
+    /// include path are ignored in the kernel.
+    #[default]
     Filesystem,
     /// One mark per directory, kept in step with the tree by dynamic directory determination
-    /// (ClamAV's model): needs a watch per directory and leaves a short window after `mkdir`.
-    /// The default for now; `filesystem` becomes the default once opens outside the include
-    /// paths are cached in the kernel.
-    #[default]
+    /// (ClamAV's model): no event at all for opens outside the include paths, but a walk at
+    /// start, a watch per directory and a short window after `mkdir`.
     Directory,
 }
 
@@ -196,7 +198,7 @@ pub struct Config {
     /// Written as milliseconds (`5000`) or with a suffix (`5000ms`, `5s`); must be positive.
     pub on_access_scan_timeout: Duration,
     /// `OnAccessCoverage` (**moat extension**, `filesystem` or `directory`, default
-    /// `directory`): how marks are placed; see [`Coverage`].
+    /// `filesystem`): how marks are placed; see [`Coverage`].
     pub on_access_coverage: Coverage,
 
     // ---- general ----

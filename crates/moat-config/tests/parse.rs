@@ -117,7 +117,7 @@ fn defaults() {
     assert_eq!(d.on_access_retry_attempts, 0);
     assert!(!d.on_access_deny_on_error);
     assert_eq!(d.on_access_scan_timeout, Duration::from_secs(5));
-    assert_eq!(d.on_access_coverage, Coverage::Directory);
+    assert_eq!(d.on_access_coverage, Coverage::Filesystem);
     assert_eq!(d.database_directory, PathBuf::from("/var/lib/clamav"));
     assert_eq!(d.log_file, None);
     assert!(!d.log_verbose && !d.log_time && !d.log_syslog);
@@ -156,7 +156,7 @@ fn every_used_key() {
          OnAccessRetryAttempts 2\n\
          OnAccessDenyOnError yes\n\
          OnAccessScanTimeout 1500ms\n\
-         OnAccessCoverage filesystem\n\
+         OnAccessCoverage directory\n\
          DatabaseDirectory /opt/db\n\
          LogFile /var/log/moat.log\n\
          LogVerbose yes\n\
@@ -195,7 +195,7 @@ fn every_used_key() {
     assert_eq!(c.on_access_retry_attempts, 2);
     assert!(c.on_access_deny_on_error);
     assert_eq!(c.on_access_scan_timeout, Duration::from_millis(1500));
-    assert_eq!(c.on_access_coverage, Coverage::Filesystem);
+    assert_eq!(c.on_access_coverage, Coverage::Directory);
     assert_eq!(c.database_directory, PathBuf::from("/opt/db"));
     assert_eq!(c.log_file, Some(PathBuf::from("/var/log/moat.log")));
     assert!(c.log_verbose && c.log_time && c.log_syslog);

@@ -461,20 +461,22 @@ impl WorkerPool {
         cache: Arc<VerdictCache>,
         deadlines: DeadlineHandle,
     ) -> io::Result<WorkerPool> {
-        Self::with_hook(config, scanner, cache, deadlines, None)
+        let slot = Arc::new(ScannerSlot::new(scanner));
+        Self::with_hook(config, slot, cache, deadlines, None)
     }
 
-    /// [`new`](Self::new), with a [`CleanHook`] told about every file found clean.
+    /// [`new`](Self::new) with the scanner in a [`ScannerSlot`] the caller shares (to reload
+    /// it, or to check generations from a hook) and a [`CleanHook`] told about every file
+    /// found clean.
     pub fn with_hook(
         config: PoolConfig,
-        scanner: Arc<dyn Scanner>,
+        scanner: Arc<ScannerSlot>,
         cache: Arc<VerdictCache>,
         deadlines: DeadlineHandle,
         hook: Option<Arc<dyn CleanHook>>,
     ) -> io::Result<WorkerPool> {
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
         let stopping = Arc::new(AtomicBool::new(false));
-        let scanner = Arc::new(ScannerSlot::new(scanner));
         let mut pool = WorkerPool {
             tx: Some(tx),
             scanner: Arc::clone(&scanner),

@@ -788,7 +788,7 @@ fn hooked_pool(scanner: Arc<dyn Scanner>, settle: Duration) -> (Setup, Arc<Recor
     let hook = Arc::new(RecordingHook::default());
     let pool = WorkerPool::with_hook(
         config,
-        scanner,
+        Arc::new(moat_guard::ScannerSlot::new(scanner)),
         Arc::clone(&cache),
         watcher.handle(),
         Some(hook.clone()),
@@ -807,7 +807,7 @@ fn hooked_pool(scanner: Arc<dyn Scanner>, settle: Duration) -> (Setup, Arc<Recor
 fn the_clean_hook_hears_of_clean_and_cached_files_only() {
     let (s, hook) = hooked_pool(Arc::new(ContentScanner::default()), Duration::ZERO);
     let (tx, rx) = unbounded();
-    let mut ask = |data: &[u8]| {
+    let ask = |data: &[u8]| {
         let f = file_with(data);
         let ino = std::os::unix::fs::MetadataExt::ino(&f.metadata().unwrap());
         let again = f.try_clone().unwrap();

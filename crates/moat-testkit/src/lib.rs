@@ -82,7 +82,61 @@ pub enum Action {
         /// The file to open.
         path: CString,
     },
+    /// The race test: for each round, `mkdir` every directory of `mkdirs` (0755), create
+    /// `file` and write `content`; with `rename`, first open and read `file` where it is,
+    /// then `rename(from, to)`; finally `open(read)`. Exits with the number of final opens
+    /// that succeeded (capped at [`EXIT_RACE_CAP`]), [`EXIT_RACE_SETUP`] when a round
+    /// could not be prepared, [`EXIT_RACE_ERRNO`] when a final open failed with another
+    /// errno than `EPERM`.
+    Race {
+        /// The rounds, every path prepared before the fork.
+        rounds: Vec<RaceRound>,
+        /// What each round's file contains.
+        content: Vec<u8>,
+    },
 }
+
+/// One round of [`Action::Race`].
+#[derive(Debug, Clone)]
+pub struct RaceRound {
+    /// Directories to create, parents first.
+    pub mkdirs: Vec<CString>,
+    /// The file to write.
+    pub file: CString,
+    /// Open `file` first, then rename `.0` to `.1`.
+    pub rename: Option<(CString, CString)>,
+    /// The file to open at the end.
+    pub read: CString,
+}
+
+impl RaceRound {
+    /// `mkdir -p base/a/b/c`, write `base/a/b/c/bad`, read it back at once.
+    pub fn fresh(base: &Path) -> RaceRound {
+        let dirs = ["", "a", "a/b", "a/b/c"].map(|d| base.join(d));
+        RaceRound {
+            mkdirs: dirs.iter().map(|d| cstring(d)).collect(),
+            file: cstring(&base.join("a/b/c/bad")),
+            rename: None,
+            read: cstring(&base.join("a/b/c/bad")),
+        }
+    }
+
+    /// The same tree prepared at `outside` (its file opened there), renamed to `inside`,
+    /// then read there.
+    pub fn renamed_in(outside: &Path, inside: &Path) -> RaceRound {
+        let mut r = RaceRound::fresh(outside);
+        r.rename = Some((cstring(outside), cstring(inside)));
+        r.read = cstring(&inside.join("a/b/c/bad"));
+        r
+    }
+}
+
+/// [`Action::Race`]: the exit code when a round could not be prepared.
+pub const EXIT_RACE_SETUP: i32 = 251;
+/// [`Action::Race`]: the exit code when a final open failed with an errno other than EPERM.
+pub const EXIT_RACE_ERRNO: i32 = 252;
+/// [`Action::Race`]: the largest escape count reported.
+pub const EXIT_RACE_CAP: i32 = 250;
 
 impl Action {
     /// [`Action::Read`] of `path`, expecting `expect`.
@@ -107,9 +161,18 @@ impl Action {
         }
     }
 
+    /// [`Action::Race`] of `rounds`, each writing `content`.
+    pub fn race(rounds: Vec<RaceRound>, content: &[u8]) -> Action {
+        Action::Race {
+            rounds,
+            content: content.to_vec(),
+        }
+    }
+
     fn path(&self) -> &CString {
         match self {
             Action::Read { path, .. } | Action::Exec { path } | Action::ReadAny { path } => path,
+            Action::Race { rounds, .. } => &rounds.first().expect("a race has rounds").read,
         }
     }
 }
@@ -165,6 +228,7 @@ unsafe fn child_main(
             libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
             libc::_exit(errno());
         }
+        Action::Race { rounds, content } => libc::_exit(race(rounds, content, buf)),
         Action::Read { path, .. } | Action::ReadAny { path } => {
             let fd = libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
             if fd < 0 {
@@ -191,6 +255,54 @@ unsafe fn child_main(
             }
         }
     }
+}
+
+/// The rounds of [`Action::Race`], in the forked child (async-signal-safe calls only).
+///
+/// # Safety
+/// Only to be called in a freshly forked child.
+unsafe fn race(rounds: &[RaceRound], content: &[u8], buf: &mut [u8]) -> i32 {
+    let errno = || *libc::__errno_location();
+    let read_all = |fd: i32, buf: &mut [u8]| {
+        while libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) > 0 {}
+        libc::close(fd);
+    };
+    let mut escapes = 0;
+    for r in rounds {
+        for d in &r.mkdirs {
+            if libc::mkdir(d.as_ptr(), 0o755) != 0 && errno() != libc::EEXIST {
+                return EXIT_RACE_SETUP;
+            }
+        }
+        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC;
+        let fd = libc::open(r.file.as_ptr(), flags, 0o644);
+        if fd < 0 {
+            return EXIT_RACE_SETUP;
+        }
+        let n = libc::write(fd, content.as_ptr() as *const libc::c_void, content.len());
+        libc::close(fd);
+        if n != content.len() as isize {
+            return EXIT_RACE_SETUP;
+        }
+        if let Some((from, to)) = &r.rename {
+            let fd = libc::open(r.file.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return EXIT_RACE_SETUP;
+            }
+            read_all(fd, buf);
+            if libc::rename(from.as_ptr(), to.as_ptr()) != 0 {
+                return EXIT_RACE_SETUP;
+            }
+        }
+        let fd = libc::open(r.read.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if fd >= 0 {
+            read_all(fd, buf);
+            escapes += 1;
+        } else if errno() != libc::EPERM {
+            return EXIT_RACE_ERRNO;
+        }
+    }
+    escapes.min(EXIT_RACE_CAP)
 }
 
 /// A forked child (from [`spawn_as`]). Killed (SIGKILL) and reaped on drop if it has not

@@ -19,11 +19,12 @@ use std::time::{Duration, Instant};
 
 use moat_fanotify::{Group, InitFlags, MarkKind, Mask};
 use moat_guard::{
-    DeadlineWatcher, Policy, PolicySettings, PoolConfig, Response, Scanner, Stats, VerdictCache,
-    WorkerPool,
+    CleanHook, DeadlineWatcher, Policy, PolicySettings, PoolConfig, Response, Scanner, ScannerSlot,
+    Stats, VerdictCache, WorkerPool,
 };
 
 use crate::coverage::{self, CoverError, CoverageCounts, DirectoryCoverage};
+use crate::kernel_cache::KernelCache;
 use crate::stop::Stop;
 use crate::verdict::{Access, AccessKind, DaemonStats, ReportSink, Reporter};
 
@@ -115,8 +116,13 @@ pub struct Daemon {
     tracker: Option<JoinHandle<DirectoryCoverage>>,
     watcher: Option<DeadlineWatcher>,
     pool: Option<Arc<WorkerPool>>,
+    scanner: Arc<ScannerSlot>,
+    cache: Arc<VerdictCache>,
+    kernel_cache: Option<Arc<KernelCache>>,
     stats: Arc<DaemonStats>,
     scan_stats: Arc<Stats>,
+    /// What the coverage uses, for the startup line.
+    uses: Vec<String>,
     /// Directories covered when ready (directory scope).
     pub directories: usize,
     /// Filesystems and mounts marked as a whole.
@@ -151,8 +157,22 @@ impl Daemon {
         let scan_stats = Arc::new(Stats::default());
         let watcher =
             DeadlineWatcher::spawn(Arc::clone(&scan_stats)).map_err(StartError::Thread)?;
+        let slot = Arc::new(ScannerSlot::new(scanner));
+        let cache = Arc::new(VerdictCache::new(VERDICT_CACHE_ENTRIES));
+        // Kernel ignore marks only where a reload can flush them without uncovering anything
+        // (see kernel_cache's docs): no per-directory inode marks.
+        let inode_marks = !roots.is_empty() && settings.scope == Scope::Directory;
+        let kernel_cache = (!inode_marks).then(|| {
+            let ignore = open_mask(settings.prevention);
+            Arc::new(KernelCache::new(
+                Arc::clone(&group),
+                ignore,
+                Arc::clone(&slot),
+            ))
+        });
+        let hook = kernel_cache.clone().map(|k| k as Arc<dyn CleanHook>);
         let pool = Arc::new(
-            WorkerPool::new(
+            WorkerPool::with_hook(
                 PoolConfig {
                     threads: settings.threads.max(1),
                     deadline: settings.scan_timeout,
@@ -160,9 +180,10 @@ impl Daemon {
                     settle: PoolConfig::DEFAULT_SETTLE,
                     retries: settings.retries,
                 },
-                scanner,
-                Arc::new(VerdictCache::new(1 << 16)),
+                Arc::clone(&slot),
+                Arc::clone(&cache),
                 watcher.handle(),
+                hook,
             )
             .map_err(StartError::Thread)?,
         );
@@ -172,7 +193,18 @@ impl Daemon {
             stats: Arc::clone(&stats),
         });
         let reader_stop = Arc::new(Stop::new().map_err(StartError::Thread)?);
-        let reader = spawn_reader(&group, &policy, &pool, &reporter, on_error, &reader_stop)?;
+        let reader = crate::reader::Reader {
+            group: Arc::clone(&group),
+            policy: Arc::clone(&policy),
+            pool: Arc::clone(&pool),
+            reporter: Arc::clone(&reporter),
+            on_error,
+            own_pid: std::process::id() as i32,
+            cache: Arc::clone(&cache),
+            kernel_cache: kernel_cache.clone(),
+            extra_scanning: settings.extra_scanning,
+        };
+        let reader = spawn_reader(reader, &reader_stop)?;
         let mut daemon = Daemon {
             stop: Arc::clone(&stop),
             reader_stop,
@@ -180,8 +212,12 @@ impl Daemon {
             tracker: None,
             watcher: Some(watcher),
             pool: Some(Arc::clone(&pool)),
+            scanner: slot,
+            cache,
+            kernel_cache,
             stats,
             scan_stats,
+            uses: Vec::new(),
             directories: 0,
             whole_marks: 0,
             include_paths: roots.len(),
@@ -192,12 +228,28 @@ impl Daemon {
         daemon.whole_marks =
             coverage::cover_whole(&group, MarkKind::Mount, whole, &settings.mount_paths);
         if settings.scope == Scope::Filesystem {
+            let plan = crate::mounts::plan_here(&roots);
+            // Ignores first: a moment of extra events is harmless, the reverse would not be.
+            let ignored = coverage::ignore_mounts(&group, open_mask(settings.prevention), &plan);
+            let paths: Vec<PathBuf> = plan.filesystems.iter().map(|f| f.0.clone()).collect();
             daemon.whole_marks +=
-                coverage::cover_whole(&group, MarkKind::Filesystem, whole, &roots);
+                coverage::cover_whole(&group, MarkKind::Filesystem, whole, &paths);
+            let fs: Vec<String> = plan
+                .filesystems
+                .iter()
+                .map(|(p, t)| format!("{t} {}", p.display()))
+                .collect();
+            daemon
+                .uses
+                .push(format!("scope=filesystem ({})", fs.join(", ")));
+            daemon.uses.push(format!("ignored mounts={ignored}"));
+            daemon.uses.push("tracking=none (not needed)".into());
         } else if settings.recursive {
             let mut cov =
                 DirectoryCoverage::new(Arc::clone(&group), mask, roots, Arc::clone(&policy))?;
             daemon.directories = cov.place_marks()?;
+            daemon.uses.push("scope=directory".into());
+            daemon.uses.push("tracking=inotify".into());
             let files = settings
                 .extra_scanning
                 .then(|| discovery_sink(&pool, &policy, &reporter));
@@ -210,27 +262,70 @@ impl Daemon {
             );
         } else {
             daemon.directories = coverage::cover_whole(&group, MarkKind::Inode, mask, &roots);
+            daemon
+                .uses
+                .push("scope=directory (OnAccessDisableDDD: include paths only)".into());
+            daemon
+                .uses
+                .push("tracking=none (OnAccessDisableDDD)".into());
         }
+        if !settings.mount_paths.is_empty() {
+            daemon
+                .uses
+                .push(format!("mount marks={}", settings.mount_paths.len()));
+        }
+        daemon.uses.push(match &daemon.kernel_cache {
+            Some(_) => {
+                format!("cache=kernel ignore marks + userspace ({VERDICT_CACHE_ENTRIES} entries)")
+            }
+            None => format!(
+                "cache=userspace only ({VERDICT_CACHE_ENTRIES} entries; fallback: kernel ignore \
+                 marks need filesystem scope, since a reload could not flush them without \
+                 removing the per-directory marks)"
+            ),
+        });
         daemon.setup_time = started.elapsed();
         Ok(daemon)
     }
 
-    /// The line logged (and sent as systemd `STATUS=`) when ready.
+    /// Puts a new scanner (a reloaded database) in use: every scan that starts from now on
+    /// uses it, the kernel's ignore marks are flushed and the userspace cache cleared, so no
+    /// verdict of the old database answers again. Scans in progress finish with the old one
+    /// (their verdicts are filed under the old generation and never answer for the new).
+    pub fn reload(&self, scanner: Arc<dyn Scanner>) {
+        let generation = scanner.generation();
+        self.scanner.replace(scanner);
+        if let Some(kc) = &self.kernel_cache {
+            if let Err(e) = kc.flush() {
+                tracing::error!(error = %e, "cannot flush the kernel clean cache: files found clean by the old database may open unscanned until written or evicted");
+            }
+        }
+        self.cache.clear();
+        tracing::info!(
+            generation,
+            "new signature database in use; clean caches flushed"
+        );
+    }
+
+    /// The line logged (and sent as systemd `STATUS=`) when ready: what is watched, how
+    /// fast, and what the coverage uses (scope, tracking backend, cache, fallbacks and why).
     pub fn status_line(&self) -> String {
-        if self.whole_marks > 0 && self.directories == 0 {
-            return format!(
+        let what = if self.whole_marks > 0 && self.directories == 0 {
+            format!(
                 "watching every directory of {} filesystems/mounts under {} include paths in {} ms",
                 self.whole_marks,
                 self.include_paths,
                 self.setup_time.as_millis()
-            );
-        }
-        format!(
-            "watching {} directories under {} include paths in {} ms",
-            self.directories,
-            self.include_paths,
-            self.setup_time.as_millis()
-        )
+            )
+        } else {
+            format!(
+                "watching {} directories under {} include paths in {} ms",
+                self.directories,
+                self.include_paths,
+                self.setup_time.as_millis()
+            )
+        };
+        format!("{what}; {}", self.uses.join("; "))
     }
 
     /// Blocks until stop is requested, then stops. See the module docs for the order.
@@ -240,13 +335,13 @@ impl Daemon {
     }
 
     /// Like [`run_until_stopped`](Self::run_until_stopped), calling `on_hup` each time
-    /// `hup` is triggered (SIGHUP) meanwhile.
-    pub fn run_until_stopped_with(self, hup: &Stop, mut on_hup: impl FnMut()) {
+    /// `hup` is triggered (SIGHUP) meanwhile (e.g. to [`reload`](Self::reload)).
+    pub fn run_until_stopped_with(self, hup: &Stop, mut on_hup: impl FnMut(&Daemon)) {
         loop {
             match self.stop.poll_with(hup.fd(), None) {
                 Ok(crate::stop::Woken::Ready) => {
                     hup.clear();
-                    on_hup();
+                    on_hup(&self);
                 }
                 Ok(crate::stop::Woken::Timeout) => {}
                 Ok(crate::stop::Woken::Stop) | Err(_) => break,
@@ -299,6 +394,8 @@ impl Daemon {
             failures = Stats::get(&g.failures),
             deadline_expired = Stats::get(&g.deadline_expired),
             retries = Stats::get(&g.retries),
+            kernel_cache = ?self.kernel_cache.as_ref().map(|k| &k.stats),
+            close_writes = s.close_writes.load(Relaxed),
             shutdown_answers = Stats::get(&g.shutdown_answers) + s.drained.load(Relaxed),
             answer_errors = s.answer_errors.load(Relaxed),
             allowed_unscanned = %s.allowed_summary(),
@@ -379,36 +476,29 @@ fn init_group(prevention: bool) -> Result<Group, moat_fanotify::Error> {
     )
 }
 
-/// Permission events with prevention, plain open events without; close-after-write for
-/// extra scanning.
-fn mark_mask(settings: &WatchSettings) -> Mask {
-    let mut mask = if settings.prevention {
+/// Entries of the userspace verdict cache (a few MB).
+const VERDICT_CACHE_ENTRIES: usize = 1 << 16;
+
+/// The open events decided on: permission events with prevention, notifications without.
+fn open_mask(prevention: bool) -> Mask {
+    if prevention {
         Mask::OPEN_PERM | Mask::OPEN_EXEC_PERM
     } else {
         Mask::OPEN | Mask::OPEN_EXEC
-    };
-    if settings.extra_scanning {
-        mask |= Mask::CLOSE_WRITE;
     }
-    mask | Mask::EVENT_ON_CHILD
+}
+
+/// The open events, and close-after-write always: it invalidates both clean caches (a write
+/// through a shared mmap changes nothing else the kernel or `fstat` would see) and feeds
+/// extra scanning.
+fn mark_mask(settings: &WatchSettings) -> Mask {
+    open_mask(settings.prevention) | Mask::CLOSE_WRITE | Mask::EVENT_ON_CHILD
 }
 
 fn spawn_reader(
-    group: &Arc<Group>,
-    policy: &Arc<Policy>,
-    pool: &Arc<WorkerPool>,
-    reporter: &Arc<Reporter>,
-    on_error: Response,
+    reader: crate::reader::Reader,
     stop: &Arc<Stop>,
 ) -> Result<JoinHandle<()>, StartError> {
-    let reader = crate::reader::Reader {
-        group: Arc::clone(group),
-        policy: Arc::clone(policy),
-        pool: Arc::clone(pool),
-        reporter: Arc::clone(reporter),
-        on_error,
-        own_pid: std::process::id() as i32,
-    };
     let stop = Arc::clone(stop);
     std::thread::Builder::new()
         .name("moat-reader".into())

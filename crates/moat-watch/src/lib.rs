@@ -21,7 +21,9 @@
 
 pub mod coverage;
 pub mod daemon;
+pub mod kernel_cache;
 pub mod limits;
+pub mod mounts;
 pub mod notify;
 pub mod reader;
 pub mod stop;

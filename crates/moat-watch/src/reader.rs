@@ -15,8 +15,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use moat_fanotify::{Event, EventBuffer, Group, Mask, PermissionEvent};
-use moat_guard::{AccessFacts, AllowReason, Decision, Policy, Response, WorkerPool};
+use moat_guard::{AccessFacts, AllowReason, Decision, Policy, Response, VerdictCache, WorkerPool};
 
+use crate::kernel_cache::KernelCache;
 use crate::stop::{Stop, Woken};
 use crate::verdict::{Access, AccessKind, PermissionSink, ReportSink, Reporter};
 
@@ -37,6 +38,12 @@ pub struct Reader {
     pub on_error: Response,
     /// This process.
     pub own_pid: i32,
+    /// The userspace verdict cache (entries are forgotten on close-after-write).
+    pub cache: Arc<VerdictCache>,
+    /// The kernel clean cache, when in use (ignore marks removed on close-after-write).
+    pub kernel_cache: Option<Arc<KernelCache>>,
+    /// `OnAccessExtraScanning`: files closed after writing are scanned and reported.
+    pub extra_scanning: bool,
 }
 
 impl Reader {
@@ -58,8 +65,14 @@ impl Reader {
             }
             self.read_batch(&mut buf);
         }
-        if let Err(e) = self.group.flush(moat_fanotify::MarkKind::Inode) {
-            tracing::warn!(error = %e, "cannot remove the fanotify marks");
+        for kind in [
+            moat_fanotify::MarkKind::Inode,
+            moat_fanotify::MarkKind::Mount,
+            moat_fanotify::MarkKind::Filesystem,
+        ] {
+            if let Err(e) = self.group.flush(kind) {
+                tracing::warn!(error = %e, ?kind, "cannot remove the fanotify marks");
+            }
         }
         self.drain(&mut buf);
     }
@@ -165,9 +178,19 @@ impl Reader {
     }
 
     /// Notify-only opens and close-after-write events: scanned and reported, never blocked.
+    /// A close-after-write first invalidates both clean caches for the file.
     fn notification(&self, mut ev: Event) {
         if ev.pid() == self.own_pid {
             return;
+        }
+        if ev.mask().contains(Mask::CLOSE_WRITE) {
+            if let Some(fd) = ev.fd() {
+                self.written(fd);
+            }
+            let opened = ev.mask().intersects(Mask::OPEN | Mask::OPEN_EXEC);
+            if !self.extra_scanning && !opened {
+                return;
+            }
         }
         let kind = kind_of(ev.mask());
         let Some(fd) = ev.fd() else { return };
@@ -180,6 +203,24 @@ impl Reader {
             self.reporter.stats.reported_scans.fetch_add(1, Relaxed);
             let sink = ReportSink::new(access, Arc::clone(&self.reporter));
             self.pool.submit(File::from(fd), sink);
+        }
+    }
+
+    /// The file was written (maybe through a shared mmap, which neither drops the kernel's
+    /// ignore mark nor need change what `fstat` says): neither cache may vouch for it now.
+    fn written(&self, fd: BorrowedFd<'_>) {
+        self.reporter.stats.close_writes.fetch_add(1, Relaxed);
+        let dropped = self.kernel_cache.as_ref().is_some_and(|kc| kc.forget(fd));
+        let forgot = match rustix::fs::fstat(fd) {
+            Ok(st) => self.cache.forget((st.st_dev, st.st_ino)),
+            Err(_) => false,
+        };
+        if dropped || forgot {
+            tracing::debug!(
+                kernel = dropped,
+                userspace = forgot,
+                "clean cache entry dropped after a write"
+            );
         }
     }
 

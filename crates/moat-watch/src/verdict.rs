@@ -85,6 +85,8 @@ pub struct DaemonStats {
     pub read_errors: AtomicU64,
     /// Unanswered events allowed at shutdown by the reader.
     pub drained: AtomicU64,
+    /// Close-after-write events (each invalidates the file's clean-cache entries).
+    pub close_writes: AtomicU64,
 }
 
 impl DaemonStats {

@@ -216,7 +216,7 @@ fn init_logging(c: &Config) -> Result<(), String> {
 
 fn start_and_run(args: &WatchArgs, c: &Config) -> Result<(), String> {
     let settings = settings(c)?;
-    let scanner = load_scanner(args, c)?;
+    let scanner = load_scanner(args, c, 1)?;
     let stop = Arc::new(Stop::new().map_err(|e| format!("cannot create the stop pipe: {e}"))?);
     stop.on_signals(&[libc::SIGTERM, libc::SIGINT])
         .map_err(|e| format!("cannot handle signals: {e}"))?;
@@ -227,16 +227,23 @@ fn start_and_run(args: &WatchArgs, c: &Config) -> Result<(), String> {
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "cannot notify $NOTIFY_SOCKET"),
     }
-    // SIGHUP must not kill the daemon (its default action would, and the kernel would then
-    // allow everything): until reloading exists, it is acknowledged and ignored.
+    // SIGHUP reloads the signature database (as clamd's RELOAD). Its default action would
+    // kill the daemon, and the kernel would then allow everything.
     let hup = Stop::new().map_err(|e| format!("cannot create the SIGHUP pipe: {e}"))?;
     hup.on_signals(&[libc::SIGHUP])
         .map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
-    daemon.run_until_stopped_with(&hup, || {
-        tracing::warn!(
-            "SIGHUP: reloading is not supported yet; still running with the configuration \
-             and database loaded at start"
-        )
+    let mut generation = 1;
+    daemon.run_until_stopped_with(&hup, |daemon| {
+        tracing::info!("SIGHUP: reloading the signature database");
+        match load_scanner(args, c, generation + 1) {
+            Ok(scanner) => {
+                generation += 1;
+                daemon.reload(scanner);
+            }
+            Err(e) => tracing::error!(
+                "SIGHUP: reload failed, still running with the previous database: {e}"
+            ),
+        }
     });
     let _ = moat_watch::notify::notify("STOPPING=1");
     Ok(())
@@ -283,7 +290,12 @@ fn settings(c: &Config) -> Result<WatchSettings, String> {
     })
 }
 
-fn load_scanner(args: &WatchArgs, c: &Config) -> Result<Arc<dyn moat_guard::Scanner>, String> {
+/// Loads the database into a scanner; `generation` numbers the loads (it keys the caches).
+fn load_scanner(
+    args: &WatchArgs,
+    c: &Config,
+    generation: u64,
+) -> Result<Arc<dyn moat_guard::Scanner>, String> {
     let db =
         crate::database::load(&args.database, &c.database_directory).map_err(|e| e.to_string())?;
     let engine = Arc::new(moat_engine::Engine::new(db));
@@ -296,5 +308,7 @@ fn load_scanner(args: &WatchArgs, c: &Config) -> Result<Arc<dyn moat_guard::Scan
         max_scan_size: c.max_scan_size,
         max_script_normalize: c.max_script_normalize,
     };
-    Ok(Arc::new(moat_guard::EngineScanner::new(engine, limits, 1)))
+    Ok(Arc::new(moat_guard::EngineScanner::new(
+        engine, limits, generation,
+    )))
 }

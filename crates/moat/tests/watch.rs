@@ -876,6 +876,24 @@ impl Tmpfs {
         Self::mount_fs(at, "tmpfs", "size=64m,mode=0755")
     }
 
+    /// `mount --bind src at`.
+    fn bind(src: &Path, at: &Path) -> Tmpfs {
+        mkdir(at);
+        let ok = Command::new("mount")
+            .arg("--bind")
+            .arg(src)
+            .arg(at)
+            .status()
+            .expect("run mount");
+        assert!(
+            ok.success(),
+            "mount --bind {} {}",
+            src.display(),
+            at.display()
+        );
+        Tmpfs(at.to_owned())
+    }
+
     fn mount_fs(at: &Path, fstype: &str, options: &str) -> Tmpfs {
         mkdir(at);
         let ok = Command::new("mount")
@@ -1031,4 +1049,351 @@ fn sighup_is_acknowledged_and_protection_goes_on() {
     d.signal(libc::SIGTERM);
     let (status, took) = d.wait_exit(STOP_TIMEOUT);
     assert!(status.success(), "{status} after {took:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// The default scope (filesystem), the kernel clean cache, reload. Each test mounts a private
+// tmpfs and watches a directory inside it: the filesystem mark never reaches anything else.
+
+/// A private tmpfs `fs/` in the world with `fs/protected` (the include path, writable by uid
+/// 65534) and `fs/staging` (outside the include path, same filesystem, also writable), and
+/// the default config on it: no OnAccessCoverage line, so the default scope.
+struct FsWorld {
+    w: World,
+    mnt: Option<Tmpfs>,
+    protected: PathBuf,
+    staging: PathBuf,
+}
+
+impl FsWorld {
+    fn new() -> FsWorld {
+        let w = World::new();
+        let fs_root = w.root.join("fs");
+        let mnt = Tmpfs::mount_fs(&fs_root, "tmpfs", "size=256m,mode=0755");
+        let protected = fs_root.join("protected");
+        let staging = fs_root.join("staging");
+        for d in [&protected, &staging] {
+            mkdir(d);
+            fs::set_permissions(d, fs::Permissions::from_mode(0o777)).unwrap();
+        }
+        FsWorld {
+            w,
+            mnt: Some(mnt),
+            protected,
+            staging,
+        }
+    }
+
+    fn conf(&self) -> Conf {
+        self.w
+            .conf()
+            .without("OnAccessCoverage")
+            .set("OnAccessIncludePath", &path_str(&self.protected))
+            .set("LogVerbose", "yes")
+    }
+}
+
+impl Drop for FsWorld {
+    fn drop(&mut self) {
+        drop(self.mnt.take());
+    }
+}
+
+/// Runs `rounds` as uid 65534 and returns how many final reads succeeded.
+fn race_escapes(rounds: Vec<moat_testkit::RaceRound>, content: &[u8]) -> i32 {
+    let n = rounds.len();
+    let mut c = spawn_as(NOBODY, &Action::race(rounds, content));
+    let code = c.wait_for(Duration::from_secs(300));
+    assert_ne!(
+        code,
+        moat_testkit::EXIT_RACE_SETUP,
+        "a race round could not be prepared"
+    );
+    assert_ne!(
+        code,
+        moat_testkit::EXIT_RACE_ERRNO,
+        "a blocked open failed with another errno than EPERM"
+    );
+    assert!(code <= n as i32, "exit code {code}");
+    code
+}
+
+/// The issue's race, with default settings: 2,000 rounds of an unprivileged process running
+/// `mkdir -p fresh/a/b/c`, writing an infected file there and reading it back at once: not
+/// one read succeeds. (First, without the daemon, a few rounds show that the race does
+/// detect an escape.)
+#[test]
+fn default_scope_has_no_window_after_mkdir() {
+    if !privileged() {
+        return;
+    }
+    let f = FsWorld::new();
+    let bad = infected("race");
+    let unguarded: Vec<_> = (0..5)
+        .map(|i| moat_testkit::RaceRound::fresh(&f.protected.join(format!("before{i}"))))
+        .collect();
+    assert_eq!(
+        race_escapes(unguarded, &bad),
+        5,
+        "without moat every read succeeds"
+    );
+    let d = Daemon::start(&f.w, &f.conf(), &[]);
+    assert!(d.ready.contains("scope=filesystem"), "{}", d.ready);
+    let rounds: Vec<_> = (0..2000)
+        .map(|i| moat_testkit::RaceRound::fresh(&f.protected.join(format!("fresh{i}"))))
+        .collect();
+    assert_eq!(
+        race_escapes(rounds, &bad),
+        0,
+        "reads of a fresh infected file succeeded"
+    );
+}
+
+/// The same for a subtree prepared outside the include paths (its file opened there, where
+/// it is allowed) and then renamed in: where a file was must not be cached.
+#[test]
+fn default_scope_blocks_subtrees_renamed_in() {
+    if !privileged() {
+        return;
+    }
+    let f = FsWorld::new();
+    let bad = infected("renamed");
+    let d = Daemon::start(&f.w, &f.conf(), &[]);
+    let rounds: Vec<_> = (0..2000)
+        .map(|i| {
+            let name = format!("t{i}");
+            moat_testkit::RaceRound::renamed_in(&f.staging.join(&name), &f.protected.join(&name))
+        })
+        .collect();
+    assert_eq!(
+        race_escapes(rounds, &bad),
+        0,
+        "reads of a renamed-in infected file succeeded"
+    );
+    // Sanity: the staged opens happened outside the include paths and were allowed.
+    drop(d);
+}
+
+/// Writes `content` and leaves the file old enough to be cached (the verdict caches skip
+/// files changed within the last 2 s, for filesystems with coarse timestamps).
+fn settled(path: &Path, content: &[u8]) -> PathBuf {
+    let p = put(path, content);
+    std::thread::sleep(Duration::from_millis(2100));
+    p
+}
+
+/// Opens `path` as nobody (clean, readable) and waits until the kernel ignore mark is set.
+fn cache_clean(d: &Daemon, path: &Path, content: &[u8], nth: usize) {
+    assert_readable(path, content);
+    let deadline = Instant::now() + LOG_TIMEOUT;
+    while d.log().matches("ignore mark set").count() < nth {
+        assert!(
+            Instant::now() < deadline,
+            "no ignore mark set for {}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The counter `name=N` of the shutdown summary.
+fn summary_count(log: &str, name: &str) -> u64 {
+    let re = Regex::new(&format!(r"\b{name}[=:] ?(\d+)")).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("stopped"))
+        .expect("summary line");
+    re.captures(line)
+        .map(|c| c[1].parse().unwrap())
+        .unwrap_or_else(|| panic!("no {name} in {line}"))
+}
+
+/// After a clean verdict the kernel answers later opens itself: ten more opens of the file
+/// raise no event (nothing scanned, no cache hit in userspace).
+#[test]
+fn kernel_cache_answers_repeated_opens_without_an_event() {
+    if !privileged() {
+        return;
+    }
+    let f = FsWorld::new();
+    let good = settled(&f.protected.join("a/good"), &clean("k"));
+    let mut d = Daemon::start(&f.w, &f.conf(), &[]);
+    assert!(d.ready.contains("cache=kernel ignore marks"), "{}", d.ready);
+    cache_clean(&d, &good, &clean("k"), 1);
+    for _ in 0..10 {
+        assert_readable(&good, &clean("k"));
+    }
+    d.signal(libc::SIGTERM);
+    d.wait_exit(STOP_TIMEOUT);
+    let log = d.log();
+    assert_eq!(summary_count(&log, "scanned_clean"), 1, "{log}");
+    assert_eq!(summary_count(&log, "cache_hits"), 0, "{log}");
+    assert_eq!(summary_count(&log, "marked"), 1, "{log}");
+}
+
+/// The four ways to make a cached clean file infected; each is blocked on the next open.
+#[derive(Clone, Copy, Debug)]
+enum Change {
+    Write,
+    TruncateAndWrite,
+    SharedMmapWrite,
+    RenameOver,
+}
+
+fn cached_file_made_infected_is_blocked(change: Change) {
+    if !privileged() {
+        return;
+    }
+    let f = FsWorld::new();
+    let bad = infected("changed");
+    // Clean content of the infected content's length, so an mmap can hold either.
+    let mut good = vec![b'c'; bad.len() - 1];
+    good.push(b'\n');
+    let path = settled(&f.protected.join("d/file"), &good);
+    let d = Daemon::start(&f.w, &f.conf(), &[]);
+    cache_clean(&d, &path, &good, 1);
+    assert_readable(&path, &good);
+    match change {
+        Change::Write => {
+            use std::os::unix::fs::FileExt;
+            let file = fs::OpenOptions::new().write(true).open(&path).unwrap();
+            file.write_all_at(&bad, 0).unwrap();
+        }
+        Change::TruncateAndWrite => {
+            let mut file = fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(&path)
+                .unwrap();
+            file.write_all(&bad).unwrap();
+        }
+        Change::SharedMmapWrite => {
+            mmap_write(&path, &bad);
+            // A write through a mapping drops nothing in the kernel: the daemon must see
+            // the close-after-write first (asynchronous by nature).
+            d.wait_line("the close-write invalidation", |l| {
+                l.contains("clean cache entry dropped after a write") && l.contains("kernel=true")
+            });
+        }
+        Change::RenameOver => {
+            let other = put(&f.protected.join("d/other"), &bad);
+            fs::rename(other, &path).unwrap();
+        }
+    }
+    assert_blocked(&path, &bad);
+}
+
+/// Writes `data` over the start of `path` through a shared mapping, then unmaps and closes.
+fn mmap_write(path: &Path, data: &[u8]) {
+    use std::os::fd::AsRawFd;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    // SAFETY: a fresh shared mapping of `data.len()` bytes of a file at least that long,
+    // written and unmapped here, nothing else holds it.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            data.len(),
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        );
+        assert_ne!(
+            p,
+            libc::MAP_FAILED,
+            "mmap: {}",
+            std::io::Error::last_os_error()
+        );
+        std::ptr::copy_nonoverlapping(data.as_ptr(), p as *mut u8, data.len());
+        assert_eq!(libc::munmap(p, data.len()), 0);
+    }
+    drop(file);
+}
+
+#[test]
+fn cached_clean_file_written_is_blocked() {
+    cached_file_made_infected_is_blocked(Change::Write);
+}
+
+#[test]
+fn cached_clean_file_truncated_and_written_is_blocked() {
+    cached_file_made_infected_is_blocked(Change::TruncateAndWrite);
+}
+
+#[test]
+fn cached_clean_file_written_through_shared_mmap_is_blocked() {
+    cached_file_made_infected_is_blocked(Change::SharedMmapWrite);
+}
+
+#[test]
+fn cached_clean_file_renamed_over_is_blocked() {
+    cached_file_made_infected_is_blocked(Change::RenameOver);
+}
+
+/// SIGHUP reloads the database and flushes the clean caches: a file cached as clean under
+/// the old database is blocked once the new one detects it. A reload that fails (a malformed
+/// signature line) keeps the previous database running.
+#[test]
+fn sighup_reloads_the_database_and_flushes_the_clean_cache() {
+    if !privileged() {
+        return;
+    }
+    let f = FsWorld::new();
+    let content = b"a file with RELOAD-ME-LATER inside\n".to_vec();
+    let path = settled(&f.protected.join("r/file"), &content);
+    let eicar_path = put(&f.protected.join("r/eicar"), &eicar());
+    let mut d = Daemon::start(&f.w, &f.conf(), &[]);
+    cache_clean(&d, &path, &content, 1);
+    assert_readable(&path, &content);
+    // "RELOAD-ME-LATER" in hex.
+    let sig = "Moat.Test.Reload:0:*:52454c4f41442d4d452d4c41544552\n";
+    fs::write(f.w.db.join("reload.ndb"), sig).unwrap();
+    d.signal(libc::SIGHUP);
+    d.wait_line("the reload", |l| {
+        l.contains("new signature database in use")
+    });
+    let pid = assert_blocked(&path, &content);
+    d.wait_found(&path, "Moat.Test.Reload.UNOFFICIAL FOUND", pid);
+    // A broken database: the reload fails and the previous one goes on.
+    fs::write(f.w.db.join("broken.ndb"), "Not.A.Signature:0:*:zz\n").unwrap();
+    d.signal(libc::SIGHUP);
+    let line = d.wait_line("the failed reload", |l| l.contains("reload failed"));
+    assert!(
+        line.contains("broken.ndb"),
+        "the error names the file: {line}"
+    );
+    assert!(
+        d.try_wait().is_none(),
+        "a failed reload must not stop the daemon"
+    );
+    assert_blocked(&path, &content);
+    assert_blocked(&eicar_path, &eicar());
+}
+
+/// Mounts that cannot reach an include path are ignored in the kernel: opens through a bind
+/// mount of the protected filesystem elsewhere raise no event, while opens outside the
+/// include path on the watched mount itself are allowed by path.
+#[test]
+fn default_scope_ignores_mounts_that_cannot_reach_an_include_path() {
+    if !privileged() {
+        return;
+    }
+    let f = FsWorld::new();
+    let file = put(&f.staging.join("x/file"), &infected("staged"));
+    let bind = Tmpfs::bind(&f.staging, &f.w.root.join("bind"));
+    let mut d = Daemon::start(&f.w, &f.conf(), &[]);
+    assert!(d.ready.contains("ignored mounts=1"), "{}", d.ready);
+    for _ in 0..5 {
+        assert_readable(&f.w.root.join("bind/x/file"), &infected("staged"));
+    }
+    assert_readable(&file, &infected("staged"));
+    d.signal(libc::SIGTERM);
+    d.wait_exit(STOP_TIMEOUT);
+    let log = d.log();
+    assert_eq!(summary_count(&log, "OutsideIncludes"), 1, "{log}");
+    drop(bind);
 }
