@@ -298,7 +298,9 @@ fn run_size(
     let outside = fs_guard.path.join("outside");
     fs::create_dir(&outside).map_err(|e| format!("{}: {e}", outside.display()))?;
     fs::set_permissions(&outside, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
-    let limit_notes = sysctls.ensure(dirs + 100_000, plan.raise_limits);
+    // One watch and one mark per directory, the race's subtrees (8 directories a round,
+    // tracked in directory scope) and a margin for other users of the uid.
+    let limit_notes = sysctls.ensure(dirs + 8 * plan.race_rounds + 20_000, plan.raise_limits);
     let size_runs = runs.join(format!("dirs-{dirs}"));
     fs::create_dir_all(&size_runs).map_err(|e| format!("{}: {e}", size_runs.display()))?;
     let setup = Setup {

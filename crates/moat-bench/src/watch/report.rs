@@ -404,9 +404,9 @@ pub fn print_summary(runs: &[SizeRun], tracking: Option<&str>) {
     }
     println!();
     println!("== summary: time to READY and to full coverage (ms), race escapes ==");
-    let mut header = format!("{:<44}", "metric");
+    let mut header = format!("{:<52}", "metric");
     for r in runs {
-        header.push_str(&format!(" | {:>11}", format!("{} dirs", r.tree.dirs)));
+        header.push_str(&format!(" | {:>14}", format!("{} dirs", r.tree.dirs)));
     }
     header.push_str(" | target");
     println!("{header}");
@@ -481,9 +481,9 @@ pub fn print_summary(runs: &[SizeRun], tracking: Option<&str>) {
         "",
     ));
     for (metric, cells, target) in lines {
-        let mut line = format!("{metric:<44}");
+        let mut line = format!("{metric:<52}");
         for c in cells {
-            line.push_str(&format!(" | {c:>11}"));
+            line.push_str(&format!(" | {c:>14}"));
         }
         line.push_str(&format!(" | {target}"));
         println!("{line}");
@@ -508,9 +508,10 @@ fn side_notes(label: &str, m: &Measured) {
     if let Some(r) = &m.races {
         for (name, v) in [("mkdir", &r.mkdir), ("rename", &r.rename)] {
             println!(
-                "{label}: race {name}: {} rounds in {:.1}s, {} escapes{}",
+                "{label}: race {name}: {} rounds in {:.0} ms ({:.0} us per round), {} escapes{}",
                 v.rounds,
-                v.secs,
+                v.secs * 1e3,
+                v.secs * 1e6 / v.rounds.max(1) as f64,
                 v.escapes,
                 v.first_error
                     .as_ref()

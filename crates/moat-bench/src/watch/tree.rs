@@ -18,7 +18,6 @@
 //! cache filled by another) are spread evenly over the directories.
 
 use crate::rng::Rng;
-use std::collections::VecDeque;
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -147,8 +146,7 @@ fn clean_body(rng: &mut Rng, j: u64) -> Vec<u8> {
 
 /// Walks the tree (readdir order) depth-first and breadth-first and picks the probes.
 fn choose_probes(dir: &Path, dirs: u64) -> io::Result<Vec<Probe>> {
-    let dfs = walk(dir, false)?;
-    let bfs = walk(dir, true)?;
+    let [dfs, bfs] = walk_both(dir)?;
     let picks = [
         ("root", PathBuf::new()),
         ("walk-first", dfs.get(1).cloned().unwrap_or_default()),
@@ -172,31 +170,41 @@ fn choose_probes(dir: &Path, dirs: u64) -> io::Result<Vec<Probe>> {
     Ok(probes)
 }
 
-/// Every directory under `dir` (relative paths, `dir` itself first), in the order a
-/// recursive readdir walk (`bfs = false`) or a queue-based one (`bfs = true`) visits them.
-fn walk(dir: &Path, bfs: bool) -> io::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let mut pending: VecDeque<PathBuf> = VecDeque::from([PathBuf::new()]);
-    while let Some(rel) = if bfs {
-        pending.pop_front()
-    } else {
-        pending.pop_back()
-    } {
-        let mut children = Vec::new();
-        for entry in fs::read_dir(dir.join(&rel))? {
+/// Every directory under `dir` (relative paths, `dir` itself first) in the order a
+/// queue-based readdir walk visits them (breadth first), with each one's subdirectories as
+/// indices into that list, in readdir order. One pass over the tree serves both orders.
+fn read_tree(dir: &Path) -> io::Result<(Vec<PathBuf>, Vec<Vec<u32>>)> {
+    let mut paths = vec![PathBuf::new()];
+    let mut children: Vec<Vec<u32>> = Vec::new();
+    let mut next = 0;
+    while next < paths.len() {
+        let mut kids = Vec::new();
+        for entry in fs::read_dir(dir.join(&paths[next]))? {
             let entry = entry?;
             if entry.file_type()?.is_dir() {
-                children.push(rel.join(entry.file_name()));
+                kids.push(paths.len() as u32);
+                let rel = paths[next].join(entry.file_name());
+                paths.push(rel);
             }
         }
-        if !bfs {
-            // A stack pops last-in first: push in reverse to visit in readdir order.
-            children.reverse();
-        }
-        pending.extend(children);
-        out.push(rel);
+        children.push(kids);
+        next += 1;
     }
-    Ok(out)
+    Ok((paths, children))
+}
+
+/// `[depth-first, breadth-first]`: every directory under `dir` (relative paths, `dir`
+/// itself first) in the order a recursive readdir walk, and a queue-based one, visit them.
+fn walk_both(dir: &Path) -> io::Result<[Vec<PathBuf>; 2]> {
+    let (paths, children) = read_tree(dir)?;
+    let mut dfs = Vec::with_capacity(paths.len());
+    let mut stack = vec![0u32];
+    while let Some(i) = stack.pop() {
+        dfs.push(paths[i as usize].clone());
+        // A stack pops last-in first: push in reverse to visit in readdir order.
+        stack.extend(children[i as usize].iter().rev());
+    }
+    Ok([dfs, paths])
 }
 
 /// Writes the infected probe file into every probe directory.
@@ -214,6 +222,7 @@ fn write_probe_files(dir: &Path, probes: &[Probe]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::VecDeque;
 
     #[test]
     fn heap_layout_names_nodes() {
@@ -231,6 +240,42 @@ mod tests {
             let rel = clean_file_rel(j, 2000, 100);
             assert!(rel.components().count() >= 2, "{rel:?}");
         }
+    }
+
+    /// The orders derived from one pass equal those of a recursive and a queue walk.
+    #[test]
+    fn one_pass_gives_both_walk_orders() {
+        let dir = std::env::temp_dir().join(format!("moat-bench-walk-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir(&dir).unwrap();
+        for i in 1..=150 {
+            fs::create_dir(dir.join(node_rel(i))).unwrap();
+        }
+        fn rec(dir: &Path, rel: PathBuf, out: &mut Vec<PathBuf>) {
+            let kids: Vec<PathBuf> = fs::read_dir(dir.join(&rel))
+                .unwrap()
+                .map(|e| rel.join(e.unwrap().file_name()))
+                .collect();
+            out.push(rel);
+            for k in kids {
+                rec(dir, k, out);
+            }
+        }
+        let mut dfs = Vec::new();
+        rec(&dir, PathBuf::new(), &mut dfs);
+        let mut bfs = Vec::new();
+        let mut q = VecDeque::from([PathBuf::new()]);
+        while let Some(rel) = q.pop_front() {
+            for e in fs::read_dir(dir.join(&rel)).unwrap() {
+                q.push_back(rel.join(e.unwrap().file_name()));
+            }
+            bfs.push(rel);
+        }
+        let [d, b] = walk_both(&dir).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(d.len(), 151);
+        assert_eq!(d, dfs);
+        assert_eq!(b, bfs);
     }
 
     #[test]
