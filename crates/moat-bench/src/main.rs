@@ -3,7 +3,8 @@
 //! ```text
 //! cargo run --release -p moat-bench -- scan [--quick] [--data DIR] [--moat PATH] [--clamscan PATH] [--runs N]
 //! cargo run --release -p moat-bench -- gen  [--quick] [--data DIR] [--force]
-//! cargo run --release -p moat-bench -- watch [--quick] [--dirs N] [--files N] [--data DIR] [--moat PATH]
+//! cargo run --release -p moat-bench -- watch [--quick] [--dirs N,...] [--files N] [--scope filesystem|directory|both]
+//!                                           [--tracking fanotify|inotify] [--race-rounds N] [--data DIR] [--moat PATH]
 //! ```
 //!
 //! `scan` generates (or reuses) a reproducible database and corpus ([`gen`]), warms the page
@@ -11,13 +12,16 @@
 //! ([`runner`]), then prints a comparison table and checks that both report the same
 //! detections ([`report`]).
 //!
-//! `watch` (root only) measures the on-access daemons: `moat watch` against ClamAV's clamd +
-//! clamonacc, each with its own clamd.conf and the same one-signature test database. On a
-//! reproducible tree of `--dirs` directories (100,000; 10,000 with `--quick`) it times, from
-//! each daemon's spawn, how long until every probe directory denies an infected file to an
-//! unprivileged opener (full coverage; plus moat's READY notification), then the p50/p99
-//! of the first and the repeated open of `--files` small clean files, with a no-scanner
-//! baseline, and prints moat/clamonacc and moat/none ratios ([`watch`]).
+//! `watch` (root only) measures the on-access daemons: `moat watch` (filesystem and/or
+//! directory scope) against ClamAV's clamd + clamonacc, each with its own clamd.conf and
+//! the same test database. For each tree size of `--dirs` (100,000 and 1,000,000; 10,000
+//! and 100,000 with `--quick`) it mounts a private tmpfs, generates a reproducible tree in
+//! it and times, from each daemon's spawn, moat's READY and how long until every probe
+//! directory denies an infected file to an unprivileged opener (full coverage), then the
+//! p50/p99 of the first and the repeated open of `--files` small clean files (5,000), and
+//! counts race escapes (`--race-rounds`, 2,000: an unprivileged process reading back an
+//! EICAR file it has just put into the tree), with a no-scanner baseline, and prints
+//! moat/clamonacc and moat/none ratios next to the issue's targets ([`watch`]).
 
 mod gen;
 mod report;

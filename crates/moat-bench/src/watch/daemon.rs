@@ -230,14 +230,23 @@ fn remove_stale(base: &Path) {
             .and_then(|n| n.strip_prefix("moat-bench-watch-"))
             .and_then(|p| p.parse::<u32>().ok());
         if pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) {
-            let _ = fs::remove_dir_all(e.path());
+            // A run killed outright may have left its tmpfs mounted there.
+            super::mount::detach_under(&e.path());
+            if !super::mount::has_mounts_under(&e.path()) {
+                let _ = fs::remove_dir_all(e.path());
+            }
         }
     }
 }
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.path);
+        // Never descend into a filesystem still mounted below (the tmpfs guards unmount
+        // theirs first; this is the fallback).
+        super::mount::detach_under(&self.path);
+        if !super::mount::has_mounts_under(&self.path) {
+            let _ = fs::remove_dir_all(&self.path);
+        }
     }
 }
 

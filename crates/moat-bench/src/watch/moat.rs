@@ -1,5 +1,7 @@
 //! moat's side: `moat watch -c CONF` with the same on-access configuration as clamonacc
-//! plus `OnAccessCoverage directory`, readiness reported over the systemd notify protocol.
+//! plus `OnAccessCoverage filesystem|directory` (and `OnAccessTracking`, only when the
+//! benchmark is asked for a tracking backend), readiness reported over the systemd notify
+//! protocol.
 //!
 //! The daemon's contract: it runs in the foreground and logs to stderr; once every mark is
 //! placed it logs `watching N directories under K include paths in T ms` and sends a
@@ -12,14 +14,21 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// moat.conf: clamd.conf syntax, no logging keys (moat logs to stderr), moat's extension.
-pub fn conf(db: &Path, tree: &Path) -> String {
+/// moat.conf: clamd.conf syntax, no logging keys (moat logs to stderr), moat's extensions:
+/// `OnAccessCoverage SCOPE`, and `OnAccessTracking T` when `tracking` is given (directory
+/// scope only: filesystem scope tracks nothing).
+pub fn conf(db: &Path, tree: &Path, scope: &str, tracking: Option<&str>) -> String {
+    let tracking = match tracking {
+        Some(t) if scope == "directory" => format!("OnAccessTracking {t}\n"),
+        _ => String::new(),
+    };
     format!(
         "# written by moat-bench watch\n\
          Foreground yes\n\
          DatabaseDirectory {}\n\
          {}\
-         OnAccessCoverage directory\n",
+         OnAccessCoverage {scope}\n\
+         {tracking}",
         db.display(),
         on_access_conf(tree)
     )
@@ -53,8 +62,8 @@ pub struct Running {
     pub notify: UnixDatagram,
 }
 
-/// Binds the notify socket in `tmp` and starts `moat watch -c conf`.
-pub fn start(bin: &Path, conf: &Path, tmp: &Path, logs: &Path) -> Result<Running, String> {
+/// Binds the notify socket in `tmp` and starts `moat watch -c conf`, logging to `log`.
+pub fn start(bin: &Path, conf: &Path, tmp: &Path, log: &Path) -> Result<Running, String> {
     let sock = tmp.join("notify.sock");
     let _ = std::fs::remove_file(&sock);
     let notify = UnixDatagram::bind(&sock).map_err(|e| format!("{}: {e}", sock.display()))?;
@@ -70,7 +79,7 @@ pub fn start(bin: &Path, conf: &Path, tmp: &Path, logs: &Path) -> Result<Running
     if std::env::var_os("RUST_LOG").is_none() {
         cmd.env("RUST_LOG", "info");
     }
-    let daemon = Daemon::spawn("moat watch", cmd, &logs.join("moat-watch.log"))?;
+    let daemon = Daemon::spawn("moat watch", cmd, log)?;
     Ok(Running { daemon, notify })
 }
 
@@ -110,23 +119,44 @@ pub fn take_ready(notify: &UnixDatagram) -> Option<Ready> {
     None
 }
 
-/// `(directories, include paths, ms)` from the daemon's `watching N directories under K
-/// include paths in T ms` log line.
-pub fn watching_line(log: &PathBuf) -> Option<(u64, u64, f64)> {
+/// What the daemon's readiness log line says: `watching N directories under K include
+/// paths in T ms` (directory scope) or `watching every directory of F filesystems/mounts
+/// under K include paths in T ms` (filesystem scope).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Watching {
+    /// Directories marked (directory scope), or None.
+    pub dirs: Option<u64>,
+    /// Filesystems or mounts marked whole (filesystem scope), or None.
+    pub whole: Option<u64>,
+    /// Include paths.
+    pub paths: u64,
+    /// Set-up time it reports (ms).
+    pub ms: f64,
+}
+
+/// The readiness line of the daemon's log, parsed.
+pub fn watching_line(log: &PathBuf) -> Option<Watching> {
     let text = std::fs::read_to_string(log).ok()?;
     text.lines().find_map(parse_watching)
 }
 
-fn parse_watching(line: &str) -> Option<(u64, u64, f64)> {
+fn parse_watching(line: &str) -> Option<Watching> {
     let rest = &line[line.find("watching ")? + "watching ".len()..];
-    let (dirs, rest) = rest.split_once(" directories under ")?;
+    let (what, rest) = rest.split_once(" under ")?;
     let (paths, rest) = rest.split_once(" include path")?;
     let ms = rest.split_once(" in ")?.1.split_whitespace().next()?;
-    Some((
-        dirs.trim().parse().ok()?,
-        paths.trim().parse().ok()?,
-        ms.parse().ok()?,
-    ))
+    let (dirs, whole) = if let Some(n) = what.strip_suffix(" directories") {
+        (Some(n.trim().parse().ok()?), None)
+    } else {
+        let n = what.strip_prefix("every directory of ")?;
+        (None, Some(n.split_whitespace().next()?.parse().ok()?))
+    };
+    Some(Watching {
+        dirs,
+        whole,
+        paths: paths.trim().parse().ok()?,
+        ms: ms.parse().ok()?,
+    })
 }
 
 #[cfg(test)]
@@ -136,9 +166,16 @@ mod tests {
     #[test]
     fn parses_the_readiness_line() {
         let l = " INFO watching 100001 directories under 1 include paths in 812 ms";
-        assert_eq!(parse_watching(l), Some((100_001, 1, 812.0)));
+        let w = parse_watching(l).unwrap();
+        assert_eq!(
+            (w.dirs, w.whole, w.paths, w.ms),
+            (Some(100_001), None, 1, 812.0)
+        );
         let l = "watching 11 directories under 2 include paths in 3.5 ms";
-        assert_eq!(parse_watching(l), Some((11, 2, 3.5)));
+        assert_eq!(parse_watching(l).unwrap().ms, 3.5);
+        let l = "watching every directory of 1 filesystems/mounts under 1 include paths in 0 ms";
+        let w = parse_watching(l).unwrap();
+        assert_eq!((w.dirs, w.whole, w.paths, w.ms), (None, Some(1), 1, 0.0));
         assert_eq!(parse_watching("watching nothing"), None);
     }
 }

@@ -1,43 +1,96 @@
 //! `moat-bench watch`: `moat watch` side by side with ClamAV's clamonacc, in one run.
 //!
-//! One reproducible tree ([`tree`]) is watched by each product in turn, never both at once
-//! (two permission listeners would each slow the other). For each product: warm the
-//! tree, fork the unprivileged prober ([`probe`]), start the daemon(s), wait until every
-//! probe directory denies its infected file (full coverage, timed from the daemon's spawn),
-//! count the marks the daemon holds, check that root's opens are scanned too, then time the
-//! first and the second open of every clean file from this process, and stop the
-//! daemon(s). The same opens are timed with no scanner running as the baseline. Processes
-//! are cleaned up on every path, Ctrl-C included ([`daemon`]).
+//! For each tree size (`--dirs`), the run mounts a private tmpfs ([`mount`]), generates a
+//! reproducible tree in it ([`tree`]) and measures, one product at a time (two permission
+//! listeners would each slow the other): no scanner at all (the baseline), `moat watch` in
+//! each asked scope (`OnAccessCoverage filesystem`, `directory` with the asked tracking
+//! backend), and clamd + `clamonacc --fdpass`. For each: fork the unprivileged prober
+//! ([`probe`]), start the daemon(s), wait until every probe directory denies its infected
+//! file (full coverage, timed from the daemon's spawn) and moat's READY, count the marks,
+//! check that root's opens are scanned too, time the first open of every clean file and
+//! then, once all first opens are done, the second open of each (from this process: root,
+//! not excluded, not the daemon), run the race rounds ([`race`]) and stop the daemon(s).
+//! Processes are stopped and the tmpfs unmounted on every path, Ctrl-C included
+//! ([`daemon`], [`mount`]).
 
 mod clamav;
 mod daemon;
 mod moat;
+mod mount;
 mod probe;
+mod race;
 mod report;
 mod tree;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use daemon::{Daemon, Marks, Stopped, TempDir, Watchdog};
 use probe::{Pass, Prober};
 use std::ffi::CString;
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// `--scope`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ScopeArg {
+    /// `OnAccessCoverage filesystem`: one FAN_MARK_FILESYSTEM mark.
+    Filesystem,
+    /// `OnAccessCoverage directory`: one mark per directory, tracked.
+    Directory,
+    /// Both, one after the other.
+    Both,
+}
+
+/// `--tracking`: the `OnAccessTracking` value passed in directory scope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Tracking {
+    /// fanotify directory-entry events (a notification group with FID reporting).
+    Fanotify,
+    /// One inotify watch per directory.
+    Inotify,
+}
+
+impl Tracking {
+    fn key(self) -> &'static str {
+        match self {
+            Tracking::Fanotify => "fanotify",
+            Tracking::Inotify => "inotify",
+        }
+    }
+}
+
 /// Arguments of `moat-bench watch`.
 #[derive(Args)]
 pub struct WatchArgs {
-    /// Small profile: 10,000 directories (a run takes well under 2 minutes).
+    /// Small profile: trees of 10,000 and 100,000 directories, 1,000 clean files, 200 race
+    /// rounds (well under 3 minutes).
     #[arg(long)]
     quick: bool,
-    /// Directories in the tree [default: 100000, 10000 with --quick].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(10..))]
-    dirs: Option<u64>,
-    /// Small clean files whose first and second open are timed.
-    #[arg(long, value_name = "N", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
-    files: u64,
-    /// Where the tree is cached [default: <workspace>/target/bench-data].
+    /// Directories in each tree, a list or repeated [default: 100000,1000000; 10000,100000
+    /// with --quick].
+    #[arg(long, value_name = "N,...", value_delimiter = ',', value_parser = clap::value_parser!(u64).range(10..))]
+    dirs: Vec<u64>,
+    /// Small clean files whose first and repeated open are timed [default: 5000, 1000 with
+    /// --quick].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    files: Option<u64>,
+    /// moat's coverage scope(s) to measure.
+    #[arg(long, value_enum, default_value = "both")]
+    scope: ScopeArg,
+    /// Tracking backend for directory scope, passed as `OnAccessTracking` [default: not
+    /// passed, moat's own default].
+    #[arg(long, value_enum)]
+    tracking: Option<Tracking>,
+    /// Rounds of each race variant [default: 2000, 200 with --quick].
+    #[arg(long, value_name = "N")]
+    race_rounds: Option<u64>,
+    /// Do not raise fs.inotify.max_user_watches / fs.fanotify.max_user_marks for big trees
+    /// (by default they are raised for the run and restored at exit).
+    #[arg(long)]
+    no_raise_limits: bool,
+    /// Where configurations and logs are written [default: <workspace>/target/bench-data].
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
     /// The moat binary [default: <target dir>/release/moat, built if missing].
@@ -62,8 +115,8 @@ pub struct Measured {
     pub ready: Option<(f64, String)>,
     /// clamonacc: from clamd's spawn to its first PONG (ms).
     pub server_ready_ms: Option<f64>,
-    /// moat: `(directories, include paths, ms)` from its readiness log line.
-    pub watching: Option<(u64, u64, f64)>,
+    /// moat: its readiness log line.
+    pub watching: Option<moat::Watching>,
     /// Per probe: ms from spawn to the first denied open (None: never denied).
     pub coverage: Vec<Option<f64>>,
     /// Probe opens that failed with something else than EPERM.
@@ -76,8 +129,10 @@ pub struct Measured {
     pub root_probe: Option<Result<(), i32>>,
     /// First open of every clean file.
     pub first: Pass,
-    /// Second open of every clean file.
+    /// Second open of every clean file, after all first opens.
     pub repeat: Pass,
+    /// The race rounds.
+    pub races: Option<race::Races>,
     /// Resident memory of the product's processes after the opens (bytes): now, peak.
     pub memory: Option<(u64, u64)>,
     /// How each process stopped, in stop order.
@@ -90,6 +145,8 @@ pub struct Measured {
 pub struct Side {
     /// `moat`, `clamonacc`, `none`.
     pub label: &'static str,
+    /// moat's scope (`filesystem`, `directory`), None for the others.
+    pub scope: Option<&'static str>,
     /// The figures, or why there are none.
     pub result: Result<Measured, String>,
 }
@@ -105,14 +162,50 @@ struct Started {
     server_ready_ms: Option<f64>,
 }
 
-/// Paths shared by the runs.
+/// The run-wide settings.
+struct Plan {
+    files: u64,
+    scopes: Vec<&'static str>,
+    tracking: Option<Tracking>,
+    race_rounds: u64,
+    timeout: Duration,
+    raise_limits: bool,
+}
+
+/// Paths shared by the measurements of one tree.
 struct Setup {
     tree: tree::Tree,
+    /// The mount's root (the tree and the race's outside directory are below it).
+    mnt: PathBuf,
     clean: Vec<CString>,
     probe_files: Vec<PathBuf>,
     timeout: Duration,
+    race_rounds: u64,
+    /// Configurations and logs of this tree size.
     runs: PathBuf,
-    tmp: TempDir,
+    tmp: PathBuf,
+}
+
+/// One tree size's results.
+pub struct SizeRun {
+    /// The tree measured.
+    pub tree: tree::Tree,
+    /// How the tmpfs was mounted.
+    pub mount: String,
+    /// Limits raised (or not) for it.
+    pub limit_notes: Vec<String>,
+    /// `(name, command line)` of every daemon started.
+    pub commands: Vec<(String, String)>,
+    /// Where configurations and logs went.
+    pub runs: PathBuf,
+    /// `OnAccessTracking` passed in directory scope, if any.
+    pub tracking: Option<&'static str>,
+    /// moat, one per scope.
+    pub moat: Vec<Side>,
+    /// clamonacc.
+    pub clam: Side,
+    /// No scanner.
+    pub none: Side,
 }
 
 /// Runs the whole benchmark and prints the report.
@@ -121,97 +214,157 @@ pub fn run(args: WatchArgs) -> Result<(), String> {
     daemon::install_signal_flag();
     // SAFETY: plain syscall.
     if unsafe { libc::geteuid() } != 0 {
-        return Err("watch needs root (fanotify permission events, setuid probes)".into());
+        return Err("watch needs root (fanotify permission events, setuid probes, mounts)".into());
     }
-    let setup = prepare(&args)?;
-    let moat_bin = crate::resolve_moat(args.moat.clone());
-    let clam_bins = clamav::locate(&args.clamd, &args.clamonacc, &setup.runs.join("apt.log"));
-    let Configs {
-        moat: moat_conf,
-        clamd: clamd_conf,
-        socket,
-    } = write_configs(&setup)?;
+    let sizes = if !args.dirs.is_empty() {
+        args.dirs.clone()
+    } else if args.quick {
+        vec![10_000, 100_000]
+    } else {
+        vec![100_000, 1_000_000]
+    };
+    let plan = Plan {
+        files: args.files.unwrap_or(if args.quick { 1000 } else { 5000 }),
+        scopes: match args.scope {
+            ScopeArg::Filesystem => vec!["filesystem"],
+            ScopeArg::Directory => vec!["directory"],
+            ScopeArg::Both => vec!["filesystem", "directory"],
+        },
+        tracking: args.tracking,
+        race_rounds: args
+            .race_rounds
+            .unwrap_or(if args.quick { 200 } else { 2000 }),
+        timeout: Duration::from_secs(args.timeout.unwrap_or(if args.quick { 45 } else { 120 })),
+        raise_limits: !args.no_raise_limits,
+    };
+    let data = crate::resolve_data_dir(args.data.clone());
+    let runs = data.join("watch-runs");
+    fs::create_dir_all(&runs).map_err(|e| format!("{}: {e}", runs.display()))?;
+    let moat_bin =
+        crate::resolve_moat(args.moat.clone()).and_then(|bin| moat::available(&bin).map(|()| bin));
+    let clam_bins = clamav::locate(&args.clamd, &args.clamonacc, &runs.join("apt.log"));
+    // Drop order (reverse of declaration): each size's tmpfs is unmounted inside
+    // `run_size`; then the sysctls are restored; the temp dir goes last.
+    let tmp = TempDir::new()?;
+    let mut sysctls = mount::Sysctls::default();
+    let mut results = Vec::new();
+    for &dirs in &sizes {
+        daemon::check_interrupted()?;
+        let r = run_size(
+            &plan,
+            dirs,
+            &runs,
+            &tmp.path,
+            moat_bin.as_deref(),
+            clam_bins.as_ref(),
+            &mut sysctls,
+        )?;
+        report::print_size(&r);
+        results.push(r);
+    }
+    report::print_summary(&results, plan.tracking.map(Tracking::key));
+    println!(
+        "total benchmark time {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// One tree size: mount, generate, measure every side, unmount.
+fn run_size(
+    plan: &Plan,
+    dirs: u64,
+    runs: &Path,
+    tmp: &Path,
+    moat_bin: Result<&Path, &String>,
+    clam_bins: Result<&clamav::Binaries, &String>,
+    sysctls: &mut mount::Sysctls,
+) -> Result<SizeRun, String> {
+    // Room for the tree, the clean files, the probes and every race round's 10 inodes.
+    let inodes = dirs + plan.files + 20 * plan.race_rounds + 100_000;
+    let fs_guard = mount::Tmpfs::mount(&tmp.join(format!("mnt-{dirs}")), inodes)?;
+    let mount_text = format!(
+        "tmpfs -o {} on {} (private to this run, unmounted at exit)",
+        fs_guard.options,
+        fs_guard.path.display()
+    );
+    let tree = tree::generate(&fs_guard.path.join("tree"), dirs, plan.files)
+        .map_err(|e| format!("tree: {e}"))?;
+    eprintln!(
+        "moat-bench: tree generated in {:.1}s (+{:.1}s walking it to choose the probes)",
+        tree.generation_secs, tree.probe_secs
+    );
+    mount::check_private(&tree.dir, &fs_guard)?;
+    let outside = fs_guard.path.join("outside");
+    fs::create_dir(&outside).map_err(|e| format!("{}: {e}", outside.display()))?;
+    fs::set_permissions(&outside, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+    // One watch and one mark per directory, the race's subtrees (8 directories a round,
+    // tracked in directory scope) and a margin for other users of the uid.
+    let limit_notes = sysctls.ensure(dirs + 8 * plan.race_rounds + 20_000, plan.raise_limits);
+    let size_runs = runs.join(format!("dirs-{dirs}"));
+    fs::create_dir_all(&size_runs).map_err(|e| format!("{}: {e}", size_runs.display()))?;
+    let setup = Setup {
+        clean: probe::cstrings(&tree.clean_files),
+        probe_files: tree.probe_files(),
+        mnt: fs_guard.path.clone(),
+        timeout: plan.timeout,
+        race_rounds: plan.race_rounds,
+        tree,
+        runs: size_runs,
+        tmp: tmp.to_path_buf(),
+    };
+    preflight(&setup)?;
+    let confs = write_configs(&setup, plan)?;
 
     // A product that cannot run becomes an n/a column; the others are still measured.
     let mut commands = Vec::new();
     let none = Side {
         label: "none",
+        scope: None,
         result: measure_baseline(&setup),
     };
+    let mut moat_sides = Vec::new();
+    for (&scope, conf) in plan.scopes.iter().zip(&confs.moat) {
+        daemon::check_interrupted()?;
+        let log = setup.runs.join(format!("moat-watch-{scope}.log"));
+        let result = moat_bin.map_err(String::clone).and_then(|bin| {
+            commands.push((format!("moat ({scope})"), moat::command_line(bin, conf)));
+            measure(&setup, &format!("moat-{scope}"), || {
+                start_moat(bin, conf, &log, &setup)
+            })
+        });
+        moat_sides.push(Side {
+            label: "moat",
+            scope: Some(scope),
+            result,
+        });
+    }
     daemon::check_interrupted()?;
-    let moat_side = Side {
-        label: "moat",
-        result: moat_bin
-            .and_then(|bin| moat::available(&bin).map(|()| bin))
-            .and_then(|bin| {
-                commands.push(("moat", moat::command_line(&bin, &moat_conf)));
-                measure(&setup, || start_moat(&bin, &moat_conf, &setup))
-            }),
-    };
-    daemon::check_interrupted()?;
-    let clam_side = Side {
+    let clam = Side {
         label: "clamonacc",
-        result: clam_bins.and_then(|bins| {
-            let [d, o] = clamav::command_lines(&bins, &clamd_conf);
-            commands.extend([("clamd", d), ("clamonacc", o)]);
-            measure(&setup, || start_clamav(&bins, &clamd_conf, &socket, &setup))
+        scope: None,
+        result: clam_bins.map_err(String::clone).and_then(|bins| {
+            let [d, o] = clamav::command_lines(bins, &confs.clamd);
+            commands.extend([("clamd".to_string(), d), ("clamonacc".to_string(), o)]);
+            measure(&setup, "clamonacc", || {
+                start_clamav(bins, &confs.clamd, &confs.socket, &setup)
+            })
         }),
     };
     daemon::check_interrupted()?;
-    report::print(&report::Context {
-        tree: &setup.tree,
-        runs: &setup.runs,
-        commands: &commands,
-        sides: [&moat_side, &clam_side, &none],
-        total_secs: started.elapsed().as_secs_f64(),
-    });
-    Ok(())
-}
-
-/// Generates or reuses the tree, checks the probes are reachable and readable by the
-/// unprivileged prober, and warms the caches.
-fn prepare(args: &WatchArgs) -> Result<Setup, String> {
-    let dirs = args
-        .dirs
-        .unwrap_or(if args.quick { 10_000 } else { 100_000 });
-    let data = crate::resolve_data_dir(args.data.clone());
-    let tree = tree::ensure(&data, dirs, args.files).map_err(|e| format!("tree: {e}"))?;
-    if tree.generated {
-        eprintln!("moat-bench: tree generated in {:.1}s", tree.generation_secs);
-    } else {
-        eprintln!(
-            "moat-bench: using the cached tree in {}",
-            tree.dir.display()
-        );
-    }
-    refuse_unsafe_tree(&tree.dir)?;
-    let runs = data.join("watch-runs");
-    fs::create_dir_all(&runs).map_err(|e| format!("{}: {e}", runs.display()))?;
-    let setup = Setup {
-        clean: probe::cstrings(&tree.clean_files),
-        probe_files: tree.probe_files(),
-        timeout: Duration::from_secs(args.timeout.unwrap_or(if args.quick { 45 } else { 120 })),
+    let Setup { tree, runs, .. } = setup;
+    drop(fs_guard);
+    Ok(SizeRun {
         tree,
+        mount: mount_text,
+        limit_notes,
+        commands,
         runs,
-        tmp: TempDir::new()?,
-    };
-    preflight(&setup)?;
-    Ok(setup)
-}
-
-/// The include path must be the generated tree and nothing that contains the workspace.
-fn refuse_unsafe_tree(dir: &Path) -> Result<(), String> {
-    let dir = dir
-        .canonicalize()
-        .map_err(|e| format!("{}: {e}", dir.display()))?;
-    let ws = crate::workspace_root();
-    if dir == Path::new("/") || ws.starts_with(&dir) {
-        return Err(format!(
-            "refusing to watch {}: it contains the source tree",
-            dir.display()
-        ));
-    }
-    Ok(())
+        tracking: plan.tracking.map(Tracking::key),
+        moat: moat_sides,
+        clam,
+        none,
+    })
 }
 
 /// With no daemon started, every probe must open as uid 65534 (else the figures would
@@ -232,7 +385,6 @@ fn preflight(setup: &Setup) -> Result<(), String> {
         ));
     }
     drop(prober);
-    tree::warm(&setup.tree.dir).map_err(|e| format!("warming the tree: {e}"))?;
     for f in &setup.tree.clean_files {
         fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?;
     }
@@ -245,25 +397,34 @@ fn write(path: &Path, text: &str) -> Result<(), String> {
 
 /// Where [`write_configs`] put things.
 struct Configs {
-    moat: PathBuf,
+    /// One per scope of the plan, in order.
+    moat: Vec<PathBuf>,
     clamd: PathBuf,
     /// clamd's socket, in the temp dir (kept short for the unix socket path limit).
     socket: PathBuf,
 }
 
-/// Writes the test database both products load (same directory, same file) and their
-/// configurations, into the runs dir so a run can be reproduced by hand.
-fn write_configs(setup: &Setup) -> Result<Configs, String> {
+/// Writes the test database both products load (same directory, same files: the probe
+/// marker and EICAR, both built at run time) and their configurations, into the runs dir
+/// so a run can be reproduced by hand.
+fn write_configs(setup: &Setup, plan: &Plan) -> Result<Configs, String> {
     let db = setup.runs.join("db");
     fs::create_dir_all(&db).map_err(|e| format!("{}: {e}", db.display()))?;
     write(&db.join("moat-test.ndb"), &tree::test_ndb())?;
+    write(&db.join("moat-bench-eicar.hdb"), &race::eicar_hdb())?;
+    let mut moat_confs = Vec::new();
+    for scope in &plan.scopes {
+        let path = setup.runs.join(format!("moat-{scope}.conf"));
+        let tracking = plan.tracking.map(Tracking::key);
+        write(&path, &moat::conf(&db, &setup.tree.dir, scope, tracking))?;
+        moat_confs.push(path);
+    }
     let c = Configs {
-        moat: setup.runs.join("moat.conf"),
+        moat: moat_confs,
         clamd: setup.runs.join("clamd.conf"),
-        socket: setup.tmp.path.join("clamd.sock"),
+        socket: setup.tmp.join("clamd.sock"),
     };
     let clamd_log = setup.runs.join("clamd.log");
-    write(&c.moat, &moat::conf(&db, &setup.tree.dir))?;
     write(
         &c.clamd,
         &clamav::clamd_conf(&c.socket, &db, &clamd_log, &setup.tree.dir),
@@ -271,8 +432,8 @@ fn write_configs(setup: &Setup) -> Result<Configs, String> {
     Ok(c)
 }
 
-fn start_moat(bin: &Path, conf: &Path, setup: &Setup) -> Result<Started, String> {
-    let r = moat::start(bin, conf, &setup.tmp.path, &setup.runs)?;
+fn start_moat(bin: &Path, conf: &Path, log: &Path, setup: &Setup) -> Result<Started, String> {
+    let r = moat::start(bin, conf, &setup.tmp, log)?;
     Ok(Started {
         daemons: vec![r.daemon],
         notify: Some(r.notify),
@@ -294,7 +455,49 @@ fn start_clamav(
     })
 }
 
-/// The baseline: the same opens with no scanner running.
+/// The race's directories for one side: `tree/race-TAG` (watched) and `outside/TAG` (on
+/// the same tmpfs, outside the include path), writable by the racer's uid. Removed on drop.
+struct RaceDirs {
+    watched: PathBuf,
+    outside: PathBuf,
+}
+
+impl RaceDirs {
+    fn new(setup: &Setup, tag: &str) -> Result<RaceDirs, String> {
+        let d = RaceDirs {
+            watched: setup.tree.dir.join(format!("race-{tag}")),
+            outside: setup.mnt.join("outside").join(tag),
+        };
+        for p in [&d.watched, &d.outside] {
+            fs::create_dir(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let c = probe::cstrings(std::slice::from_ref(p));
+            // SAFETY: a valid C string; giving the directory to the racer's uid.
+            if unsafe { libc::chown(c[0].as_ptr(), probe::PROBE_ID, probe::PROBE_ID) } != 0 {
+                return Err(format!(
+                    "chown {}: {}",
+                    p.display(),
+                    std::io::Error::last_os_error()
+                ));
+            }
+        }
+        Ok(d)
+    }
+
+    fn run(&self, setup: &Setup, pids: &[i32]) -> Result<race::Races, String> {
+        race::run(&self.watched, &self.outside, setup.race_rounds, pids)
+    }
+}
+
+impl Drop for RaceDirs {
+    fn drop(&mut self) {
+        // After the daemon stopped (the guard is declared before it starts): the next
+        // product must find the tree as generated.
+        let _ = fs::remove_dir_all(&self.watched);
+        let _ = fs::remove_dir_all(&self.outside);
+    }
+}
+
+/// The baseline: the same opens and races with no scanner running.
 fn measure_baseline(setup: &Setup) -> Result<Measured, String> {
     eprintln!("moat-bench: none: timing opens with no scanner...");
     let mut m = Measured {
@@ -303,22 +506,25 @@ fn measure_baseline(setup: &Setup) -> Result<Measured, String> {
     };
     note_interference(&mut m, &[]);
     time_opens(setup, &[], &mut m)?;
+    let race_dirs = RaceDirs::new(setup, "none")?;
+    m.races = Some(race_dirs.run(setup, &[])?);
     note_interference(&mut m, &[]);
     Ok(m)
 }
 
-/// One product: start, wait for coverage, inspect, time the opens, stop.
+/// One product: start, wait for coverage, inspect, time the opens, race, stop.
 fn measure(
     setup: &Setup,
+    tag: &str,
     start: impl FnOnce() -> Result<Started, String>,
 ) -> Result<Measured, String> {
-    tree::warm(&setup.tree.dir).map_err(|e| format!("warming the tree: {e}"))?;
     let mut m = Measured::default();
     note_interference(&mut m, &[]);
+    let race_dirs = RaceDirs::new(setup, tag)?;
     let mut prober = Prober::start(&setup.probe_files)?;
     let mut s = start()?;
     let name = s.daemons[0].name;
-    eprintln!("moat-bench: {name}: started, waiting for coverage...");
+    eprintln!("moat-bench: {tag}: started, waiting for coverage...");
     m.server_ready_ms = s.server_ready_ms;
     wait_for_coverage(setup, &mut prober, &mut s, &mut m)?;
     drop(prober);
@@ -331,6 +537,11 @@ fn measure(
     let pids: Vec<i32> = s.daemons.iter().map(Daemon::pid).collect();
     time_opens(setup, &pids, &mut m)?;
     m.marks_after = Some(daemon::marks_of(s.daemons[0].pid()));
+    eprintln!(
+        "moat-bench: {tag}: {} race rounds of each variant...",
+        setup.race_rounds
+    );
+    m.races = Some(race_dirs.run(setup, &pids)?);
     note_interference(&mut m, &pids);
     m.memory = pids
         .iter()
@@ -411,8 +622,8 @@ fn report_progress(name: &str, m: &Measured) {
     );
 }
 
-/// First and second open of every clean file, under a watchdog that kills `pids` if an
-/// open hangs.
+/// First open of every clean file, then (once all first opens are done) the second open
+/// of each, under a watchdog that kills `pids` if an open hangs.
 fn time_opens(setup: &Setup, pids: &[i32], m: &mut Measured) -> Result<(), String> {
     let dog = Watchdog::new(pids.to_vec(), Duration::from_secs(10));
     m.first = probe::time_pass(&setup.clean, &dog)?;

@@ -1,25 +1,13 @@
-//! The printed comparison: tree and limits, exact commands, then one table with a column
-//! per product, the no-scanner baseline and the ratios moat/clamonacc and moat/none.
+//! The printed comparison, per tree size: tree, mount and limits, exact commands, then one
+//! table per moat scope with a column per product (moat, clamonacc, no scanner), the ratios
+//! moat/clamonacc and moat/none, and the issue's target next to the rows that have one.
+//! Then a summary across sizes: time to READY and to full coverage, race escapes.
 
-use super::daemon::{self, Marks};
+use super::daemon;
+use super::daemon::Marks;
 use super::probe::{quantile, Pass};
 use super::tree::{Tree, FANOUT};
-use super::{Measured, Side};
-use std::path::Path;
-
-/// What the report needs.
-pub struct Context<'a> {
-    /// The watched tree.
-    pub tree: &'a Tree,
-    /// Where configurations and logs were written.
-    pub runs: &'a Path,
-    /// `(name, command line)` of every daemon started.
-    pub commands: &'a [(&'static str, String)],
-    /// moat, clamonacc, none.
-    pub sides: [&'a Side; 3],
-    /// Wall time of the whole benchmark.
-    pub total_secs: f64,
-}
+use super::{Measured, Side, SizeRun};
 
 /// A cell: a number (ratios are formed from these) or a word.
 enum Cell {
@@ -33,6 +21,14 @@ struct Row {
     metric: String,
     decimals: usize,
     cell: Box<dyn Fn(&Measured) -> Cell>,
+    /// The issue's target for moat's figure, judged from (moat, clamonacc, none).
+    target: Option<Target>,
+}
+
+/// A target: its text, and whether the cells meet it.
+struct Target {
+    text: &'static str,
+    met: fn(&[Cell; 3]) -> Option<bool>,
 }
 
 fn row(metric: impl Into<String>, decimals: usize, f: impl Fn(&Measured) -> Cell + 'static) -> Row {
@@ -40,6 +36,37 @@ fn row(metric: impl Into<String>, decimals: usize, f: impl Fn(&Measured) -> Cell
         metric: metric.into(),
         decimals,
         cell: Box::new(f),
+        target: None,
+    }
+}
+
+impl Row {
+    fn target(mut self, text: &'static str, met: fn(&[Cell; 3]) -> Option<bool>) -> Row {
+        self.target = Some(Target { text, met });
+        self
+    }
+}
+
+fn value(c: &Cell) -> Option<f64> {
+    match c {
+        Cell::Num(v) => Some(*v),
+        _ => None,
+    }
+}
+
+/// moat's figure over column `other`'s at most `limit`.
+fn ratio_at_most(c: &[Cell; 3], other: usize, limit: f64) -> Option<bool> {
+    Some(value(&c[0])? / value(&c[other])? <= limit)
+}
+
+fn target_text(t: &Option<Target>, cells: &[Cell; 3]) -> String {
+    let Some(t) = t else {
+        return String::new();
+    };
+    match (t.met)(cells) {
+        Some(true) => format!("{}: met", t.text),
+        Some(false) => format!("{}: MISSED", t.text),
+        None => format!("{}: ?", t.text),
     }
 }
 
@@ -47,28 +74,59 @@ fn num(v: Option<f64>) -> Cell {
     v.filter(|v| v.is_finite()).map_or(Cell::Empty, Cell::Num)
 }
 
-/// Prints the whole report.
-pub fn print(cx: &Context) {
-    print_setup(cx);
-    let rows = rows(cx.tree);
-    print_table(cx, &rows);
-    print_notes(cx);
+/// Prints one tree size: setup, then a table per moat scope.
+pub fn print_size(r: &SizeRun) {
+    print_setup(r);
+    for moat in &r.moat {
+        let scope = moat.scope.unwrap_or("?");
+        let rows = rows(&r.tree, scope);
+        println!();
+        println!(
+            "== results, {} directories: moat OnAccessCoverage {scope}{} vs clamonacc \
+             (ratios are moat/x: below 1 means moat's figure is lower; for times lower is better) ==",
+            r.tree.dirs,
+            tracking_text(moat, r.tracking)
+        );
+        print_table([moat, &r.clam, &r.none], &rows);
+    }
+    println!();
+    for side in r.moat.iter().chain([&r.clam, &r.none]) {
+        let label = match side.scope {
+            Some(s) => format!("{} ({s})", side.label),
+            None => side.label.to_string(),
+        };
+        match &side.result {
+            Err(why) => println!("{label}: n/a: {why}"),
+            Ok(m) => side_notes(&label, m),
+        }
+    }
+    print_notes();
 }
 
-fn print_setup(cx: &Context) {
-    let t = cx.tree;
+/// ` (tracking X)` for directory scope: what the conf asked for, or moat's default.
+fn tracking_text(side: &Side, tracking: Option<&str>) -> String {
+    if side.scope != Some("directory") {
+        return String::new();
+    }
+    match tracking {
+        Some(t) => format!(", OnAccessTracking {t}"),
+        None => ", tracking: moat's default (OnAccessTracking not passed)".to_string(),
+    }
+}
+
+fn print_setup(r: &SizeRun) {
+    let t = &r.tree;
     println!();
     println!("== watch: tree {} ==", t.dir.display());
     println!(
-        "{} directories below the root (fan-out {FANOUT}, depth {}), {} clean files of 100-400 bytes; {}",
+        "{} directories below the root (fan-out {FANOUT}, depth {}), {} clean files of 100-400 bytes; \
+         generated in {:.1}s on {} (+{:.1}s walking it twice to choose the probes)",
         t.dirs,
         t.depth,
         t.clean_files.len(),
-        if t.generated {
-            format!("generated in {:.1}s", t.generation_secs)
-        } else {
-            "cached".to_string()
-        }
+        t.generation_secs,
+        r.mount,
+        t.probe_secs
     );
     let probes: Vec<String> = t
         .probes
@@ -76,11 +134,14 @@ fn print_setup(cx: &Context) {
         .map(|p| format!("{} = /{} (depth {})", p.name, p.rel.display(), p.depth))
         .collect();
     println!("probes: {}", probes.join(", "));
+    for n in &r.limit_notes {
+        println!("{n}");
+    }
     let need = t.dirs + 1;
     for (key, who) in [
         (
             "fs/inotify/max_user_watches",
-            "clamonacc: one inotify watch per directory",
+            "clamonacc, and moat's inotify tracking: one inotify watch per directory",
         ),
         (
             "fs/fanotify/max_user_marks",
@@ -109,17 +170,26 @@ fn print_setup(cx: &Context) {
     println!("load average at the end: {}", load.join(" "));
     println!();
     println!("== commands ==");
-    for (name, cmd) in cx.commands {
+    for (name, cmd) in &r.commands {
         println!("{name}: {cmd}");
     }
-    println!("configs, database and logs: {}", cx.runs.display());
+    println!("configs, database and logs: {}", r.runs.display());
 }
 
 /// The table rows, in order.
-fn rows(tree: &Tree) -> Vec<Row> {
+fn rows(tree: &Tree, scope: &str) -> Vec<Row> {
+    let ready = row("READY notification (ms)", 1, |m| {
+        num(m.ready.as_ref().map(|r| r.0))
+    });
+    let ready = if scope == "filesystem" {
+        ready.target("< 50 ms", |c| Some(value(&c[0])? < 50.0))
+    } else {
+        ready
+    };
     let mut rows = vec![
-        row("READY notification (ms)", 1, |m| {
-            num(m.ready.as_ref().map(|r| r.0))
+        ready,
+        row("its log: set-up time (ms)", 0, |m| {
+            num(m.watching.map(|w| w.ms))
         }),
         row("clamd spawn to PONG (ms)", 1, |m| num(m.server_ready_ms)),
         row("first probe denied (ms)", 1, |m| {
@@ -143,8 +213,11 @@ fn rows(tree: &Tree) -> Vec<Row> {
         ));
     }
     rows.extend([
-        row("directories watched (its log)", 0, |m| {
-            num(m.watching.map(|w| w.0 as f64))
+        row("directories marked (its log)", 0, |m| {
+            num(m.watching.and_then(|w| w.dirs).map(|d| d as f64))
+        }),
+        row("filesystems marked whole (its log)", 0, |m| {
+            num(m.watching.and_then(|w| w.whole).map(|d| d as f64))
         }),
         row("fanotify inode marks", 0, |m| {
             marks(m, |k| k.fanotify_inode)
@@ -161,6 +234,7 @@ fn rows(tree: &Tree) -> Vec<Row> {
         }),
     ]);
     latency_rows(&mut rows);
+    race_rows(&mut rows);
     rows.extend([
         row("fanotify inode marks after opens", 0, |m| {
             num(m.marks_after.map(|k| k.fanotify_inode as f64))
@@ -201,20 +275,62 @@ fn marks(m: &Measured, f: impl Fn(&Marks) -> u64) -> Cell {
     num(m.marks.as_ref().map(|k| f(k) as f64))
 }
 
-/// p50/p99 of open() alone and of open+read(1)+close, first and second open.
+/// p50/p99 of open() alone and of open+read(1)+close, first and repeated open, with the
+/// issue's targets on open() alone.
 fn latency_rows(rows: &mut Vec<Row>) {
     type Pick = fn(&Measured) -> &Pass;
-    let passes: [(&str, Pick); 2] = [("first", |m| &m.first), ("repeat", |m| &m.repeat)];
+    let passes: [(&str, Pick); 2] = [("first", |m| &m.first), ("repeated", |m| &m.repeat)];
     for (when, pass) in passes {
         for (what, total) in [("open()", false), ("open+read1+close", true)] {
             for (q, qname) in [(0.5, "p50"), (0.99, "p99")] {
-                rows.push(row(format!("{when} {what} {qname} (us)"), 1, move |m| {
+                let r = row(format!("{when} {what} {qname} (us)"), 1, move |m| {
                     let p = pass(m);
                     let v = if total { &p.total_us } else { &p.open_us };
                     num(Some(quantile(v, q)))
-                }));
+                });
+                rows.push(match (when, total) {
+                    ("first", false) => {
+                        r.target(">= 10x faster than clamonacc", |c| ratio_at_most(c, 1, 0.1))
+                    }
+                    ("repeated", false) => {
+                        r.target("<= 1.2x no scanner", |c| ratio_at_most(c, 2, 1.2))
+                    }
+                    _ => r,
+                });
             }
         }
+    }
+}
+
+/// Race escapes of both variants, as `escapes/rounds`, then how the others ended.
+fn race_rows(rows: &mut Vec<Row>) {
+    type Pick = fn(&super::race::Races) -> &super::race::Variant;
+    let variants: [(&str, Pick); 2] = [
+        ("race mkdir -p+write+read: escapes", |r| &r.mkdir),
+        ("race made outside+rename: escapes", |r| &r.rename),
+    ];
+    for (name, pick) in variants {
+        rows.push(
+            row(name, 0, move |m| {
+                m.races.as_ref().map_or(Cell::Empty, |r| {
+                    let v = pick(r);
+                    Cell::Text(format!("{}/{}", v.escapes, v.rounds))
+                })
+            })
+            .target("0 escapes", |c| match &c[0] {
+                Cell::Text(t) => Some(t.starts_with("0/")),
+                _ => None,
+            }),
+        );
+        rows.push(row("  blocked at open/read, errors", 0, move |m| {
+            m.races.as_ref().map_or(Cell::Empty, |r| {
+                let v = pick(r);
+                Cell::Text(format!(
+                    "{}/{}, {}",
+                    v.blocked_open, v.blocked_read, v.errors
+                ))
+            })
+        }));
     }
 }
 
@@ -236,47 +352,33 @@ fn ratio(a: &Cell, b: &Cell) -> String {
     }
 }
 
-fn print_table(cx: &Context, rows: &[Row]) {
-    println!();
-    println!(
-        "== results (ratios are moat/x: below 1 means moat's figure is lower; for times lower is better) =="
-    );
-    let [moat, clam, none] = cx.sides;
+fn print_table(sides: [&Side; 3], rows: &[Row]) {
+    let [moat, clam, none] = sides;
     let header = format!(
-        "{:<W$} | {:>C$} | {:>C$} | {:>C$} | {:>14} | {:>9}",
+        "{:<W$} | {:>C$} | {:>C$} | {:>C$} | {:>14} | {:>9} | target",
         "metric", moat.label, clam.label, none.label, "moat/clamonacc", "moat/none"
     );
     println!("{header}");
-    println!("{}", "-".repeat(header.len()));
+    println!("{}", "-".repeat(header.len() + 24));
     for r in rows {
-        let cells: Vec<Cell> = cx
-            .sides
-            .iter()
-            .map(|s| match &s.result {
-                Ok(m) => (r.cell)(m),
-                Err(_) => Cell::Text("n/a".into()),
-            })
-            .collect();
+        let cells: [Cell; 3] = sides.map(|s| match &s.result {
+            Ok(m) => (r.cell)(m),
+            Err(_) => Cell::Text("n/a".into()),
+        });
         println!(
-            "{:<W$} | {:>C$} | {:>C$} | {:>C$} | {:>14} | {:>9}",
+            "{:<W$} | {:>C$} | {:>C$} | {:>C$} | {:>14} | {:>9} | {}",
             r.metric,
             fmt_cell(&cells[0], r.decimals),
             fmt_cell(&cells[1], r.decimals),
             fmt_cell(&cells[2], r.decimals),
             ratio(&cells[0], &cells[1]),
             ratio(&cells[0], &cells[2]),
+            target_text(&r.target, &cells),
         );
     }
 }
 
-fn print_notes(cx: &Context) {
-    println!();
-    for side in cx.sides {
-        match &side.result {
-            Err(why) => println!("{}: n/a: {why}", side.label),
-            Ok(m) => side_notes(side.label, m),
-        }
-    }
+fn print_notes() {
     println!(
         "coverage times count from the spawn of the process holding the fanotify group \
          (moat watch; clamonacc, started once clamd answered PING); probes poll every {} ms as uid {}",
@@ -284,20 +386,138 @@ fn print_notes(cx: &Context) {
         super::probe::PROBE_ID
     );
     println!(
-        "clamonacc's RSS includes clamd's; opens are timed from this process (root); \
-         clean files were read once before the first pass, so all passes start from a warm page cache"
+        "clamonacc's RSS includes clamd's; opens are timed from this process (root, scanned by \
+         both products); the repeated pass starts after every first open; clean files were read \
+         once before the first pass (warm page cache)"
     );
-    println!("total benchmark time {:.1}s", cx.total_secs);
+    println!(
+        "races run as uid {} with raw syscalls in a forked child; an escape is a read-back that \
+         returned the whole EICAR file",
+        super::probe::PROBE_ID
+    );
+}
+
+/// Time to READY / full coverage and race escapes of every side, one column per size.
+pub fn print_summary(runs: &[SizeRun], tracking: Option<&str>) {
+    if runs.is_empty() {
+        return;
+    }
+    println!();
+    println!("== summary: time to READY and to full coverage (ms), race escapes ==");
+    let mut header = format!("{:<52}", "metric");
+    for r in runs {
+        header.push_str(&format!(" | {:>14}", format!("{} dirs", r.tree.dirs)));
+    }
+    header.push_str(" | target");
+    println!("{header}");
+    println!("{}", "-".repeat(header.len() + 16));
+    let n = runs[0].moat.len();
+    let mut lines: Vec<(String, Vec<String>, &str)> = Vec::new();
+    let cell = |s: &Side, f: &dyn Fn(&Measured) -> Cell, d: usize| match &s.result {
+        Ok(m) => fmt_cell(&f(m), d),
+        Err(_) => "n/a".to_string(),
+    };
+    for i in 0..n {
+        let scope = runs[0].moat[i].scope.unwrap_or("?");
+        let name = match (scope, tracking) {
+            ("directory", Some(t)) => format!("moat directory ({t} tracking)"),
+            ("directory", None) => "moat directory (default tracking)".to_string(),
+            _ => format!("moat {scope}"),
+        };
+        let ready: &dyn Fn(&Measured) -> Cell = &|m| num(m.ready.as_ref().map(|r| r.0));
+        let setup: &dyn Fn(&Measured) -> Cell = &|m| num(m.watching.map(|w| w.ms));
+        let full: &dyn Fn(&Measured) -> Cell = &full_coverage;
+        let target = if scope == "filesystem" { "< 50 ms" } else { "" };
+        lines.push((
+            format!("{name}: READY"),
+            runs.iter().map(|r| cell(&r.moat[i], ready, 1)).collect(),
+            target,
+        ));
+        lines.push((
+            format!("{name}: set-up in its log"),
+            runs.iter().map(|r| cell(&r.moat[i], setup, 0)).collect(),
+            "",
+        ));
+        lines.push((
+            format!("{name}: full coverage"),
+            runs.iter().map(|r| cell(&r.moat[i], full, 1)).collect(),
+            "",
+        ));
+    }
+    let full: &dyn Fn(&Measured) -> Cell = &full_coverage;
+    lines.push((
+        "clamonacc: full coverage".to_string(),
+        runs.iter().map(|r| cell(&r.clam, full, 1)).collect(),
+        "",
+    ));
+    let escapes = |s: &Side| match &s.result {
+        Ok(m) => m.races.as_ref().map_or("-".to_string(), |r| {
+            format!(
+                "{}+{}/{}",
+                r.mkdir.escapes, r.rename.escapes, r.mkdir.rounds
+            )
+        }),
+        Err(_) => "n/a".to_string(),
+    };
+    for i in 0..n {
+        let first = &runs[0].moat[i];
+        lines.push((
+            format!(
+                "moat {}: escapes mkdir+rename/rounds",
+                first.scope.unwrap_or("?")
+            ),
+            runs.iter().map(|r| escapes(&r.moat[i])).collect(),
+            "0",
+        ));
+    }
+    lines.push((
+        "clamonacc: escapes mkdir+rename/rounds".to_string(),
+        runs.iter().map(|r| escapes(&r.clam)).collect(),
+        "",
+    ));
+    lines.push((
+        "none: escapes mkdir+rename/rounds".to_string(),
+        runs.iter().map(|r| escapes(&r.none)).collect(),
+        "",
+    ));
+    for (metric, cells, target) in lines {
+        let mut line = format!("{metric:<52}");
+        for c in cells {
+            line.push_str(&format!(" | {c:>14}"));
+        }
+        line.push_str(&format!(" | {target}"));
+        println!("{line}");
+    }
 }
 
 fn side_notes(label: &str, m: &Measured) {
     if let Some((_, status)) = &m.ready {
         println!("{label}: READY with STATUS={status:?}");
     }
-    if let Some((dirs, paths, ms)) = m.watching {
+    if let Some(w) = m.watching {
+        let what = match (w.dirs, w.whole) {
+            (Some(d), _) => format!("{d} directories"),
+            (None, Some(f)) => format!("every directory of {f} filesystems/mounts"),
+            _ => "?".to_string(),
+        };
         println!(
-            "{label}: its log: watching {dirs} directories under {paths} include paths in {ms} ms"
+            "{label}: its log: watching {what} under {} include paths in {} ms",
+            w.paths, w.ms
         );
+    }
+    if let Some(r) = &m.races {
+        for (name, v) in [("mkdir", &r.mkdir), ("rename", &r.rename)] {
+            println!(
+                "{label}: race {name}: {} rounds in {:.0} ms ({:.0} us per round), {} escapes{}",
+                v.rounds,
+                v.secs * 1e3,
+                v.secs * 1e6 / v.rounds.max(1) as f64,
+                v.escapes,
+                v.first_error
+                    .as_ref()
+                    .map_or(String::new(), |e| format!(", first error: {e}"))
+            );
+        }
     }
     for e in &m.probe_errors {
         println!("{label}: probe error: {e}");

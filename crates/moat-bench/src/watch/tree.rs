@@ -3,9 +3,10 @@
 //! Shape: directories are numbered like a heap with fan-out [`FANOUT`]: node 0 is the tree
 //! root, the children of node `k` are `FANOUT*k+1 ..= FANOUT*k+FANOUT`, and node `i` is named
 //! `d{(i-1) % FANOUT}`. `--dirs N` creates nodes `1..=N`, so 100,000 directories have depth
-//! 5 and 10,000 depth 4. The shape (and every byte written) depends only on `N` and the
-//! number of clean files, so the tree is generated once under
-//! `<data dir>/watch-tree-N/` and reused while its manifest matches.
+//! 5, 10,000 depth 4 and 1,000,000 depth 6. The shape (and every byte written) depends only
+//! on `N` and the number of clean files. The tree is generated afresh on every run, on the
+//! private tmpfs the run mounts ([`super::mount`]): 1,000,000 directories take a few
+//! seconds there, and a tmpfs needs no cache warming.
 //!
 //! Probe directories hold `moat-probe.dat`, a file with the test marker: a daemon covers a
 //! probe directory when opening that file as an unprivileged user fails with EPERM. They
@@ -17,7 +18,6 @@
 //! cache filled by another) are spread evenly over the directories.
 
 use crate::rng::Rng;
-use std::collections::{BTreeMap, VecDeque};
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -26,9 +26,6 @@ use std::time::Instant;
 
 /// Children per directory.
 pub const FANOUT: u64 = 10;
-
-/// Bump whenever the generated tree changes, so stale caches are regenerated.
-const TREE_VERSION: u32 = 2;
 
 /// The name of the infected file in each probe directory.
 pub const PROBE_FILE: &str = "moat-probe.dat";
@@ -53,7 +50,7 @@ pub struct Probe {
     pub depth: usize,
 }
 
-/// A generated (or cached) tree.
+/// A generated tree.
 #[derive(Clone, Debug)]
 pub struct Tree {
     /// The watched directory (`OnAccessIncludePath`).
@@ -66,10 +63,10 @@ pub struct Tree {
     pub probes: Vec<Probe>,
     /// Absolute paths of the clean files.
     pub clean_files: Vec<PathBuf>,
-    /// Whether this call generated the tree.
-    pub generated: bool,
-    /// Seconds spent generating (0 when cached).
+    /// Seconds spent creating the directories and clean files.
     pub generation_secs: f64,
+    /// Seconds spent walking the tree (twice) to choose the probes.
+    pub probe_secs: f64,
 }
 
 impl Tree {
@@ -98,60 +95,16 @@ fn clean_file_rel(j: u64, files: u64, dirs: u64) -> PathBuf {
     node_rel(node.min(dirs)).join(format!("clean-{j}.txt"))
 }
 
-/// Returns the tree for `dirs` directories and `files` clean files under `data_dir`,
-/// generating it when no valid cached copy exists.
-pub fn ensure(data_dir: &Path, dirs: u64, files: u64) -> io::Result<Tree> {
-    let root = data_dir.join(format!("watch-tree-{dirs}"));
-    let dir = root.join("tree");
-    let manifest_path = root.join("manifest.txt");
-    let mut tree = Tree {
-        dir: dir.clone(),
-        dirs,
-        depth: node_rel(dirs).components().count(),
-        probes: Vec::new(),
-        clean_files: (0..files)
-            .map(|j| dir.join(clean_file_rel(j, files, dirs)))
-            .collect(),
-        generated: false,
-        generation_secs: 0.0,
-    };
-    if let Some(m) = read_manifest(&manifest_path) {
-        let want = [
-            ("version", TREE_VERSION.to_string()),
-            ("dirs", dirs.to_string()),
-            ("files", files.to_string()),
-        ];
-        if want.iter().all(|(k, v)| m.get(*k) == Some(v)) && dir.is_dir() {
-            tree.probes = probes_from_manifest(&m);
-            return Ok(tree);
-        }
-        eprintln!(
-            "moat-bench: cached tree in {} has another shape, regenerating",
-            root.display()
-        );
-    }
+/// Generates the tree for `dirs` directories and `files` clean files in `dir` (created;
+/// it must not exist yet), timing it.
+pub fn generate(dir: &Path, dirs: u64, files: u64) -> io::Result<Tree> {
     let start = Instant::now();
-    generate(&root, &dir, dirs, files)?;
-    tree.probes = choose_probes(&dir, dirs)?;
-    write_probe_files(&dir, &tree.probes)?;
-    write_manifest(&manifest_path, dirs, files, &tree.probes)?;
-    tree.generated = true;
-    tree.generation_secs = start.elapsed().as_secs_f64();
-    Ok(tree)
-}
-
-/// Creates the directories and clean files (removing any previous tree first).
-fn generate(root: &Path, dir: &Path, dirs: u64, files: u64) -> io::Result<()> {
     eprintln!(
         "moat-bench: generating a tree of {dirs} directories and {files} clean files in {}...",
         dir.display()
     );
-    if root.exists() {
-        fs::remove_dir_all(root)?;
-    }
-    fs::create_dir_all(dir)?;
+    fs::create_dir(dir)?;
     // Everything must be reachable by the unprivileged prober, whatever the umask.
-    fs::set_permissions(root, fs::Permissions::from_mode(0o755))?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
     for i in 1..=dirs {
         // Parents come first in heap order, so a plain mkdir always finds its parent.
@@ -161,11 +114,24 @@ fn generate(root: &Path, dir: &Path, dirs: u64, files: u64) -> io::Result<()> {
         }
     }
     let mut rng = Rng::new(0x6d6f_6174_7761_7463); // "moatwatc"
-    for j in 0..files {
-        let body = clean_body(&mut rng, j);
-        fs::write(dir.join(clean_file_rel(j, files, dirs)), body)?;
+    let clean_files: Vec<PathBuf> = (0..files)
+        .map(|j| dir.join(clean_file_rel(j, files, dirs)))
+        .collect();
+    for (j, f) in clean_files.iter().enumerate() {
+        fs::write(f, clean_body(&mut rng, j as u64))?;
     }
-    Ok(())
+    let dirs_secs = start.elapsed().as_secs_f64();
+    let probes = choose_probes(dir, dirs)?;
+    write_probe_files(dir, &probes)?;
+    Ok(Tree {
+        dir: dir.to_path_buf(),
+        dirs,
+        depth: node_rel(dirs).components().count(),
+        probes,
+        clean_files,
+        generation_secs: dirs_secs,
+        probe_secs: start.elapsed().as_secs_f64() - dirs_secs,
+    })
 }
 
 /// 100–400 bytes of printable text, unique per file (it starts with the file's number).
@@ -180,8 +146,7 @@ fn clean_body(rng: &mut Rng, j: u64) -> Vec<u8> {
 
 /// Walks the tree (readdir order) depth-first and breadth-first and picks the probes.
 fn choose_probes(dir: &Path, dirs: u64) -> io::Result<Vec<Probe>> {
-    let dfs = walk(dir, false)?;
-    let bfs = walk(dir, true)?;
+    let [dfs, bfs] = walk_both(dir)?;
     let picks = [
         ("root", PathBuf::new()),
         ("walk-first", dfs.get(1).cloned().unwrap_or_default()),
@@ -205,31 +170,41 @@ fn choose_probes(dir: &Path, dirs: u64) -> io::Result<Vec<Probe>> {
     Ok(probes)
 }
 
-/// Every directory under `dir` (relative paths, `dir` itself first), in the order a
-/// recursive readdir walk (`bfs = false`) or a queue-based one (`bfs = true`) visits them.
-fn walk(dir: &Path, bfs: bool) -> io::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let mut pending: VecDeque<PathBuf> = VecDeque::from([PathBuf::new()]);
-    while let Some(rel) = if bfs {
-        pending.pop_front()
-    } else {
-        pending.pop_back()
-    } {
-        let mut children = Vec::new();
-        for entry in fs::read_dir(dir.join(&rel))? {
+/// Every directory under `dir` (relative paths, `dir` itself first) in the order a
+/// queue-based readdir walk visits them (breadth first), with each one's subdirectories as
+/// indices into that list, in readdir order. One pass over the tree serves both orders.
+fn read_tree(dir: &Path) -> io::Result<(Vec<PathBuf>, Vec<Vec<u32>>)> {
+    let mut paths = vec![PathBuf::new()];
+    let mut children: Vec<Vec<u32>> = Vec::new();
+    let mut next = 0;
+    while next < paths.len() {
+        let mut kids = Vec::new();
+        for entry in fs::read_dir(dir.join(&paths[next]))? {
             let entry = entry?;
             if entry.file_type()?.is_dir() {
-                children.push(rel.join(entry.file_name()));
+                kids.push(paths.len() as u32);
+                let rel = paths[next].join(entry.file_name());
+                paths.push(rel);
             }
         }
-        if !bfs {
-            // A stack pops last-in first: push in reverse to visit in readdir order.
-            children.reverse();
-        }
-        pending.extend(children);
-        out.push(rel);
+        children.push(kids);
+        next += 1;
     }
-    Ok(out)
+    Ok((paths, children))
+}
+
+/// `[depth-first, breadth-first]`: every directory under `dir` (relative paths, `dir`
+/// itself first) in the order a recursive readdir walk, and a queue-based one, visit them.
+fn walk_both(dir: &Path) -> io::Result<[Vec<PathBuf>; 2]> {
+    let (paths, children) = read_tree(dir)?;
+    let mut dfs = Vec::with_capacity(paths.len());
+    let mut stack = vec![0u32];
+    while let Some(i) = stack.pop() {
+        dfs.push(paths[i as usize].clone());
+        // A stack pops last-in first: push in reverse to visit in readdir order.
+        stack.extend(children[i as usize].iter().rev());
+    }
+    Ok([dfs, paths])
 }
 
 /// Writes the infected probe file into every probe directory.
@@ -244,46 +219,10 @@ fn write_probe_files(dir: &Path, probes: &[Probe]) -> io::Result<()> {
     Ok(())
 }
 
-/// The manifest is written last: its presence marks a complete tree.
-fn write_manifest(path: &Path, dirs: u64, files: u64, probes: &[Probe]) -> io::Result<()> {
-    let mut text = format!("version={TREE_VERSION}\ndirs={dirs}\nfiles={files}\n");
-    for (i, p) in probes.iter().enumerate() {
-        text.push_str(&format!("probe.{i}={}\t{}\n", p.name, p.rel.display()));
-    }
-    fs::write(path, text)
-}
-
-fn read_manifest(path: &Path) -> Option<BTreeMap<String, String>> {
-    let text = fs::read_to_string(path).ok()?;
-    Some(
-        text.lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    )
-}
-
-fn probes_from_manifest(m: &BTreeMap<String, String>) -> Vec<Probe> {
-    (0..)
-        .map_while(|i| m.get(&format!("probe.{i}")))
-        .filter_map(|v| v.split_once('\t'))
-        .map(|(name, rel)| Probe {
-            name: name.to_string(),
-            rel: PathBuf::from(rel),
-            depth: Path::new(rel).components().count(),
-        })
-        .collect()
-}
-
-/// Reads every directory of the tree once, so each daemon starts from the same warm dentry
-/// and inode caches. Returns the number of directories seen.
-pub fn warm(dir: &Path) -> io::Result<usize> {
-    Ok(walk(dir, true)?.len())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::VecDeque;
 
     #[test]
     fn heap_layout_names_nodes() {
@@ -301,6 +240,42 @@ mod tests {
             let rel = clean_file_rel(j, 2000, 100);
             assert!(rel.components().count() >= 2, "{rel:?}");
         }
+    }
+
+    /// The orders derived from one pass equal those of a recursive and a queue walk.
+    #[test]
+    fn one_pass_gives_both_walk_orders() {
+        let dir = std::env::temp_dir().join(format!("moat-bench-walk-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir(&dir).unwrap();
+        for i in 1..=150 {
+            fs::create_dir(dir.join(node_rel(i))).unwrap();
+        }
+        fn rec(dir: &Path, rel: PathBuf, out: &mut Vec<PathBuf>) {
+            let kids: Vec<PathBuf> = fs::read_dir(dir.join(&rel))
+                .unwrap()
+                .map(|e| rel.join(e.unwrap().file_name()))
+                .collect();
+            out.push(rel);
+            for k in kids {
+                rec(dir, k, out);
+            }
+        }
+        let mut dfs = Vec::new();
+        rec(&dir, PathBuf::new(), &mut dfs);
+        let mut bfs = Vec::new();
+        let mut q = VecDeque::from([PathBuf::new()]);
+        while let Some(rel) = q.pop_front() {
+            for e in fs::read_dir(dir.join(&rel)).unwrap() {
+                q.push_back(rel.join(e.unwrap().file_name()));
+            }
+            bfs.push(rel);
+        }
+        let [d, b] = walk_both(&dir).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(d.len(), 151);
+        assert_eq!(d, dfs);
+        assert_eq!(b, bfs);
     }
 
     #[test]
