@@ -95,9 +95,61 @@ impl FileKey {
         last_change + window.as_nanos() as i128 <= now.as_nanos() as i128
     }
 
+    /// The settle window that applies to `file`: zero where the kernel guarantees that any
+    /// change after our `fstat` gets a new ctime ([multigrain timestamps](has_multigrain_ctime)),
+    /// else `coarse`.
+    pub fn settle_window(file: &File, coarse: Duration) -> Duration {
+        if has_multigrain_ctime(file) {
+            Duration::ZERO
+        } else {
+            coarse
+        }
+    }
+
     /// The inode this key is a version of.
     pub fn inode(&self) -> Inode {
         (self.dev, self.ino)
+    }
+}
+
+/// Whether `file` is on a filesystem with multigrain timestamps (Linux 6.13+: ext4, xfs,
+/// btrfs, tmpfs): once its ctime has been read, as building a [`FileKey`] does, the next change
+/// gets a fine-grained ctime, so no change can hide behind an identical key and a file needs
+/// no settle window before it is cached. One `fstatfs` per call.
+pub fn has_multigrain_ctime(file: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    // Filesystem magic numbers (linux/magic.h) of the filesystems that set FS_MGTIME in 6.13.
+    const MULTIGRAIN: [i64; 4] = [0xEF53, 0x5846_5342, 0x9123_683E, 0x0102_1994];
+    if !kernel_has_multigrain() {
+        return false;
+    }
+    // SAFETY: fstatfs on a valid fd into a zeroed struct.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::fstatfs(file.as_raw_fd(), &mut st) };
+    r == 0 && MULTIGRAIN.contains(&(st.f_type as i64))
+}
+
+/// Linux 6.13 or later (read once from `uname`).
+fn kernel_has_multigrain() -> bool {
+    static AT_LEAST_6_13: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AT_LEAST_6_13.get_or_init(|| {
+        // SAFETY: uname into a zeroed struct; release is NUL-terminated.
+        let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+        if unsafe { libc::uname(&mut u) } != 0 {
+            return false;
+        }
+        let release = unsafe { std::ffi::CStr::from_ptr(u.release.as_ptr()) };
+        release_at_least(&release.to_string_lossy(), (6, 13))
+    })
+}
+
+/// `"6.18.0-foo"` ≥ `(6, 13)`?
+fn release_at_least(release: &str, (major, minor): (u32, u32)) -> bool {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let num = |p: Option<&str>| p.and_then(|s| s.parse::<u32>().ok());
+    match (num(parts.next()), num(parts.next())) {
+        (Some(a), Some(b)) => (a, b) >= (major, minor),
+        _ => false,
     }
 }
 
@@ -409,6 +461,30 @@ mod tests {
                 assert_eq!(c.contains(&key(t * 1_000_000 + i), 1), i % 10 != 0);
             }
         }
+    }
+
+    #[test]
+    fn kernel_release_comparison() {
+        assert!(release_at_least("6.18.0-1-amd64", (6, 13)));
+        assert!(release_at_least("6.13", (6, 13)));
+        assert!(release_at_least("7.0.1", (6, 13)));
+        assert!(!release_at_least("6.12.9", (6, 13)));
+        assert!(!release_at_least("5.19.0", (6, 13)));
+        assert!(!release_at_least("garbage", (6, 13)));
+    }
+
+    #[test]
+    fn tmpfs_or_ext4_files_have_multigrain_ctime_on_new_kernels() {
+        // The test's own temp file lives on ext4 or tmpfs here; on 6.13+ both qualify.
+        let f = tempfile::tempfile().unwrap();
+        assert_eq!(has_multigrain_ctime(&f), kernel_has_multigrain());
+        let w = Duration::from_secs(2);
+        let expect = if kernel_has_multigrain() {
+            Duration::ZERO
+        } else {
+            w
+        };
+        assert_eq!(FileKey::settle_window(&f, w), expect);
     }
 
     #[test]

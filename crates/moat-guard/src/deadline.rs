@@ -422,7 +422,8 @@ pub struct PoolConfig {
     /// The decision on scan errors and at the deadline (`OnAccessDenyOnError`).
     pub on_error: Response,
     /// Files changed less than this long ago are not cached as clean (see
-    /// [`FileKey::is_settled`]); [`PoolConfig::DEFAULT_SETTLE`] is a safe choice.
+    /// [`FileKey::is_settled`]); [`PoolConfig::DEFAULT_SETTLE`] is a safe choice. Not applied
+    /// on filesystems with multigrain timestamps ([`FileKey::settle_window`]).
     pub settle: Duration,
     /// Scans retried after a failure (`OnAccessRetryAttempts`), from the file's start, while
     /// the deadline has not answered yet.
@@ -661,8 +662,9 @@ impl Worker {
             });
         }
         let verdict = self.scan_with_retries(&*scanner, file, pending)?;
+        let window = FileKey::settle_window(file, self.settle);
         let unchanged =
-            |after: FileKey| after == before && after.is_settled(SystemTime::now(), self.settle);
+            |after: FileKey| after == before && after.is_settled(SystemTime::now(), window);
         let clean = verdict == Verdict::Clean && FileKey::of(file).is_ok_and(unchanged);
         if clean {
             self.cache.insert_clean(before, generation);

@@ -594,7 +594,7 @@ fn clean_verdicts_are_cached_infected_and_changed_files_are_rescanned() {
 }
 
 #[test]
-fn recently_changed_files_are_not_cached() {
+fn recently_changed_files_are_not_cached_unless_timestamps_are_multigrain() {
     let scanner = Arc::new(ContentScanner::default());
     let s = setup_settle(
         1,
@@ -606,12 +606,21 @@ fn recently_changed_files_are_not_cached() {
     let (tx, rx) = unbounded();
     let f = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(f.path(), b"clean").unwrap();
-    for _ in 0..3 {
-        s.pool.submit(File::open(f.path()).unwrap(), sink(0, &tx));
-        assert_eq!(rx.recv_timeout(WAIT).unwrap().2, Seen::Clean);
+    let multigrain = moat_guard::cache::has_multigrain_ctime(f.as_file());
+    let answers: Vec<Seen> = (0..3)
+        .map(|_| {
+            s.pool.submit(File::open(f.path()).unwrap(), sink(0, &tx));
+            rx.recv_timeout(WAIT).unwrap().2
+        })
+        .collect();
+    if multigrain {
+        // No change can hide behind an identical key: cached at once.
+        assert_eq!(answers, [Seen::Clean, Seen::Cached, Seen::Cached]);
+        assert_eq!(s.cache.len(), 1);
+    } else {
+        assert_eq!(answers, [Seen::Clean, Seen::Clean, Seen::Clean]);
+        assert!(s.cache.is_empty());
     }
-    assert_eq!(scanner.calls.load(SeqCst), 3);
-    assert!(s.cache.is_empty());
     s.shutdown();
 }
 
@@ -836,17 +845,19 @@ fn the_clean_hook_hears_of_clean_and_cached_files_only() {
 }
 
 #[test]
-fn the_clean_hook_is_not_told_of_unsettled_files() {
+fn the_clean_hook_is_told_of_unsettled_files_only_with_multigrain_timestamps() {
     let (s, hook) = hooked_pool(
         Arc::new(ContentScanner::default()),
         Duration::from_secs(3600),
     );
     let (tx, rx) = unbounded();
-    s.pool.submit(file_with(b"clean"), sink(0, &tx));
+    let f = file_with(b"clean");
+    let multigrain = moat_guard::cache::has_multigrain_ctime(&f);
+    s.pool.submit(f, sink(0, &tx));
     assert_eq!(rx.recv_timeout(WAIT).unwrap().2, Seen::Clean);
     let stats = s.shutdown();
     assert_eq!(get(&stats.clean), 1);
-    assert!(hook.0.lock().unwrap().is_empty());
+    assert_eq!(hook.0.lock().unwrap().len(), usize::from(multigrain));
 }
 
 #[test]
