@@ -712,27 +712,3 @@ pub fn cover_whole(group: &Group, kind: MarkKind, mask: Mask, paths: &[PathBuf])
         })
         .count()
 }
-
-/// Filesystem scope: an ignore mark for the open events (`ignore`) on every mount of the plan
-/// that cannot reach an include path (see [`crate::mounts`]), so accesses through it raise no
-/// event at all. `FAN_MARK_IGNORED_SURV_MODIFY` is required by the kernel for mount ignore
-/// marks (they are about where, not what). Close-after-write is never ignored: it keeps the
-/// clean caches honest whichever mount a file is written through. Returns how many were set.
-pub fn ignore_mounts(group: &Group, ignore: Mask, plan: &crate::mounts::Plan) -> usize {
-    plan.ignored_mounts
-        .iter()
-        .filter(|path| {
-            let flags = MarkFlags::IGNORE | MarkFlags::IGNORED_SURV_MODIFY;
-            match group.add_mark_with(MarkKind::Mount, flags, ignore, path) {
-                Ok(()) => {
-                    tracing::debug!(mount = %path.display(), "mount cannot reach an include path: ignored");
-                    true
-                }
-                Err(e) => {
-                    tracing::debug!(mount = %path.display(), error = %e, "cannot ignore mount (its accesses are decided by path)");
-                    false
-                }
-            }
-        })
-        .count()
-}

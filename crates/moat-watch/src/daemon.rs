@@ -114,6 +114,8 @@ pub struct Daemon {
     reader_stop: Arc<Stop>,
     reader: Option<JoinHandle<()>>,
     tracker: Option<JoinHandle<DirectoryCoverage>>,
+    /// Filesystem scope's mount-table watcher.
+    mount_watch: Option<JoinHandle<()>>,
     watcher: Option<DeadlineWatcher>,
     pool: Option<Arc<WorkerPool>>,
     scanner: Arc<ScannerSlot>,
@@ -210,6 +212,7 @@ impl Daemon {
             reader_stop,
             reader: Some(reader),
             tracker: None,
+            mount_watch: None,
             watcher: Some(watcher),
             pool: Some(Arc::clone(&pool)),
             scanner: slot,
@@ -228,22 +231,22 @@ impl Daemon {
         daemon.whole_marks =
             coverage::cover_whole(&group, MarkKind::Mount, whole, &settings.mount_paths);
         if settings.scope == Scope::Filesystem {
-            let plan = crate::mounts::plan_here(&roots);
-            // Ignores first: a moment of extra events is harmless, the reverse would not be.
-            let ignored = coverage::ignore_mounts(&group, open_mask(settings.prevention), &plan);
-            let paths: Vec<PathBuf> = plan.filesystems.iter().map(|f| f.0.clone()).collect();
-            daemon.whole_marks +=
-                coverage::cover_whole(&group, MarkKind::Filesystem, whole, &paths);
-            let fs: Vec<String> = plan
-                .filesystems
-                .iter()
-                .map(|(p, t)| format!("{t} {}", p.display()))
-                .collect();
-            daemon
-                .uses
-                .push(format!("scope=filesystem ({})", fs.join(", ")));
-            daemon.uses.push(format!("ignored mounts={ignored}"));
+            let cov = crate::fs_scope::FilesystemCoverage::cover(
+                Arc::clone(&group),
+                roots.clone(),
+                whole,
+                open_mask(settings.prevention),
+            );
+            daemon.whole_marks += cov.filesystems;
+            daemon.uses.push(cov.summary());
             daemon.uses.push("tracking=none (not needed)".into());
+            let stop = Arc::clone(&stop);
+            daemon.mount_watch = Some(
+                std::thread::Builder::new()
+                    .name("moat-mounts".into())
+                    .spawn(move || cov.run(&stop))
+                    .map_err(StartError::Thread)?,
+            );
         } else if settings.recursive {
             let mut cov =
                 DirectoryCoverage::new(Arc::clone(&group), mask, roots, Arc::clone(&policy))?;
@@ -367,6 +370,9 @@ impl Daemon {
             .take()
             .and_then(|t| t.join().ok())
             .map(|c| c.counts());
+        if let Some(m) = self.mount_watch.take() {
+            let _ = m.join();
+        }
         // The reader removes the marks, then allows whatever is still queued.
         self.reader_stop.trigger();
         if let Some(r) = self.reader.take() {

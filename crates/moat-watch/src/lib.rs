@@ -21,6 +21,7 @@
 
 pub mod coverage;
 pub mod daemon;
+pub mod fs_scope;
 pub mod kernel_cache;
 pub mod limits;
 pub mod mounts;

@@ -24,6 +24,8 @@ use std::path::{Path, PathBuf};
 /// One line of `/proc/self/mountinfo`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mount {
+    /// The mount's id (unique while it is mounted; follows the mount when it is moved).
+    pub id: u32,
     /// The filesystem's device (`major:minor`): the same for every mount of one filesystem.
     pub dev: (u32, u32),
     /// Where it is mounted.
@@ -49,7 +51,7 @@ pub fn parse(text: &str) -> (Vec<Mount>, usize) {
 /// `36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue`
 fn parse_line(line: &str) -> Option<Mount> {
     let mut fields = line.split(' ');
-    let _id = fields.next()?;
+    let id = fields.next()?.parse().ok()?;
     let _parent = fields.next()?;
     let (major, minor) = fields.next()?.split_once(':')?;
     let _root = fields.next()?;
@@ -57,6 +59,7 @@ fn parse_line(line: &str) -> Option<Mount> {
     // Optional fields end at the "-" separator; the filesystem type follows it.
     let fs_type = fields.by_ref().skip_while(|f| *f != "-").nth(1)?;
     Some(Mount {
+        id,
         dev: (major.parse().ok()?, minor.parse().ok()?),
         mount_point,
         fs_type: fs_type.to_owned(),
@@ -87,13 +90,25 @@ fn unescape(field: &str) -> PathBuf {
     PathBuf::from(OsString::from_vec(out))
 }
 
+/// One filesystem to mark.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filesystem {
+    /// A path on it (an include path, or the mount point of a mount below one).
+    pub path: PathBuf,
+    /// Its type, for the log.
+    pub fs_type: String,
+    /// Its device (`None` without a mount table).
+    pub dev: Option<(u32, u32)>,
+}
+
 /// What filesystem scope marks.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Plan {
-    /// One path per filesystem to mark with `FAN_MARK_FILESYSTEM` (and its type, for the log).
-    pub filesystems: Vec<(PathBuf, String)>,
-    /// Mounts of those filesystems that cannot reach an include path: ignored as a whole.
-    pub ignored_mounts: Vec<PathBuf>,
+    /// The filesystems to mark with `FAN_MARK_FILESYSTEM`, each once.
+    pub filesystems: Vec<Filesystem>,
+    /// Mounts of those filesystems that cannot reach an include path, ignored as a whole:
+    /// `(mount id, mount point)`.
+    pub ignored_mounts: Vec<(u32, PathBuf)>,
 }
 
 /// The plan for `roots` (canonical include paths) given the mount table. A root is reached
@@ -105,7 +120,11 @@ pub fn plan(roots: &[PathBuf], mounts: &[Mount]) -> Plan {
     let mut add = |plan: &mut Plan, dev: (u32, u32), path: &Path, fs_type: &str| {
         if !devs.contains(&dev) {
             devs.push(dev);
-            plan.filesystems.push((path.to_owned(), fs_type.to_owned()));
+            plan.filesystems.push(Filesystem {
+                path: path.to_owned(),
+                fs_type: fs_type.to_owned(),
+                dev: Some(dev),
+            });
         }
     };
     for root in roots {
@@ -117,7 +136,11 @@ pub fn plan(roots: &[PathBuf], mounts: &[Mount]) -> Plan {
             Some(m) => add(&mut plan, m.dev, root, &m.fs_type),
             // No mount table (an unusual chroot): mark each root's filesystem anyway (the
             // kernel merges marks placed twice on one filesystem).
-            None => plan.filesystems.push((root.clone(), "?".into())),
+            None => plan.filesystems.push(Filesystem {
+                path: root.clone(),
+                fs_type: "?".into(),
+                dev: None,
+            }),
         }
         for m in mounts
             .iter()
@@ -130,8 +153,8 @@ pub fn plan(roots: &[PathBuf], mounts: &[Mount]) -> Plan {
         let related = roots
             .iter()
             .any(|r| r.starts_with(&m.mount_point) || m.mount_point.starts_with(r));
-        if devs.contains(&m.dev) && !related && !plan.ignored_mounts.contains(&m.mount_point) {
-            plan.ignored_mounts.push(m.mount_point.clone());
+        if devs.contains(&m.dev) && !related {
+            plan.ignored_mounts.push((m.id, m.mount_point.clone()));
         }
     }
     plan
@@ -140,22 +163,78 @@ pub fn plan(roots: &[PathBuf], mounts: &[Mount]) -> Plan {
 /// The plan for this process's mount namespace; a mount table that cannot be read yields a
 /// plan that marks the roots' filesystems and ignores nothing.
 pub fn plan_here(roots: &[PathBuf]) -> Plan {
-    match std::fs::read_to_string("/proc/self/mountinfo") {
-        Ok(text) => {
-            let (mounts, bad) = parse(&text);
-            if bad > 0 {
-                tracing::warn!(
-                    lines = bad,
-                    "unparsable lines in /proc/self/mountinfo were skipped"
-                );
-            }
-            plan(roots, &mounts)
-        }
+    match read_here() {
+        Ok(mounts) => plan(roots, &mounts),
         Err(e) => {
             tracing::warn!(error = %e, "cannot read /proc/self/mountinfo: marking the include paths' filesystems only");
             plan(roots, &[])
         }
     }
+}
+
+/// Where the mount table is read, and watched for changes.
+pub const MOUNTINFO: &str = "/proc/self/mountinfo";
+
+/// This process's mount table.
+pub fn read_here() -> std::io::Result<Vec<Mount>> {
+    let text = std::fs::read_to_string(MOUNTINFO)?;
+    let (mounts, bad) = parse(&text);
+    if bad > 0 {
+        tracing::warn!(
+            lines = bad,
+            "unparsable lines in /proc/self/mountinfo were skipped"
+        );
+    }
+    Ok(mounts)
+}
+
+/// What a change of the mount table asks of filesystem scope, given what is in place.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Update {
+    /// Filesystems newly reachable from an include path (a mount below one): mark them.
+    pub mark: Vec<Filesystem>,
+    /// Mounts newly unable to reach an include path: ignore them.
+    pub ignore: Vec<(u32, PathBuf)>,
+    /// Ignored mounts that can now reach an include path (moved with `mount --move`): stop
+    /// ignoring them, at their new mount point.
+    pub unignore: Vec<(u32, PathBuf)>,
+    /// Ignored mounts that are gone: forget them.
+    pub gone: Vec<u32>,
+}
+
+/// Compares the plan for `mounts` with what was done: `marked` devices, `ignored` mount ids.
+/// Marks are never removed (an unmounted filesystem takes its mark along).
+pub fn update(
+    roots: &[PathBuf],
+    mounts: &[Mount],
+    marked: &[(u32, u32)],
+    ignored: &[u32],
+) -> Update {
+    let now = plan(roots, mounts);
+    let mut u = Update {
+        mark: now
+            .filesystems
+            .into_iter()
+            .filter(|f| f.dev.is_some_and(|d| !marked.contains(&d)))
+            .collect(),
+        ..Update::default()
+    };
+    u.ignore = now
+        .ignored_mounts
+        .iter()
+        .filter(|(id, _)| !ignored.contains(id))
+        .cloned()
+        .collect();
+    for id in ignored {
+        if now.ignored_mounts.iter().any(|(i, _)| i == id) {
+            continue;
+        }
+        match mounts.iter().find(|m| m.id == *id) {
+            Some(m) => u.unignore.push((m.id, m.mount_point.clone())),
+            None => u.gone.push(*id),
+        }
+    }
+    u
 }
 
 #[cfg(test)]
@@ -184,6 +263,7 @@ mod tests {
         assert_eq!(
             m[2],
             Mount {
+                id: 24,
                 dev: (8, 2),
                 mount_point: p("/srv/data"),
                 fs_type: "xfs".into()
@@ -201,13 +281,13 @@ mod tests {
     fn marks_the_root_filesystem_and_mounts_below_it_once_each() {
         let (m, _) = parse(TABLE);
         let plan = plan(&[p("/srv")], &m);
-        let marked: Vec<_> = plan.filesystems.iter().map(|f| f.0.clone()).collect();
+        let marked: Vec<_> = plan.filesystems.iter().map(|f| f.path.clone()).collect();
         // /srv is on /dev/sda1; /srv/data (xfs) and the tmpfs are below it; the bind mount
         // /srv/opt-bind is sda1 again.
         assert_eq!(marked, vec![p("/srv"), p("/srv/data"), p("/srv/odd name")]);
         // Mounts of the marked filesystems that cannot reach /srv: /mnt/bind (sda1). Not /,
         // which holds /srv; not /srv/opt-bind, which is inside it; not /var (unmarked fs).
-        assert_eq!(plan.ignored_mounts, vec![p("/mnt/bind")]);
+        assert_eq!(plan.ignored_mounts, vec![(25, p("/mnt/bind"))]);
     }
 
     #[test]
@@ -216,7 +296,11 @@ mod tests {
         let plan = plan(&[p("/var/lib/x")], &m);
         assert_eq!(
             plan.filesystems,
-            vec![(p("/var/lib/x"), "ext4".to_string())]
+            vec![Filesystem {
+                path: p("/var/lib/x"),
+                fs_type: "ext4".into(),
+                dev: Some((8, 3))
+            }]
         );
         assert!(plan.ignored_mounts.is_empty());
         // Two roots on one filesystem: one mark.
@@ -224,8 +308,31 @@ mod tests {
         assert_eq!(plan.filesystems.len(), 1);
         assert_eq!(
             plan.ignored_mounts,
-            vec![p("/mnt/bind"), p("/srv/opt-bind")]
+            vec![(25, p("/mnt/bind")), (27, p("/srv/opt-bind"))]
         );
+    }
+
+    #[test]
+    fn updates_mark_new_mounts_below_roots_and_follow_moved_mounts() {
+        let (mut m, _) = parse(TABLE);
+        let roots = [p("/srv")];
+        let start = plan(&roots, &m);
+        let marked: Vec<_> = start.filesystems.iter().filter_map(|f| f.dev).collect();
+        let ignored: Vec<u32> = start.ignored_mounts.iter().map(|i| i.0).collect();
+        assert_eq!(update(&roots, &m, &marked, &ignored), Update::default());
+        // A disk mounted below the include path, a new bind mount elsewhere, and the old
+        // bind mount moved into the include path.
+        m.push(parse_line("40 22 8:9 / /srv/usb rw - vfat /dev/sdb1 rw").unwrap());
+        m.push(parse_line("41 22 8:1 /x /mnt/other rw - ext4 /dev/sda1 rw").unwrap());
+        m.iter_mut().find(|x| x.id == 25).unwrap().mount_point = p("/srv/moved");
+        let u = update(&roots, &m, &marked, &ignored);
+        assert_eq!(u.mark.len(), 1);
+        assert_eq!(u.mark[0].path, p("/srv/usb"));
+        assert_eq!(u.ignore, vec![(41, p("/mnt/other"))]);
+        assert_eq!(u.unignore, vec![(25, p("/srv/moved"))]);
+        // Unmounted: forgotten.
+        m.retain(|x| x.id != 25);
+        assert_eq!(update(&roots, &m, &marked, &ignored).gone, vec![25]);
     }
 
     #[test]

@@ -1400,3 +1400,23 @@ fn default_scope_ignores_mounts_that_cannot_reach_an_include_path() {
     assert_eq!(summary_count(&log, "OutsideIncludes"), 1, "{log}");
     drop(bind);
 }
+
+/// A filesystem mounted below the include path after the start is marked too (the mount
+/// table is watched), and protection goes on there.
+#[test]
+fn default_scope_covers_a_filesystem_mounted_later_below_the_include_path() {
+    if !privileged() {
+        return;
+    }
+    let f = FsWorld::new();
+    let d = Daemon::start(&f.w, &f.conf(), &[]);
+    let usb = f.protected.join("usb");
+    let mnt = Tmpfs::mount(&usb);
+    d.wait_line("the new filesystem's mark", |l| {
+        l.contains("filesystem mounted below an include path: marked") && l.contains("usb")
+    });
+    let bad = put(&usb.join("x/bad"), &infected("usb"));
+    assert_blocked(&bad, &infected("usb"));
+    drop(d);
+    drop(mnt);
+}

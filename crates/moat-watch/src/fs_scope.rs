@@ -1,0 +1,198 @@
+//! Filesystem scope's marks, placed at start and kept in step with the mount table.
+//!
+//! At start: the [`Plan`](crate::mounts::Plan) — ignore marks on mounts that cannot reach an
+//! include path first (a moment of extra events is harmless, the reverse would not be), then
+//! one `FAN_MARK_FILESYSTEM` mark per filesystem. Then a thread watches
+//! `/proc/self/mountinfo` (the kernel flags every change of the mount table with
+//! `POLLPRI`) and applies each [`Update`](crate::mounts::Update): a filesystem mounted below an
+//! include path is marked, a new mount elsewhere is ignored, an ignored mount moved towards an
+//! include path (`mount --move`) is no longer ignored. Mounting is a privileged act, and the
+//! mark follows it within a poll wake-up; the window between the two is documented.
+
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use moat_fanotify::{Group, MarkFlags, MarkKind, Mask};
+
+use crate::mounts::{self, Filesystem, Plan, Update};
+use crate::stop::Stop;
+
+/// The marks of filesystem scope. See the module docs.
+pub struct FilesystemCoverage {
+    group: Arc<Group>,
+    roots: Vec<PathBuf>,
+    /// The events the filesystem marks carry.
+    mask: Mask,
+    /// The open events a mount ignore mark suppresses (never close-after-write, which keeps
+    /// the clean caches honest whichever mount a file is written through).
+    ignore: Mask,
+    marked: Vec<(u32, u32)>,
+    marked_fs: Vec<Filesystem>,
+    ignored: Vec<u32>,
+    /// Filesystem marks placed (start and later).
+    pub filesystems: usize,
+    /// Mount ignore marks in place.
+    pub ignored_mounts: usize,
+}
+
+impl FilesystemCoverage {
+    /// Places the marks of `plan` for `roots`.
+    pub fn cover(group: Arc<Group>, roots: Vec<PathBuf>, mask: Mask, ignore: Mask) -> Self {
+        let plan: Plan = mounts::plan_here(&roots);
+        let mut cov = FilesystemCoverage {
+            group,
+            roots,
+            mask,
+            ignore,
+            marked: Vec::new(),
+            marked_fs: Vec::new(),
+            ignored: Vec::new(),
+            filesystems: 0,
+            ignored_mounts: 0,
+        };
+        for (id, path) in &plan.ignored_mounts {
+            cov.ignore_mount(*id, path);
+        }
+        for fs in &plan.filesystems {
+            cov.mark(fs);
+        }
+        cov
+    }
+
+    /// `scope=filesystem (ext4 /srv, xfs /srv/data); ignored mounts=N` for the startup line.
+    pub fn summary(&self) -> String {
+        let fs: Vec<String> = self
+            .marked_fs
+            .iter()
+            .map(|f| format!("{} {}", f.fs_type, f.path.display()))
+            .collect();
+        format!(
+            "scope=filesystem ({}); ignored mounts={}",
+            fs.join(", "),
+            self.ignored_mounts
+        )
+    }
+
+    fn mark(&mut self, fs: &Filesystem) {
+        match self
+            .group
+            .add_mark(MarkKind::Filesystem, self.mask, &fs.path)
+        {
+            Ok(()) => {
+                self.filesystems += 1;
+                self.marked.extend(fs.dev);
+                self.marked_fs.push(fs.clone());
+                tracing::debug!(path = %fs.path.display(), fs_type = %fs.fs_type, "filesystem marked");
+            }
+            Err(e) => tracing::warn!(path = %fs.path.display(), error = %e,
+                "cannot place the filesystem mark: accesses there are not covered"),
+        }
+    }
+
+    fn ignore_mount(&mut self, id: u32, path: &std::path::Path) {
+        // The kernel wants IGNORED_SURV_MODIFY on mount ignore marks (they are about where,
+        // not what, so no write could make them stale).
+        let flags = MarkFlags::IGNORE | MarkFlags::IGNORED_SURV_MODIFY;
+        match self
+            .group
+            .add_mark_with(MarkKind::Mount, flags, self.ignore, path)
+        {
+            Ok(()) => {
+                self.ignored.push(id);
+                self.ignored_mounts += 1;
+                tracing::debug!(mount = %path.display(), "mount cannot reach an include path: ignored");
+            }
+            Err(e) => tracing::debug!(mount = %path.display(), error = %e,
+                "cannot ignore mount (its accesses are decided by path)"),
+        }
+    }
+
+    fn unignore_mount(&mut self, id: u32, path: &std::path::Path) {
+        self.ignored.retain(|i| *i != id);
+        self.ignored_mounts -= 1;
+        let r = self.group.mark_raw(
+            libc::FAN_MARK_REMOVE,
+            MarkKind::Mount,
+            MarkFlags::IGNORE | MarkFlags::IGNORED_SURV_MODIFY,
+            self.ignore,
+            None,
+            Some(path),
+        );
+        match r {
+            Ok(()) => {
+                tracing::info!(mount = %path.display(), "mount moved towards an include path: no longer ignored")
+            }
+            Err(e) => tracing::error!(mount = %path.display(), error = %e,
+                "cannot remove the ignore mark of a mount moved towards an include path: opens through it are not scanned"),
+        }
+    }
+
+    /// Applies what a change of the mount table asks.
+    pub fn apply(&mut self, u: Update) {
+        for (id, path) in &u.unignore {
+            self.unignore_mount(*id, path);
+        }
+        for fs in &u.mark {
+            tracing::info!(path = %fs.path.display(), fs_type = %fs.fs_type, "filesystem mounted below an include path: marked");
+            self.mark(fs);
+        }
+        for (id, path) in &u.ignore {
+            self.ignore_mount(*id, path);
+        }
+        for id in &u.gone {
+            self.ignored.retain(|i| i != id);
+            self.ignored_mounts -= 1;
+        }
+    }
+
+    fn refresh(&mut self) {
+        match mounts::read_here() {
+            Ok(table) => {
+                let u = mounts::update(&self.roots, &table, &self.marked, &self.ignored);
+                self.apply(u);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the changed mount table"),
+        }
+    }
+
+    /// Watches the mount table until `stop`, applying every change.
+    pub fn run(mut self, stop: &Stop) {
+        let file = match std::fs::File::open(mounts::MOUNTINFO) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch the mount table: filesystems mounted later below an include path will not be covered");
+                return;
+            }
+        };
+        loop {
+            let mut p = [
+                libc::pollfd {
+                    fd: file.as_raw_fd(),
+                    events: libc::POLLPRI,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: stop.fd().as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            // SAFETY: two valid pollfds.
+            let r = unsafe { libc::poll(p.as_mut_ptr(), 2, -1) };
+            if r < 0 {
+                if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                tracing::error!(error = %std::io::Error::last_os_error(), "poll on the mount table failed");
+                return;
+            }
+            if p[1].revents != 0 || stop.is_triggered() {
+                return;
+            }
+            if p[0].revents & (libc::POLLPRI | libc::POLLERR) != 0 {
+                self.refresh();
+            }
+        }
+    }
+}
