@@ -4,8 +4,10 @@
 //! `skipped: needs root (...)` and pass, unless `MOAT_REQUIRE_PRIVILEGED=1`.
 //!
 //! Safety: every test builds its own [`World`] (a tempdir) and the daemon only watches its
-//! `watched/` subdirectory, always with `OnAccessCoverage directory` (inode marks; never a
-//! filesystem or mount mark) and a config file of the test's own (never
+//! `watched/` subdirectory with `OnAccessCoverage directory` (inode marks), or, for the
+//! default filesystem scope and mount marks, a directory on a private tmpfs the test mounts
+//! and unmounts itself ([`Tmpfs`], [`FsWorld`]): a filesystem or mount mark never reaches the
+//! machine's own filesystems. Each uses a config file of the test's own (never
 //! /etc/clamav/clamd.conf). The signature database lives outside the watched tree. Every
 //! wait is bounded; the daemon is SIGKILLed and reaped on drop (the kernel then allows
 //! anything pending) and so is every child. The EICAR test file is built at run time from
