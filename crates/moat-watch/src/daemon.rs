@@ -23,7 +23,9 @@ use moat_guard::{
     WorkerPool,
 };
 
-use crate::coverage::{self, CoverError, CoverageCounts, DirectoryCoverage};
+use crate::coverage::{
+    self, CoverError, CoverageCounts, DirectoryCoverage, Tracking, TrackingMode,
+};
 use crate::stop::Stop;
 use crate::verdict::{Access, AccessKind, DaemonStats, ReportSink, Reporter};
 
@@ -51,6 +53,8 @@ pub struct WatchSettings {
     pub scope: Scope,
     /// Not `OnAccessDisableDDD`: follow the tree below the include paths (directory scope).
     pub recursive: bool,
+    /// `OnAccessTracking` / `--tracking`: how directory scope follows the tree.
+    pub tracking: TrackingMode,
     /// `OnAccessPrevention`: deny infected files (else report only).
     pub prevention: bool,
     /// `OnAccessExtraScanning`: also scan (and report) files closed after writing, moved in,
@@ -119,6 +123,8 @@ pub struct Daemon {
     scan_stats: Arc<Stats>,
     /// Directories covered when ready (directory scope).
     pub directories: usize,
+    /// The tree tracking backend chosen (directory scope with DDD), and any fallback reason.
+    pub tracking: Option<Tracking>,
     /// Filesystems and mounts marked as a whole.
     pub whole_marks: usize,
     /// Include paths.
@@ -183,6 +189,7 @@ impl Daemon {
             stats,
             scan_stats,
             directories: 0,
+            tracking: None,
             whole_marks: 0,
             include_paths: roots.len(),
             setup_time: Duration::ZERO,
@@ -195,8 +202,16 @@ impl Daemon {
             daemon.whole_marks +=
                 coverage::cover_whole(&group, MarkKind::Filesystem, whole, &roots);
         } else if settings.recursive {
-            let mut cov =
-                DirectoryCoverage::new(Arc::clone(&group), mask, roots, Arc::clone(&policy))?;
+            let mut cov = DirectoryCoverage::new(
+                Arc::clone(&group),
+                mask,
+                roots,
+                Arc::clone(&policy),
+                settings.tracking,
+            )?;
+            let tracking = cov.tracking().clone();
+            tracing::info!(backend = %tracking.backend, fallback = ?tracking.fallback, "tree tracking");
+            daemon.tracking = Some(tracking);
             daemon.directories = cov.place_marks()?;
             let files = settings
                 .extra_scanning

@@ -21,6 +21,7 @@
 
 pub mod coverage;
 pub mod daemon;
+pub mod fid;
 pub mod limits;
 pub mod notify;
 pub mod reader;
@@ -29,5 +30,6 @@ pub mod tracker;
 pub mod tree;
 pub mod verdict;
 
+pub use coverage::{Backend, Tracking, TrackingMode};
 pub use daemon::{Daemon, Scope, StartError, WatchSettings};
 pub use stop::Stop;
