@@ -216,26 +216,12 @@ impl DirectoryCoverage {
             TrackingMode::Inotify => None,
             _ => Some(crate::fid::probe(&roots)),
         };
-        let (tracker, tracking) = match probed {
-            Some(Ok(g)) => (
-                Tracker::Fanotify(FidTracker::new(g)),
-                Tracking {
-                    backend: Backend::Fanotify,
-                    fallback: None,
-                },
-            ),
-            Some(Err(why)) if mode == TrackingMode::Fanotify => {
-                return Err(CoverError::FanotifyUnavailable(why))
-            }
-            fallback => (
-                Tracker::Inotify(
-                    inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
-                        .map_err(|e| CoverError::Init(e.into()))?,
-                ),
-                Tracking {
-                    backend: Backend::Inotify,
-                    fallback: fallback.and_then(|r| r.err()),
-                },
+        let (group_fid, tracking) = choose(mode, probed)?;
+        let tracker = match group_fid {
+            Some(g) => Tracker::Fanotify(FidTracker::new(g)),
+            None => Tracker::Inotify(
+                inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
+                    .map_err(|e| CoverError::Init(e.into()))?,
             ),
         };
         Ok(DirectoryCoverage {
@@ -855,6 +841,39 @@ fn add_watch(inotify: &OwnedFd, dir: &OwnedFd) -> io::Result<Wd> {
     inotify::add_watch(inotify, link.as_str(), WATCH_FLAGS).map_err(io::Error::from)
 }
 
+/// The backend for `mode` given what probing fanotify gave (`None`: not probed): the
+/// fanotify group when it is to be used, and the [`Tracking`] to report. A forced
+/// `Fanotify` that failed is an error; `Auto` falls back with the reason.
+fn choose<G>(
+    mode: TrackingMode,
+    probed: Option<Result<G, String>>,
+) -> Result<(Option<G>, Tracking), CoverError> {
+    match (mode, probed) {
+        (TrackingMode::Inotify, _) | (_, None) => Ok((
+            None,
+            Tracking {
+                backend: Backend::Inotify,
+                fallback: None,
+            },
+        )),
+        (_, Some(Ok(g))) => Ok((
+            Some(g),
+            Tracking {
+                backend: Backend::Fanotify,
+                fallback: None,
+            },
+        )),
+        (TrackingMode::Fanotify, Some(Err(why))) => Err(CoverError::FanotifyUnavailable(why)),
+        (TrackingMode::Auto, Some(Err(why))) => Ok((
+            None,
+            Tracking {
+                backend: Backend::Inotify,
+                fallback: Some(why),
+            },
+        )),
+    }
+}
+
 /// Opens a directory without following a final symlink (a symlinked directory is not part
 /// of the tree, as in clamscan's walk).
 fn open_dir(path: &Path) -> io::Result<OwnedFd> {
@@ -925,4 +944,35 @@ pub fn cover_whole(group: &Group, kind: MarkKind, mask: Mask, paths: &[PathBuf])
             }
         })
         .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_choice_and_fallback_reason() {
+        let why = || Err::<(), _>("/x: filesystem without file handles (EOPNOTSUPP)".to_owned());
+        let (g, t) = choose(TrackingMode::Auto, Some(Ok(()))).unwrap();
+        assert_eq!(
+            (g, t.backend, t.fallback),
+            (Some(()), Backend::Fanotify, None)
+        );
+        let (g, t) = choose(TrackingMode::Auto, Some(why())).unwrap();
+        assert_eq!(g, None);
+        assert_eq!(t.backend, Backend::Inotify);
+        assert_eq!(
+            t.to_string(),
+            "inotify (fanotify unavailable: /x: filesystem without file handles (EOPNOTSUPP))"
+        );
+        let (g, t) = choose::<()>(TrackingMode::Inotify, None).unwrap();
+        assert_eq!((g, t.backend, t.fallback), (None, Backend::Inotify, None));
+        let e = choose(TrackingMode::Fanotify, Some(why())).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "OnAccessTracking fanotify: unavailable: /x: filesystem without file handles (EOPNOTSUPP)"
+        );
+        let (_, t) = choose(TrackingMode::Fanotify, Some(Ok(()))).unwrap();
+        assert_eq!(t.to_string(), "fanotify");
+    }
 }

@@ -239,6 +239,12 @@ fn start_and_run(args: &WatchArgs, c: &Config) -> Result<(), String> {
     let stop = Arc::new(Stop::new().map_err(|e| format!("cannot create the stop pipe: {e}"))?);
     stop.on_signals(&[libc::SIGTERM, libc::SIGINT])
         .map_err(|e| format!("cannot handle signals: {e}"))?;
+    // SIGHUP must not kill the daemon (its default action would, and the kernel would then
+    // allow everything): until reloading exists, it is acknowledged and ignored. Caught
+    // before READY=1, so that a SIGHUP sent as soon as the daemon is ready is caught too.
+    let hup = Stop::new().map_err(|e| format!("cannot create the SIGHUP pipe: {e}"))?;
+    hup.on_signals(&[libc::SIGHUP])
+        .map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
     let daemon = Daemon::start(settings, scanner, stop).map_err(|e| e.to_string())?;
     let status = daemon.status_line();
     tracing::info!("{status}");
@@ -246,11 +252,6 @@ fn start_and_run(args: &WatchArgs, c: &Config) -> Result<(), String> {
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "cannot notify $NOTIFY_SOCKET"),
     }
-    // SIGHUP must not kill the daemon (its default action would, and the kernel would then
-    // allow everything): until reloading exists, it is acknowledged and ignored.
-    let hup = Stop::new().map_err(|e| format!("cannot create the SIGHUP pipe: {e}"))?;
-    hup.on_signals(&[libc::SIGHUP])
-        .map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
     daemon.run_until_stopped_with(&hup, || {
         tracing::warn!(
             "SIGHUP: reloading is not supported yet; still running with the configuration \
