@@ -3,25 +3,31 @@
 //!
 //! Every covered directory carries two things in the kernel: a fanotify mark on the
 //! enforcement group (`OPEN_PERM | OPEN_EXEC_PERM | EVENT_ON_CHILD`, so opens of its files
-//! raise permission events) and an inotify watch (so the directory's own subdirectories
-//! being created, moved and deleted are seen). The [`Tree`] maps watch descriptors to
-//! places; [`MarkHandle`]s (file handles) let a mark be removed after its directory moved
-//! out of the tree, when its path is no longer known: `open_by_handle_at` reaches the inode
-//! wherever it went. That is what clamonacc never manages.
+//! raise permission events) and something that reports its own subdirectories being
+//! created, moved and deleted: a mark of the fanotify *tracking* group
+//! ([`Backend::Fanotify`], see [`crate::fid`]) or an inotify watch ([`Backend::Inotify`]).
+//! [`TrackingMode`] picks one; [`DirectoryCoverage::tracking`] says which and, when `auto`
+//! fell back to inotify, why. The [`Tree`] maps ids (watch descriptors, or ids allocated per
+//! file handle) to places; [`MarkHandle`]s (file handles) let a mark be removed after its
+//! directory moved out of the tree, when its path is no longer known: `open_by_handle_at`
+//! reaches the inode wherever it went. That is what clamonacc never manages.
 //!
 //! **Order per directory, and why it leaves nothing out:** open the directory
-//! (`O_NOFOLLOW`), add the inotify watch, add the fanotify mark, *then* read its entries. A
-//! subdirectory created before the watch is found by the read; one created after it raises
-//! `IN_CREATE`; one created in between is found by both, and the second sighting is a no-op
-//! because adding a watch to a watched inode returns the same descriptor.
+//! (`O_NOFOLLOW`), start tracking it (inotify watch, or tracking mark then file handle → id),
+//! add the enforcement mark, *then* read its entries. A subdirectory created before tracking
+//! started is found by the read; one created after it raises an event; one created in
+//! between is found by both, and the second sighting is a no-op because tracking an inode
+//! already tracked returns the same id (inotify: the same descriptor; fanotify: the same
+//! handle).
 //!
 //! **Window:** between `mkdir` and the mark of the new directory (a few hundred
-//! microseconds: the tracker thread must see `IN_CREATE` first) files in it are not covered.
+//! microseconds: the tracker thread must see the event first) files in it are not covered.
 //! Filesystem-scope coverage has no such window (issue 4).
 //!
-//! Failures are per directory: a directory that cannot be opened, watched or marked is
+//! Failures are per directory: a directory that cannot be opened, tracked or marked is
 //! reported and skipped, and its siblings are still covered. Only running out of inotify
-//! watches at start is fatal, with the number needed ([`CoverError::WatchLimit`]).
+//! watches at start is fatal, with the number needed ([`CoverError::WatchLimit`]); the
+//! fanotify backend has no such limit (`FAN_UNLIMITED_MARKS`).
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;

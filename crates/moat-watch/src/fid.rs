@@ -460,7 +460,7 @@ mod tests {
         );
         // Only the target is marked: moved in.
         assert_eq!(
-            t(Mask::RENAME | DIR, &[new.clone()]),
+            t(Mask::RENAME | DIR, std::slice::from_ref(&new)),
             vec![FidChange::MovedIn {
                 parent: 5,
                 name: os("b")
@@ -468,7 +468,7 @@ mod tests {
         );
         // Only the source is marked: moved out.
         assert_eq!(
-            t(Mask::RENAME | DIR, &[old.clone()]),
+            t(Mask::RENAME | DIR, std::slice::from_ref(&old)),
             vec![FidChange::MovedOut {
                 parent: 2,
                 name: os("a")
