@@ -175,6 +175,7 @@ pub static KEYS: &[KeyInfo] = &[
     used(k("OnAccessPrevention", Bool)),
     used(k("OnAccessRetryAttempts", Number)),
     moat(k("OnAccessScanTimeout", Duration)),
+    moat(k("OnAccessTracking", Str)),
     k("PCREMatchLimit", Number),
     k("PCREMaxFileSize", Size),
     k("PCRERecMatchLimit", Number),

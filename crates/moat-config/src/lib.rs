@@ -30,7 +30,8 @@
 //! ones the binary still accepts) is accepted. Keys moat uses become fields of [`Config`];
 //! the others are type-checked and listed by [`Config::unused_keys`] (log them at debug
 //! level). Deprecated keys clamd ignores (`ScanOnAccess`, `MailFollowURLs`, ...) produce a
-//! [`Warning`]. moat adds two keys of its own, `OnAccessScanTimeout` and `OnAccessCoverage`.
+//! [`Warning`]. moat adds keys of its own: `OnAccessScanTimeout`, `OnAccessCoverage` and
+//! `OnAccessTracking`.
 //!
 //! # Example
 //!
@@ -143,6 +144,48 @@ impl fmt::Display for Coverage {
     }
 }
 
+/// How `moat watch` follows the directory tree in directory scope (`OnAccessTracking`, a moat
+/// extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Tracking {
+    /// fanotify when the kernel and the include paths' filesystems support it, else inotify
+    /// (the reason is logged at start).
+    #[default]
+    Auto,
+    /// A fanotify notification group (`FAN_REPORT_DFID_NAME`, Linux 5.17+ for renames) with
+    /// an inode mark per directory: not limited by `fs.inotify.max_user_watches`. Refusing
+    /// to start when unavailable.
+    Fanotify,
+    /// An inotify watch per directory (ClamAV's way; limited by `fs.inotify.max_user_watches`).
+    Inotify,
+}
+
+impl FromStr for Tracking {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        for t in [Tracking::Auto, Tracking::Fanotify, Tracking::Inotify] {
+            if s.eq_ignore_ascii_case(&t.to_string()) {
+                return Ok(t);
+            }
+        }
+        Err(format!(
+            "expected \"auto\", \"fanotify\" or \"inotify\", got {}",
+            quote(s)
+        ))
+    }
+}
+
+impl fmt::Display for Tracking {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Tracking::Auto => "auto",
+            Tracking::Fanotify => "fanotify",
+            Tracking::Inotify => "inotify",
+        })
+    }
+}
+
 /// Settings read from a clamd.conf file. Fields hold ClamAV's meaning and defaults unless they
 /// say otherwise; callers may overwrite them (command-line flags win over keys).
 ///
@@ -200,6 +243,9 @@ pub struct Config {
     /// `OnAccessCoverage` (**moat extension**, `filesystem` or `directory`, default
     /// `filesystem`): how marks are placed; see [`Coverage`].
     pub on_access_coverage: Coverage,
+    /// `OnAccessTracking` (**moat extension**, `auto`, `fanotify` or `inotify`, default
+    /// `auto`): how directory scope follows the tree; see [`Tracking`].
+    pub on_access_tracking: Tracking,
 
     // ---- general ----
     /// `DatabaseDirectory` (default `/var/lib/clamav`): signature databases; never watched.
@@ -264,6 +310,7 @@ impl Default for Config {
             on_access_deny_on_error: false,
             on_access_scan_timeout: DEFAULT_ON_ACCESS_SCAN_TIMEOUT,
             on_access_coverage: Coverage::default(),
+            on_access_tracking: Tracking::default(),
             database_directory: PathBuf::from("/var/lib/clamav"),
             log_file: None,
             log_verbose: false,
@@ -514,6 +561,7 @@ impl Parser<'_> {
             "OnAccessDenyOnError" => c.on_access_deny_on_error = parse_bool(v)?,
             "OnAccessScanTimeout" => c.on_access_scan_timeout = parse_duration(v)?,
             "OnAccessCoverage" => c.on_access_coverage = v.parse()?,
+            "OnAccessTracking" => c.on_access_tracking = v.parse()?,
             "DatabaseDirectory" => c.database_directory = PathBuf::from(v),
             "LogFile" => c.log_file = Some(PathBuf::from(v)),
             "LogVerbose" => c.log_verbose = parse_bool(v)?,

@@ -1,7 +1,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use moat_config::{Config, ConfigError, Coverage, LineErrorKind, ValueKind};
+use moat_config::{Config, ConfigError, Coverage, LineErrorKind, Tracking, ValueKind};
 
 const P: &str = "/etc/clamav/clamd.conf";
 
@@ -438,6 +438,25 @@ fn durations_and_coverage() {
         format!("{P}:1: OnAccessCoverage: expected \"filesystem\" or \"directory\", got \"mount\"")
     );
     let info = moat_config::key_info("OnAccessCoverage").unwrap();
+    assert!(info.moat_extension && info.used);
+    assert_eq!(Config::default().on_access_tracking, Tracking::Auto);
+    for (text, t) in [
+        ("auto", Tracking::Auto),
+        ("FANOTIFY", Tracking::Fanotify),
+        ("inotify", Tracking::Inotify),
+    ] {
+        assert_eq!(
+            parse(&format!("OnAccessTracking {text}")).on_access_tracking,
+            t
+        );
+    }
+    assert_eq!(
+        err_msg("OnAccessTracking dnotify"),
+        format!(
+            "{P}:1: OnAccessTracking: expected \"auto\", \"fanotify\" or \"inotify\", got \"dnotify\""
+        )
+    );
+    let info = moat_config::key_info("OnAccessTracking").unwrap();
     assert!(info.moat_extension && info.used);
     assert!(
         !moat_config::key_info("OnAccessPrevention")

@@ -27,6 +27,25 @@ pub struct FidInfo {
     pub name: Option<OsString>,
 }
 
+impl FidInfo {
+    /// Opens the object this record names (`open_by_handle_at(2)`): for a `DfidName`,
+    /// `OldDfidName` or `NewDfidName` record, the directory holding the entry. `mount_fd` is
+    /// any fd on the filesystem whose id is [`fsid`](Self::fsid); `flags` are `open(2)`
+    /// flags (`O_RDONLY | O_DIRECTORY` to mark it, `O_PATH` to read its path). Needs
+    /// `CAP_DAC_READ_SEARCH`; `ESTALE` when the object no longer exists.
+    pub fn open(&self, mount_fd: BorrowedFd<'_>, flags: i32) -> io::Result<OwnedFd> {
+        self.handle.open(mount_fd, flags)
+    }
+
+    /// The entry name, if the record has one and it is not `"."` (self events such as
+    /// `FAN_DELETE_SELF` name the directory itself that way).
+    pub fn entry_name(&self) -> Option<&std::ffi::OsStr> {
+        self.name
+            .as_deref()
+            .filter(|n| n.as_encoded_bytes() != b".")
+    }
+}
+
 /// The pidfd info record (`FAN_REPORT_PIDFD`).
 #[derive(Debug)]
 pub enum Pidfd {

@@ -222,6 +222,10 @@ flag_set! {
         /// `FAN_EVENT_ON_CHILD`: a directory mark also reports events on its children.
         EVENT_ON_CHILD = libc::FAN_EVENT_ON_CHILD;
         /// `FAN_RENAME`: one event per rename with old and new names (FID groups, 5.17+).
+        /// Raised when either directory is marked; only the marked side's record is in the
+        /// event (`OLD_DFID_NAME` for the source, `NEW_DFID_NAME` for the target; measured
+        /// on 6.18), so a move out of or into a marked set shows as one record. Never merged.
+        /// Directories need `ONDIR` in the mask.
         RENAME = libc::FAN_RENAME;
         /// `FAN_ONDIR`: also report events on directories (needed for `mkdir`/`rmdir`).
         ONDIR = libc::FAN_ONDIR;

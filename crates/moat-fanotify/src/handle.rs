@@ -74,7 +74,26 @@ impl FileHandle {
         Self::name_to_handle_empty(fd.as_raw_fd())
     }
 
+    /// The handle fanotify's FID records use for an open file: `name_to_handle_at(fd, "",
+    /// AT_EMPTY_PATH | AT_HANDLE_FID)` (Linux 6.5+; plain `from_fd` on older kernels), and
+    /// its mount id. It equals [`from_fd`](Self::from_fd)'s on filesystems that can decode
+    /// handles (ext4, xfs, btrfs, tmpfs: `open` works on it), and exists as well on those
+    /// that cannot (procfs), where fanotify still reports non-decodable ids.
+    pub fn fid_from_fd(fd: BorrowedFd<'_>) -> io::Result<(FileHandle, i32)> {
+        match Self::name_to_handle_flags(fd.as_raw_fd(), libc::AT_EMPTY_PATH | libc::AT_HANDLE_FID)
+        {
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                Self::name_to_handle_empty(fd.as_raw_fd())
+            }
+            r => r,
+        }
+    }
+
     fn name_to_handle_empty(fd: i32) -> io::Result<(FileHandle, i32)> {
+        Self::name_to_handle_flags(fd, libc::AT_EMPTY_PATH)
+    }
+
+    fn name_to_handle_flags(fd: i32, flags: i32) -> io::Result<(FileHandle, i32)> {
         let mut buf = HandleBuf {
             handle_bytes: MAX_HANDLE_SZ as u32,
             handle_type: 0,
@@ -88,7 +107,7 @@ impl FileHandle {
                 c"".as_ptr(),
                 &mut buf as *mut HandleBuf as *mut libc::file_handle,
                 &mut mount_id,
-                libc::AT_EMPTY_PATH,
+                flags,
             )
         };
         Self::finish(r, &buf, mount_id)

@@ -3,25 +3,31 @@
 //!
 //! Every covered directory carries two things in the kernel: a fanotify mark on the
 //! enforcement group (`OPEN_PERM | OPEN_EXEC_PERM | EVENT_ON_CHILD`, so opens of its files
-//! raise permission events) and an inotify watch (so the directory's own subdirectories
-//! being created, moved and deleted are seen). The [`Tree`] maps watch descriptors to
-//! places; [`MarkHandle`]s (file handles) let a mark be removed after its directory moved
-//! out of the tree, when its path is no longer known: `open_by_handle_at` reaches the inode
-//! wherever it went. That is what clamonacc never manages.
+//! raise permission events) and something that reports its own subdirectories being
+//! created, moved and deleted: a mark of the fanotify *tracking* group
+//! ([`Backend::Fanotify`], see [`crate::fid`]) or an inotify watch ([`Backend::Inotify`]).
+//! [`TrackingMode`] picks one; [`DirectoryCoverage::tracking`] says which and, when `auto`
+//! fell back to inotify, why. The [`Tree`] maps ids (watch descriptors, or ids allocated per
+//! file handle) to places; [`MarkHandle`]s (file handles) let a mark be removed after its
+//! directory moved out of the tree, when its path is no longer known: `open_by_handle_at`
+//! reaches the inode wherever it went. That is what clamonacc never manages.
 //!
 //! **Order per directory, and why it leaves nothing out:** open the directory
-//! (`O_NOFOLLOW`), add the inotify watch, add the fanotify mark, *then* read its entries. A
-//! subdirectory created before the watch is found by the read; one created after it raises
-//! `IN_CREATE`; one created in between is found by both, and the second sighting is a no-op
-//! because adding a watch to a watched inode returns the same descriptor.
+//! (`O_NOFOLLOW`), start tracking it (inotify watch, or tracking mark then file handle → id),
+//! add the enforcement mark, *then* read its entries. A subdirectory created before tracking
+//! started is found by the read; one created after it raises an event; one created in
+//! between is found by both, and the second sighting is a no-op because tracking an inode
+//! already tracked returns the same id (inotify: the same descriptor; fanotify: the same
+//! handle).
 //!
 //! **Window:** between `mkdir` and the mark of the new directory (a few hundred
-//! microseconds: the tracker thread must see `IN_CREATE` first) files in it are not covered.
+//! microseconds: the tracker thread must see the event first) files in it are not covered.
 //! Filesystem-scope coverage has no such window (issue 4).
 //!
-//! Failures are per directory: a directory that cannot be opened, watched or marked is
+//! Failures are per directory: a directory that cannot be opened, tracked or marked is
 //! reported and skipped, and its siblings are still covered. Only running out of inotify
-//! watches at start is fatal, with the number needed ([`CoverError::WatchLimit`]).
+//! watches at start is fatal, with the number needed ([`CoverError::WatchLimit`]); the
+//! fanotify backend has no such limit (`FAN_UNLIMITED_MARKS`).
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
@@ -33,11 +39,76 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Mutex};
 
-use moat_fanotify::{FileHandle, Group, MarkFlags, MarkKind, Mask};
+use moat_fanotify::{FidInfo, FileHandle, Group, MarkFlags, MarkKind, Mask};
 use moat_guard::Policy;
 use rustix::fs::{inotify, FileType, Mode, OFlags, RawDir};
 
+use crate::fid::FidTracker;
 use crate::tree::{Tree, Wd};
+
+/// Which mechanism follows the tree's changes (`OnAccessTracking`, `--tracking`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TrackingMode {
+    /// fanotify when the kernel and the include paths' filesystems support it, else inotify.
+    #[default]
+    Auto,
+    /// fanotify only: a start error when unavailable.
+    Fanotify,
+    /// inotify only.
+    Inotify,
+}
+
+/// The tracking backend in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A fanotify notification group with `FAN_REPORT_DFID_NAME` and an inode mark per
+    /// directory (see [`crate::fid`]): no inotify watch, no `max_user_watches` limit.
+    Fanotify,
+    /// An inotify watch per directory.
+    Inotify,
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Fanotify => "fanotify",
+            Backend::Inotify => "inotify",
+        })
+    }
+}
+
+/// The backend chosen and, when `auto` fell back to inotify, why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tracking {
+    /// The backend in use.
+    pub backend: Backend,
+    /// Why fanotify was not used (`auto` only), e.g. `"kernel too old: FAN_REPORT_DFID_NAME
+    /// refused (EINVAL)"` or `"/x: filesystem without file handles (EOPNOTSUPP)"`.
+    pub fallback: Option<String>,
+}
+
+impl std::fmt::Display for Tracking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.fallback {
+            None => write!(f, "{}", self.backend),
+            Some(why) => write!(f, "{} (fanotify unavailable: {why})", self.backend),
+        }
+    }
+}
+
+/// How the tree is followed: an inotify instance, or the fanotify tracking group.
+enum Tracker {
+    Inotify(OwnedFd),
+    Fanotify(FidTracker),
+}
+
+/// Where the tracker thread reads tree events from.
+pub(crate) enum Source {
+    /// A second fd on the inotify instance.
+    Inotify(OwnedFd),
+    /// The fanotify tracking group.
+    Fanotify(Arc<Group>),
+}
 
 /// What the kernel needs to find a directory again once its path is unknown.
 #[derive(Debug)]
@@ -60,6 +131,9 @@ pub enum CoverError {
     /// inotify could not be initialised.
     #[error("inotify_init1 failed: {0}")]
     Init(io::Error),
+    /// `OnAccessTracking fanotify` was asked for and is unavailable.
+    #[error("OnAccessTracking fanotify: unavailable: {0}")]
+    FanotifyUnavailable(String),
 }
 
 /// Counters of the coverage layer.
@@ -71,7 +145,7 @@ pub struct CoverageCounts {
     pub unmarked: u64,
     /// Directories that could not be covered (reported one by one).
     pub failed: u64,
-    /// Tree re-walks after an inotify queue overflow.
+    /// Tree re-walks after lost or malformed tracking events.
     pub resyncs: u64,
 }
 
@@ -106,7 +180,8 @@ pub type FileSink<'a> = &'a mut dyn FnMut(&Path);
 pub struct DirectoryCoverage {
     group: Arc<Group>,
     mask: Mask,
-    inotify: OwnedFd,
+    tracker: Tracker,
+    tracking: Tracking,
     tree: Tree<Option<MarkHandle>>,
     /// An fd on each mount seen, for `open_by_handle_at`. Locked only when a handle is
     /// taken or used (shared by the parallel walk's threads).
@@ -132,19 +207,34 @@ const WATCH_FLAGS: inotify::WatchFlags = inotify::WatchFlags::CREATE
 
 impl DirectoryCoverage {
     /// Coverage of `roots` (canonical directories) on `group` with fanotify `mask`,
-    /// skipping what `policy` excludes. Marks nothing yet: call [`cover`](Self::cover).
+    /// skipping what `policy` excludes, tracked by the backend `mode` selects (`Auto`
+    /// probes fanotify: the group, then a tracking mark on each root). Marks nothing yet:
+    /// call [`cover`](Self::cover). A forced `Fanotify` that is unavailable is
+    /// [`CoverError::FanotifyUnavailable`].
     pub fn new(
         group: Arc<Group>,
         mask: Mask,
         roots: Vec<PathBuf>,
         policy: Arc<Policy>,
+        mode: TrackingMode,
     ) -> Result<DirectoryCoverage, CoverError> {
-        let inotify = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
-            .map_err(|e| CoverError::Init(e.into()))?;
+        let probed = match mode {
+            TrackingMode::Inotify => None,
+            _ => Some(crate::fid::probe(&roots)),
+        };
+        let (group_fid, tracking) = choose(mode, probed)?;
+        let tracker = match group_fid {
+            Some(g) => Tracker::Fanotify(FidTracker::new(g)),
+            None => Tracker::Inotify(
+                inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
+                    .map_err(|e| CoverError::Init(e.into()))?,
+            ),
+        };
         Ok(DirectoryCoverage {
             group,
             mask,
-            inotify,
+            tracker,
+            tracking,
             tree: Tree::new(),
             mounts: Mutex::new(HashMap::new()),
             policy,
@@ -156,9 +246,29 @@ impl DirectoryCoverage {
         })
     }
 
-    /// The inotify fd, for the tracker to poll and read.
-    pub fn inotify_fd(&self) -> &OwnedFd {
-        &self.inotify
+    /// The tracking backend in use, and why `auto` fell back to inotify if it did.
+    pub fn tracking(&self) -> &Tracking {
+        &self.tracking
+    }
+
+    /// Where the tracker thread reads tree events.
+    pub(crate) fn source(&self) -> io::Result<Source> {
+        Ok(match &self.tracker {
+            Tracker::Inotify(fd) => Source::Inotify(fd.try_clone()?),
+            Tracker::Fanotify(t) => Source::Fanotify(Arc::clone(&t.group)),
+        })
+    }
+
+    /// The id of the tracked directory a FID record names (fanotify backend).
+    pub fn lookup_fid(&self, rec: &FidInfo) -> Option<Wd> {
+        match &self.tracker {
+            Tracker::Fanotify(t) => t
+                .ids
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .lookup(rec.fsid, &rec.handle),
+            Tracker::Inotify(_) => None,
+        }
     }
 
     /// Directories covered now.
@@ -292,7 +402,7 @@ impl DirectoryCoverage {
         path: PathBuf,
         jobs_tx: &crossbeam_channel::Sender<(Option<Wd>, PathBuf)>,
     ) -> Option<Found> {
-        let (dir, wd) = match self.probe(&path) {
+        let (dir, wd, pre) = match self.probe(&path) {
             Ok(Some(p)) => p,
             Ok(None) => return None,
             Err(limit) => {
@@ -308,7 +418,7 @@ impl DirectoryCoverage {
         if !first {
             return None;
         }
-        let handle = self.mark_new(&path, wd, &dir)?;
+        let handle = self.mark_new(&path, wd, &dir, pre)?;
         let mut queue = |child| {
             walk.pending.fetch_add(1, AcqRel);
             let _ = jobs_tx.send((Some(wd), child));
@@ -368,16 +478,19 @@ impl DirectoryCoverage {
     }
 
     /// Directory `parent/name` was deleted: forgets it (the kernel dropped its watch and
-    /// mark with the inode).
+    /// marks with the inode).
     pub fn deleted(&mut self, parent: Wd, name: &OsStr) {
         if let Some(wd) = self.tree.child(parent, name) {
-            self.tree.remove_subtree(wd);
+            self.watch_gone(wd);
         }
     }
 
-    /// The kernel removed watch `wd` (`IN_IGNORED`: deleted, unmounted, or removed by us).
+    /// The kernel dropped what tracks `wd` (`IN_IGNORED`: deleted, unmounted, or removed by
+    /// us; `FAN_DELETE_SELF`): forgets it and its subtree.
     pub fn watch_gone(&mut self, wd: Wd) {
-        self.tree.remove_subtree(wd);
+        for (w, _) in self.tree.remove_subtree(wd) {
+            self.forget(w);
+        }
     }
 
     /// The path of a tracked directory.
@@ -390,7 +503,8 @@ impl DirectoryCoverage {
         self.tree.path(wd).is_some_and(|p| self.roots.contains(&p))
     }
 
-    /// Re-walks every include path after events were lost (inotify queue overflow): covers
+    /// Re-walks every include path after events were lost or malformed (inotify queue
+    /// overflow, an unreadable fanotify event): covers
     /// what is new, re-places what moved, uncovers what is gone. No restart needed.
     pub fn resync(&mut self) {
         self.counts.resyncs += 1;
@@ -411,7 +525,7 @@ impl DirectoryCoverage {
         tracing::warn!(
             before,
             after = self.tree.len(),
-            "inotify queue overflowed: tree re-walked and reconciled"
+            "tracking events lost: tree re-walked and reconciled"
         );
     }
 
@@ -446,7 +560,7 @@ impl DirectoryCoverage {
         stack: &mut Vec<(Option<Wd>, PathBuf)>,
         files: FileSink<'_>,
     ) -> Result<Option<Wd>, u64> {
-        let Some((dir, wd)) = self.probe(path)? else {
+        let Some((dir, wd, pre)) = self.probe(path)? else {
             return Ok(None);
         };
         if self.tree.contains(wd) {
@@ -457,7 +571,7 @@ impl DirectoryCoverage {
             if let (Some(p), Some(name)) = (parent, path.file_name()) {
                 self.tree.rename(wd, p, name);
             }
-        } else if !self.track_new(parent, path, wd, &dir) {
+        } else if !self.track_new(parent, path, wd, &dir, pre) {
             return Ok(None);
         } else {
             self.counts.marked += 1;
@@ -472,24 +586,67 @@ impl DirectoryCoverage {
         Ok(Some(wd))
     }
 
-    /// Opens a directory and adds its inotify watch. `Ok(None)` (reported) when either fails;
-    /// `Err(limit)` when inotify's budget is exhausted.
-    fn probe(&self, path: &Path) -> Result<Option<(OwnedFd, Wd)>, u64> {
+    /// Opens a directory and starts tracking it: adds its inotify watch, or its fanotify
+    /// tracking mark (then takes its file handle, which gives its id). `Ok(None)` (reported)
+    /// when either fails; `Err(limit)` when inotify's budget is exhausted.
+    fn probe(&self, path: &Path) -> Result<Option<(OwnedFd, Wd, Option<MarkHandle>)>, u64> {
         let dir = match open_dir(path) {
             Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                // Created and removed again before we got there.
+                tracing::debug!(path = %path.display(), "directory gone before it was covered");
+                return Ok(None);
+            }
             Err(e) => {
                 self.failure(path, "cannot open directory", &e);
                 return Ok(None);
             }
         };
-        match self.add_watch(&dir) {
-            Ok(wd) => Ok(Some((dir, wd))),
+        let inotify = match &self.tracker {
+            Tracker::Inotify(fd) => fd,
+            Tracker::Fanotify(t) => return Ok(self.probe_fid(t, path, dir)),
+        };
+        match add_watch(inotify, &dir) {
+            Ok(wd) => Ok(Some((dir, wd, None))),
             Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
                 Err(crate::limits::read_sysctl(crate::limits::INOTIFY_WATCHES_SYSCTL).unwrap_or(0))
             }
             Err(e) => {
                 self.failure(path, "cannot watch directory", &e);
                 Ok(None)
+            }
+        }
+    }
+
+    /// [`probe`](Self::probe) for the fanotify backend: tracking mark, handle, id.
+    fn probe_fid(
+        &self,
+        t: &FidTracker,
+        path: &Path,
+        dir: OwnedFd,
+    ) -> Option<(OwnedFd, Wd, Option<MarkHandle>)> {
+        if let Err(e) = t.mark(dir.as_fd(), true) {
+            self.failure(
+                path,
+                "cannot place fanotify mark (tracking group)",
+                &io::Error::from(e),
+            );
+            return None;
+        }
+        let keyed = FileHandle::fid_from_fd(dir.as_fd()).and_then(|(handle, mount_id)| {
+            let fsid = t.fsid(dir.as_fd(), mount_id)?;
+            Ok((handle, mount_id, fsid))
+        });
+        match keyed {
+            Ok((handle, mount_id, fsid)) => {
+                self.remember_mount(mount_id, &dir);
+                let wd = t.id_for((fsid, handle.clone()));
+                Some((dir, wd, Some(MarkHandle { handle, mount_id })))
+            }
+            Err(e) => {
+                let _ = t.mark(dir.as_fd(), false);
+                self.failure(path, "cannot take the directory's file handle", &e);
+                None
             }
         }
     }
@@ -522,8 +679,15 @@ impl DirectoryCoverage {
 
     /// Marks a directory not tracked yet and records it. False (and nothing left behind)
     /// when it cannot be marked.
-    fn track_new(&mut self, parent: Option<Wd>, path: &Path, wd: Wd, dir: &OwnedFd) -> bool {
-        let Some(handle) = self.mark_new(path, wd, dir) else {
+    fn track_new(
+        &mut self,
+        parent: Option<Wd>,
+        path: &Path,
+        wd: Wd,
+        dir: &OwnedFd,
+        pre: Option<MarkHandle>,
+    ) -> bool {
+        let Some(handle) = self.mark_new(path, wd, dir, pre) else {
             return false;
         };
         let inserted = match (parent, path.file_name()) {
@@ -533,14 +697,40 @@ impl DirectoryCoverage {
         if !inserted {
             // The parent left the tree meanwhile: nothing should cover this directory.
             let _ = self.unmark_fd(dir);
-            let _ = inotify::remove_watch(&self.inotify, wd);
+            self.untrack(wd);
         }
         inserted
     }
 
-    /// Places the fanotify mark on a directory just watched and takes its file handle.
-    /// `None` (reported, watch removed) when the mark cannot be placed.
-    fn mark_new(&self, path: &Path, wd: Wd, dir: &OwnedFd) -> Option<Option<MarkHandle>> {
+    /// Stops tracking `wd` whose directory is still there (its fanotify tracking mark, if
+    /// any, is removed by [`unmark_fd`](Self::unmark_fd)): removes the inotify watch, or
+    /// forgets the id.
+    fn untrack(&self, wd: Wd) {
+        match &self.tracker {
+            Tracker::Inotify(fd) => {
+                let _ = inotify::remove_watch(fd, wd);
+            }
+            Tracker::Fanotify(t) => t.forget(wd),
+        }
+    }
+
+    /// Forgets `wd` whose tracking the kernel already dropped (deleted directory).
+    fn forget(&self, wd: Wd) {
+        if let Tracker::Fanotify(t) = &self.tracker {
+            t.forget(wd);
+        }
+    }
+
+    /// Places the enforcement mark on a directory just tracked and takes its file handle
+    /// (unless `pre`, the fanotify backend, already holds it). `None` (reported, tracking
+    /// undone) when the mark cannot be placed.
+    fn mark_new(
+        &self,
+        path: &Path,
+        wd: Wd,
+        dir: &OwnedFd,
+        pre: Option<MarkHandle>,
+    ) -> Option<Option<MarkHandle>> {
         if let Err(e) = self.group.mark_raw(
             libc::FAN_MARK_ADD,
             MarkKind::Inode,
@@ -550,26 +740,32 @@ impl DirectoryCoverage {
             None,
         ) {
             self.failure(path, "cannot place fanotify mark", &io::Error::from(e));
-            let _ = inotify::remove_watch(&self.inotify, wd);
+            if let Tracker::Fanotify(t) = &self.tracker {
+                let _ = t.mark(dir.as_fd(), false);
+            }
+            self.untrack(wd);
             return None;
+        }
+        if pre.is_some() {
+            return Some(pre);
         }
         Some(self.handle_of(dir, path))
     }
 
-    fn add_watch(&self, dir: &OwnedFd) -> io::Result<Wd> {
-        let link = format!("/proc/self/fd/{}", dir.as_raw_fd());
-        inotify::add_watch(&self.inotify, link.as_str(), WATCH_FLAGS).map_err(io::Error::from)
+    /// Keeps an fd on mount `mount_id` for `open_by_handle_at`.
+    fn remember_mount(&self, mount_id: i32, dir: &OwnedFd) {
+        let mut mounts = self.mounts.lock().unwrap_or_else(|p| p.into_inner());
+        if let std::collections::hash_map::Entry::Vacant(e) = mounts.entry(mount_id) {
+            if let Ok(fd) = dir.try_clone() {
+                e.insert(fd);
+            }
+        }
     }
 
     fn handle_of(&self, dir: &OwnedFd, path: &Path) -> Option<MarkHandle> {
         match FileHandle::from_fd(dir.as_fd()) {
             Ok((handle, mount_id)) => {
-                let mut mounts = self.mounts.lock().unwrap_or_else(|p| p.into_inner());
-                if let std::collections::hash_map::Entry::Vacant(e) = mounts.entry(mount_id) {
-                    if let Ok(fd) = dir.try_clone() {
-                        e.insert(fd);
-                    }
-                }
+                self.remember_mount(mount_id, dir);
                 Some(MarkHandle { handle, mount_id })
             }
             Err(e) => {
@@ -589,7 +785,7 @@ impl DirectoryCoverage {
     /// Stops covering `wd` and its subtree: removes marks (through file handles) and watches.
     fn uncover(&mut self, wd: Wd) {
         for (w, handle) in self.tree.remove_subtree(wd) {
-            let _ = inotify::remove_watch(&self.inotify, w);
+            self.untrack(w);
             if let Some(h) = handle {
                 match self.unmark_handle(&h) {
                     Ok(()) => self.counts.unmarked += 1,
@@ -616,8 +812,9 @@ impl DirectoryCoverage {
         self.unmark_fd(&fd)
     }
 
+    /// Removes the enforcement mark (and the fanotify tracking mark) of an open directory.
     fn unmark_fd(&self, fd: &OwnedFd) -> io::Result<()> {
-        match self.group.mark_raw(
+        let enforcement = match self.group.mark_raw(
             libc::FAN_MARK_REMOVE,
             MarkKind::Inode,
             MarkFlags::empty(),
@@ -628,7 +825,11 @@ impl DirectoryCoverage {
             Ok(()) => Ok(()),
             Err(e) if e.errno() == libc::ENOENT => Ok(()),
             Err(e) => Err(e.into()),
+        };
+        if let Tracker::Fanotify(t) = &self.tracker {
+            t.mark(fd.as_fd(), false)?;
         }
+        enforcement
     }
 
     fn is_excluded(&self, dir: &Path) -> bool {
@@ -638,6 +839,44 @@ impl DirectoryCoverage {
     fn failure(&self, path: &Path, what: &str, e: &io::Error) {
         self.failed.fetch_add(1, Relaxed);
         tracing::warn!(path = %path.display(), error = %e, "{what}; its siblings are still covered");
+    }
+}
+
+fn add_watch(inotify: &OwnedFd, dir: &OwnedFd) -> io::Result<Wd> {
+    let link = format!("/proc/self/fd/{}", dir.as_raw_fd());
+    inotify::add_watch(inotify, link.as_str(), WATCH_FLAGS).map_err(io::Error::from)
+}
+
+/// The backend for `mode` given what probing fanotify gave (`None`: not probed): the
+/// fanotify group when it is to be used, and the [`Tracking`] to report. A forced
+/// `Fanotify` that failed is an error; `Auto` falls back with the reason.
+fn choose<G>(
+    mode: TrackingMode,
+    probed: Option<Result<G, String>>,
+) -> Result<(Option<G>, Tracking), CoverError> {
+    match (mode, probed) {
+        (TrackingMode::Inotify, _) | (_, None) => Ok((
+            None,
+            Tracking {
+                backend: Backend::Inotify,
+                fallback: None,
+            },
+        )),
+        (_, Some(Ok(g))) => Ok((
+            Some(g),
+            Tracking {
+                backend: Backend::Fanotify,
+                fallback: None,
+            },
+        )),
+        (TrackingMode::Fanotify, Some(Err(why))) => Err(CoverError::FanotifyUnavailable(why)),
+        (TrackingMode::Auto, Some(Err(why))) => Ok((
+            None,
+            Tracking {
+                backend: Backend::Inotify,
+                fallback: Some(why),
+            },
+        )),
     }
 }
 
@@ -711,4 +950,35 @@ pub fn cover_whole(group: &Group, kind: MarkKind, mask: Mask, paths: &[PathBuf])
             }
         })
         .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_choice_and_fallback_reason() {
+        let why = || Err::<(), _>("/x: filesystem without file handles (EOPNOTSUPP)".to_owned());
+        let (g, t) = choose(TrackingMode::Auto, Some(Ok(()))).unwrap();
+        assert_eq!(
+            (g, t.backend, t.fallback),
+            (Some(()), Backend::Fanotify, None)
+        );
+        let (g, t) = choose(TrackingMode::Auto, Some(why())).unwrap();
+        assert_eq!(g, None);
+        assert_eq!(t.backend, Backend::Inotify);
+        assert_eq!(
+            t.to_string(),
+            "inotify (fanotify unavailable: /x: filesystem without file handles (EOPNOTSUPP))"
+        );
+        let (g, t) = choose::<()>(TrackingMode::Inotify, None).unwrap();
+        assert_eq!((g, t.backend, t.fallback), (None, Backend::Inotify, None));
+        let e = choose(TrackingMode::Fanotify, Some(why())).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "OnAccessTracking fanotify: unavailable: /x: filesystem without file handles (EOPNOTSUPP)"
+        );
+        let (_, t) = choose(TrackingMode::Fanotify, Some(Ok(()))).unwrap();
+        assert_eq!(t.to_string(), "fanotify");
+    }
 }

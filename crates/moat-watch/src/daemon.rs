@@ -23,7 +23,9 @@ use moat_guard::{
     Stats, VerdictCache, WorkerPool,
 };
 
-use crate::coverage::{self, CoverError, CoverageCounts, DirectoryCoverage};
+use crate::coverage::{
+    self, CoverError, CoverageCounts, DirectoryCoverage, Tracking, TrackingMode,
+};
 use crate::kernel_cache::KernelCache;
 use crate::stop::Stop;
 use crate::verdict::{Access, AccessKind, DaemonStats, ReportSink, Reporter};
@@ -52,6 +54,8 @@ pub struct WatchSettings {
     pub scope: Scope,
     /// Not `OnAccessDisableDDD`: follow the tree below the include paths (directory scope).
     pub recursive: bool,
+    /// `OnAccessTracking` / `--tracking`: how directory scope follows the tree.
+    pub tracking: TrackingMode,
     /// `OnAccessPrevention`: deny infected files (else report only).
     pub prevention: bool,
     /// `OnAccessExtraScanning`: also scan (and report) files closed after writing, moved in,
@@ -127,6 +131,8 @@ pub struct Daemon {
     uses: Vec<String>,
     /// Directories covered when ready (directory scope).
     pub directories: usize,
+    /// The tree tracking backend chosen (directory scope with DDD), and any fallback reason.
+    pub tracking: Option<Tracking>,
     /// Filesystems and mounts marked as a whole.
     pub whole_marks: usize,
     /// Include paths.
@@ -222,6 +228,7 @@ impl Daemon {
             scan_stats,
             uses: Vec::new(),
             directories: 0,
+            tracking: None,
             whole_marks: 0,
             include_paths: roots.len(),
             setup_time: Duration::ZERO,
@@ -248,11 +255,18 @@ impl Daemon {
                     .map_err(StartError::Thread)?,
             );
         } else if settings.recursive {
-            let mut cov =
-                DirectoryCoverage::new(Arc::clone(&group), mask, roots, Arc::clone(&policy))?;
+            let mut cov = DirectoryCoverage::new(
+                Arc::clone(&group),
+                mask,
+                roots,
+                Arc::clone(&policy),
+                settings.tracking,
+            )?;
+            let tracking = cov.tracking().clone();
             daemon.directories = cov.place_marks()?;
             daemon.uses.push("scope=directory".into());
-            daemon.uses.push("tracking=inotify".into());
+            daemon.uses.push(format!("tracking={tracking}"));
+            daemon.tracking = Some(tracking);
             let files = settings
                 .extra_scanning
                 .then(|| discovery_sink(&pool, &policy, &reporter));

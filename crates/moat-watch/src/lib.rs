@@ -4,9 +4,10 @@
 //! verdicts → daemon):
 //!
 //! 1. [`coverage`] places one fanotify mark per directory under the include paths
-//!    (`OPEN_PERM | OPEN_EXEC_PERM | EVENT_ON_CHILD`) and one inotify watch, and the
-//!    [`tracker`] thread keeps both in step with the tree ([`tree`] is its map), so a process
-//!    opening a file in a covered directory waits for moat's answer.
+//!    (`OPEN_PERM | OPEN_EXEC_PERM | EVENT_ON_CHILD`) and one tracking mark of a fanotify
+//!    FID group ([`fid`]) or one inotify watch, and the [`tracker`] thread keeps both in
+//!    step with the tree ([`tree`] is its map), so a process opening a file in a covered
+//!    directory waits for moat's answer.
 //! 2. The [`reader`] thread reads the event, decides cheap cases with
 //!    `moat_guard::Policy` (own pid, excluded uid, path, size) and answers them at once, or
 //!    hands the file to `moat_guard::WorkerPool`.
@@ -21,6 +22,7 @@
 
 pub mod coverage;
 pub mod daemon;
+pub mod fid;
 pub mod fs_scope;
 pub mod kernel_cache;
 pub mod limits;
@@ -32,5 +34,6 @@ pub mod tracker;
 pub mod tree;
 pub mod verdict;
 
+pub use coverage::{Backend, Tracking, TrackingMode};
 pub use daemon::{Daemon, Scope, StartError, WatchSettings};
 pub use stop::Stop;

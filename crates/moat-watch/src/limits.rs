@@ -4,7 +4,9 @@
 //! budget (`fs.inotify.max_user_watches`, one watch per tracked directory) and the open-file
 //! limit (every permission event carries an fd, and the kernel *denies* an access when it
 //! cannot install one; rule 4 of the fanotify notes). fanotify's own mark budget does not
-//! apply: the enforcement group is created with `FAN_UNLIMITED_MARKS`.
+//! apply: the enforcement group and the fanotify tracking group are created with
+//! `FAN_UNLIMITED_MARKS`; with fanotify tracking (`OnAccessTracking`), inotify's budget does
+//! not apply either.
 
 use std::io;
 use std::path::Path;
@@ -60,8 +62,8 @@ pub fn watch_shortfall_message(needed: u64, limit: u64) -> String {
     format!(
         "the include paths hold {needed} directories to track, but {INOTIFY_WATCHES_SYSCTL} \
          is {limit}: run `sysctl {INOTIFY_WATCHES_SYSCTL}={suggested}` (and add it to \
-         /etc/sysctl.d/ to keep it), or set OnAccessCoverage filesystem, which needs no \
-         per-directory watch"
+         /etc/sysctl.d/ to keep it), or set OnAccessTracking fanotify or OnAccessCoverage \
+         filesystem, which need no inotify watch"
     )
 }
 

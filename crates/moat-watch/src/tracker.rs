@@ -1,4 +1,8 @@
-//! The tree tracker thread: turns inotify events into coverage changes.
+//! The tree tracker thread: turns tree events into coverage changes, from inotify or from
+//! the fanotify tracking group (see [`crate::fid`] for the fanotify events and their
+//! translation; a rename there is one event, so nothing is paired).
+//!
+//! inotify:
 //!
 //! | inotify event (on a directory entry)      | coverage change                          |
 //! |-------------------------------------------|------------------------------------------|
@@ -25,7 +29,10 @@ use std::path::Path;
 
 use rustix::fs::inotify::{ReadFlags, Reader};
 
-use crate::coverage::DirectoryCoverage;
+use moat_fanotify::{EventBuffer, Group};
+
+use crate::coverage::{DirectoryCoverage, Source};
+use crate::fid::FidChange;
 use crate::stop::{Stop, Woken};
 use crate::tree::Wd;
 
@@ -50,9 +57,11 @@ pub fn run(
     mut files: Option<FileSink>,
 ) -> DirectoryCoverage {
     coverage.build_tree();
-    // A second fd on the same inotify instance: reading borrows it while `coverage` changes.
-    let fd = match coverage.inotify_fd().try_clone() {
-        Ok(fd) => fd,
+    // A second fd on the same inotify instance (or the group): reading borrows it while
+    // `coverage` changes.
+    let fd = match coverage.source() {
+        Ok(Source::Inotify(fd)) => fd,
+        Ok(Source::Fanotify(group)) => return run_fanotify(coverage, &group, stop, files),
         Err(e) => {
             tracing::error!(error = %e, "cannot start tree tracking");
             return coverage;
@@ -165,4 +174,93 @@ impl Tracker {
             cov.resync();
         }
     }
+}
+
+/// [`run`] for the fanotify backend: reads the tracking group until `stop`.
+fn run_fanotify(
+    mut coverage: DirectoryCoverage,
+    group: &Group,
+    stop: &Stop,
+    mut files: Option<FileSink>,
+) -> DirectoryCoverage {
+    let mut buf = EventBuffer::with_len(256 * 1024);
+    loop {
+        match stop.poll_with(group.as_fd(), None) {
+            Ok(Woken::Stop) => break,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "poll on the fanotify tracking group failed; tracking stops");
+                break;
+            }
+        }
+        let mut resync = false;
+        loop {
+            let changes: Vec<FidChange> = match group.read_events(&mut buf) {
+                Ok(events) if events.len() == 0 => break,
+                Ok(events) => events
+                    .flat_map(|ev| {
+                        let fids: Vec<_> = ev.fids().collect();
+                        crate::fid::translate(ev.mask(), &fids, |r| coverage.lookup_fid(r))
+                    })
+                    .collect(),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    tracing::warn!(error = %e, "malformed fanotify tracking events");
+                    resync = true;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "reading fanotify tracking events failed");
+                    break;
+                }
+            };
+            for c in changes {
+                resync |= apply_fid(&mut coverage, c, &mut files);
+            }
+        }
+        if resync {
+            coverage.resync();
+        }
+    }
+    coverage
+}
+
+/// Applies one change from the fanotify backend; true when a re-walk is needed.
+fn apply_fid(cov: &mut DirectoryCoverage, c: FidChange, files: Files<'_>) -> bool {
+    let mut sink = |p: &Path| {
+        if let Some(f) = files.as_mut() {
+            f(p)
+        }
+    };
+    match c {
+        FidChange::Created { parent, name } | FidChange::MovedIn { parent, name } => {
+            cov.add_child(parent, &name, &mut sink)
+        }
+        FidChange::Deleted { parent, name } => cov.deleted(parent, &name),
+        FidChange::Renamed { from, to } => cov.rename((from.0, &from.1), (to.0, &to.1), &mut sink),
+        FidChange::MovedOut { parent, name } => cov.move_out(parent, &name),
+        FidChange::FileMovedIn { parent, name } => {
+            if let Some(dir) = cov.path(parent) {
+                sink(&dir.join(&name));
+            }
+        }
+        FidChange::SelfDeleted(id) => {
+            if cov.is_root(id) {
+                tracing::warn!(path = ?cov.path(id),
+                    "an include path was deleted: it is no longer covered");
+            }
+            cov.watch_gone(id);
+        }
+        FidChange::SelfMoved(id) => {
+            if cov.is_root(id) {
+                tracing::warn!(path = ?cov.path(id),
+                    "an include path was moved: it is no longer covered at its old path");
+            }
+        }
+        FidChange::Resync(why) => {
+            tracing::warn!("{why}: re-walking the tree");
+            return true;
+        }
+    }
+    false
 }

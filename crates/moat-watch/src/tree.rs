@@ -1,9 +1,10 @@
 //! The tracked directory tree: which directories are covered, and where they are now.
 //!
-//! Nodes are keyed by their inotify watch descriptor. Within one inotify instance a watch
-//! descriptor names one inode for as long as it is watched (adding a watch to an inode that
-//! already has one returns the same descriptor), so it doubles as the directory's identity:
-//! no `stat` per directory, and a re-walk recognises what it has seen.
+//! Nodes are keyed by an `i32` id that names one inode for as long as it is tracked: the
+//! inotify watch descriptor (adding a watch to an inode that already has one returns the same
+//! descriptor), or with fanotify tracking an id the coverage allocates per file handle
+//! (`crate::fid`). So it doubles as the directory's identity: no `stat` per directory, and
+//! a re-walk recognises what it has seen.
 //!
 //! A node stores its parent and its name, not its path, so a rename anywhere in the tree is
 //! O(1) (the kernel's watches and marks follow the inode; only this map changes), and paths are
@@ -17,7 +18,8 @@ use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 
-/// An inotify watch descriptor.
+/// A tracked directory's id: an inotify watch descriptor, or (fanotify tracking) an id
+/// allocated per file handle.
 pub type Wd = i32;
 
 #[derive(Debug)]

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use moat_config::{Config, Coverage};
-use moat_watch::{Daemon, Scope, Stop, WatchSettings};
+use moat_config::{Config, Coverage, Tracking};
+use moat_watch::{Daemon, Scope, Stop, TrackingMode, WatchSettings};
 
 /// Protect directories on access: block (or report) infected files as they are opened.
 #[derive(Args, Debug)]
@@ -61,6 +61,10 @@ pub struct WatchArgs {
     /// How marks are placed (OnAccessCoverage).
     #[arg(long, value_enum)]
     coverage: Option<CoverageArg>,
+    /// How directory scope follows the tree (OnAccessTracking): fanotify needs no inotify
+    /// watches; auto picks it when the kernel and filesystems allow.
+    #[arg(long, value_enum)]
+    tracking: Option<TrackingArg>,
     /// Signature database file or directory (replaces DatabaseDirectory).
     #[arg(short = 'd', long = "database", value_name = "FILE|DIR")]
     database: Vec<PathBuf>,
@@ -77,6 +81,14 @@ pub struct WatchArgs {
 enum CoverageArg {
     Directory,
     Filesystem,
+}
+
+/// `--tracking` values.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum TrackingArg {
+    Auto,
+    Fanotify,
+    Inotify,
 }
 
 /// Runs `moat watch`; returns the exit status.
@@ -154,6 +166,13 @@ fn apply_flags(a: &WatchArgs, c: &mut Config) -> Result<(), regex::Error> {
             CoverageArg::Filesystem => Coverage::Filesystem,
         };
     }
+    if let Some(t) = a.tracking {
+        c.on_access_tracking = match t {
+            TrackingArg::Auto => Tracking::Auto,
+            TrackingArg::Fanotify => Tracking::Fanotify,
+            TrackingArg::Inotify => Tracking::Inotify,
+        };
+    }
     if let Some(log) = &a.log {
         c.log_file = Some(log.clone());
     }
@@ -220,6 +239,12 @@ fn start_and_run(args: &WatchArgs, c: &Config) -> Result<(), String> {
     let stop = Arc::new(Stop::new().map_err(|e| format!("cannot create the stop pipe: {e}"))?);
     stop.on_signals(&[libc::SIGTERM, libc::SIGINT])
         .map_err(|e| format!("cannot handle signals: {e}"))?;
+    // SIGHUP reloads the signature database (as clamd's RELOAD). Its default action would
+    // kill the daemon, and the kernel would then allow everything. Caught before READY=1, so
+    // that a SIGHUP sent as soon as the daemon is ready is caught too.
+    let hup = Stop::new().map_err(|e| format!("cannot create the SIGHUP pipe: {e}"))?;
+    hup.on_signals(&[libc::SIGHUP])
+        .map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
     let daemon = Daemon::start(settings, scanner, stop).map_err(|e| e.to_string())?;
     let status = daemon.status_line();
     tracing::info!("{status}");
@@ -227,11 +252,6 @@ fn start_and_run(args: &WatchArgs, c: &Config) -> Result<(), String> {
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "cannot notify $NOTIFY_SOCKET"),
     }
-    // SIGHUP reloads the signature database (as clamd's RELOAD). Its default action would
-    // kill the daemon, and the kernel would then allow everything.
-    let hup = Stop::new().map_err(|e| format!("cannot create the SIGHUP pipe: {e}"))?;
-    hup.on_signals(&[libc::SIGHUP])
-        .map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
     let mut generation = 1;
     daemon.run_until_stopped_with(&hup, |daemon| {
         tracing::info!("SIGHUP: reloading the signature database");
@@ -277,6 +297,11 @@ fn settings(c: &Config) -> Result<WatchSettings, String> {
             Coverage::Filesystem => Scope::Filesystem,
         },
         recursive: !c.on_access_disable_ddd,
+        tracking: match c.on_access_tracking {
+            Tracking::Auto => TrackingMode::Auto,
+            Tracking::Fanotify => TrackingMode::Fanotify,
+            Tracking::Inotify => TrackingMode::Inotify,
+        },
         prevention: c.on_access_prevention,
         extra_scanning: c.on_access_extra_scanning,
         exclude_uids,

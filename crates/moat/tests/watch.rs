@@ -413,6 +413,50 @@ fn assert_blocked_for_root(path: &Path) {
 // ---------------------------------------------------------------------------------------
 // Tests.
 
+/// Runs a directory-scope test once per tree tracking backend, as `$name::fanotify` and
+/// `$name::inotify` (`OnAccessTracking` in the config), so a failure names the backend.
+macro_rules! per_backend {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn fanotify() {
+                super::$name("fanotify")
+            }
+            #[test]
+            fn inotify() {
+                super::$name("inotify")
+            }
+        }
+    )*};
+}
+
+per_backend!(
+    directory_created_after_start_is_covered,
+    subtree_moved_in_is_covered,
+    subtree_moved_out_is_released,
+    rename_inside_the_tree_keeps_protection,
+    no_ddd_watches_the_top_level_only,
+    exclude_path_skips_matching_directories,
+    extra_scanning_reports_written_moved_in_and_discovered_files,
+    unmarkable_subdirectory_is_reported_and_siblings_are_covered,
+);
+
+/// Starts the daemon with `OnAccessTracking tracking` and, with DDD, checks that this
+/// backend is the one in use.
+fn start_tracking(w: &World, conf: Conf, tracking: &str) -> Daemon {
+    let ddd = !conf
+        .0
+        .iter()
+        .any(|(k, v)| k == "OnAccessDisableDDD" && v == "yes");
+    let d = Daemon::start(w, &conf.set("OnAccessTracking", tracking), &[]);
+    if ddd {
+        // The startup line (sent as STATUS= with READY=1) names the backend in use.
+        let want = format!("tracking={tracking};");
+        assert!(d.ready.contains(&want), "`{want}` not in {:?}", d.ready);
+    }
+    d
+}
+
 /// A tree that exists at start: infected files in a nested directory are refused to read
 /// and exec, also to root; clean ones are served; each block is logged with its fields.
 #[test]
@@ -444,6 +488,8 @@ fn infected_file_in_existing_nested_dir_is_blocked() {
     let line = d.wait_line("`watching N directories ...`", |l| re.is_match(l));
     let caps = re.captures(&line).unwrap();
     assert_eq!((&caps[1], &caps[2]), ("3", "1"), "{line}");
+    // OnAccessTracking auto (the default) picks fanotify on this kernel and filesystem.
+    assert!(d.ready.contains("tracking=fanotify;"), "{:?}", d.ready);
 
     let pid = assert_blocked(&bad, &infected("ab"));
     assert_readable(&good, &clean("ab"));
@@ -495,13 +541,12 @@ fn dir_arguments_enforce() {
 }
 
 /// Directories created after start (mkdir -p) are covered once the tracker caught up.
-#[test]
-fn directory_created_after_start_is_covered() {
+fn directory_created_after_start_is_covered(tracking: &str) {
     if !privileged() {
         return;
     }
     let w = World::new();
-    let _d = Daemon::start(&w, &w.conf(), &[]);
+    let _d = start_tracking(&w, w.conf(), tracking);
     mkdir(&w.at("a/b/c"));
     std::thread::sleep(SETTLE);
     let bad = put(&w.at("a/b/c/bad"), &infected("abc"));
@@ -513,8 +558,7 @@ fn directory_created_after_start_is_covered() {
 }
 
 /// A subtree prepared outside and renamed into the watched tree is covered.
-#[test]
-fn subtree_moved_in_is_covered() {
+fn subtree_moved_in_is_covered(tracking: &str) {
     if !privileged() {
         return;
     }
@@ -523,7 +567,7 @@ fn subtree_moved_in_is_covered() {
     put(&src.join("lib/deep/bad"), &infected("deep"));
     put(&src.join("lib/good"), &clean("lib"));
     put(&src.join("top-bad"), &infected("top"));
-    let _d = Daemon::start(&w, &w.conf(), &[]);
+    let _d = start_tracking(&w, w.conf(), tracking);
     fs::rename(&src, w.at("pkg")).unwrap();
     std::thread::sleep(SETTLE);
     assert_blocked(&w.at("pkg/lib/deep/bad"), &infected("deep"));
@@ -532,8 +576,7 @@ fn subtree_moved_in_is_covered() {
 }
 
 /// A subtree moved out of the watched tree loses its marks; what stays is still covered.
-#[test]
-fn subtree_moved_out_is_released() {
+fn subtree_moved_out_is_released(tracking: &str) {
     if !privileged() {
         return;
     }
@@ -541,7 +584,7 @@ fn subtree_moved_out_is_released() {
     put(&w.at("gone/bad"), &infected("gone"));
     put(&w.at("gone/x/bad"), &infected("gone-x"));
     let stay = put(&w.at("stay/y/bad"), &infected("stay"));
-    let _d = Daemon::start(&w, &w.conf(), &[]);
+    let _d = start_tracking(&w, w.conf(), tracking);
     // Covered before the move, so the release below is the move's doing.
     assert_blocked(&w.at("gone/x/bad"), &infected("gone-x"));
 
@@ -552,16 +595,40 @@ fn subtree_moved_out_is_released() {
     assert_blocked(&stay, &infected("stay"));
 }
 
+/// Renames inside the tree (a subtree to another parent, then a new name in place): the
+/// subtree stays protected at its new place, and the tree knows where it is (a directory
+/// created in it afterwards is covered, and moving it out later releases it).
+fn rename_inside_the_tree_keeps_protection(tracking: &str) {
+    if !privileged() {
+        return;
+    }
+    let w = World::new();
+    put(&w.at("a/sub/bad"), &infected("sub"));
+    mkdir(&w.at("b"));
+    let _d = start_tracking(&w, w.conf(), tracking);
+    fs::rename(w.at("a/sub"), w.at("b/moved")).unwrap();
+    fs::rename(w.at("b"), w.at("c")).unwrap();
+    std::thread::sleep(SETTLE);
+    assert_blocked(&w.at("c/moved/bad"), &infected("sub"));
+    mkdir(&w.at("c/moved/new"));
+    std::thread::sleep(SETTLE);
+    let fresh = put(&w.at("c/moved/new/bad"), &infected("fresh"));
+    assert_blocked(&fresh, &infected("fresh"));
+    fs::rename(w.at("c/moved"), w.outside.join("moved")).unwrap();
+    std::thread::sleep(SETTLE);
+    assert_readable(&w.outside.join("moved/new/bad"), &infected("fresh"));
+    assert_readable(&w.outside.join("moved/bad"), &infected("sub"));
+}
+
 /// Without DDD only the include path itself is watched, not its subdirectories.
-#[test]
-fn no_ddd_watches_the_top_level_only() {
+fn no_ddd_watches_the_top_level_only(tracking: &str) {
     if !privileged() {
         return;
     }
     let w = World::new();
     let top = put(&w.at("bad"), &infected("top"));
     let sub = put(&w.at("sub/bad"), &infected("sub"));
-    let _d = Daemon::start(&w, &w.conf().set("OnAccessDisableDDD", "yes"), &[]);
+    let _d = start_tracking(&w, w.conf().set("OnAccessDisableDDD", "yes"), tracking);
     assert_blocked(&top, &infected("top"));
     assert_readable(&sub, &infected("sub"));
 }
@@ -584,8 +651,7 @@ fn notify_only_reports_without_blocking() {
 
 /// OnAccessExcludePath: matching directories (existing or created later) are not
 /// protected; the others are.
-#[test]
-fn exclude_path_skips_matching_directories() {
+fn exclude_path_skips_matching_directories(tracking: &str) {
     if !privileged() {
         return;
     }
@@ -593,7 +659,7 @@ fn exclude_path_skips_matching_directories() {
     let old = put(&w.at("skip-old/bad"), &infected("old"));
     let kept = put(&w.at("keep/bad"), &infected("keep"));
     let conf = w.conf().add("OnAccessExcludePath", "/skip-[a-z]+$");
-    let _d = Daemon::start(&w, &conf, &[]);
+    let _d = start_tracking(&w, conf, tracking);
     assert_readable(&old, &infected("old"));
     assert_blocked(&kept, &infected("keep"));
 
@@ -833,14 +899,13 @@ fn bad_config_line_fails_at_start() {
 /// OnAccessExtraScanning: a file closed after writing, a file moved in and the files of a
 /// new directory are scanned and reported (never blocked: nobody waits on these scans),
 /// each with the kind of discovery.
-#[test]
-fn extra_scanning_reports_written_moved_in_and_discovered_files() {
+fn extra_scanning_reports_written_moved_in_and_discovered_files(tracking: &str) {
     if !privileged() {
         return;
     }
     let w = World::new();
     let conf = w.conf().set("OnAccessExtraScanning", "yes");
-    let d = Daemon::start(&w, &conf, &[]);
+    let d = start_tracking(&w, conf, tracking);
     // Written in place: reported on close.
     let written = put(&w.at("written"), &infected("w"));
     d.wait_line("close-write report", |l| {
@@ -971,8 +1036,7 @@ fn mount_path_is_protected_with_prevention() {
 
 /// A subdirectory that cannot be marked (a procfs mounted inside the tree: the kernel
 /// refuses permission marks there) is reported, and its siblings are still covered.
-#[test]
-fn unmarkable_subdirectory_is_reported_and_siblings_are_covered() {
+fn unmarkable_subdirectory_is_reported_and_siblings_are_covered(tracking: &str) {
     if !privileged() {
         return;
     }
@@ -981,7 +1045,7 @@ fn unmarkable_subdirectory_is_reported_and_siblings_are_covered() {
     let proc_dir = w.at("m-proc");
     let mnt = Tmpfs::mount_fs(&proc_dir, "proc", "rw");
     let after = put(&w.at("z/bad"), &infected("z"));
-    let d = Daemon::start(&w, &w.conf(), &[]);
+    let d = start_tracking(&w, w.conf(), tracking);
     assert_blocked(&before, &infected("a"));
     assert_blocked(&after, &infected("z"));
     let line = d.wait_line("the refused mark", |l| {
@@ -1421,4 +1485,39 @@ fn default_scope_covers_a_filesystem_mounted_later_below_the_include_path() {
     assert_blocked(&bad, &infected("usb"));
     drop(d);
     drop(mnt);
+}
+
+/// `--tracking` overrides OnAccessTracking, and the chosen backend protects the tree.
+#[test]
+fn tracking_flag_overrides_the_config() {
+    if !privileged() {
+        return;
+    }
+    let w = World::new();
+    let conf = w.conf().set("OnAccessTracking", "fanotify");
+    let d = Daemon::start(&w, &conf, &["--tracking", "inotify"]);
+    assert!(d.ready.contains("tracking=inotify;"), "{:?}", d.ready);
+    mkdir(&w.at("late"));
+    std::thread::sleep(SETTLE);
+    let bad = put(&w.at("late/bad"), &infected("late"));
+    assert_blocked(&bad, &infected("late"));
+}
+
+/// A bad OnAccessTracking value stops the start with FILE:LINE: Key: reason.
+#[test]
+fn bad_tracking_value_fails_at_start() {
+    if !privileged() {
+        return;
+    }
+    let w = World::new();
+    let conf = w.conf().set("OnAccessTracking", "dnotify");
+    let line = conf.0.len();
+    let mut d = Daemon::spawn(&w, &conf, &[]);
+    let (status, _) = d.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(2), "{status}");
+    let want = format!(
+        "{}:{line}: OnAccessTracking: expected \"auto\", \"fanotify\" or \"inotify\"",
+        w.root.join("moat.conf").display()
+    );
+    assert!(d.log().contains(&want), "`{want}` missing in:\n{}", d.log());
 }
