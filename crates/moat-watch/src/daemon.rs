@@ -167,17 +167,23 @@ impl Daemon {
             DeadlineWatcher::spawn(Arc::clone(&scan_stats)).map_err(StartError::Thread)?;
         let slot = Arc::new(ScannerSlot::new(scanner));
         let cache = Arc::new(VerdictCache::new(VERDICT_CACHE_ENTRIES));
-        // Kernel ignore marks only where a reload can flush them without uncovering anything
-        // (see kernel_cache's docs): no per-directory inode marks.
+        // Without inode marks of its own, coverage lets a reload flush every ignore mark at
+        // once; with them, each mark is recorded (see kernel_cache's docs).
         let inode_marks = !roots.is_empty() && settings.scope == Scope::Directory;
-        let kernel_cache = (!inode_marks).then(|| {
-            let ignore = open_mask(settings.prevention);
-            Arc::new(KernelCache::new(
-                Arc::clone(&group),
-                ignore,
-                Arc::clone(&slot),
+        let flush = if inode_marks {
+            crate::kernel_cache::Flush::Each(crate::kernel_cache::Registry::new(
+                &roots,
+                VERDICT_CACHE_ENTRIES,
             ))
-        });
+        } else {
+            crate::kernel_cache::Flush::All
+        };
+        let kernel_cache = Some(Arc::new(KernelCache::new(
+            Arc::clone(&group),
+            open_mask(settings.prevention),
+            Arc::clone(&slot),
+            flush,
+        )));
         let hook = kernel_cache.clone().map(|k| k as Arc<dyn CleanHook>);
         let pool = Arc::new(
             WorkerPool::with_hook(
@@ -292,14 +298,11 @@ impl Daemon {
                 .push(format!("mount marks={}", settings.mount_paths.len()));
         }
         daemon.uses.push(match &daemon.kernel_cache {
-            Some(_) => {
-                format!("cache=kernel ignore marks + userspace ({VERDICT_CACHE_ENTRIES} entries)")
-            }
-            None => format!(
-                "cache=userspace only ({VERDICT_CACHE_ENTRIES} entries; fallback: kernel ignore \
-                 marks need filesystem scope, since a reload could not flush them without \
-                 removing the per-directory marks)"
+            Some(k) => format!(
+                "cache={} + userspace ({VERDICT_CACHE_ENTRIES} entries)",
+                k.describe()
             ),
+            None => format!("cache=userspace ({VERDICT_CACHE_ENTRIES} entries)"),
         });
         daemon.setup_time = started.elapsed();
         Ok(daemon)
@@ -313,8 +316,14 @@ impl Daemon {
         let generation = scanner.generation();
         self.scanner.replace(scanner);
         if let Some(kc) = &self.kernel_cache {
-            if let Err(e) = kc.flush() {
-                tracing::error!(error = %e, "cannot flush the kernel clean cache: files found clean by the old database may open unscanned until written or evicted");
+            match kc.flush() {
+                Ok(Some(n)) => {
+                    tracing::info!(ignore_marks = n, "kernel clean cache flushed mark by mark")
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot flush the kernel clean cache: files found clean by the old database may open unscanned until written or evicted")
+                }
             }
         }
         self.cache.clear();

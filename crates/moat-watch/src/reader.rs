@@ -210,11 +210,12 @@ impl Reader {
     /// ignore mark nor need change what `fstat` says): neither cache may vouch for it now.
     fn written(&self, fd: BorrowedFd<'_>) {
         self.reporter.stats.close_writes.fetch_add(1, Relaxed);
-        let dropped = self.kernel_cache.as_ref().is_some_and(|kc| kc.forget(fd));
-        let forgot = match rustix::fs::fstat(fd) {
-            Ok(st) => self.cache.forget((st.st_dev, st.st_ino)),
-            Err(_) => false,
-        };
+        let inode = rustix::fs::fstat(fd).ok().map(|st| (st.st_dev, st.st_ino));
+        let dropped = self
+            .kernel_cache
+            .as_ref()
+            .is_some_and(|kc| kc.forget(fd, inode));
+        let forgot = inode.is_some_and(|i| self.cache.forget(i));
         if dropped || forgot {
             tracing::debug!(
                 kernel = dropped,

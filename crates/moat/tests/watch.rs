@@ -1277,16 +1277,32 @@ fn summary_count(log: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {name} in {line}"))
 }
 
+/// Where a clean-cache test runs: the default filesystem scope (on the private tmpfs) or
+/// directory scope (on the world's `watched/`, ext4 here), with debug logging.
+#[derive(Clone, Copy, Debug)]
+enum Scope {
+    Filesystem,
+    Directory,
+}
+
+fn cache_world(scope: Scope) -> (FsWorld, Conf, PathBuf) {
+    let f = FsWorld::new();
+    let (conf, base) = match scope {
+        Scope::Filesystem => (f.conf(), f.protected.clone()),
+        Scope::Directory => (f.w.conf().set("LogVerbose", "yes"), f.w.watched.clone()),
+    };
+    (f, conf, base)
+}
+
 /// After a clean verdict the kernel answers later opens itself: ten more opens of the file
 /// raise no event (nothing scanned, no cache hit in userspace).
-#[test]
-fn kernel_cache_answers_repeated_opens_without_an_event() {
+fn kernel_cache_answers_repeated_opens_without_an_event(scope: Scope) {
     if !privileged() {
         return;
     }
-    let f = FsWorld::new();
-    let good = settled(&f.protected.join("a/good"), &clean("k"));
-    let mut d = Daemon::start(&f.w, &f.conf(), &[]);
+    let (f, conf, base) = cache_world(scope);
+    let good = settled(&base.join("a/good"), &clean("k"));
+    let mut d = Daemon::start(&f.w, &conf, &[]);
     assert!(d.ready.contains("cache=kernel ignore marks"), "{}", d.ready);
     cache_clean(&d, &good, &clean("k"), 1);
     for _ in 0..10 {
@@ -1300,6 +1316,16 @@ fn kernel_cache_answers_repeated_opens_without_an_event() {
     assert_eq!(summary_count(&log, "marked"), 1, "{log}");
 }
 
+#[test]
+fn kernel_cache_answers_repeated_opens_without_an_event_filesystem_scope() {
+    kernel_cache_answers_repeated_opens_without_an_event(Scope::Filesystem);
+}
+
+#[test]
+fn kernel_cache_answers_repeated_opens_without_an_event_directory_scope() {
+    kernel_cache_answers_repeated_opens_without_an_event(Scope::Directory);
+}
+
 /// The four ways to make a cached clean file infected; each is blocked on the next open.
 #[derive(Clone, Copy, Debug)]
 enum Change {
@@ -1309,17 +1335,17 @@ enum Change {
     RenameOver,
 }
 
-fn cached_file_made_infected_is_blocked(change: Change) {
+fn cached_file_made_infected_is_blocked(change: Change, scope: Scope) {
     if !privileged() {
         return;
     }
-    let f = FsWorld::new();
+    let (f, conf, base) = cache_world(scope);
     let bad = infected("changed");
     // Clean content of the infected content's length, so an mmap can hold either.
     let mut good = vec![b'c'; bad.len() - 1];
     good.push(b'\n');
-    let path = settled(&f.protected.join("d/file"), &good);
-    let d = Daemon::start(&f.w, &f.conf(), &[]);
+    let path = settled(&base.join("d/file"), &good);
+    let d = Daemon::start(&f.w, &conf, &[]);
     cache_clean(&d, &path, &good, 1);
     assert_readable(&path, &good);
     match change {
@@ -1345,7 +1371,7 @@ fn cached_file_made_infected_is_blocked(change: Change) {
             });
         }
         Change::RenameOver => {
-            let other = put(&f.protected.join("d/other"), &bad);
+            let other = put(&base.join("d/other"), &bad);
             fs::rename(other, &path).unwrap();
         }
     }
@@ -1384,38 +1410,57 @@ fn mmap_write(path: &Path, data: &[u8]) {
 }
 
 #[test]
-fn cached_clean_file_written_is_blocked() {
-    cached_file_made_infected_is_blocked(Change::Write);
+fn cached_clean_file_written_is_blocked_filesystem_scope() {
+    cached_file_made_infected_is_blocked(Change::Write, Scope::Filesystem);
 }
 
 #[test]
-fn cached_clean_file_truncated_and_written_is_blocked() {
-    cached_file_made_infected_is_blocked(Change::TruncateAndWrite);
+fn cached_clean_file_written_is_blocked_directory_scope() {
+    cached_file_made_infected_is_blocked(Change::Write, Scope::Directory);
 }
 
 #[test]
-fn cached_clean_file_written_through_shared_mmap_is_blocked() {
-    cached_file_made_infected_is_blocked(Change::SharedMmapWrite);
+fn cached_clean_file_truncated_and_written_is_blocked_filesystem_scope() {
+    cached_file_made_infected_is_blocked(Change::TruncateAndWrite, Scope::Filesystem);
 }
 
 #[test]
-fn cached_clean_file_renamed_over_is_blocked() {
-    cached_file_made_infected_is_blocked(Change::RenameOver);
+fn cached_clean_file_truncated_and_written_is_blocked_directory_scope() {
+    cached_file_made_infected_is_blocked(Change::TruncateAndWrite, Scope::Directory);
+}
+
+#[test]
+fn cached_clean_file_written_through_shared_mmap_is_blocked_filesystem_scope() {
+    cached_file_made_infected_is_blocked(Change::SharedMmapWrite, Scope::Filesystem);
+}
+
+#[test]
+fn cached_clean_file_written_through_shared_mmap_is_blocked_directory_scope() {
+    cached_file_made_infected_is_blocked(Change::SharedMmapWrite, Scope::Directory);
+}
+
+#[test]
+fn cached_clean_file_renamed_over_is_blocked_filesystem_scope() {
+    cached_file_made_infected_is_blocked(Change::RenameOver, Scope::Filesystem);
+}
+
+#[test]
+fn cached_clean_file_renamed_over_is_blocked_directory_scope() {
+    cached_file_made_infected_is_blocked(Change::RenameOver, Scope::Directory);
 }
 
 /// SIGHUP reloads the database and flushes the clean caches: a file cached as clean under
 /// the old database is blocked once the new one detects it. A reload that fails (a malformed
 /// signature line) keeps the previous database running.
-#[test]
-fn sighup_reloads_the_database_and_flushes_the_clean_cache() {
+fn sighup_reloads_the_database_and_flushes_the_clean_cache(scope: Scope) {
     if !privileged() {
         return;
     }
-    let f = FsWorld::new();
+    let (f, conf, base) = cache_world(scope);
     let content = b"a file with RELOAD-ME-LATER inside\n".to_vec();
-    let path = settled(&f.protected.join("r/file"), &content);
-    let eicar_path = put(&f.protected.join("r/eicar"), &eicar());
-    let mut d = Daemon::start(&f.w, &f.conf(), &[]);
+    let path = settled(&base.join("r/file"), &content);
+    let eicar_path = put(&base.join("r/eicar"), &eicar());
+    let mut d = Daemon::start(&f.w, &conf, &[]);
     cache_clean(&d, &path, &content, 1);
     assert_readable(&path, &content);
     // "RELOAD-ME-LATER" in hex.
@@ -1441,6 +1486,16 @@ fn sighup_reloads_the_database_and_flushes_the_clean_cache() {
     );
     assert_blocked(&path, &content);
     assert_blocked(&eicar_path, &eicar());
+}
+
+#[test]
+fn sighup_reloads_the_database_and_flushes_the_clean_cache_filesystem_scope() {
+    sighup_reloads_the_database_and_flushes_the_clean_cache(Scope::Filesystem);
+}
+
+#[test]
+fn sighup_reloads_the_database_and_flushes_the_clean_cache_directory_scope() {
+    sighup_reloads_the_database_and_flushes_the_clean_cache(Scope::Directory);
 }
 
 /// Mounts that cannot reach an include path are ignored in the kernel: opens through a bind
