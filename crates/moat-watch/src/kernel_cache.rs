@@ -99,9 +99,11 @@ impl Registry {
         }
         r.order.push_back(inode);
         if r.order.len() > 2 * self.capacity {
-            // Forgotten inodes pile up in `order`: keep it bounded.
+            // Forgotten (or forgotten and recorded again) inodes pile up in `order`: keep
+            // one place per recorded inode.
             let Record { handles, order } = &mut *r;
-            order.retain(|i| handles.contains_key(i));
+            let mut seen = std::collections::HashSet::new();
+            order.retain(|i| handles.contains_key(i) && seen.insert(*i));
         }
         if r.handles.len() <= self.capacity {
             return None;
