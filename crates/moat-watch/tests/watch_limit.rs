@@ -15,6 +15,16 @@ const SYSCTL: &str = "/proc/sys/fs/inotify/max_user_watches";
 /// The tests of this binary lower the same sysctl: one at a time.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// A tempdir holding 61 directories: itself, 30 children, one grandchild each.
+fn tree_of_61() -> (tempfile::TempDir, std::path::PathBuf) {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().canonicalize().unwrap();
+    for i in 0..30 {
+        fs::create_dir_all(root.join(format!("d{i}/sub"))).unwrap();
+    }
+    (t, root)
+}
+
 /// Restores the sysctl on drop.
 struct Lowered(String);
 
@@ -29,11 +39,7 @@ fn watch_limit_names_the_directories_needed_and_the_command() {
     if !moat_testkit::privileged() {
         return;
     }
-    let t = tempfile::tempdir().unwrap();
-    let root = t.path().canonicalize().unwrap();
-    for i in 0..30 {
-        fs::create_dir_all(root.join(format!("d{i}/sub"))).unwrap();
-    }
+    let (_t, root) = tree_of_61();
     let group = Arc::new(Group::init(InitFlags::CLASS_NOTIF | InitFlags::CLOEXEC, 0).unwrap());
     let policy = Arc::new(Policy::new(PolicySettings::default()).unwrap());
     let mut cov = DirectoryCoverage::new(
@@ -70,11 +76,7 @@ fn fanotify_tracking_covers_a_tree_larger_than_the_inotify_limit() {
     if !moat_testkit::privileged() {
         return;
     }
-    let t = tempfile::tempdir().unwrap();
-    let root = t.path().canonicalize().unwrap();
-    for i in 0..30 {
-        fs::create_dir_all(root.join(format!("d{i}/sub"))).unwrap();
-    }
+    let (_t, root) = tree_of_61();
     let cov = |mode| {
         let group = Arc::new(Group::init(InitFlags::CLASS_NOTIF | InitFlags::CLOEXEC, 0).unwrap());
         let policy = Arc::new(Policy::new(PolicySettings::default()).unwrap());
