@@ -25,6 +25,7 @@
 
 mod gen;
 mod report;
+pub mod results;
 mod rng;
 mod runner;
 mod watch;
