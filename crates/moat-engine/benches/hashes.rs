@@ -79,13 +79,21 @@ fn write_database(dir: &std::path::Path, rng: &mut Rng, hit: &[u8]) {
     let mut hdb = String::with_capacity(MD5_SIGNATURES * 60);
     for i in 0..MD5_SIGNATURES {
         // 1 in 25,000 has the wanted size: 20 MD5 signatures of 4096 bytes.
-        let size = if i % 25_000 == 0 { WANTED as u64 } else { rng.size() };
+        let size = if i % 25_000 == 0 {
+            WANTED as u64
+        } else {
+            rng.size()
+        };
         line(&mut hdb, &rng.bytes(16), size, &format!("Bench.Md5-{i}"));
     }
     line(&mut hdb, &Md5::digest(hit), WANTED as u64, "Bench.Md5.Hit");
     let mut hsb = String::with_capacity(SHA256_SIGNATURES * 100);
     for i in 0..SHA256_SIGNATURES {
-        let size = if i % 20_000 == 0 { WANTED as u64 } else { rng.size() };
+        let size = if i % 20_000 == 0 {
+            WANTED as u64
+        } else {
+            rng.size()
+        };
         line(&mut hsb, &rng.bytes(32), size, &format!("Bench.Sha256-{i}"));
     }
     fs::write(dir.join("bench.hdb"), hdb).unwrap();
@@ -117,7 +125,10 @@ fn hashes(c: &mut Criterion) {
         (started.elapsed() - loaded).as_secs_f64() * 1e3
     );
     assert!(index.wants(WANTED as u64) && !index.wants(UNWANTED as u64));
-    assert_eq!(engine.scan_bytes(&hit), Verdict::Infected("Bench.Md5.Hit.UNOFFICIAL"));
+    assert_eq!(
+        engine.scan_bytes(&hit),
+        Verdict::Infected("Bench.Md5.Hit.UNOFFICIAL")
+    );
     assert_eq!(engine.scan_bytes(&miss), Verdict::Clean);
     assert_eq!(engine.scan_bytes(&unwanted), Verdict::Clean);
 
@@ -125,7 +136,9 @@ fn hashes(c: &mut Criterion) {
     for (name, data, found) in [("hit", &hit, true), ("miss", &miss, false)] {
         let mut digests = FileDigests::of(data);
         assert_eq!(index.lookup(&mut digests).is_some(), found);
-        group.bench_function(name, |b| b.iter(|| index.lookup(black_box(&mut digests)).is_some()));
+        group.bench_function(name, |b| {
+            b.iter(|| index.lookup(black_box(&mut digests)).is_some())
+        });
     }
     group.finish();
 
@@ -133,7 +146,11 @@ fn hashes(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(WANTED as u64));
     for (name, data) in [("hit", &hit), ("miss", &miss)] {
         group.bench_function(name, |b| {
-            b.iter(|| index.lookup(&mut FileDigests::of(black_box(data))).is_some())
+            b.iter(|| {
+                index
+                    .lookup(&mut FileDigests::of(black_box(data)))
+                    .is_some()
+            })
         });
     }
     group.finish();

@@ -25,9 +25,9 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use crossbeam_channel::{bounded, Sender};
 use moat_guard::{
-    AccessFacts, AllowReason, Cause, Decision, DeadlineWatcher, FileKey, Policy,
-    PolicySettings, PoolConfig, Response, ScanFailure, Scanner, SkipReason, Stats, Verdict,
-    VerdictCache, WorkerPool,
+    AccessFacts, AllowReason, Cause, DeadlineWatcher, Decision, FileKey, Policy, PolicySettings,
+    PoolConfig, Response, ScanFailure, Scanner, SkipReason, Stats, Verdict, VerdictCache,
+    WorkerPool,
 };
 
 fn policy() -> Policy {
@@ -100,8 +100,12 @@ fn cache_bench(c: &mut Criterion) {
     let (hit, miss) = (key(FILLED / 2), key(FILLED + 1));
     assert!(cache.contains(&hit, 1) && !cache.contains(&miss, 1));
     let mut group = c.benchmark_group("verdict_cache");
-    group.bench_function("contains_hit", |b| b.iter(|| cache.contains(black_box(&hit), 1)));
-    group.bench_function("contains_miss", |b| b.iter(|| cache.contains(black_box(&miss), 1)));
+    group.bench_function("contains_hit", |b| {
+        b.iter(|| cache.contains(black_box(&hit), 1))
+    });
+    group.bench_function("contains_miss", |b| {
+        b.iter(|| cache.contains(black_box(&miss), 1))
+    });
 
     let full = VerdictCache::new(CAPACITY);
     for i in 0..CAPACITY as u64 {
@@ -112,7 +116,11 @@ fn cache_bench(c: &mut Criterion) {
     let mut next = CAPACITY as u64;
     group.bench_function("insert_clean_full", |b| {
         b.iter(|| {
-            next = if next >= 5 * CAPACITY as u64 { CAPACITY as u64 } else { next + 1 };
+            next = if next >= 5 * CAPACITY as u64 {
+                CAPACITY as u64
+            } else {
+                next + 1
+            };
             full.insert_clean(black_box(key(next)), 1)
         })
     });
