@@ -179,20 +179,14 @@ pub fn run(args: AllArgs) -> ExitCode {
     for o in &outcomes {
         match &o.result {
             Ok(()) => eprintln!("moat-bench: {:<6} ok      {:>7.1}s", o.suite, o.secs),
-            Err(e) => eprintln!(
-                "moat-bench: {:<6} FAILED  {:>7.1}s  {e}",
-                o.suite, o.secs
-            ),
+            Err(e) => eprintln!("moat-bench: {:<6} FAILED  {:>7.1}s  {e}", o.suite, o.secs),
         }
     }
     match &report {
         Ok(path) => eprintln!("moat-bench: report  ok      {}", path.display()),
         Err(e) => eprintln!("moat-bench: report  FAILED  {e}"),
     }
-    eprintln!(
-        "moat-bench: total {:.1}s",
-        started.elapsed().as_secs_f64()
-    );
+    eprintln!("moat-bench: total {:.1}s", started.elapsed().as_secs_f64());
     if failures.is_empty() && report.is_ok() {
         ExitCode::SUCCESS
     } else {

@@ -42,7 +42,9 @@ pub fn ensure(
     }
     let list = packages.join(" ");
     if !is_root() {
-        return Err(format!("{why} missing (as root: apt-get install -y {list})"));
+        return Err(format!(
+            "{why} missing (as root: apt-get install -y {list})"
+        ));
     }
     if let Some(dir) = log.parent() {
         let _ = std::fs::create_dir_all(dir);

@@ -113,8 +113,8 @@ pub fn rows(
         (Some(why), _) => Some(format!("INVALID run: {why}")),
         (None, extra) => extra,
     };
-    let row = |metric: String, unit: &str, m: f64, c: f64, n: Option<f64>, lower: bool| {
-        results::Row {
+    let row =
+        |metric: String, unit: &str, m: f64, c: f64, n: Option<f64>, lower: bool| results::Row {
             group: group.to_string(),
             metric,
             unit: unit.to_string(),
@@ -125,9 +125,9 @@ pub fn rows(
             target: None,
             met: None,
             note: note(None),
-        }
-    };
-    let sigs = ds.manifest_u64("md5_sigs") + ds.manifest_u64("sha256_sigs") + ds.manifest_u64("ndb_sigs");
+        };
+    let sigs =
+        ds.manifest_u64("md5_sigs") + ds.manifest_u64("sha256_sigs") + ds.manifest_u64("ndb_sigs");
     let prefix = ds.corpus_dir.to_string_lossy().into_owned();
     let found_moat = moat.detections(&prefix);
     let found_clam = clam.detections(&prefix);
@@ -141,7 +141,10 @@ pub fn rows(
             target: Some("<= 0.5x clamscan".into()),
             met: judge(ml <= 0.5 * cl),
             ..row(
-                format!("database load time ({} signatures)", crate::scan::thousands(sigs)),
+                format!(
+                    "database load time ({} signatures)",
+                    crate::scan::thousands(sigs)
+                ),
                 "s",
                 ml,
                 cl,

@@ -62,7 +62,7 @@ fn measure_tool(tool: &Tool, ds: &Dataset, runs: u32, tag: &str) -> Result<Side,
                 r.max_rss as f64 / 1e6,
                 r.exit
             );
-            if best.as_ref().is_none_or(|b| r.wall < b.wall) {
+            if best.as_ref().map_or(true, |b| r.wall < b.wall) {
                 best = Some(r);
             }
         }
@@ -95,11 +95,7 @@ pub fn run(args: ScanArgs) -> Result<(), String> {
     } else {
         eprintln!("moat-bench: using cached data in {}", ds.root.display());
     }
-    let hash_profile = if args.data.quick {
-        hashdb::HashProfile::quick()
-    } else {
-        hashdb::HashProfile::full()
-    };
+    let hash_profile = hashdb::HashProfile::full();
     let hash_ds =
         hashdb::ensure(&ds, hash_profile).map_err(|e| format!("generating the hash db: {e}"))?;
 

@@ -3,6 +3,7 @@
 //! `fonts-dejavu-core`), so neither a font nor fontconfig is needed at build time.
 
 use crate::results::{Bars, Series};
+use plotters::coord::ranged1d::ValueFormatter;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::error::Error;
@@ -61,7 +62,8 @@ pub fn short(v: f64) -> String {
     }
 }
 
-/// Draws one panel per [`Bars`] (grouped bars, log-scale y, value on each bar) into `path`.
+/// Draws one panel per [`Bars`] (grouped bars, value on each bar; log-scale y when the
+/// values span more than 30×) into `path`.
 pub fn bars_chart(path: &Path, bars: &[&Bars]) -> Result<(), String> {
     ensure_font()?;
     draw_bars(path, bars).map_err(|e| format!("{}: {e}", path.display()))
@@ -69,90 +71,118 @@ pub fn bars_chart(path: &Path, bars: &[&Bars]) -> Result<(), String> {
 
 fn draw_bars(path: &Path, bars: &[&Bars]) -> Result<(), Box<dyn Error>> {
     let (w, panel_h) = (1000u32, 430u32);
-    let root = BitMapBackend::new(path, (w, panel_h * bars.len().max(1) as u32)).into_drawing_area();
+    let root =
+        BitMapBackend::new(path, (w, panel_h * bars.len().max(1) as u32)).into_drawing_area();
     root.fill(&WHITE)?;
     let panels = root.split_evenly((bars.len().max(1), 1));
     for (area, b) in panels.iter().zip(bars) {
         let n = b.labels.len().max(1);
-        let k = b.values.len().max(1);
         let vals: Vec<f64> = b
             .values
             .iter()
             .flat_map(|(_, v)| v.iter().flatten().copied())
-            .filter(|v| *v > 0.0)
+            .filter(|v| *v > 0.0 && v.is_finite())
             .collect();
-        let hi = vals.iter().copied().fold(1e-9, f64::max) * 3.0;
-        let lo = vals.iter().copied().fold(f64::INFINITY, f64::min).min(hi / 10.0) / 3.0;
-        let mut chart = ChartBuilder::on(area)
-            .caption(
-                format!("{} ({}, log scale)", b.name, b.unit),
-                ("sans-serif", 22),
-            )
-            .margin(15)
-            .x_label_area_size(45)
-            .y_label_area_size(80)
-            .build_cartesian_2d(0f64..n as f64, (lo..hi).log_scale())?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_label_formatter(&|_| String::new())
-            .y_desc(b.unit.as_str())
-            .label_style(("sans-serif", 14))
-            .draw()?;
-        let bw = 0.8 / k as f64;
-        for (j, (product, values)) in b.values.iter().enumerate() {
-            let c = color(product, j);
-            let rects: Vec<_> = values
-                .iter()
-                .enumerate()
-                .filter_map(|(i, v)| v.filter(|v| *v > 0.0).map(|v| (i, v)))
-                .map(|(i, v)| {
-                    let x0 = i as f64 + 0.1 + j as f64 * bw;
-                    Rectangle::new([(x0, lo), (x0 + bw * 0.9, v)], c.filled())
-                })
-                .collect();
-            chart
-                .draw_series(rects)?
-                .label(product.as_str())
-                .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], c.filled()));
-            let texts: Vec<_> = values
-                .iter()
-                .enumerate()
-                .filter_map(|(i, v)| v.filter(|v| *v > 0.0).map(|v| (i, v)))
-                .map(|(i, v)| {
-                    let x = i as f64 + 0.1 + (j as f64 + 0.45) * bw;
-                    Text::new(
-                        short(v),
-                        (x, v),
-                        ("sans-serif", 14)
-                            .into_font()
-                            .color(&BLACK)
-                            .pos(Pos::new(HPos::Center, VPos::Bottom)),
-                    )
-                })
-                .collect();
-            chart.draw_series(texts)?;
+        let max = vals.iter().copied().fold(1e-9, f64::max);
+        let min = vals.iter().copied().fold(f64::INFINITY, f64::min).min(max);
+        let x = 0f64..n as f64;
+        if max / min > 30.0 {
+            // Headroom above the tallest bar for its value and the legend.
+            let (lo, hi) = (min / 3.0, max * 12.0);
+            let chart = ChartBuilder::on(area)
+                .caption(
+                    format!("{} ({}, log scale)", b.name, b.unit),
+                    ("sans-serif", 22),
+                )
+                .margin(15)
+                .x_label_area_size(45)
+                .y_label_area_size(80)
+                .build_cartesian_2d(x, (lo..hi).log_scale())?;
+            bar_panel(&root, chart, b, lo)?;
+        } else {
+            let chart = ChartBuilder::on(area)
+                .caption(format!("{} ({})", b.name, b.unit), ("sans-serif", 22))
+                .margin(15)
+                .x_label_area_size(45)
+                .y_label_area_size(80)
+                .build_cartesian_2d(x, 0f64..max * 1.35)?;
+            bar_panel(&root, chart, b, 0.0)?;
         }
-        for (i, label) in b.labels.iter().enumerate() {
-            let (px, py) = chart.backend_coord(&(i as f64 + 0.5, lo));
-            root.draw(&Text::new(
-                label.clone(),
-                (px, py + 10),
-                ("sans-serif", 16)
-                    .into_font()
-                    .color(&BLACK)
-                    .pos(Pos::new(HPos::Center, VPos::Top)),
-            ))?;
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 14))
-            .draw()?;
     }
     root.present()?;
+    Ok(())
+}
+
+/// One bar chart panel on a built chart whose bars start at `base`.
+fn bar_panel<'a, Y>(
+    root: &DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>,
+    mut chart: ChartContext<
+        'a,
+        BitMapBackend<'a>,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, Y>,
+    >,
+    b: &Bars,
+    base: f64,
+) -> Result<(), Box<dyn Error>>
+where
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    let k = b.values.len().max(1);
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_label_formatter(&|_| String::new())
+        .y_label_formatter(&|v| short(*v))
+        .y_labels(8)
+        .y_desc(b.unit.as_str())
+        .label_style(("sans-serif", 14))
+        .draw()?;
+    let bw = 0.8 / k as f64;
+    for (j, (product, values)) in b.values.iter().enumerate() {
+        let c = color(product, j);
+        let present: Vec<(usize, f64)> = values
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.filter(|v| *v > 0.0 && v.is_finite()).map(|v| (i, v)))
+            .collect();
+        let x0 = |i: usize| i as f64 + 0.1 + j as f64 * bw;
+        chart
+            .draw_series(
+                present.iter().map(|&(i, v)| {
+                    Rectangle::new([(x0(i), base), (x0(i) + bw * 0.9, v)], c.filled())
+                }),
+            )?
+            .label(product.as_str())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], c.filled()));
+        chart.draw_series(present.iter().map(|&(i, v)| {
+            Text::new(
+                short(v),
+                (x0(i) + bw * 0.45, v),
+                ("sans-serif", 14)
+                    .into_font()
+                    .color(&BLACK)
+                    .pos(Pos::new(HPos::Center, VPos::Bottom)),
+            )
+        }))?;
+    }
+    for (i, label) in b.labels.iter().enumerate() {
+        let (px, py) = chart.backend_coord(&(i as f64 + 0.5, base));
+        root.draw(&Text::new(
+            label.clone(),
+            (px, py + 10),
+            ("sans-serif", 16)
+                .into_font()
+                .color(&BLACK)
+                .pos(Pos::new(HPos::Center, VPos::Top)),
+        ))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .draw()?;
     Ok(())
 }
 
@@ -176,8 +206,7 @@ fn draw_cdf(path: &Path, series: &[&Series]) -> Result<(), Box<dyn Error>> {
     let n = series.len().max(1);
     let cols = if n > 1 { 2 } else { 1 };
     let rows = n.div_ceil(cols);
-    let root =
-        BitMapBackend::new(path, (700 * cols as u32, 460 * rows as u32)).into_drawing_area();
+    let root = BitMapBackend::new(path, (700 * cols as u32, 460 * rows as u32)).into_drawing_area();
     root.fill(&WHITE)?;
     let areas = root.split_evenly((rows, cols));
     for (area, s) in areas.iter().zip(series) {
@@ -194,7 +223,11 @@ fn draw_cdf(path: &Path, series: &[&Series]) -> Result<(), Box<dyn Error>> {
         } else {
             (0.1, 10.0)
         };
-        let unit = if s.unit == "us" { "µs" } else { s.unit.as_str() };
+        let unit = if s.unit == "us" {
+            "µs"
+        } else {
+            s.unit.as_str()
+        };
         let mut chart = ChartBuilder::on(area)
             .caption(s.name.as_str(), ("sans-serif", 17))
             .margin(12)
@@ -203,6 +236,7 @@ fn draw_cdf(path: &Path, series: &[&Series]) -> Result<(), Box<dyn Error>> {
             .build_cartesian_2d((lo..hi).log_scale(), 0f64..1.0)?;
         chart
             .configure_mesh()
+            .x_label_formatter(&|v| short(*v))
             .x_desc(format!("latency ({unit}, log scale)"))
             .y_desc("fraction of opens ≤ x")
             .label_style(("sans-serif", 13))

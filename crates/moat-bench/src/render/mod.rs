@@ -260,7 +260,9 @@ pub fn markdown(p: &Page) -> String {
     );
     s.push_str("```sh\ncargo run --release -p moat-bench -- all          # everything\n");
     s.push_str("cargo run --release -p moat-bench -- all --quick  # small profiles\n");
-    s.push_str("cargo run --release -p moat-bench -- report       # only re-render this page\n```\n\n");
+    s.push_str(
+        "cargo run --release -p moat-bench -- report       # only re-render this page\n```\n\n",
+    );
     s.push_str("## Machine\n\n| | |\n|---|---|\n");
     let _ = writeln!(s, "| date | {} |", p.date);
     let _ = writeln!(s, "| CPU | {} |", cell(&p.machine.cpu));
@@ -276,7 +278,11 @@ pub fn markdown(p: &Page) -> String {
     if !p.failures.is_empty() {
         s.push_str("## Failed suites\n\n");
         for (suite, e) in p.failures {
-            let _ = writeln!(s, "- **{suite}** failed in this run: {}", e.replace('\n', " "));
+            let _ = writeln!(
+                s,
+                "- **{suite}** failed in this run: {}",
+                e.replace('\n', " ")
+            );
         }
         s.push('\n');
     }
@@ -294,13 +300,10 @@ pub fn markdown(p: &Page) -> String {
                 .iter()
                 .find(|(n, _)| *n == name)
                 .map_or(String::new(), |(_, c)| format!(" (alone: `{c}`)"));
-            let why = p
-                .failures
-                .iter()
-                .find(|(n, _)| n == name)
-                .map_or("it was not run, or this version of the suite writes none".to_string(), |(_, e)| {
-                    format!("the suite failed: {}", e.replace('\n', " "))
-                });
+            let why = p.failures.iter().find(|(n, _)| n == name).map_or(
+                "it was not run, or this version of the suite writes none".to_string(),
+                |(_, e)| format!("the suite failed: {}", e.replace('\n', " ")),
+            );
             let _ = writeln!(
                 s,
                 "**Results missing**: no `{}/{name}.json`; {why}. Run the suite{alone}, then \
@@ -345,7 +348,12 @@ pub fn load_all(dir: &Path) -> Result<Vec<Results>, String> {
         .iter()
         .map(|f| Results::load(f))
         .collect::<Result<Vec<_>, _>>()?;
-    let rank = |s: &str| SUITES.iter().position(|(n, _)| *n == s).unwrap_or(SUITES.len());
+    let rank = |s: &str| {
+        SUITES
+            .iter()
+            .position(|(n, _)| *n == s)
+            .unwrap_or(SUITES.len())
+    };
     all.sort_by_key(|r| rank(&r.suite));
     Ok(all)
 }
@@ -404,7 +412,15 @@ pub fn write_charts(results: &[Results], dir: &Path, rel: &str) -> (Vec<Chart>, 
             let f = format!("{}-resources.png", r.suite);
             emit(
                 f.clone(),
-                format!("{}: {}", r.suite, other.iter().map(|b| b.name.as_str()).collect::<Vec<_>>().join(", ")),
+                format!(
+                    "{}: {}",
+                    r.suite,
+                    other
+                        .iter()
+                        .map(|b| b.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
                 charts::bars_chart(&dir.join(&f), &other),
             );
         }
@@ -426,7 +442,9 @@ pub fn run_with(args: &ReportArgs, failed: &[(String, String)]) -> Result<PathBu
         .clone()
         .unwrap_or_else(|| crate::workspace_root().join("BENCHMARKS.md"));
     let results = load_all(&results_dir)?;
-    let base = out.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let base = out
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     let (charts, errors) = write_charts(&results, &base.join("docs/bench"), "docs/bench");
     for e in &errors {
         eprintln!("moat-bench: chart not drawn: {e}");
@@ -451,7 +469,11 @@ pub fn run_with(args: &ReportArgs, failed: &[(String, String)]) -> Result<PathBu
     if errors.is_empty() {
         Ok(out)
     } else {
-        Err(format!("{} chart(s) not drawn: {}", errors.len(), errors.join("; ")))
+        Err(format!(
+            "{} chart(s) not drawn: {}",
+            errors.len(),
+            errors.join("; ")
+        ))
     }
 }
 

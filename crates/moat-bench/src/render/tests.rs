@@ -24,12 +24,28 @@ fn scan_fixture() -> Results {
         Row {
             target: Some("<= 0.5x clamscan".into()),
             met: Some(true),
-            ..row(g, "database load time (630,000 signatures)", "s", 0.47, 1.19, None, true)
+            ..row(
+                g,
+                "database load time (630,000 signatures)",
+                "s",
+                0.47,
+                1.19,
+                None,
+                true,
+            )
         },
         Row {
             target: Some(">= 20x clamscan".into()),
             met: Some(true),
-            ..row(g, "scan throughput excl. load", "MB/s", 199.0, 6.8, Some(2500.0), false)
+            ..row(
+                g,
+                "scan throughput excl. load",
+                "MB/s",
+                199.0,
+                6.8,
+                Some(2500.0),
+                false,
+            )
         },
         Row {
             target: Some("<= clamscan".into()),
@@ -45,17 +61,26 @@ fn scan_fixture() -> Results {
         Bars {
             name: "scan throughput, excluding database load".into(),
             unit: "MB/s".into(),
-            labels: vec!["630,000 signatures".into(), "1,000,000 hash signatures".into()],
+            labels: vec![
+                "630,000 signatures".into(),
+                "1,000,000 hash signatures".into(),
+            ],
             values: vec![
                 ("moat".into(), vec![Some(199.0), Some(310.0)]),
                 ("clamscan".into(), vec![Some(6.8), Some(40.0)]),
-                ("no scanner (read loop)".into(), vec![Some(2500.0), Some(2500.0)]),
+                (
+                    "no scanner (read loop)".into(),
+                    vec![Some(2500.0), Some(2500.0)],
+                ),
             ],
         },
         Bars {
             name: "database load time".into(),
             unit: "s".into(),
-            labels: vec!["630,000 signatures".into(), "1,000,000 hash signatures".into()],
+            labels: vec![
+                "630,000 signatures".into(),
+                "1,000,000 hash signatures".into(),
+            ],
             values: vec![
                 ("moat".into(), vec![Some(0.47), Some(0.6)]),
                 ("clamscan".into(), vec![Some(1.19), None]),
@@ -87,12 +112,30 @@ fn watch_fixture() -> Results {
         Row {
             target: Some("<= 1.2x no scanner".into()),
             met: Some(false),
-            ..row("open latency", "repeated open() p50", "us", 3.7, 299.0, Some(2.5), true)
+            ..row(
+                "open latency",
+                "repeated open() p50",
+                "us",
+                3.7,
+                299.0,
+                Some(2.5),
+                true,
+            )
         },
-        row("race escapes", "mkdir -p + write + read", "count", 0.0, 2000.0, Some(2000.0), true),
+        row(
+            "race escapes",
+            "mkdir -p + write + read",
+            "count",
+            0.0,
+            2000.0,
+            Some(2000.0),
+            true,
+        ),
     ];
     let lat = |base: f64, n: usize| -> Vec<f64> {
-        (0..n).map(|i| base * (1.0 + (i % 97) as f64 / 20.0)).collect()
+        (0..n)
+            .map(|i| base * (1.0 + (i % 97) as f64 / 20.0))
+            .collect()
     };
     for what in ["first", "repeated"] {
         r.series.push(Series {
@@ -111,7 +154,10 @@ fn watch_fixture() -> Results {
         unit: "verdicts/s".into(),
         labels: vec!["1 opener".into(), "4 openers".into(), "16 openers".into()],
         values: vec![
-            ("moat filesystem".into(), vec![Some(40_000.0), Some(90_000.0), Some(95_000.0)]),
+            (
+                "moat filesystem".into(),
+                vec![Some(40_000.0), Some(90_000.0), Some(95_000.0)],
+            ),
             ("clamonacc".into(), vec![Some(3_000.0), Some(3_500.0), None]),
         ],
     });
@@ -182,16 +228,28 @@ fn page_names_machine_commands_and_missing_suites() {
         failures: &failures,
         charts: &charts,
     });
-    assert!(page.contains("cargo run --release -p moat-bench -- all "), "{page}");
+    assert!(
+        page.contains("cargo run --release -p moat-bench -- all "),
+        "{page}"
+    );
     assert!(page.contains("| CPU | Test CPU @ 2.0GHz |"), "{page}");
     assert!(page.contains("| cores | 2 |"), "{page}");
     assert!(page.contains("| memory | 24.0 GiB |"), "{page}");
     assert!(page.contains("| kernel | 6.18.0 |"), "{page}");
     assert!(page.contains("| date | 2026-12-01 |"), "{page}");
     assert!(page.contains("moat scan -r -d db corpus"), "{page}");
-    assert!(page.contains("- **watch** failed in this run: watch needs root"), "{page}");
-    assert!(page.contains("**Results missing**: no `/data/results/watch.json`; the suite failed"), "{page}");
-    assert!(page.contains("![Throughput](docs/bench/throughput.png)"), "{page}");
+    assert!(
+        page.contains("- **watch** failed in this run: watch needs root"),
+        "{page}"
+    );
+    assert!(
+        page.contains("**Results missing**: no `/data/results/watch.json`; the suite failed"),
+        "{page}"
+    );
+    assert!(
+        page.contains("![Throughput](docs/bench/throughput.png)"),
+        "{page}"
+    );
     assert!(page.find("## scan").unwrap() < page.find("## watch").unwrap());
 }
 
@@ -215,7 +273,11 @@ fn charts_are_written_from_both_suites() {
     let rels: Vec<&str> = charts.iter().map(|c| c.rel.as_str()).collect();
     assert_eq!(
         rels,
-        ["docs/bench/throughput.png", "docs/bench/latency.png", "docs/bench/scan-resources.png"]
+        [
+            "docs/bench/throughput.png",
+            "docs/bench/latency.png",
+            "docs/bench/scan-resources.png"
+        ]
     );
     for c in &charts {
         assert!(is_png(&dir.path().join(&c.rel)), "{}", c.rel);
@@ -240,8 +302,14 @@ fn report_renders_from_results_files() {
     };
     assert_eq!(run_with(&args, &[]).unwrap(), out);
     let page = std::fs::read_to_string(&out).unwrap();
-    assert!(page.contains("### scan, 630,000 signatures (hash + body)"), "{page}");
-    assert!(page.contains("it was not run, or this version of the suite writes none"), "{page}");
+    assert!(
+        page.contains("### scan, 630,000 signatures (hash + body)"),
+        "{page}"
+    );
+    assert!(
+        page.contains("it was not run, or this version of the suite writes none"),
+        "{page}"
+    );
     assert!(is_png(&dir.path().join("docs/bench/throughput.png")));
     assert!(!dir.path().join("docs/bench/latency.png").exists());
 }
