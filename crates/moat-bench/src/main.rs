@@ -1,6 +1,8 @@
 //! `moat-bench`: side-by-side benchmark of moat against ClamAV's clamscan.
 //!
 //! ```text
+//! cargo run --release -p moat-bench -- all [--quick] [--data DIR] [--runs N] [--watch-args "ARGS"]
+//! cargo run --release -p moat-bench -- report [--data DIR] [--out FILE]
 //! cargo run --release -p moat-bench -- scan [--quick] [--data DIR] [--moat PATH] [--clamscan PATH] [--runs N]
 //! cargo run --release -p moat-bench -- gen  [--quick] [--data DIR] [--force]
 //! cargo run --release -p moat-bench -- watch [--quick] [--dirs N,...] [--files N] [--scope filesystem|directory|both]
@@ -11,6 +13,12 @@
 //! cache, runs both scanners on an empty file (database load time) and on the corpus
 //! ([`runner`]), then prints a comparison table and checks that both report the same
 //! detections ([`report`]).
+//!
+//! `scan` runs on two databases (the dataset's, and a hash-only one of ~1,000,000
+//! signatures, [`gen::hashdb`]) and writes `<data dir>/results/scan.json` ([`results`]).
+//!
+//! `all` runs `scan` then `watch` then `report` ([`all`]); `report` renders BENCHMARKS.md
+//! and its PNG charts from the results files ([`render`]).
 //!
 //! `watch` (root only) measures the on-access daemons: `moat watch` (filesystem and/or
 //! directory scope) against ClamAV's clamd + clamonacc, each with its own clamd.conf and
@@ -23,17 +31,20 @@
 //! EICAR file it has just put into the tree), with a no-scanner baseline, and prints
 //! moat/clamonacc and moat/none ratios next to the issue's targets ([`watch`]).
 
+mod all;
+mod apt;
 mod gen;
+mod render;
 mod report;
 pub mod results;
 mod rng;
 mod runner;
+mod scan;
 mod watch;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use std::time::Instant;
 
 #[derive(Parser)]
 #[command(
@@ -54,6 +65,11 @@ enum Cmd {
     /// Run `moat watch` and clamonacc in turn on a generated tree and compare coverage
     /// time and open() latency (needs root).
     Watch(watch::WatchArgs),
+    /// Run every suite (`scan`, then `watch`) and render BENCHMARKS.md and its charts;
+    /// installs what is missing (as root) and goes on when one suite fails.
+    All(all::AllArgs),
+    /// Render BENCHMARKS.md and its charts from `<data dir>/results/*.json`.
+    Report(render::ReportArgs),
 }
 
 #[derive(Args)]
@@ -179,85 +195,12 @@ fn cmd_gen(args: &DataArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn cmd_scan(args: ScanArgs) -> Result<(), String> {
-    let started = Instant::now();
-    let ds = gen::ensure(&data_dir(&args.data), &profile(&args.data), args.data.force)
-        .map_err(|e| format!("generating data: {e}"))?;
-    if ds.generated {
-        eprintln!("moat-bench: data generated in {:.1}s", ds.generation_secs);
-    } else {
-        eprintln!("moat-bench: using cached data in {}", ds.root.display());
-    }
-
-    let moat = moat_tool(resolve_moat(args.moat)?);
-    let clam = runner::Tool {
-        label: "clamscan",
-        program: args.clamscan,
-        prefix: Vec::new(),
-    };
-
-    let t = Instant::now();
-    let warmed = runner::warm_cache(&[&ds.corpus_dir, &ds.db_dir])
-        .map_err(|e| format!("warming the page cache: {e}"))?;
-    eprintln!(
-        "moat-bench: page cache warmed ({:.1} MB in {:.1}s)",
-        warmed as f64 / 1e6,
-        t.elapsed().as_secs_f64()
-    );
-
-    let runs_dir = ds.root.join("runs");
-    let mut sides = Vec::new();
-    for tool in [&moat, &clam] {
-        let measure = |what: &str, target: &Path| {
-            let mut best: Option<runner::Run> = None;
-            for i in 1..=args.runs {
-                eprintln!("moat-bench: {} {what} ({i}/{})...", tool.label, args.runs);
-                let r = runner::run(
-                    &tool.argv(&ds.db_dir, target),
-                    &runs_dir,
-                    &format!("{}-{what}", tool.label),
-                )
-                .map_err(|e| format!("{}: {e}", tool.label))?;
-                eprintln!(
-                    "moat-bench:   {:.3}s, {:.1} MB peak RSS, {}",
-                    r.wall.as_secs_f64(),
-                    r.max_rss as f64 / 1e6,
-                    r.exit
-                );
-                let faster = match &best {
-                    Some(b) => r.wall < b.wall,
-                    None => true,
-                };
-                if faster {
-                    best = Some(r);
-                }
-            }
-            Ok::<_, String>(best.expect("at least one run"))
-        };
-        let load = measure("load", &ds.empty_file)?;
-        let scan = measure("scan", &ds.corpus_dir)?;
-        sides.push(report::Side {
-            label: tool.label,
-            load,
-            scan,
-        });
-    }
-    let clam_side = sides.pop().expect("two sides");
-    let moat_side = sides.pop().expect("two sides");
-    report::print(&ds, &moat_side, &clam_side);
-    println!();
-    println!(
-        "outputs: {}; total benchmark time {:.1}s",
-        runs_dir.display(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Scan(a) => cmd_scan(a),
+        Cmd::Scan(a) => scan::run(a),
+        Cmd::All(a) => return all::run(a),
+        Cmd::Report(a) => render::run(&a),
         Cmd::Gen(a) => cmd_gen(&a),
         Cmd::Watch(a) => watch::run(a),
     };

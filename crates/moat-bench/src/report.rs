@@ -2,6 +2,7 @@
 
 use crate::gen::corpus::Expected;
 use crate::gen::Dataset;
+use crate::results;
 use crate::runner::{Exit, Run};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -83,6 +84,131 @@ fn fmt_num(v: f64, decimals: usize) -> String {
     } else {
         "-".to_string()
     }
+}
+
+/// Why a pair of runs cannot be judged (a scanner crashed or failed), if so.
+fn invalid(moat: &Side, clam: &Side) -> Option<String> {
+    let failed: Vec<String> = [moat, clam]
+        .iter()
+        .flat_map(|side| [&side.load, &side.scan])
+        .filter(|run| !matches!(run.exit, Exit::Code(0) | Exit::Code(1)))
+        .map(|run| format!("`{}` ended with {}", run.command_line(), run.exit))
+        .collect();
+    (!failed.is_empty()).then(|| failed.join("; "))
+}
+
+/// The machine-readable rows of one database's measurements (`none`: the time to read the
+/// whole corpus with no scanner), grouped under `group`.
+pub fn rows(
+    group: &str,
+    ds: &Dataset,
+    moat: &Side,
+    clam: &Side,
+    none: Duration,
+) -> Vec<results::Row> {
+    let mb = ds.corpus_bytes() as f64 / MB;
+    let invalid = invalid(moat, clam);
+    let judge = |ok: bool| if invalid.is_some() { None } else { Some(ok) };
+    let note = |extra: Option<String>| match (&invalid, extra) {
+        (Some(why), _) => Some(format!("INVALID run: {why}")),
+        (None, extra) => extra,
+    };
+    let row =
+        |metric: String, unit: &str, m: f64, c: f64, n: Option<f64>, lower: bool| results::Row {
+            group: group.to_string(),
+            metric,
+            unit: unit.to_string(),
+            moat: Some(m),
+            clamav: Some(c),
+            none: n,
+            lower_is_better: lower,
+            target: None,
+            met: None,
+            note: note(None),
+        };
+    let sigs =
+        ds.manifest_u64("md5_sigs") + ds.manifest_u64("sha256_sigs") + ds.manifest_u64("ndb_sigs");
+    let prefix = ds.corpus_dir.to_string_lossy().into_owned();
+    let found_moat = moat.detections(&prefix);
+    let found_clam = clam.detections(&prefix);
+    let differ = found_moat.symmetric_difference(&found_clam).count();
+
+    let (ml, cl) = (secs(moat.load.wall), secs(clam.load.wall));
+    let (mt, ct) = (mb / secs(moat.scan_only()), mb / secs(clam.scan_only()));
+    let (mr, cr) = (moat.scan.max_rss as f64 / MB, clam.scan.max_rss as f64 / MB);
+    vec![
+        results::Row {
+            target: Some("<= 0.5x clamscan".into()),
+            met: judge(ml <= 0.5 * cl),
+            ..row(
+                format!(
+                    "database load time ({} signatures)",
+                    crate::scan::thousands(sigs)
+                ),
+                "s",
+                ml,
+                cl,
+                None,
+                true,
+            )
+        },
+        results::Row {
+            target: Some(">= 20x clamscan".into()),
+            met: judge(mt >= 20.0 * ct),
+            note: note(Some(
+                "no scanner: one plain read loop over every corpus file, page cache warm".into(),
+            )),
+            ..row(
+                format!(
+                    "scan throughput excl. load ({mb:.0} MB, {} files)",
+                    crate::scan::thousands(ds.corpus_files())
+                ),
+                "MB/s",
+                mt,
+                ct,
+                Some(mb / secs(none)),
+                false,
+            )
+        },
+        row(
+            "scan wall time".into(),
+            "s",
+            secs(moat.scan.wall),
+            secs(clam.scan.wall),
+            Some(secs(none)),
+            true,
+        ),
+        results::Row {
+            target: Some("<= clamscan".into()),
+            met: judge(mr <= cr),
+            ..row("peak RSS, scan".into(), "MB", mr, cr, None, true)
+        },
+        row(
+            "CPU user+sys, scan".into(),
+            "s",
+            secs(moat.scan.user + moat.scan.sys),
+            secs(clam.scan.user + clam.scan.sys),
+            None,
+            true,
+        ),
+        results::Row {
+            target: Some("same FOUND lines as clamscan".into()),
+            met: judge(differ == 0 && !found_moat.is_empty()),
+            note: note(Some(format!(
+                "{} FOUND lines in common, {differ} differ; {} planted",
+                found_moat.intersection(&found_clam).count(),
+                ds.expected.len()
+            ))),
+            ..row(
+                "detections".into(),
+                "count",
+                found_moat.len() as f64,
+                found_clam.len() as f64,
+                None,
+                false,
+            )
+        },
+    ]
 }
 
 /// Prints the dataset summary, the exact commands, the metrics table and the sanity check.
@@ -209,18 +335,16 @@ pub fn print(ds: &Dataset, moat: &Side, clam: &Side) {
         },
     ];
 
-    let failed: Vec<String> = [moat, clam]
-        .iter()
-        .flat_map(|side| [&side.load, &side.scan])
-        .filter(|run| !matches!(run.exit, Exit::Code(0) | Exit::Code(1)))
-        .map(|run| format!("`{}` ended with {}", run.command_line(), run.exit))
-        .collect();
-    let valid = failed.is_empty();
+    let failed = invalid(moat, clam);
+    let valid = failed.is_none();
 
     println!();
     println!("== results (ratio: clamscan/moat for times and RSS, moat/clamscan otherwise) ==");
     if !valid {
-        println!("!! INVALID, figures are meaningless: {}", failed.join("; "));
+        println!(
+            "!! INVALID, figures are meaningless: {}",
+            failed.unwrap_or_default()
+        );
     }
     let header = format!(
         "{:<30} | {:>10} | {:>10} | {:>8} | target",

@@ -24,6 +24,9 @@ pub struct Results {
     pub series: Vec<Series>,
     /// Bar charts (throughput across settings).
     pub bars: Vec<Bars>,
+    /// `(what, command line)` of every measured process (scanners, daemons), for the report.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub commands: Vec<(String, String)>,
 }
 
 /// One figure, side by side.

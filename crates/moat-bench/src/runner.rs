@@ -7,6 +7,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, Read};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -116,7 +117,16 @@ pub fn run(argv: &[OsString], out_dir: &Path, name: &str) -> io::Result<Run> {
     let stdout_path = out_dir.join(format!("{name}.stdout"));
     let stderr_path = out_dir.join(format!("{name}.stderr"));
     let start = Instant::now();
-    let child = Command::new(&argv[0])
+    let mut cmd = Command::new(&argv[0]);
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent. The child is
+    // killed if this process dies (Ctrl-C, `kill`), so nothing outlives the benchmark.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let child = cmd
         .args(&argv[1..])
         .stdin(Stdio::null())
         .stdout(File::create(&stdout_path)?)

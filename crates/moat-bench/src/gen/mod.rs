@@ -13,6 +13,7 @@
 
 pub mod corpus;
 pub mod db;
+pub mod hashdb;
 pub mod ndb;
 pub mod words;
 
