@@ -155,7 +155,9 @@ pub fn run(
         };
         for cold in [true, false] {
             if !cold {
-                eprintln!("moat-bench: walking the ext4 tree of {dirs} directories once (warm cache)...");
+                eprintln!(
+                    "moat-bench: walking the ext4 tree of {dirs} directories once (warm cache)..."
+                );
                 let t = Instant::now();
                 tree::walk_count(&setup.tree.dir).map_err(|e| format!("walk: {e}"))?;
                 size.walk_secs = t.elapsed().as_secs_f64();
@@ -277,30 +279,42 @@ pub fn print(c: &Coverage, tracking: Option<&str>) {
          cached between runs{}) ==",
         c.image.display(),
         c.mount.display(),
-        c.mkfs_secs
-            .map_or(String::new(), |s| format!("; created by this run in {s:.1}s"))
+        c.mkfs_secs.map_or(String::new(), |s| format!(
+            "; created by this run, mkfs {s:.2}s"
+        ))
     );
     println!(
         "cold = sync + drop_caches right before starting the product; warm = after one full \
          walk of the tree; moat directory scope: {}",
-        tracking.map_or("default tracking".to_string(), |t| format!("OnAccessTracking {t}"))
+        tracking.map_or("default tracking".to_string(), |t| format!(
+            "OnAccessTracking {t}"
+        ))
     );
     for s in &c.sizes {
         println!();
         println!(
-            "-- {} directories ({}; {}; warm-up walk {:.1}s, {:.0} dirs/s) --",
+            "-- {} directories ({}; {}; walk before the warm runs, right after the cold ones: \
+             {:.1}s, {:.0} dirs/s) --",
             s.dirs,
             s.dir.display(),
-            s.generated_secs.map_or("tree reused from the image".to_string(), |g| format!(
-                "tree generated on ext4 in {g:.1}s, {:.0} dirs/s",
-                s.dirs as f64 / g
-            )),
+            s.generated_secs
+                .map_or("tree reused from the image".to_string(), |g| format!(
+                    "tree generated on ext4 in {g:.1}s, {:.0} dirs/s",
+                    s.dirs as f64 / g
+                )),
             s.walk_secs,
             s.dirs as f64 / s.walk_secs.max(1e-9)
         );
         println!(
             "{:<17} | {:>5} | {:>10} | {:>10} | {:>12} | {:>9} | {:>12} | {:>13} | target",
-            "product", "cache", "READY", "its log", "FULL COVER.", "RSS MB", "MB/100k dirs", "CPU to cover"
+            "product",
+            "cache",
+            "READY",
+            "its log",
+            "FULL COVER.",
+            "RSS MB",
+            "MB/100k dirs",
+            "CPU to cover"
         );
         println!("{}", "-".repeat(120));
         for r in &s.runs {

@@ -82,7 +82,15 @@ pub fn tmpfs_rows(r: &mut Results, runs: &[SizeRun], plan: &super::Plan) {
             };
             let g = "coverage setup, tmpfs";
             let ready = m.ready.as_ref().map(|x| x.0);
-            let mut rr = row(g, format!("time to READY, {d} dirs, {scope} scope"), "ms", ready, None, None, true);
+            let mut rr = row(
+                g,
+                format!("time to READY, {d} dirs, {scope} scope"),
+                "ms",
+                ready,
+                None,
+                None,
+                true,
+            );
             if scope == "filesystem" {
                 rr = with_target(rr, "< 50 ms", ready.map(|x| x < 50.0));
             }
@@ -126,7 +134,14 @@ pub fn tmpfs_rows(r: &mut Results, runs: &[SizeRun], plan: &super::Plan) {
             }
             for (when, pick) in [("first", 0), ("repeated", 1)] {
                 let v = |x: &Measured| {
-                    quantile(if pick == 0 { &x.big_first } else { &x.big_repeat }, 0.5)
+                    quantile(
+                        if pick == 0 {
+                            &x.big_first
+                        } else {
+                            &x.big_repeat
+                        },
+                        0.5,
+                    )
                 };
                 let mut rr = row(
                     g,
@@ -180,8 +195,10 @@ pub fn tmpfs_rows(r: &mut Results, runs: &[SizeRun], plan: &super::Plan) {
                     (
                         "made outside + renamed in",
                         &races.rename,
-                        clam.and_then(|c| c.races.as_ref()).map(|x| x.rename.escapes),
-                        none.and_then(|c| c.races.as_ref()).map(|x| x.rename.escapes),
+                        clam.and_then(|c| c.races.as_ref())
+                            .map(|x| x.rename.escapes),
+                        none.and_then(|c| c.races.as_ref())
+                            .map(|x| x.rename.escapes),
                     ),
                 ] {
                     r.rows.push(with_target(
@@ -232,7 +249,10 @@ pub fn tmpfs_rows(r: &mut Results, runs: &[SizeRun], plan: &super::Plan) {
                     true,
                 );
                 if let Some(n) = note {
-                    rr = with_note(rr, &format!("clamonacc column = {n} (utime+stime, 10 ms ticks)"));
+                    rr = with_note(
+                        rr,
+                        &format!("clamonacc column = {n} (utime+stime, 10 ms ticks)"),
+                    );
                 }
                 r.rows.push(rr);
             }
@@ -282,7 +302,9 @@ pub fn tmpfs_rows(r: &mut Results, runs: &[SizeRun], plan: &super::Plan) {
                     values: labelled
                         .iter()
                         .map(|(l, m)| {
-                            let v = (0..OPENERS.len()).map(|i| m.throughput.get(i).copied()).collect();
+                            let v = (0..OPENERS.len())
+                                .map(|i| m.throughput.get(i).copied())
+                                .collect();
                             (l.clone(), v)
                         })
                         .collect(),
@@ -326,7 +348,15 @@ pub fn coverage_rows(r: &mut Results, c: &Coverage) {
                 let Some(m) = find(s, p, cold) else {
                     continue;
                 };
-                let mut rr = row(g, format!("time to READY, {d} dirs, {scope} scope (ext4)"), "ms", m.ready_ms, None, None, true);
+                let mut rr = row(
+                    g,
+                    format!("time to READY, {d} dirs, {scope} scope (ext4)"),
+                    "ms",
+                    m.ready_ms,
+                    None,
+                    None,
+                    true,
+                );
                 if scope == "filesystem" {
                     rr = with_target(rr, "< 50 ms", m.ready_ms.map(|x| x < 50.0));
                 }
@@ -355,10 +385,21 @@ pub fn coverage_rows(r: &mut Results, c: &Coverage) {
                 if cold { "cold" } else { "warm" }
             ),
             unit: "ms".into(),
-            labels: sizes.iter().map(|s| format!("{} dirs", fmt_n(s.dirs))).collect(),
+            labels: sizes
+                .iter()
+                .map(|s| format!("{} dirs", fmt_n(s.dirs)))
+                .collect(),
             values: products
                 .iter()
-                .map(|p| (p.clone(), sizes.iter().map(|s| find(s, p, cold).and_then(|m| m.full_ms)).collect()))
+                .map(|p| {
+                    (
+                        p.clone(),
+                        sizes
+                            .iter()
+                            .map(|s| find(s, p, cold).and_then(|m| m.full_ms))
+                            .collect(),
+                    )
+                })
                 .collect(),
         });
     }

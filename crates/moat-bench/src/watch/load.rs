@@ -39,41 +39,47 @@ pub fn shares(n: usize, k: usize) -> Vec<(usize, usize)> {
 }
 
 /// Opens every file of `files` once with `openers` threads; returns opens per second.
+/// Each thread notes when it was released and when it finished: the wall time is from the
+/// first release to the last finish (the main thread may be scheduled after the work on
+/// two cores, so it does not time it itself).
 pub fn throughput(files: &[CString], openers: usize, dog: &Watchdog) -> Result<f64, String> {
-    let barrier = Barrier::new(openers + 1);
+    let barrier = Barrier::new(openers);
     let failed = std::sync::Mutex::new(None::<String>);
-    let mut start = Instant::now();
-    std::thread::scope(|s| {
-        for (a, b) in shares(files.len(), openers) {
-            let (barrier, failed) = (&barrier, &failed);
-            let chunk = &files[a..b];
-            s.spawn(move || {
-                barrier.wait();
-                let mut byte = [0u8; 1];
-                for f in chunk {
-                    // SAFETY: a valid C string; the fd is closed below.
-                    let fd = unsafe { libc::open(f.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-                    if fd < 0 {
-                        let e = std::io::Error::last_os_error();
-                        *failed.lock().unwrap() = Some(format!("{f:?}: {e}"));
-                        return;
+    let spans: Vec<(Instant, Instant)> = std::thread::scope(|s| {
+        let handles: Vec<_> = shares(files.len(), openers)
+            .into_iter()
+            .map(|(a, b)| {
+                let (barrier, failed) = (&barrier, &failed);
+                let chunk = &files[a..b];
+                s.spawn(move || {
+                    barrier.wait();
+                    let t0 = Instant::now();
+                    let mut byte = [0u8; 1];
+                    for f in chunk {
+                        // SAFETY: a valid C string; the fd is closed below.
+                        let fd =
+                            unsafe { libc::open(f.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+                        if fd < 0 {
+                            let e = std::io::Error::last_os_error();
+                            *failed.lock().unwrap() = Some(format!("{f:?}: {e}"));
+                            break;
+                        }
+                        // SAFETY: our buffer, our fd.
+                        unsafe {
+                            libc::read(fd, byte.as_mut_ptr().cast(), 1);
+                            libc::close(fd);
+                        }
+                        dog.tick();
+                        if daemon::interrupted() {
+                            break;
+                        }
                     }
-                    // SAFETY: our buffer, our fd.
-                    unsafe {
-                        libc::read(fd, byte.as_mut_ptr().cast(), 1);
-                        libc::close(fd);
-                    }
-                    dog.tick();
-                    if daemon::interrupted() {
-                        return;
-                    }
-                }
-            });
-        }
-        barrier.wait();
-        start = Instant::now();
+                    (t0, Instant::now())
+                })
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
     });
-    let secs = start.elapsed().as_secs_f64();
     daemon::check_interrupted()?;
     if let Some(e) = failed.into_inner().unwrap() {
         return Err(format!("throughput open refused: {e}"));
@@ -81,7 +87,18 @@ pub fn throughput(files: &[CString], openers: usize, dog: &Watchdog) -> Result<f
     if dog.fired() {
         return Err("the watchdog killed the daemon (no progress for 10 s)".to_string());
     }
-    Ok(per_second(files.len(), secs))
+    Ok(per_second(files.len(), wall_secs(&spans)))
+}
+
+/// From the earliest start to the latest end of `spans`, in seconds.
+pub fn wall_secs(spans: &[(Instant, Instant)]) -> f64 {
+    let (Some(a), Some(b)) = (
+        spans.iter().map(|s| s.0).min(),
+        spans.iter().map(|s| s.1).max(),
+    ) else {
+        return 0.0;
+    };
+    b.saturating_duration_since(a).as_secs_f64()
 }
 
 /// utime + stime of a process (all its threads) from the text of `/proc/PID/stat`, in
@@ -143,5 +160,12 @@ mod tests {
         assert!(per_ops(0.0, 1.0, 0, 10_000.0).is_nan());
         assert_eq!(opener_label(1), "1 opener");
         assert_eq!(opener_label(16), "16 openers");
+        let t = Instant::now();
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(
+            wall_secs(&[(t + ms(10), t + ms(500)), (t, t + ms(250))]),
+            0.5
+        );
+        assert_eq!(wall_secs(&[]), 0.0);
     }
 }

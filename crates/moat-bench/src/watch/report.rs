@@ -246,7 +246,10 @@ fn rows(tree: &Tree, scope: &str) -> Vec<Row> {
     ]);
     for (i, &n) in super::load::OPENERS.iter().enumerate() {
         rows.push(row(
-            format!("verdicts/s, {} (none: opens/s)", super::load::opener_label(n)),
+            format!(
+                "verdicts/s, {} (none: opens/s)",
+                super::load::opener_label(n)
+            ),
             0,
             move |m| num(m.throughput.get(i).copied()),
         ));

@@ -188,7 +188,10 @@ pub fn ensure_cached(root: &Path, dirs: u64) -> io::Result<(Tree, Option<f64>)> 
         .ok()
         .and_then(|t| parse_marker(&t, dirs))
     {
-        if probes.iter().all(|p| dir.join(&p.rel).join(PROBE_FILE).is_file()) {
+        if probes
+            .iter()
+            .all(|p| dir.join(&p.rel).join(PROBE_FILE).is_file())
+        {
             return Ok((tree(probes, 0.0, 0.0), None));
         }
     }
@@ -232,7 +235,13 @@ pub fn walk_count(dir: &Path) -> io::Result<u64> {
 
 /// Creates `count` small files `NAME-J.txt` (distinct contents) spread evenly over the
 /// tree's `dirs` directories; returns their paths.
-pub fn extra_files(dir: &Path, dirs: u64, name: &str, count: u64, seed: u64) -> io::Result<Vec<PathBuf>> {
+pub fn extra_files(
+    dir: &Path,
+    dirs: u64,
+    name: &str,
+    count: u64,
+    seed: u64,
+) -> io::Result<Vec<PathBuf>> {
     let mut rng = Rng::new(seed);
     let mut out = Vec::with_capacity(count as usize);
     for j in 0..count {
