@@ -14,7 +14,10 @@
 //! ([`daemon`], [`mount`]).
 
 mod clamav;
+mod coverage;
 mod daemon;
+mod json;
+mod load;
 mod moat;
 mod mount;
 mod probe;
@@ -106,6 +109,25 @@ pub struct WatchArgs {
     /// --quick].
     #[arg(long, value_name = "SECS")]
     timeout: Option<u64>,
+    /// Coverage-setup tree sizes on the loop-mounted ext4 image, warm and cold cache
+    /// [default: 10000,100000,1000000; 10000,100000 with --quick].
+    #[arg(long, value_name = "N,...", value_delimiter = ',', value_parser = clap::value_parser!(u64).range(10..))]
+    coverage_dirs: Vec<u64>,
+    /// Of those, the sizes measured with a cold cache for every product [default: all of
+    /// them; 10000 with --quick]; the others get a cold run of moat's filesystem scope
+    /// only (a cold walk of 1,000,000 directories takes 60-75 s per walking product).
+    #[arg(long, value_name = "N,...", value_delimiter = ',')]
+    cold_dirs: Vec<u64>,
+    /// Skip the coverage-setup measurements on the ext4 image.
+    #[arg(long)]
+    no_coverage: bool,
+    /// Fresh files opened per opener count in the verdict-throughput measurement
+    /// [default: 4000, 1000 with --quick].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(16..))]
+    throughput_files: Option<u64>,
+    /// 5 MB files whose first and repeated open are timed [default: 5, 3 with --quick].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    big_files: Option<u64>,
 }
 
 /// Everything measured for one product (or for the baseline).
@@ -133,6 +155,15 @@ pub struct Measured {
     pub repeat: Pass,
     /// The race rounds.
     pub races: Option<race::Races>,
+    /// First and repeated open() of each 5 MB file (us).
+    pub big_first: Vec<f64>,
+    /// The repeated opens of the 5 MB files (us).
+    pub big_repeat: Vec<f64>,
+    /// Opens per second of fresh files, per [`load::OPENERS`] (empty: not measured here).
+    pub throughput: Vec<f64>,
+    /// `(process, CPU ms of the first-open pass, of the repeated-open pass)` per daemon
+    /// process, in start order.
+    pub cpu: Vec<(&'static str, f64, f64)>,
     /// Resident memory of the product's processes after the opens (bytes): now, peak.
     pub memory: Option<(u64, u64)>,
     /// How each process stopped, in stop order.
@@ -165,6 +196,14 @@ struct Started {
 /// The run-wide settings.
 struct Plan {
     files: u64,
+    /// 5 MB files opened (first, repeated).
+    big_files: u64,
+    /// Fresh files per opener count in the throughput measurement.
+    tp_total: u64,
+    /// The tmpfs size the throughput and sample series are measured on.
+    tp_size: u64,
+    /// Coverage-setup sizes on the ext4 image, and the cold-cache plan.
+    coverage: coverage::Plan,
     scopes: Vec<&'static str>,
     tracking: Option<Tracking>,
     race_rounds: u64,
@@ -178,6 +217,10 @@ struct Setup {
     /// The mount's root (the tree and the race's outside directory are below it).
     mnt: PathBuf,
     clean: Vec<CString>,
+    /// The 5 MB files.
+    big: Vec<CString>,
+    /// Fresh files for each opener count of [`load::OPENERS`] (empty: not measured).
+    tp: Vec<Vec<CString>>,
     probe_files: Vec<PathBuf>,
     timeout: Duration,
     race_rounds: u64,
@@ -223,8 +266,37 @@ pub fn run(args: WatchArgs) -> Result<(), String> {
     } else {
         vec![100_000, 1_000_000]
     };
+    let coverage_sizes = if args.no_coverage {
+        Vec::new()
+    } else if !args.coverage_dirs.is_empty() {
+        args.coverage_dirs.clone()
+    } else if args.quick {
+        vec![10_000, 100_000]
+    } else {
+        vec![10_000, 100_000, 1_000_000]
+    };
+    let cold_all_products = if !args.cold_dirs.is_empty() {
+        args.cold_dirs.clone()
+    } else if args.quick {
+        vec![10_000]
+    } else {
+        coverage_sizes.clone()
+    };
     let plan = Plan {
         files: args.files.unwrap_or(if args.quick { 1000 } else { 5000 }),
+        big_files: args.big_files.unwrap_or(if args.quick { 3 } else { 5 }),
+        tp_total: args
+            .throughput_files
+            .unwrap_or(if args.quick { 1000 } else { 4000 }),
+        tp_size: if sizes.contains(&100_000) {
+            100_000
+        } else {
+            sizes[0]
+        },
+        coverage: coverage::Plan {
+            sizes: coverage_sizes,
+            cold_all_products,
+        },
         scopes: match args.scope {
             ScopeArg::Filesystem => vec!["filesystem"],
             ScopeArg::Directory => vec!["directory"],
@@ -248,6 +320,7 @@ pub fn run(args: WatchArgs) -> Result<(), String> {
     let tmp = TempDir::new()?;
     let mut sysctls = mount::Sysctls::default();
     let mut results = Vec::new();
+    let mut json = crate::results::Results::new("watch");
     for &dirs in &sizes {
         daemon::check_interrupted()?;
         let r = run_size(
@@ -263,6 +336,34 @@ pub fn run(args: WatchArgs) -> Result<(), String> {
         results.push(r);
     }
     report::print_summary(&results, plan.tracking.map(Tracking::key));
+    json::tmpfs_rows(&mut json, &results, &plan);
+    let cov = if plan.coverage.sizes.is_empty() {
+        None
+    } else {
+        daemon::check_interrupted()?;
+        let t = Instant::now();
+        let c = coverage::run(
+            &plan,
+            &data,
+            &runs,
+            &tmp.path,
+            moat_bin.as_deref(),
+            clam_bins.as_ref(),
+            &mut sysctls,
+        )?;
+        coverage::print(&c, plan.tracking.map(Tracking::key));
+        println!(
+            "coverage-setup measurements took {:.1}s",
+            t.elapsed().as_secs_f64()
+        );
+        Some(c)
+    };
+    if let Some(c) = &cov {
+        json::coverage_rows(&mut json, c);
+    }
+    let path = data.join("results").join("watch.json");
+    json.save(&path)?;
+    println!("machine-readable results: {}", path.display());
     println!(
         "total benchmark time {:.1}s",
         started.elapsed().as_secs_f64()
@@ -281,7 +382,12 @@ fn run_size(
     sysctls: &mut mount::Sysctls,
 ) -> Result<SizeRun, String> {
     // Room for the tree, the clean files, the probes and every race round's 10 inodes.
-    let inodes = dirs + plan.files + 20 * plan.race_rounds + 100_000;
+    let tp_files = if dirs == plan.tp_size {
+        plan.tp_total * load::OPENERS.len() as u64
+    } else {
+        0
+    };
+    let inodes = dirs + plan.files + tp_files + 20 * plan.race_rounds + 100_000;
     let fs_guard = mount::Tmpfs::mount(&tmp.join(format!("mnt-{dirs}")), inodes)?;
     let mount_text = format!(
         "tmpfs -o {} on {} (private to this run, unmounted at exit)",
@@ -294,7 +400,19 @@ fn run_size(
         "moat-bench: tree generated in {:.1}s (+{:.1}s walking it to choose the probes)",
         tree.generation_secs, tree.probe_secs
     );
-    mount::check_private(&tree.dir, &fs_guard)?;
+    mount::check_private(&tree.dir, fs_guard.dev)?;
+    let big = tree::big_files(&tree.dir, plan.big_files, BIG_BYTES, 0x6269_6766)
+        .map_err(|e| format!("5 MB files: {e}"))?;
+    let tp_paths = tree::extra_files(&tree.dir, dirs, "fresh", tp_files, 0x7468_7275)
+        .map_err(|e| format!("throughput files: {e}"))?;
+    let tp: Vec<Vec<CString>> = if tp_paths.is_empty() {
+        Vec::new()
+    } else {
+        tp_paths
+            .chunks(plan.tp_total as usize)
+            .map(probe::cstrings)
+            .collect()
+    };
     let outside = fs_guard.path.join("outside");
     fs::create_dir(&outside).map_err(|e| format!("{}: {e}", outside.display()))?;
     fs::set_permissions(&outside, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
@@ -305,6 +423,8 @@ fn run_size(
     fs::create_dir_all(&size_runs).map_err(|e| format!("{}: {e}", size_runs.display()))?;
     let setup = Setup {
         clean: probe::cstrings(&tree.clean_files),
+        big: probe::cstrings(&big),
+        tp,
         probe_files: tree.probe_files(),
         mnt: fs_guard.path.clone(),
         timeout: plan.timeout,
@@ -535,7 +655,8 @@ fn measure(
     m.marks = Some(daemon::marks_of(s.daemons[0].pid()));
     m.root_probe = Some(probe::open_as_root(&setup.probe_files[0]));
     let pids: Vec<i32> = s.daemons.iter().map(Daemon::pid).collect();
-    time_opens(setup, &pids, &mut m)?;
+    let named: Vec<(&'static str, i32)> = s.daemons.iter().map(|d| (d.name, d.pid())).collect();
+    time_opens(setup, &named, &mut m)?;
     m.marks_after = Some(daemon::marks_of(s.daemons[0].pid()));
     eprintln!(
         "moat-bench: {tag}: {} race rounds of each variant...",
@@ -564,11 +685,22 @@ fn wait_for_coverage(
     s: &mut Started,
     m: &mut Measured,
 ) -> Result<(), String> {
+    wait_for_probes(&setup.probe_files, setup.timeout, prober, s, m)
+}
+
+/// [`wait_for_coverage`] for any probe list.
+fn wait_for_probes(
+    probe_files: &[PathBuf],
+    timeout: Duration,
+    prober: &mut Prober,
+    s: &mut Started,
+    m: &mut Measured,
+) -> Result<(), String> {
     let t0 = s.daemons[0].spawned_at;
-    let n = setup.probe_files.len();
+    let n = probe_files.len();
     m.coverage = vec![None; n];
     let mut resolved = 0;
-    let deadline = Instant::now() + setup.timeout;
+    let deadline = Instant::now() + timeout;
     while (resolved < n || (s.notify.is_some() && m.ready.is_none())) && Instant::now() < deadline {
         for e in prober.poll(Duration::from_millis(20))? {
             let i = e.index as usize;
@@ -586,7 +718,7 @@ fn wait_for_coverage(
             } else {
                 let err = std::io::Error::from_raw_os_error(e.errno);
                 m.probe_errors
-                    .push(format!("{}: {err}", setup.probe_files[i].display()));
+                    .push(format!("{}: {err}", probe_files[i].display()));
             }
         }
         if let (Some(sock), None) = (&s.notify, &m.ready) {
@@ -622,11 +754,40 @@ fn report_progress(name: &str, m: &Measured) {
     );
 }
 
+/// Size of the large files: 5,000,000 bytes, below clamonacc's default
+/// `OnAccessMaxFileSize` (5 MiB), so both products scan them.
+pub const BIG_BYTES: usize = 5_000_000;
+
 /// First open of every clean file, then (once all first opens are done) the second open
-/// of each, under a watchdog that kills `pids` if an open hangs.
-fn time_opens(setup: &Setup, pids: &[i32], m: &mut Measured) -> Result<(), String> {
-    let dog = Watchdog::new(pids.to_vec(), Duration::from_secs(10));
+/// of each, with the CPU time of `pids` read around both passes; then the first and
+/// repeated open of the 5 MB files, and the verdict throughput with concurrent openers,
+/// all under a watchdog that kills `pids` if an open hangs.
+fn time_opens(
+    setup: &Setup,
+    daemons: &[(&'static str, i32)],
+    m: &mut Measured,
+) -> Result<(), String> {
+    let pids: Vec<i32> = daemons.iter().map(|d| d.1).collect();
+    let dog = Watchdog::new(pids.clone(), Duration::from_secs(10));
+    let cpu = || -> Vec<f64> {
+        pids.iter()
+            .map(|&p| load::cpu_ms(p).unwrap_or(f64::NAN))
+            .collect()
+    };
+    let c0 = cpu();
     m.first = probe::time_pass(&setup.clean, &dog)?;
+    let c1 = cpu();
     m.repeat = probe::time_pass(&setup.clean, &dog)?;
+    let c2 = cpu();
+    m.cpu = daemons
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.0, c1[i] - c0[i], c2[i] - c1[i]))
+        .collect();
+    m.big_first = probe::time_pass(&setup.big, &dog)?.open_us;
+    m.big_repeat = probe::time_pass(&setup.big, &dog)?.open_us;
+    for (files, &n) in setup.tp.iter().zip(&load::OPENERS) {
+        m.throughput.push(load::throughput(files, n, &dog)?);
+    }
     Ok(())
 }

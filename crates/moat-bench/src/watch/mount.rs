@@ -94,14 +94,14 @@ impl Drop for Tmpfs {
     }
 }
 
-/// Fails unless `dir` is on `fs` and on none of the shared filesystems a filesystem mark
-/// must never touch.
-pub fn check_private(dir: &Path, fs: &Tmpfs) -> Result<(), String> {
+/// Fails unless `dir` is on the filesystem of device `ours` (mounted by this run) and on
+/// none of the shared filesystems a filesystem mark must never touch.
+pub fn check_private(dir: &Path, ours: u64) -> Result<(), String> {
     let dev = |p: &Path| fs::metadata(p).map(|m| m.dev()).ok();
     let d = dev(dir).ok_or_else(|| format!("{}: cannot stat", dir.display()))?;
-    if d != fs.dev {
+    if d != ours {
         return Err(format!(
-            "refusing to watch {}: it is not on the tmpfs this run mounted",
+            "refusing to watch {}: it is not on the filesystem this run mounted",
             dir.display()
         ));
     }
@@ -121,6 +121,118 @@ pub fn check_private(dir: &Path, fs: &Tmpfs) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// An ext4 image file (sparse, kept between runs under the data dir) loop-mounted by this
+/// run, unmounted on drop: the cold-cache coverage measurements need a real disk
+/// filesystem whose pages `drop_caches` can evict (a tmpfs is never cold).
+pub struct Ext4 {
+    /// The mount point (created by [`Ext4::mount`]).
+    pub path: PathBuf,
+    /// Its device number once mounted.
+    pub dev: u64,
+    /// Seconds spent in mkfs when the image was (re)created, None when reused.
+    pub mkfs_secs: Option<f64>,
+}
+
+/// Size of the sparse image file: room for 1,100,000+ directories of one 1 KiB block each.
+pub const EXT4_IMAGE_BYTES: u64 = 6 << 30;
+/// Inodes of the image (`mkfs.ext4 -N`): the 10k, 100k and 1M trees and their probes.
+pub const EXT4_INODES: u64 = 1_300_000;
+
+fn run_cmd(cmd: &mut std::process::Command) -> Result<(), String> {
+    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{cmd:?}: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+impl Ext4 {
+    /// Mounts `image` (created with mkfs.ext4 when missing) at `path` with `-o loop`.
+    pub fn mount(image: &Path, path: &Path) -> Result<Ext4, String> {
+        let mut mkfs_secs = None;
+        if !image.exists() {
+            if let Some(dir) = image.parent() {
+                fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            }
+            let t = std::time::Instant::now();
+            let f = fs::File::create(image).map_err(|e| format!("{}: {e}", image.display()))?;
+            f.set_len(EXT4_IMAGE_BYTES)
+                .map_err(|e| format!("{}: {e}", image.display()))?;
+            drop(f);
+            eprintln!(
+                "moat-bench: creating the ext4 image {} (sparse, {} GiB, {EXT4_INODES} inodes)...",
+                image.display(),
+                EXT4_IMAGE_BYTES >> 30
+            );
+            let r = run_cmd(
+                std::process::Command::new("mkfs.ext4")
+                    .args(["-q", "-F", "-b", "1024", "-I", "256", "-N"])
+                    .arg(EXT4_INODES.to_string())
+                    .arg(image),
+            );
+            if let Err(e) = r {
+                let _ = fs::remove_file(image);
+                return Err(e);
+            }
+            mkfs_secs = Some(t.elapsed().as_secs_f64());
+        }
+        fs::create_dir_all(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let below = fs::metadata(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .dev();
+        run_cmd(
+            std::process::Command::new("mount")
+                .args(["-t", "ext4", "-o", "loop,noatime,nosuid,nodev"])
+                .arg(image)
+                .arg(path),
+        )?;
+        // From here on the guard unmounts, whatever fails next.
+        let mut m = Ext4 {
+            path: path.to_path_buf(),
+            dev: 0,
+            mkfs_secs,
+        };
+        m.dev = fs::metadata(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .dev();
+        if m.dev == below {
+            return Err(format!(
+                "{}: mounted, but the device did not change",
+                path.display()
+            ));
+        }
+        fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(m)
+    }
+}
+
+impl Drop for Ext4 {
+    fn drop(&mut self) {
+        let target = cpath(&self.path);
+        // SAFETY: unmounting our own mount (the loop device is auto-cleared with it);
+        // lazily if something still holds it.
+        unsafe {
+            if libc::umount2(target.as_ptr(), 0) != 0 {
+                libc::umount2(target.as_ptr(), libc::MNT_DETACH);
+            }
+        }
+        let _ = fs::remove_dir(&self.path);
+    }
+}
+
+/// `sync; echo 3 > /proc/sys/vm/drop_caches`: page cache, dentries and inodes.
+pub fn drop_caches() -> Result<(), String> {
+    // SAFETY: plain syscall.
+    unsafe { libc::sync() };
+    fs::write("/proc/sys/vm/drop_caches", "3").map_err(|e| format!("drop_caches: {e}"))
 }
 
 /// Detaches every mount below `dir` (left by a run that was killed outright), deepest

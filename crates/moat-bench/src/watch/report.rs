@@ -234,6 +234,40 @@ fn rows(tree: &Tree, scope: &str) -> Vec<Row> {
         }),
     ]);
     latency_rows(&mut rows);
+    rows.extend([
+        row("first open() of a 5 MB file, median (us)", 1, |m| {
+            num(Some(quantile(&m.big_first, 0.5)))
+        })
+        .target(">= 10x faster than clamonacc", |c| ratio_at_most(c, 1, 0.1)),
+        row("repeated open() of a 5 MB file, median (us)", 1, |m| {
+            num(Some(quantile(&m.big_repeat, 0.5)))
+        })
+        .target("<= 1.2x no scanner", |c| ratio_at_most(c, 2, 1.2)),
+    ]);
+    for (i, &n) in super::load::OPENERS.iter().enumerate() {
+        rows.push(row(
+            format!(
+                "verdicts/s, {} (none: opens/s)",
+                super::load::opener_label(n)
+            ),
+            0,
+            move |m| num(m.throughput.get(i).copied()),
+        ));
+    }
+    for (pass, k) in [("first", 0), ("repeated", 1)] {
+        rows.push(row(
+            format!("daemon CPU ms / 10k opens, {pass} pass"),
+            1,
+            move |m| {
+                let opens = m.first.open_us.len();
+                if m.cpu.is_empty() {
+                    return Cell::Empty;
+                }
+                let total: f64 = m.cpu.iter().map(|c| if k == 0 { c.1 } else { c.2 }).sum();
+                num(Some(super::load::per_ops(0.0, total, opens, 10_000.0)))
+            },
+        ));
+    }
     race_rows(&mut rows);
     rows.extend([
         row("fanotify inode marks after opens", 0, |m| {
@@ -529,6 +563,24 @@ fn side_notes(label: &str, m: &Measured) {
         println!(
             "{label}: WARNING: other processes held fanotify groups during this run, figures may be distorted: {}",
             m.interference.join(", ")
+        );
+    }
+    if m.cpu.len() > 1 {
+        let opens = m.first.open_us.len();
+        let parts: Vec<String> = m
+            .cpu
+            .iter()
+            .map(|(n, a, b)| {
+                format!(
+                    "{n} {:.1} + {:.1}",
+                    super::load::per_ops(0.0, *a, opens, 10_000.0),
+                    super::load::per_ops(0.0, *b, opens, 10_000.0)
+                )
+            })
+            .collect();
+        println!(
+            "{label}: CPU ms per 10k opens (first + repeated pass): {}",
+            parts.join(", ")
         );
     }
     for (name, s) in m.stopped.iter().skip(1) {

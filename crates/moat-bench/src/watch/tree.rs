@@ -134,6 +134,145 @@ pub fn generate(dir: &Path, dirs: u64, files: u64) -> io::Result<Tree> {
     })
 }
 
+/// The first line of a cached tree's marker file.
+fn marker_header(dirs: u64) -> String {
+    format!("moat-bench watch tree v1: {dirs} directories, fan-out {FANOUT}")
+}
+
+/// The marker file of a finished tree: header, then one `probe NAME REL` line per probe.
+fn marker_text(dirs: u64, probes: &[Probe]) -> String {
+    let mut t = marker_header(dirs);
+    t.push('\n');
+    for p in probes {
+        t.push_str(&format!("probe\t{}\t{}\n", p.name, p.rel.display()));
+    }
+    t
+}
+
+/// The probes of a marker file, or None when it is not a finished tree of `dirs`.
+fn parse_marker(text: &str, dirs: u64) -> Option<Vec<Probe>> {
+    let mut lines = text.lines();
+    if lines.next()? != marker_header(dirs) {
+        return None;
+    }
+    let probes: Vec<Probe> = lines
+        .map(|l| {
+            let mut f = l.split('\t');
+            (f.next() == Some("probe")).then_some(())?;
+            let name = f.next()?.to_string();
+            let rel = PathBuf::from(f.next()?);
+            let depth = rel.components().count();
+            Some(Probe { name, rel, depth })
+        })
+        .collect::<Option<_>>()?;
+    (!probes.is_empty()).then_some(probes)
+}
+
+/// A tree of `dirs` directories (no clean files) at `root/tree-DIRS` on a filesystem kept
+/// between runs (the ext4 image): reused when `root/tree-DIRS.done` says it is complete,
+/// else (re)generated, synced, and the marker written last. Returns the tree and, when it
+/// was generated, the seconds that took (mkdir + probe walks + sync).
+pub fn ensure_cached(root: &Path, dirs: u64) -> io::Result<(Tree, Option<f64>)> {
+    let dir = root.join(format!("tree-{dirs}"));
+    let marker = root.join(format!("tree-{dirs}.done"));
+    let tree = |probes: Vec<Probe>, gen: f64, walk: f64| Tree {
+        dir: dir.clone(),
+        dirs,
+        depth: node_rel(dirs).components().count(),
+        probes,
+        clean_files: Vec::new(),
+        generation_secs: gen,
+        probe_secs: walk,
+    };
+    if let Some(probes) = fs::read_to_string(&marker)
+        .ok()
+        .and_then(|t| parse_marker(&t, dirs))
+    {
+        if probes
+            .iter()
+            .all(|p| dir.join(&p.rel).join(PROBE_FILE).is_file())
+        {
+            return Ok((tree(probes, 0.0, 0.0), None));
+        }
+    }
+    let start = Instant::now();
+    let _ = fs::remove_file(&marker);
+    if dir.exists() {
+        eprintln!(
+            "moat-bench: {} is incomplete (no marker), removing it...",
+            dir.display()
+        );
+        fs::remove_dir_all(&dir)?;
+    }
+    let t = generate(&dir, dirs, 0)?;
+    // SAFETY: plain syscall; the tree must be on disk before it counts as cached.
+    unsafe { libc::sync() };
+    fs::write(&marker, marker_text(dirs, &t.probes))?;
+    unsafe { libc::sync() };
+    let secs = start.elapsed().as_secs_f64();
+    Ok((tree(t.probes, t.generation_secs, t.probe_secs), Some(secs)))
+}
+
+/// Walks every directory under `dir` once (readdir + lstat of each entry, as a daemon's
+/// walk would): warms the dentry and inode caches. Returns the directories seen.
+pub fn walk_count(dir: &Path) -> io::Result<u64> {
+    let mut stack = vec![dir.to_path_buf()];
+    let mut n = 0;
+    while let Some(d) = stack.pop() {
+        n += 1;
+        for e in fs::read_dir(&d)? {
+            let e = e?;
+            if e.file_type()?.is_dir() {
+                stack.push(e.path());
+            }
+        }
+        if n % 10_000 == 0 && super::daemon::interrupted() {
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
+        }
+    }
+    Ok(n - 1)
+}
+
+/// Creates `count` small files `NAME-J.txt` (distinct contents) spread evenly over the
+/// tree's `dirs` directories; returns their paths.
+pub fn extra_files(
+    dir: &Path,
+    dirs: u64,
+    name: &str,
+    count: u64,
+    seed: u64,
+) -> io::Result<Vec<PathBuf>> {
+    let mut rng = Rng::new(seed);
+    let mut out = Vec::with_capacity(count as usize);
+    for j in 0..count {
+        let node = (1 + j * dirs / count.max(1)).min(dirs);
+        let f = dir.join(node_rel(node)).join(format!("{name}-{j}.txt"));
+        let mut body = clean_body(&mut rng, j);
+        body.splice(0..0, name.bytes());
+        fs::write(&f, body)?;
+        out.push(f);
+    }
+    Ok(out)
+}
+
+/// Creates `count` files of `bytes` bytes each (printable text, distinct per file) in
+/// `dir`, named `big-J.dat`.
+pub fn big_files(dir: &Path, count: u64, bytes: usize, seed: u64) -> io::Result<Vec<PathBuf>> {
+    let mut rng = Rng::new(seed);
+    let mut out = Vec::new();
+    for j in 0..count {
+        let mut body = format!("moat-bench big clean file {j}\n").into_bytes();
+        body.reserve(bytes);
+        while body.len() < bytes {
+            body.push(b"abcdefghijklmnopqrstuvwxyz      \n"[rng.index(33)]);
+        }
+        let f = dir.join(format!("big-{j}.dat"));
+        fs::write(&f, body)?;
+        out.push(f);
+    }
+    Ok(out)
+}
+
 /// 100–400 bytes of printable text, unique per file (it starts with the file's number).
 fn clean_body(rng: &mut Rng, j: u64) -> Vec<u8> {
     let mut body = format!("moat-bench clean file {j}\n").into_bytes();
@@ -276,6 +415,30 @@ mod tests {
         assert_eq!(d.len(), 151);
         assert_eq!(d, dfs);
         assert_eq!(b, bfs);
+    }
+
+    #[test]
+    fn cache_markers_round_trip() {
+        let probes = vec![
+            Probe {
+                name: "root".into(),
+                rel: PathBuf::new(),
+                depth: 0,
+            },
+            Probe {
+                name: "last-created".into(),
+                rel: PathBuf::from("d9/d9"),
+                depth: 2,
+            },
+        ];
+        let text = marker_text(110, &probes);
+        let back = parse_marker(&text, 110).unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!(back[1].rel, PathBuf::from("d9/d9"));
+        assert_eq!(back[1].depth, 2);
+        assert!(parse_marker(&text, 111).is_none());
+        assert!(parse_marker("garbage", 110).is_none());
+        assert!(parse_marker(&marker_header(110), 110).is_none());
     }
 
     #[test]
