@@ -190,7 +190,7 @@ fn values_and_ratios_read_well() {
     assert_eq!(target(&f.rows[2]), "<= clamscan — **missed**");
     assert_eq!(target(&f.rows[3]), "");
     let w = watch_fixture();
-    assert_eq!(ratio(&w.rows[2]), "-2000");
+    assert_eq!(ratio(&w.rows[2]), "2,000 fewer");
     assert_eq!(overhead(&w.rows[1]), "1.48×");
 }
 

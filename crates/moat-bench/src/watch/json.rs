@@ -159,8 +159,9 @@ pub fn tmpfs_rows(r: &mut Results, runs: &[SizeRun], plan: &super::Plan) {
                     let met = clam.map(|c| v(m) * 10.0 <= v(c));
                     rr = with_target(rr, ">= 10x faster than clamonacc", met);
                 } else {
-                    let met = none.map(|n| v(m) <= 1.2 * v(n));
-                    rr = with_target(rr, "<= 1.2x no scanner", met);
+                    // Issue 4's 1.2x target is for small files; five opens of a few µs
+                    // where the kernel's mark check dominates are shown, not judged.
+                    rr = with_note(rr, "no target (the 1.2x target is for small files)");
                 }
                 r.rows.push(rr);
             }
