@@ -12,17 +12,7 @@ fn ok(s: &Side) -> Option<&Measured> {
     s.result.as_ref().ok()
 }
 
-fn fmt_n(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+use crate::scan::thousands as fmt_n;
 
 fn finite(v: f64) -> Option<f64> {
     v.is_finite().then_some(v)

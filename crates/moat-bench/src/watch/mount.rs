@@ -82,16 +82,21 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let target = cpath(&self.path);
-        // SAFETY: unmounting our own mount; lazily if something still holds it (a daemon
-        // being killed), so the mount point can be removed.
-        unsafe {
-            if libc::umount2(target.as_ptr(), 0) != 0 {
-                libc::umount2(target.as_ptr(), libc::MNT_DETACH);
-            }
-        }
-        let _ = fs::remove_dir(&self.path);
+        unmount_and_remove(&self.path);
     }
+}
+
+/// Unmounts our own mount at `path` (lazily if something still holds it, e.g. a daemon
+/// being killed; a loop device is auto-cleared with it) and removes the mount point.
+fn unmount_and_remove(path: &Path) {
+    let target = cpath(path);
+    // SAFETY: plain syscalls on a valid C string.
+    unsafe {
+        if libc::umount2(target.as_ptr(), 0) != 0 {
+            libc::umount2(target.as_ptr(), libc::MNT_DETACH);
+        }
+    }
+    let _ = fs::remove_dir(path);
 }
 
 /// Fails unless `dir` is on the filesystem of device `ours` (mounted by this run) and on
@@ -216,15 +221,7 @@ impl Ext4 {
 
 impl Drop for Ext4 {
     fn drop(&mut self) {
-        let target = cpath(&self.path);
-        // SAFETY: unmounting our own mount (the loop device is auto-cleared with it);
-        // lazily if something still holds it.
-        unsafe {
-            if libc::umount2(target.as_ptr(), 0) != 0 {
-                libc::umount2(target.as_ptr(), libc::MNT_DETACH);
-            }
-        }
-        let _ = fs::remove_dir(&self.path);
+        unmount_and_remove(&self.path);
     }
 }
 
