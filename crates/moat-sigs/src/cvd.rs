@@ -21,8 +21,11 @@
 //! - **not** the RSA digital signature of a `.cvd` (ClamAV's own scheme) nor the `DSIG:`
 //!   line of the `.info` member: a `.cvd` is trusted as far as its checksums go.
 //!
-//! Memory is bounded: a member larger than [`MAX_MEMBER`] or a body that inflates past
-//! [`MAX_INFLATED`] is refused.
+//! Memory is bounded: the file is streamed (read once for the MD5, once to inflate),
+//! members are loaded one at a time as they come, and a member larger than
+//! [`MAX_MEMBER`] or a body that inflates past [`MAX_INFLATED`] is refused. Members are
+//! verified before they are loaded, but a load that fails later (a member missing at the
+//! end) fails as a whole: nothing of a refused container is used.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -209,31 +212,65 @@ pub(crate) struct Member {
     pub data: Vec<u8>,
 }
 
-/// Checks a whole container (`bytes` is the file) and returns its header and members in
-/// archive order, `.info` included.
-pub(crate) fn unpack(bytes: &[u8], kind: Kind) -> Result<(Header, Vec<Member>), ContainerError> {
-    let header = parse_header(bytes)?;
-    let body = &bytes[HEADER_LEN..];
-    let gzip = body.starts_with(&[0x1f, 0x8b]);
+/// What failed while unpacking: the container itself, or the visitor given a member.
+pub(crate) enum Failure<E> {
+    Container(ContainerError),
+    Visit(E),
+}
+
+impl<E> From<ContainerError> for Failure<E> {
+    fn from(e: ContainerError) -> Self {
+        Failure::Container(e)
+    }
+}
+
+/// Checks the container `file` and hands each verified member to `visit`, in archive
+/// order, `.info` excluded. The file is read twice (once for the MD5, once to inflate),
+/// never held in memory as a whole; members are held one at a time, except those that
+/// come before `.info` in the archive (only `COPYING` in ClamAV's containers).
+pub(crate) fn unpack<E>(
+    file: &mut std::fs::File,
+    kind: Kind,
+    mut visit: impl FnMut(Member) -> Result<(), E>,
+) -> Result<Header, Failure<E>> {
+    use std::io::{BufReader, Seek, SeekFrom};
+    let io = |e: std::io::Error| ContainerError::Truncated(format!("reading the file: {e}"));
+    let mut head = Vec::with_capacity(HEADER_LEN);
+    file.by_ref()
+        .take(HEADER_LEN as u64)
+        .read_to_end(&mut head)
+        .map_err(io)?;
+    let header = parse_header(&head)?;
+    let mut magic = Vec::with_capacity(2);
+    file.by_ref().take(2).read_to_end(&mut magic).map_err(io)?;
+    let gzip = magic == [0x1f, 0x8b];
     if kind != Kind::Cld {
         if !gzip {
-            return Err(ContainerError::NotGzip);
+            return Err(ContainerError::NotGzip.into());
         }
-        let actual = faster_hex::hex_string(&Md5::digest(body));
+        file.seek(SeekFrom::Start(HEADER_LEN as u64)).map_err(io)?;
+        let mut md5 = Md5::new();
+        std::io::copy(&mut BufReader::new(&mut *file), &mut md5).map_err(io)?;
+        let actual = faster_hex::hex_string(&md5.finalize());
         if actual != header.md5 {
             return Err(ContainerError::Md5Mismatch {
                 expected: header.md5.clone(),
                 actual,
-            });
+            }
+            .into());
         }
     }
-    let members = if gzip {
-        read_tar(flate2::read::GzDecoder::new(body))?
+    file.seek(SeekFrom::Start(HEADER_LEN as u64)).map_err(io)?;
+    let body = BufReader::with_capacity(1 << 16, file);
+    let mut info = InfoCheck::default();
+    let mut visit = |member: Member| info.member(member, &mut visit);
+    if gzip {
+        read_tar(flate2::bufread::GzDecoder::new(body), &mut visit)?;
     } else {
-        read_tar(body)?
-    };
-    verify_info(&members)?;
-    Ok((header, members))
+        read_tar(body, &mut visit)?;
+    }
+    info.finish()?;
+    Ok(header)
 }
 
 /// Counts inflated bytes and refuses more than [`MAX_INFLATED`].
@@ -272,12 +309,14 @@ fn io_error(e: std::io::Error, context: &str) -> ContainerError {
     }
 }
 
-fn read_tar<R: Read>(reader: R) -> Result<Vec<Member>, ContainerError> {
+fn read_tar<R: Read, E>(
+    reader: R,
+    visit: &mut impl FnMut(Member) -> Result<(), Failure<E>>,
+) -> Result<(), Failure<E>> {
     let mut bounded = Bounded {
         inner: reader,
         total: 0,
     };
-    let mut members = Vec::new();
     {
         let mut archive = tar::Archive::new(&mut bounded);
         let entries = archive
@@ -294,7 +333,8 @@ fn read_tar<R: Read>(reader: R) -> Result<Vec<Member>, ContainerError> {
                 return Err(ContainerError::TooLarge(format!(
                     "member {name} has {size} bytes, the limit is {} MiB",
                     MAX_MEMBER >> 20
-                )));
+                ))
+                .into());
             }
             let mut data = Vec::with_capacity(size as usize);
             entry
@@ -304,33 +344,121 @@ fn read_tar<R: Read>(reader: R) -> Result<Vec<Member>, ContainerError> {
                 return Err(ContainerError::Truncated(format!(
                     "member {name} has {} of its {size} bytes",
                     data.len()
-                )));
+                ))
+                .into());
             }
-            members.push(Member { name, data });
+            visit(Member { name, data })?;
         }
     }
     // Read the rest so that gzip's trailer (CRC and length) is checked.
     std::io::copy(&mut bounded, &mut std::io::sink())
         .map_err(|e| io_error(e, "after the archive"))?;
-    Ok(members)
+    Ok(())
 }
 
 fn is_info(name: &str) -> bool {
     name.ends_with(".info")
 }
 
-fn verify_info(members: &[Member]) -> Result<(), ContainerError> {
+/// Checks members against the `.info` member as they come.
+#[derive(Default)]
+struct InfoCheck {
+    /// `name -> (size, sha256)` once `.info` was read.
+    listed: Option<HashMap<String, (u64, String)>>,
+    /// Members seen before `.info`.
+    pending: Vec<Member>,
+    /// Listed members seen.
+    seen: std::collections::HashSet<String>,
+}
+
+impl InfoCheck {
+    fn member<E>(
+        &mut self,
+        member: Member,
+        visit: &mut impl FnMut(Member) -> Result<(), E>,
+    ) -> Result<(), Failure<E>> {
+        if is_info(&member.name) {
+            if self.listed.is_some() {
+                return Err(ContainerError::BadInfo(format!(
+                    "a second .info member, {}",
+                    member.name
+                ))
+                .into());
+            }
+            self.listed = Some(parse_info(&member.data)?);
+            for member in std::mem::take(&mut self.pending) {
+                self.verify_and_visit(member, visit)?;
+            }
+            return Ok(());
+        }
+        if self.listed.is_none() {
+            self.pending.push(member);
+            return Ok(());
+        }
+        self.verify_and_visit(member, visit)
+    }
+
+    fn verify_and_visit<E>(
+        &mut self,
+        member: Member,
+        visit: &mut impl FnMut(Member) -> Result<(), E>,
+    ) -> Result<(), Failure<E>> {
+        let listed = self.listed.as_ref().expect(".info read");
+        match listed.get(&member.name) {
+            None if crate::database::is_database_name(&member.name) => {
+                return Err(ContainerError::MemberNotListed {
+                    member: member.name,
+                }
+                .into())
+            }
+            None => {}
+            Some((size, sha)) => {
+                if member.data.len() as u64 != *size {
+                    return Err(ContainerError::MemberSize {
+                        expected: *size,
+                        actual: member.data.len() as u64,
+                        member: member.name,
+                    }
+                    .into());
+                }
+                if !faster_hex::hex_string(&Sha256::digest(&member.data)).eq_ignore_ascii_case(sha)
+                {
+                    return Err(ContainerError::MemberSha256 {
+                        member: member.name,
+                    }
+                    .into());
+                }
+                self.seen.insert(member.name.clone());
+            }
+        }
+        visit(member).map_err(Failure::Visit)
+    }
+
+    fn finish(self) -> Result<(), ContainerError> {
+        let Some(listed) = self.listed else {
+            return Err(ContainerError::BadInfo(
+                "the archive has no .info member".into(),
+            ));
+        };
+        let mut missing: Vec<&String> = listed.keys().filter(|n| !self.seen.contains(*n)).collect();
+        missing.sort();
+        match missing.first() {
+            Some(member) => Err(ContainerError::MemberMissing {
+                member: member.to_string(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+fn parse_info(data: &[u8]) -> Result<HashMap<String, (u64, String)>, ContainerError> {
     let bad = |why: String| ContainerError::BadInfo(why);
-    let info = members
-        .iter()
-        .find(|m| is_info(&m.name))
-        .ok_or_else(|| bad("the archive has no .info member".into()))?;
-    let text = std::str::from_utf8(&info.data).map_err(|_| bad("not text".into()))?;
+    let text = std::str::from_utf8(data).map_err(|_| bad("not text".into()))?;
     let mut lines = text.lines();
     if !lines.next().is_some_and(|l| l.starts_with("ClamAV-VDB:")) {
         return Err(bad("its first line is not a ClamAV-VDB: header".into()));
     }
-    let mut listed: HashMap<&str, (u64, &str)> = HashMap::new();
+    let mut listed = HashMap::new();
     for (i, line) in lines.enumerate() {
         let line = line.trim_end_matches('\r');
         if line.is_empty() || line.starts_with("DSIG:") {
@@ -346,47 +474,9 @@ fn verify_info(members: &[Member]) -> Result<(), ContainerError> {
         let size = size
             .parse::<u64>()
             .map_err(|_| bad(format!("line {}: size {size:?} is not a number", i + 2)))?;
-        listed.insert(name, (size, sha));
+        listed.insert(name.to_owned(), (size, sha.to_owned()));
     }
-    let mut seen = 0;
-    for member in members {
-        if is_info(&member.name) {
-            continue;
-        }
-        let Some(&(size, sha)) = listed.get(member.name.as_str()) else {
-            if crate::database::is_database_name(&member.name) {
-                return Err(ContainerError::MemberNotListed {
-                    member: member.name.clone(),
-                });
-            }
-            continue;
-        };
-        seen += 1;
-        if member.data.len() as u64 != size {
-            return Err(ContainerError::MemberSize {
-                member: member.name.clone(),
-                expected: size,
-                actual: member.data.len() as u64,
-            });
-        }
-        if !faster_hex::hex_string(&Sha256::digest(&member.data)).eq_ignore_ascii_case(sha) {
-            return Err(ContainerError::MemberSha256 {
-                member: member.name.clone(),
-            });
-        }
-    }
-    if seen != listed.len() {
-        let present: std::collections::HashSet<&str> =
-            members.iter().map(|m| m.name.as_str()).collect();
-        let mut missing: Vec<&&str> = listed.keys().filter(|n| !present.contains(**n)).collect();
-        missing.sort();
-        if let Some(member) = missing.first() {
-            return Err(ContainerError::MemberMissing {
-                member: member.to_string(),
-            });
-        }
-    }
-    Ok(())
+    Ok(listed)
 }
 
 /// Reads only the header of the container at `path`.

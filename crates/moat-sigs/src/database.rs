@@ -201,13 +201,15 @@ impl Loader {
     }
 
     fn load_file(&mut self, path: &Path) -> Result<(), LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
+        let io = |source| LoadError::Io {
             path: path.to_owned(),
             source,
-        })?;
+        };
         if let Some(Format::Container(kind)) = format_of(path) {
-            return self.load_container(path, &bytes, kind);
+            let mut file = std::fs::File::open(path).map_err(io)?;
+            return self.load_container(path, &mut file, kind);
         }
+        let bytes = std::fs::read(path).map_err(io)?;
         match std::str::from_utf8(&bytes) {
             Ok(text) => self.load_text(path, text),
             Err(_) => self.load_text(path, &String::from_utf8_lossy(&bytes)),
@@ -216,30 +218,32 @@ impl Loader {
 
     /// Checks a container and loads its members as files `PATH/MEMBER` (the member's
     /// extension picks the format), in archive order.
-    fn load_container(&mut self, path: &Path, bytes: &[u8], kind: Kind) -> Result<(), LoadError> {
-        let (_header, members) =
-            cvd::unpack(bytes, kind).map_err(|reason| LoadError::Container {
-                path: path.to_owned(),
-                reason,
-            })?;
+    fn load_container(
+        &mut self,
+        path: &Path,
+        file: &mut std::fs::File,
+        kind: Kind,
+    ) -> Result<(), LoadError> {
         let official = self.official;
         self.official |= kind.official();
-        let mut result = Ok(());
-        for member in members {
+        let result = cvd::unpack(file, kind, |member| {
             let member_path = path.join(&member.name);
             let known = format_of(&member_path).is_some_and(|f| !matches!(f, Format::Container(_)));
             if !known {
                 self.db.report.foreign_files.push(member_path);
-                continue;
+                return Ok(());
             }
-            let text = String::from_utf8_lossy(&member.data);
-            result = self.load_text(&member_path, &text);
-            if result.is_err() {
-                break;
-            }
-        }
+            self.load_text(&member_path, &String::from_utf8_lossy(&member.data))
+        });
         self.official = official;
-        result
+        match result {
+            Ok(_header) => Ok(()),
+            Err(cvd::Failure::Visit(e)) => Err(e),
+            Err(cvd::Failure::Container(reason)) => Err(LoadError::Container {
+                path: path.to_owned(),
+                reason,
+            }),
+        }
     }
 
     fn load_text(&mut self, path: &Path, text: &str) -> Result<(), LoadError> {

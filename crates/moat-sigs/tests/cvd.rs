@@ -330,3 +330,23 @@ fn malformed_member_line_names_member_and_line() {
     let err = Database::load(&[&path]).unwrap_err();
     assert!(err.to_string().contains("x.cvd/x.ndb:2"), "{err}");
 }
+
+#[test]
+fn oversized_member_is_refused_before_reading_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = members();
+    let mut tarball = tar(&info(1, &m), &m);
+    // Claim 600 MiB for COPYING (the first member) in its tar header; the data is not there.
+    let mut header = tar::Header::new_gnu();
+    header.set_path("COPYING").unwrap();
+    header.set_size(600 << 20);
+    header.set_mode(0o644);
+    header.set_cksum();
+    tarball[..512].copy_from_slice(header.as_bytes());
+    let path = write(dir.path(), "x.cld", &container(1, &tarball));
+    let err = container_err(&path);
+    assert!(
+        matches!(&err, ContainerError::TooLarge(why) if why.contains("COPYING")),
+        "{err}"
+    );
+}
