@@ -3,13 +3,14 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use crate::cvd::{self, Kind};
 use crate::error::{LoadError, ParseError};
 use crate::hashtable::HashTable;
 use crate::line::{self, BodySig, Parsed, SkipReason, TARGET_ANY, TARGET_TEXT};
 
 /// Every signature loaded from one or more database paths, in load order, with the
 /// `.ign2` names already removed and detection names in their reported form
-/// (`NAME.UNOFFICIAL` for databases that are not signed `.cvd` files).
+/// (`NAME.UNOFFICIAL` for databases that are not official `.cvd`/`.cld` containers).
 #[derive(Debug, Default)]
 pub struct Database {
     /// Whole-file hash signatures (`.hdb`, `.hsb`).
@@ -36,8 +37,12 @@ pub struct LoadReport {
     pub not_evaluated: usize,
     /// Signatures removed by `.ign2` entries.
     pub ignored: usize,
-    /// Files in a database directory that are not databases at all.
+    /// Files in a database directory that are not databases at all, and container
+    /// members of no known format (`COPYING`), as `DIR/X.cvd/COPYING`.
     pub foreign_files: Vec<PathBuf>,
+    /// Containers not loaded because a newer one of the same name was (`X.cvd` and
+    /// `X.cld` in one directory: the higher header version wins, as in ClamAV).
+    pub superseded: Vec<SkippedFile>,
 }
 
 /// Signatures of one file that were not loaded, with the reason.
@@ -68,6 +73,13 @@ enum Format {
     Pua,
     /// Metadata ClamAV reads but which carries no signatures.
     Metadata,
+    /// `.cvd`, `.cld`, `.cud`: a container of database files.
+    Container(Kind),
+}
+
+/// Whether `name` (a file or container member name) has a database extension moat knows.
+pub(crate) fn is_database_name(name: &str) -> bool {
+    format_of(Path::new(name)).is_some()
 }
 
 fn format_of(path: &Path) -> Option<Format> {
@@ -81,7 +93,7 @@ fn format_of(path: &Path) -> Option<Format> {
         "info" | "cfg" => Format::Metadata,
         "mdb" | "msb" => Format::Unsupported("PE section hash signatures"),
         "ldb" => Format::Unsupported("logical signatures"),
-        "cvd" | "cld" | "cud" => Format::Unsupported("signed CVD/CLD container"),
+        "cvd" | "cld" | "cud" => Format::Container(Kind::from_extension(ext)?),
         "db" | "sdb" | "zmd" | "rmd" | "cdb" => Format::Unsupported("container/legacy signatures"),
         "pdb" | "gdb" | "wdb" => Format::Unsupported("phishing URL signatures"),
         "ftm" => Format::Unsupported("file type magic"),
@@ -170,6 +182,7 @@ impl Loader {
         // A directory's .ign2 files apply to all of its databases (ClamAV's order),
         // so they are read first.
         entries.sort_by_key(|e| format_of(e) != Some(Format::Ignore));
+        self.drop_superseded(&mut entries);
         let mut found = false;
         for entry in entries {
             if format_of(&entry).is_some() && entry.is_file() {
@@ -188,13 +201,48 @@ impl Loader {
     }
 
     fn load_file(&mut self, path: &Path) -> Result<(), LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
+        let io = |source| LoadError::Io {
             path: path.to_owned(),
             source,
-        })?;
+        };
+        if let Some(Format::Container(kind)) = format_of(path) {
+            let mut file = std::fs::File::open(path).map_err(io)?;
+            return self.load_container(path, &mut file, kind);
+        }
+        let bytes = std::fs::read(path).map_err(io)?;
         match std::str::from_utf8(&bytes) {
             Ok(text) => self.load_text(path, text),
             Err(_) => self.load_text(path, &String::from_utf8_lossy(&bytes)),
+        }
+    }
+
+    /// Checks a container and loads its members as files `PATH/MEMBER` (the member's
+    /// extension picks the format), in archive order.
+    fn load_container(
+        &mut self,
+        path: &Path,
+        file: &mut std::fs::File,
+        kind: Kind,
+    ) -> Result<(), LoadError> {
+        let official = self.official;
+        self.official |= kind.official();
+        let result = cvd::unpack(file, kind, |member| {
+            let member_path = path.join(&member.name);
+            let known = format_of(&member_path).is_some_and(|f| !matches!(f, Format::Container(_)));
+            if !known {
+                self.db.report.foreign_files.push(member_path);
+                return Ok(());
+            }
+            self.load_text(&member_path, &String::from_utf8_lossy(&member.data))
+        });
+        self.official = official;
+        match result {
+            Ok(_header) => Ok(()),
+            Err(cvd::Failure::Visit(e)) => Err(e),
+            Err(cvd::Failure::Container(reason)) => Err(LoadError::Container {
+                path: path.to_owned(),
+                reason,
+            }),
         }
     }
 
@@ -283,9 +331,56 @@ impl Loader {
                 unsupported.insert(reason, count);
             }
             Format::Metadata => {}
+            Format::Container(_) => {
+                return Err(LoadError::Malformed {
+                    path: path.to_owned(),
+                    line: 0,
+                    reason: ParseError::new("a CVD container is binary; load it as a file"),
+                })
+            }
         }
         self.report_unsupported(path, unsupported);
         Ok(())
+    }
+
+    /// Of `X.cvd` and `X.cld` in one directory, keeps the one whose header has the
+    /// higher version (the `.cvd` on a tie, its MD5 can be checked) and reports the other.
+    fn drop_superseded(&mut self, entries: &mut Vec<PathBuf>) {
+        let mut dropped = Vec::new();
+        for cld in entries.iter() {
+            if cld.extension() != Some(std::ffi::OsStr::new("cld")) {
+                continue;
+            }
+            let cvd = cld.with_extension("cvd");
+            if !entries.contains(&cvd) {
+                continue;
+            }
+            let version = |p: &Path| match cvd::read_header(p) {
+                Ok(Ok(h)) => Some((h.version, h.signatures)),
+                _ => None,
+            };
+            // An unreadable header is not decided here: the load reports it.
+            let (Some(cvd_v), Some(cld_v)) = (version(&cvd), version(cld)) else {
+                continue;
+            };
+            let (loser, loser_v, winner, winner_v) = if cld_v.0 > cvd_v.0 {
+                (cvd.clone(), cvd_v, cld.clone(), cld_v)
+            } else {
+                (cld.clone(), cld_v, cvd.clone(), cvd_v)
+            };
+            self.db.report.superseded.push(SkippedFile {
+                reason: format!(
+                    "version {} is older than {} (version {})",
+                    loser_v.0,
+                    winner.display(),
+                    winner_v.0
+                ),
+                path: loser.clone(),
+                signatures: loser_v.1 as usize,
+            });
+            dropped.push(loser);
+        }
+        entries.retain(|e| !dropped.contains(e));
     }
 
     fn count_skip(&mut self, why: SkipReason) {

@@ -44,6 +44,14 @@ pub enum LoadError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A `.cvd`/`.cld`/`.cud` container was refused (corrupt, truncated, checksums).
+    #[error("{}: {reason}", path.display())]
+    Container {
+        /// The container file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: crate::cvd::ContainerError,
+    },
     /// A path given as database holds no database file at all.
     #[error("{}: no supported database files found", path.display())]
     Empty {

@@ -2,7 +2,7 @@
 //!
 //! This crate knows the *syntax* of ClamAV's databases and nothing about matching:
 //! it turns `.hdb`/`.hsb` (hashes), `.fp`/`.sfp` (allow lists), `.ndb` (extended body
-//! signatures) and `.ign2` (disabled names) into the types below, and reports every
+//! signatures) and `.ign2` (disabled names), also inside `.cvd`/`.cld`/`.cud` containers, into the types below, and reports every
 //! malformed line as an error that names the file, the line and the reason.
 //! The compiled matchers live in `moat-engine`.
 //!
@@ -13,11 +13,14 @@
 //! - [`line`]: one database line of each format into a signature value.
 //! - [`database`]: loading files and directories as `clamscan -d` does, FLEVEL filtering,
 //!   `.ign2` application and the per-format "not supported yet" report.
+//! - [`cvd`]: the `.cvd`/`.cld`/`.cud` containers (header, MD5, tar, `.info` checks);
+//!   their members are loaded as the files they name.
 //! - [`builtin`]: the small default set used when no database directory is populated.
 
 #![warn(missing_docs)]
 
 pub mod builtin;
+pub mod cvd;
 pub mod database;
 pub mod error;
 pub mod hashtable;

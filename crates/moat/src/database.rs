@@ -58,6 +58,9 @@ fn report(db: &Database) {
     if db.report.ignored > 0 {
         tracing::debug!(count = db.report.ignored, "signatures disabled by .ign2");
     }
+    for old in &db.report.superseded {
+        tracing::info!(path = %old.path.display(), "database not loaded: {}", old.reason);
+    }
     for path in &db.report.foreign_files {
         tracing::debug!(path = %path.display(), "not a database file, ignored");
     }

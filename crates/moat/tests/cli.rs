@@ -441,3 +441,73 @@ fn log_file_failures_are_reported() {
     let log = std::fs::read_to_string(tmp.path().join("scan.log")).unwrap();
     assert!(log.starts_with("clean: OK\n") && log.contains("----------- SCAN SUMMARY"));
 }
+
+/// A `.cud` built by ClamAV's own `sigtool --unsigned` (gzip-compressed tar, header with
+/// the body's MD5, `.info` with sizes and SHA-256s) loads in moat and gives the same
+/// results and signature count as clamscan with it. (clamscan refuses an unsigned `.cvd`
+/// and a `.cld` without a signed `.info`, so the oracle can only check a `.cud`.)
+#[test]
+fn sigtool_built_cud_matches_clamscan() {
+    let Some(_) = clamscan() else { return };
+    let sigtool_ok = Command::new("sigtool")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !sigtool_ok {
+        println!("skipped: sigtool not installed");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let build = tmp.path().join("build");
+    std::fs::create_dir(&build).unwrap();
+    let hash_only = b"a file detected by its MD5 only\n";
+    let digest = {
+        use md5::Digest;
+        md5::Md5::digest(hash_only)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    std::fs::write(build.join("COPYING"), "test license\n").unwrap();
+    std::fs::write(
+        build.join("x.hdb"),
+        format!("{digest}:{}:Moat.Cud.Hash\n", hash_only.len()),
+    )
+    .unwrap();
+    std::fs::write(
+        build.join("x.ndb"),
+        format!("{}\n", SIG.replace("Test.Cli", "Moat.Cud.Body")),
+    )
+    .unwrap();
+    let out = run(
+        Command::new("sigtool"),
+        &build,
+        &["--build=x.cud", "--unsigned"],
+        b"moat\nmoat\n",
+    );
+    let cud = build.join("x.cud");
+    assert!(cud.is_file(), "sigtool failed: {out:?}");
+    std::fs::write(tmp.path().join("hash"), hash_only).unwrap();
+    std::fs::write(tmp.path().join("body"), INFECTED).unwrap();
+    std::fs::write(tmp.path().join("clean"), b"nothing to see\n").unwrap();
+    let args = ["-d", "build/x.cud", "hash", "body", "clean"];
+    let ours = run(moat(), tmp.path(), &args, b"");
+    let theirs = run(clamscan().unwrap(), tmp.path(), &args, b"");
+    assert_eq!(
+        lines(&ours),
+        vec![
+            "hash: Moat.Cud.Hash.UNOFFICIAL FOUND",
+            "body: Moat.Cud.Body.UNOFFICIAL FOUND",
+            "clean: OK"
+        ],
+        "stderr: {}",
+        String::from_utf8_lossy(&ours.stderr)
+    );
+    assert_eq!(lines(&ours), lines(&theirs));
+    assert_eq!(
+        summary(&ours, "Known viruses:"),
+        summary(&theirs, "Known viruses:")
+    );
+    assert_eq!(ours.status.code(), theirs.status.code());
+}
