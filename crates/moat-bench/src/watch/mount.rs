@@ -67,15 +67,7 @@ impl Tmpfs {
             dev: 0,
             options,
         };
-        m.dev = fs::metadata(path)
-            .map_err(|e| format!("{}: {e}", path.display()))?
-            .dev();
-        if m.dev == below {
-            return Err(format!(
-                "{}: mounted, but the device did not change",
-                path.display()
-            ));
-        }
+        m.dev = new_device(path, below)?;
         Ok(m)
     }
 }
@@ -84,6 +76,21 @@ impl Drop for Tmpfs {
     fn drop(&mut self) {
         unmount_and_remove(&self.path);
     }
+}
+
+/// The device now at `path`, which must differ from `below` (the one before mounting):
+/// otherwise the mount did not take and the tree would land on the parent filesystem.
+fn new_device(path: &Path, below: u64) -> Result<u64, String> {
+    let dev = fs::metadata(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .dev();
+    if dev == below {
+        return Err(format!(
+            "{}: mounted, but the device did not change",
+            path.display()
+        ));
+    }
+    Ok(dev)
 }
 
 /// Unmounts our own mount at `path` (lazily if something still holds it, e.g. a daemon
@@ -204,15 +211,7 @@ impl Ext4 {
             dev: 0,
             mkfs_secs,
         };
-        m.dev = fs::metadata(path)
-            .map_err(|e| format!("{}: {e}", path.display()))?
-            .dev();
-        if m.dev == below {
-            return Err(format!(
-                "{}: mounted, but the device did not change",
-                path.display()
-            ));
-        }
+        m.dev = new_device(path, below)?;
         fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(m)
