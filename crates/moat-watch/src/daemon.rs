@@ -23,9 +23,7 @@ use moat_guard::{
     Stats, VerdictCache, WorkerPool,
 };
 
-use crate::coverage::{
-    self, CoverError, CoverageCounts, DirectoryCoverage, Tracking, TrackingMode,
-};
+use crate::coverage::{self, CoverError, CoverageCounts, DirectoryCoverage, TrackingMode};
 use crate::kernel_cache::KernelCache;
 use crate::stop::Stop;
 use crate::verdict::{Access, AccessKind, DaemonStats, ReportSink, Reporter};
@@ -131,8 +129,6 @@ pub struct Daemon {
     uses: Vec<String>,
     /// Directories covered when ready (directory scope).
     pub directories: usize,
-    /// The tree tracking backend chosen (directory scope with DDD), and any fallback reason.
-    pub tracking: Option<Tracking>,
     /// Filesystems and mounts marked as a whole.
     pub whole_marks: usize,
     /// Include paths.
@@ -234,7 +230,6 @@ impl Daemon {
             scan_stats,
             uses: Vec::new(),
             directories: 0,
-            tracking: None,
             whole_marks: 0,
             include_paths: roots.len(),
             setup_time: Duration::ZERO,
@@ -250,7 +245,7 @@ impl Daemon {
                 whole,
                 open_mask(settings.prevention),
             );
-            daemon.whole_marks += cov.filesystems;
+            daemon.whole_marks += cov.filesystems();
             daemon.uses.push(cov.summary());
             daemon.uses.push("tracking=none (not needed)".into());
             let stop = Arc::clone(&stop);
@@ -268,11 +263,9 @@ impl Daemon {
                 Arc::clone(&policy),
                 settings.tracking,
             )?;
-            let tracking = cov.tracking().clone();
-            daemon.directories = cov.place_marks()?;
             daemon.uses.push("scope=directory".into());
-            daemon.uses.push(format!("tracking={tracking}"));
-            daemon.tracking = Some(tracking);
+            daemon.uses.push(format!("tracking={}", cov.tracking()));
+            daemon.directories = cov.place_marks()?;
             let files = settings
                 .extra_scanning
                 .then(|| discovery_sink(&pool, &policy, &reporter));

@@ -27,13 +27,10 @@ pub struct FilesystemCoverage {
     /// The open events a mount ignore mark suppresses (never close-after-write, which keeps
     /// the clean caches honest whichever mount a file is written through).
     ignore: Mask,
-    marked: Vec<(u32, u32)>,
-    marked_fs: Vec<Filesystem>,
+    /// Filesystems marked (at start and later).
+    marked: Vec<Filesystem>,
+    /// Ids of the mounts with an ignore mark.
     ignored: Vec<u32>,
-    /// Filesystem marks placed (start and later).
-    pub filesystems: usize,
-    /// Mount ignore marks in place.
-    pub ignored_mounts: usize,
 }
 
 impl FilesystemCoverage {
@@ -46,10 +43,7 @@ impl FilesystemCoverage {
             mask,
             ignore,
             marked: Vec::new(),
-            marked_fs: Vec::new(),
             ignored: Vec::new(),
-            filesystems: 0,
-            ignored_mounts: 0,
         };
         for (id, path) in &plan.ignored_mounts {
             cov.ignore_mount(*id, path);
@@ -60,17 +54,22 @@ impl FilesystemCoverage {
         cov
     }
 
+    /// Filesystem marks placed (at start and later).
+    pub fn filesystems(&self) -> usize {
+        self.marked.len()
+    }
+
     /// `scope=filesystem (ext4 /srv, xfs /srv/data); ignored mounts=N` for the startup line.
     pub fn summary(&self) -> String {
         let fs: Vec<String> = self
-            .marked_fs
+            .marked
             .iter()
             .map(|f| format!("{} {}", f.fs_type, f.path.display()))
             .collect();
         format!(
             "scope=filesystem ({}); ignored mounts={}",
             fs.join(", "),
-            self.ignored_mounts
+            self.ignored.len()
         )
     }
 
@@ -80,9 +79,7 @@ impl FilesystemCoverage {
             .add_mark(MarkKind::Filesystem, self.mask, &fs.path)
         {
             Ok(()) => {
-                self.filesystems += 1;
-                self.marked.extend(fs.dev);
-                self.marked_fs.push(fs.clone());
+                self.marked.push(fs.clone());
                 tracing::debug!(path = %fs.path.display(), fs_type = %fs.fs_type, "filesystem marked");
             }
             Err(e) => tracing::warn!(path = %fs.path.display(), error = %e,
@@ -100,7 +97,6 @@ impl FilesystemCoverage {
         {
             Ok(()) => {
                 self.ignored.push(id);
-                self.ignored_mounts += 1;
                 tracing::debug!(mount = %path.display(), "mount cannot reach an include path: ignored");
             }
             Err(e) => tracing::debug!(mount = %path.display(), error = %e,
@@ -110,7 +106,6 @@ impl FilesystemCoverage {
 
     fn unignore_mount(&mut self, id: u32, path: &std::path::Path) {
         self.ignored.retain(|i| *i != id);
-        self.ignored_mounts -= 1;
         let r = self.group.mark_raw(
             libc::FAN_MARK_REMOVE,
             MarkKind::Mount,
@@ -142,14 +137,14 @@ impl FilesystemCoverage {
         }
         for id in &u.gone {
             self.ignored.retain(|i| i != id);
-            self.ignored_mounts -= 1;
         }
     }
 
     fn refresh(&mut self) {
         match mounts::read_here() {
             Ok(table) => {
-                let u = mounts::update(&self.roots, &table, &self.marked, &self.ignored);
+                let devs: Vec<(u32, u32)> = self.marked.iter().filter_map(|f| f.dev).collect();
+                let u = mounts::update(&self.roots, &table, &devs, &self.ignored);
                 self.apply(u);
             }
             Err(e) => tracing::warn!(error = %e, "cannot read the changed mount table"),
