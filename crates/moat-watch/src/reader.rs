@@ -3,10 +3,12 @@
 //!
 //! It must never touch a watched file (it would wait on its own permission event forever)
 //! and never wait on anything but the fanotify fd and the stop pipe. So per event it does
-//! only: read the fd's path from `/proc/self/fd` and the accessor's uid from
-//! `/proc/PID/status` (procfs cannot carry permission marks), `fstat` the event fd (raises
-//! no event), [`Policy::decide`] (no I/O), and either answer at once or `dup` the fd and
-//! submit (an unbounded lock-free queue: never blocks). Answer first, log after.
+//! only: read the fd's path from `/proc/self/fd` (procfs cannot carry permission marks), the
+//! accessor's uid when a rule needs it (`PIDFD_GET_INFO`, procfs as the fallback), `fstat`
+//! the event fd (raises no event), [`Policy::decide`] (no I/O), and either answer at once or
+//! `dup` the fd and submit (an unbounded lock-free queue: never blocks). Answer first, log
+//! after. A close-after-write only invalidates the file's entries in both clean caches
+//! (one `fstat`, one mark removal) unless extra scanning also wants it scanned.
 
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd};
