@@ -192,6 +192,20 @@ fn cmd_gen(args: &DataArgs) -> Result<(), String> {
         ds.corpus_bytes() as f64 / 1e6,
         ds.expected.len()
     );
+    let ldb = gen::ldbdb::ensure(&ds).map_err(|e| format!("generating the logical db: {e}"))?;
+    println!(
+        "logical-signature database ready in {}: {} signatures",
+        ldb.db_dir.display(),
+        ldb.manifest_u64("ldb_sigs")
+    );
+    let arch = gen::archives::ensure(&ds).map_err(|e| format!("packing the archives: {e}"))?;
+    println!(
+        "archive corpus ready in {}: {} archives, {:.1} MB, {} planted detections",
+        arch.corpus_dir.display(),
+        arch.corpus_files(),
+        arch.manifest_u64("archive_bytes") as f64 / 1e6,
+        arch.expected.len()
+    );
     Ok(())
 }
 

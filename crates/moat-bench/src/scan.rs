@@ -3,7 +3,7 @@
 //! same corpus, with a no-scanner baseline (reading every corpus file once, page cache
 //! warm). Prints a table per database and writes `<data dir>/results/scan.json`.
 
-use crate::gen::{self, hashdb, Dataset};
+use crate::gen::{self, archives, hashdb, ldbdb, Dataset};
 use crate::report::{self, Side};
 use crate::results::{Bars, Results};
 use crate::runner::{self, Tool};
@@ -98,6 +98,9 @@ pub fn run(args: ScanArgs) -> Result<(), String> {
     let hash_profile = hashdb::HashProfile::full();
     let hash_ds =
         hashdb::ensure(&ds, hash_profile).map_err(|e| format!("generating the hash db: {e}"))?;
+    let ldb_ds = ldbdb::ensure(&ds).map_err(|e| format!("generating the logical db: {e}"))?;
+    let archive_ds =
+        archives::ensure(&ds).map_err(|e| format!("packing the archive corpus: {e}"))?;
 
     let moat = moat_tool(resolve_moat(args.moat)?);
     let clam = Tool {
@@ -107,8 +110,14 @@ pub fn run(args: ScanArgs) -> Result<(), String> {
     };
 
     let t = Instant::now();
-    let warmed = runner::warm_cache(&[&ds.corpus_dir, &ds.db_dir, &hash_ds.db_dir])
-        .map_err(|e| format!("warming the page cache: {e}"))?;
+    let warmed = runner::warm_cache(&[
+        &ds.corpus_dir,
+        &ds.db_dir,
+        &hash_ds.db_dir,
+        &ldb_ds.db_dir,
+        &archive_ds.corpus_dir,
+    ])
+    .map_err(|e| format!("warming the page cache: {e}"))?;
     eprintln!(
         "moat-bench: page cache warmed ({:.1} MB in {:.1}s)",
         warmed as f64 / 1e6,
@@ -117,8 +126,16 @@ pub fn run(args: ScanArgs) -> Result<(), String> {
     let none = read_baseline(&ds, args.runs)?;
 
     let sigs = |d: &Dataset| {
-        d.manifest_u64("md5_sigs") + d.manifest_u64("sha256_sigs") + d.manifest_u64("ndb_sigs")
+        d.manifest_u64("md5_sigs")
+            + d.manifest_u64("sha256_sigs")
+            + d.manifest_u64("ndb_sigs")
+            + d.manifest_u64("ldb_sigs")
     };
+    let archive_label = format!(
+        "{} signatures, {} archives (zip, tar.gz, tar, nested)",
+        thousands(sigs(&archive_ds)),
+        thousands(archive_ds.corpus_files())
+    );
     let plan = [
         (
             format!("{} signatures (hash + body)", thousands(sigs(&ds))),
@@ -130,6 +147,12 @@ pub fn run(args: ScanArgs) -> Result<(), String> {
             "hashdb",
             hash_ds,
         ),
+        (
+            format!("{} logical signatures", thousands(sigs(&ldb_ds))),
+            "ldb",
+            ldb_ds,
+        ),
+        (archive_label, "archives", archive_ds),
     ];
     let mut measured = Vec::new();
     for (label, tag, ds) in plan {

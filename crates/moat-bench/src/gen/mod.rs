@@ -11,9 +11,11 @@
 //! - `expected.tsv`: `relative path<TAB>name` of every planted detection.
 //! - `manifest.txt`: `key=value` facts; written last, so its presence marks completion.
 
+pub mod archives;
 pub mod corpus;
 pub mod db;
 pub mod hashdb;
+pub mod ldbdb;
 pub mod ndb;
 pub mod words;
 
