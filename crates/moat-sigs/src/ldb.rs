@@ -713,7 +713,7 @@ fn parse_subsig(
         },
     };
     check_offset(&offset, executable)?;
-    let pattern = hex::parse(body)?;
+    let pattern = hex::parse_subsig(body)?;
     Ok(Ok(Subsig::Body {
         offset,
         pattern,

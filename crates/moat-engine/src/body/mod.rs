@@ -53,6 +53,9 @@ pub struct BodyMatcher {
     sigs: Vec<CompiledSig>,
     /// The farthest verification reads before and after an atom's start.
     reach: (usize, usize),
+    /// Counting mode ([`BodyMatcher::counting`]): every match of every signature is
+    /// counted instead of stopping at the first.
+    counting: bool,
 }
 
 /// A body signature prepared for matching: a boundary class at the very start or end
@@ -179,6 +182,18 @@ impl BodyMatcher {
             anchors,
             sigs,
             reach,
+            counting: false,
+        }
+    }
+
+    /// Compiles signatures for counting: a scan records how many times each one
+    /// matched (distinct positions, at most [`MAX_COUNT`]) instead of stopping at the
+    /// first match of each; read them with [`BodyScan::counts`]. What the
+    /// subsignatures of logical signatures need. The first-match path is unchanged.
+    pub fn counting(sigs: Vec<BodySig>) -> BodyMatcher {
+        BodyMatcher {
+            counting: true,
+            ..BodyMatcher::new(sigs)
         }
     }
 
@@ -216,6 +231,11 @@ impl BodyMatcher {
             matched: Vec::new(),
             best: None,
             done: 0,
+            counts: if self.counting {
+                vec![(0, u64::MAX); self.sigs.len()]
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -324,7 +344,13 @@ pub struct BodyScan<'m> {
     best: Option<BodyMatch>,
     /// Atoms starting before this file offset have been processed.
     done: u64,
+    /// Counting mode: per signature, the matches counted and the last position counted.
+    counts: Vec<(u32, u64)>,
 }
+
+/// The most matches counted per signature in one scan (ClamAV's counts are compared
+/// with small numbers; the bound keeps the counters from meaning anything else).
+pub const MAX_COUNT: u32 = 1 << 20;
 
 impl BodyScan<'_> {
     /// Processes the atoms of `buf` (file bytes from offset `base`) that start in
@@ -340,6 +366,26 @@ impl BodyScan<'_> {
             &mut self.matched,
             &mut self.best,
         );
+        if matcher.counting {
+            let counts = &mut self.counts;
+            matcher.prefilter.for_each(buf, |atom, at| {
+                let abs = base + at as u64;
+                if abs < done || abs >= until {
+                    return;
+                }
+                for anchor in &matcher.anchors[atom as usize] {
+                    if let Some(position) = matcher.on_hit(anchor, buf, base, at, state) {
+                        let (n, last) = &mut counts[anchor.sig as usize];
+                        if *last != position && *n < MAX_COUNT {
+                            *n += 1;
+                            *last = position;
+                        }
+                    }
+                }
+            });
+            self.done = self.done.max(until);
+            return;
+        }
         matcher.prefilter.for_each(buf, |atom, at| {
             let abs = base + at as u64;
             if abs < done || abs >= until {
@@ -367,6 +413,11 @@ impl BodyScan<'_> {
     /// The signature ClamAV would report first, once the whole file has been fed.
     pub fn finish(self) -> Option<BodyMatch> {
         self.best
+    }
+
+    /// Counting mode: how many times each signature (in load order) matched so far.
+    pub fn counts(&self) -> impl Iterator<Item = u32> + '_ {
+        self.counts.iter().map(|(n, _)| *n)
     }
 }
 
