@@ -101,13 +101,14 @@ impl Expr {
     }
 
     /// Evaluates the expression over per-subsignature match counts: (truth, matches
-    /// counted, bit set of the subsignatures that matched), ClamAV's three values.
+    /// counted, bit set of the subsignatures that matched), ClamAV's three values. As
+    /// in ClamAV (measured with generated expressions), a sub-expression that is false
+    /// contributes neither matches nor subsignatures to the counts above it.
     pub fn eval(&self, counts: &[u32]) -> (bool, u64, u64) {
-        match self {
+        let (ok, c, ids) = match self {
             Expr::Sub(i) => {
                 let n = counts.get(*i as usize).copied().unwrap_or(0);
-                let ids = if n > 0 { 1u64 << i } else { 0 };
-                (n > 0, u64::from(n), ids)
+                (n > 0, u64::from(n), 1u64 << i)
             }
             Expr::And(a, b) | Expr::Or(a, b) => {
                 let (va, ca, ia) = a.eval(counts);
@@ -137,6 +138,11 @@ impl Expr {
                 }
                 (ok, c, ids)
             }
+        };
+        if ok {
+            (true, c, ids)
+        } else {
+            (false, 0, 0)
         }
     }
 }
