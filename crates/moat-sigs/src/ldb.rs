@@ -101,11 +101,15 @@ impl Expr {
     }
 
     /// Evaluates the expression over per-subsignature match counts: (truth, matches
-    /// counted, bit set of the subsignatures that matched), ClamAV's three values. As
-    /// in ClamAV (measured with generated expressions), a sub-expression that is false
-    /// contributes neither matches nor subsignatures to the counts above it.
+    /// counted, bit set of subsignatures counted), ClamAV's three values. The rules,
+    /// measured on clamscan 1.4.6 (docs/clamav-oracle.md): a subsignature index
+    /// yields its count and its bit even when its count is 0; `&` and `|` pass up
+    /// the counts and bits of their true operands only, and nothing when false; a
+    /// count comparison (`=X`, `>X`, `<X`, `,Y`: at least `Y` bits) looks at what its
+    /// operand yields whether or not the operand is true, and when it holds passes up
+    /// the count, and the bits only when its operand is a single index.
     pub fn eval(&self, counts: &[u32]) -> (bool, u64, u64) {
-        let (ok, c, ids) = match self {
+        match self {
             Expr::Sub(i) => {
                 let n = counts.get(*i as usize).copied().unwrap_or(0);
                 (n > 0, u64::from(n), 1u64 << i)
@@ -118,7 +122,17 @@ impl Expr {
                 } else {
                     va || vb
                 };
-                (v, ca + cb, ia | ib)
+                if !v {
+                    return (false, 0, 0);
+                }
+                let (mut c, mut ids) = (0, 0);
+                if va {
+                    (c, ids) = (c + ca, ids | ia);
+                }
+                if vb {
+                    (c, ids) = (c + cb, ids | ib);
+                }
+                (true, c, ids)
             }
             Expr::Count {
                 inner,
@@ -136,13 +150,16 @@ impl Expr {
                 if let Some(y) = distinct {
                     ok &= ids.count_ones() >= *y;
                 }
-                (ok, c, ids)
+                // Measured: over a group, the comparison passes up the group's count
+                // but not its subsignatures (`(((0|1)>0)&2)>0,2` is false when all
+                // three match); over a single index it passes both.
+                let passed = if matches!(**inner, Expr::Sub(_)) { ids } else { 0 };
+                if ok {
+                    (true, c, passed)
+                } else {
+                    (false, 0, 0)
+                }
             }
-        };
-        if ok {
-            (true, c, ids)
-        } else {
-            (false, 0, 0)
         }
     }
 }

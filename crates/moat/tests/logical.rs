@@ -6,7 +6,7 @@
 //!   holding each subsignature 0 to 3 times, all compared in one run of each scanner.
 //!
 //! `MOAT_REQUIRE_ORACLE=1`: fail (instead of skipping) when clamscan is not installed.
-//! `MOAT_LDB_SEED=N`: another seed for the generator.
+//! `MOAT_LDB_SEED=N`: another seed for the generator; `MOAT_LDB_KEEP=1`: keep the files.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -83,6 +83,9 @@ fn differential(dbs: &[(String, String)], files: &[(String, Vec<u8>)], intents: 
             let why = intents.get(&name).map_or("", String::as_str);
             diffs.push(format!("{name}: clamscan {c}, moat {m}  [{why}]"));
         }
+    }
+    if std::env::var("MOAT_LDB_KEEP").as_deref() == Ok("1") {
+        println!("kept: {}", tmp.keep().display());
     }
     assert_eq!(clam.len(), moat.len(), "moat stderr: {moat_err}");
     assert!(
