@@ -153,7 +153,11 @@ impl Expr {
                 // Measured: over a group, the comparison passes up the group's count
                 // but not its subsignatures (`(((0|1)>0)&2)>0,2` is false when all
                 // three match); over a single index it passes both.
-                let passed = if matches!(**inner, Expr::Sub(_)) { ids } else { 0 };
+                let passed = if matches!(**inner, Expr::Sub(_)) {
+                    ids
+                } else {
+                    0
+                };
                 if ok {
                     (true, c, passed)
                 } else {

@@ -56,12 +56,23 @@ fn scan(program: &str, db: &Path, files: &Path) -> (BTreeMap<String, String>, St
             }
         }
     }
-    (results, known, String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        results,
+        known,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Writes the databases and files, runs both scanners once, and compares.
-fn differential(dbs: &[(String, String)], files: &[(String, Vec<u8>)], intents: &BTreeMap<String, String>) {
-    let tmp = tempfile::Builder::new().prefix("moat-ldb-").tempdir().unwrap();
+fn differential(
+    dbs: &[(String, String)],
+    files: &[(String, Vec<u8>)],
+    intents: &BTreeMap<String, String>,
+) {
+    let tmp = tempfile::Builder::new()
+        .prefix("moat-ldb-")
+        .tempdir()
+        .unwrap();
     let db = tmp.path().join("db");
     let dir = tmp.path().join("files");
     fs::create_dir_all(&db).unwrap();
@@ -79,7 +90,11 @@ fn differential(dbs: &[(String, String)], files: &[(String, Vec<u8>)], intents: 
     for (path, c) in &clam {
         let m = moat.get(path).map_or("(missing)", String::as_str);
         if m != c {
-            let name = Path::new(path).file_name().unwrap().to_string_lossy().into_owned();
+            let name = Path::new(path)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             let why = intents.get(&name).map_or("", String::as_str);
             diffs.push(format!("{name}: clamscan {c}, moat {m}  [{why}]"));
         }
@@ -125,16 +140,26 @@ RegexOff;Engine:81-255,Target:0;0&1;6e6e6e6e;10,8:0/n[0-9]n/
 Size;Engine:51-255,Target:0,FileSize:20-40;0;6d6d6d6d6d
 Eof;Target:0;0;EOF-8:6c6c6c6c
 ";
-    let words = |w: &[&str]| -> Vec<u8> {
-        binary(w.join("\u{1}").as_bytes())
-    };
+    let words = |w: &[&str]| -> Vec<u8> { binary(w.join("\u{1}").as_bytes()) };
     let mut files: Vec<(String, Vec<u8>)> = vec![
-        ("sig1-hit".into(), words(&["kopr", "nko", "anko", "moken", "cn"])),
+        (
+            "sig1-hit".into(),
+            words(&["kopr", "nko", "anko", "moken", "cn"]),
+        ),
         ("sig1-miss".into(), words(&["kopr", "anko", "moken", "cn"])),
-        ("sig2-hit".into(), words(&["kopr", "kopr", "kopr", "kopr", "nko", "nko", "moken"])),
-        ("sig2-one-kind".into(), words(&["kopr", "kopr", "kopr", "kopr", "kopr", "kopr", "moken"])),
+        (
+            "sig2-hit".into(),
+            words(&["kopr", "kopr", "kopr", "kopr", "nko", "nko", "moken"]),
+        ),
+        (
+            "sig2-one-kind".into(),
+            words(&["kopr", "kopr", "kopr", "kopr", "kopr", "kopr", "moken"]),
+        ),
         ("sig3-hit".into(), words(&["kopr", "moken", "cn"])),
-        ("sig3-three".into(), words(&["kopr", "moken", "moken", "cn"])),
+        (
+            "sig3-three".into(),
+            words(&["kopr", "moken", "moken", "cn"]),
+        ),
         ("mods-hit".into(), {
             let mut d = b"ZzZz ".to_vec();
             d.extend_from_slice(&[b'y', 0, b'y', 0, b'y', 0, b'y', 0, b'y', 0]);
@@ -160,7 +185,10 @@ Eof;Target:0;0;EOF-8:6c6c6c6c
         ("regexoff-hit".into(), binary(b"nnnn......n5n")),
         ("regexoff-early".into(), binary(b"nnnn n5n.........")),
         ("size-hit".into(), binary(b"mmmmm..............")),
-        ("size-large".into(), binary(&[b"mmmmm".as_slice(), &[b'.'; 60]].concat())),
+        (
+            "size-large".into(),
+            binary(&[b"mmmmm".as_slice(), &[b'.'; 60]].concat()),
+        ),
         ("eof-hit".into(), {
             let mut d = binary(b"..........");
             d.extend_from_slice(b"llll....");
@@ -310,7 +338,10 @@ fn generated_logical_signatures_against_clamscan() {
                 body.extend(std::iter::repeat_n(b'.', 1 + rng.below(3)));
             }
             let file = format!("g{s:03}-{f}");
-            intents.insert(file.clone(), format!("{name} {expr} counts {}", desc.join(" ")));
+            intents.insert(
+                file.clone(),
+                format!("{name} {expr} counts {}", desc.join(" ")),
+            );
             files.push((file, binary(&body)));
         }
     }
@@ -350,7 +381,13 @@ fn malformed_logical_lines_are_refused_as_clamscan_refuses_them() {
             } else {
                 Command::new(program)
             };
-            c.arg("-d").arg(&db).arg(&file).output().unwrap().status.code()
+            c.arg("-d")
+                .arg(&db)
+                .arg(&file)
+                .output()
+                .unwrap()
+                .status
+                .code()
         };
         let (clam, moat) = (run("clamscan"), run("moat"));
         assert_eq!(clam, Some(2), "clamscan accepted {line}");
