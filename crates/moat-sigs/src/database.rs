@@ -323,6 +323,14 @@ impl Loader {
                                 *unsupported.entry(reason).or_default() += 1
                             }
                         },
+                        Parsed::Skipped(SkipReason::MacroGroup) => {
+                            self.db.report.not_evaluated += 1;
+                            *unsupported
+                                .entry(
+                                    "macro group members ($N offsets) are not supported yet".into(),
+                                )
+                                .or_default() += 1
+                        }
                         Parsed::Skipped(why) => self.count_skip(why),
                     }
                 }
@@ -426,6 +434,8 @@ impl Loader {
         match why {
             SkipReason::Flevel => self.db.report.flevel_skipped += 1,
             SkipReason::UnknownTarget => self.db.report.unknown_target_skipped += 1,
+            // Counted by the caller, which knows the file's report.
+            SkipReason::MacroGroup => {}
         }
     }
 

@@ -282,7 +282,7 @@ fn generated_logical_signatures_against_clamscan() {
     let seed = std::env::var("MOAT_LDB_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(0x6c64_625f_6765_6eu64);
+        .unwrap_or(0x006c_6462_5f67_656e_u64);
     let mut rng = Rng(seed);
     let mut ldb = String::new();
     let mut files = Vec::new();
