@@ -324,6 +324,11 @@ fn regex_count(r: &Regex, data: &[u8], file_len: u64) -> u32 {
 
 /// Calls `each` with the file offset of every match start of `r` in `buf` (file
 /// offset `base`) that satisfies its offset and flags, while `each` returns true.
+///
+/// ClamAV's rules for an offset `n[,s]` (measured, docs/clamav-oracle.md; a shift of 0
+/// is no shift): without a shift, the match starts exactly at `n`, or anywhere from `n`
+/// on with `r`; with a shift, it starts in `[n, n+s]` (`r` changes nothing), and with
+/// `e` it lies entirely inside `[n, n+s)`. `e` without a shift changes nothing.
 fn for_each_regex_match(
     r: &Regex,
     buf: &[u8],
@@ -332,43 +337,35 @@ fn for_each_regex_match(
     mut each: impl FnMut(u64) -> bool,
 ) {
     let flags = r.sub.flags;
-    let window = match r.sub.offset.base {
-        OffsetBase::Any => None,
-        _ => match r.sub.offset.start_range(file_len) {
-            Some(w) => Some(w),
-            None => return,
-        },
-    };
-    // The subject: from the window's start; with `e`, it also ends at the window's end.
-    let (from, to) = match window {
-        None => (0usize, buf.len()),
-        Some((lo, hi)) => {
-            let rel = |v: u64| v.saturating_sub(base).min(buf.len() as u64) as usize;
-            let end = if flags.encompass {
-                rel(hi.saturating_add(1))
-            } else {
-                buf.len()
+    let end = base + buf.len() as u64;
+    let rel = |v: u64| (v.clamp(base, end) - base) as usize;
+    // (subject start, subject end, latest allowed start), as file offsets.
+    let (from, to, last_start) = match r.sub.offset.base {
+        OffsetBase::Any => (base, end, u64::MAX),
+        _ => {
+            let Some((lo, _)) = r.sub.offset.start_range(file_len) else {
+                return;
             };
-            (rel(lo), end)
+            match r.sub.offset.max_shift.unwrap_or(0) {
+                0 if flags.rolling => (lo, end, u64::MAX),
+                0 => (lo, end, lo),
+                s if flags.encompass => (lo, lo.saturating_add(u64::from(s)), u64::MAX),
+                s => (lo, end, lo.saturating_add(u64::from(s))),
+            }
         }
     };
-    if from > to {
+    if from > end || from > to {
         return;
     }
-    let subject = &buf[..to];
-    let mut at = from;
+    let subject = &buf[..rel(to)];
+    let mut at = rel(from);
     while at <= subject.len() {
         // A hit of the match limit is "no match", as in ClamAV.
         let Ok(Some(found)) = r.regex.find_at(subject, at) else {
             return;
         };
         let start = base + found.start() as u64;
-        if let (Some((_, hi)), false) = (window, flags.rolling || flags.encompass) {
-            if start > hi {
-                return;
-            }
-        }
-        if !each(start) {
+        if start > last_start || !each(start) {
             return;
         }
         at = if found.end() > found.start() {

@@ -394,3 +394,43 @@ fn malformed_logical_lines_are_refused_as_clamscan_refuses_them() {
         assert_eq!(moat, clam, "{line}");
     }
 }
+
+/// Regex subsignatures: every offset form (exact, shifted, shift 0, EOF-relative)
+/// crossed with the flags `g`, `r`, `e` and counts, each combination a signature of its
+/// own with its own marker subsignature, in one run of each scanner.
+#[test]
+fn regex_offsets_and_flags_against_clamscan() {
+    if !clamscan_installed() {
+        return;
+    }
+    let offsets = [
+        "8", "9", "10", "11", "16", "17", "18", "8,1", "8,2", "9,1", "10,0", "11,5", "11,6",
+        "3,20", "EOF-18", "EOF-19,1", "EOF-11", "10,5", "10,4", "10,6", "9,5", "9,0", "10,7",
+        "3,30", "*",
+    ];
+    let mut ldb = String::new();
+    let mut files = Vec::new();
+    let mut intents = BTreeMap::new();
+    let mut i = 0usize;
+    for count in ["1", "1=2", "1=1"] {
+        for offset in offsets {
+            for flags in ["", "r", "e", "re", "g", "gr", "ge", "gre"] {
+                let marker = [0xc0 + (i >> 7) as u8, 0x80 + (i & 0x7f) as u8];
+                let name = format!("Re.{i}");
+                let _ = writeln!(
+                    ldb,
+                    "{name};Engine:81-255,Target:0;0&{count};{:02x}{:02x};{offset}:0/Hello/{flags}",
+                    marker[0], marker[1]
+                );
+                // Hello at 10 and 17, 28 bytes in all (as binary() frames it).
+                let mut body = marker.to_vec();
+                body.extend_from_slice(b"..Hello..Hello....");
+                let file = format!("re{i:04}");
+                intents.insert(file.clone(), format!("{offset}:0/Hello/{flags} {count}"));
+                files.push((file, binary(&body)));
+                i += 1;
+            }
+        }
+    }
+    differential(&[("re.ldb".to_owned(), ldb)], &files, &intents);
+}
