@@ -385,19 +385,24 @@ fn variants(pattern: &Pattern, m: &Modifiers) -> Vec<Pattern> {
     if m.wide {
         out.push(widen(pattern));
     }
-    for p in &mut out {
+    let wide_from = out.len() - usize::from(m.wide);
+    for (k, p) in out.iter_mut().enumerate() {
         if m.nocase {
             lowercase(p);
         }
         if m.fullword {
-            p.parts[0]
-                .elements
-                .insert(0, Element::Boundary(Boundary::NonAlnum));
+            // Measured: the wide form checks the UTF-16LE characters around it.
+            let edge = if k >= wide_from && m.wide {
+                Boundary::WideNonAlnum
+            } else {
+                Boundary::NonAlnum
+            };
+            p.parts[0].elements.insert(0, Element::Boundary(edge));
             p.parts
                 .last_mut()
                 .expect("a pattern has a part")
                 .elements
-                .push(Element::Boundary(Boundary::NonAlnum));
+                .push(Element::Boundary(edge));
             if p.offset_origin > 0 {
                 p.offset_origin += 1;
             }

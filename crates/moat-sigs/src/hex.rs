@@ -96,6 +96,10 @@ pub enum Boundary {
     Line,
     /// `(W)`: one non-alphanumeric byte.
     NonAlnum,
+    /// No hex syntax: the edge of a wide (`::wf`) full-word subsignature of a logical
+    /// signature, a zero-width assertion that the UTF-16LE character next to the match
+    /// is not an alphanumeric ASCII one (a byte `isalnum` followed by a zero byte).
+    WideNonAlnum,
 }
 
 /// One matching unit of a part.
@@ -143,6 +147,7 @@ impl Element {
                 ranges.fold((u32::MAX, 0), |(lo, hi), (a, b)| (lo.min(a), hi.max(b)))
             }
             Element::Boundary(Boundary::Word | Boundary::NonAlnum) => (1, 1),
+            Element::Boundary(Boundary::WideNonAlnum) => (2, 2),
             Element::Boundary(Boundary::Line) => (1, 2),
         }
     }

@@ -434,3 +434,44 @@ fn regex_offsets_and_flags_against_clamscan() {
     }
     differential(&[("re.ldb".to_owned(), ldb)], &files, &intents);
 }
+
+/// Hex subsignature modifiers (`i`, `w`, `f`, `a` and their combinations), counted
+/// over files with ASCII and UTF-16LE occurrences next to alphanumeric and other
+/// bytes; each combination a signature with its own marker, in one run.
+#[test]
+fn hex_modifiers_against_clamscan() {
+    if !clamscan_installed() {
+        return;
+    }
+    let bodies: [&[u8]; 4] = [
+        b"abc.ABC.xabc.abcx.a\0b\0c\0.A\0B\0C\0.xa\0b\0c\0.a\0b\0c\0x\0.abc",
+        b".a\0b\0c\0x\0.x\0a\0b\0c\0.\0a\0b\0c\0.Xa\0b\0c\0.",
+        b"aBc_AbC-abc9ABC.9\0A\0b\0C\0 ",
+        b"abcabcabc.a\0b\0c\0a\0b\0c\0",
+    ];
+    let mods = [
+        "", "i", "w", "f", "a", "wa", "wi", "fi", "wf", "wfi", "wfa", "wfai", "ia", "fa",
+    ];
+    let mut ldb = String::new();
+    let mut files = Vec::new();
+    let mut intents = BTreeMap::new();
+    let mut i = 0usize;
+    for (b, body) in bodies.iter().enumerate() {
+        for m in mods {
+            for n in 0..7 {
+                let marker = [0xc0 + (i >> 7) as u8, 0x80 + (i & 0x7f) as u8];
+                let sep = if m.is_empty() { "" } else { "::" };
+                let _ = writeln!(
+                    ldb,
+                    "Mod.{i};Target:0;1&(0={n});616263{sep}{m};{:02x}{:02x}",
+                    marker[0], marker[1]
+                );
+                let file = format!("mod{i:04}");
+                intents.insert(file.clone(), format!("body {b}, ::{m}, count {n}"));
+                files.push((file, binary(&[*body, b".", &marker[..]].concat())));
+                i += 1;
+            }
+        }
+    }
+    differential(&[("mod.ldb".to_owned(), ldb)], &files, &intents);
+}

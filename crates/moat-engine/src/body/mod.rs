@@ -155,8 +155,9 @@ impl BodyMatcher {
         for (sig_index, compiled) in sigs.iter().enumerate() {
             for (part_index, part) in compiled.sig.pattern.parts.iter().enumerate() {
                 let (elem, bytes) = choose_atom(part);
-                // +1 / +2: room for a look-behind byte and a look-ahead `\r\n`.
-                let before = seq_len_range(&part.elements[..elem]).1 as usize + 1;
+                // +2 / +2: room for a look-behind (two bytes for a wide one) and a
+                // look-ahead `\r\n` (or wide character).
+                let before = seq_len_range(&part.elements[..elem]).1 as usize + 2;
                 let after = seq_len_range(&part.elements[elem..]).1 as usize + 2;
                 reach = (reach.0.max(before), reach.1.max(after));
                 let id = *atom_ids.entry(bytes.clone()).or_insert_with(|| {
