@@ -113,7 +113,7 @@ impl Engine {
             hashes: HashIndex::new(db.hashes),
             allow: HashIndex::new(db.allow),
             logical: LogicalMatcher::new(db.logical),
-            logical_text: LogicalMatcher::new(logical_text),
+            logical_text: LogicalMatcher::for_normalized(logical_text),
         }
     }
 
@@ -137,7 +137,7 @@ impl Engine {
         let logical = || self.logical.scan(data, &facts(data.len() as u64));
         let normalized = || {
             self.wants_normalized(data, data.len() as u64, limits)
-                .then(|| self.scan_normalized(&textnorm::normalize(data)))
+                .then(|| self.scan_normalized(&textnorm::normalize(data), data.len() as u64))
                 .flatten()
         };
         self.decide(raw, logical, normalized, &mut FileDigests::of(data))
@@ -218,7 +218,7 @@ impl Engine {
             .and_then(BodyScan::finish)
             .map(|m| &*self.body.sig(m.sig).name);
         let logical = || logical.and_then(|l| l.finish(None, &facts(read)));
-        let normalized = || text.and_then(|(_, copy)| self.scan_normalized(&copy));
+        let normalized = || text.and_then(|(_, copy)| self.scan_normalized(&copy, read));
         Ok((self.decide(raw, logical, normalized, &mut digests), read))
     }
 
@@ -231,8 +231,9 @@ impl Engine {
     }
 
     /// The first signature to match the normalized copy: body signatures of target
-    /// 7, then of target 0, then logical signatures of target 7, then 0 (measured).
-    fn scan_normalized(&self, copy: &[u8]) -> Option<&str> {
+    /// 7, then of target 0, then logical signatures of target 7, then 0 (measured;
+    /// their `FileSize` is the file's, not the copy's, also measured).
+    fn scan_normalized(&self, copy: &[u8], file_size: u64) -> Option<&str> {
         let typed = self.text.scan(copy).map(|m| &*self.text.sig(m.sig).name);
         typed
             .or_else(|| {
@@ -243,7 +244,7 @@ impl Engine {
             .or_else(|| {
                 let facts = LogicalFacts {
                     target: TARGET_TEXT,
-                    ..LogicalFacts::plain(copy.len() as u64)
+                    ..LogicalFacts::plain(file_size)
                 };
                 self.logical_text.scan(copy, &facts)
             })

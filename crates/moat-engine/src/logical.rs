@@ -107,8 +107,20 @@ pub struct LogicalMatcher {
 }
 
 impl LogicalMatcher {
-    /// Compiles the signatures; the order given is the reporting order.
+    /// Compiles the signatures for the raw bytes; the order given is the reporting
+    /// order.
     pub fn new(sigs: Vec<LogicalSig>) -> LogicalMatcher {
+        LogicalMatcher::compile(sigs, false)
+    }
+
+    /// Compiles the signatures for the normalized-text copy: there, the hex
+    /// subsignatures of target-0 signatures with an `EOF-n` offset never match
+    /// (measured, as for `.ndb`); target 7's do, relative to the copy's end.
+    pub fn for_normalized(sigs: Vec<LogicalSig>) -> LogicalMatcher {
+        LogicalMatcher::compile(sigs, true)
+    }
+
+    fn compile(sigs: Vec<LogicalSig>, normalized: bool) -> LogicalMatcher {
         let (mut exact, mut exact_owner) = (Vec::new(), Vec::new());
         let (mut nocase, mut nocase_owner) = (Vec::new(), Vec::new());
         let mut regexes = Vec::new();
@@ -121,6 +133,10 @@ impl LogicalMatcher {
                         pattern,
                         modifiers,
                     } => {
+                        let generic = sig.target.target.unwrap_or(0) == 0;
+                        if normalized && generic && matches!(offset.base, OffsetBase::FromEnd(_)) {
+                            continue;
+                        }
                         for variant in variants(pattern, modifiers) {
                             let body = BodySig {
                                 name: sig.name.clone(),
@@ -287,7 +303,6 @@ impl<'m> LogicalScan<'m> {
                 .zip(&m.nocase_owner)
                 .for_each(|(n, o)| add(n, o));
         }
-        let file_len = facts.file_size;
         for (i, sig) in m.sigs.iter().enumerate() {
             if !applies(sig, facts) {
                 continue;
@@ -300,7 +315,9 @@ impl<'m> LogicalScan<'m> {
                     continue;
                 }
                 c[r.subsig] = match data {
-                    Some(data) => regex_count(r, data, file_len),
+                    // Offsets are relative to the content matched (the normalized copy
+                    // in that pass), as for the hex subsignatures.
+                    Some(data) => regex_count(r, data, data.len() as u64),
                     None => self.regex_counts[k].0,
                 };
             }
