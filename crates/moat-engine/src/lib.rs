@@ -4,7 +4,8 @@
 //! - body signatures into one multi-pattern automaton plus verifiers ([`body`]),
 //! - hash signatures into size-keyed sorted tables ([`hashes`]), so files of sizes
 //!   no signature has are never hashed,
-//! - the allow list (`.fp`/`.sfp`) into another such table.
+//! - the allow list (`.fp`/`.sfp`) into another such table,
+//! - logical signatures (`.ldb`) into counting matchers and PCRE2 regexes ([`logical`]).
 //!
 //! The engine is `Send + Sync` and never changes after it is built: scanning threads
 //! share it by reference (or `Arc`) with no lock. Per-thread scratch space lives in a
@@ -14,9 +15,11 @@
 //!
 //! Order of decisions for one file, as ClamAV reports them (measured): the first
 //! target-0 body signature on the raw bytes, else the first hash signature (MD5,
-//! SHA-1, SHA-256), else the first target-7 then target-0 body signature on the
-//! normalized-text copy ([`textnorm`], for the files [`filetype::gets_normalized`]
-//! accepts); a detection is cancelled when the file's hash is on the allow list.
+//! SHA-1, SHA-256), else the first logical signature ([`logical`], load order) on the
+//! raw bytes, else the first target-7 then target-0 body signature, then target-7 then
+//! target-0 logical signature, on the normalized-text copy ([`textnorm`], for the
+//! files [`filetype::gets_normalized`] accepts); a detection is cancelled when the
+//! file's hash is on the allow list.
 
 #![warn(missing_docs)]
 
