@@ -153,6 +153,8 @@ impl LogicalMatcher {
                             }
                         }
                     }
+                    // Never matches (measured, see `Subsig::Macro`): its count stays 0.
+                    Subsig::Macro { .. } => {}
                     Subsig::Pcre(p) => {
                         // The loader compiled it already; a failure here cannot happen
                         // for a loaded database, and the subsignature then never matches.

@@ -143,18 +143,41 @@ fn subsignatures() {
     assert_eq!(&*p.regex, "a[b:/]c");
     assert!(p.flags.global && p.flags.rolling && p.flags.encompass && p.flags.anchored);
     assert_eq!(p.trigger, Expr::Sub(0));
-    assert!(matches!(
-        parse_ldb("A;Target:0;0&1;4141;${1-2}12$", ""),
-        Ok(Ldb::NotEvaluated(_))
-    ));
+    let s = sig("A;Target:0;0&1;4141;${1-2}12$");
+    assert_eq!(
+        s.subsigs[1],
+        Subsig::Macro {
+            min: 1,
+            max: 2,
+            group: 12
+        }
+    );
+    for bad in [
+        "${2}12$",
+        "${1-2}$",
+        "${1-2}12",
+        "${a-2}12$",
+        "${1-2}12$::i",
+        "${-2}12$",
+    ] {
+        assert!(
+            !err(&format!("A;Target:0;0&1;4141;{bad}")).is_empty(),
+            "{bad}"
+        );
+    }
     assert!(matches!(
         parse_ldb("A;Engine:81-255,Target:0;0&1;4141;0(>>26#de5#=12345)", ""),
         Ok(Ldb::NotEvaluated(_))
     ));
-    assert!(matches!(
-        parse_ldb("A;Target:0;0&1;4141;0/a/E", ""),
-        Ok(Ldb::NotEvaluated(_))
-    ));
+    let s = sig("A;Target:0;0&1;4141;0/a$[$]\\$\\Q$\\E$/E");
+    let Subsig::Pcre(p) = &s.subsigs[1] else {
+        panic!()
+    };
+    assert!(
+        p.compiled_pattern().ends_with("a\\z[$]\\$\\Q$\\E\\z"),
+        "{}",
+        p.compiled_pattern()
+    );
     assert_eq!(sig("A;Target:0;0;4141").name.as_ref(), "A");
     assert_eq!(
         &*parse_ldb("A;Target:0;0;4141", ".UNOFFICIAL")
@@ -197,7 +220,7 @@ fn errors_name_file_and_line() {
     assert!(text.starts_with("x.ldb:2: "), "{text}");
     let db = moat_sigs::Database::from_text(
         std::path::Path::new("x.ldb"),
-        "A;Target:0;0;4141\nB;Target:0,Foo:1;0;4141\nC;Target:0;0&1;4141;${1-2}12$\n",
+        "A;Target:0;0;4141\nB;Target:0,Foo:1;0;4141\nC;Target:0;0&1;4141;0(>>4#de5#=12345)\n",
     )
     .unwrap();
     assert_eq!(db.logical.len(), 1);
@@ -206,7 +229,7 @@ fn errors_name_file_and_line() {
     assert_eq!(
         db.signature_count(),
         2,
-        "ClamAV counts the macro one, not the skipped one"
+        "ClamAV counts the byte-compare one, not the skipped one"
     );
 }
 

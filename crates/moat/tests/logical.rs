@@ -475,3 +475,106 @@ fn hex_modifiers_against_clamscan() {
     }
     differential(&[("mod.ldb".to_owned(), ldb)], &files, &intents);
 }
+
+/// Lines clamscan skips without counting, loads and counts, or loads but moat does not
+/// evaluate: the "Known viruses" count and the verdict agree, line by line.
+#[test]
+fn skipped_and_counted_lines_as_clamscan() {
+    if !clamscan_installed() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("f");
+    fs::write(&file, binary(b"AABB..CCDD..Hello")).unwrap();
+    for line in [
+        "A;Target:0,Foo:1;0;41414242",
+        "A;Engine:51-255,Target:0,Foo:1;0;41414242",
+        "A;Engine:51-255,Container:CL_TYPE_FOO,Target:0;0;41414242",
+        "A;Engine:51-255,Container:CL_TYPE_ZIP,Target:0;0;41414242",
+        "A;Engine:51-255,Intermediates:CL_TYPE_ZIP>CL_TYPE_ANY,Target:0;0;41414242",
+        "A;Target:20;0;41414242",
+        "A;Engine:300-400,Target:0;0;41414242",
+        "A;Engine:51-,Target:0;0;41414242",
+        "A;Engine:51-255;0;41414242",
+        "A;Engine:51-255,Target:1,IconGroup1:X;0;41414242",
+        "A;Engine:51-255,Target:1,EntryPoint:0-100,NumberOfSections:1-3;0;41414242",
+        "A;Engine:51-255,Target:0,Target:1;0;41414242",
+        "A;Target:0;0=1,;41414242",
+        "A;Target:0;0&1;41414242;${1-2}12$",
+        "A;Target:0;0|1;41414242;${1-2}12$",
+        "A;Engine:81-255,Target:0;0&1;4141;0(>>26#de5#=12345)",
+        "A;Engine:81-255,Target:0;0&1;4141;0/Hel+o/E",
+        "A;Engine:51-255,Target:0,FileSize:1-1000;0;41414242",
+        "A;Engine:51-255,Target:0,FileSize:1-10;0;41414242",
+    ] {
+        let db = tmp.path().join("x.ldb");
+        fs::write(&db, format!("{line}\n")).unwrap();
+        let run = |program: &str| {
+            let mut c = if program == "moat" {
+                let mut c = Command::new(env!("CARGO_BIN_EXE_moat"));
+                c.arg("scan");
+                c
+            } else {
+                Command::new(program)
+            };
+            let out = c.arg("-d").arg(&db).arg(&file).output().unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let pick = |key: &str| {
+                text.lines()
+                    .find(|l| l.starts_with(key))
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            (
+                out.status.code(),
+                pick("Known viruses"),
+                pick(&file.display().to_string()),
+            )
+        };
+        assert_eq!(run("moat"), run("clamscan"), "{line}");
+    }
+}
+
+/// PCRE's own flags, `E` (dollar end-only, emulated) with and without `m` and `s`
+/// above all, over files ending with and without a newline.
+#[test]
+fn regex_pcre_flags_against_clamscan() {
+    if !clamscan_installed() {
+        return;
+    }
+    let ends: [&[u8]; 3] = [b"Hello\n", b"Hello", b"Hello\n.\n"];
+    let mut ldb = String::new();
+    let mut files = Vec::new();
+    let mut intents = BTreeMap::new();
+    let mut i = 0usize;
+    for flags in ["", "E", "m", "mE", "s", "i", "x", "U", "A", "iE"] {
+        for regex in [
+            "Hello$",
+            "Hello\\n$",
+            "o$",
+            "[$]",
+            "h.l+",
+            "^Hello",
+            "H e l l o",
+            "l+?",
+        ] {
+            for end in ends {
+                let marker = [0xc0 + (i >> 7) as u8, 0x80 + (i & 0x7f) as u8];
+                let _ = writeln!(
+                    ldb,
+                    "Fl.{i};Engine:81-255,Target:0;0&1=1;{:02x}{:02x};0/{regex}/{flags}",
+                    marker[0], marker[1]
+                );
+                let file = format!("fl{i:04}");
+                intents.insert(file.clone(), format!("/{regex}/{flags} on {end:?}"));
+                let mut data = vec![0x41, 0x42, 0, 1, 2, 3];
+                data.extend_from_slice(&marker);
+                data.push(b'.');
+                data.extend_from_slice(end);
+                files.push((file, data));
+                i += 1;
+            }
+        }
+    }
+    differential(&[("fl.ldb".to_owned(), ldb)], &files, &intents);
+}
