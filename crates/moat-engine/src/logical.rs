@@ -16,7 +16,7 @@
 //! evaluates its logical signatures in order after the scan).
 
 use moat_sigs::hex::{Boundary, ByteSet, Element, Gap, Part, Pattern};
-use moat_sigs::ldb::{Modifiers, PcreSubsig};
+use moat_sigs::ldb::{Modifiers, PcreSubsig, MAX_SUBSIGS};
 use moat_sigs::{BodySig, LogicalSig, OffsetBase, Subsig};
 
 use crate::body::{BodyMatcher, BodyScan};
@@ -100,10 +100,11 @@ pub struct LogicalMatcher {
     regexes: Vec<Regex>,
     /// For each signature, the indexes of its regexes in `regexes`.
     regexes_of: Vec<Vec<usize>>,
-    /// For each signature, the index of its subsignature 0 in a flat count vector.
-    first_count: Vec<usize>,
-    /// The total number of subsignatures.
-    subsig_total: usize,
+    /// The signatures evaluated even when none of their hex subsignatures matched:
+    /// those whose expression holds with zero counts (`0<1`), and those with regexes.
+    always_evaluated: Vec<u32>,
+    /// Some signature has no condition but target 0: every file may match.
+    unconditional: bool,
 }
 
 impl LogicalMatcher {
@@ -170,15 +171,21 @@ impl LogicalMatcher {
                 }
             }
         }
-        let mut first_count = Vec::with_capacity(sigs.len());
-        let mut subsig_total = 0;
-        for sig in &sigs {
-            first_count.push(subsig_total);
-            subsig_total += sig.subsigs.len();
-        }
+        let zeros = [0u32; MAX_SUBSIGS];
+        let always_evaluated = (0..sigs.len() as u32)
+            .filter(|&i| !regexes_of[i as usize].is_empty() || sigs[i as usize].expr.eval(&zeros).0)
+            .collect();
+        let unconditional = sigs.iter().any(|s| {
+            s.target.target.unwrap_or(0) == 0
+                && s.target
+                    == moat_sigs::ldb::TargetDesc {
+                        target: s.target.target,
+                        ..Default::default()
+                    }
+        });
         LogicalMatcher {
-            first_count,
-            subsig_total,
+            unconditional,
+            always_evaluated,
             sigs,
             exact: BodyMatcher::counting(exact),
             exact_owner,
@@ -210,7 +217,7 @@ impl LogicalMatcher {
 
     /// Whether any signature could hold for a file with these facts.
     pub fn any_applies(&self, facts: &LogicalFacts<'_>) -> bool {
-        self.sigs.iter().any(|s| applies(s, facts))
+        self.unconditional || self.sigs.iter().any(|s| applies(s, facts))
     }
 
     /// Scans complete contents and returns the name of the first logical signature
@@ -290,28 +297,37 @@ impl<'m> LogicalScan<'m> {
     /// regexes run now, when their triggers hold); `None` after streaming.
     pub fn finish(self, data: Option<&[u8]>, facts: &LogicalFacts<'_>) -> Option<&'m str> {
         let m = self.matcher;
-        let mut counts = vec![0u32; m.subsig_total];
-        let mut add = |n: u32, &(sig, sub): &(u32, u8)| {
-            let c = &mut counts[m.first_count[sig as usize] + sub as usize];
-            *c = c.saturating_add(n);
-        };
-        self.exact
-            .counts()
-            .zip(&m.exact_owner)
-            .for_each(|(n, o)| add(n, o));
-        if let Some(nocase) = &self.nocase {
-            nocase
-                .counts()
-                .zip(&m.nocase_owner)
-                .for_each(|(n, o)| add(n, o));
+        // The subsignatures that matched, as (signature, subsignature, count), grouped by
+        // signature; then the signatures worth evaluating: those with a match, and those
+        // that can hold without one (zero counts, or regexes), in load order.
+        let mut hits: Vec<(u32, u8, u32)> = Vec::new();
+        for (variant, n) in self.exact.counts() {
+            let (sig, sub) = m.exact_owner[variant];
+            hits.push((sig, sub, n));
         }
-        for (i, sig) in m.sigs.iter().enumerate() {
+        if let Some(nocase) = &self.nocase {
+            for (variant, n) in nocase.counts() {
+                let (sig, sub) = m.nocase_owner[variant];
+                hits.push((sig, sub, n));
+            }
+        }
+        hits.sort_unstable();
+        let mut candidates: Vec<u32> = hits.iter().map(|h| h.0).collect();
+        candidates.extend(&m.always_evaluated);
+        candidates.sort_unstable();
+        candidates.dedup();
+        for i in candidates {
+            let sig = &m.sigs[i as usize];
             if !applies(sig, facts) {
                 continue;
             }
-            let first = m.first_count[i];
-            let c = &mut counts[first..first + sig.subsigs.len()];
-            for &k in &m.regexes_of[i] {
+            let mut counts = [0u32; MAX_SUBSIGS];
+            let c = &mut counts[..sig.subsigs.len()];
+            let from = hits.partition_point(|h| h.0 < i);
+            for &(_, sub, n) in hits[from..].iter().take_while(|h| h.0 == i) {
+                c[sub as usize] = c[sub as usize].saturating_add(n);
+            }
+            for &k in &m.regexes_of[i as usize] {
                 let r = &m.regexes[k];
                 if !r.sub.trigger.eval(c).0 {
                     continue;

@@ -232,11 +232,7 @@ impl BodyMatcher {
             matched: Vec::new(),
             best: None,
             done: 0,
-            counts: if self.counting {
-                vec![(0, u64::MAX); self.sigs.len()]
-            } else {
-                Vec::new()
-            },
+            counts: HashMap::new(),
         }
     }
 
@@ -345,8 +341,10 @@ pub struct BodyScan<'m> {
     best: Option<BodyMatch>,
     /// Atoms starting before this file offset have been processed.
     done: u64,
-    /// Counting mode: per signature, the matches counted and the last position counted.
-    counts: Vec<(u32, u64)>,
+    /// Counting mode: per signature that matched, the matches counted and the last
+    /// position counted (sparse: most files match few subsignatures, and nothing is
+    /// allocated for a file that matches none).
+    counts: HashMap<u32, (u32, u64)>,
 }
 
 /// The most matches counted per signature in one scan (ClamAV's counts are compared
@@ -376,7 +374,7 @@ impl BodyScan<'_> {
                 }
                 for anchor in &matcher.anchors[atom as usize] {
                     if let Some(position) = matcher.on_hit(anchor, buf, base, at, state) {
-                        let (n, last) = &mut counts[anchor.sig as usize];
+                        let (n, last) = counts.entry(anchor.sig).or_insert((0, u64::MAX));
                         if *last != position && *n < MAX_COUNT {
                             *n += 1;
                             *last = position;
@@ -416,9 +414,10 @@ impl BodyScan<'_> {
         self.best
     }
 
-    /// Counting mode: how many times each signature (in load order) matched so far.
-    pub fn counts(&self) -> impl Iterator<Item = u32> + '_ {
-        self.counts.iter().map(|(n, _)| *n)
+    /// Counting mode: `(signature index, matches)` of every signature that matched so
+    /// far, in no particular order.
+    pub fn counts(&self) -> impl Iterator<Item = (usize, u32)> + '_ {
+        self.counts.iter().map(|(&sig, &(n, _))| (sig as usize, n))
     }
 }
 
