@@ -16,7 +16,7 @@
 //! evaluates its logical signatures in order after the scan).
 
 use moat_sigs::hex::{Boundary, ByteSet, Element, Gap, Part, Pattern};
-use moat_sigs::ldb::{Modifiers, PcreSubsig, MAX_SUBSIGS};
+use moat_sigs::ldb::{ByteCompare, Modifiers, PcreSubsig, MAX_SUBSIGS};
 use moat_sigs::{BodySig, LogicalSig, OffsetBase, Subsig};
 
 use crate::body::{BodyMatcher, BodyScan};
@@ -87,6 +87,15 @@ struct Regex {
     regex: pcre2::bytes::Regex,
 }
 
+/// A byte-compare subsignature with where to find its trigger's matches.
+struct Compare {
+    sig: u32,
+    subsig: usize,
+    cmp: ByteCompare,
+    /// The trigger's variants: (in `nocase`?, variant index).
+    trigger: Vec<(bool, usize)>,
+}
+
 /// The compiled logical signatures of one pass (raw bytes, or normalized text).
 pub struct LogicalMatcher {
     sigs: Vec<LogicalSig>,
@@ -105,6 +114,9 @@ pub struct LogicalMatcher {
     always_evaluated: Vec<u32>,
     /// Some signature has no condition but target 0: every file may match.
     unconditional: bool,
+    compares: Vec<Compare>,
+    /// For each signature, the indexes of its byte compares in `compares`.
+    compares_of: Vec<Vec<usize>>,
 }
 
 impl LogicalMatcher {
@@ -126,6 +138,8 @@ impl LogicalMatcher {
         let (mut nocase, mut nocase_owner) = (Vec::new(), Vec::new());
         let mut regexes = Vec::new();
         let mut regexes_of = vec![Vec::new(); sigs.len()];
+        let mut compares: Vec<Compare> = Vec::new();
+        let mut compares_of = vec![Vec::new(); sigs.len()];
         for (i, sig) in sigs.iter().enumerate() {
             for (j, sub) in sig.subsigs.iter().enumerate() {
                 match sub {
@@ -156,6 +170,15 @@ impl LogicalMatcher {
                     }
                     // Never matches (measured, see `Subsig::Macro`): its count stays 0.
                     Subsig::Macro { .. } => {}
+                    Subsig::ByteCompare(cmp) => {
+                        compares_of[i].push(compares.len());
+                        compares.push(Compare {
+                            sig: i as u32,
+                            subsig: j,
+                            cmp: cmp.clone(),
+                            trigger: Vec::new(),
+                        });
+                    }
                     Subsig::Pcre(p) => {
                         // The loader compiled it already; a failure here cannot happen
                         // for a loaded database, and the subsignature then never matches.
@@ -183,8 +206,20 @@ impl LogicalMatcher {
                         ..Default::default()
                     }
         });
+        for c in &mut compares {
+            let wanted = (c.sig, c.cmp.trigger);
+            for (nocase, owners) in [(false, &exact_owner), (true, &nocase_owner)] {
+                for (v, &o) in owners.iter().enumerate() {
+                    if o == wanted {
+                        c.trigger.push((nocase, v));
+                    }
+                }
+            }
+        }
         LogicalMatcher {
             unconditional,
+            compares,
+            compares_of,
             always_evaluated,
             sigs,
             exact: BodyMatcher::counting(exact),
@@ -242,6 +277,7 @@ impl LogicalMatcher {
             file_len,
             streaming,
             regex_counts: vec![(0, u64::MAX); self.regexes.len()],
+            compare_results: vec![(u64::MAX, false); self.compares.len()],
             regex_done: 0,
         }
     }
@@ -260,6 +296,26 @@ pub struct LogicalScan<'m> {
     regex_counts: Vec<(u32, u64)>,
     /// Streaming: regex matches starting before this offset have been counted.
     regex_done: u64,
+    /// Streaming: per byte compare, the trigger position it was last evaluated at and
+    /// the result.
+    compare_results: Vec<(u64, bool)>,
+}
+
+impl LogicalScan<'_> {
+    /// The position of the last match of a byte compare's trigger so far.
+    fn trigger_last(&self, c: &Compare) -> Option<u64> {
+        c.trigger
+            .iter()
+            .filter_map(|&(nocase, v)| {
+                let scan = if nocase {
+                    self.nocase.as_ref()?
+                } else {
+                    &self.exact
+                };
+                scan.count_of(v).map(|(_, last)| last)
+            })
+            .max()
+    }
 }
 
 impl<'m> LogicalScan<'m> {
@@ -289,6 +345,20 @@ impl<'m> LogicalScan<'m> {
                 });
             }
             self.regex_done = self.regex_done.max(until);
+            // Byte compares read next to their trigger's last match: evaluated while
+            // those bytes are at hand (a window outside this buffer does not match).
+            for (k, c) in self.matcher.compares.iter().enumerate() {
+                let Some(last) = self.trigger_last(c) else {
+                    continue;
+                };
+                if self.compare_results[k].0 != last {
+                    let at = last.checked_add_signed(c.cmp.shift);
+                    let held = at
+                        .and_then(|a| a.checked_sub(base))
+                        .is_some_and(|rel| c.cmp.holds_at(buf, rel));
+                    self.compare_results[k] = (last, held);
+                }
+            }
         }
     }
 
@@ -301,12 +371,12 @@ impl<'m> LogicalScan<'m> {
         // signature; then the signatures worth evaluating: those with a match, and those
         // that can hold without one (zero counts, or regexes), in load order.
         let mut hits: Vec<(u32, u8, u32)> = Vec::new();
-        for (variant, n) in self.exact.counts() {
+        for (variant, n, _) in self.exact.counts() {
             let (sig, sub) = m.exact_owner[variant];
             hits.push((sig, sub, n));
         }
         if let Some(nocase) = &self.nocase {
-            for (variant, n) in nocase.counts() {
+            for (variant, n, _) in nocase.counts() {
                 let (sig, sub) = m.nocase_owner[variant];
                 hits.push((sig, sub, n));
             }
@@ -326,6 +396,19 @@ impl<'m> LogicalScan<'m> {
             let from = hits.partition_point(|h| h.0 < i);
             for &(_, sub, n) in hits[from..].iter().take_while(|h| h.0 == i) {
                 c[sub as usize] = c[sub as usize].saturating_add(n);
+            }
+            for &k in &m.compares_of[i as usize] {
+                let cmp = &m.compares[k];
+                let Some(last) = self.trigger_last(cmp) else {
+                    continue;
+                };
+                let held = match data {
+                    Some(data) => last
+                        .checked_add_signed(cmp.cmp.shift)
+                        .is_some_and(|at| cmp.cmp.holds_at(data, at)),
+                    None => self.compare_results[k] == (last, true),
+                };
+                c[cmp.subsig] = u32::from(held);
             }
             for &k in &m.regexes_of[i as usize] {
                 let r = &m.regexes[k];

@@ -103,3 +103,31 @@ fn streamed_files_count_across_chunks() {
     assert_eq!(v, Verdict::Infected("S.UNOFFICIAL"));
     assert_eq!(e.scan_bytes(&data), Verdict::Infected("S.UNOFFICIAL"));
 }
+
+#[test]
+fn byte_compare_in_memory_and_streamed() {
+    let e = engine("B;Engine:81-255,Target:0;0&1;6d6f6174;0(>>4#db5#=12345)\n");
+    assert_eq!(
+        e.scan_bytes(&binary(b"moat12345.")),
+        Verdict::Infected("B.UNOFFICIAL")
+    );
+    // The trigger's last match is the reference.
+    assert_eq!(
+        e.scan_bytes(&binary(b"moat12345.moat99999")),
+        Verdict::Clean
+    );
+    let mut data = binary(&vec![b'.'; 3 << 20]);
+    data[(2 << 20) + 7..(2 << 20) + 16].copy_from_slice(b"moat12345");
+    let mut buffer = Vec::new();
+    let (v, _) = e
+        .scan_stream(
+            &data[..],
+            data.len() as u64,
+            1 << 20,
+            &mut buffer,
+            &Limits::default(),
+        )
+        .unwrap();
+    assert_eq!(v, Verdict::Infected("B.UNOFFICIAL"));
+    assert_eq!(e.scan_bytes(&data), Verdict::Infected("B.UNOFFICIAL"));
+}

@@ -166,8 +166,8 @@ fn subsignatures() {
         );
     }
     assert!(matches!(
-        parse_ldb("A;Engine:81-255,Target:0;0&1;4141;0(>>26#de5#=12345)", ""),
-        Ok(Ldb::NotEvaluated(_))
+        sig("A;Engine:81-255,Target:0;0&1;4141;0(>>26#de5#=12345)").subsigs[1],
+        Subsig::ByteCompare(_)
     ));
     let s = sig("A;Target:0;0&1;4141;0/a$[$]\\$\\Q$\\E$/E");
     let Subsig::Pcre(p) = &s.subsigs[1] else {
@@ -205,6 +205,36 @@ fn subsignatures() {
     ] {
         assert!(!err(bad).is_empty(), "{bad}");
     }
+    let s = sig("A;Engine:81-255,Target:0;0&1;4141;0(<<3#hbe4#=4660,>1)");
+    let Subsig::ByteCompare(b) = &s.subsigs[1] else {
+        panic!()
+    };
+    assert_eq!((b.trigger, b.shift, b.bytes, b.exact), (0, -3, 4, true));
+    assert_eq!(b.comparisons.len(), 2);
+    assert!(b.holds_at(b"..1234..", 2));
+    assert!(!b.holds_at(b"..12x4..", 2));
+    // Little-endian text is not modelled yet: counted, not evaluated.
+    assert!(matches!(
+        parse_ldb("A;Target:0;0&1;4141;0(>>4#hl4#=1)", ""),
+        Ok(Ldb::NotEvaluated(_))
+    ));
+    for bad in [
+        "0(>>4#dl4#=1)",
+        "0(>>4#db0#=1)",
+        "0(>>4#db#=1)",
+        "0(4#db4#=1)",
+        "0(>>4#db4#=1,<2,>0)",
+        "0(>>4#ib3#=1)",
+        "1(>>4#db4#=1)",
+        "0(>>4#xb4#=1)",
+        "0(>>4#db4#1)",
+        "0(>>4#db4)",
+    ] {
+        assert!(
+            !err(&format!("A;Target:0;0&1;4141;{bad}")).is_empty(),
+            "{bad}"
+        );
+    }
     let many = vec!["4141"; 65].join(";");
     assert!(err(&format!("A;Target:0;0;{many}")).contains("64"));
 }
@@ -220,7 +250,7 @@ fn errors_name_file_and_line() {
     assert!(text.starts_with("x.ldb:2: "), "{text}");
     let db = moat_sigs::Database::from_text(
         std::path::Path::new("x.ldb"),
-        "A;Target:0;0;4141\nB;Target:0,Foo:1;0;4141\nC;Target:0;0&1;4141;0(>>4#de5#=12345)\n",
+        "A;Target:0;0;4141\nB;Target:0,Foo:1;0;4141\nC;Target:0;0&1;4141;0(>>4#hl4#=1)\n",
     )
     .unwrap();
     assert_eq!(db.logical.len(), 1);
@@ -229,7 +259,7 @@ fn errors_name_file_and_line() {
     assert_eq!(
         db.signature_count(),
         2,
-        "ClamAV counts the byte-compare one, not the skipped one"
+        "ClamAV counts the little-endian byte-compare one, not the skipped one"
     );
 }
 

@@ -578,3 +578,65 @@ fn regex_pcre_flags_against_clamscan() {
     }
     differential(&[("fl.ldb".to_owned(), ldb)], &files, &intents);
 }
+
+/// Byte-compare subsignatures: decimal, hexadecimal (big-endian), automatic and raw
+/// numbers, exact or not, at offsets after and before the trigger's last match, with one
+/// or two comparisons; each combination with its own marker, in one run.
+#[test]
+fn byte_compare_against_clamscan() {
+    if !clamscan_installed() {
+        return;
+    }
+    let bodies: [&[u8]; 4] = [
+        b"AA..1234ab..\x39\x30\0\0",
+        b"AA..1234ab..AA..5678.\0\0",
+        b"AA..1234ab..\x39\x30\0\0..0x1f.0x.x12",
+        b"AA..12..1..123.abcdef012.\0",
+    ];
+    let options = [
+        "hbe4#=4660",
+        "hb6#=1193131",
+        "hb4#<1000",
+        "hb3#=291",
+        "hb2#=0",
+        "h4#=4660",
+        "de4#=1234",
+        "db6#=1234",
+        "db4#=5678",
+        "d4#<1000",
+        "de4#<1000",
+        "ab4#=1234",
+        "ab4#=31",
+        "ab4#=0",
+        "abe4#<1000",
+        "ib2#=12594",
+        "il2#=12849",
+        "ib1#=49",
+        "il8#>1",
+        "i4#>1",
+        "db4#<1000,>0",
+        "db3#=123",
+    ];
+    let shifts = [">>4", ">>11", "<<2", ">>0", ">>19", ">>26", ">>500"];
+    let mut ldb = String::new();
+    let mut files = Vec::new();
+    let mut intents = BTreeMap::new();
+    let mut i = 0usize;
+    for (b, body) in bodies.iter().enumerate() {
+        for opt in options {
+            for shift in shifts {
+                let marker = [0xc0 + (i >> 7) as u8, 0x80 + (i & 0x7f) as u8];
+                let _ = writeln!(
+                    ldb,
+                    "Bc.{i};Engine:81-255,Target:0;2&(0&1);4141;0({shift}#{opt});{:02x}{:02x}",
+                    marker[0], marker[1]
+                );
+                let file = format!("bc{i:04}");
+                intents.insert(file.clone(), format!("body {b}: 0({shift}#{opt})"));
+                files.push((file, binary(&[*body, b".", &marker[..]].concat())));
+                i += 1;
+            }
+        }
+    }
+    differential(&[("bc.ldb".to_owned(), ldb)], &files, &intents);
+}

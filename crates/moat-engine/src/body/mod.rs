@@ -414,10 +414,18 @@ impl BodyScan<'_> {
         self.best
     }
 
-    /// Counting mode: `(signature index, matches)` of every signature that matched so
-    /// far, in no particular order.
-    pub fn counts(&self) -> impl Iterator<Item = (usize, u32)> + '_ {
-        self.counts.iter().map(|(&sig, &(n, _))| (sig as usize, n))
+    /// Counting mode: `(signature index, matches, position of the last match)` of
+    /// every signature that matched so far, in no particular order.
+    pub fn counts(&self) -> impl Iterator<Item = (usize, u32, u64)> + '_ {
+        self.counts
+            .iter()
+            .map(|(&sig, &(n, last))| (sig as usize, n, last))
+    }
+
+    /// Counting mode: the matches of signature `sig` so far and the position of the
+    /// last one, if it matched.
+    pub fn count_of(&self, sig: usize) -> Option<(u32, u64)> {
+        self.counts.get(&(sig as u32)).copied()
     }
 }
 
