@@ -21,6 +21,10 @@ use moat_sigs::{BodySig, LogicalSig, OffsetBase, Subsig};
 
 use crate::body::{BodyMatcher, BodyScan};
 
+/// The farthest a byte compare's bytes are kept around its trigger's match in a
+/// streamed file (the chunk overlap grows by at most this much).
+pub const MAX_COMPARE_REACH: usize = 64 << 10;
+
 /// What the evaluator needs to know about the file, besides its bytes: filled by the
 /// caller from file typing and executable parsing (and, inside containers, from the
 /// recursion), checked against each signature's target description.
@@ -242,12 +246,29 @@ impl LogicalMatcher {
     }
 
     /// How many bytes before and after an atom's start verification may read.
+    /// Byte compares add the bytes they read around their trigger's match, up to
+    /// [`MAX_COMPARE_REACH`] (a streamed file's byte compare reading farther than that
+    /// from its trigger across a chunk boundary does not match).
     pub fn reach(&self) -> (usize, usize) {
         let (e, n) = (&self.exact, &self.nocase);
-        (
+        let (mut back, mut ahead) = (
             e.reach_back().max(n.reach_back()),
             e.reach_ahead().max(n.reach_ahead()),
-        )
+        );
+        for c in &self.compares {
+            let far = |v: i64| {
+                usize::try_from(v)
+                    .unwrap_or(usize::MAX)
+                    .min(MAX_COMPARE_REACH)
+            };
+            if c.cmp.shift < 0 {
+                back = back.max(far(-c.cmp.shift));
+                ahead = ahead.max(far(i64::from(c.cmp.bytes)));
+            } else {
+                ahead = ahead.max(far(c.cmp.shift.saturating_add(i64::from(c.cmp.bytes))));
+            }
+        }
+        (back, ahead)
     }
 
     /// Whether any signature could hold for a file with these facts.

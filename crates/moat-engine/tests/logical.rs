@@ -130,4 +130,20 @@ fn byte_compare_in_memory_and_streamed() {
         .unwrap();
     assert_eq!(v, Verdict::Infected("B.UNOFFICIAL"));
     assert_eq!(e.scan_bytes(&data), Verdict::Infected("B.UNOFFICIAL"));
+    // Across a chunk boundary, with the number 3000 bytes after the trigger.
+    let e = engine("F;Engine:81-255,Target:0;0&1;6d6f6174;0(>>3000#db5#=12345)\n");
+    let mut data = binary(&vec![b'.'; 3 << 20]);
+    let at = (1 << 20) - 1000;
+    data[at..at + 4].copy_from_slice(b"moat");
+    data[at + 3000..at + 3005].copy_from_slice(b"12345");
+    let (v, _) = e
+        .scan_stream(
+            &data[..],
+            data.len() as u64,
+            1 << 20,
+            &mut buffer,
+            &Limits::default(),
+        )
+        .unwrap();
+    assert_eq!(v, Verdict::Infected("F.UNOFFICIAL"));
 }
