@@ -640,3 +640,57 @@ fn byte_compare_against_clamscan() {
     }
     differential(&[("bc.ldb".to_owned(), ldb)], &files, &intents);
 }
+
+/// The generator on text files: tokens in lowercase and uppercase, so that the raw
+/// bytes and the normalized copy (lowercased) count differently, and target-0 logical
+/// signatures are evaluated on both, in clamscan's order.
+#[test]
+fn generated_logical_signatures_on_text_against_clamscan() {
+    if !clamscan_installed() {
+        return;
+    }
+    let mut rng = Rng(0x7465_7874);
+    let letters = b"bcdfghjkmnpqrstvwxz";
+    let mut ldb = String::new();
+    let mut files = Vec::new();
+    let mut intents = BTreeMap::new();
+    for s in 0..80 {
+        let n = 1 + rng.below(4);
+        let tokens: Vec<String> = (0..=n)
+            .map(|j| {
+                let word: String = (0..4)
+                    .map(|_| char::from(letters[rng.below(letters.len())]))
+                    .collect();
+                format!("{word}{s:02}{j}")
+            })
+            .collect();
+        let ids: Vec<usize> = (0..n).collect();
+        let expr = format!("{n}&({})", gen_expr(&mut rng, &ids));
+        let hexes: Vec<String> = tokens
+            .iter()
+            .map(|t| t.bytes().map(|b| format!("{b:02x}")).collect())
+            .collect();
+        let _ = writeln!(ldb, "T.{s};Target:0;{expr};{}", hexes.join(";"));
+        for f in 0..3 {
+            let mut pieces: Vec<String> = Vec::new();
+            for t in &tokens[..n] {
+                for _ in 0..rng.below(4) {
+                    pieces.push(if rng.pct(50) {
+                        t.to_uppercase()
+                    } else {
+                        t.clone()
+                    });
+                }
+            }
+            pieces.push(tokens[n].clone());
+            for i in (1..pieces.len()).rev() {
+                let k = rng.below(i + 1);
+                pieces.swap(i, k);
+            }
+            let file = format!("t{s:02}-{f}");
+            intents.insert(file.clone(), format!("{expr}: {}", pieces.join(" ")));
+            files.push((file, format!("{}\n", pieces.join("  ")).into_bytes()));
+        }
+    }
+    differential(&[("text.ldb".to_owned(), ldb)], &files, &intents);
+}
