@@ -3,7 +3,11 @@
 //! - the documented examples of ClamAV's "Logical signatures" page, with files that
 //!   match and miss them, and a streamed (> 1 MiB) file;
 //! - a seeded generator of random expressions over random subsignatures, with files
-//!   holding each subsignature 0 to 3 times, all compared in one run of each scanner.
+//!   holding each subsignature 0 to 3 times, all compared in one run of each scanner,
+//!   on binary files and on text files (raw and normalized counts differ);
+//! - grids, each combination a signature with its own marker subsignature, in one run:
+//!   regex offsets × flags × counts, PCRE flags, hex modifiers × counts, byte compares;
+//! - lines refused, skipped uncounted, or counted, as clamscan treats them.
 //!
 //! `MOAT_REQUIRE_ORACLE=1`: fail (instead of skipping) when clamscan is not installed.
 //! `MOAT_LDB_SEED=N`: another seed for the generator; `MOAT_LDB_KEEP=1`: keep the files.
