@@ -4,7 +4,8 @@
 //! - body signatures into one multi-pattern automaton plus verifiers ([`body`]),
 //! - hash signatures into size-keyed sorted tables ([`hashes`]), so files of sizes
 //!   no signature has are never hashed,
-//! - the allow list (`.fp`/`.sfp`) into another such table.
+//! - the allow list (`.fp`/`.sfp`) into another such table,
+//! - logical signatures (`.ldb`) into counting matchers and PCRE2 regexes ([`logical`]).
 //!
 //! The engine is `Send + Sync` and never changes after it is built: scanning threads
 //! share it by reference (or `Arc`) with no lock. Per-thread scratch space lives in a
@@ -14,15 +15,18 @@
 //!
 //! Order of decisions for one file, as ClamAV reports them (measured): the first
 //! target-0 body signature on the raw bytes, else the first hash signature (MD5,
-//! SHA-1, SHA-256), else the first target-7 then target-0 body signature on the
-//! normalized-text copy ([`textnorm`], for the files [`filetype::gets_normalized`]
-//! accepts); a detection is cancelled when the file's hash is on the allow list.
+//! SHA-1, SHA-256), else the first logical signature ([`logical`], load order) on the
+//! raw bytes, else the first target-7 then target-0 body signature, then target-7 then
+//! target-0 logical signature, on the normalized-text copy ([`textnorm`], for the
+//! files [`filetype::gets_normalized`] accepts); a detection is cancelled when the
+//! file's hash is on the allow list.
 
 #![warn(missing_docs)]
 
 pub mod body;
 pub mod filetype;
 pub mod hashes;
+pub mod logical;
 mod scanner;
 pub mod textnorm;
 
@@ -32,6 +36,7 @@ use std::io::{self, Read};
 
 use body::{BodyMatcher, BodyScan};
 use hashes::{FileDigests, HashIndex, StreamDigests};
+use logical::{LogicalFacts, LogicalMatcher};
 use moat_sigs::hex::Element;
 use moat_sigs::line::{TARGET_ANY, TARGET_TEXT};
 use moat_sigs::Database;
@@ -70,6 +75,10 @@ pub struct Engine {
     text_any: BodyMatcher,
     hashes: HashIndex,
     allow: HashIndex,
+    /// Logical signatures on the raw bytes, in load order.
+    logical: LogicalMatcher,
+    /// Logical signatures of targets 7 then 0 on the normalized copy.
+    logical_text: LogicalMatcher,
     /// clamscan's "Known viruses" for the database this engine was built from.
     known: usize,
 }
@@ -86,6 +95,14 @@ impl Engine {
             sigs.cloned().collect::<Vec<_>>()
         };
         let (text, text_any) = (text_sigs(TARGET_TEXT), text_sigs(TARGET_ANY));
+        let logical_text = {
+            let of = |t: u8| {
+                db.logical
+                    .iter()
+                    .filter(move |s| s.target.target.unwrap_or(0) == t)
+            };
+            of(TARGET_TEXT).chain(of(TARGET_ANY)).cloned().collect()
+        };
         let raw_sigs = db
             .bodies
             .into_iter()
@@ -98,6 +115,8 @@ impl Engine {
             text_any: BodyMatcher::new(text_any),
             hashes: HashIndex::new(db.hashes),
             allow: HashIndex::new(db.allow),
+            logical: LogicalMatcher::new(db.logical),
+            logical_text: LogicalMatcher::for_normalized(logical_text),
         }
     }
 
@@ -117,13 +136,14 @@ impl Engine {
         if data.len() < MIN_SCANNED_SIZE {
             return Verdict::Clean;
         }
-        let raw = self.body.scan(data).map(|m| self.body.sig(m.sig));
+        let raw = self.body.scan(data).map(|m| &*self.body.sig(m.sig).name);
+        let logical = || self.logical.scan(data, &facts(data.len() as u64));
         let normalized = || {
             self.wants_normalized(data, data.len() as u64, limits)
-                .then(|| self.scan_normalized(&textnorm::normalize(data)))
+                .then(|| self.scan_normalized(&textnorm::normalize(data), data.len() as u64))
                 .flatten()
         };
-        self.decide(raw, normalized, &mut FileDigests::of(data))
+        self.decide(raw, logical, normalized, &mut FileDigests::of(data))
     }
 
     /// Scans a file of `file_len` bytes read from `reader`, `chunk` bytes at a time
@@ -140,7 +160,14 @@ impl Engine {
         limits: &Limits,
     ) -> io::Result<(Verdict<'_>, u64)> {
         let mut reader = reader.take(file_len);
-        let (reach_back, reach_ahead) = (self.body.reach_back(), self.body.reach_ahead());
+        let (l_back, l_ahead) = self.logical.reach();
+        let reach_back = self.body.reach_back().max(l_back);
+        let reach_ahead = self.body.reach_ahead().max(l_ahead);
+        let file_facts = facts(file_len);
+        let mut logical = self
+            .logical
+            .any_applies(&file_facts)
+            .then(|| self.logical.start(file_len, true));
         let chunk = chunk
             .max(4 * (reach_back + reach_ahead))
             .max(filetype::TEXT_SNIFF_LEN);
@@ -175,6 +202,9 @@ impl Engine {
                 end.saturating_sub(reach_ahead as u64)
             };
             scan.feed(buffer, base, until);
+            if let Some(logical) = &mut logical {
+                logical.feed(buffer, base, until);
+            }
             if eof {
                 break;
             }
@@ -189,37 +219,55 @@ impl Engine {
         }
         let raw = scan
             .and_then(BodyScan::finish)
-            .map(|m| self.body.sig(m.sig));
-        let normalized = || text.and_then(|(_, copy)| self.scan_normalized(&copy));
-        Ok((self.decide(raw, normalized, &mut digests), read))
+            .map(|m| &*self.body.sig(m.sig).name);
+        let logical = || logical.and_then(|l| l.finish(None, &facts(read)));
+        let normalized = || text.and_then(|(_, copy)| self.scan_normalized(&copy, read));
+        Ok((self.decide(raw, logical, normalized, &mut digests), read))
     }
 
     /// Whether a file of `len` bytes starting with `head` gets the normalized-text
     /// pass: clamscan's rule, the size limit, and something to match at all.
     fn wants_normalized(&self, head: &[u8], len: u64, limits: &Limits) -> bool {
-        let any_sigs = !(self.text.is_empty() && self.text_any.is_empty());
+        let any_sigs =
+            !(self.text.is_empty() && self.text_any.is_empty() && self.logical_text.is_empty());
         any_sigs && limits.normalizes(len) && filetype::gets_normalized(head)
     }
 
-    /// The first body signature to match the normalized copy: target 7, then target 0.
-    fn scan_normalized(&self, copy: &[u8]) -> Option<&BodySig> {
-        let typed = self.text.scan(copy).map(|m| self.text.sig(m.sig));
-        typed.or_else(|| self.text_any.scan(copy).map(|m| self.text_any.sig(m.sig)))
+    /// The first signature to match the normalized copy: body signatures of target
+    /// 7, then of target 0, then logical signatures of target 7, then 0 (measured;
+    /// their `FileSize` is the file's, not the copy's, also measured).
+    fn scan_normalized(&self, copy: &[u8], file_size: u64) -> Option<&str> {
+        let typed = self.text.scan(copy).map(|m| &*self.text.sig(m.sig).name);
+        typed
+            .or_else(|| {
+                self.text_any
+                    .scan(copy)
+                    .map(|m| &*self.text_any.sig(m.sig).name)
+            })
+            .or_else(|| {
+                let facts = LogicalFacts {
+                    target: TARGET_TEXT,
+                    ..LogicalFacts::plain(file_size)
+                };
+                self.logical_text.scan(copy, &facts)
+            })
     }
 
-    /// The verdict, in ClamAV's order: a body signature on the raw bytes, else a hash
-    /// signature, else a body signature on the normalized copy (computed only then).
-    /// A detection is cancelled by the allow list.
+    /// The verdict, in ClamAV's order (measured): a body signature on the raw bytes,
+    /// else a hash signature, else a logical signature on the raw bytes, else a
+    /// signature on the normalized copy (computed only then). A detection is cancelled
+    /// by the allow list.
     fn decide<'s>(
         &'s self,
-        raw: Option<&'s BodySig>,
-        normalized: impl FnOnce() -> Option<&'s BodySig>,
+        raw: Option<&'s str>,
+        logical: impl FnOnce() -> Option<&'s str>,
+        normalized: impl FnOnce() -> Option<&'s str>,
         digests: &mut FileDigests<'_>,
     ) -> Verdict<'s> {
         let detection = raw
-            .map(|sig| &*sig.name)
             .or_else(|| self.hashes.lookup(digests))
-            .or_else(|| normalized().map(|sig| &*sig.name));
+            .or_else(logical)
+            .or_else(normalized);
         match detection {
             Some(_) if self.allow.lookup(digests).is_some() => Verdict::Clean,
             Some(name) => Verdict::Infected(name),
@@ -241,6 +289,13 @@ fn could_match_text(sig: &BodySig) -> bool {
                 _ => true,
             })
         })
+}
+
+/// The facts logical signatures check, for a top-level file of `len` bytes. File
+/// typing and executable parsing (moat-formats) fill in the target, entry point and
+/// sections; until they are wired in, every file is of target 0.
+fn facts(len: u64) -> LogicalFacts<'static> {
+    LogicalFacts::plain(len)
 }
 
 /// Appends up to `n` bytes from `reader` to `buffer`; fewer only at end of input.

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::cvd::{self, Kind};
 use crate::error::{LoadError, ParseError};
 use crate::hashtable::HashTable;
+use crate::ldb::{self, Ldb, LdbSkip, LogicalSig};
 use crate::line::{self, BodySig, Parsed, SkipReason, TARGET_ANY, TARGET_TEXT};
 
 /// Every signature loaded from one or more database paths, in load order, with the
@@ -19,6 +20,8 @@ pub struct Database {
     pub allow: HashTable,
     /// Body signatures (`.ndb`) the engine supports.
     pub bodies: Vec<BodySig>,
+    /// Logical signatures (`.ldb`) the engine evaluates.
+    pub logical: Vec<LogicalSig>,
     /// What was skipped and why.
     pub report: LoadReport,
 }
@@ -37,6 +40,9 @@ pub struct LoadReport {
     pub not_evaluated: usize,
     /// Signatures removed by `.ign2` entries.
     pub ignored: usize,
+    /// Logical signatures ClamAV skips without counting them: an unknown attribute in
+    /// the target description, or an unknown `CL_TYPE_*` in `Container`/`Intermediates`.
+    pub logical_skipped: usize,
     /// Files in a database directory that are not databases at all, and container
     /// members of no known format (`COPYING`), as `DIR/X.cvd/COPYING`.
     pub foreign_files: Vec<PathBuf>,
@@ -65,6 +71,8 @@ enum Format {
     Allow,
     /// `.ndb`: extended body signatures.
     Body,
+    /// `.ldb`: logical signatures.
+    Logical,
     /// `.ign2`, `.ign`: names to disable.
     Ignore,
     /// A ClamAV database format moat does not read yet.
@@ -92,7 +100,7 @@ fn format_of(path: &Path) -> Option<Format> {
         "hdu" | "hsu" | "ndu" | "ldu" | "mdu" | "msu" => Format::Pua,
         "info" | "cfg" => Format::Metadata,
         "mdb" | "msb" => Format::Unsupported("PE section hash signatures"),
-        "ldb" => Format::Unsupported("logical signatures"),
+        "ldb" => Format::Logical,
         "cvd" | "cld" | "cud" => Format::Container(Kind::from_extension(ext)?),
         "db" | "sdb" | "zmd" | "rmd" | "cdb" => Format::Unsupported("container/legacy signatures"),
         "pdb" | "gdb" | "wdb" => Format::Unsupported("phishing URL signatures"),
@@ -142,7 +150,11 @@ impl Database {
     /// detections, allow-list entries, and well-formed signatures the engine cannot
     /// evaluate yet (ClamAV counts those too).
     pub fn signature_count(&self) -> usize {
-        self.hashes.len() + self.bodies.len() + self.allow.len() + self.report.not_evaluated
+        self.hashes.len()
+            + self.bodies.len()
+            + self.logical.len()
+            + self.allow.len()
+            + self.report.not_evaluated
     }
 }
 
@@ -252,7 +264,7 @@ impl Loader {
         };
         let signatures = matches!(
             format,
-            Format::Hash | Format::Allow | Format::Body | Format::Ignore
+            Format::Hash | Format::Allow | Format::Body | Format::Logical | Format::Ignore
         );
         if text.is_empty() && signatures {
             return Err(LoadError::Malformed {
@@ -311,7 +323,42 @@ impl Loader {
                                 *unsupported.entry(reason).or_default() += 1
                             }
                         },
+                        Parsed::Skipped(SkipReason::MacroGroup) => {
+                            self.db.report.not_evaluated += 1;
+                            *unsupported
+                                .entry(
+                                    "macro group members ($N offsets) are not supported yet".into(),
+                                )
+                                .or_default() += 1
+                        }
                         Parsed::Skipped(why) => self.count_skip(why),
+                    }
+                }
+            }
+            Format::Logical => {
+                let chunks = parse_lines(path, body, Vec::new, |sigs, line| {
+                    sigs.push(ldb::parse_ldb(line, suffix)?);
+                    Ok(())
+                })?;
+                for parsed in chunks.into_iter().flatten() {
+                    match parsed {
+                        Ldb::Sig(sig) if is_ignored(&self.ignore, &sig.name, suffix) => {
+                            self.db.report.ignored += 1
+                        }
+                        Ldb::Sig(sig) => self.db.logical.push(sig),
+                        Ldb::NotEvaluated(reason) => {
+                            self.db.report.not_evaluated += 1;
+                            *unsupported
+                                .entry(format!("logical signatures with {reason}"))
+                                .or_default() += 1
+                        }
+                        Ldb::Skipped(LdbSkip::Flevel) => self.db.report.flevel_skipped += 1,
+                        Ldb::Skipped(LdbSkip::UnknownTarget) => {
+                            self.db.report.unknown_target_skipped += 1
+                        }
+                        Ldb::Skipped(LdbSkip::UnknownAttribute | LdbSkip::UnknownContainerType) => {
+                            self.db.report.logical_skipped += 1
+                        }
                     }
                 }
             }
@@ -387,6 +434,8 @@ impl Loader {
         match why {
             SkipReason::Flevel => self.db.report.flevel_skipped += 1,
             SkipReason::UnknownTarget => self.db.report.unknown_target_skipped += 1,
+            // Counted by the caller, which knows the file's report.
+            SkipReason::MacroGroup => {}
         }
     }
 
@@ -405,6 +454,7 @@ impl Loader {
         self.db.hashes.shrink_to_fit();
         self.db.allow.shrink_to_fit();
         self.db.bodies.shrink_to_fit();
+        self.db.logical.shrink_to_fit();
         self.db
     }
 }

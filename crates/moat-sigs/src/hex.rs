@@ -96,6 +96,10 @@ pub enum Boundary {
     Line,
     /// `(W)`: one non-alphanumeric byte.
     NonAlnum,
+    /// No hex syntax: the edge of a wide (`::wf`) full-word subsignature of a logical
+    /// signature, a zero-width assertion that the UTF-16LE character next to the match
+    /// is not an alphanumeric ASCII one (a byte `isalnum` followed by a zero byte).
+    WideNonAlnum,
 }
 
 /// One matching unit of a part.
@@ -143,6 +147,7 @@ impl Element {
                 ranges.fold((u32::MAX, 0), |(lo, hi), (a, b)| (lo.min(a), hi.max(b)))
             }
             Element::Boundary(Boundary::Word | Boundary::NonAlnum) => (1, 1),
+            Element::Boundary(Boundary::WideNonAlnum) => (2, 2),
             Element::Boundary(Boundary::Line) => (1, 2),
         }
     }
@@ -181,6 +186,19 @@ pub fn parse(text: &str) -> Result<Pattern, ParseError> {
     Parser {
         s: text.as_bytes(),
         pos: 0,
+        min_static: MIN_STATIC_SIGNATURE,
+    }
+    .pattern()
+}
+
+/// Parses the hex body of a logical signature's subsignature: as [`parse`], but a
+/// body of static bytes only may be two bytes long (measured: ClamAV 1.4.6 accepts
+/// `4141` there, and refuses one byte).
+pub fn parse_subsig(text: &str) -> Result<Pattern, ParseError> {
+    Parser {
+        s: text.as_bytes(),
+        pos: 0,
+        min_static: 2,
     }
     .pattern()
 }
@@ -188,6 +206,7 @@ pub fn parse(text: &str) -> Result<Pattern, ParseError> {
 struct Parser<'a> {
     s: &'a [u8],
     pos: usize,
+    min_static: usize,
 }
 
 impl Parser<'_> {
@@ -247,9 +266,10 @@ impl Parser<'_> {
                 .elements
                 .iter()
                 .all(|e| matches!(e, Element::Byte(_)));
-        if pure_static && parts[0].elements.len() < MIN_STATIC_SIGNATURE {
+        if pure_static && parts[0].elements.len() < self.min_static {
             return self.err(format!(
-                "a signature of static bytes only needs at least {MIN_STATIC_SIGNATURE} bytes"
+                "a signature of static bytes only needs at least {} bytes",
+                self.min_static
             ));
         }
         Ok(Pattern {

@@ -2,7 +2,7 @@
 //!
 //! This crate knows the *syntax* of ClamAV's databases and nothing about matching:
 //! it turns `.hdb`/`.hsb` (hashes), `.fp`/`.sfp` (allow lists), `.ndb` (extended body
-//! signatures) and `.ign2` (disabled names), also inside `.cvd`/`.cld`/`.cud` containers, into the types below, and reports every
+//! signatures), `.ldb` (logical signatures) and `.ign2` (disabled names), also inside `.cvd`/`.cld`/`.cud` containers, into the types below, and reports every
 //! malformed line as an error that names the file, the line and the reason.
 //! The compiled matchers live in `moat-engine`.
 //!
@@ -10,6 +10,7 @@
 //! - [`hex`]: the body-signature hex syntax (`??`, `a?`, `{n-m}`, `(aa|bb)`, `[x-y]`, `(B)`…)
 //!   parsed into a [`hex::Pattern`].
 //! - [`offset`]: the offset column of `.ndb` lines (`*`, `n`, `EOF-n`, `EP+n`, `,maxshift`).
+//! - [`ldb`]: logical signatures (`.ldb`): target description, expression, subsignatures.
 //! - [`line`]: one database line of each format into a signature value.
 //! - [`database`]: loading files and directories as `clamscan -d` does, FLEVEL filtering,
 //!   `.ign2` application and the per-format "not supported yet" report.
@@ -25,6 +26,7 @@ pub mod database;
 pub mod error;
 pub mod hashtable;
 pub mod hex;
+pub mod ldb;
 pub mod line;
 pub mod offset;
 
@@ -32,6 +34,7 @@ pub use database::{Database, LoadReport, SkippedFile};
 pub use error::{LoadError, ParseError};
 pub use hashtable::{HashEntry, HashTable, Names, ANY_SIZE};
 pub use hex::{Element, Gap, Part, Pattern};
+pub use ldb::{Ldb, LdbSkip, LogicalSig, Subsig};
 pub use line::{BodySig, Digest, HashKind, HashSig, Parsed, SkipReason, Target};
 pub use offset::{Offset, OffsetBase};
 

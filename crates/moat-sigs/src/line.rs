@@ -118,6 +118,10 @@ pub enum SkipReason {
     Flevel,
     /// A target type above [`TARGET_MAX`].
     UnknownTarget,
+    /// An `.ndb` line whose offset is `$N`: a member of macro group `N`, matched only
+    /// through the macro subsignatures of logical signatures (ClamAV loads and counts
+    /// it; alone it never reports, measured).
+    MacroGroup,
 }
 
 /// The smallest FLEVEL at which ClamAV accepts a `*` size in hash signatures.
@@ -194,6 +198,11 @@ pub fn parse_ndb(line: &str, suffix: &str) -> Result<Parsed<BodySig>, ParseError
     let (min_fl, max_fl) = flevels(&mut fields)?;
     let name = check_name(name)?;
     let target: u32 = decimal(target, "target type")?;
+    if let Some(group) = offset.strip_prefix('$') {
+        decimal::<u32>(group, "macro group")?;
+        hex::parse(hexsig)?;
+        return Ok(Parsed::Skipped(SkipReason::MacroGroup));
+    }
     let offset = offset::parse(offset)?;
     let pattern = hex::parse(hexsig)?;
     if !flevel_ok(min_fl, max_fl) {

@@ -13,6 +13,7 @@ use sha2::Sha256;
 const HDB: &str = "07d5c520d595c408bb39c8887fdfb7c8:20:Moat.Test.Hash\n";
 const NDB: &str = "Moat.Test.Body:0:*:6d6f617420637664\n";
 const LDB: &str = "Moat.Test.Logical;Engine:51-255,Target:0;0;6d6f6174\n";
+const MDB: &str = "1024:44d88612fea8a8f36de82e1278abb02f:Moat.Test.Section\n";
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -157,6 +158,7 @@ fn cld_plain_tar_loads_without_md5_check() {
 fn unsupported_members_are_counted_not_errors() {
     let dir = tempfile::tempdir().unwrap();
     let mut m = members();
+    m.push(("x.mdb", MDB.as_bytes()));
     m.push(("x.ldb", LDB.as_bytes()));
     let path = write(
         dir.path(),
@@ -168,9 +170,10 @@ fn unsupported_members_are_counted_not_errors() {
         db.report.not_evaluated + db.hashes.len() + db.bodies.len(),
         2
     );
+    assert_eq!(db.logical.len(), 1, "the .ldb member loads");
     let skipped = &db.report.skipped;
     assert_eq!(skipped.len(), 1, "{skipped:?}");
-    assert!(skipped[0].path.ends_with("x.cvd/x.ldb"));
+    assert!(skipped[0].path.ends_with("x.cvd/x.mdb"));
     assert_eq!(skipped[0].signatures, 1);
 }
 

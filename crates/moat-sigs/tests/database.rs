@@ -202,14 +202,11 @@ fn target_types_other_than_0_and_7_are_reported_with_counts() {
 
 #[test]
 fn unsupported_formats_are_reported_with_counts() {
-    let db = text(
-        "x.ldb",
-        "L1;Target:0;0;aabbcc\nL2;Target:0;0;ddeeff\nL3;Target:0;0;112233\n",
-    );
+    let db = text("x.msb", "one\ntwo\nthree\n");
     assert_eq!(db.signature_count(), 0);
     assert_eq!(db.report.skipped.len(), 1);
     assert_eq!(db.report.skipped[0].signatures, 3);
-    assert_eq!(db.report.skipped[0].path, PathBuf::from("x.ldb"));
+    assert_eq!(db.report.skipped[0].path, PathBuf::from("x.msb"));
     assert!(!db.report.skipped[0].reason.is_empty());
 
     for ext in [

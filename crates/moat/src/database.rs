@@ -58,6 +58,12 @@ fn report(db: &Database) {
     if db.report.ignored > 0 {
         tracing::debug!(count = db.report.ignored, "signatures disabled by .ign2");
     }
+    if db.report.logical_skipped > 0 {
+        tracing::debug!(
+            count = db.report.logical_skipped,
+            "logical signatures skipped as clamscan skips them (unknown attribute or CL_TYPE)"
+        );
+    }
     for old in &db.report.superseded {
         tracing::info!(path = %old.path.display(), "database not loaded: {}", old.reason);
     }

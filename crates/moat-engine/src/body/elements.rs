@@ -88,6 +88,11 @@ fn element_forward(element: &Element, data: &[u8], pos: usize, out: &mut Vec<usi
         }
         Element::Boundary(Boundary::Word) => boundary_word(data, pos, true, out),
         Element::Boundary(Boundary::Line) => boundary_line(data, pos, true, out),
+        Element::Boundary(Boundary::WideNonAlnum) => {
+            if look_ahead(Boundary::WideNonAlnum, data, pos) {
+                out.push(pos + 2)
+            }
+        }
         single => {
             if data.get(pos).is_some_and(|&b| byte_matches(single, b)) {
                 out.push(pos + 1);
@@ -123,6 +128,11 @@ fn element_backward(element: &Element, data: &[u8], pos: usize, out: &mut Vec<us
         }
         Element::Boundary(Boundary::Word) => boundary_word(data, pos, false, out),
         Element::Boundary(Boundary::Line) => boundary_line(data, pos, false, out),
+        Element::Boundary(Boundary::WideNonAlnum) => {
+            if pos >= 2 && look_behind(Boundary::WideNonAlnum, data, pos) {
+                out.push(pos - 2)
+            }
+        }
         single => {
             if pos > 0 && byte_matches(single, data[pos - 1]) {
                 out.push(pos - 1);
@@ -191,6 +201,9 @@ fn boundary_line(data: &[u8], pos: usize, forward: bool, out: &mut Vec<usize>) {
 
 /// Whether a zero-width boundary at the start of a signature holds at `pos`.
 pub fn look_behind(class: Boundary, data: &[u8], pos: usize) -> bool {
+    if class == Boundary::WideNonAlnum {
+        return !(pos >= 2 && is_wide_alnum(data[pos - 2], data[pos - 1]));
+    }
     let Some(&b) = pos.checked_sub(1).and_then(|p| data.get(p)) else {
         return true;
     };
@@ -198,11 +211,15 @@ pub fn look_behind(class: Boundary, data: &[u8], pos: usize) -> bool {
         Boundary::Word => is_word_boundary_before(b),
         Boundary::NonAlnum => !b.is_ascii_alphanumeric(),
         Boundary::Line => b == b'\n',
+        Boundary::WideNonAlnum => unreachable!("handled above"),
     }
 }
 
 /// Whether a zero-width boundary at the end of a signature holds at `pos`.
 pub fn look_ahead(class: Boundary, data: &[u8], pos: usize) -> bool {
+    if class == Boundary::WideNonAlnum {
+        return !matches!(data.get(pos..pos + 2), Some(&[lo, hi]) if is_wide_alnum(lo, hi));
+    }
     let Some(&b) = data.get(pos) else {
         return true;
     };
@@ -210,5 +227,11 @@ pub fn look_ahead(class: Boundary, data: &[u8], pos: usize) -> bool {
         Boundary::Word => is_word_boundary_after(b),
         Boundary::NonAlnum => !b.is_ascii_alphanumeric(),
         Boundary::Line => b == b'\n' || (b == b'\r' && data.get(pos + 1) == Some(&b'\n')),
+        Boundary::WideNonAlnum => unreachable!("handled above"),
     }
+}
+
+/// Whether the UTF-16LE unit `lo, hi` is an alphanumeric ASCII character.
+fn is_wide_alnum(lo: u8, hi: u8) -> bool {
+    hi == 0 && lo.is_ascii_alphanumeric()
 }

@@ -53,6 +53,9 @@ pub struct BodyMatcher {
     sigs: Vec<CompiledSig>,
     /// The farthest verification reads before and after an atom's start.
     reach: (usize, usize),
+    /// Counting mode ([`BodyMatcher::counting`]): every match of every signature is
+    /// counted instead of stopping at the first.
+    counting: bool,
 }
 
 /// A body signature prepared for matching: a boundary class at the very start or end
@@ -152,8 +155,9 @@ impl BodyMatcher {
         for (sig_index, compiled) in sigs.iter().enumerate() {
             for (part_index, part) in compiled.sig.pattern.parts.iter().enumerate() {
                 let (elem, bytes) = choose_atom(part);
-                // +1 / +2: room for a look-behind byte and a look-ahead `\r\n`.
-                let before = seq_len_range(&part.elements[..elem]).1 as usize + 1;
+                // +2 / +2: room for a look-behind (two bytes for a wide one) and a
+                // look-ahead `\r\n` (or wide character).
+                let before = seq_len_range(&part.elements[..elem]).1 as usize + 2;
                 let after = seq_len_range(&part.elements[elem..]).1 as usize + 2;
                 reach = (reach.0.max(before), reach.1.max(after));
                 let id = *atom_ids.entry(bytes.clone()).or_insert_with(|| {
@@ -179,6 +183,18 @@ impl BodyMatcher {
             anchors,
             sigs,
             reach,
+            counting: false,
+        }
+    }
+
+    /// Compiles signatures for counting: a scan records how many times each one
+    /// matched (distinct positions, at most [`MAX_COUNT`]) instead of stopping at the
+    /// first match of each; read them with [`BodyScan::counts`]. What the
+    /// subsignatures of logical signatures need. The first-match path is unchanged.
+    pub fn counting(sigs: Vec<BodySig>) -> BodyMatcher {
+        BodyMatcher {
+            counting: true,
+            ..BodyMatcher::new(sigs)
         }
     }
 
@@ -216,6 +232,7 @@ impl BodyMatcher {
             matched: Vec::new(),
             best: None,
             done: 0,
+            counts: HashMap::new(),
         }
     }
 
@@ -324,7 +341,15 @@ pub struct BodyScan<'m> {
     best: Option<BodyMatch>,
     /// Atoms starting before this file offset have been processed.
     done: u64,
+    /// Counting mode: per signature that matched, the matches counted and the last
+    /// position counted (sparse: most files match few subsignatures, and nothing is
+    /// allocated for a file that matches none).
+    counts: HashMap<u32, (u32, u64)>,
 }
+
+/// The most matches counted per signature in one scan (ClamAV's counts are compared
+/// with small numbers; the bound keeps the counters from meaning anything else).
+pub const MAX_COUNT: u32 = 1 << 20;
 
 impl BodyScan<'_> {
     /// Processes the atoms of `buf` (file bytes from offset `base`) that start in
@@ -340,6 +365,26 @@ impl BodyScan<'_> {
             &mut self.matched,
             &mut self.best,
         );
+        if matcher.counting {
+            let counts = &mut self.counts;
+            matcher.prefilter.for_each(buf, |atom, at| {
+                let abs = base + at as u64;
+                if abs < done || abs >= until {
+                    return;
+                }
+                for anchor in &matcher.anchors[atom as usize] {
+                    if let Some(position) = matcher.on_hit(anchor, buf, base, at, state) {
+                        let (n, last) = counts.entry(anchor.sig).or_insert((0, u64::MAX));
+                        if *last != position && *n < MAX_COUNT {
+                            *n += 1;
+                            *last = position;
+                        }
+                    }
+                }
+            });
+            self.done = self.done.max(until);
+            return;
+        }
         matcher.prefilter.for_each(buf, |atom, at| {
             let abs = base + at as u64;
             if abs < done || abs >= until {
@@ -367,6 +412,20 @@ impl BodyScan<'_> {
     /// The signature ClamAV would report first, once the whole file has been fed.
     pub fn finish(self) -> Option<BodyMatch> {
         self.best
+    }
+
+    /// Counting mode: `(signature index, matches, position of the last match)` of
+    /// every signature that matched so far, in no particular order.
+    pub fn counts(&self) -> impl Iterator<Item = (usize, u32, u64)> + '_ {
+        self.counts
+            .iter()
+            .map(|(&sig, &(n, last))| (sig as usize, n, last))
+    }
+
+    /// Counting mode: the matches of signature `sig` so far and the position of the
+    /// last one, if it matched.
+    pub fn count_of(&self, sig: usize) -> Option<(u32, u64)> {
+        self.counts.get(&(sig as u32)).copied()
     }
 }
 
