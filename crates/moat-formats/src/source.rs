@@ -36,3 +36,23 @@ impl ByteSource for std::fs::File {
         std::os::unix::fs::FileExt::read_at(self, buf, offset)
     }
 }
+
+/// A slice reference is a source too, so `exe::parse(&bytes)` works for `bytes: &[u8]`
+/// (a bare `[u8]` is unsized and cannot become a `&dyn ByteSource`).
+impl ByteSource for &[u8] {
+    fn len(&self) -> u64 {
+        <[u8]>::len(self) as u64
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        <[u8] as ByteSource>::read_at(self, offset, buf)
+    }
+}
+
+impl ByteSource for Vec<u8> {
+    fn len(&self) -> u64 {
+        self.as_slice().len() as u64
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        <[u8] as ByteSource>::read_at(self, offset, buf)
+    }
+}
