@@ -21,16 +21,21 @@
 #![warn(missing_docs)]
 
 pub mod body;
+pub mod facts;
 pub mod filetype;
 pub mod hashes;
+pub mod htmlnorm;
 mod scanner;
 pub mod textnorm;
+pub mod typed;
 
 pub use scanner::{Limits, ScanError, ScanOutcome, Scanner, Skip};
 
 use std::io::{self, Read};
 
 use body::{BodyMatcher, BodyScan};
+use facts::FileFacts;
+use moat_formats::{ByteSource, FileType};
 use hashes::{FileDigests, HashIndex, StreamDigests};
 use moat_sigs::hex::Element;
 use moat_sigs::line::{TARGET_ANY, TARGET_TEXT};
@@ -68,6 +73,8 @@ pub struct Engine {
     /// Target-0 body signatures that could match normalized text, matched against
     /// the normalized copy after the target-7 ones.
     text_any: BodyMatcher,
+    /// Target types 1-12 (but 7) and section hashes ([`typed`]).
+    typed: typed::Typed,
     hashes: HashIndex,
     allow: HashIndex,
     /// clamscan's "Known viruses" for the database this engine was built from.
@@ -86,13 +93,14 @@ impl Engine {
             sigs.cloned().collect::<Vec<_>>()
         };
         let (text, text_any) = (text_sigs(TARGET_TEXT), text_sigs(TARGET_ANY));
-        let raw_sigs = db
+        let (raw_sigs, typed_sigs) = db
             .bodies
             .into_iter()
-            .filter(|s| s.target == TARGET_ANY)
-            .collect();
+            .filter(|s| s.target != TARGET_TEXT)
+            .partition(|s| s.target == TARGET_ANY);
         Engine {
             known,
+            typed: typed::Typed::new(typed_sigs, db.section_hashes),
             body: BodyMatcher::new(raw_sigs),
             text: BodyMatcher::new(text),
             text_any: BodyMatcher::new(text_any),
@@ -117,20 +125,34 @@ impl Engine {
         if data.len() < MIN_SCANNED_SIZE {
             return Verdict::Clean;
         }
-        let raw = self.body.scan(data).map(|m| self.body.sig(m.sig));
+        let source: &[u8] = data;
+        let facts = FileFacts::new(data, &source);
+        // HTML files are matched through their normalized copy only (measured).
+        let html = facts.file_type() == FileType::Html;
+        let raw = (!html)
+            .then(|| {
+                let typed = self.typed.scan_raw(&facts, data);
+                typed.or_else(|| self.body.scan(data).map(|m| self.body.sig(m.sig)))
+            })
+            .flatten();
         let normalized = || {
+            if html {
+                return self.scan_html(data);
+            }
             self.wants_normalized(data, data.len() as u64, limits)
                 .then(|| self.scan_normalized(&textnorm::normalize(data)))
                 .flatten()
         };
-        self.decide(raw, normalized, &mut FileDigests::of(data))
+        let sections = || self.typed.section_hash(&facts);
+        self.decide(raw, sections, normalized, &mut FileDigests::of(data))
     }
 
     /// Scans a file of `file_len` bytes read from `reader`, `chunk` bytes at a time
     /// into `buffer` (reused between calls): memory stays bounded whatever the file
     /// size, and nothing breaks if the file shrinks meanwhile (unlike a mapping,
     /// which raises SIGBUS). At most `file_len` bytes are read. Returns the verdict
-    /// and the number of bytes read.
+    /// and the number of bytes read. Executable layouts cannot be read from a bare
+    /// reader: use [`Engine::scan_stream_from`] for `EP`/`Sx` offsets and section hashes.
     pub fn scan_stream(
         &self,
         reader: impl Read,
@@ -139,8 +161,27 @@ impl Engine {
         buffer: &mut Vec<u8>,
         limits: &Limits,
     ) -> io::Result<(Verdict<'_>, u64)> {
+        self.scan_stream_from(reader, None, file_len, chunk, buffer, limits)
+    }
+
+    /// Like [`Engine::scan_stream`], with positioned reads of the same file through
+    /// `source` for what sits outside the chunk being scanned (executable headers,
+    /// PE sections for section hashes). The file type is decided by its first chunk.
+    pub fn scan_stream_from(
+        &self,
+        reader: impl Read,
+        source: Option<&dyn ByteSource>,
+        file_len: u64,
+        chunk: usize,
+        buffer: &mut Vec<u8>,
+        limits: &Limits,
+    ) -> io::Result<(Verdict<'_>, u64)> {
+        static NO_SOURCE: &[u8] = &[];
+        let source = source.unwrap_or(&NO_SOURCE);
         let mut reader = reader.take(file_len);
-        let (reach_back, reach_ahead) = (self.body.reach_back(), self.body.reach_ahead());
+        let typed_reach = self.typed.reach();
+        let reach_back = self.body.reach_back().max(typed_reach.0);
+        let reach_ahead = self.body.reach_ahead().max(typed_reach.1);
         let chunk = chunk
             .max(4 * (reach_back + reach_ahead))
             .max(filetype::TEXT_SNIFF_LEN);
@@ -157,12 +198,22 @@ impl Engine {
         buffer.clear();
         let mut base = 0u64;
         let mut scan = None;
+        let mut facts = None;
+        let mut typed_scan = None;
         loop {
             let old = buffer.len();
             let eof = read_up_to(&mut reader, buffer, chunk)? < chunk;
             digests.update(&buffer[old..]);
-            if old == 0 && base == 0 && self.wants_normalized(buffer, file_len, limits) {
-                text = Some((Normalizer::default(), Vec::new()));
+            if old == 0 && base == 0 {
+                let head = &buffer[..buffer.len().min(facts::STREAM_HEAD)];
+                let f = facts.insert(FileFacts::new(head, source));
+                typed_scan = self.typed.raw_matcher(f.file_type()).map(|m| {
+                    let exe = m.needs_exe().then(|| f.exe().cloned()).flatten();
+                    m.start_exe(file_len, exe)
+                });
+                if self.wants_normalized(buffer, file_len, limits) {
+                    text = Some((Normalizer::default(), Vec::new()));
+                }
             }
             if let Some((normalizer, copy)) = &mut text {
                 normalizer.push(&buffer[old..], copy);
@@ -175,6 +226,9 @@ impl Engine {
                 end.saturating_sub(reach_ahead as u64)
             };
             scan.feed(buffer, base, until);
+            if let Some(typed) = &mut typed_scan {
+                typed.feed(buffer, base, until);
+            }
             if eof {
                 break;
             }
@@ -187,11 +241,33 @@ impl Engine {
         if read < MIN_SCANNED_SIZE as u64 {
             return Ok((Verdict::Clean, read));
         }
-        let raw = scan
-            .and_then(BodyScan::finish)
-            .map(|m| self.body.sig(m.sig));
+        let typed = typed_scan.and_then(|t| {
+            let m = t.finish()?;
+            let matcher = facts.as_ref().and_then(|f| self.typed.raw_matcher(f.file_type()))?;
+            Some(matcher.sig(m.sig))
+        });
+        let raw = typed.or_else(|| {
+            scan.and_then(BodyScan::finish)
+                .map(|m| self.body.sig(m.sig))
+        });
         let normalized = || text.and_then(|(_, copy)| self.scan_normalized(&copy));
-        Ok((self.decide(raw, normalized, &mut digests), read))
+        let sections = || facts.as_ref().and_then(|f| self.typed.section_hash(f));
+        Ok((self.decide(raw, sections, normalized, &mut digests), read))
+    }
+
+    /// The first body signature to match an HTML file's normalized copy: target 3,
+    /// then target 0; then target 7 on the text of its scripts ([`htmlnorm`]).
+    fn scan_html(&self, data: &[u8]) -> Option<&BodySig> {
+        let html = self.typed.html();
+        if html.is_empty() && self.text_any.is_empty() && self.text.is_empty() {
+            return None;
+        }
+        let copy = htmlnorm::normalize(data);
+        let first = |m: &'_ BodyMatcher, d: &[u8]| m.scan(d).map(|found| found.sig);
+        first(html, &copy.html)
+            .map(|i| html.sig(i))
+            .or_else(|| first(&self.text_any, &copy.html).map(|i| self.text_any.sig(i)))
+            .or_else(|| first(&self.text, &copy.scripts).map(|i| self.text.sig(i)))
     }
 
     /// Whether a file of `len` bytes starting with `head` gets the normalized-text
@@ -207,18 +283,21 @@ impl Engine {
         typed.or_else(|| self.text_any.scan(copy).map(|m| self.text_any.sig(m.sig)))
     }
 
-    /// The verdict, in ClamAV's order: a body signature on the raw bytes, else a hash
-    /// signature, else a body signature on the normalized copy (computed only then).
+    /// The verdict, in ClamAV's order: a body signature on the raw bytes (the file
+    /// type's own, then target 0), else a whole-file hash signature, else a PE section
+    /// hash, else a body signature on the normalized copy (computed only then).
     /// A detection is cancelled by the allow list.
     fn decide<'s>(
         &'s self,
         raw: Option<&'s BodySig>,
+        sections: impl FnOnce() -> Option<&'s str>,
         normalized: impl FnOnce() -> Option<&'s BodySig>,
         digests: &mut FileDigests<'_>,
     ) -> Verdict<'s> {
         let detection = raw
             .map(|sig| &*sig.name)
             .or_else(|| self.hashes.lookup(digests))
+            .or_else(sections)
             .or_else(|| normalized().map(|sig| &*sig.name));
         match detection {
             Some(_) if self.allow.lookup(digests).is_some() => Verdict::Clean,

@@ -123,7 +123,7 @@ impl<'e> Scanner<'e> {
         }
         let (verdict, read) =
             self.engine
-                .scan_stream(file, len, CHUNK, &mut self.buffer, &self.limits)?;
+                .scan_stream_from(file, Some(file), len, CHUNK, &mut self.buffer, &self.limits)?;
         Ok(ScanOutcome {
             verdict,
             bytes_scanned: read,
