@@ -139,7 +139,7 @@ impl Engine {
             if html {
                 return self.scan_html(data);
             }
-            self.wants_normalized(data, data.len() as u64, limits)
+            self.wants_normalized(data, facts.file_type(), data.len() as u64, limits)
                 .then(|| self.scan_normalized(&textnorm::normalize(data)))
                 .flatten()
         };
@@ -211,7 +211,7 @@ impl Engine {
                     let exe = m.needs_exe().then(|| f.exe().cloned()).flatten();
                     m.start_exe(file_len, exe)
                 });
-                if self.wants_normalized(buffer, file_len, limits) {
+                if self.wants_normalized(buffer, f.file_type(), file_len, limits) {
                     text = Some((Normalizer::default(), Vec::new()));
                 }
             }
@@ -270,11 +270,13 @@ impl Engine {
             .or_else(|| first(&self.text, &copy.scripts).map(|i| self.text.sig(i)))
     }
 
-    /// Whether a file of `len` bytes starting with `head` gets the normalized-text
-    /// pass: clamscan's rule, the size limit, and something to match at all.
-    fn wants_normalized(&self, head: &[u8], len: u64, limits: &Limits) -> bool {
+    /// Whether a file of `len` bytes and type `ty` starting with `head` gets the
+    /// normalized-text pass: clamscan's rule, the size limit, and something to match
+    /// at all. Text promoted to PDF or PE by a header inside it gets none (measured).
+    fn wants_normalized(&self, head: &[u8], ty: FileType, len: u64, limits: &Limits) -> bool {
         let any_sigs = !(self.text.is_empty() && self.text_any.is_empty());
-        any_sigs && limits.normalizes(len) && filetype::gets_normalized(head)
+        let promoted = matches!(ty, FileType::Pdf | FileType::Pe);
+        any_sigs && !promoted && limits.normalizes(len) && filetype::gets_normalized(head)
     }
 
     /// The first body signature to match the normalized copy: target 7, then target 0.
