@@ -89,7 +89,10 @@ pub fn start_range(offset: &Offset, file_len: u64, exe: Option<&ExeInfo>) -> Opt
             .checked_add(delta)?,
         OffsetBase::SectionEntire(section) => {
             let s = exe.sections.get(section as usize)?;
-            let end = s.raw_offset.saturating_add(s.raw_size).saturating_add(shift);
+            let end = s
+                .raw_offset
+                .saturating_add(s.raw_size)
+                .saturating_add(shift);
             return Some((s.raw_offset, end));
         }
         OffsetBase::LastSection(delta) => exe.sections.last()?.raw_offset.checked_add(delta)?,

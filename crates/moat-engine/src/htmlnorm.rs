@@ -52,13 +52,16 @@ pub fn normalize(data: &[u8]) -> Normalized {
             continue;
         }
         if rest[0] == b'<' {
-            let lower: Vec<u8> = rest.iter().take(9).map(u8::to_ascii_lowercase).collect();
-            if lower.starts_with(b"</script") {
+            let is = |tag: &[u8]| {
+                rest.get(..tag.len())
+                    .is_some_and(|p| p.eq_ignore_ascii_case(tag))
+            };
+            if is(b"</script") {
                 if in_script && !out.scripts.ends_with(b" ") {
                     out.scripts.push(b' ');
                 }
                 in_script = false;
-            } else if lower.starts_with(b"<script") {
+            } else if is(b"<script") {
                 // The script's text starts after the tag's `>`.
                 let end = memchr::memchr(b'>', rest).map_or(rest.len(), |e| e + 1);
                 for &b in &rest[..end] {
@@ -125,8 +128,14 @@ mod tests {
         assert!(!html.contains("&#119;"));
         assert_eq!(n.scripts, b"var x=1; ");
         // An unclosed script runs to the end.
-        assert_eq!(normalize(b"<script> HELLO world\n").scripts, b" hello world ");
-        assert_eq!(normalize(b"a &amp; b &#x41; &bogus; &#999;").html, b"a & b a &bogus; &#999;");
+        assert_eq!(
+            normalize(b"<script> HELLO world\n").scripts,
+            b" hello world "
+        );
+        assert_eq!(
+            normalize(b"a &amp; b &#x41; &bogus; &#999;").html,
+            b"a & b a &bogus; &#999;"
+        );
     }
 
     proptest::proptest! {

@@ -35,8 +35,8 @@ use std::io::{self, Read};
 
 use body::{BodyMatcher, BodyScan};
 use facts::FileFacts;
-use moat_formats::{ByteSource, FileType};
 use hashes::{FileDigests, HashIndex, StreamDigests};
+use moat_formats::{ByteSource, FileType};
 use moat_sigs::hex::Element;
 use moat_sigs::line::{TARGET_ANY, TARGET_TEXT};
 use moat_sigs::Database;
@@ -243,7 +243,9 @@ impl Engine {
         }
         let typed = typed_scan.and_then(|t| {
             let m = t.finish()?;
-            let matcher = facts.as_ref().and_then(|f| self.typed.raw_matcher(f.file_type()))?;
+            let matcher = facts
+                .as_ref()
+                .and_then(|f| self.typed.raw_matcher(f.file_type()))?;
             Some(matcher.sig(m.sig))
         });
         let raw = typed.or_else(|| {

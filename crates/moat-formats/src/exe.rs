@@ -102,7 +102,10 @@ impl Reader<'_> {
         let mut buf = vec![0u8; n];
         let mut filled = 0;
         while filled < n {
-            let k = self.src.read_at(at + filled as u64, &mut buf[filled..]).ok()?;
+            let k = self
+                .src
+                .read_at(at + filled as u64, &mut buf[filled..])
+                .ok()?;
             if k == 0 {
                 return None;
             }
@@ -157,11 +160,7 @@ const LE: Endian = Endian { big: false };
 
 /// ClamAV's `PEALIGN`: rounds down to a multiple of `a` (0: unchanged).
 fn align_down(o: u64, a: u64) -> u64 {
-    if a == 0 {
-        o
-    } else {
-        o / a * a
-    }
+    o.checked_div(a).map_or(o, |q| q * a)
 }
 
 /// ClamAV's `PESALIGN`: rounds up to a multiple of `a` (0: unchanged).
@@ -384,12 +383,14 @@ fn macho(r: &Reader) -> Option<ExeInfo> {
                     if sections.len() >= MACHO_MAX_COMMANDS {
                         break;
                     }
-                    let s = r.bytes::<80>(at + first + i as u64 * sect_size).or_else(|| {
-                        let s = r.bytes::<68>(at + first + i as u64 * sect_size)?;
-                        let mut full = [0u8; 80];
-                        full[..68].copy_from_slice(&s);
-                        Some(full)
-                    })?;
+                    let s = r
+                        .bytes::<80>(at + first + i as u64 * sect_size)
+                        .or_else(|| {
+                            let s = r.bytes::<68>(at + first + i as u64 * sect_size)?;
+                            let mut full = [0u8; 80];
+                            full[..68].copy_from_slice(&s);
+                            Some(full)
+                        })?;
                     let (addr, size, offset) = if cmd == 0x19 {
                         (e.u64(&s, 32)?, e.u64(&s, 40)?, u64::from(e.u32(&s, 48)?))
                     } else {
@@ -416,7 +417,7 @@ fn macho(r: &Reader) -> Option<ExeInfo> {
                     (0x0100_0007, _) => Some((16 + 16 * 8, true)), // x86_64: rip the 17th
                     (12, _) => Some((16 + 15 * 4, false)), // ARM: r15
                     (0x0100_000c, _) => Some((16 + 32 * 8, true)), // ARM64: pc after x0-x28, fp, lr, sp
-                    (18, _) => Some((16, false)),         // PowerPC: srr0 first
+                    (18, _) => Some((16, false)),                  // PowerPC: srr0 first
                     (0x0100_0012, _) => Some((16, true)),
                     _ => None,
                 };

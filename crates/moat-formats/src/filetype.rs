@@ -206,7 +206,11 @@ static MAGIC: &[Magic] = &[
     m(0, b"x\x9f>\"", FileType::Tnef),
     m(0, b"\x7fELF", FileType::Elf),
     m(0, b"\x89PNG", FileType::Graphics),
-    m(0, b"\xb6\xb9\xac\xae\xfe\xff\xff\xff", FileType::Other("CL_TYPE_CRYPTFF")),
+    m(
+        0,
+        b"\xb6\xb9\xac\xae\xfe\xff\xff\xff",
+        FileType::Other("CL_TYPE_CRYPTFF"),
+    ),
     m(0, b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", FileType::Ole2),
     m(0, b"\xff\xd8\xff", FileType::Graphics),
     m(0, b"\xff\xfb\x90", IGNORED),
@@ -238,10 +242,18 @@ static MAGIC: &[Magic] = &[
     m(0, b"xar!", FileType::Other("CL_TYPE_XAR")),
     m(0, b"\xfd7zXZ\x00", FileType::Xz),
     m(512, b"EFI PART", FileType::Other("CL_TYPE_GPT")),
-    m(0, b"{ \"Magic\": \"CLAMJSONv0\"", FileType::Other("CL_TYPE_INTERNAL")),
+    m(
+        0,
+        b"{ \"Magic\": \"CLAMJSONv0\"",
+        FileType::Other("CL_TYPE_INTERNAL"),
+    ),
     m(0, b"II*\x00", FileType::Graphics),
     m(0, b"MM", FileType::Graphics),
-    m(4, b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", FileType::Other("CL_TYPE_HWPOLE2")),
+    m(
+        4,
+        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",
+        FileType::Other("CL_TYPE_HWPOLE2"),
+    ),
     m(
         0,
         b"HWP Document File V3.00 \x1a\x01\x02\x03\x04\x05",
@@ -310,24 +322,30 @@ const HTML_TAGS: &[&[u8]] = &[
     b"<object", b"<script", b"<table",
 ];
 
-/// Whether some HTML tag of ClamAV's rules (or `<a ... href`) occurs in `data`.
+/// Whether some HTML tag of ClamAV's rules (or `<a ` ... `href`) occurs in `data`.
+/// Linear: the `href` of the anchor rule (unbounded gap) is looked up once, as the
+/// last occurrence in the data.
 fn has_html(data: &[u8]) -> bool {
     if data.starts_with(b"<%@ LANGUAGE =") {
         return true;
     }
+    let mut last_href: Option<Option<usize>> = None;
     memchr::memchr_iter(b'<', data).any(|at| {
         let rest = &data[at..];
-        HTML_TAGS.iter().any(|t| rest.starts_with(t)) || anchor_href(rest)
+        if HTML_TAGS.iter().any(|t| rest.starts_with(t)) {
+            return true;
+        }
+        if rest.starts_with(b"<a ") || rest.starts_with(b"<A ") {
+            let href = *last_href.get_or_insert_with(|| last_href_at(data));
+            return href.is_some_and(|h| h >= at + 3);
+        }
+        false
     })
 }
 
-/// `<a ` or `<A ` followed anywhere later by `href`/`HREF` (the rule's `*` has no
-/// bound; checked over the rest of the data).
-fn anchor_href(rest: &[u8]) -> bool {
-    if !(rest.starts_with(b"<a ") || rest.starts_with(b"<A ")) {
-        return false;
-    }
-    rest[3..].windows(4).any(|w| {
+/// Where the last `href` of the anchor rule (`(h|H)(r|R)EF` or `(h|H)(r|R)ef`) starts.
+fn last_href_at(data: &[u8]) -> Option<usize> {
+    data.windows(4).rposition(|w| {
         matches!(w[0], b'h' | b'H')
             && matches!(w[1], b'r' | b'R')
             && (w[2..] == *b"EF" || w[2..] == *b"ef")
@@ -340,9 +358,9 @@ fn has_pdf(data: &[u8]) -> bool {
     let window = &data[..data.len().min(SNIFF_LEN + 7)];
     memchr::memchr_iter(b'%', window).any(|at| {
         at < SNIFF_LEN
-            && window.get(at..at + 7).is_some_and(|w| {
-                (w[1..5] == *b"PDF-" || w[1..5] == *b"pdf-") && w[6] == b'.'
-            })
+            && window
+                .get(at..at + 7)
+                .is_some_and(|w| (w[1..5] == *b"PDF-" || w[1..5] == *b"pdf-") && w[6] == b'.')
     })
 }
 
@@ -453,6 +471,9 @@ mod tests {
         assert_eq!(detect(&far), FileType::Html);
         assert_eq!(detect(b"ab\x00\x01<IFRAME"), FileType::Html);
         assert_eq!(detect(b"xx <a x href=y>"), FileType::Html);
+        assert_eq!(detect(b"xx href <a x>"), FileType::Text);
+        // Many anchors and no href: linear, not quadratic.
+        assert_eq!(detect(&b"<a ".repeat(300_000)), FileType::Text);
         assert_eq!(detect(b"xx\n%PDF-1.4"), FileType::Pdf);
         assert_eq!(detect(b"xx\n%pdf-1.4"), FileType::Pdf);
         assert_eq!(detect(b"xx\n%PDF-14 "), FileType::Text);

@@ -192,7 +192,12 @@ fn target_types_without_a_file_type_are_reported_with_counts() {
     );
     assert_eq!(
         body_names(&db),
-        ["A.UNOFFICIAL", "B.UNOFFICIAL", "E.UNOFFICIAL", "F.UNOFFICIAL"]
+        [
+            "A.UNOFFICIAL",
+            "B.UNOFFICIAL",
+            "E.UNOFFICIAL",
+            "F.UNOFFICIAL"
+        ]
     );
     let total: usize = db.report.skipped.iter().map(|s| s.signatures).sum();
     assert_eq!(total, 2, "{:?}", db.report.skipped);
@@ -215,9 +220,7 @@ fn unsupported_formats_are_reported_with_counts() {
     assert_eq!(db.report.skipped[0].path, PathBuf::from("x.ldb"));
     assert!(!db.report.skipped[0].reason.is_empty());
 
-    for ext in [
-        "cdb", "pdb", "wdb", "ftm", "idb", "hdu", "ndu",
-    ] {
+    for ext in ["cdb", "pdb", "wdb", "ftm", "idb", "hdu", "ndu"] {
         let db = text(&format!("x.{ext}"), "one\ntwo\n");
         let total: usize = db.report.skipped.iter().map(|s| s.signatures).sum();
         assert_eq!(total, 2, "{ext}: {:?}", db.report.skipped);
@@ -427,7 +430,7 @@ fn section_hashes_load_with_size_first() {
     for bad in [
         format!("*:{MD5}:W\n"),
         format!("x:{MD5}:W\n"),
-        format!("512:zz:W\n"),
+        "512:zz:W\n".to_string(),
         "512\n".to_string(),
         format!("512:{MD5}\n"),
     ] {

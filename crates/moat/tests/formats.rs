@@ -160,10 +160,19 @@ fn typed_files() -> Vec<(&'static str, Vec<u8>)> {
     macho[0x100..0x100 + MARKER.len()].copy_from_slice(MARKER);
     vec![
         ("mz-junk", with(b"MZ", b" padding\n")),
-        ("ole2", with(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", b"\x00\x00pad")),
+        (
+            "ole2",
+            with(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", b"\x00\x00pad"),
+        ),
         ("html", with(b"<html><body>", b"</body></html>\n")),
-        ("html-late", with(b"plain words then <iframe src=x>", b" more\n")),
-        ("html-upper", with(b"<html><body>MOATMARKER", b"</body></html>\n")),
+        (
+            "html-late",
+            with(b"plain words then <iframe src=x>", b" more\n"),
+        ),
+        (
+            "html-upper",
+            with(b"<html><body>MOATMARKER", b"</body></html>\n"),
+        ),
         ("script", with(b"<script>var a = 1;", b"</script>\n")),
         ("mail", with(b"Subject: hello\n", b"\n")),
         ("gif", with(b"GIF89a\x01\x00\x01\x00", b"\x00;")),
