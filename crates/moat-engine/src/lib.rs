@@ -13,10 +13,14 @@
 //! bounded whatever the file size.
 //!
 //! Order of decisions for one file, as ClamAV reports them (measured): the first
-//! target-0 body signature on the raw bytes, else the first hash signature (MD5,
-//! SHA-1, SHA-256), else the first target-7 then target-0 body signature on the
-//! normalized-text copy ([`textnorm`], for the files [`filetype::gets_normalized`]
-//! accepts); a detection is cancelled when the file's hash is on the allow list.
+//! body signature of the file's own target type ([`typed`], the type from
+//! [`facts::FileFacts`]) then of target 0 on the raw bytes, else the first whole-file
+//! hash signature (MD5, SHA-1, SHA-256), else a PE section hash (`.mdb`/`.msb`), else
+//! the first target-7 then target-0 body signature on the normalized-text copy
+//! ([`textnorm`], for the files [`filetype::gets_normalized`] accepts). HTML files
+//! skip the raw pass: target 3, target 0, then target 7 (scripts) are matched on their
+//! normalized copy ([`htmlnorm`]). A detection is cancelled when the file's hash is on
+//! the allow list.
 
 #![warn(missing_docs)]
 
