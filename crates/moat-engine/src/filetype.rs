@@ -1,7 +1,7 @@
 //! Whether a file gets ClamAV's plain normalized-text pass, decided through
 //! [`moat_formats::filetype`] (ClamAV's file-type magic and text rule).
 
-use moat_formats::filetype::{self, FileType};
+use moat_formats::filetype;
 
 /// How many leading bytes decide whether a file is text, as ClamAV's type detection
 /// looks at the start of a file only.
@@ -11,20 +11,15 @@ pub const TEXT_SNIFF_LEN: usize = filetype::SNIFF_LEN;
 /// (at least its first [`TEXT_SNIFF_LEN`] bytes, or the whole file). The rule,
 /// measured on clamscan 1.4.6 (docs/clamav-oracle.md, sections 5b and 12):
 /// - no copy for a file one of ClamAV's fixed-offset magic rules types
-///   ([`filetype::magic`]: executables, archives, documents, images, mail headers...),
-///   except a mail starting `From: ` (measured: its text is scanned);
+///   ([`filetype::magic`]: executables, archives, documents, images, mail headers...;
+///   a mail's body may be scanned as a file of its own, see [`crate::mail`]);
 /// - else the text rule ([`filetype::is_text`]).
 ///
 /// HTML files (tags anywhere) get the HTML normalization instead; the engine decides
 /// that before asking this.
 pub fn gets_normalized(head: &[u8]) -> bool {
     let head = &head[..head.len().min(TEXT_SNIFF_LEN)];
-    let typed = match filetype::magic(head) {
-        Some(FileType::Mail) => !head.starts_with(b"From: "),
-        Some(_) => true,
-        None => false,
-    };
-    !typed && filetype::is_text(head)
+    filetype::magic(head).is_none() && filetype::is_text(head)
 }
 
 #[cfg(test)]
@@ -66,10 +61,11 @@ mod tests {
             b"RIFF hello",
             b"From a@b Mon Jan  1",
             b"begin 644 x\n",
+            b"From: a@b.c\nTo: c@d.e\n\nhello",
         ] {
             assert!(!gets_normalized(head), "{head:?}");
         }
-        // Near misses and the `From: ` exception: a text copy.
+        // Near misses: a text copy.
         for head in [
             &b"Ogg hello MNOP"[..],
             b"\xca\xfe\xba\xbe hello",
@@ -77,7 +73,6 @@ mod tests {
             b"#!/bin/sh\n",
             b"%!PS hello",
             b"<HtMl> hello",
-            b"From: a@b.c\nTo: c@d.e\n\nhello",
         ] {
             assert!(gets_normalized(head), "{head:?}");
         }

@@ -29,6 +29,7 @@ pub mod facts;
 pub mod filetype;
 pub mod hashes;
 pub mod htmlnorm;
+pub mod mail;
 mod scanner;
 pub mod textnorm;
 pub mod typed;
@@ -131,6 +132,12 @@ impl Engine {
         }
         let source: &[u8] = data;
         let facts = FileFacts::new(data, &source);
+        // A parsed mail's body is scanned first, as a file of its own (measured).
+        if let Some(body) = mail::scanned_body(facts.file_type(), data) {
+            if let found @ Verdict::Infected(_) = self.scan_bytes_with(body, limits) {
+                return found;
+            }
+        }
         // HTML files are matched through their normalized copy only (measured).
         let html = facts.file_type() == FileType::Html;
         let raw = (!html)

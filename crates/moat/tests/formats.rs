@@ -175,6 +175,15 @@ fn typed_files() -> Vec<(&'static str, Vec<u8>)> {
         ),
         ("script", with(b"<script>var a = 1;", b"</script>\n")),
         ("mail", with(b"Subject: hello\n", b"\n")),
+        ("mail-body", with(b"Subject: hello\nTo: y\n\nbody", b"\n")),
+        (
+            "mail-received",
+            with(b"Subject: hello\nReceived: b\n\nbody", b"\n"),
+        ),
+        (
+            "mail-from",
+            with(b"From: a@b.c\r\nTo: y\r\n\r\nMOATMARKER and", b"\n"),
+        ),
         ("gif", with(b"GIF89a\x01\x00\x01\x00", b"\x00;")),
         ("png", with(b"\x89PNG\r\n\x1a\n", b"\x00")),
         ("text", with(b"just some words", b"\n")),
