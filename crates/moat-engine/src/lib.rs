@@ -268,19 +268,24 @@ impl Engine {
         Ok((self.decide(raw, sections, normalized, &mut digests), read))
     }
 
-    /// The first body signature to match an HTML file's normalized copy: target 3,
-    /// then target 0; then target 7 on the text of its scripts ([`htmlnorm`]).
+    /// The first body signature to match an HTML file's normalized copies
+    /// ([`htmlnorm`]): target 3, then target 0 on the page, the same on its scripts,
+    /// then target 7 on the scripts.
     fn scan_html(&self, data: &[u8]) -> Option<&BodySig> {
         let html = self.typed.html();
         if html.is_empty() && self.text_any.is_empty() && self.text.is_empty() {
             return None;
         }
         let copy = htmlnorm::normalize(data);
-        let first = |m: &'_ BodyMatcher, d: &[u8]| m.scan(d).map(|found| found.sig);
-        first(html, &copy.html)
-            .map(|i| html.sig(i))
-            .or_else(|| first(&self.text_any, &copy.html).map(|i| self.text_any.sig(i)))
-            .or_else(|| first(&self.text, &copy.scripts).map(|i| self.text.sig(i)))
+        fn first<'m>(m: &'m BodyMatcher, d: &[u8]) -> Option<&'m BodySig> {
+            m.scan(d).map(|found| m.sig(found.sig))
+        }
+        for d in [&copy.html[..], &copy.scripts[..]] {
+            if let Some(sig) = first(html, d).or_else(|| first(&self.text_any, d)) {
+                return Some(sig);
+            }
+        }
+        first(&self.text, &copy.scripts)
     }
 
     /// Whether a file of `len` bytes and type `ty` starting with `head` gets the

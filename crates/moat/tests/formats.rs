@@ -248,6 +248,35 @@ fn file_types_and_executable_layout_against_clamscan() {
         files: files.clone(),
     });
 
+    // HTML normalization: what target 3 and 0 see of a page (ClamAV's nocomment.html).
+    let page = files_dir.join("page.html");
+    fs::write(
+        &page,
+        b"  <HTML>\n<A  HREF = \"X\" >Y</A >HELLO   &#119;orld &AMP; &#300;<!-- COMMENT -- >\
+          x <b> y </b><script>VAR  X = 1;<!-- c --><IMG src=z></script>\n</HTML>\n",
+    )
+    .unwrap();
+    for (t, text) in [
+        (3, &b"<html><a href=\"x\">y</a>"[..]),
+        (3, b"hello world &amp; &#x012c;x"),
+        (0, b"hello world"),
+        (3, b"comment"),
+        (3, b"x <b>y </b><script>"),
+        (3, b"varx=1;<!--c--><imgsrc=z></script></html>"),
+        // Not `var x = 1;`: ClamAV's script copy renames identifiers (`var n000=1;`),
+        // which moat does not do.
+        (7, b"var x"),
+        (7, b"hello"),
+        (3, b"HELLO"),
+        (0, b"HELLO"),
+    ] {
+        cases.push(Case {
+            db_name: "h.ndb".into(),
+            db_text: format!("Page:{t}:*:{}\n", hex(text)),
+            files: vec![page.clone()],
+        });
+    }
+
     // Executable offsets, from the layout moat_formats parses, each with near misses.
     for exe in &exes {
         let data = fs::read(exe).unwrap();
