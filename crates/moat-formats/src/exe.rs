@@ -146,14 +146,6 @@ impl Endian {
             u64::from_le_bytes(v)
         })
     }
-    /// A 32- or 64-bit word.
-    fn word(self, b: &[u8], at: usize, wide: bool) -> Option<u64> {
-        if wide {
-            self.u64(b, at)
-        } else {
-            self.u32(b, at).map(u64::from)
-        }
-    }
 }
 
 const LE: Endian = Endian { big: false };
@@ -254,8 +246,10 @@ fn pe(r: &Reader) -> Option<ExeInfo> {
 }
 
 /// ELF32/ELF64, either byte order: the entry point mapped to a file offset through
-/// the first program header whose file image contains it; sections are the section
-/// headers (address, size, file offset) in table order.
+/// the first program header whose file image contains it (without program headers,
+/// the entry value itself); sections are the section headers (address, size, file
+/// offset) in table order, index 0 the null one. An entry point outside every
+/// program header, or unreadable tables: not parsed (ClamAV keeps no layout then).
 fn elf(r: &Reader) -> Option<ExeInfo> {
     let ident = r.bytes::<64>(0).or_else(|| {
         // A 32-bit header is 52 bytes.
@@ -291,55 +285,66 @@ fn elf(r: &Reader) -> Option<ExeInfo> {
     let shnum = usize::from(e.u16(h, rest + 12)?);
     let (ph_min, sh_min) = if wide { (56, 64) } else { (32, 40) };
 
-    let mut entry_point = None;
-    if phnum > 0 && phnum <= ELF_MAX_SEGMENTS && phentsize >= ph_min {
-        if let Some(table) = r.vec(phoff, phnum * phentsize) {
-            entry_point = table.chunks_exact(phentsize).find_map(|p| {
-                let (offset, vaddr, filesz) = if wide {
-                    (e.u64(p, 8)?, e.u64(p, 16)?, e.u64(p, 32)?)
-                } else {
-                    (
-                        u64::from(e.u32(p, 4)?),
-                        u64::from(e.u32(p, 8)?),
-                        u64::from(e.u32(p, 16)?),
-                    )
-                };
-                (vaddr <= entry && entry - vaddr < filesz).then(|| entry - vaddr + offset)
-            });
+    // No program headers (an object file): the entry point is taken as a file offset.
+    // Else it must map through one, or ClamAV keeps no layout at all (measured).
+    let entry_point = if phnum == 0 {
+        entry
+    } else {
+        if phnum > ELF_MAX_SEGMENTS || phentsize < ph_min {
+            return None;
         }
-    }
+        let table = r.vec(phoff, phnum * phentsize)?;
+        table.chunks_exact(phentsize).find_map(|p| {
+            let (offset, vaddr, filesz) = if wide {
+                (e.u64(p, 8)?, e.u64(p, 16)?, e.u64(p, 32)?)
+            } else {
+                (
+                    u64::from(e.u32(p, 4)?),
+                    u64::from(e.u32(p, 8)?),
+                    u64::from(e.u32(p, 16)?),
+                )
+            };
+            (vaddr <= entry && entry - vaddr < filesz).then(|| entry - vaddr + offset)
+        })?
+    };
     let mut sections = Vec::new();
-    if shnum > 0 && shnum <= ELF_MAX_SECTIONS && shentsize >= sh_min {
-        if let Some(table) = r.vec(shoff, shnum * shentsize) {
-            for s in table.chunks_exact(shentsize) {
-                let (addr, offset, size) = if wide {
-                    (e.u64(s, 16)?, e.u64(s, 24)?, e.u64(s, 32)?)
-                } else {
-                    (
-                        u64::from(e.u32(s, 12)?),
-                        u64::from(e.u32(s, 16)?),
-                        u64::from(e.u32(s, 20)?),
-                    )
-                };
-                sections.push(Section {
-                    rva: addr,
-                    virtual_size: size,
-                    raw_offset: offset,
-                    raw_size: size,
-                });
-            }
+    if shnum > 0 {
+        if shnum > ELF_MAX_SECTIONS || shentsize < sh_min {
+            return None;
+        }
+        let table = r.vec(shoff, shnum * shentsize)?;
+        for s in table.chunks_exact(shentsize) {
+            let (addr, offset, size) = if wide {
+                (e.u64(s, 16)?, e.u64(s, 24)?, e.u64(s, 32)?)
+            } else {
+                (
+                    u64::from(e.u32(s, 12)?),
+                    u64::from(e.u32(s, 16)?),
+                    u64::from(e.u32(s, 20)?),
+                )
+            };
+            sections.push(Section {
+                rva: addr,
+                virtual_size: size,
+                raw_offset: offset,
+                raw_size: size,
+            });
         }
     }
     Some(ExeInfo {
         kind: ExeKind::Elf,
-        entry_point: entry_point.filter(|&ep| ep < r.len()),
+        entry_point: Some(entry_point).filter(|&ep| ep < r.len()),
         sections,
     })
 }
 
-/// Mach-O (thin): sections of `LC_SEGMENT`/`LC_SEGMENT_64` in command order; the
-/// entry point from `LC_MAIN` (a file offset already) or `LC_UNIXTHREAD` (the
-/// thread state's program counter, a virtual address mapped through the sections).
+/// Mach-O (thin), as ClamAV's `macho.c` reads it: sections of `LC_SEGMENT` /
+/// `LC_SEGMENT_64` in command order, raw size = size rounded up to the section's
+/// alignment; the entry point only from an `LC_THREAD`/`LC_UNIXTHREAD` of a PowerPC
+/// binary (`srr0`, mapped through the sections). Any other binary (`LC_MAIN`, x86,
+/// x86-64, ARM threads) gets entry point 0: `EP+n` counts from the file's start
+/// (measured). A PowerPC entry point outside every section, more than 255 sections in
+/// a segment, or no load command at all: not parsed.
 fn macho(r: &Reader) -> Option<ExeInfo> {
     let magic = r.bytes::<4>(0)?;
     let (e, wide) = match magic {
@@ -351,95 +356,72 @@ fn macho(r: &Reader) -> Option<ExeInfo> {
     let header = r.bytes::<28>(0)?;
     let cputype = e.u32(&header, 4)?;
     let ncmds = e.u32(&header, 16)? as usize;
-    if ncmds > MACHO_MAX_COMMANDS {
+    if ncmds == 0 || ncmds > MACHO_MAX_COMMANDS {
         return None;
     }
     let mut at = if wide { 32u64 } else { 28 };
     let mut sections = Vec::new();
-    let mut ep_offset = None;
     let mut ep_vaddr = None;
     for _ in 0..ncmds {
         let lc = r.bytes::<8>(at)?;
         let (cmd, size) = (e.u32(&lc, 0)?, u64::from(e.u32(&lc, 4)?));
-        if size < 8 {
-            return None;
-        }
         match cmd {
-            // LC_SEGMENT, LC_SEGMENT_64
-            0x1 | 0x19 => {
-                let seg = r.bytes::<72>(at).or_else(|| {
-                    let s = r.bytes::<56>(at)?;
-                    let mut full = [0u8; 72];
-                    full[..56].copy_from_slice(&s);
-                    Some(full)
-                })?;
-                let (nsects_at, first, sect_size) = if cmd == 0x19 {
-                    (64, 72u64, 80u64)
-                } else {
-                    (48, 56, 68)
-                };
-                let nsects = e.u32(&seg, nsects_at)? as usize;
-                for i in 0..nsects {
-                    if sections.len() >= MACHO_MAX_COMMANDS {
-                        break;
-                    }
-                    let s = r
-                        .bytes::<80>(at + first + i as u64 * sect_size)
-                        .or_else(|| {
-                            let s = r.bytes::<68>(at + first + i as u64 * sect_size)?;
-                            let mut full = [0u8; 80];
-                            full[..68].copy_from_slice(&s);
-                            Some(full)
-                        })?;
-                    let (addr, size, offset) = if cmd == 0x19 {
-                        (e.u64(&s, 32)?, e.u64(&s, 40)?, u64::from(e.u32(&s, 48)?))
-                    } else {
+            // LC_SEGMENT (32-bit files), LC_SEGMENT_64 (64-bit files)
+            0x1 | 0x19 if (cmd == 0x19) == wide => {
+                let (seg_len, sect_len) = if wide { (72u64, 80u64) } else { (56, 68) };
+                let seg = r.vec(at, seg_len as usize)?;
+                let nsects = e.u32(&seg, if wide { 64 } else { 48 })? as u64;
+                if nsects > 255 {
+                    return None;
+                }
+                let mut s_at = at + seg_len;
+                for _ in 0..nsects {
+                    let s = r.vec(s_at, sect_len as usize)?;
+                    let (addr, size, offset, align) = if wide {
                         (
-                            u64::from(e.u32(&s, 32)?),
-                            u64::from(e.u32(&s, 36)?),
-                            u64::from(e.u32(&s, 40)?),
+                            e.u64(&s, 32)?,
+                            e.u64(&s, 40)?,
+                            e.u32(&s, 48)?,
+                            e.u32(&s, 52)?,
                         )
+                    } else {
+                        let f = |o| e.u32(&s, o).map(u64::from);
+                        (f(32)?, f(36)?, e.u32(&s, 40)?, e.u32(&s, 44)?)
                     };
+                    if align > 31 {
+                        return None;
+                    }
                     sections.push(Section {
                         rva: addr,
                         virtual_size: size,
-                        raw_offset: offset,
-                        raw_size: size,
+                        raw_offset: u64::from(offset),
+                        raw_size: align_up(size, 1u64 << align),
                     });
+                    s_at += sect_len;
                 }
+                at = s_at;
+                continue;
             }
-            // LC_MAIN
-            0x8000_0028 => ep_offset = Some(e.u64(&r.bytes::<24>(at)?, 8)?),
-            // LC_UNIXTHREAD: flavor, count, then the state; the pc's place depends on the CPU.
-            0x5 => {
-                let pc_at = match (cputype, wide) {
-                    (7, _) => Some((16 + 10 * 4, false)), // x86: eip is the 11th register
-                    (0x0100_0007, _) => Some((16 + 16 * 8, true)), // x86_64: rip the 17th
-                    (12, _) => Some((16 + 15 * 4, false)), // ARM: r15
-                    (0x0100_000c, _) => Some((16 + 32 * 8, true)), // ARM64: pc after x0-x28, fp, lr, sp
-                    (18, _) => Some((16, false)),                  // PowerPC: srr0 first
-                    (0x0100_0012, _) => Some((16, true)),
-                    _ => None,
-                };
-                if let Some((off, wide_pc)) = pc_at {
-                    let b = r.bytes::<8>(at + off)?;
-                    ep_vaddr = Some(e.word(&b, 0, wide_pc)?);
-                }
-            }
+            // LC_THREAD, LC_UNIXTHREAD: flavor and count, then the state; srr0 first.
+            0x4 | 0x5 => match cputype {
+                18 => ep_vaddr = Some(u64::from(e.u32(&r.bytes::<4>(at + 16)?, 0)?)),
+                0x0100_0012 => ep_vaddr = Some(e.u64(&r.bytes::<8>(at + 16)?, 0)?),
+                _ => {}
+            },
             _ => {}
         }
-        at = at.checked_add(size)?;
+        at = at.checked_add(size.max(8))?;
     }
-    let entry_point = ep_offset.or_else(|| {
-        let pc = ep_vaddr?;
-        sections
+    let entry_point = match ep_vaddr {
+        None | Some(0) => 0,
+        Some(pc) => sections
             .iter()
             .find(|s| s.rva <= pc && pc - s.rva < s.raw_size)
-            .map(|s| pc - s.rva + s.raw_offset)
-    });
+            .map(|s| pc - s.rva + s.raw_offset)?,
+    };
     Some(ExeInfo {
         kind: ExeKind::MachO,
-        entry_point: entry_point.filter(|&ep| ep < r.len()),
+        entry_point: Some(entry_point).filter(|&ep| ep < r.len()),
         sections,
     })
 }
@@ -549,11 +531,18 @@ mod tests {
         let info = parse(&f).unwrap();
         assert_eq!(info.entry_point, Some(0x40));
         assert!(info.sections.is_empty());
+        // An entry point outside the program headers: no layout at all.
+        f[24..28].copy_from_slice(&0x9000u32.to_be_bytes());
+        assert_eq!(parse(&f), None);
+        // No program headers: the entry value is the file offset.
+        f[44..46].copy_from_slice(&0u16.to_be_bytes());
+        f[24..28].copy_from_slice(&0x10u32.to_be_bytes());
+        assert_eq!(parse(&f).unwrap().entry_point, Some(0x10));
     }
 
     #[test]
-    fn macho_lc_main() {
-        // 64-bit LE, one LC_SEGMENT_64 with one section, and LC_MAIN entryoff 0x120.
+    fn macho_sections_and_entry_point() {
+        // 64-bit LE x86-64, one LC_SEGMENT_64 with one section (align 2^4), and LC_MAIN.
         let mut f = vec![0u8; 0x400];
         f[..4].copy_from_slice(&[0xcf, 0xfa, 0xed, 0xfe]);
         f[4..8].copy_from_slice(&0x0100_0007u32.to_le_bytes());
@@ -564,17 +553,41 @@ mod tests {
         f[seg + 64..seg + 68].copy_from_slice(&1u32.to_le_bytes());
         let s = seg + 72;
         f[s + 32..s + 40].copy_from_slice(&0x1_0000_0100u64.to_le_bytes());
-        f[s + 40..s + 48].copy_from_slice(&0x80u64.to_le_bytes());
+        f[s + 40..s + 48].copy_from_slice(&0x7au64.to_le_bytes());
         f[s + 48..s + 52].copy_from_slice(&0x100u32.to_le_bytes());
+        f[s + 52..s + 56].copy_from_slice(&4u32.to_le_bytes());
         let main = seg + 152;
         f[main..main + 4].copy_from_slice(&0x8000_0028u32.to_le_bytes());
         f[main + 4..main + 8].copy_from_slice(&24u32.to_le_bytes());
         f[main + 8..main + 16].copy_from_slice(&0x120u64.to_le_bytes());
         let info = parse(&f).unwrap();
         assert_eq!(info.kind, ExeKind::MachO);
-        assert_eq!(info.entry_point, Some(0x120));
+        // LC_MAIN is not read: the entry point is the file's start (as ClamAV).
+        assert_eq!(info.entry_point, Some(0));
         assert_eq!(info.sections[0].raw_offset, 0x100);
         assert_eq!(info.sections[0].raw_size, 0x80);
+        // A PowerPC (big-endian, 32-bit) thread's srr0 maps through the sections.
+        let mut p = vec![0u8; 0x400];
+        p[..4].copy_from_slice(&[0xfe, 0xed, 0xfa, 0xce]);
+        p[4..8].copy_from_slice(&18u32.to_be_bytes());
+        p[16..20].copy_from_slice(&2u32.to_be_bytes());
+        let seg = 28;
+        p[seg..seg + 4].copy_from_slice(&1u32.to_be_bytes());
+        p[seg + 4..seg + 8].copy_from_slice(&124u32.to_be_bytes());
+        p[seg + 48..seg + 52].copy_from_slice(&1u32.to_be_bytes());
+        let s = seg + 56;
+        p[s + 32..s + 36].copy_from_slice(&0x2000u32.to_be_bytes());
+        p[s + 36..s + 40].copy_from_slice(&0x100u32.to_be_bytes());
+        p[s + 40..s + 44].copy_from_slice(&0x200u32.to_be_bytes());
+        let th = seg + 124;
+        p[th..th + 4].copy_from_slice(&5u32.to_be_bytes());
+        p[th + 4..th + 8].copy_from_slice(&(16u32 + 160).to_be_bytes());
+        p[th + 16..th + 20].copy_from_slice(&0x2010u32.to_be_bytes());
+        let info = parse(&p).unwrap();
+        assert_eq!(info.entry_point, Some(0x210));
+        // An srr0 outside every section: not parsed at all (ClamAV's error).
+        p[th + 16..th + 20].copy_from_slice(&0x9000u32.to_be_bytes());
+        assert_eq!(parse(&p), None);
     }
 
     proptest::proptest! {

@@ -127,6 +127,58 @@ fn tiny_pe() -> Vec<u8> {
     f
 }
 
+/// A 64-bit x86-64 Mach-O: one `__TEXT` segment with one section (raw 0x400, 0x1f0
+/// bytes aligned to 0x200 → raw size 0x200), and `LC_MAIN` (which ClamAV ignores).
+fn macho() -> Vec<u8> {
+    let mut f = vec![0u8; 0x1000];
+    let put32 =
+        |f: &mut Vec<u8>, at: usize, v: u32| f[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    let put64 =
+        |f: &mut Vec<u8>, at: usize, v: u64| f[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    f[..4].copy_from_slice(&[0xcf, 0xfa, 0xed, 0xfe]);
+    put32(&mut f, 4, 0x0100_0007);
+    put32(&mut f, 12, 2);
+    put32(&mut f, 16, 2);
+    put32(&mut f, 20, 152 + 24);
+    let seg = 32;
+    put32(&mut f, seg, 0x19);
+    put32(&mut f, seg + 4, 152);
+    f[seg + 8..seg + 14].copy_from_slice(b"__TEXT");
+    put64(&mut f, seg + 24, 0x1_0000_0000);
+    put64(&mut f, seg + 32, 0x1000);
+    put64(&mut f, seg + 48, 0x1000);
+    put32(&mut f, seg + 64, 1);
+    let s = seg + 72;
+    f[s..s + 6].copy_from_slice(b"__text");
+    f[s + 16..s + 22].copy_from_slice(b"__TEXT");
+    put64(&mut f, s + 32, 0x1_0000_0400);
+    put64(&mut f, s + 40, 0x1f0);
+    put32(&mut f, s + 48, 0x400);
+    put32(&mut f, s + 52, 9);
+    let main = seg + 152;
+    put32(&mut f, main, 0x8000_0028);
+    put32(&mut f, main + 4, 24);
+    put64(&mut f, main + 8, 0x480);
+    for (i, b) in f[0x400..].iter_mut().enumerate() {
+        *b = 0x80 | (i * 7 % 127) as u8;
+    }
+    f
+}
+
+/// An object file built with `gcc -c` (no program headers: the entry value is the
+/// entry point), or `None`.
+fn object(dir: &Path) -> Option<PathBuf> {
+    let out = dir.join("obj.o");
+    Command::new("gcc")
+        .arg("-c")
+        .arg("-o")
+        .arg(&out)
+        .arg(dir.join("m.c"))
+        .status()
+        .is_ok_and(|s| s.success())
+        .then_some(out)
+}
+
 /// An ELF built from C with gcc, else a copy of /bin/true; `None` without either.
 fn elf(dir: &Path) -> Option<PathBuf> {
     let src = dir.join("m.c");
@@ -230,6 +282,12 @@ fn file_types_and_executable_layout_against_clamscan() {
         files.push(p.clone());
         exes.push(p);
     }
+    if let Some(p) = object(dir) {
+        exes.push(p);
+    }
+    let macho_path = files_dir.join("macho.bin");
+    fs::write(&macho_path, macho()).unwrap();
+    exes.push(macho_path);
 
     let mut cases = Vec::new();
     // Each target type on every file: only files of that type may match (or, for
