@@ -168,7 +168,8 @@ fn align_up(o: u64, a: u64) -> u64 {
 /// the file alignment falling back to 0x200 when a section's raw offset is
 /// misaligned to it but a multiple of 0x200; raw sizes cut at the end of the file),
 /// the entry point mapped through the last section containing it (an entry point
-/// inside the aligned headers is its own file offset).
+/// inside the aligned headers is its own file offset; one that maps nowhere drops
+/// the whole layout, as ClamAV's "broken PE").
 fn pe(r: &Reader) -> Option<ExeInfo> {
     let fsize = r.len();
     let e_lfanew = u64::from(u32::from_le_bytes(r.bytes::<4>(0x3c)?));
@@ -229,18 +230,19 @@ fn pe(r: &Reader) -> Option<ExeInfo> {
             }
         })
         .collect();
+    // An entry point that maps nowhere: ClamAV keeps no layout at all (measured).
     let entry_point = if entry < hdr_size {
-        (entry < fsize).then_some(entry)
+        (entry < fsize).then_some(entry)?
     } else {
         sections
             .iter()
             .rev()
             .find(|s| s.raw_size != 0 && s.rva <= entry && s.raw_size > entry - s.rva)
-            .map(|s| entry - s.rva + s.raw_offset)
+            .map(|s| entry - s.rva + s.raw_offset)?
     };
     Some(ExeInfo {
         kind: ExeKind::Pe,
-        entry_point,
+        entry_point: Some(entry_point),
         sections,
     })
 }
@@ -473,9 +475,9 @@ mod tests {
         // An entry point inside the headers is its own offset.
         let f = tiny_pe(0x10, &[(0x1000, 0x100, 0x200, 0x200)], 0x400);
         assert_eq!(parse(&f).unwrap().entry_point, Some(0x10));
-        // One outside every section does not map.
+        // One outside every section: no layout at all (as ClamAV).
         let f = tiny_pe(0x9000, &[(0x1000, 0x100, 0x200, 0x200)], 0x400);
-        assert_eq!(parse(&f).unwrap().entry_point, None);
+        assert_eq!(parse(&f), None);
     }
 
     #[test]
