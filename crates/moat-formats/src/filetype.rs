@@ -332,6 +332,13 @@ fn has_html(data: &[u8]) -> bool {
     let mut last_href: Option<Option<usize>> = None;
     memchr::memchr_iter(b'<', data).any(|at| {
         let rest = &data[at..];
+        // Every tag of the rules starts with one of these letters: most `<` end here.
+        if !matches!(
+            rest.get(1),
+            Some(b'h' | b'H' | b's' | b'S' | b'i' | b'I' | b'o' | b'O' | b't' | b'T' | b'a' | b'A')
+        ) {
+            return false;
+        }
         if HTML_TAGS.iter().any(|t| rest.starts_with(t)) {
             return true;
         }
