@@ -12,6 +12,10 @@ use moat_sigs::{Offset, OffsetBase};
 /// from all of it).
 pub const STREAM_HEAD: usize = 1 << 20;
 
+/// HTML files and parsed mails up to this size are read whole even when streamed
+/// (their normalized copies need all of them); larger ones are streamed raw.
+pub const WHOLE_READ_MAX: u64 = 20 << 20;
+
 /// Per-file facts: the file type from its leading bytes, the executable layout read
 /// through positioned reads (so a streamed file's headers are read with `pread`, not
 /// kept in memory). One per scanned file; not shared between threads.

@@ -218,6 +218,17 @@ impl Engine {
             if old == 0 && base == 0 {
                 let head = &buffer[..buffer.len().min(facts::STREAM_HEAD)];
                 let f = facts.insert(FileFacts::new(head, source));
+                // HTML and parsed mail need the whole file (their copies are not built
+                // chunk by chunk): read it whole, up to a bound, and scan it in memory.
+                let whole = f.file_type() == FileType::Html
+                    || mail::scanned_body(f.file_type(), buffer).is_some();
+                if whole && !eof && file_len <= facts::WHOLE_READ_MAX {
+                    while read_up_to(&mut reader, buffer, chunk)? == chunk {}
+                }
+                if whole && (eof || file_len <= facts::WHOLE_READ_MAX) {
+                    let read = buffer.len() as u64;
+                    return Ok((self.scan_bytes_with(buffer, limits), read));
+                }
                 typed_scan = self.typed.raw_matcher(f.file_type()).map(|m| {
                     let exe = m.needs_exe().then(|| f.exe().cloned()).flatten();
                     m.start_exe(file_len, exe)

@@ -175,3 +175,35 @@ fn html_files_are_matched_through_their_normalized_copy() {
         Verdict::Infected("A.UNOFFICIAL")
     );
 }
+
+#[test]
+fn html_and_mail_stream_as_they_scan_in_memory() {
+    let e = engine(
+        "x.ndb",
+        "Up:0:*:48454c4c4f\nT3:3:*:68656c6c6f20776f726c64\nT7:7:*:626f6479\n",
+    );
+    let mut big_page = b"<html><body>".to_vec();
+    big_page.extend(std::iter::repeat_n(b'a', 1 << 21));
+    big_page.extend_from_slice(b" HELLO   world</body></html>");
+    let mail = b"Received: b\nSubject: x\n\nsome body text\n".to_vec();
+    for data in [&big_page, &mail] {
+        let whole = e.scan_bytes(data);
+        for chunk in [1024, 4096, 1 << 20] {
+            let mut buffer = Vec::new();
+            let (streamed, read) = e
+                .scan_stream(
+                    &data[..],
+                    data.len() as u64,
+                    chunk,
+                    &mut buffer,
+                    &Limits::default(),
+                )
+                .unwrap();
+            assert_eq!(read, data.len() as u64);
+            assert_eq!(streamed, whole, "chunk {chunk}");
+        }
+        assert_eq!(scan_file(&e, data), whole);
+    }
+    assert_eq!(e.scan_bytes(&big_page), Verdict::Infected("T3.UNOFFICIAL"));
+    assert_eq!(e.scan_bytes(&mail), Verdict::Infected("T7.UNOFFICIAL"));
+}
