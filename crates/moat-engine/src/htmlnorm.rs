@@ -12,7 +12,9 @@
 //! `&amp;` `&lt;` `&gt;` `&quot;` `&nbsp;` (A0) and a few Latin-1 names; above 255
 //! re-encoded `&#x012c;`; unknown names kept, lowercased); inside `<script>` elements
 //! all whitespace removed, in tags too, and comments kept (tags and references there
-//! are handled as anywhere else). The scripts' copy: each `<script>` element as
+//! are handled as anywhere else). The text copy (`notags.html`): the text outside
+//! tags, scripts and comments, lowercased, references dropped, every tag and
+//! whitespace run one blank. The scripts' copy: each `<script>` element as
 //! `<script>CONTENT</script>`, whitespace folded and lowercased, one per line (ClamAV
 //! also renames identifiers there, `var a` → `var n000`: not done).
 
@@ -21,6 +23,9 @@
 pub struct Normalized {
     /// The normalized page (ClamAV's `nocomment.html`).
     pub html: Vec<u8>,
+    /// Its text without tags, scripts and character references, each tag one blank
+    /// (ClamAV's `notags.html`, without the link targets it adds).
+    pub notags: Vec<u8>,
     /// The scripts (ClamAV's `javascript`, without its identifier renaming).
     pub scripts: Vec<u8>,
 }
@@ -62,6 +67,9 @@ pub fn normalize(data: &[u8]) -> Normalized {
         after_tag: true,
     };
     let mut scripts = Vec::new();
+    let mut notags = Vec::with_capacity(data.len());
+    // A blank is due in `notags` before the next text.
+    let mut nt_space = false;
     let mut in_script = false;
     let mut i = 0;
     while i < data.len() {
@@ -69,6 +77,7 @@ pub fn normalize(data: &[u8]) -> Normalized {
         if is_space(b) {
             // Inside a script all whitespace goes.
             text.pending_space = !in_script;
+            nt_space |= !in_script;
             i += 1;
             continue;
         }
@@ -85,6 +94,12 @@ pub fn normalize(data: &[u8]) -> Normalized {
             text.pending_space = false;
             text.after_tag = true;
             text.out.extend_from_slice(&tag);
+            // `notags` keeps link and source targets, as written.
+            for value in link_targets(&data[i..end]) {
+                notags.push(b' ');
+                notags.extend_from_slice(value);
+            }
+            nt_space = true;
             i = end;
             if tag.starts_with(b"</script") {
                 in_script = false;
@@ -95,20 +110,38 @@ pub fn normalize(data: &[u8]) -> Normalized {
             continue;
         }
         if b == b'&' {
+            // An unknown reference stays in the page (lowercased) and leaves `notags`.
+            if let (None, Some(used)) = (entity(&data[i..]), reference_len(&data[i..])) {
+                text.push_raw(&data[i..i + used]);
+                i += used;
+                continue;
+            }
             if let Some((decoded, used)) = entity(&data[i..]) {
                 match decoded {
                     Decoded::Byte(d) => text.push(d),
                     Decoded::Text(t) => text.push_raw(t.as_bytes()),
                 }
+                // References are dropped from `notags`.
                 i += used;
                 continue;
             }
         }
         text.push(b);
+        if !in_script {
+            if nt_space {
+                notags.push(b' ');
+                nt_space = false;
+            }
+            notags.push(b.to_ascii_lowercase());
+        }
         i += 1;
+    }
+    if nt_space {
+        notags.push(b' ');
     }
     Normalized {
         html: text.out,
+        notags,
         scripts,
     }
 }
@@ -149,9 +182,63 @@ fn tag_at(data: &[u8], start: usize, in_script: bool) -> (Vec<u8>, usize) {
             tag.push(b' ');
         }
         space = false;
-        tag.push(b.to_ascii_lowercase());
+        // Single-quoted values come out double-quoted.
+        tag.push(if b == b'\'' {
+            b'"'
+        } else {
+            b.to_ascii_lowercase()
+        });
     }
     (tag, end)
+}
+
+/// The values of `href` and `src` attributes in a raw tag, as written.
+fn link_targets(tag: &[u8]) -> Vec<&[u8]> {
+    let mut found = Vec::new();
+    let mut i = 1;
+    while i < tag.len() {
+        let name_len = [&b"href"[..], b"src"]
+            .into_iter()
+            .find(|n| {
+                tag.get(i..i + n.len())
+                    .is_some_and(|w| w.eq_ignore_ascii_case(n))
+                    && is_space(tag[i - 1])
+            })
+            .map(|n| n.len());
+        let Some(n) = name_len else {
+            i += 1;
+            continue;
+        };
+        let mut j = i + n;
+        while j < tag.len() && is_space(tag[j]) {
+            j += 1;
+        }
+        if tag.get(j) != Some(&b'=') {
+            i = j.max(i + 1);
+            continue;
+        }
+        j += 1;
+        while j < tag.len() && is_space(tag[j]) {
+            j += 1;
+        }
+        let (start, stop) = match tag.get(j) {
+            Some(&q @ (b'"' | b'\'')) => {
+                let close = memchr::memchr(q, &tag[j + 1..]).map_or(tag.len(), |c| j + 1 + c);
+                (j + 1, close)
+            }
+            _ => {
+                let stop = (j..tag.len())
+                    .find(|&k| is_space(tag[k]) || tag[k] == b'>')
+                    .unwrap_or(tag.len());
+                (j, stop)
+            }
+        };
+        if stop > start {
+            found.push(&tag[start..stop]);
+        }
+        i = stop.max(i + 1);
+    }
+    found
 }
 
 /// A script's content from `from` to its `</script` (or the end), folded, into
@@ -184,6 +271,18 @@ fn script(data: &[u8], from: usize, scripts: &mut Vec<u8>) {
     }
     // Closed or not, ClamAV's copy ends each script with its end tag.
     scripts.extend_from_slice(b"</script>");
+}
+
+/// The length of `&name;` or `&#digits;` at the start of `s` (at most 12 bytes).
+fn reference_len(s: &[u8]) -> Option<usize> {
+    let end = s.iter().take(12).position(|&b| b == b';')?;
+    let body = &s[1..end];
+    let ok = !body.is_empty()
+        && body
+            .iter()
+            .enumerate()
+            .all(|(k, &b)| b.is_ascii_alphanumeric() || (k == 0 && b == b'#'));
+    ok.then_some(end + 1)
 }
 
 enum Decoded {
@@ -270,12 +369,44 @@ mod tests {
             ),
             (b"<html>a<!--x-->b<!-- y --  >c<!---->d<!--z</html>", b"<html>abcd"),
             (
+                b"<html><a name=q href = 'R S'>u</a></html>",
+                b"<html><a name=q href=\"r s\">u</a></html>",
+            ),
+            (
                 b"<html>foo<script><!-- c -->x=y<IMG src=z>&#72;</script>",
                 b"<html>foo<script><!--c-->x=y<imgsrc=z>h</script>",
             ),
         ];
         for (input, expected) in cases {
             let got = normalize(input).html;
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(expected),
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    /// Inputs and ClamAV's `notags.html` for them.
+    #[test]
+    fn as_clamav_writes_notags() {
+        let cases: &[(&[u8], &[u8])] = &[
+            (b"<html>A  B\tC\nD</html>", b" a b c d "),
+            (b"<html><b>Hello</b> World &amp; more</html>", b" hello world more "),
+            (b"<html>&#72;ello <p>WORLD</p></html>", b" ello world "),
+            (b"<table><tr><td>A</td><td>B</td></tr></table>", b" a b "),
+            (b"<html><!-- c --> a <!-- d -- > e --> f</html>", b" a e --> f "),
+            (b"<html><script>A = 1;</script>z</html>", b" z "),
+            (b"<html>x <b> y </b> z\n</html>", b" x y z "),
+            (b"<html>a &bogus; b &bogus;c &#300; d &AMP; e</html>", b" a b c d e "),
+            (
+                b"<html><img SRC=\"Pic.GIF\" alt=x><a href=Http://X.y/Z>t</a><a name=q href = 'R S'>u</a></html>",
+                b" Pic.GIF Http://X.y/Z t R S u ",
+            ),
+        ];
+        for (input, expected) in cases {
+            let got = normalize(input).notags;
             assert_eq!(
                 String::from_utf8_lossy(&got),
                 String::from_utf8_lossy(expected),

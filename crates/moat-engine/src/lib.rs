@@ -280,8 +280,8 @@ impl Engine {
     }
 
     /// The first body signature to match an HTML file's normalized copies
-    /// ([`htmlnorm`]): target 3, then target 0 on the page, the same on its scripts,
-    /// then target 7 on the scripts.
+    /// ([`htmlnorm`]): target 3, then target 0 on the page, the same on its text
+    /// without tags and on its scripts, then target 7 on the scripts.
     fn scan_html(&self, data: &[u8]) -> Option<&BodySig> {
         let html = self.typed.html();
         if html.is_empty() && self.text_any.is_empty() && self.text.is_empty() {
@@ -291,7 +291,7 @@ impl Engine {
         fn first<'m>(m: &'m BodyMatcher, d: &[u8]) -> Option<&'m BodySig> {
             m.scan(d).map(|found| m.sig(found.sig))
         }
-        for d in [&copy.html[..], &copy.scripts[..]] {
+        for d in [&copy.html[..], &copy.notags[..], &copy.scripts[..]] {
             if let Some(sig) = first(html, d).or_else(|| first(&self.text_any, d)) {
                 return Some(sig);
             }
