@@ -94,7 +94,9 @@ impl FileType {
     }
 
     /// ClamAV's name for the type (`CL_TYPE_ZIP`...), as the `.ldb` `Container:` key
-    /// and `clamscan --debug` write it.
+    /// and `clamscan --debug` write it. Approximations: every cpio variant is
+    /// `CL_TYPE_CPIO_NEWC` (ClamAV also has `_OLD`, `_ODC`, `_CRC`), every text
+    /// `CL_TYPE_TEXT_ASCII` (ClamAV also has `_UTF8`, `_UTF16LE`, `_UTF16BE`).
     pub fn clamav_name(self) -> &'static str {
         match self {
             FileType::Binary => "CL_TYPE_BINARY_DATA",
@@ -382,14 +384,17 @@ fn has_embedded_pe(data: &[u8]) -> bool {
 
 /// What ClamAV decides `data` is (the start of a file, or all of it: HTML tags and
 /// an embedded PE header count anywhere in what is given). A fixed-offset magic
-/// rule wins ([`magic`]); then `%PDF-` in the first 1024 bytes, HTML tags, and an
+/// rule wins ([`magic`]); then a SIS header at offset 8-12, `%PDF-` in the first 1024 bytes, HTML tags, and an
 /// `MZ ... PE\0\0` header, in any file, promote it (measured in text and binary
 /// files alike); else text ([`is_text`]) or binary.
 pub fn detect(data: &[u8]) -> FileType {
     if let Some(ty) = magic(data) {
         return ty;
     }
-    if has_pdf(data) {
+    if (8..=12).any(|at| data.get(at..at + 4) == Some(&[0x19, 0x04, 0x00, 0x10][..])) {
+        // `19 04 00 10` at offset 8 to 12: a Symbian installer (clam.sis).
+        FileType::Other("CL_TYPE_SIS")
+    } else if has_pdf(data) {
         FileType::Pdf
     } else if has_html(data) {
         FileType::Html
@@ -491,6 +496,41 @@ mod tests {
         pe.extend_from_slice(&[b'a'; 80]);
         pe.extend_from_slice(b"PE\0\0");
         assert_eq!(detect(&pe), FileType::Pe);
+        let sis = b"\0\0\0\x01\x12:\0\x10\x19\x04\0\x10$O";
+        assert_eq!(detect(sis).clamav_name(), "CL_TYPE_SIS");
+    }
+
+    /// ClamAV's own test files, typed as `clamscan --debug` reports them.
+    #[test]
+    fn clamav_test_files() {
+        let dir = std::path::Path::new("/usr/share/clamav-testfiles");
+        let expected = [
+            ("clam.exe", "CL_TYPE_MSEXE"),
+            ("clam-upx.exe", "CL_TYPE_MSEXE"),
+            ("clam.7z", "CL_TYPE_7Z"),
+            ("clam.arj", "CL_TYPE_ARJ"),
+            ("clam.cab", "CL_TYPE_MSCAB"),
+            ("clam.chm", "CL_TYPE_MSCHM"),
+            ("clam.exe.binhex", "CL_TYPE_BINHEX"),
+            ("clam.exe.bz2", "CL_TYPE_BZ"),
+            ("clam.exe.html", "CL_TYPE_HTML"),
+            ("clam.exe.mbox.base64", "CL_TYPE_MAIL"),
+            ("clam.exe.rtf", "CL_TYPE_RTF"),
+            ("clam.exe.szdd", "CL_TYPE_MSSZDD"),
+            ("clam.mail", "CL_TYPE_MAIL"),
+            ("clam.ole.doc", "CL_TYPE_MSOLE2"),
+            ("clam.pdf", "CL_TYPE_PDF"),
+            ("clam.sis", "CL_TYPE_SIS"),
+            ("clam.tar.gz", "CL_TYPE_GZ"),
+            ("clam.tnef", "CL_TYPE_TNEF"),
+            ("clam.zip", "CL_TYPE_ZIP"),
+        ];
+        for (name, ty) in expected {
+            let Ok(data) = std::fs::read(dir.join(name)) else {
+                continue;
+            };
+            assert_eq!(detect(&data).clamav_name(), ty, "{name}");
+        }
     }
 
     #[test]
