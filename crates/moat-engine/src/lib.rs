@@ -52,6 +52,10 @@ use textnorm::Normalizer;
 /// ClamAV 1.4.6: files of 1 to 5 bytes are reported clean whatever the database).
 pub const MIN_SCANNED_SIZE: usize = 6;
 
+/// How deep content inside content (a mail's body) is scanned: ClamAV's default
+/// recursion limit (`clamscan --debug`: "recursion_level: 0/17").
+const MAX_NESTING: u32 = 16;
+
 /// The result of scanning some content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict<'e> {
@@ -127,6 +131,12 @@ impl Engine {
 
     /// Scans the complete contents of a file held in memory.
     pub fn scan_bytes_with(&self, data: &[u8], limits: &Limits) -> Verdict<'_> {
+        self.scan_nested(data, limits, 0)
+    }
+
+    /// [`Engine::scan_bytes_with`] for content found `depth` levels inside a file
+    /// (a mail's body): nesting stops at ClamAV's recursion limit.
+    fn scan_nested(&self, data: &[u8], limits: &Limits, depth: u32) -> Verdict<'_> {
         if data.len() < MIN_SCANNED_SIZE {
             return Verdict::Clean;
         }
@@ -134,8 +144,10 @@ impl Engine {
         let facts = FileFacts::new(data, &source);
         // A parsed mail's body is scanned first, as a file of its own (measured).
         if let Some(body) = mail::scanned_body(facts.file_type(), data) {
-            if let found @ Verdict::Infected(_) = self.scan_bytes_with(body, limits) {
-                return found;
+            if depth < MAX_NESTING {
+                if let found @ Verdict::Infected(_) = self.scan_nested(body, limits, depth + 1) {
+                    return found;
+                }
             }
         }
         // HTML files are matched through their normalized copy only (measured).

@@ -207,3 +207,13 @@ fn html_and_mail_stream_as_they_scan_in_memory() {
     assert_eq!(e.scan_bytes(&big_page), Verdict::Infected("T3.UNOFFICIAL"));
     assert_eq!(e.scan_bytes(&mail), Verdict::Infected("T7.UNOFFICIAL"));
 }
+
+#[test]
+fn nested_mail_bodies_stop_at_the_recursion_limit() {
+    let e = engine("x.ndb", "T7:7:*:626f6479\n");
+    let deep = b"From: a\n\n".repeat(200_000);
+    assert_eq!(e.scan_bytes(&deep), Verdict::Clean);
+    let mut two = b"From: a\n\nFrom: b\n\n".to_vec();
+    two.extend_from_slice(b"some body text\n");
+    assert_eq!(e.scan_bytes(&two), Verdict::Infected("T7.UNOFFICIAL"));
+}
