@@ -225,7 +225,15 @@ impl Engine {
         let mut typed_scan = None;
         loop {
             let old = buffer.len();
-            let eof = read_up_to(&mut reader, buffer, chunk)? < chunk;
+            // The first read takes the whole head the file type is decided from (as a
+            // file read whole is typed from all of it), whatever the chunk size.
+            let want = if base == 0 && old == 0 {
+                let head = usize::try_from(file_len).unwrap_or(usize::MAX);
+                chunk.max(head.min(facts::STREAM_HEAD))
+            } else {
+                chunk
+            };
+            let eof = read_up_to(&mut reader, buffer, want)? < want;
             digests.update(&buffer[old..]);
             if old == 0 && base == 0 {
                 let head = &buffer[..buffer.len().min(facts::STREAM_HEAD)];

@@ -217,3 +217,35 @@ fn nested_mail_bodies_stop_at_the_recursion_limit() {
     two.extend_from_slice(b"some body text\n");
     assert_eq!(e.scan_bytes(&two), Verdict::Infected("T7.UNOFFICIAL"));
 }
+
+#[test]
+fn small_chunks_type_the_file_from_its_whole_head() {
+    // A tag far from the start, an executable offset: the same verdicts streamed with
+    // small chunks (and positioned reads) as in memory.
+    let e = engine(
+        "x.ndb",
+        "Up:0:*:48454c4c4f\nT3:3:*:68656c6c6f\nEp:1:EP+0:e1e2e3e4\n",
+    );
+    let mut page = vec![b'a'; 5000];
+    page.extend_from_slice(b" HELLO <iframe src=x>\n");
+    let mut exe = pe(0x4000);
+    exe[0x210..0x214].copy_from_slice(b"\xe1\xe2\xe3\xe4");
+    for data in [&page, &exe] {
+        let whole = e.scan_bytes(data);
+        assert!(whole.is_infected());
+        for chunk in [1024, 3000] {
+            let mut buffer = Vec::new();
+            let (streamed, _) = e
+                .scan_stream_from(
+                    &data[..],
+                    Some(&data.as_slice()),
+                    data.len() as u64,
+                    chunk,
+                    &mut buffer,
+                    &Limits::default(),
+                )
+                .unwrap();
+            assert_eq!(streamed, whole, "chunk {chunk}");
+        }
+    }
+}
