@@ -74,7 +74,9 @@ fuzz_target!(|input: &[u8]| {
     let (streamed, read) = engine
         .scan_stream_from(reader, Some(&data), len, chunk, &mut buffer, &limits)
         .expect("reading a slice cannot fail");
-    assert_eq!(read, len, "scan_stream read {read} of {len} bytes");
+    // Types ClamAV ignores (MP3, Ogg...) are not read past their head.
+    let ignored = moat_formats::filetype::detect(data).is_ignored();
+    assert!(read == len || ignored, "scan_stream read {read} of {len} bytes");
     assert_eq!(
         streamed, expected,
         "scan_stream (chunk {chunk}, step {step}) disagrees with scan_bytes_with"

@@ -142,6 +142,9 @@ impl Engine {
         }
         let source: &[u8] = data;
         let facts = FileFacts::new(data, &source);
+        if facts.file_type().is_ignored() {
+            return Verdict::Clean;
+        }
         // A parsed mail's body is scanned first, as a file of its own (measured).
         if let Some(body) = mail::scanned_body(facts.file_type(), data) {
             if depth < MAX_NESTING {
@@ -174,7 +177,9 @@ impl Engine {
     /// into `buffer` (reused between calls): memory stays bounded whatever the file
     /// size, and nothing breaks if the file shrinks meanwhile (unlike a mapping,
     /// which raises SIGBUS). At most `file_len` bytes are read. Returns the verdict
-    /// and the number of bytes read. Executable layouts cannot be read from a bare
+    /// and the number of bytes read (fewer than `file_len` only for a file that
+    /// shrank, or a type ClamAV ignores, read no further than its head). Executable
+    /// layouts cannot be read from a bare
     /// reader: use [`Engine::scan_stream_from`] for `EP`/`Sx` offsets and section hashes.
     pub fn scan_stream(
         &self,
@@ -238,6 +243,10 @@ impl Engine {
             if old == 0 && base == 0 {
                 let head = &buffer[..buffer.len().min(facts::STREAM_HEAD)];
                 let f = facts.insert(FileFacts::new(head, source));
+                // Types ClamAV ignores are not read any further.
+                if f.file_type().is_ignored() {
+                    return Ok((Verdict::Clean, buffer.len() as u64));
+                }
                 // HTML and parsed mail need the whole file (their copies are not built
                 // chunk by chunk): read it whole, up to a bound, and scan it in memory.
                 let whole = f.file_type() == FileType::Html

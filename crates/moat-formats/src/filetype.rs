@@ -93,6 +93,13 @@ impl FileType {
         }
     }
 
+    /// Whether ClamAV skips files of this type entirely (`CL_TYPE_IGNORED`: MPEG, MP3,
+    /// Ogg, RealMedia, SQLite...): measured, no signature of any kind, hash included,
+    /// matches them.
+    pub fn is_ignored(self) -> bool {
+        self == IGNORED
+    }
+
     /// ClamAV's name for the type (`CL_TYPE_ZIP`...), as the `.ldb` `Container:` key
     /// and `clamscan --debug` write it. Approximations: every cpio variant is
     /// `CL_TYPE_CPIO_NEWC` (ClamAV also has `_OLD`, `_ODC`, `_CRC`), every text
@@ -153,8 +160,10 @@ const MAIL: FileType = FileType::Mail;
 /// limited to older levels are left out), in the order of its table.
 static MAGIC: &[Magic] = &[
     m(0, b"\x00\x00\x00\x0cjP  \r\n\x87\n", FileType::Graphics),
-    m(0, b"\x00\x00\x01\xb3", IGNORED),
-    m(0, b"\x00\x00\x01\xba", IGNORED),
+    // ClamAV's MPEG rules (`CL_TYPE_IGNORED` in its table): such files are scanned
+    // raw all the same, but get no text copy (measured), so: plain binary data.
+    m(0, b"\x00\x00\x01\xb3", FileType::Binary),
+    m(0, b"\x00\x00\x01\xba", FileType::Binary),
     m(0, b"\x1f\x8b", FileType::Gzip),
     m(0, b"#@~^", FileType::Other("CL_TYPE_SCRENC")),
     m(0, b"%!PS-Adobe-", FileType::Other("CL_TYPE_PS")),
@@ -244,17 +253,13 @@ static MAGIC: &[Magic] = &[
     m(0, b"xar!", FileType::Other("CL_TYPE_XAR")),
     m(0, b"\xfd7zXZ\x00", FileType::Xz),
     m(512, b"EFI PART", FileType::Other("CL_TYPE_GPT")),
-    m(
-        0,
-        b"{ \"Magic\": \"CLAMJSONv0\"",
-        FileType::Other("CL_TYPE_INTERNAL"),
-    ),
     m(0, b"II*\x00", FileType::Graphics),
     m(0, b"MM", FileType::Graphics),
     m(
         4,
         b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",
-        FileType::Other("CL_TYPE_HWPOLE2"),
+        // CL_TYPE_HWPOLE2, which target-2 signatures match (measured).
+        FileType::Ole2,
     ),
     m(
         0,
@@ -268,6 +273,12 @@ static MAGIC: &[Magic] = &[
     ),
     m(0, b"EGGA", FileType::Other("CL_TYPE_EGG")),
 ];
+
+/// The fixed-offset rules [`magic`] tries, in order: `(offset, bytes, type)` (the
+/// `CA FE BA BE` split is not among them). For tests that build one file per rule.
+pub fn magic_rules() -> impl Iterator<Item = (usize, &'static [u8], FileType)> {
+    MAGIC.iter().map(|r| (r.offset, r.bytes, r.ty))
+}
 
 /// The type a fixed-offset magic rule gives `head`, if any: ClamAV's first step,
 /// which also decides that a file gets no plain-text treatment. Includes the
@@ -540,6 +551,15 @@ mod tests {
         assert_eq!(detect(b"RIFF....").clamav_name(), "CL_TYPE_RIFF");
         assert_eq!(FileType::Java.target(), 12);
         assert_eq!(FileType::Zip.target(), 0);
+        assert!(detect(b"ID3\x03 tag").is_ignored());
+        assert!(detect(b"OggS\x00").is_ignored());
+        assert!(!detect(b"Ogg").is_ignored());
+        assert!(!detect(b"\x00\x00\x01\xb3\n hello").is_ignored());
+        assert_eq!(
+            detect(b"aaaa\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"),
+            FileType::Ole2
+        );
+        assert_eq!(detect(b"{ \"Magic\": \"CLAMJSONv0\" }"), FileType::Text);
     }
 
     #[test]

@@ -299,6 +299,30 @@ fn file_types_and_executable_layout_against_clamscan() {
             files: files.clone(),
         });
     }
+    // One file per fixed-offset magic rule of moat_formats (ClamAV's table), each
+    // target type on all of them: which are typed, ignored, or get a text copy.
+    let magic_dir = dir.join("magic");
+    fs::create_dir_all(&magic_dir).unwrap();
+    let mut magic_files = Vec::new();
+    for (i, (offset, bytes, _)) in moat_formats::filetype::magic_rules().enumerate() {
+        let mut data = vec![b'a'; offset];
+        data.extend_from_slice(bytes);
+        data.extend_from_slice(b"\n hello xx ");
+        data.extend_from_slice(MARKER);
+        data.extend_from_slice(b" yy\n");
+        data.extend_from_slice(&[b'z'; 300]);
+        let p = magic_dir.join(format!("m{i:03}"));
+        fs::write(&p, data).unwrap();
+        magic_files.push(p);
+    }
+    for target in (0..=12).filter(|t| *t != 8) {
+        cases.push(Case {
+            db_name: "m.ndb".into(),
+            db_text: format!("M{target}:{target}:*:{}\n", hex(MARKER)),
+            files: magic_files.clone(),
+        });
+    }
+
     // Raw uppercase: HTML files are not matched raw, text files are.
     cases.push(Case {
         db_name: "t.ndb".into(),
