@@ -1,6 +1,7 @@
 //! Builds an engine from a fuzzed `.ndb` text (when it loads) and scans fuzzed bytes with
 //! it: neither compiling nor scanning may panic, scanning is deterministic, and the
-//! streaming scanner (`Engine::scan_stream`) agrees with the in-memory one
+//! streaming scanner (`Engine::scan_stream_from`, positioned reads through the same
+//! bytes, as `Scanner` streams a file) agrees with the in-memory one
 //! (`Engine::scan_bytes_with`) on the same bytes and limits.
 //!
 //! Input layout: `.ndb` text (UTF-8), a NUL byte, then the bytes to scan. The streaming
@@ -71,9 +72,11 @@ fuzz_target!(|input: &[u8]| {
     let mut buffer = Vec::new();
     let reader = ShortReads { data, step };
     let (streamed, read) = engine
-        .scan_stream(reader, len, chunk, &mut buffer, &limits)
+        .scan_stream_from(reader, Some(&data), len, chunk, &mut buffer, &limits)
         .expect("reading a slice cannot fail");
-    assert_eq!(read, len, "scan_stream read {read} of {len} bytes");
+    // Types ClamAV ignores (MP3, Ogg...) are not read past their head.
+    let ignored = moat_formats::filetype::detect(data).is_ignored();
+    assert!(read == len || ignored, "scan_stream read {read} of {len} bytes");
     assert_eq!(
         streamed, expected,
         "scan_stream (chunk {chunk}, step {step}) disagrees with scan_bytes_with"

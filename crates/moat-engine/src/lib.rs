@@ -14,29 +14,39 @@
 //! bounded whatever the file size.
 //!
 //! Order of decisions for one file, as ClamAV reports them (measured): the first
-//! target-0 body signature on the raw bytes, else the first hash signature (MD5,
-//! SHA-1, SHA-256), else the first logical signature ([`logical`], load order) on the
-//! raw bytes, else the first target-7 then target-0 body signature, then target-7 then
-//! target-0 logical signature, on the normalized-text copy ([`textnorm`], for the
-//! files [`filetype::gets_normalized`] accepts); a detection is cancelled when the
-//! file's hash is on the allow list.
+//! body signature of the file's own target type ([`typed`], the type from
+//! [`facts::FileFacts`]) then of target 0 on the raw bytes, else the first whole-file
+//! hash signature (MD5, SHA-1, SHA-256), else the first logical signature
+//! ([`logical`], load order) on the raw bytes, else a PE section hash
+//! (`.mdb`/`.msb`), else the first target-7 then target-0 body signature, then
+//! target-7 then target-0 logical signature, on the normalized-text copy
+//! ([`textnorm`], for the files [`filetype::gets_normalized`] accepts). HTML files
+//! skip the raw pass: target 3, target 0, then target 7 (scripts) are matched on their
+//! normalized copy ([`htmlnorm`]). A detection is cancelled when the file's hash is on
+//! the allow list.
 
 #![warn(missing_docs)]
 
 pub mod body;
+pub mod facts;
 pub mod filetype;
 pub mod hashes;
+pub mod htmlnorm;
 pub mod logical;
+pub mod mail;
 mod scanner;
 pub mod textnorm;
+pub mod typed;
 
 pub use scanner::{Limits, ScanError, ScanOutcome, Scanner, Skip};
 
 use std::io::{self, Read};
 
 use body::{BodyMatcher, BodyScan};
+use facts::FileFacts;
 use hashes::{FileDigests, HashIndex, StreamDigests};
 use logical::{LogicalFacts, LogicalMatcher};
+use moat_formats::{ByteSource, ExeInfo, FileType};
 use moat_sigs::hex::Element;
 use moat_sigs::line::{TARGET_ANY, TARGET_TEXT};
 use moat_sigs::Database;
@@ -46,6 +56,10 @@ use textnorm::Normalizer;
 /// Content shorter than this is never detected, by any kind of signature (measured on
 /// ClamAV 1.4.6: files of 1 to 5 bytes are reported clean whatever the database).
 pub const MIN_SCANNED_SIZE: usize = 6;
+
+/// How deep content inside content (a mail's body) is scanned: ClamAV's default
+/// recursion limit (`clamscan --debug`: "recursion_level: 0/17").
+const MAX_NESTING: u32 = 16;
 
 /// The result of scanning some content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +87,8 @@ pub struct Engine {
     /// Target-0 body signatures that could match normalized text, matched against
     /// the normalized copy after the target-7 ones.
     text_any: BodyMatcher,
+    /// Target types 1-12 (but 7) and section hashes ([`typed`]).
+    typed: typed::Typed,
     hashes: HashIndex,
     allow: HashIndex,
     /// Logical signatures on the raw bytes, in load order.
@@ -103,13 +119,14 @@ impl Engine {
             };
             of(TARGET_TEXT).chain(of(TARGET_ANY)).cloned().collect()
         };
-        let raw_sigs = db
+        let (raw_sigs, typed_sigs) = db
             .bodies
             .into_iter()
-            .filter(|s| s.target == TARGET_ANY)
-            .collect();
+            .filter(|s| s.target != TARGET_TEXT)
+            .partition(|s| s.target == TARGET_ANY);
         Engine {
             known,
+            typed: typed::Typed::new(typed_sigs, db.section_hashes),
             body: BodyMatcher::new(raw_sigs),
             text: BodyMatcher::new(text),
             text_any: BodyMatcher::new(text_any),
@@ -133,24 +150,69 @@ impl Engine {
 
     /// Scans the complete contents of a file held in memory.
     pub fn scan_bytes_with(&self, data: &[u8], limits: &Limits) -> Verdict<'_> {
+        self.scan_nested(data, limits, 0)
+    }
+
+    /// [`Engine::scan_bytes_with`] for content found `depth` levels inside a file
+    /// (a mail's body): nesting stops at ClamAV's recursion limit.
+    fn scan_nested(&self, data: &[u8], limits: &Limits, depth: u32) -> Verdict<'_> {
         if data.len() < MIN_SCANNED_SIZE {
             return Verdict::Clean;
         }
-        let raw = self.body.scan(data).map(|m| &*self.body.sig(m.sig).name);
-        let logical = || self.logical.scan(data, &facts(data.len() as u64));
+        let source: &[u8] = data;
+        let facts = FileFacts::new(data, &source);
+        if facts.file_type().is_ignored() {
+            return Verdict::Clean;
+        }
+        // A parsed mail's body is scanned first, as a file of its own (measured).
+        if let Some(body) = mail::scanned_body(facts.file_type(), data) {
+            if depth < MAX_NESTING {
+                if let found @ Verdict::Infected(_) = self.scan_nested(body, limits, depth + 1) {
+                    return found;
+                }
+            }
+        }
+        // HTML files are matched through their normalized copy only (measured).
+        let html = facts.file_type() == FileType::Html;
+        let raw = (!html)
+            .then(|| {
+                let typed = self.typed.scan_raw(&facts, data);
+                typed.or_else(|| self.body.scan(data).map(|m| self.body.sig(m.sig)))
+            })
+            .flatten()
+            .map(|sig| &*sig.name);
+        let logical = || {
+            let lf = raw_logical_facts(&facts, data.len() as u64);
+            (!html)
+                .then(|| self.logical.scan(data, &lf, facts.exe()))
+                .flatten()
+        };
+        let sections = || self.typed.section_hash(&facts);
         let normalized = || {
-            self.wants_normalized(data, data.len() as u64, limits)
+            if html {
+                return self.scan_html(data).map(|sig| &*sig.name);
+            }
+            self.wants_normalized(data, facts.file_type(), data.len() as u64, limits)
                 .then(|| self.scan_normalized(&textnorm::normalize(data), data.len() as u64))
                 .flatten()
         };
-        self.decide(raw, logical, normalized, &mut FileDigests::of(data))
+        self.decide(
+            raw,
+            logical,
+            sections,
+            normalized,
+            &mut FileDigests::of(data),
+        )
     }
 
     /// Scans a file of `file_len` bytes read from `reader`, `chunk` bytes at a time
     /// into `buffer` (reused between calls): memory stays bounded whatever the file
     /// size, and nothing breaks if the file shrinks meanwhile (unlike a mapping,
     /// which raises SIGBUS). At most `file_len` bytes are read. Returns the verdict
-    /// and the number of bytes read.
+    /// and the number of bytes read (fewer than `file_len` only for a file that
+    /// shrank, or a type ClamAV ignores, read no further than its head). Executable
+    /// layouts cannot be read from a bare
+    /// reader: use [`Engine::scan_stream_from`] for `EP`/`Sx` offsets and section hashes.
     pub fn scan_stream(
         &self,
         reader: impl Read,
@@ -159,15 +221,38 @@ impl Engine {
         buffer: &mut Vec<u8>,
         limits: &Limits,
     ) -> io::Result<(Verdict<'_>, u64)> {
+        self.scan_stream_from(reader, None, file_len, chunk, buffer, limits)
+    }
+
+    /// Like [`Engine::scan_stream`], with positioned reads of the same file through
+    /// `source` for what sits outside the chunk being scanned (executable headers,
+    /// PE sections for section hashes). The file type is decided by its first chunk.
+    pub fn scan_stream_from(
+        &self,
+        reader: impl Read,
+        source: Option<&dyn ByteSource>,
+        file_len: u64,
+        chunk: usize,
+        buffer: &mut Vec<u8>,
+        limits: &Limits,
+    ) -> io::Result<(Verdict<'_>, u64)> {
+        static NO_SOURCE: &[u8] = &[];
+        let source = source.unwrap_or(&NO_SOURCE);
         let mut reader = reader.take(file_len);
-        let (l_back, l_ahead) = self.logical.reach();
-        let reach_back = self.body.reach_back().max(l_back);
-        let reach_ahead = self.body.reach_ahead().max(l_ahead);
-        let file_facts = facts(file_len);
-        let mut logical = self
-            .logical
-            .any_applies(&file_facts)
-            .then(|| self.logical.start(file_len, true));
+        let typed_reach = self.typed.reach();
+        let logical_reach = self.logical.reach();
+        let reach_back = self
+            .body
+            .reach_back()
+            .max(typed_reach.0)
+            .max(logical_reach.0);
+        let reach_ahead = self
+            .body
+            .reach_ahead()
+            .max(typed_reach.1)
+            .max(logical_reach.1);
+        // Started once the first chunk has told the file's type.
+        let mut logical = None;
         let chunk = chunk
             .max(4 * (reach_back + reach_ahead))
             .max(filetype::TEXT_SNIFF_LEN);
@@ -184,12 +269,49 @@ impl Engine {
         buffer.clear();
         let mut base = 0u64;
         let mut scan = None;
+        let mut facts = None;
+        let mut typed_scan = None;
         loop {
             let old = buffer.len();
-            let eof = read_up_to(&mut reader, buffer, chunk)? < chunk;
+            // The first read takes the whole head the file type is decided from (as a
+            // file read whole is typed from all of it), whatever the chunk size.
+            let want = if base == 0 && old == 0 {
+                let head = usize::try_from(file_len).unwrap_or(usize::MAX);
+                chunk.max(head.min(facts::STREAM_HEAD))
+            } else {
+                chunk
+            };
+            let eof = read_up_to(&mut reader, buffer, want)? < want;
             digests.update(&buffer[old..]);
-            if old == 0 && base == 0 && self.wants_normalized(buffer, file_len, limits) {
-                text = Some((Normalizer::default(), Vec::new()));
+            if old == 0 && base == 0 {
+                let head = &buffer[..buffer.len().min(facts::STREAM_HEAD)];
+                let f = facts.insert(FileFacts::new(head, source));
+                // Types ClamAV ignores are not read any further.
+                if f.file_type().is_ignored() {
+                    return Ok((Verdict::Clean, buffer.len() as u64));
+                }
+                // HTML and parsed mail need the whole file (their copies are not built
+                // chunk by chunk): read it whole, up to a bound, and scan it in memory.
+                let whole = f.file_type() == FileType::Html
+                    || mail::scanned_body(f.file_type(), buffer).is_some();
+                if whole && !eof && file_len <= facts::WHOLE_READ_MAX {
+                    while read_up_to(&mut reader, buffer, chunk)? == chunk {}
+                }
+                if whole && (eof || file_len <= facts::WHOLE_READ_MAX) {
+                    let read = buffer.len() as u64;
+                    return Ok((self.scan_bytes_with(buffer, limits), read));
+                }
+                typed_scan = self.typed.raw_matcher(f.file_type()).map(|m| {
+                    let exe = m.needs_exe().then(|| f.exe().cloned()).flatten();
+                    m.start_exe(file_len, exe)
+                });
+                let lf = raw_logical_facts(f, file_len);
+                if f.file_type() != FileType::Html && self.logical.any_applies(&lf) {
+                    logical = Some((self.logical.start(file_len, true, f.exe()), lf));
+                }
+                if self.wants_normalized(buffer, f.file_type(), file_len, limits) {
+                    text = Some((Normalizer::default(), Vec::new()));
+                }
             }
             if let Some((normalizer, copy)) = &mut text {
                 normalizer.push(&buffer[old..], copy);
@@ -202,7 +324,10 @@ impl Engine {
                 end.saturating_sub(reach_ahead as u64)
             };
             scan.feed(buffer, base, until);
-            if let Some(logical) = &mut logical {
+            if let Some(typed) = &mut typed_scan {
+                typed.feed(buffer, base, until);
+            }
+            if let Some((logical, _)) = &mut logical {
                 logical.feed(buffer, base, until);
             }
             if eof {
@@ -217,20 +342,66 @@ impl Engine {
         if read < MIN_SCANNED_SIZE as u64 {
             return Ok((Verdict::Clean, read));
         }
-        let raw = scan
-            .and_then(BodyScan::finish)
-            .map(|m| &*self.body.sig(m.sig).name);
-        let logical = || logical.and_then(|l| l.finish(None, &facts(read)));
+        let typed = typed_scan.and_then(|t| {
+            let m = t.finish()?;
+            let matcher = facts
+                .as_ref()
+                .and_then(|f| self.typed.raw_matcher(f.file_type()))?;
+            Some(matcher.sig(m.sig))
+        });
+        let raw = typed
+            .or_else(|| {
+                scan.and_then(BodyScan::finish)
+                    .map(|m| self.body.sig(m.sig))
+            })
+            .map(|sig| &*sig.name);
+        let logical = || {
+            logical.and_then(|(l, lf): (logical::LogicalScan<'_>, LogicalFacts<'_>)| {
+                l.finish(
+                    None,
+                    &LogicalFacts {
+                        file_size: read,
+                        ..lf
+                    },
+                )
+            })
+        };
+        let sections = || facts.as_ref().and_then(|f| self.typed.section_hash(f));
         let normalized = || text.and_then(|(_, copy)| self.scan_normalized(&copy, read));
-        Ok((self.decide(raw, logical, normalized, &mut digests), read))
+        Ok((
+            self.decide(raw, logical, sections, normalized, &mut digests),
+            read,
+        ))
     }
 
-    /// Whether a file of `len` bytes starting with `head` gets the normalized-text
-    /// pass: clamscan's rule, the size limit, and something to match at all.
-    fn wants_normalized(&self, head: &[u8], len: u64, limits: &Limits) -> bool {
+    /// The first body signature to match an HTML file's normalized copies
+    /// ([`htmlnorm`]): target 3, then target 0 on the page, the same on its text
+    /// without tags and on its scripts, then target 7 on the scripts.
+    fn scan_html(&self, data: &[u8]) -> Option<&BodySig> {
+        let html = self.typed.html();
+        if html.is_empty() && self.text_any.is_empty() && self.text.is_empty() {
+            return None;
+        }
+        let copy = htmlnorm::normalize(data);
+        fn first<'m>(m: &'m BodyMatcher, d: &[u8]) -> Option<&'m BodySig> {
+            m.scan(d).map(|found| m.sig(found.sig))
+        }
+        for d in [&copy.html[..], &copy.notags[..], &copy.scripts[..]] {
+            if let Some(sig) = first(html, d).or_else(|| first(&self.text_any, d)) {
+                return Some(sig);
+            }
+        }
+        first(&self.text, &copy.scripts)
+    }
+
+    /// Whether a file of `len` bytes and type `ty` starting with `head` gets the
+    /// normalized-text pass: clamscan's rule, the size limit, and something to match
+    /// at all. Text promoted to PDF or PE by a header inside it gets none (measured).
+    fn wants_normalized(&self, head: &[u8], ty: FileType, len: u64, limits: &Limits) -> bool {
         let any_sigs =
             !(self.text.is_empty() && self.text_any.is_empty() && self.logical_text.is_empty());
-        any_sigs && limits.normalizes(len) && filetype::gets_normalized(head)
+        let promoted = matches!(ty, FileType::Pdf | FileType::Pe);
+        any_sigs && !promoted && limits.normalizes(len) && filetype::gets_normalized(head)
     }
 
     /// The first signature to match the normalized copy: body signatures of target
@@ -249,24 +420,27 @@ impl Engine {
                     target: TARGET_TEXT,
                     ..LogicalFacts::plain(file_size)
                 };
-                self.logical_text.scan(copy, &facts)
+                self.logical_text.scan(copy, &facts, None)
             })
     }
 
-    /// The verdict, in ClamAV's order (measured): a body signature on the raw bytes,
-    /// else a hash signature, else a logical signature on the raw bytes, else a
-    /// signature on the normalized copy (computed only then). A detection is cancelled
-    /// by the allow list.
+    /// The verdict, in ClamAV's order (measured): a body signature on the raw bytes
+    /// (the file type's own, then target 0), else a whole-file hash signature, else a
+    /// logical signature on the raw bytes, else a PE section hash, else a signature on
+    /// the normalized copy (each computed only when the ones before found nothing).
+    /// A detection is cancelled by the allow list.
     fn decide<'s>(
         &'s self,
         raw: Option<&'s str>,
         logical: impl FnOnce() -> Option<&'s str>,
+        sections: impl FnOnce() -> Option<&'s str>,
         normalized: impl FnOnce() -> Option<&'s str>,
         digests: &mut FileDigests<'_>,
     ) -> Verdict<'s> {
         let detection = raw
             .or_else(|| self.hashes.lookup(digests))
             .or_else(logical)
+            .or_else(sections)
             .or_else(normalized);
         match detection {
             Some(_) if self.allow.lookup(digests).is_some() => Verdict::Clean,
@@ -291,11 +465,21 @@ fn could_match_text(sig: &BodySig) -> bool {
         })
 }
 
-/// The facts logical signatures check, for a top-level file of `len` bytes. File
-/// typing and executable parsing (moat-formats) fill in the target, entry point and
-/// sections; until they are wired in, every file is of target 0.
-fn facts(len: u64) -> LogicalFacts<'static> {
-    LogicalFacts::plain(len)
+/// The facts logical signatures check on the raw bytes of a top-level file of `len`
+/// bytes: its target type (text's target 7 belongs to the normalized pass, so raw
+/// text is target 0), and an executable's entry point and number of sections.
+fn raw_logical_facts(facts: &FileFacts<'_>, len: u64) -> LogicalFacts<'static> {
+    let target = match facts.file_type().target() {
+        TARGET_TEXT => TARGET_ANY,
+        t => t,
+    };
+    let exe: Option<&ExeInfo> = facts.exe();
+    LogicalFacts {
+        target,
+        entry_point: exe.and_then(|e| e.entry_point),
+        sections: exe.map(|e| e.sections.len()),
+        ..LogicalFacts::plain(len)
+    }
 }
 
 /// Appends up to `n` bytes from `reader` to `buffer`; fewer only at end of input.

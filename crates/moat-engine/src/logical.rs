@@ -20,6 +20,7 @@ use moat_sigs::ldb::{ByteCompare, Modifiers, PcreSubsig, MAX_SUBSIGS};
 use moat_sigs::{BodySig, LogicalSig, OffsetBase, Subsig};
 
 use crate::body::{BodyMatcher, BodyScan};
+use moat_formats::ExeInfo;
 
 /// The farthest a byte compare's bytes are kept around its trigger's match in a
 /// streamed file (the chunk overlap grows by at most this much).
@@ -278,22 +279,32 @@ impl LogicalMatcher {
 
     /// Scans complete contents and returns the name of the first logical signature
     /// that holds.
-    pub fn scan(&self, data: &[u8], facts: &LogicalFacts<'_>) -> Option<&str> {
+    pub fn scan(
+        &self,
+        data: &[u8],
+        facts: &LogicalFacts<'_>,
+        exe: Option<&ExeInfo>,
+    ) -> Option<&str> {
         if !self.any_applies(facts) {
             return None;
         }
-        let mut scan = self.start(data.len() as u64, false);
+        let mut scan = self.start(data.len() as u64, false, exe);
         scan.feed(data, 0, data.len() as u64);
         scan.finish(Some(data), facts)
     }
 
-    /// Starts a scan of a file of `file_len` bytes. With `streaming`, regex
+    /// Starts a scan of a file of `file_len` bytes whose executable layout is `exe`
+    /// (for subsignatures at `EP+n`, `Sx+n`, `SEx`, `SL+n`). With `streaming`, regex
     /// subsignatures run on each fed chunk (the bytes are not kept for the end).
-    pub fn start(&self, file_len: u64, streaming: bool) -> LogicalScan<'_> {
+    pub fn start(&self, file_len: u64, streaming: bool, exe: Option<&ExeInfo>) -> LogicalScan<'_> {
+        fn start<'m>(m: &'m BodyMatcher, file_len: u64, exe: Option<&ExeInfo>) -> BodyScan<'m> {
+            let exe = m.needs_exe().then(|| exe.cloned()).flatten();
+            m.start_exe(file_len, exe)
+        }
         LogicalScan {
             matcher: self,
-            exact: self.exact.start(file_len),
-            nocase: (!self.nocase.is_empty()).then(|| self.nocase.start(file_len)),
+            exact: start(&self.exact, file_len, exe),
+            nocase: (!self.nocase.is_empty()).then(|| start(&self.nocase, file_len, exe)),
             lower: Vec::new(),
             file_len,
             streaming,

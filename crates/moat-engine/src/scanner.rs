@@ -121,9 +121,14 @@ impl<'e> Scanner<'e> {
             self.buffer = data;
             return Ok(outcome);
         }
-        let (verdict, read) =
-            self.engine
-                .scan_stream(file, len, CHUNK, &mut self.buffer, &self.limits)?;
+        let (verdict, read) = self.engine.scan_stream_from(
+            file,
+            Some(file),
+            len,
+            CHUNK,
+            &mut self.buffer,
+            &self.limits,
+        )?;
         Ok(ScanOutcome {
             verdict,
             bytes_scanned: read,

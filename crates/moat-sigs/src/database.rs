@@ -7,7 +7,7 @@ use crate::cvd::{self, Kind};
 use crate::error::{LoadError, ParseError};
 use crate::hashtable::HashTable;
 use crate::ldb::{self, Ldb, LdbSkip, LogicalSig};
-use crate::line::{self, BodySig, Parsed, SkipReason, TARGET_ANY, TARGET_TEXT};
+use crate::line::{self, BodySig, Parsed, SkipReason};
 
 /// Every signature loaded from one or more database paths, in load order, with the
 /// `.ign2` names already removed and detection names in their reported form
@@ -18,6 +18,9 @@ pub struct Database {
     pub hashes: HashTable,
     /// Allow-list entries (`.fp`, `.sfp`): a file with one of these hashes is clean.
     pub allow: HashTable,
+    /// PE section hash signatures (`.mdb`, `.msb`): the size and digest are those of
+    /// one section's raw bytes.
+    pub section_hashes: HashTable,
     /// Body signatures (`.ndb`) the engine supports.
     pub bodies: Vec<BodySig>,
     /// Logical signatures (`.ldb`) the engine evaluates.
@@ -69,6 +72,8 @@ enum Format {
     Hash,
     /// `.fp`, `.sfp`: allow list.
     Allow,
+    /// `.mdb`, `.msb`: PE section hashes.
+    SectionHash,
     /// `.ndb`: extended body signatures.
     Body,
     /// `.ldb`: logical signatures.
@@ -99,7 +104,7 @@ fn format_of(path: &Path) -> Option<Format> {
         "ign2" | "ign" => Format::Ignore,
         "hdu" | "hsu" | "ndu" | "ldu" | "mdu" | "msu" => Format::Pua,
         "info" | "cfg" => Format::Metadata,
-        "mdb" | "msb" => Format::Unsupported("PE section hash signatures"),
+        "mdb" | "msb" => Format::SectionHash,
         "ldb" => Format::Logical,
         "cvd" | "cld" | "cud" => Format::Container(Kind::from_extension(ext)?),
         "db" | "sdb" | "zmd" | "rmd" | "cdb" => Format::Unsupported("container/legacy signatures"),
@@ -151,6 +156,7 @@ impl Database {
     /// evaluate yet (ClamAV counts those too).
     pub fn signature_count(&self) -> usize {
         self.hashes.len()
+            + self.section_hashes.len()
             + self.bodies.len()
             + self.logical.len()
             + self.allow.len()
@@ -264,7 +270,12 @@ impl Loader {
         };
         let signatures = matches!(
             format,
-            Format::Hash | Format::Allow | Format::Body | Format::Logical | Format::Ignore
+            Format::Hash
+                | Format::Allow
+                | Format::SectionHash
+                | Format::Body
+                | Format::Logical
+                | Format::Ignore
         );
         if text.is_empty() && signatures {
             return Err(LoadError::Malformed {
@@ -279,9 +290,14 @@ impl Loader {
         // Signatures that are not loaded, counted per reason (one report line each).
         let mut unsupported: BTreeMap<String, usize> = BTreeMap::new();
         match format {
-            Format::Hash | Format::Allow => {
+            Format::Hash | Format::Allow | Format::SectionHash => {
+                let parse = if format == Format::SectionHash {
+                    line::parse_section_hash_ref
+                } else {
+                    line::parse_hash_ref
+                };
                 let chunks = parse_lines(path, body, HashChunk::default, |chunk, line| {
-                    match line::parse_hash_ref(line)? {
+                    match parse(line)? {
                         Parsed::Sig(sig) => chunk
                             .table
                             .push_parts(sig.digest, sig.size, sig.name, suffix),
@@ -289,10 +305,10 @@ impl Loader {
                     }
                     Ok(())
                 })?;
-                let target = if format == Format::Hash {
-                    &mut self.db.hashes
-                } else {
-                    &mut self.db.allow
+                let target = match format {
+                    Format::Hash => &mut self.db.hashes,
+                    Format::SectionHash => &mut self.db.section_hashes,
+                    _ => &mut self.db.allow,
                 };
                 for mut chunk in chunks {
                     if !self.ignore.is_empty() {
@@ -452,6 +468,7 @@ impl Loader {
 
     fn finish(mut self) -> Database {
         self.db.hashes.shrink_to_fit();
+        self.db.section_hashes.shrink_to_fit();
         self.db.allow.shrink_to_fit();
         self.db.bodies.shrink_to_fit();
         self.db.logical.shrink_to_fit();
@@ -549,15 +566,14 @@ fn split_at_lines(body: &str, n: usize) -> Vec<(&str, usize)> {
 }
 
 /// Whether the engine can evaluate this body signature yet; the reason if not.
+/// Every target type with a file type of its own is (0-7, 9-12); 8 (unused since
+/// ClamAV 0.9x) and 13-14 are loaded and counted but never evaluated.
 fn body_support(sig: &BodySig) -> Result<(), String> {
-    if sig.target != TARGET_ANY && sig.target != TARGET_TEXT {
+    if matches!(sig.target, 8 | 13 | 14) {
         return Err(format!(
             "body signatures for target type {} are not supported yet",
             sig.target
         ));
-    }
-    if sig.offset.base.needs_executable() {
-        return Err("executable-relative offsets (EP, Sx, SE, SL) are not supported yet".into());
     }
     Ok(())
 }

@@ -184,6 +184,43 @@ pub fn parse_hash_ref(line: &str) -> Result<Parsed<HashRef<'_>>, ParseError> {
     Ok(Parsed::Sig(HashRef { digest, size, name }))
 }
 
+/// Parses an `.mdb`/`.msb` line `SECTIONSIZE:HASH:NAME[:MINFL[:MAXFL]]`: the hash of
+/// one PE section's raw bytes (MD5 in `.mdb`, SHA1 or SHA256 in `.msb`; ClamAV takes
+/// any kind by its length in both). `*` as the size needs MINFL ≥ 73, as in `.hdb`.
+/// The name is borrowed from the line.
+pub fn parse_section_hash_ref(line: &str) -> Result<Parsed<HashRef<'_>>, ParseError> {
+    let Some((size, rest)) = line.split_once(':') else {
+        return Err(ParseError::new(
+            "expected SECTIONSIZE:HASH:NAME[:MINFL[:MAXFL]] (too few fields)",
+        ));
+    };
+    let Some((hash, tail)) = rest.split_once(':') else {
+        return Err(ParseError::new(
+            "expected SECTIONSIZE:HASH:NAME[:MINFL[:MAXFL]] (too few fields)",
+        ));
+    };
+    // The same checks as a whole-file hash line, with the first two fields swapped.
+    let mut swapped = String::with_capacity(line.len());
+    swapped.push_str(hash);
+    swapped.push(':');
+    swapped.push_str(size);
+    swapped.push(':');
+    swapped.push_str(tail);
+    Ok(match parse_hash_ref(&swapped)? {
+        Parsed::Sig(sig) => {
+            // Re-borrow the name from `line`: it is the text after the second colon.
+            let name_len = sig.name.len();
+            let name = &tail[..name_len];
+            Parsed::Sig(HashRef {
+                digest: sig.digest,
+                size: sig.size,
+                name,
+            })
+        }
+        Parsed::Skipped(why) => Parsed::Skipped(why),
+    })
+}
+
 /// Parses an `.ndb` line `NAME:TARGET:OFFSET:HEXSIG[:MINFL[:MAXFL]]`.
 /// `suffix` is appended to the detection name (`.UNOFFICIAL` for unsigned databases).
 pub fn parse_ndb(line: &str, suffix: &str) -> Result<Parsed<BodySig>, ParseError> {

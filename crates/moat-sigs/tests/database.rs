@@ -185,14 +185,22 @@ fn flevel_skips_are_counted_in_the_report_not_in_signatures() {
 }
 
 #[test]
-fn target_types_other_than_0_and_7_are_reported_with_counts() {
+fn target_types_without_a_file_type_are_reported_with_counts() {
     let db = text(
         "t.ndb",
-        "A:0:*:aabbcc\nB:1:*:aabbcc\nC:1:*:ddeeff\nD:13:*:aabbcc\nE:7:*:616263\n",
+        "A:0:*:aabbcc\nB:1:*:aabbcc\nC:8:*:ddeeff\nD:13:*:aabbcc\nE:7:*:616263\nF:1:EP+0:aabbcc\n",
     );
-    assert_eq!(body_names(&db), ["A.UNOFFICIAL", "E.UNOFFICIAL"]);
+    assert_eq!(
+        body_names(&db),
+        [
+            "A.UNOFFICIAL",
+            "B.UNOFFICIAL",
+            "E.UNOFFICIAL",
+            "F.UNOFFICIAL"
+        ]
+    );
     let total: usize = db.report.skipped.iter().map(|s| s.signatures).sum();
-    assert_eq!(total, 3, "{:?}", db.report.skipped);
+    assert_eq!(total, 2, "{:?}", db.report.skipped);
     assert!(db
         .report
         .skipped
@@ -209,9 +217,7 @@ fn unsupported_formats_are_reported_with_counts() {
     assert_eq!(db.report.skipped[0].path, PathBuf::from("x.msb"));
     assert!(!db.report.skipped[0].reason.is_empty());
 
-    for ext in [
-        "mdb", "msb", "cdb", "pdb", "wdb", "ftm", "idb", "hdu", "ndu",
-    ] {
+    for ext in ["cdb", "pdb", "wdb", "ftm", "idb", "hdu", "ndu"] {
         let db = text(&format!("x.{ext}"), "one\ntwo\n");
         let total: usize = db.report.skipped.iter().map(|s| s.signatures).sum();
         assert_eq!(total, 2, "{ext}: {:?}", db.report.skipped);
@@ -401,4 +407,31 @@ fn ign2_trailing_whitespace_is_trimmed() {
     ]);
     let db = Database::load(&[dir.path()]).unwrap();
     assert_eq!(body_names(&db), ["S2.UNOFFICIAL"]);
+}
+
+#[test]
+fn section_hashes_load_with_size_first() {
+    let sha1 = "29167f49f569ad054f16c17fa625dcdcfee6b2b3";
+    let db = text(
+        "x.mdb",
+        &format!("512:{MD5}:Sec\n*:{MD5}:Any:73\n512:{MD5}:Old:1:2\n"),
+    );
+    assert_eq!(db.section_hashes.len(), 2);
+    assert_eq!(db.report.flevel_skipped, 1);
+    assert_eq!(db.signature_count(), 2);
+    let names: Vec<&str> = db.section_hashes.entry_names().collect();
+    assert!(names.contains(&"Sec.UNOFFICIAL") && names.contains(&"Any.UNOFFICIAL"));
+    let db = text("x.msb", &format!("512:{sha1}:S1\n512:{SHA256}:S2\n"));
+    assert_eq!(db.section_hashes.len(), 2);
+    // Errors name the line; `*` without MINFL 73 is one (as clamscan).
+    for bad in [
+        format!("*:{MD5}:W\n"),
+        format!("x:{MD5}:W\n"),
+        "512:zz:W\n".to_string(),
+        "512\n".to_string(),
+        format!("512:{MD5}\n"),
+    ] {
+        let err = text_err("x.mdb", &format!("512:{MD5}:ok\n{bad}"));
+        assert_malformed(&err, "x.mdb", 2);
+    }
 }

@@ -225,14 +225,14 @@ fn unsupported_formats_are_reported_once_with_counts() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("a.ndb"), format!("{SIG}\n")).unwrap();
     std::fs::write(
-        tmp.path().join("b.mdb"),
-        "1024:44d88612fea8a8f36de82e1278abb02f:M1\n2048:44d88612fea8a8f36de82e1278abb02f:M2\n",
+        tmp.path().join("b.cdb"),
+        "C1:CL_TYPE_ZIP:*:*:*:*:*:*:*:*\nC2:CL_TYPE_ZIP:*:*:*:*:*:*:*:*\n",
     )
     .unwrap();
     std::fs::write(tmp.path().join("f"), INFECTED).unwrap();
     let out = run(moat(), tmp.path(), &["--no-summary", "-d", ".", "f"], b"");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let reports: Vec<&str> = stderr.lines().filter(|l| l.contains("b.mdb")).collect();
+    let reports: Vec<&str> = stderr.lines().filter(|l| l.contains("b.cdb")).collect();
     assert_eq!(reports.len(), 1, "stderr: {stderr}");
     assert!(reports[0].contains("2 signature(s)"), "{}", reports[0]);
     assert_eq!(lines(&out), vec!["f: Test.Cli.UNOFFICIAL FOUND"]);

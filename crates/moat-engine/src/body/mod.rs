@@ -22,8 +22,11 @@ mod prefilter;
 
 use std::collections::HashMap;
 
+use moat_formats::ExeInfo;
 use moat_sigs::hex::{seq_len_range, Boundary, Element, Part};
 use moat_sigs::BodySig;
+
+use crate::facts;
 
 use prefilter::Prefilter;
 pub use prefilter::MAX_ATOM;
@@ -56,6 +59,8 @@ pub struct BodyMatcher {
     /// Counting mode ([`BodyMatcher::counting`]): every match of every signature is
     /// counted instead of stopping at the first.
     counting: bool,
+    /// Some signature has an offset relative to the entry point or a section.
+    needs_exe: bool,
 }
 
 /// A body signature prepared for matching: a boundary class at the very start or end
@@ -178,12 +183,14 @@ impl BodyMatcher {
             .enumerate()
             .map(|(id, bytes)| (bytes, id as u32))
             .collect();
+        let needs_exe = sigs.iter().any(|c| c.sig.offset.base.needs_executable());
         BodyMatcher {
             prefilter: Prefilter::new(&numbered),
             anchors,
             sigs,
             reach,
             counting: false,
+            needs_exe,
         }
     }
 
@@ -221,12 +228,32 @@ impl BodyMatcher {
         scan.finish()
     }
 
+    /// Like [`BodyMatcher::scan`], resolving `EP`/`Sx`/`SEx`/`SL` offsets through
+    /// `exe` (signatures with such offsets never match without it).
+    pub fn scan_exe(&self, data: &[u8], exe: Option<&ExeInfo>) -> Option<BodyMatch> {
+        let mut scan = self.start_exe(data.len() as u64, exe.cloned());
+        scan.feed(data, 0, data.len() as u64);
+        scan.finish()
+    }
+
+    /// Whether some signature's offset needs the executable layout.
+    pub fn needs_exe(&self) -> bool {
+        self.needs_exe
+    }
+
     /// Starts a streaming scan of a file of `file_len` bytes.
     pub fn start(&self, file_len: u64) -> BodyScan<'_> {
+        self.start_exe(file_len, None)
+    }
+
+    /// Starts a streaming scan of a file of `file_len` bytes whose executable layout
+    /// (for `EP`/`Sx`/`SEx`/`SL` offsets) is `exe`.
+    pub fn start_exe(&self, file_len: u64, exe: Option<ExeInfo>) -> BodyScan<'_> {
         BodyScan {
             matcher: self,
             state: FileState {
                 file_len,
+                exe,
                 chains: HashMap::new(),
             },
             matched: Vec::new(),
@@ -279,7 +306,7 @@ impl BodyMatcher {
             // The offset constrains the position of element `origin` (0 but after a
             // leading anchored byte); the elements before it are matched from there.
             let origin = sig.pattern.offset_origin.min(before.len());
-            let (lo, hi) = sig.offset.start_range(file.file_len)?;
+            let (lo, hi) = facts::start_range(&sig.offset, file.file_len, file.exe.as_ref())?;
             let mut origins = elements::backward(&before[origin..], buf, vec![at]);
             origins.retain(|&s| (lo..=hi).contains(&abs(s)));
             elements::backward(&before[..origin], buf, origins)
@@ -321,6 +348,8 @@ impl BodyMatcher {
 /// What verification needs to know about the file being scanned.
 struct FileState {
     file_len: u64,
+    /// The executable layout, for offsets relative to the entry point or sections.
+    exe: Option<ExeInfo>,
     /// Ends (file offsets) of valid partial chains, per (signature, part).
     chains: HashMap<(u32, u16), Vec<u64>>,
 }
