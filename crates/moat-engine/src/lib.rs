@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod body;
+pub mod containers;
 pub mod filetype;
 pub mod hashes;
 mod scanner;

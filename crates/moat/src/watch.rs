@@ -332,6 +332,9 @@ fn load_scanner(
         max_file_size: c.max_file_size,
         max_scan_size: c.max_scan_size,
         max_script_normalize: c.max_script_normalize,
+        max_recursion: (c.max_recursion > 0).then_some(c.max_recursion),
+        max_files: (c.max_files > 0).then_some(c.max_files as u64),
+        alert_exceeds_max: false,
     };
     Ok(Arc::new(moat_guard::EngineScanner::new(
         engine, limits, generation,

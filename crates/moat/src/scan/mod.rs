@@ -46,6 +46,15 @@ pub struct ScanArgs {
     /// At most this much data is scanned per file (K/M/G suffixes; 0 = no limit).
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "400M")]
     max_scansize: u64,
+    /// Members nested this deep or deeper are not scanned (0 = no limit).
+    #[arg(long, value_name = "N", default_value_t = 17)]
+    max_recursion: u32,
+    /// At most this many files are scanned per file given, its members included (0 = no limit).
+    #[arg(long, value_name = "N", default_value_t = 10000)]
+    max_files: u64,
+    /// Report a limit hit as a detection: Heuristics.Limits.Exceeded.<Limit>.
+    #[arg(long, num_args = 0..=1, default_missing_value = "yes", value_parser = parse_yes_no, value_name = "yes/no", default_value = "no")]
+    alert_exceeds_max: bool,
     /// Files larger than this get no normalized-text scan (K/M/G suffixes; 0 = no limit).
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "20M")]
     max_scriptnormalize: u64,
@@ -115,6 +124,9 @@ pub fn run(args: ScanArgs) -> u8 {
         max_file_size: limit(args.max_filesize),
         max_scan_size: limit(args.max_scansize),
         max_script_normalize: limit(args.max_scriptnormalize),
+        max_recursion: (args.max_recursion > 0).then_some(args.max_recursion),
+        max_files: limit(args.max_files),
+        alert_exceeds_max: args.alert_exceeds_max,
     };
     let mut totals = scan_all(&engine, limits, &args, &mut out);
     out.summary(engine.signature_count(), &totals, clock, start);
@@ -207,8 +219,9 @@ fn scan_one(scanner: &mut Scanner<'_>, path: PathBuf) -> Report {
         Err(e) => (io_outcome(&e), 0, 0),
         Ok((_, 0)) => (Outcome::Empty, 0, 0),
         Ok((file, len)) => match scanner.scan_file(&file) {
-            // A file over the size limits is reported OK but was not read.
-            Ok(scan) if scan.skipped.is_some() => (Outcome::Clean, 0, 0),
+            // A file over the size limits is reported OK (or, with --alert-exceeds-max,
+            // as the limit) but was not read.
+            Ok(scan) if scan.skipped.is_some() => (verdict_outcome(scan.verdict), 0, 0),
             Ok(scan) => (verdict_outcome(scan.verdict), len, scan.bytes_scanned),
             Err(ScanError::Io(e)) => (io_outcome(&e), 0, 0),
         },
@@ -232,6 +245,15 @@ fn scan_stdin(engine: &Engine, limits: Limits) -> Report {
         outcome,
         bytes_read: bytes,
         bytes_scanned: bytes,
+    }
+}
+
+/// clamscan's yes/no option values.
+fn parse_yes_no(value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "yes" | "y" | "true" | "1" => Ok(true),
+        "no" | "n" | "false" | "0" => Ok(false),
+        _ => Err(format!("expected yes or no, not {value:?}")),
     }
 }
 
