@@ -165,9 +165,12 @@ pub struct Member {
     pub name: String,
     /// Its contents, at most [`Visitor::max_size`] bytes.
     pub contents: Contents,
-    /// The member was longer than [`Visitor::max_size`] (or its data broke off part
-    /// way): [`Member::contents`] holds only its first bytes.
+    /// The member was longer than [`Visitor::max_size`]: [`Member::contents`] holds
+    /// only its first bytes.
     pub truncated: bool,
+    /// The member's data broke off part way (a damaged or cut container):
+    /// [`Member::contents`] holds what could be read.
+    pub damaged: bool,
 }
 
 /// What the visitor wants after a member.
@@ -324,7 +327,7 @@ impl Sink<'_> {
             return Ok(());
         }
         let (contents, truncated, error) = read_capped(&mut data, cap, self.options.memory_threshold)?;
-        self.deliver(name, contents, truncated || error.is_some())?;
+        self.deliver(name, contents, truncated, error.is_some())?;
         match error {
             Some(e) => Err(Failure::Broken(Error::Io(e))),
             None => Ok(()),
@@ -339,15 +342,16 @@ impl Sink<'_> {
         }
         let truncated = data.len() as u64 > cap;
         data.truncate(cap.min(usize::MAX as u64) as usize);
-        self.deliver(name, Contents::Memory(data), truncated)
+        self.deliver(name, Contents::Memory(data), truncated, false)
     }
 
-    fn deliver(&mut self, name: &str, contents: Contents, truncated: bool) -> Walk {
+    fn deliver(&mut self, name: &str, contents: Contents, truncated: bool, damaged: bool) -> Walk {
         self.done.members += 1;
         let member = Member {
             name: name.to_owned(),
             contents,
             truncated,
+            damaged,
         };
         match self.visitor.member(member) {
             Flow::Continue => Ok(()),
