@@ -108,7 +108,7 @@ pub(crate) fn head_of(file: &File) -> Vec<u8> {
     head
 }
 
-/// When `head` starts a container and recursion is allowed, scans its members
+/// When `kind` is given or `head` starts a container and recursion is allowed, scans its members
 /// (from `input`) and returns the first detection among them.
 pub(crate) fn scan_members<'e>(
     engine: &'e Engine,
@@ -117,8 +117,9 @@ pub(crate) fn scan_members<'e>(
     input: Input<'_>,
     depth: u32,
     budget: &mut Budget,
+    kind: Option<Container>,
 ) -> Option<&'e str> {
-    let kind = Container::sniff(head)?;
+    let kind = kind.or_else(|| Container::sniff(head))?;
     if limits.max_recursion.is_some_and(|max| depth + 1 >= max) {
         budget.hit(Exceeded::MaxRecursion);
         return None;
@@ -229,6 +230,7 @@ impl Visitor for Walker<'_, '_> {
             member.contents.as_input(),
             self.layer.depth,
             self.budget,
+            member.kind,
         );
         if self.found.is_some() || self.budget.spent {
             Flow::Stop

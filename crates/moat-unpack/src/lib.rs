@@ -53,6 +53,9 @@ pub enum Container {
     Szdd,
     /// PDF: the streams, FlateDecode ones inflated.
     Pdf,
+    /// The `\x01Ole10Native` stream of an OLE2 file: an embedded object (a packaged
+    /// file) behind a small header. Never sniffed: [`Member::kind`] names it.
+    Ole10Native,
 }
 
 impl Container {
@@ -94,6 +97,7 @@ impl Container {
             Container::Tar => is_tar(head),
             Container::BinHex => misc::is_binhex(head),
             Container::Mail => mail::sniff(head),
+            Container::Ole10Native => false,
         }
     }
 
@@ -113,6 +117,7 @@ impl Container {
             Container::BinHex => "CL_TYPE_BINHEX",
             Container::Szdd => "CL_TYPE_MSSZDD",
             Container::Pdf => "CL_TYPE_PDF",
+            Container::Ole10Native => "CL_TYPE_MSOLE2",
         }
     }
 }
@@ -171,6 +176,9 @@ pub struct Member {
     /// The member's data broke off part way (a damaged or cut container):
     /// [`Member::contents`] holds what could be read.
     pub damaged: bool,
+    /// What kind of container the member is, when its container says so (for kinds
+    /// that cannot be sniffed); else `None`: sniff it.
+    pub kind: Option<Container>,
 }
 
 /// What the visitor wants after a member.
@@ -239,6 +247,7 @@ pub fn unpack(
         visitor,
         options: *options,
         done: Unpacked::default(),
+        next_kind: None,
     };
     let result = match container {
         Container::Zip => zip_members(input, &mut sink),
@@ -262,7 +271,14 @@ pub fn unpack(
             let data = read_all(input, MAX_PARSED)?;
             mail::members(&data, &mut sink)
         }
-        Container::Ole2 => ole2_members(input, &mut sink),
+        Container::Ole2 => ole2_members(input, 0, &mut sink),
+        Container::Ole10Native => {
+            let data = read_all(input, MAX_PARSED)?;
+            match misc::ole10_native(&data) {
+                Some((name, object)) => sink.bytes(&name, object.to_vec()),
+                None => Err(malformed("Ole10Native: too short")),
+            }
+        }
         Container::BinHex => {
             let data = read_all(input, MAX_PARSED)?;
             misc::binhex(&data, &mut sink)
@@ -315,6 +331,8 @@ pub(crate) struct Sink<'v> {
     visitor: &'v mut dyn Visitor,
     options: Options,
     done: Unpacked,
+    /// [`Member::kind`] of the next member delivered.
+    next_kind: Option<Container>,
 }
 
 impl Sink<'_> {
@@ -352,6 +370,7 @@ impl Sink<'_> {
             contents,
             truncated,
             damaged,
+            kind: self.next_kind.take(),
         };
         match self.visitor.member(member) {
             Flow::Continue => Ok(()),
@@ -573,7 +592,14 @@ fn sevenzip_members(input: Input<'_>, sink: &mut Sink<'_>) -> Walk {
     walked.map_err(|e| malformed(format!("7z: {e}")))
 }
 
-fn ole2_members(input: Input<'_>, sink: &mut Sink<'_>) -> Walk {
+/// PowerPoint objects nest OLE2 files in OLE2 files; deeper than this is left alone.
+const MAX_OLE2_NESTING: usize = 4;
+
+/// An OLE2 file's streams. The objects embedded in a PowerPoint Document stream are
+/// OLE2 files too: their streams are handed over as this file's own (ClamAV scans
+/// them at the same depth: measured with clam.ppt and `--max-recursion`), and an
+/// `\x01Ole10Native` stream as a member of kind [`Container::Ole10Native`].
+fn ole2_members(input: Input<'_>, nesting: usize, sink: &mut Sink<'_>) -> Walk {
     let mut file =
         cfb::CompoundFile::open(reader(input)?).map_err(|e| malformed(format!("ole2: {e}")))?;
     let streams: Vec<_> = file
@@ -586,23 +612,20 @@ fn ole2_members(input: Input<'_>, sink: &mut Sink<'_>) -> Walk {
             continue;
         };
         if name == "\u{1}Ole10Native" {
-            // An embedded object: a u32 size, then (for a packaged file) a header of
-            // names before the data. ClamAV scans the data; so do we, and the whole
-            // stream too.
-            let mut raw = Vec::new();
-            if (&mut stream).take(MAX_PARSED).read_to_end(&mut raw).is_ok() {
-                if let Some((inner_name, data)) = misc::ole10_native(&raw) {
-                    sink.bytes(&inner_name, data.to_vec())?;
-                }
-                sink.bytes(&name, raw)?;
-            }
+            sink.next_kind = Some(Container::Ole10Native);
+            sink.stream(&name, stream)?;
+            sink.next_kind = None;
             continue;
         }
-        if name == "PowerPoint Document" {
+        if name == "PowerPoint Document" && nesting < MAX_OLE2_NESTING {
             let mut raw = Vec::new();
             if (&mut stream).take(MAX_PARSED).read_to_end(&mut raw).is_ok() {
                 for object in misc::ppt_embedded(&raw) {
-                    sink.bytes("ExOleObjStg", object)?;
+                    match ole2_members(Input::Bytes(&object), nesting + 1, sink) {
+                        Err(Failure::Stopped) => return Err(Failure::Stopped),
+                        Err(Failure::Broken(_)) => sink.bytes("ExOleObjStg", object)?,
+                        Ok(()) => {}
+                    }
                 }
                 sink.bytes(&name, raw)?;
             }

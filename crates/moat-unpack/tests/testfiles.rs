@@ -21,6 +21,7 @@ impl Visitor for Find<'_> {
         100 << 20
     }
     fn member(&mut self, member: Member) -> Flow {
+        let kind = member.kind;
         let data = match member.contents {
             Contents::Memory(v) => v,
             Contents::Spooled(mut f, _) => {
@@ -35,7 +36,7 @@ impl Visitor for Find<'_> {
             return Flow::Stop;
         }
         if self.depth < 17 {
-            if let Some(kind) = Container::sniff(&data) {
+            if let Some(kind) = kind.or_else(|| Container::sniff(&data)) {
                 self.depth += 1;
                 let _ = unpack(kind, Input::Bytes(&data), &Options::default(), self);
                 self.depth -= 1;

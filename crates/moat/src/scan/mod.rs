@@ -53,7 +53,7 @@ pub struct ScanArgs {
     #[arg(long, value_name = "N", default_value_t = 10000)]
     max_files: u64,
     /// Report a limit hit as a detection: Heuristics.Limits.Exceeded.<Limit>.
-    #[arg(long, num_args = 0..=1, default_missing_value = "yes", value_parser = parse_yes_no, value_name = "yes/no", default_value = "no")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "yes", value_parser = parse_yes_no, value_name = "yes/no", default_value = "no")]
     alert_exceeds_max: bool,
     /// Files larger than this get no normalized-text scan (K/M/G suffixes; 0 = no limit).
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "20M")]
