@@ -199,10 +199,9 @@ impl Visitor for Walker<'_, '_> {
         self.budget.files += 1;
         self.budget.bytes += member.contents.len();
         let (verdict, head) = match &member.contents {
-            Contents::Memory(data) => (
-                scan_layer(self.engine, data, self.layer, self.limits),
-                None,
-            ),
+            Contents::Memory(data) => {
+                (scan_layer(self.engine, data, self.layer, self.limits), None)
+            }
             Contents::Spooled(file, len) => {
                 let scanned = self.engine.scan_stream(
                     file,
@@ -211,7 +210,10 @@ impl Visitor for Walker<'_, '_> {
                     &mut self.buffer,
                     self.limits,
                 );
-                (scanned.map_or(Verdict::Clean, |(v, _)| v), Some(head_of(file)))
+                (
+                    scanned.map_or(Verdict::Clean, |(v, _)| v),
+                    Some(head_of(file)),
+                )
             }
         };
         if let Verdict::Infected(name) = verdict {

@@ -162,15 +162,8 @@ impl<'e> Scanner<'e> {
             return outcome;
         }
         let mut budget = Budget::top(outcome.bytes_scanned);
-        let found = containers::scan_members(
-            self.engine,
-            &self.limits,
-            head,
-            input,
-            0,
-            &mut budget,
-            None,
-        );
+        let found =
+            containers::scan_members(self.engine, &self.limits, head, input, 0, &mut budget, None);
         outcome.bytes_scanned = budget.bytes;
         outcome.exceeded = budget.exceeded;
         outcome.verdict = match (found, budget.exceeded) {

@@ -76,16 +76,26 @@ fn a_marker_in_a_member_is_found_in_every_format() {
     // The marker is not visible in the raw bytes of any of these.
     assert!(scan(&e, &payload).is_infected());
     let mut cases: Vec<(&str, Vec<u8>)> = vec![
-        ("zip stored", zip_of(&[("a.txt", &payload)], zip::CompressionMethod::Stored)),
-        ("zip deflate", zip_of(&[("a.txt", &payload)], zip::CompressionMethod::Deflated)),
-        ("zip bzip2", zip_of(&[("a.txt", &payload)], zip::CompressionMethod::Bzip2)),
+        (
+            "zip stored",
+            zip_of(&[("a.txt", &payload)], zip::CompressionMethod::Stored),
+        ),
+        (
+            "zip deflate",
+            zip_of(&[("a.txt", &payload)], zip::CompressionMethod::Deflated),
+        ),
+        (
+            "zip bzip2",
+            zip_of(&[("a.txt", &payload)], zip::CompressionMethod::Bzip2),
+        ),
         ("gzip", gzip(&payload)),
         ("tar.gz", gzip(&tar_of("a.txt", &payload))),
     ];
     let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
     bz.write_all(&payload).unwrap();
     cases.push(("bzip2", bz.finish().unwrap()));
-    let mut xz = lzma_rust2::XzWriter::new(Vec::new(), lzma_rust2::XzOptions::with_preset(1)).unwrap();
+    let mut xz =
+        lzma_rust2::XzWriter::new(Vec::new(), lzma_rust2::XzOptions::with_preset(1)).unwrap();
     xz.write_all(&payload).unwrap();
     cases.push(("xz", xz.finish().unwrap()));
     let mut sz = sevenz_rust2::ArchiveWriter::new(Cursor::new(Vec::new())).unwrap();
@@ -104,12 +114,19 @@ fn a_marker_in_a_member_is_found_in_every_format() {
          Content-Transfer-Encoding: base64\r\n\r\n{b64}\r\n--XX--\r\n"
     );
     cases.push(("mail base64", mail.into_bytes()));
-    let nested = zip_of(&[("in.tgz", &gzip(&tar_of("a.txt", &payload)))], zip::CompressionMethod::Deflated);
+    let nested = zip_of(
+        &[("in.tgz", &gzip(&tar_of("a.txt", &payload)))],
+        zip::CompressionMethod::Deflated,
+    );
     cases.push(("zip of tar.gz", nested));
     for (what, data) in &cases {
         let raw_hit = data.windows(marker().len()).any(|w| w == marker());
         let verdict = scan(&e, data);
-        assert_eq!(verdict, Verdict::Infected("Test.Marker.UNOFFICIAL"), "{what} (raw hit: {raw_hit})");
+        assert_eq!(
+            verdict,
+            Verdict::Infected("Test.Marker.UNOFFICIAL"),
+            "{what} (raw hit: {raw_hit})"
+        );
     }
 }
 
@@ -117,10 +134,13 @@ fn cpio_newc(name: &str, data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut entry = |name: &str, data: &[u8], mode: u32| {
         let namesize = name.len() + 1;
-        out.extend(format!(
+        out.extend(
+            format!(
             "070701{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
             1, mode, 0, 0, 1, 0, data.len(), 0, 0, 0, 0, namesize, 0
-        ).as_bytes());
+        )
+            .as_bytes(),
+        );
         out.extend(name.as_bytes());
         out.push(0);
         while out.len() % 4 != 0 {
@@ -140,9 +160,15 @@ fn base64(data: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut s = String::new();
     for (i, c) in data.chunks(3).enumerate() {
-        let v = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        let v = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
         for k in 0..4 {
-            s.push(if k <= c.len() { A[(v >> (18 - 6 * k) & 63) as usize] as char } else { '=' });
+            s.push(if k <= c.len() {
+                A[(v >> (18 - 6 * k) & 63) as usize] as char
+            } else {
+                '='
+            });
         }
         if i % 19 == 18 {
             s.push_str("\r\n");
@@ -155,7 +181,10 @@ fn base64(data: &[u8]) -> String {
 fn nested(levels: usize) -> Vec<u8> {
     let mut data = infected();
     for i in 0..levels {
-        data = zip_of(&[(&format!("l{i}"), &data)], zip::CompressionMethod::Deflated);
+        data = zip_of(
+            &[(&format!("l{i}"), &data)],
+            zip::CompressionMethod::Deflated,
+        );
     }
     data
 }
@@ -164,12 +193,18 @@ fn nested(levels: usize) -> Vec<u8> {
 fn max_recursion_is_honoured() {
     let e = engine();
     let data = nested(4);
-    let limits = |n| Limits { max_recursion: Some(n), ..Limits::default() };
+    let limits = |n| Limits {
+        max_recursion: Some(n),
+        ..Limits::default()
+    };
     assert!(scan_with(&e, &data, limits(5)).verdict.is_infected());
     let deep = scan_with(&e, &data, limits(4));
     assert_eq!(deep.verdict, Verdict::Clean);
     assert_eq!(deep.exceeded, Some(Exceeded::MaxRecursion));
-    let alert = Limits { alert_exceeds_max: true, ..limits(4) };
+    let alert = Limits {
+        alert_exceeds_max: true,
+        ..limits(4)
+    };
     assert_eq!(
         scan_with(&e, &data, alert).verdict,
         Verdict::Infected("Heuristics.Limits.Exceeded.MaxRecursion")
@@ -186,7 +221,10 @@ fn max_files_is_honoured_and_counts_the_file_itself() {
         &[("a", b"clean one"), ("b", b"clean two"), ("c", &payload)],
         zip::CompressionMethod::Deflated,
     );
-    let limits = |n| Limits { max_files: Some(n), ..Limits::default() };
+    let limits = |n| Limits {
+        max_files: Some(n),
+        ..Limits::default()
+    };
     let three = scan_with(&e, &data, limits(3));
     assert_eq!(three.verdict, Verdict::Clean);
     assert_eq!(three.exceeded, Some(Exceeded::MaxFiles));
@@ -203,13 +241,19 @@ fn max_scan_size_ends_the_scan_and_max_file_size_skips_a_member() {
         zip::CompressionMethod::Deflated,
     );
     let total = data.len() as u64 + 2 * (1 << 20) + payload.len() as u64;
-    let scan_size = |n| Limits { max_scan_size: Some(n), ..Limits::default() };
+    let scan_size = |n| Limits {
+        max_scan_size: Some(n),
+        ..Limits::default()
+    };
     assert!(scan_with(&e, &data, scan_size(total)).verdict.is_infected());
     let short = scan_with(&e, &data, scan_size(total - 1));
     assert_eq!(short.verdict, Verdict::Clean);
     assert_eq!(short.exceeded, Some(Exceeded::MaxScanSize));
     // Members over MaxFileSize are skipped; the small one after them is scanned.
-    let file_size = Limits { max_file_size: Some(100_000), ..Limits::default() };
+    let file_size = Limits {
+        max_file_size: Some(100_000),
+        ..Limits::default()
+    };
     let found = scan_with(&e, &data, file_size);
     assert!(found.verdict.is_infected());
 }
@@ -231,7 +275,12 @@ fn a_nested_zip_bomb_ends_at_max_scan_size_with_bounded_memory() {
     // 8 MiB = 32 GiB if expanded, from a file of about 33 MB.
     let zeros = vec![0u8; 8 << 20];
     let mut level = zip_of(
-        &(0..16).map(|i| (format!("z{i}"), &zeros[..])).collect::<Vec<_>>().iter().map(|(n, d)| (n.as_str(), *d)).collect::<Vec<_>>(),
+        &(0..16)
+            .map(|i| (format!("z{i}"), &zeros[..]))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(|(n, d)| (n.as_str(), *d))
+            .collect::<Vec<_>>(),
         zip::CompressionMethod::Deflated,
     );
     drop(zeros);
@@ -241,7 +290,10 @@ fn a_nested_zip_bomb_ends_at_max_scan_size_with_bounded_memory() {
         level = zip_of(&members, zip::CompressionMethod::Stored);
     }
     assert!(level.len() < 50 << 20, "bomb is {} bytes", level.len());
-    let limits = Limits { max_scan_size: Some(64 << 20), ..Limits::default() };
+    let limits = Limits {
+        max_scan_size: Some(64 << 20),
+        ..Limits::default()
+    };
     let outcome = scan_with(&e, &level, limits);
     assert_eq!(outcome.verdict, Verdict::Clean);
     assert_eq!(outcome.exceeded, Some(Exceeded::MaxScanSize));
@@ -281,7 +333,10 @@ fn damaged_archives_do_not_panic_and_what_was_read_is_scanned() {
     let gz = gzip(&big);
     assert!(scan(&e, &gz[..gz.len() / 2]).is_infected());
     // A zip without its central directory: the local headers are walked.
-    let z = zip_of(&[("a", b"clean"), ("b", &big)], zip::CompressionMethod::Deflated);
+    let z = zip_of(
+        &[("a", b"clean"), ("b", &big)],
+        zip::CompressionMethod::Deflated,
+    );
     assert!(scan(&e, &z[..z.len() - 30]).is_infected());
     // Every cut of a small archive: no panic.
     let small = zip_of(&[("a", &payload)], zip::CompressionMethod::Deflated);
@@ -297,7 +352,10 @@ fn damaged_archives_do_not_panic_and_what_was_read_is_scanned() {
 #[test]
 fn clean_archives_are_clean() {
     let e = engine();
-    let data = zip_of(&[("a", b"nothing here"), ("b", &vec![7u8; 5000])], zip::CompressionMethod::Deflated);
+    let data = zip_of(
+        &[("a", b"nothing here"), ("b", &vec![7u8; 5000])],
+        zip::CompressionMethod::Deflated,
+    );
     let outcome = scan_with(&e, &data, Limits::default());
     assert_eq!(outcome.verdict, Verdict::Clean);
     assert_eq!(outcome.exceeded, None);

@@ -46,7 +46,11 @@ pub(crate) fn sniff(head: &[u8]) -> bool {
 
 fn u16_at(b: &[u8], at: usize, le: bool) -> u32 {
     let v = [b[at], b[at + 1]];
-    (if le { u16::from_le_bytes(v) } else { u16::from_be_bytes(v) }) as u32
+    (if le {
+        u16::from_le_bytes(v)
+    } else {
+        u16::from_be_bytes(v)
+    }) as u32
 }
 
 fn number(field: &[u8], radix: u32) -> Option<u64> {

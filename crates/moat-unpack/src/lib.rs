@@ -92,7 +92,9 @@ impl Container {
             Container::SevenZip => head.starts_with(&[b'7', b'z', 0xbc, 0xaf, 0x27, 0x1c]),
             Container::Ole2 => head.starts_with(&[0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1]),
             Container::Szdd => head.starts_with(b"SZDD\x88\xf0\x27\x33"),
-            Container::Pdf => head.len() >= 5 && memfind(&head[..head.len().min(1024)], b"%PDF-").is_some(),
+            Container::Pdf => {
+                head.len() >= 5 && memfind(&head[..head.len().min(1024)], b"%PDF-").is_some()
+            }
             Container::Cpio => cpio::sniff(head),
             Container::Tar => is_tar(head),
             Container::BinHex => misc::is_binhex(head),
@@ -344,7 +346,8 @@ impl Sink<'_> {
         if cap == 0 {
             return Ok(());
         }
-        let (contents, truncated, error) = read_capped(&mut data, cap, self.options.memory_threshold)?;
+        let (contents, truncated, error) =
+            read_capped(&mut data, cap, self.options.memory_threshold)?;
         self.deliver(name, contents, truncated, error.is_some())?;
         match error {
             Some(e) => Err(Failure::Broken(Error::Io(e))),
@@ -546,7 +549,13 @@ fn is_tar(head: &[u8]) -> bool {
     let sum: u32 = head[..512]
         .iter()
         .enumerate()
-        .map(|(i, &b)| if (148..156).contains(&i) { 32 } else { b as u32 })
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                b as u32
+            }
+        })
         .sum();
     head[0] != 0 && stored == sum
 }

@@ -34,7 +34,9 @@ pub(crate) fn sniff(head: &[u8]) -> bool {
     let known = headers
         .filter(|l| STARTS.iter().any(|h| l.starts_with(h)))
         .count();
-    starts && known >= 1 + usize::from(!first.starts_with("from "))
+    // An mbox's `From ` line then one known header; else two known headers.
+    let needed = if first.starts_with("from ") { 1 } else { 2 };
+    starts && known >= needed
 }
 
 /// Nesting of multiparts deeper than this is handed over undivided.
@@ -161,7 +163,9 @@ fn entity(data: &[u8], depth: usize, sink: &mut Sink<'_>) -> Walk {
     let decoded = match headers.encoding.as_str() {
         "base64" => base64(body),
         "quoted-printable" => quoted_printable(body),
-        "x-uuencode" | "uuencode" | "x-uue" => uudecode(body).map_or_else(|| body.to_vec(), |(_, d)| d),
+        "x-uuencode" | "uuencode" | "x-uue" => {
+            uudecode(body).map_or_else(|| body.to_vec(), |(_, d)| d)
+        }
         _ => body.to_vec(),
     };
     // uuencoded files inside a plain text body.
@@ -290,7 +294,10 @@ pub(crate) fn uudecode(data: &[u8]) -> Option<(String, Vec<u8>)> {
                 if len == 0 {
                     continue;
                 }
-                let chars: Vec<u8> = line[1..].iter().map(|c| (c.wrapping_sub(b' ')) & 0x3f).collect();
+                let chars: Vec<u8> = line[1..]
+                    .iter()
+                    .map(|c| (c.wrapping_sub(b' ')) & 0x3f)
+                    .collect();
                 let mut decoded = Vec::with_capacity(len);
                 for group in chars.chunks(4) {
                     let g = |i: usize| *group.get(i).unwrap_or(&0) as u32;

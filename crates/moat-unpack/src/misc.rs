@@ -5,8 +5,7 @@
 use crate::{malformed, memfind, Sink, Walk};
 
 const BINHEX_TAG: &[u8] = b"(This file must be converted with BinHex";
-const BINHEX_ALPHABET: &[u8] =
-    b"!\"#$%&'()*+,-012345689@ABCDEFGHIJKLMNPQRSTUVXYZ[`abcdefhijklmpqr";
+const BINHEX_ALPHABET: &[u8] = b"!\"#$%&'()*+,-012345689@ABCDEFGHIJKLMNPQRSTUVXYZ[`abcdefhijklmpqr";
 
 pub(crate) fn is_binhex(head: &[u8]) -> bool {
     memfind(&head[..head.len().min(1024)], BINHEX_TAG).is_some()
@@ -50,7 +49,8 @@ pub(crate) fn binhex(data: &[u8], sink: &mut Sink<'_>) -> Walk {
             if n == 0 {
                 out.push(0x90);
             } else if let Some(&last) = out.last() {
-                let n = (n as usize - 1).min(crate::MAX_PARSED as usize - out.len().min(crate::MAX_PARSED as usize));
+                let n = (n as usize - 1)
+                    .min(crate::MAX_PARSED as usize - out.len().min(crate::MAX_PARSED as usize));
                 out.extend(std::iter::repeat_n(last, n));
             }
             i += 2;
@@ -83,7 +83,9 @@ pub(crate) fn binhex(data: &[u8], sink: &mut Sink<'_>) -> Walk {
 
 /// An SZDD file expanded (LZSS over a 4 KiB window primed with spaces).
 pub(crate) fn szdd(data: &[u8], sink: &mut Sink<'_>) -> Walk {
-    let body = data.get(14..).ok_or_else(|| malformed("szdd: short header"))?;
+    let body = data
+        .get(14..)
+        .ok_or_else(|| malformed("szdd: short header"))?;
     let declared = u32::from_le_bytes([data[10], data[11], data[12], data[13]]) as usize;
     let cap = declared.min(crate::MAX_PARSED as usize);
     let mut window = [b' '; 4096];

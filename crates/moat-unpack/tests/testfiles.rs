@@ -30,7 +30,12 @@ impl Visitor for Find<'_> {
                 v
             }
         };
-        self.trail.push(format!("{}{} ({} bytes)", "  ".repeat(self.depth), member.name, data.len()));
+        self.trail.push(format!(
+            "{}{} ({} bytes)",
+            "  ".repeat(self.depth),
+            member.name,
+            data.len()
+        ));
         if data == self.target {
             self.found = true;
             return Flow::Stop;
@@ -54,12 +59,20 @@ fn holds_clam_exe(file: &str) -> Result<(), String> {
     let target = std::fs::read(Path::new(DIR).join("clam.exe")).unwrap();
     let data = std::fs::read(Path::new(DIR).join(file)).unwrap();
     let kind = Container::sniff(&data).ok_or(format!("{file}: not sniffed as a container"))?;
-    let mut find = Find { target: &target, found: false, depth: 0, trail: Vec::new() };
+    let mut find = Find {
+        target: &target,
+        found: false,
+        depth: 0,
+        trail: Vec::new(),
+    };
     let result = unpack(kind, Input::Bytes(&data), &Options::default(), &mut find);
     if find.found {
         Ok(())
     } else {
-        Err(format!("{file} ({kind:?}): clam.exe not found ({result:?}); members:\n{}", find.trail.join("\n")))
+        Err(format!(
+            "{file} ({kind:?}): clam.exe not found ({result:?}); members:\n{}",
+            find.trail.join("\n")
+        ))
     }
 }
 
@@ -70,12 +83,30 @@ fn every_supported_testfile_holds_clam_exe() {
         return;
     }
     let files = [
-        "clam.zip", "clam.d64.zip", "clam.impl.zip", "clam.bz2.zip", "clam.tar.gz",
-        "clam.exe.bz2", "clam.7z", "clam.bin-le.cpio", "clam.bin-be.cpio", "clam.odc.cpio",
-        "clam.newc.cpio", "clam.mail", "clam.exe.mbox.base64", "clam.exe.mbox.uu",
-        "clam.ole.doc", "clam.exe.binhex", "clam.exe.szdd", "clam.pdf", "clam_cache_emax.tgz",
+        "clam.zip",
+        "clam.d64.zip",
+        "clam.impl.zip",
+        "clam.bz2.zip",
+        "clam.tar.gz",
+        "clam.exe.bz2",
+        "clam.7z",
+        "clam.bin-le.cpio",
+        "clam.bin-be.cpio",
+        "clam.odc.cpio",
+        "clam.newc.cpio",
+        "clam.mail",
+        "clam.exe.mbox.base64",
+        "clam.exe.mbox.uu",
+        "clam.ole.doc",
+        "clam.exe.binhex",
+        "clam.exe.szdd",
+        "clam.pdf",
+        "clam_cache_emax.tgz",
         "clam.ppt",
     ];
-    let failures: Vec<String> = files.iter().filter_map(|f| holds_clam_exe(f).err()).collect();
+    let failures: Vec<String> = files
+        .iter()
+        .filter_map(|f| holds_clam_exe(f).err())
+        .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

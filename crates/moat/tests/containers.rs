@@ -63,7 +63,10 @@ fn oracle_ready() -> bool {
 /// A database with clam.exe's MD5, as `sigtool --md5` writes it.
 fn database(dir: &Path) -> PathBuf {
     let exe = std::fs::read(Path::new(DIR).join("clam.exe")).unwrap();
-    let digest: String = Md5::digest(&exe).iter().map(|b| format!("{b:02x}")).collect();
+    let digest: String = Md5::digest(&exe)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let path = dir.join("clam.hdb");
     std::fs::write(&path, format!("{digest}:{}:clam.exe\n", exe.len())).unwrap();
     path
@@ -160,7 +163,10 @@ fn nested_and_limited_zips_against_clamscan() {
     if !oracle_ready() {
         return;
     }
-    let zip_available = Command::new("zip").arg("-v").output().is_ok_and(|o| o.status.success());
+    let zip_available = Command::new("zip")
+        .arg("-v")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !zip_available {
         println!("skipped: no zip command");
         return;
