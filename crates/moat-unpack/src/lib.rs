@@ -21,6 +21,7 @@ mod cpio;
 mod mail;
 mod misc;
 mod pdf;
+mod text;
 
 use std::fs::File;
 use std::io::{self, Cursor, Read, Seek, SeekFrom, Write};
@@ -53,6 +54,17 @@ pub enum Container {
     Szdd,
     /// PDF: the streams, FlateDecode ones inflated.
     Pdf,
+    /// Microsoft cabinet (MSZIP, LZX, stored).
+    Cab,
+    /// TNEF (`winmail.dat`): the attachments.
+    Tnef,
+    /// RTF: the `\objdata` embedded objects.
+    Rtf,
+    /// HTML: the page, then the base64 `data:` URIs in it ([`Container::HtmlData`]).
+    Html,
+    /// The page of an [`Container::Html`] file, whose members are its `data:` URIs.
+    /// Never sniffed: [`Member::kind`] names it.
+    HtmlData,
     /// The `\x01Ole10Native` stream of an OLE2 file: an embedded object (a packaged
     /// file) behind a small header. Never sniffed: [`Member::kind`] names it.
     Ole10Native,
@@ -60,7 +72,7 @@ pub enum Container {
 
 impl Container {
     /// Every container format, in the order [`Container::sniff`] tries them.
-    pub const ALL: [Container; 12] = [
+    pub const ALL: [Container; 16] = [
         Container::Zip,
         Container::Gzip,
         Container::Bzip2,
@@ -68,11 +80,15 @@ impl Container {
         Container::SevenZip,
         Container::Ole2,
         Container::Szdd,
+        Container::Cab,
+        Container::Tnef,
+        Container::Rtf,
         Container::Pdf,
         Container::Cpio,
         Container::Tar,
         Container::BinHex,
         Container::Mail,
+        Container::Html,
     ];
 
     /// The container format `head` (a file's first bytes; 1 KiB is plenty) starts,
@@ -99,7 +115,11 @@ impl Container {
             Container::Tar => is_tar(head),
             Container::BinHex => misc::is_binhex(head),
             Container::Mail => mail::sniff(head),
-            Container::Ole10Native => false,
+            Container::Cab => head.starts_with(b"MSCF\0\0\0\0"),
+            Container::Tnef => head.starts_with(&text::TNEF_MAGIC),
+            Container::Rtf => text::is_rtf(head),
+            Container::Html => text::is_html(head),
+            Container::Ole10Native | Container::HtmlData => false,
         }
     }
 
@@ -120,6 +140,10 @@ impl Container {
             Container::Szdd => "CL_TYPE_MSSZDD",
             Container::Pdf => "CL_TYPE_PDF",
             Container::Ole10Native => "CL_TYPE_MSOLE2",
+            Container::Cab => "CL_TYPE_MSCAB",
+            Container::Tnef => "CL_TYPE_TNEF",
+            Container::Rtf => "CL_TYPE_RTF",
+            Container::Html | Container::HtmlData => "CL_TYPE_HTML",
         }
     }
 }
@@ -274,6 +298,11 @@ pub fn unpack(
             mail::members(&data, &mut sink)
         }
         Container::Ole2 => ole2_members(input, 0, &mut sink),
+        Container::Cab => cab_members(input, &mut sink),
+        Container::Tnef => text::tnef(&read_all(input, MAX_PARSED)?, &mut sink),
+        Container::Rtf => text::rtf(&read_all(input, MAX_PARSED)?, &mut sink),
+        Container::Html => text::html(&read_all(input, MAX_PARSED)?, &mut sink),
+        Container::HtmlData => text::html_data(&read_all(input, MAX_PARSED)?, &mut sink),
         Container::Ole10Native => {
             let data = read_all(input, MAX_PARSED)?;
             match misc::ole10_native(&data) {
@@ -641,6 +670,28 @@ fn ole2_members(input: Input<'_>, nesting: usize, sink: &mut Sink<'_>) -> Walk {
             continue;
         }
         sink.stream(&name, stream)?;
+    }
+    Ok(())
+}
+
+fn cab_members(input: Input<'_>, sink: &mut Sink<'_>) -> Walk {
+    let mut cabinet =
+        cab::Cabinet::new(reader(input)?).map_err(|e| malformed(format!("cab: {e}")))?;
+    let names: Vec<String> = cabinet
+        .folder_entries()
+        .flat_map(|folder| {
+            folder
+                .file_entries()
+                .map(|f| f.name().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for name in names {
+        // An unsupported method (Quantum) or a bad block: skip the file.
+        let Ok(file) = cabinet.read_file(&name) else {
+            continue;
+        };
+        sink.stream(&name, file)?;
     }
     Ok(())
 }

@@ -39,6 +39,11 @@ fn magic(kind: Container) -> &'static [u8] {
         Container::Tar => b"",
         Container::BinHex => b"(This file must be converted with BinHex 4.0)\n:",
         Container::Mail => b"From: a\nTo: b\nContent-Type: multipart/mixed; boundary=b\n\n--b\n",
+        Container::Cab => b"MSCF\0\0\0\0",
+        Container::Tnef => &[0x78, 0x9f, 0x3e, 0x22, 0, 0],
+        Container::Rtf => b"{\\rtf1 {\\object\\objdata 0105000002000000",
+        Container::Html => b"<html>",
+        Container::HtmlData => b"<a href=\"data:x;base64,",
         Container::Ole10Native => b"",
     }
 }
@@ -46,6 +51,7 @@ fn magic(kind: Container) -> &'static [u8] {
 fn every_kind() -> Vec<Container> {
     let mut kinds = Container::ALL.to_vec();
     kinds.push(Container::Ole10Native);
+    kinds.push(Container::HtmlData);
     kinds
 }
 
@@ -81,12 +87,33 @@ proptest! {
 fn samples() -> Vec<Vec<u8>> {
     let dir = std::path::Path::new("/usr/share/clamav-testfiles");
     let names = [
-        "clam.zip", "clam.d64.zip", "clam.impl.zip", "clam.bz2.zip", "clam.tar.gz", "clam.7z",
-        "clam.exe.bz2", "clam.bin-le.cpio", "clam.bin-be.cpio", "clam.odc.cpio",
-        "clam.newc.cpio", "clam.mail", "clam.exe.mbox.uu", "clam.ole.doc", "clam.ppt",
-        "clam.exe.binhex", "clam.exe.szdd", "clam.pdf",
+        "clam.zip",
+        "clam.d64.zip",
+        "clam.impl.zip",
+        "clam.bz2.zip",
+        "clam.tar.gz",
+        "clam.7z",
+        "clam.exe.bz2",
+        "clam.bin-le.cpio",
+        "clam.bin-be.cpio",
+        "clam.odc.cpio",
+        "clam.newc.cpio",
+        "clam.mail",
+        "clam.exe.mbox.uu",
+        "clam.ole.doc",
+        "clam.ppt",
+        "clam.exe.binhex",
+        "clam.exe.szdd",
+        "clam.pdf",
+        "clam.cab",
+        "clam.tnef",
+        "clam.exe.rtf",
+        "clam.exe.html",
     ];
-    names.iter().filter_map(|n| std::fs::read(dir.join(n)).ok()).collect()
+    names
+        .iter()
+        .filter_map(|n| std::fs::read(dir.join(n)).ok())
+        .collect()
 }
 
 proptest! {

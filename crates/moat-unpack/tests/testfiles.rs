@@ -103,6 +103,10 @@ fn every_supported_testfile_holds_clam_exe() {
         "clam.pdf",
         "clam_cache_emax.tgz",
         "clam.ppt",
+        "clam.cab",
+        "clam.tnef",
+        "clam.exe.rtf",
+        "clam.exe.html",
     ];
     let failures: Vec<String> = files
         .iter()

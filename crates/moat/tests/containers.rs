@@ -36,6 +36,10 @@ const SUPPORTED: &[&str] = &[
     "clam.exe.binhex",
     "clam.exe.szdd",
     "clam.pdf",
+    "clam.cab",
+    "clam.tnef",
+    "clam.exe.rtf",
+    "clam.exe.html",
     "clam.exe",
 ];
 
