@@ -17,6 +17,7 @@
 
 #![warn(missing_docs)]
 
+mod arj;
 mod cpio;
 mod mail;
 mod misc;
@@ -54,6 +55,8 @@ pub enum Container {
     Szdd,
     /// PDF: the streams, FlateDecode ones inflated.
     Pdf,
+    /// ARJ: stored members and methods 1–3.
+    Arj,
     /// Microsoft cabinet (MSZIP, LZX, stored).
     Cab,
     /// TNEF (`winmail.dat`): the attachments.
@@ -72,7 +75,7 @@ pub enum Container {
 
 impl Container {
     /// Every container format, in the order [`Container::sniff`] tries them.
-    pub const ALL: [Container; 16] = [
+    pub const ALL: [Container; 17] = [
         Container::Zip,
         Container::Gzip,
         Container::Bzip2,
@@ -81,6 +84,7 @@ impl Container {
         Container::Ole2,
         Container::Szdd,
         Container::Cab,
+        Container::Arj,
         Container::Tnef,
         Container::Rtf,
         Container::Pdf,
@@ -116,6 +120,7 @@ impl Container {
             Container::BinHex => misc::is_binhex(head),
             Container::Mail => mail::sniff(head),
             Container::Cab => head.starts_with(b"MSCF\0\0\0\0"),
+            Container::Arj => arj::sniff(head),
             Container::Tnef => head.starts_with(&text::TNEF_MAGIC),
             Container::Rtf => text::is_rtf(head),
             Container::Html => text::is_html(head),
@@ -141,6 +146,7 @@ impl Container {
             Container::Pdf => "CL_TYPE_PDF",
             Container::Ole10Native => "CL_TYPE_MSOLE2",
             Container::Cab => "CL_TYPE_MSCAB",
+            Container::Arj => "CL_TYPE_ARJ",
             Container::Tnef => "CL_TYPE_TNEF",
             Container::Rtf => "CL_TYPE_RTF",
             Container::Html | Container::HtmlData => "CL_TYPE_HTML",
@@ -287,7 +293,11 @@ pub fn unpack(
             sink.stream("bzip2", decoder).map(drop)
         }
         Container::Xz => {
-            let decoder = lzma_rust2::XzReader::new(io::BufReader::new(reader(input)?), true);
+            let decoder = lzma_rust2::XzReader::new_mem_limit(
+                io::BufReader::new(reader(input)?),
+                true,
+                DICTIONARY_LIMIT_KB,
+            );
             sink.stream("xz", decoder).map(drop)
         }
         Container::Tar => tar_members(input, &mut sink),
@@ -299,6 +309,7 @@ pub fn unpack(
         }
         Container::Ole2 => ole2_members(input, 0, &mut sink),
         Container::Cab => cab_members(input, &mut sink),
+        Container::Arj => arj::members(&read_all(input, MAX_PARSED)?, &mut sink),
         Container::Tnef => text::tnef(&read_all(input, MAX_PARSED)?, &mut sink),
         Container::Rtf => text::rtf(&read_all(input, MAX_PARSED)?, &mut sink),
         Container::Html => text::html(&read_all(input, MAX_PARSED)?, &mut sink),
@@ -333,6 +344,10 @@ pub fn unpack(
         Err(Failure::Broken(e)) => Err(e),
     }
 }
+
+/// The largest decoder dictionary (xz, 7z) allocated for a container, in KiB: a
+/// header may ask for gigabytes. 256 MiB is more than xz -9 or 7z -mx9 use (64 MiB).
+const DICTIONARY_LIMIT_KB: u32 = 256 << 10;
 
 /// Formats parsed whole in memory (mail, BinHex, SZDD, PDF) are read up to this size.
 const MAX_PARSED: u64 = 64 << 20;
@@ -608,8 +623,12 @@ fn tar_members(input: Input<'_>, sink: &mut Sink<'_>) -> Walk {
 
 fn sevenzip_members(input: Input<'_>, sink: &mut Sink<'_>) -> Walk {
     use sevenz_rust2::{ArchiveReader, EntryDecision, Password};
-    let mut archive = ArchiveReader::new(reader(input)?, Password::empty())
-        .map_err(|e| malformed(format!("7z: {e}")))?;
+    let mut archive = ArchiveReader::new_with_memory_limit(
+        reader(input)?,
+        Password::empty(),
+        DICTIONARY_LIMIT_KB as usize,
+    )
+    .map_err(|e| malformed(format!("7z: {e}")))?;
     archive.set_thread_count(1);
     let mut stopped = None;
     let walked = archive.for_each_entries_with_decision(|entry, data| {

@@ -107,6 +107,7 @@ fn every_supported_testfile_holds_clam_exe() {
         "clam.tnef",
         "clam.exe.rtf",
         "clam.exe.html",
+        "clam.arj",
     ];
     let failures: Vec<String> = files
         .iter()

@@ -40,6 +40,7 @@ const SUPPORTED: &[&str] = &[
     "clam.tnef",
     "clam.exe.rtf",
     "clam.exe.html",
+    "clam.arj",
     "clam.exe",
 ];
 
