@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 mod arj;
+mod chm;
 mod cpio;
 mod mail;
 mod misc;
@@ -57,6 +58,8 @@ pub enum Container {
     Pdf,
     /// ARJ: stored members and methods 1–3.
     Arj,
+    /// CHM (compiled HTML help): its files, LZX-compressed ones expanded.
+    Chm,
     /// Microsoft cabinet (MSZIP, LZX, stored).
     Cab,
     /// TNEF (`winmail.dat`): the attachments.
@@ -75,7 +78,7 @@ pub enum Container {
 
 impl Container {
     /// Every container format, in the order [`Container::sniff`] tries them.
-    pub const ALL: [Container; 17] = [
+    pub const ALL: [Container; 18] = [
         Container::Zip,
         Container::Gzip,
         Container::Bzip2,
@@ -85,6 +88,7 @@ impl Container {
         Container::Szdd,
         Container::Cab,
         Container::Arj,
+        Container::Chm,
         Container::Tnef,
         Container::Rtf,
         Container::Pdf,
@@ -121,6 +125,7 @@ impl Container {
             Container::Mail => mail::sniff(head),
             Container::Cab => head.starts_with(b"MSCF\0\0\0\0"),
             Container::Arj => arj::sniff(head),
+            Container::Chm => chm::sniff(head),
             Container::Tnef => head.starts_with(&text::TNEF_MAGIC),
             Container::Rtf => text::is_rtf(head),
             Container::Html => text::is_html(head),
@@ -147,6 +152,7 @@ impl Container {
             Container::Ole10Native => "CL_TYPE_MSOLE2",
             Container::Cab => "CL_TYPE_MSCAB",
             Container::Arj => "CL_TYPE_ARJ",
+            Container::Chm => "CL_TYPE_MSCHM",
             Container::Tnef => "CL_TYPE_TNEF",
             Container::Rtf => "CL_TYPE_RTF",
             Container::Html | Container::HtmlData => "CL_TYPE_HTML",
@@ -310,6 +316,7 @@ pub fn unpack(
         Container::Ole2 => ole2_members(input, 0, &mut sink),
         Container::Cab => cab_members(input, &mut sink),
         Container::Arj => arj::members(&read_all(input, MAX_PARSED)?, &mut sink),
+        Container::Chm => chm::members(&read_all(input, MAX_PARSED)?, &mut sink),
         Container::Tnef => text::tnef(&read_all(input, MAX_PARSED)?, &mut sink),
         Container::Rtf => text::rtf(&read_all(input, MAX_PARSED)?, &mut sink),
         Container::Html => text::html(&read_all(input, MAX_PARSED)?, &mut sink),

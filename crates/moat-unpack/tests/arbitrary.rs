@@ -40,6 +40,7 @@ fn magic(kind: Container) -> &'static [u8] {
         Container::BinHex => b"(This file must be converted with BinHex 4.0)\n:",
         Container::Mail => b"From: a\nTo: b\nContent-Type: multipart/mixed; boundary=b\n\n--b\n",
         Container::Cab => b"MSCF\0\0\0\0",
+        Container::Chm => b"ITSF\x03\0\0\0\x60\0\0\0",
         Container::Arj => &[0x60, 0xea, 0x22, 0, 0x22, 0, 0, 0, 0, 0, 2],
         Container::Tnef => &[0x78, 0x9f, 0x3e, 0x22, 0, 0],
         Container::Rtf => b"{\\rtf1 {\\object\\objdata 0105000002000000",
@@ -111,6 +112,7 @@ fn samples() -> Vec<Vec<u8>> {
         "clam.exe.rtf",
         "clam.exe.html",
         "clam.arj",
+        "clam.chm",
     ];
     names
         .iter()

@@ -108,6 +108,7 @@ fn every_supported_testfile_holds_clam_exe() {
         "clam.exe.rtf",
         "clam.exe.html",
         "clam.arj",
+        "clam.chm",
     ];
     let failures: Vec<String> = files
         .iter()

@@ -41,6 +41,7 @@ const SUPPORTED: &[&str] = &[
     "clam.exe.rtf",
     "clam.exe.html",
     "clam.arj",
+    "clam.chm",
     "clam.exe",
 ];
 
