@@ -76,6 +76,9 @@ impl Exceeded {
 pub(crate) struct Budget {
     pub files: u64,
     pub bytes: u64,
+    /// Bytes of the members that were scanned and found clean, their own members
+    /// included: what clamscan's "Data scanned" counts when the file is infected.
+    pub clean_bytes: u64,
     pub exceeded: Option<Exceeded>,
     /// MaxFiles or MaxScanSize was reached: nothing more is scanned for this file.
     pub spent: bool,
@@ -87,6 +90,7 @@ impl Budget {
         Budget {
             files: 1,
             bytes: len,
+            clean_bytes: 0,
             exceeded: None,
             spent: false,
         }
@@ -225,6 +229,7 @@ impl Visitor for Walker<'_, '_> {
             (_, Some(head)) => head.as_slice(),
             _ => &[][..],
         };
+        let before = self.budget.clean_bytes;
         self.found = scan_members(
             self.engine,
             self.limits,
@@ -234,6 +239,10 @@ impl Visitor for Walker<'_, '_> {
             self.budget,
             member.kind,
         );
+        if self.found.is_none() {
+            // Its members were counted as they came out clean: count it, not them twice.
+            self.budget.clean_bytes = before + member.contents.len();
+        }
         if self.found.is_some() || self.budget.spent {
             Flow::Stop
         } else {

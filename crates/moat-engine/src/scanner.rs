@@ -81,7 +81,8 @@ pub enum Skip {
 pub struct ScanOutcome<'e> {
     /// The verdict (clean when skipped).
     pub verdict: Verdict<'e>,
-    /// Bytes of the file that were scanned.
+    /// Bytes scanned: the file's, and its members' (of an infected container, only
+    /// the members found clean, as clamscan counts them).
     pub bytes_scanned: u64,
     /// Set when the file was not scanned at all.
     pub skipped: Option<Skip>,
@@ -164,7 +165,13 @@ impl<'e> Scanner<'e> {
         let mut budget = Budget::top(outcome.bytes_scanned);
         let found =
             containers::scan_members(self.engine, &self.limits, head, input, 0, &mut budget, None);
-        outcome.bytes_scanned = budget.bytes;
+        // clamscan's "Data scanned": every byte scanned, but for an infected file only
+        // the members that came out clean (measured, docs/clamav-oracle.md §12).
+        outcome.bytes_scanned = if found.is_some() {
+            budget.clean_bytes
+        } else {
+            budget.bytes
+        };
         outcome.exceeded = budget.exceeded;
         outcome.verdict = match (found, budget.exceeded) {
             (Some(name), _) => Verdict::Infected(name),
