@@ -134,7 +134,7 @@ pub(crate) fn scan_members<'e>(
         budget,
         layer: Layer {
             depth: depth + 1,
-            parent: Some(kind.clamav_type()),
+            parent: Some(kind.clamav_type_of(head)),
         },
         kind,
         cut_by_file_size: false,

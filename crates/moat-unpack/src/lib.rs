@@ -133,8 +133,23 @@ impl Container {
         }
     }
 
+    /// ClamAV's name (`CL_TYPE_*`) of a container of this kind starting with `head`,
+    /// as `.ldb` signatures name a member's container (`Container:CL_TYPE_ZIP`): like
+    /// [`Container::clamav_type`], with cpio's and tar's variants told apart.
+    pub fn clamav_type_of(self, head: &[u8]) -> &'static str {
+        match self {
+            Container::Cpio if head.starts_with(b"070707") => "CL_TYPE_CPIO_ODC",
+            Container::Cpio if head.starts_with(b"070702") => "CL_TYPE_CPIO_CRC",
+            Container::Cpio if !head.starts_with(b"070701") => "CL_TYPE_CPIO_OLD",
+            Container::Tar if head.get(257..262) != Some(&b"ustar"[..]) => "CL_TYPE_OLD_TAR",
+            _ => self.clamav_type(),
+        }
+    }
+
     /// ClamAV's name for this type (`CL_TYPE_*`), as `.ldb` signatures name a
-    /// member's container (`Container:CL_TYPE_ZIP`).
+    /// member's container (`Container:CL_TYPE_ZIP`). cpio is `CL_TYPE_CPIO_NEWC` and
+    /// tar `CL_TYPE_POSIX_TAR` here whatever the variant: see
+    /// [`Container::clamav_type_of`].
     pub fn clamav_type(self) -> &'static str {
         match self {
             Container::Zip => "CL_TYPE_ZIP",
@@ -406,7 +421,9 @@ impl Sink<'_> {
         }
     }
 
-    /// Hands over a member already in memory (cut to the visitor's limit).
+    /// Hands over a member decoded in memory (cut to the visitor's limit; spooled
+    /// when over the memory threshold, so that members held while their own members
+    /// are scanned stay small).
     pub(crate) fn bytes(&mut self, name: &str, mut data: Vec<u8>) -> Walk {
         let cap = self.visitor.max_size();
         if cap == 0 {
@@ -414,7 +431,15 @@ impl Sink<'_> {
         }
         let truncated = data.len() as u64 > cap;
         data.truncate(cap.min(usize::MAX as u64) as usize);
-        self.deliver(name, Contents::Memory(data), truncated, false)
+        let contents = if data.len() > self.options.memory_threshold {
+            let mut spool = tempfile::tempfile()?;
+            spool.write_all(&data)?;
+            spool.seek(SeekFrom::Start(0))?;
+            Contents::Spooled(spool, data.len() as u64)
+        } else {
+            Contents::Memory(data)
+        };
+        self.deliver(name, contents, truncated, false)
     }
 
     fn deliver(&mut self, name: &str, contents: Contents, truncated: bool, damaged: bool) -> Walk {

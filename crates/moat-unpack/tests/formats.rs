@@ -214,3 +214,57 @@ fn sniffing_leaves_plain_files_alone() {
         assert_eq!(Container::sniff(plain), None, "{plain:?}");
     }
 }
+
+#[test]
+fn clamav_type_names() {
+    assert_eq!(Container::Zip.clamav_type(), "CL_TYPE_ZIP");
+    assert_eq!(
+        Container::Cpio.clamav_type_of(b"070707..."),
+        "CL_TYPE_CPIO_ODC"
+    );
+    assert_eq!(
+        Container::Cpio.clamav_type_of(b"070701..."),
+        "CL_TYPE_CPIO_NEWC"
+    );
+    assert_eq!(
+        Container::Cpio.clamav_type_of(b"070702..."),
+        "CL_TYPE_CPIO_CRC"
+    );
+    assert_eq!(
+        Container::Cpio.clamav_type_of(&[0xc7, 0x71]),
+        "CL_TYPE_CPIO_OLD"
+    );
+    let mut ustar = vec![0u8; 512];
+    ustar[257..262].copy_from_slice(b"ustar");
+    assert_eq!(Container::Tar.clamav_type_of(&ustar), "CL_TYPE_POSIX_TAR");
+    assert_eq!(
+        Container::Tar.clamav_type_of(&[1u8; 512]),
+        "CL_TYPE_OLD_TAR"
+    );
+}
+
+#[test]
+fn large_decoded_members_are_spooled() {
+    // A PDF stream larger than the memory threshold comes as a spooled member.
+    let body = vec![b'q'; 5000];
+    let mut pdf = b"%PDF-1.4\n1 0 obj\n<< /Length 5000 >>\nstream\n".to_vec();
+    pdf.extend(&body);
+    pdf.extend(b"\nendstream\nendobj\n");
+    struct Spooled(Vec<bool>);
+    impl Visitor for Spooled {
+        fn max_size(&mut self) -> u64 {
+            u64::MAX
+        }
+        fn member(&mut self, m: Member) -> Flow {
+            self.0
+                .push(matches!(m.contents, Contents::Spooled(_, 5000)));
+            Flow::Continue
+        }
+    }
+    let mut v = Spooled(Vec::new());
+    let options = Options {
+        memory_threshold: 1000,
+    };
+    unpack(Container::Pdf, Input::Bytes(&pdf), &options, &mut v).unwrap();
+    assert_eq!(v.0, vec![true]);
+}
