@@ -202,23 +202,16 @@ impl Visitor for Walker<'_, '_> {
         }
         self.budget.files += 1;
         self.budget.bytes += member.contents.len();
-        let (verdict, head) = match &member.contents {
-            Contents::Memory(data) => {
-                (scan_layer(self.engine, data, self.layer, self.limits), None)
-            }
-            Contents::Spooled(file, len) => {
-                let scanned = self.engine.scan_stream(
-                    file,
-                    *len,
-                    crate::scanner::CHUNK,
-                    &mut self.buffer,
-                    self.limits,
-                );
-                (
-                    scanned.map_or(Verdict::Clean, |(v, _)| v),
-                    Some(head_of(file)),
-                )
-            }
+        let verdict = scan_member(
+            self.engine,
+            &member.contents,
+            self.layer,
+            self.limits,
+            &mut self.buffer,
+        );
+        let head = match &member.contents {
+            Contents::Spooled(file, _) => Some(head_of(file)),
+            Contents::Memory(_) => None,
         };
         if let Verdict::Infected(name) = verdict {
             self.found = Some(name);
@@ -251,8 +244,20 @@ impl Visitor for Walker<'_, '_> {
     }
 }
 
-/// Scans one member held in memory. `_layer` is where it sits: the hook for
-/// signatures that depend on it (`.ldb` `Container:`), unused by the engine today.
-fn scan_layer<'e>(engine: &'e Engine, data: &[u8], _layer: Layer, limits: &Limits) -> Verdict<'e> {
-    engine.scan_bytes_with(data, limits)
+/// Scans one member as a file: in memory, or streamed from its spool file. `_layer`
+/// is where it sits (depth, direct container): the place for signatures that depend
+/// on it (`.ldb` `Container:`), which the engine does not evaluate yet.
+fn scan_member<'e>(
+    engine: &'e Engine,
+    contents: &Contents,
+    _layer: Layer,
+    limits: &Limits,
+    buffer: &mut Vec<u8>,
+) -> Verdict<'e> {
+    match contents {
+        Contents::Memory(data) => engine.scan_bytes_with(data, limits),
+        Contents::Spooled(file, len) => engine
+            .scan_stream(file, *len, crate::scanner::CHUNK, buffer, limits)
+            .map_or(Verdict::Clean, |(verdict, _)| verdict),
+    }
 }
