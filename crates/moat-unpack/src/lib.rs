@@ -544,10 +544,10 @@ fn read_all(input: Input<'_>, max: u64) -> Result<Vec<u8>, Error> {
 
 /// The first position of `needle` in `hay`.
 pub(crate) fn memfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || hay.len() < needle.len() {
+    if needle.is_empty() {
         return None;
     }
-    hay.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(hay, needle)
 }
 
 fn zip_members(input: Input<'_>, sink: &mut Sink<'_>) -> Walk {

@@ -27,6 +27,11 @@ const STARTS: [&str; 12] = [
 
 /// Whether `head` looks like a mail message or mbox.
 pub(crate) fn sniff(head: &[u8]) -> bool {
+    // Cheap first: a message starts with a header name (or `From `), after blank lines.
+    let first = head.iter().find(|b| !b.is_ascii_whitespace());
+    if !first.is_some_and(|b| b.is_ascii_alphabetic()) {
+        return false;
+    }
     let text = String::from_utf8_lossy(&head[..head.len().min(4096)]).to_ascii_lowercase();
     let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
     let starts = first.starts_with("from ") || STARTS.iter().any(|h| first.starts_with(h));
