@@ -332,7 +332,12 @@ fn load_scanner(
         max_file_size: c.max_file_size,
         max_scan_size: c.max_scan_size,
         max_script_normalize: c.max_script_normalize,
-        max_recursion: (c.max_recursion > 0).then_some(c.max_recursion),
+        // 0 is refused by libclamav, which uses the default (measured with clamscan).
+        max_recursion: Some(if c.max_recursion == 0 {
+            17
+        } else {
+            c.max_recursion
+        }),
         max_files: (c.max_files > 0).then_some(c.max_files as u64),
         alert_exceeds_max: false,
     };

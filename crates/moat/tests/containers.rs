@@ -224,6 +224,8 @@ fn nested_and_limited_zips_against_clamscan() {
         &["--max-filesize=900000"],
         &["--max-recursion=3", "--alert-exceeds-max"],
         &["--max-recursion=5"],
+        &["--max-recursion=0"],
+        &["--max-files=0", "--alert-exceeds-max=no"],
     ] {
         compare(&db, flags, &files);
     }

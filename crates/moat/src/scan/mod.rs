@@ -46,7 +46,7 @@ pub struct ScanArgs {
     /// At most this much data is scanned per file (K/M/G suffixes; 0 = no limit).
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "400M")]
     max_scansize: u64,
-    /// Members nested this deep or deeper are not scanned (0 = no limit).
+    /// Members nested this deep or deeper are not scanned (0: the default, as clamscan).
     #[arg(long, value_name = "N", default_value_t = 17)]
     max_recursion: u32,
     /// At most this many files are scanned per file given, its members included (0 = no limit).
@@ -124,7 +124,7 @@ pub fn run(args: ScanArgs) -> u8 {
         max_file_size: limit(args.max_filesize),
         max_scan_size: limit(args.max_scansize),
         max_script_normalize: limit(args.max_scriptnormalize),
-        max_recursion: (args.max_recursion > 0).then_some(args.max_recursion),
+        max_recursion: Some(max_recursion(args.max_recursion)),
         max_files: limit(args.max_files),
         alert_exceeds_max: args.alert_exceeds_max,
     };
@@ -246,6 +246,18 @@ fn scan_stdin(engine: &Engine, limits: Limits) -> Report {
         bytes_read: bytes,
         bytes_scanned: bytes,
     }
+}
+
+/// `--max-recursion`: 0 is refused as by libclamav (measured: this warning on stderr, and
+/// the default used).
+fn max_recursion(value: u32) -> u32 {
+    if value == 0 {
+        eprintln!(
+            "LibClamAV Warning: MaxRecursion: the value of 0 is not allowed, using default: 17"
+        );
+        return 17;
+    }
+    value
 }
 
 /// clamscan's yes/no option values.
