@@ -230,3 +230,60 @@ fn nested_and_limited_zips_against_clamscan() {
         compare(&db, flags, &files);
     }
 }
+
+/// A member over MaxFileSize or past MaxScanSize, with a body signature in its first
+/// bytes: clamscan scans the first MaxFileSize bytes of a zip member and nothing of a
+/// gzip, bzip2 or xz one (measured), and a member past MaxScanSize not at all.
+#[test]
+fn member_size_limits_against_clamscan() {
+    use std::io::Write;
+    if !oracle_ready() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let exe = std::fs::read(Path::new(DIR).join("clam.exe")).unwrap();
+    let hex: String = exe[184..200].iter().map(|b| format!("{b:02x}")).collect();
+    let db = dir.join("body.ndb");
+    std::fs::write(&db, format!("Test.Body:0:*:{hex}\n")).unwrap();
+    let mut data = exe.clone();
+    data.resize(2_000_544, 0);
+    let mut files = Vec::new();
+    let mut put = |name: &str, bytes: Vec<u8>| {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        files.push(path);
+    };
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&data).unwrap();
+    put("mid.gz", gz.finish().unwrap());
+    let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
+    bz.write_all(&data).unwrap();
+    put("mid.bz2", bz.finish().unwrap());
+    let mut xz =
+        lzma_rust2::XzWriter::new(Vec::new(), lzma_rust2::XzOptions::with_preset(6)).unwrap();
+    xz.write_all(&data).unwrap();
+    put("mid.xz", xz.finish().unwrap());
+    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    z.start_file("mid.bin", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    z.write_all(&data).unwrap();
+    put("mid.zip", z.finish().unwrap().into_inner());
+    // Not a comparison of two misses: found whole, and with the limit only in the zip.
+    let found = |flags: &[&str]| {
+        let mut args = vec!["--infected", "--no-summary"];
+        args.extend_from_slice(flags);
+        scan("moat", &db, &args, &files).stdout.lines().count()
+    };
+    assert_eq!(found(&[]), 4);
+    assert_eq!(found(&["--max-filesize=1M"]), 1);
+    for flags in [
+        &[][..],
+        &["--max-filesize=1M"],
+        &["--max-scansize=1M"],
+        &["--max-scansize=1M", "--max-filesize=500K"],
+        &["--max-filesize=1M", "--alert-exceeds-max"],
+    ] {
+        compare(&db, flags, &files);
+    }
+}
