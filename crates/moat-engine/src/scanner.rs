@@ -35,6 +35,8 @@ pub struct Limits {
     /// Report a limit hit inside a container as a detection,
     /// `Heuristics.Limits.Exceeded.<Limit>` (clamscan's `--alert-exceeds-max`).
     pub alert_exceeds_max: bool,
+    /// Which kinds of container are opened.
+    pub scan: crate::containers::ScanKinds,
 }
 
 impl Limits {
@@ -65,6 +67,7 @@ impl Default for Limits {
             max_recursion: Some(17),
             max_files: Some(10_000),
             alert_exceeds_max: false,
+            scan: crate::containers::ScanKinds::default(),
         }
     }
 }

@@ -339,7 +339,14 @@ fn load_scanner(
             c.max_recursion
         }),
         max_files: (c.max_files > 0).then_some(c.max_files as u64),
-        alert_exceeds_max: false,
+        alert_exceeds_max: c.alert_exceeds_max,
+        scan: moat_engine::containers::ScanKinds {
+            archive: c.scan_archive,
+            mail: c.scan_mail,
+            ole2: c.scan_ole2,
+            pdf: c.scan_pdf,
+            html: c.scan_html,
+        },
     };
     Ok(Arc::new(moat_guard::EngineScanner::new(
         engine, limits, generation,

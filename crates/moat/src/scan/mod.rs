@@ -55,6 +55,21 @@ pub struct ScanArgs {
     /// Report a limit hit as a detection: Heuristics.Limits.Exceeded.<Limit>.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "yes", value_parser = parse_yes_no, value_name = "yes/no", default_value = "no")]
     alert_exceeds_max: bool,
+    /// Open archives and compressed files (also RTF, BinHex, SZDD).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "yes", value_parser = parse_yes_no, value_name = "yes/no", default_value = "yes")]
+    scan_archive: bool,
+    /// Open mail (also TNEF, and HTML's data: URIs).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "yes", value_parser = parse_yes_no, value_name = "yes/no", default_value = "yes")]
+    scan_mail: bool,
+    /// Open OLE2 documents.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "yes", value_parser = parse_yes_no, value_name = "yes/no", default_value = "yes")]
+    scan_ole2: bool,
+    /// Open PDF streams.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "yes", value_parser = parse_yes_no, value_name = "yes/no", default_value = "yes")]
+    scan_pdf: bool,
+    /// Open HTML's data: URIs.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "yes", value_parser = parse_yes_no, value_name = "yes/no", default_value = "yes")]
+    scan_html: bool,
     /// Files larger than this get no normalized-text scan (K/M/G suffixes; 0 = no limit).
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "20M")]
     max_scriptnormalize: u64,
@@ -127,6 +142,13 @@ pub fn run(args: ScanArgs) -> u8 {
         max_recursion: Some(max_recursion(args.max_recursion)),
         max_files: limit(args.max_files),
         alert_exceeds_max: args.alert_exceeds_max,
+        scan: moat_engine::containers::ScanKinds {
+            archive: args.scan_archive,
+            mail: args.scan_mail,
+            ole2: args.scan_ole2,
+            pdf: args.scan_pdf,
+            html: args.scan_html,
+        },
     };
     let mut totals = scan_all(&engine, limits, &args, &mut out);
     out.summary(engine.signature_count(), &totals, clock, start);
