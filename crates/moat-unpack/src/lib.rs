@@ -23,6 +23,7 @@ mod cpio;
 mod mail;
 mod misc;
 mod pdf;
+mod sis;
 mod text;
 
 use std::fs::File;
@@ -58,6 +59,8 @@ pub enum Container {
     Pdf,
     /// ARJ: stored members and methods 1–3.
     Arj,
+    /// Symbian installation file (old SIS format, EPOC R5/R6): its files.
+    Sis,
     /// CHM (compiled HTML help): its files, LZX-compressed ones expanded.
     Chm,
     /// Microsoft cabinet (MSZIP, LZX, stored).
@@ -78,7 +81,7 @@ pub enum Container {
 
 impl Container {
     /// Every container format, in the order [`Container::sniff`] tries them.
-    pub const ALL: [Container; 18] = [
+    pub const ALL: [Container; 19] = [
         Container::Zip,
         Container::Gzip,
         Container::Bzip2,
@@ -89,6 +92,7 @@ impl Container {
         Container::Cab,
         Container::Arj,
         Container::Chm,
+        Container::Sis,
         Container::Tnef,
         Container::Rtf,
         Container::Pdf,
@@ -126,6 +130,7 @@ impl Container {
             Container::Cab => head.starts_with(b"MSCF\0\0\0\0"),
             Container::Arj => arj::sniff(head),
             Container::Chm => chm::sniff(head),
+            Container::Sis => sis::sniff(head),
             Container::Tnef => head.starts_with(&text::TNEF_MAGIC),
             Container::Rtf => text::is_rtf(head),
             Container::Html => text::is_html(head),
@@ -168,6 +173,7 @@ impl Container {
             Container::Cab => "CL_TYPE_MSCAB",
             Container::Arj => "CL_TYPE_ARJ",
             Container::Chm => "CL_TYPE_MSCHM",
+            Container::Sis => "CL_TYPE_SIS",
             Container::Tnef => "CL_TYPE_TNEF",
             Container::Rtf => "CL_TYPE_RTF",
             Container::Html | Container::HtmlData => "CL_TYPE_HTML",
@@ -332,6 +338,7 @@ pub fn unpack(
         Container::Cab => cab_members(input, &mut sink),
         Container::Arj => arj::members(&read_all(input, MAX_PARSED)?, &mut sink),
         Container::Chm => chm::members(&read_all(input, MAX_PARSED)?, &mut sink),
+        Container::Sis => sis::members(&read_all(input, MAX_PARSED)?, &mut sink),
         Container::Tnef => text::tnef(&read_all(input, MAX_PARSED)?, &mut sink),
         Container::Rtf => text::rtf(&read_all(input, MAX_PARSED)?, &mut sink),
         Container::Html => text::html(&read_all(input, MAX_PARSED)?, &mut sink),

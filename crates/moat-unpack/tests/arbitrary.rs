@@ -40,6 +40,7 @@ fn magic(kind: Container) -> &'static [u8] {
         Container::BinHex => b"(This file must be converted with BinHex 4.0)\n:",
         Container::Mail => b"From: a\nTo: b\nContent-Type: multipart/mixed; boundary=b\n\n--b\n",
         Container::Cab => b"MSCF\0\0\0\0",
+        Container::Sis => &[0, 0, 0, 1, 0x12, 0x3a, 0, 0x10, 0x19, 0x04, 0, 0x10],
         Container::Chm => b"ITSF\x03\0\0\0\x60\0\0\0",
         Container::Arj => &[0x60, 0xea, 0x22, 0, 0x22, 0, 0, 0, 0, 0, 2],
         Container::Tnef => &[0x78, 0x9f, 0x3e, 0x22, 0, 0],
@@ -113,6 +114,7 @@ fn samples() -> Vec<Vec<u8>> {
         "clam.exe.html",
         "clam.arj",
         "clam.chm",
+        "clam.sis",
     ];
     names
         .iter()

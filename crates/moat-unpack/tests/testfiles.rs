@@ -109,6 +109,7 @@ fn every_supported_testfile_holds_clam_exe() {
         "clam.exe.html",
         "clam.arj",
         "clam.chm",
+        "clam.sis",
     ];
     let failures: Vec<String> = files
         .iter()

@@ -42,6 +42,7 @@ const SUPPORTED: &[&str] = &[
     "clam.exe.html",
     "clam.arj",
     "clam.chm",
+    "clam.sis",
     "clam.exe",
 ];
 
