@@ -363,3 +363,33 @@ fn clean_archives_are_clean() {
     let mut read = Vec::new();
     Cursor::new(&data).read_to_end(&mut read).unwrap();
 }
+
+#[test]
+fn a_7z_of_large_members_stops_at_max_scan_size() {
+    let e = engine();
+    let zeros = vec![0u8; 2 << 20];
+    let mut sz = sevenz_rust2::ArchiveWriter::new(Cursor::new(Vec::new())).unwrap();
+    for i in 0..4 {
+        sz.push_archive_entry(
+            sevenz_rust2::ArchiveEntry::new_file(&format!("z{i}")),
+            Some(Cursor::new(&zeros[..])),
+        )
+        .unwrap();
+    }
+    sz.push_archive_entry(
+        sevenz_rust2::ArchiveEntry::new_file("last"),
+        Some(Cursor::new(infected())),
+    )
+    .unwrap();
+    let data = sz.finish().unwrap().into_inner();
+    let limits = Limits {
+        max_scan_size: Some(3 << 20),
+        ..Limits::default()
+    };
+    let outcome = scan_with(&e, &data, limits);
+    assert_eq!(outcome.verdict, Verdict::Clean);
+    assert_eq!(outcome.exceeded, Some(Exceeded::MaxScanSize));
+    assert!(outcome.bytes_scanned <= 3 << 20);
+    // Within the limit, the last member is reached and found.
+    assert!(scan(&e, &data).is_infected());
+}

@@ -307,6 +307,8 @@ pub fn unpack(
         options: *options,
         done: Unpacked::default(),
         next_kind: None,
+        next_cap: None,
+        last_truncated: false,
     };
     let result = match container {
         Container::Zip => zip_members(input, &mut sink),
@@ -408,14 +410,39 @@ pub(crate) struct Sink<'v> {
     done: Unpacked,
     /// [`Member::kind`] of the next member delivered.
     next_kind: Option<Container>,
+    /// The visitor's [`Visitor::max_size`] for the next member, when asked ahead
+    /// ([`Sink::cap`]).
+    next_cap: Option<u64>,
+    /// The last member handed over was cut at the visitor's limit.
+    last_truncated: bool,
 }
 
 impl Sink<'_> {
     /// Reads one member from `data` (up to the visitor's limit) and hands it over.
     /// A read error part way still hands over what was read, marked truncated, and
     /// then ends the walk as damaged.
+    /// The most the visitor takes of the next member (0: skip it), asked before the
+    /// member is even opened: formats whose skipped data costs decompression (solid
+    /// 7z blocks, cab folders) check it first.
+    pub(crate) fn cap(&mut self) -> u64 {
+        let visitor = &mut self.visitor;
+        *self.next_cap.get_or_insert_with(|| visitor.max_size())
+    }
+
+    /// Whether the visitor takes nothing of the next member: then it is skipped
+    /// without being opened (and the visitor asked again for the one after).
+    pub(crate) fn skips_next(&mut self) -> bool {
+        let skip = self.cap() == 0;
+        if skip {
+            self.next_cap = None;
+        }
+        skip
+    }
+
     pub(crate) fn stream(&mut self, name: &str, mut data: impl Read) -> Walk {
-        let cap = self.visitor.max_size();
+        let cap = self.cap();
+        self.next_cap = None;
+        self.last_truncated = false;
         if cap == 0 {
             return Ok(());
         }
@@ -432,7 +459,9 @@ impl Sink<'_> {
     /// when over the memory threshold, so that members held while their own members
     /// are scanned stay small).
     pub(crate) fn bytes(&mut self, name: &str, mut data: Vec<u8>) -> Walk {
-        let cap = self.visitor.max_size();
+        let cap = self.cap();
+        self.next_cap = None;
+        self.last_truncated = false;
         if cap == 0 {
             return Ok(());
         }
@@ -451,6 +480,7 @@ impl Sink<'_> {
 
     fn deliver(&mut self, name: &str, contents: Contents, truncated: bool, damaged: bool) -> Walk {
         self.done.members += 1;
+        self.last_truncated = truncated;
         let member = Member {
             name: name.to_owned(),
             contents,
@@ -674,7 +704,13 @@ fn sevenzip_members(input: Input<'_>, sink: &mut Sink<'_>) -> Walk {
         if entry.is_directory() || !entry.has_stream() {
             return Ok(EntryDecision::Continue);
         }
+        // Skipping a member of a solid block still decodes it ("Continue" drains
+        // what is left unread): a member skipped or cut at the limit ends its block.
+        if sink.skips_next() {
+            return Ok(EntryDecision::SkipBlock);
+        }
         match sink.stream(entry.name(), data) {
+            Ok(()) if sink.last_truncated => Ok(EntryDecision::SkipBlock),
             Ok(()) => Ok(EntryDecision::Continue),
             Err(f) => {
                 stopped = Some(f);
@@ -745,6 +781,10 @@ fn cab_members(input: Input<'_>, sink: &mut Sink<'_>) -> Walk {
         })
         .collect();
     for name in names {
+        // Reading a file decodes its folder up to it: not for a file to be skipped.
+        if sink.skips_next() {
+            continue;
+        }
         // An unsupported method (Quantum) or a bad block: skip the file.
         let Ok(file) = cabinet.read_file(&name) else {
             continue;
