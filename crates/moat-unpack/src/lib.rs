@@ -2,8 +2,31 @@
 //!
 //! One job: given a container's bytes, hand each member to a [`Visitor`], with its name
 //! and its contents. Members are not opened further here: the caller (moat-engine's
-//! recursion) sniffs each member with [`Container::sniff`] and calls [`unpack`] again,
-//! so depth, file counts and byte budgets are the caller's to keep.
+//! recursion) sniffs each member with [`Container::sniff`] (or takes [`Member::kind`],
+//! for the kinds that cannot be sniffed) and calls [`unpack`] again, so depth, file
+//! counts and byte budgets are the caller's to keep.
+//!
+//! ```
+//! use moat_unpack::{unpack, Container, Flow, Input, Member, Options, Visitor};
+//!
+//! struct Names(Vec<String>);
+//! impl Visitor for Names {
+//!     fn max_size(&mut self) -> u64 {
+//!         1 << 20
+//!     }
+//!     fn member(&mut self, member: Member) -> Flow {
+//!         self.0.push(member.name);
+//!         Flow::Continue
+//!     }
+//! }
+//!
+//! let mail = b"From: a@example.com\nTo: b@example.com\nSubject: hi\n\
+//!              Content-Type: text/plain; name=note.txt\n\nhello\n";
+//! let kind = Container::sniff(mail).unwrap();
+//! let mut names = Names(Vec::new());
+//! unpack(kind, Input::Bytes(mail), &Options::default(), &mut names).unwrap();
+//! assert_eq!((kind, names.0), (Container::Mail, vec!["note.txt".to_owned()]));
+//! ```
 //!
 //! Memory stays bounded: a member's contents are held in memory up to
 //! [`Options::memory_threshold`] bytes, past that spooled to an anonymous temporary file
@@ -48,8 +71,9 @@ pub enum Container {
     Cpio,
     /// An e-mail message or mbox: MIME parts (base64, quoted-printable) and uuencoded bodies.
     Mail,
-    /// OLE2 compound file (MS Office documents): every stream, with embedded
-    /// `\x01Ole10Native` objects unwrapped.
+    /// OLE2 compound file (MS Office documents): every stream; `\x01Ole10Native`
+    /// streams as members of kind [`Container::Ole10Native`]; the objects embedded in
+    /// a PowerPoint Document stream opened in place.
     Ole2,
     /// BinHex 4.0: the data fork.
     BinHex,
