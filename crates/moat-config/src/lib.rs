@@ -281,6 +281,19 @@ pub struct Config {
     pub max_files: u32,
     /// `MaxScriptNormalize` (default 20M; `0` = no limit): largest script normalized.
     pub max_script_normalize: Option<u64>,
+    /// `AlertExceedsMax` (default no): a container limit hit is reported as
+    /// `Heuristics.Limits.Exceeded.<Limit>`.
+    pub alert_exceeds_max: bool,
+    /// `ScanArchive` (default yes): open archives and compressed files.
+    pub scan_archive: bool,
+    /// `ScanMail` (default yes): open mail.
+    pub scan_mail: bool,
+    /// `ScanOLE2` (default yes): open OLE2 documents.
+    pub scan_ole2: bool,
+    /// `ScanPDF` (default yes): open PDF streams.
+    pub scan_pdf: bool,
+    /// `ScanHTML` (default yes): open HTML's data: URIs.
+    pub scan_html: bool,
     /// `VirusEvent` (default none): command run on each detection (`%v` is the signature name;
     /// the file name is in `$CLAM_VIRUSEVENT_FILENAME`, never substituted into the command).
     pub virus_event: Option<String>,
@@ -326,6 +339,12 @@ impl Default for Config {
             max_recursion: 17,
             max_files: 10_000,
             max_script_normalize: Some(20 << 20),
+            alert_exceeds_max: false,
+            scan_archive: true,
+            scan_mail: true,
+            scan_ole2: true,
+            scan_pdf: true,
+            scan_html: true,
             virus_event: None,
             source: None,
             unused: Vec::new(),
@@ -582,6 +601,12 @@ impl Parser<'_> {
             "MaxRecursion" => c.max_recursion = parse_u32(v)?,
             "MaxFiles" => c.max_files = parse_u32(v)?,
             "MaxScriptNormalize" => c.max_script_normalize = size(v)?,
+            "AlertExceedsMax" => c.alert_exceeds_max = parse_bool(v)?,
+            "ScanArchive" => c.scan_archive = parse_bool(v)?,
+            "ScanMail" => c.scan_mail = parse_bool(v)?,
+            "ScanOLE2" => c.scan_ole2 = parse_bool(v)?,
+            "ScanPDF" => c.scan_pdf = parse_bool(v)?,
+            "ScanHTML" => c.scan_html = parse_bool(v)?,
             "VirusEvent" => c.virus_event = Some(v.to_owned()),
             other => unreachable!("key {other} is marked used but has no field"),
         }

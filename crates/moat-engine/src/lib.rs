@@ -28,6 +28,7 @@
 #![warn(missing_docs)]
 
 pub mod body;
+pub mod containers;
 pub mod facts;
 pub mod filetype;
 pub mod hashes;
@@ -150,12 +151,29 @@ impl Engine {
 
     /// Scans the complete contents of a file held in memory.
     pub fn scan_bytes_with(&self, data: &[u8], limits: &Limits) -> Verdict<'_> {
-        self.scan_nested(data, limits, 0)
+        self.scan_nested(data, limits, 0, None)
+    }
+
+    /// [`Engine::scan_bytes_with`] for a member of a container whose ClamAV type is
+    /// `container` (what the `.ldb` `Container:` key checks).
+    pub(crate) fn scan_member_bytes(
+        &self,
+        data: &[u8],
+        limits: &Limits,
+        container: Option<&'static str>,
+    ) -> Verdict<'_> {
+        self.scan_nested(data, limits, 0, container)
     }
 
     /// [`Engine::scan_bytes_with`] for content found `depth` levels inside a file
     /// (a mail's body): nesting stops at ClamAV's recursion limit.
-    fn scan_nested(&self, data: &[u8], limits: &Limits, depth: u32) -> Verdict<'_> {
+    fn scan_nested(
+        &self,
+        data: &[u8],
+        limits: &Limits,
+        depth: u32,
+        container: Option<&'static str>,
+    ) -> Verdict<'_> {
         if data.len() < MIN_SCANNED_SIZE {
             return Verdict::Clean;
         }
@@ -167,7 +185,9 @@ impl Engine {
         // A parsed mail's body is scanned first, as a file of its own (measured).
         if let Some(body) = mail::scanned_body(facts.file_type(), data) {
             if depth < MAX_NESTING {
-                if let found @ Verdict::Infected(_) = self.scan_nested(body, limits, depth + 1) {
+                if let found @ Verdict::Infected(_) =
+                    self.scan_nested(body, limits, depth + 1, container)
+                {
                     return found;
                 }
             }
@@ -182,7 +202,7 @@ impl Engine {
             .flatten()
             .map(|sig| &*sig.name);
         let logical = || {
-            let lf = raw_logical_facts(&facts, data.len() as u64);
+            let lf = raw_logical_facts(&facts, data.len() as u64, container);
             (!html)
                 .then(|| self.logical.scan(data, &lf, facts.exe()))
                 .flatten()
@@ -193,7 +213,10 @@ impl Engine {
                 return self.scan_html(data).map(|sig| &*sig.name);
             }
             self.wants_normalized(data, facts.file_type(), data.len() as u64, limits)
-                .then(|| self.scan_normalized(&textnorm::normalize(data), data.len() as u64))
+                .then(|| {
+                    let copy = textnorm::normalize(data);
+                    self.scan_normalized(&copy, data.len() as u64, container)
+                })
                 .flatten()
         };
         self.decide(
@@ -235,6 +258,22 @@ impl Engine {
         chunk: usize,
         buffer: &mut Vec<u8>,
         limits: &Limits,
+    ) -> io::Result<(Verdict<'_>, u64)> {
+        self.scan_stream_in(reader, source, file_len, chunk, buffer, limits, None)
+    }
+
+    /// [`Engine::scan_stream_from`] for a member of a container of ClamAV type
+    /// `container`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn scan_stream_in(
+        &self,
+        reader: impl Read,
+        source: Option<&dyn ByteSource>,
+        file_len: u64,
+        chunk: usize,
+        buffer: &mut Vec<u8>,
+        limits: &Limits,
+        container: Option<&'static str>,
     ) -> io::Result<(Verdict<'_>, u64)> {
         static NO_SOURCE: &[u8] = &[];
         let source = source.unwrap_or(&NO_SOURCE);
@@ -299,13 +338,13 @@ impl Engine {
                 }
                 if whole && (eof || file_len <= facts::WHOLE_READ_MAX) {
                     let read = buffer.len() as u64;
-                    return Ok((self.scan_bytes_with(buffer, limits), read));
+                    return Ok((self.scan_nested(buffer, limits, 0, container), read));
                 }
                 typed_scan = self.typed.raw_matcher(f.file_type()).map(|m| {
                     let exe = m.needs_exe().then(|| f.exe().cloned()).flatten();
                     m.start_exe(file_len, exe)
                 });
-                let lf = raw_logical_facts(f, file_len);
+                let lf = raw_logical_facts(f, file_len, container);
                 if f.file_type() != FileType::Html && self.logical.any_applies(&lf) {
                     logical = Some((self.logical.start(file_len, true, f.exe()), lf));
                 }
@@ -367,7 +406,7 @@ impl Engine {
             })
         };
         let sections = || facts.as_ref().and_then(|f| self.typed.section_hash(f));
-        let normalized = || text.and_then(|(_, copy)| self.scan_normalized(&copy, read));
+        let normalized = || text.and_then(|(_, copy)| self.scan_normalized(&copy, read, container));
         Ok((
             self.decide(raw, logical, sections, normalized, &mut digests),
             read,
@@ -407,7 +446,12 @@ impl Engine {
     /// The first signature to match the normalized copy: body signatures of target
     /// 7, then of target 0, then logical signatures of target 7, then 0 (measured;
     /// their `FileSize` is the file's, not the copy's, also measured).
-    fn scan_normalized(&self, copy: &[u8], file_size: u64) -> Option<&str> {
+    fn scan_normalized(
+        &self,
+        copy: &[u8],
+        file_size: u64,
+        container: Option<&'static str>,
+    ) -> Option<&str> {
         let typed = self.text.scan(copy).map(|m| &*self.text.sig(m.sig).name);
         typed
             .or_else(|| {
@@ -418,6 +462,7 @@ impl Engine {
             .or_else(|| {
                 let facts = LogicalFacts {
                     target: TARGET_TEXT,
+                    container,
                     ..LogicalFacts::plain(file_size)
                 };
                 self.logical_text.scan(copy, &facts, None)
@@ -465,10 +510,16 @@ fn could_match_text(sig: &BodySig) -> bool {
         })
 }
 
-/// The facts logical signatures check on the raw bytes of a top-level file of `len`
-/// bytes: its target type (text's target 7 belongs to the normalized pass, so raw
-/// text is target 0), and an executable's entry point and number of sections.
-fn raw_logical_facts(facts: &FileFacts<'_>, len: u64) -> LogicalFacts<'static> {
+/// The facts logical signatures check on the raw bytes of content of `len` bytes
+/// found in a container of type `container` (`None`: a file): its target type (text's
+/// target 7 belongs to the normalized pass, so raw text is target 0), an executable's
+/// entry point and number of sections. The chain of containers above the direct one
+/// (`Intermediates:`) is not tracked: such signatures hold only at the top level.
+fn raw_logical_facts(
+    facts: &FileFacts<'_>,
+    len: u64,
+    container: Option<&'static str>,
+) -> LogicalFacts<'static> {
     let target = match facts.file_type().target() {
         TARGET_TEXT => TARGET_ANY,
         t => t,
@@ -478,6 +529,7 @@ fn raw_logical_facts(facts: &FileFacts<'_>, len: u64) -> LogicalFacts<'static> {
         target,
         entry_point: exe.and_then(|e| e.entry_point),
         sections: exe.map(|e| e.sections.len()),
+        container,
         ..LogicalFacts::plain(len)
     }
 }

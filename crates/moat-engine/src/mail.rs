@@ -11,6 +11,29 @@
 
 use moat_formats::FileType;
 
+/// Whether ClamAV's mail parser takes a message starting with `head` apart (its
+/// type is mail and its header block, as far as `head` reaches, has a `From:` or
+/// `Received:` header): only then are its MIME parts opened as members
+/// ([`crate::containers`]).
+pub fn is_parsed(ty: FileType, head: &[u8]) -> bool {
+    if ty != FileType::Mail {
+        return false;
+    }
+    for line in head.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            return false;
+        }
+        if let Some(colon) = memchr::memchr(b':', line) {
+            let name = &line[..colon];
+            if name.eq_ignore_ascii_case(b"from") || name.eq_ignore_ascii_case(b"received") {
+                return true;
+            }
+        }
+    }
+    false
+}
+
 /// The body of a mail message that ClamAV scans as a file of its own, if any.
 pub fn scanned_body(ty: FileType, data: &[u8]) -> Option<&[u8]> {
     if ty != FileType::Mail {
@@ -54,5 +77,11 @@ mod tests {
         assert_eq!(body(b"Subject: x\n From: y\n\nhi"), None);
         assert_eq!(body(b"Received: b\nno blank line"), None);
         assert_eq!(scanned_body(FileType::Text, b"Received: b\n\nhi"), None);
+        assert!(is_parsed(FileType::Mail, b"Subject: x\nFrom: a\n"));
+        assert!(!is_parsed(
+            FileType::Mail,
+            b"Subject: x\nTo: y\n\nFrom: a\n"
+        ));
+        assert!(!is_parsed(FileType::Text, b"From: a\n\nhi"));
     }
 }

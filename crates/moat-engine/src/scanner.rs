@@ -4,15 +4,17 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
+use crate::containers::{self, Budget, Exceeded};
 use crate::{Engine, Verdict};
 
 /// Files up to this size are read whole into the scanner's reusable buffer; larger
 /// ones are streamed in chunks of this size.
 const READ_LIMIT: u64 = 1 << 20;
 /// The chunk size for streamed files.
-const CHUNK: usize = 1 << 20;
+pub(crate) const CHUNK: usize = 1 << 20;
 
-/// Size limits, as clamscan's `--max-filesize` and `--max-scansize`.
+/// Size and container limits, as clamscan's `--max-filesize`, `--max-scansize`,
+/// `--max-recursion`, `--max-files` (see [`crate::containers`] for how they count).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Files larger than this are not scanned (`None`: no limit).
@@ -24,6 +26,17 @@ pub struct Limits {
     /// Files larger than this get no normalized-text pass (ClamAV's
     /// MaxScriptNormalize).
     pub max_script_normalize: Option<u64>,
+    /// Members at this depth or deeper are not scanned (MaxRecursion; the file
+    /// itself is depth 0). `Some(0)` or `Some(1)`: no container is opened.
+    pub max_recursion: Option<u32>,
+    /// At most this many files are scanned per top-level file, itself included
+    /// (MaxFiles).
+    pub max_files: Option<u64>,
+    /// Report a limit hit inside a container as a detection,
+    /// `Heuristics.Limits.Exceeded.<Limit>` (clamscan's `--alert-exceeds-max`).
+    pub alert_exceeds_max: bool,
+    /// Which kinds of container are opened.
+    pub scan: crate::containers::ScanKinds,
 }
 
 impl Limits {
@@ -44,12 +57,17 @@ impl Limits {
 
 impl Default for Limits {
     /// clamscan 1.4.6's defaults: MaxFileSize 100 MiB, MaxScanSize 400 MiB,
-    /// MaxScriptNormalize 20 MiB (measured; the documentation says 5 MB).
+    /// MaxScriptNormalize 20 MiB (measured; the documentation says 5 MB), MaxRecursion
+    /// 17, MaxFiles 10000.
     fn default() -> Self {
         Limits {
             max_file_size: Some(100 << 20),
             max_scan_size: Some(400 << 20),
             max_script_normalize: Some(20 << 20),
+            max_recursion: Some(17),
+            max_files: Some(10_000),
+            alert_exceeds_max: false,
+            scan: crate::containers::ScanKinds::default(),
         }
     }
 }
@@ -66,10 +84,13 @@ pub enum Skip {
 pub struct ScanOutcome<'e> {
     /// The verdict (clean when skipped).
     pub verdict: Verdict<'e>,
-    /// Bytes of the file that were scanned.
+    /// Bytes scanned: the file's, and its members' (of an infected container, only
+    /// the members found clean, as clamscan counts them).
     pub bytes_scanned: u64,
     /// Set when the file was not scanned at all.
     pub skipped: Option<Skip>,
+    /// The first limit that kept some member of this container from being scanned.
+    pub exceeded: Option<Exceeded>,
 }
 
 /// A file could not be scanned.
@@ -107,7 +128,7 @@ impl<'e> Scanner<'e> {
     pub fn scan_file(&mut self, file: &File) -> Result<ScanOutcome<'e>, ScanError> {
         let len = file.metadata()?.len();
         if self.too_large(len) {
-            return Ok(Self::skipped(Skip::TooLarge));
+            return Ok(self.skipped(len));
         }
         if len <= READ_LIMIT {
             self.buffer.clear();
@@ -129,11 +150,45 @@ impl<'e> Scanner<'e> {
             &mut self.buffer,
             &self.limits,
         )?;
-        Ok(ScanOutcome {
+        let outcome = ScanOutcome {
             verdict,
             bytes_scanned: read,
             skipped: None,
-        })
+            exceeded: None,
+        };
+        let head = containers::head_of(file);
+        Ok(self.inside(outcome, &head, moat_unpack::Input::File(file)))
+    }
+
+    /// After a clean verdict on a whole file: its members, if it is a container.
+    fn inside(
+        &self,
+        mut outcome: ScanOutcome<'e>,
+        head: &[u8],
+        input: moat_unpack::Input<'_>,
+    ) -> ScanOutcome<'e> {
+        if outcome.verdict.is_infected() {
+            return outcome;
+        }
+        let mut budget = Budget::top(outcome.bytes_scanned);
+        let found =
+            containers::scan_members(self.engine, &self.limits, head, input, 0, &mut budget, None);
+        // clamscan's "Data scanned": every byte scanned, but for an infected file only
+        // the members that came out clean (measured, docs/clamav-oracle.md §14).
+        outcome.bytes_scanned = if found.is_some() {
+            budget.clean_bytes
+        } else {
+            budget.bytes
+        };
+        outcome.exceeded = budget.exceeded;
+        outcome.verdict = match (found, budget.exceeded) {
+            (Some(name), _) => Verdict::Infected(name),
+            (None, Some(limit)) if self.limits.alert_exceeds_max => {
+                Verdict::Infected(limit.heuristic_name())
+            }
+            (None, _) => Verdict::Clean,
+        };
+        outcome
     }
 
     /// Scans everything `reader` yields (e.g. standard input). Input larger than
@@ -145,7 +200,7 @@ impl<'e> Scanner<'e> {
         if self.buffer.len() as u64 <= READ_LIMIT {
             let data = std::mem::take(&mut self.buffer);
             let outcome = if self.too_large(data.len() as u64) {
-                Self::skipped(Skip::TooLarge)
+                self.skipped(data.len() as u64)
             } else {
                 self.scan_data(&data)
             };
@@ -158,7 +213,7 @@ impl<'e> Scanner<'e> {
         let copied = io::copy(&mut Read::take(reader, cap.saturating_add(1)), &mut spool)?;
         let total = self.buffer.len() as u64 + copied;
         if self.too_large(total) {
-            return Ok(Self::skipped(Skip::TooLarge));
+            return Ok(self.skipped(total));
         }
         spool.seek(SeekFrom::Start(0))?;
         self.scan_file(&spool)
@@ -168,19 +223,35 @@ impl<'e> Scanner<'e> {
         self.limits.size_cap().is_some_and(|cap| len > cap)
     }
 
-    fn skipped(why: Skip) -> ScanOutcome<'e> {
+    /// A file of `len` bytes over the size limits: not read; with
+    /// `alert_exceeds_max`, reported as the limit it exceeds (MaxFileSize first).
+    fn skipped(&self, len: u64) -> ScanOutcome<'e> {
+        let limit = if self.limits.max_file_size.is_some_and(|max| len > max) {
+            Exceeded::MaxFileSize
+        } else {
+            Exceeded::MaxScanSize
+        };
+        let verdict = if self.limits.alert_exceeds_max {
+            Verdict::Infected(limit.heuristic_name())
+        } else {
+            Verdict::Clean
+        };
         ScanOutcome {
-            verdict: Verdict::Clean,
+            verdict,
             bytes_scanned: 0,
-            skipped: Some(why),
+            skipped: Some(Skip::TooLarge),
+            exceeded: Some(limit),
         }
     }
 
     fn scan_data(&self, data: &[u8]) -> ScanOutcome<'e> {
-        ScanOutcome {
+        let outcome = ScanOutcome {
             verdict: self.engine.scan_bytes_with(data, &self.limits),
             bytes_scanned: data.len() as u64,
             skipped: None,
-        }
+            exceeded: None,
+        };
+        let head = &data[..data.len().min(4096)];
+        self.inside(outcome, head, moat_unpack::Input::Bytes(data))
     }
 }

@@ -161,7 +161,10 @@ fn unsupported_members_are_counted_not_errors() {
     m.push(("x.mdb", MDB.as_bytes()));
     m.push(("x.ldb", LDB.as_bytes()));
     // Container metadata signatures (.cdb) are not evaluated yet.
-    m.push(("x.cdb", b"Moat.Test.Container:CL_TYPE_ZIP:*:*:*:*:*:*:*:*\n"));
+    m.push((
+        "x.cdb",
+        b"Moat.Test.Container:CL_TYPE_ZIP:*:*:*:*:*:*:*:*\n",
+    ));
     let path = write(
         dir.path(),
         "x.cvd",

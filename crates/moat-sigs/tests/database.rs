@@ -210,11 +210,11 @@ fn target_types_without_a_file_type_are_reported_with_counts() {
 
 #[test]
 fn unsupported_formats_are_reported_with_counts() {
-    let db = text("x.msb", "one\ntwo\nthree\n");
+    let db = text("x.yar", "one\ntwo\nthree\n");
     assert_eq!(db.signature_count(), 0);
     assert_eq!(db.report.skipped.len(), 1);
     assert_eq!(db.report.skipped[0].signatures, 3);
-    assert_eq!(db.report.skipped[0].path, PathBuf::from("x.msb"));
+    assert_eq!(db.report.skipped[0].path, PathBuf::from("x.yar"));
     assert!(!db.report.skipped[0].reason.is_empty());
 
     for ext in ["cdb", "pdb", "wdb", "ftm", "idb", "hdu", "ndu"] {

@@ -332,6 +332,21 @@ fn load_scanner(
         max_file_size: c.max_file_size,
         max_scan_size: c.max_scan_size,
         max_script_normalize: c.max_script_normalize,
+        // 0 is refused by libclamav, which uses the default (measured with clamscan).
+        max_recursion: Some(if c.max_recursion == 0 {
+            17
+        } else {
+            c.max_recursion
+        }),
+        max_files: (c.max_files > 0).then_some(c.max_files as u64),
+        alert_exceeds_max: c.alert_exceeds_max,
+        scan: moat_engine::containers::ScanKinds {
+            archive: c.scan_archive,
+            mail: c.scan_mail,
+            ole2: c.scan_ole2,
+            pdf: c.scan_pdf,
+            html: c.scan_html,
+        },
     };
     Ok(Arc::new(moat_guard::EngineScanner::new(
         engine, limits, generation,

@@ -46,6 +46,30 @@ pub struct ScanArgs {
     /// At most this much data is scanned per file (K/M/G suffixes; 0 = no limit).
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "400M")]
     max_scansize: u64,
+    /// Members nested this deep or deeper are not scanned (0: the default, as clamscan).
+    #[arg(long, value_name = "N", default_value_t = 17)]
+    max_recursion: u32,
+    /// At most this many files are scanned per file given, its members included (0 = no limit).
+    #[arg(long, value_name = "N", default_value_t = 10000)]
+    max_files: u64,
+    /// Report a limit hit as a detection: Heuristics.Limits.Exceeded.<Limit>.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "yes", value_parser = parse_yes_no, value_name = "yes/no", default_value = "no")]
+    alert_exceeds_max: bool,
+    /// Open archives and compressed files (also RTF, BinHex, SZDD).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "yes", value_parser = parse_yes_no, value_name = "yes/no", default_value = "yes")]
+    scan_archive: bool,
+    /// Open mail (also TNEF, and HTML's data: URIs).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "yes", value_parser = parse_yes_no, value_name = "yes/no", default_value = "yes")]
+    scan_mail: bool,
+    /// Open OLE2 documents.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "yes", value_parser = parse_yes_no, value_name = "yes/no", default_value = "yes")]
+    scan_ole2: bool,
+    /// Open PDF streams.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "yes", value_parser = parse_yes_no, value_name = "yes/no", default_value = "yes")]
+    scan_pdf: bool,
+    /// Open HTML's data: URIs.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "yes", value_parser = parse_yes_no, value_name = "yes/no", default_value = "yes")]
+    scan_html: bool,
     /// Files larger than this get no normalized-text scan (K/M/G suffixes; 0 = no limit).
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "20M")]
     max_scriptnormalize: u64,
@@ -115,6 +139,16 @@ pub fn run(args: ScanArgs) -> u8 {
         max_file_size: limit(args.max_filesize),
         max_scan_size: limit(args.max_scansize),
         max_script_normalize: limit(args.max_scriptnormalize),
+        max_recursion: Some(max_recursion(args.max_recursion)),
+        max_files: limit(args.max_files),
+        alert_exceeds_max: args.alert_exceeds_max,
+        scan: moat_engine::containers::ScanKinds {
+            archive: args.scan_archive,
+            mail: args.scan_mail,
+            ole2: args.scan_ole2,
+            pdf: args.scan_pdf,
+            html: args.scan_html,
+        },
     };
     let mut totals = scan_all(&engine, limits, &args, &mut out);
     out.summary(engine.signature_count(), &totals, clock, start);
@@ -207,8 +241,9 @@ fn scan_one(scanner: &mut Scanner<'_>, path: PathBuf) -> Report {
         Err(e) => (io_outcome(&e), 0, 0),
         Ok((_, 0)) => (Outcome::Empty, 0, 0),
         Ok((file, len)) => match scanner.scan_file(&file) {
-            // A file over the size limits is reported OK but was not read.
-            Ok(scan) if scan.skipped.is_some() => (Outcome::Clean, 0, 0),
+            // A file over the size limits is reported OK (or, with --alert-exceeds-max,
+            // as the limit) but was not read.
+            Ok(scan) if scan.skipped.is_some() => (verdict_outcome(scan.verdict), 0, 0),
             Ok(scan) => (verdict_outcome(scan.verdict), len, scan.bytes_scanned),
             Err(ScanError::Io(e)) => (io_outcome(&e), 0, 0),
         },
@@ -232,6 +267,27 @@ fn scan_stdin(engine: &Engine, limits: Limits) -> Report {
         outcome,
         bytes_read: bytes,
         bytes_scanned: bytes,
+    }
+}
+
+/// `--max-recursion`: 0 is refused as by libclamav (measured: this warning on stderr, and
+/// the default used).
+fn max_recursion(value: u32) -> u32 {
+    if value == 0 {
+        eprintln!(
+            "LibClamAV Warning: MaxRecursion: the value of 0 is not allowed, using default: 17"
+        );
+        return 17;
+    }
+    value
+}
+
+/// clamscan's yes/no option values.
+fn parse_yes_no(value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "yes" | "y" | "true" | "1" => Ok(true),
+        "no" | "n" | "false" | "0" => Ok(false),
+        _ => Err(format!("expected yes or no, not {value:?}")),
     }
 }
 

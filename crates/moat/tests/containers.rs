@@ -1,0 +1,295 @@
+//! Differential test for containers: `moat scan` against the real `clamscan` on
+//! ClamAV's own test files (Debian's clamav-testfiles), every format moat opens,
+//! with a hash database of clam.exe (so a file is found only if the member is
+//! extracted byte for byte), then with container limits.
+//!
+//! Skipped (with the reason printed) when clamscan or the test files are missing,
+//! unless `MOAT_REQUIRE_ORACLE=1`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use md5::{Digest, Md5};
+
+const DIR: &str = "/usr/share/clamav-testfiles";
+
+/// The test files of the formats moat opens (README.md, "Containers").
+const SUPPORTED: &[&str] = &[
+    "clam.zip",
+    "clam.d64.zip",
+    "clam.impl.zip",
+    "clam.bz2.zip",
+    "clam.tar.gz",
+    "clam_cache_emax.tgz",
+    "clam.exe.bz2",
+    "clam.7z",
+    "clam.bin-le.cpio",
+    "clam.bin-be.cpio",
+    "clam.odc.cpio",
+    "clam.newc.cpio",
+    "clam.mail",
+    "clam.exe.mbox.base64",
+    "clam.exe.mbox.uu",
+    "clam.ole.doc",
+    "clam.ppt",
+    "clam.exe.binhex",
+    "clam.exe.szdd",
+    "clam.pdf",
+    "clam.cab",
+    "clam.tnef",
+    "clam.exe.rtf",
+    "clam.exe.html",
+    "clam.arj",
+    "clam.chm",
+    "clam.sis",
+    "clam.exe",
+];
+
+fn oracle_ready() -> bool {
+    let clamscan = Command::new("clamscan")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let files = Path::new(DIR).join("clam.exe").exists();
+    if clamscan && files {
+        return true;
+    }
+    let why = if clamscan {
+        "clamav-testfiles not installed"
+    } else {
+        "clamscan not installed"
+    };
+    if std::env::var("MOAT_REQUIRE_ORACLE").as_deref() == Ok("1") {
+        panic!("{why} but MOAT_REQUIRE_ORACLE=1 (apt-get install clamav clamav-testfiles)");
+    }
+    println!("skipped: {why} (apt-get install clamav clamav-testfiles)");
+    false
+}
+
+/// A database with clam.exe's MD5, as `sigtool --md5` writes it.
+fn database(dir: &Path) -> PathBuf {
+    let exe = std::fs::read(Path::new(DIR).join("clam.exe")).unwrap();
+    let digest: String = Md5::digest(&exe)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let path = dir.join("clam.hdb");
+    std::fs::write(&path, format!("{digest}:{}:clam.exe\n", exe.len())).unwrap();
+    path
+}
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+}
+
+fn run(mut cmd: Command) -> Run {
+    let out = cmd.output().expect("spawn scanner");
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+    }
+}
+
+fn scan(program: &str, db: &Path, extra: &[&str], files: &[PathBuf]) -> Run {
+    let mut cmd = if program == "moat" {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_moat"));
+        c.arg("scan");
+        c
+    } else {
+        Command::new(program)
+    };
+    cmd.arg("-d").arg(db).args(extra).args(files);
+    run(cmd)
+}
+
+/// `PATH: RESULT` lines, and the summary's file counts.
+fn results(out: &str) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    for line in out.lines() {
+        let keep = ["Scanned files:", "Infected files:"];
+        if keep.iter().any(|k| line.starts_with(k)) {
+            m.insert(line.to_owned(), String::new());
+        } else if let Some((path, result)) = line.split_once(": ") {
+            if path.starts_with('/') {
+                m.insert(path.to_owned(), result.to_owned());
+            }
+        }
+    }
+    m
+}
+
+fn compare(db: &Path, extra: &[&str], files: &[PathBuf]) {
+    let theirs = scan("clamscan", db, extra, files);
+    let ours = scan("moat", db, extra, files);
+    let (ours_lines, theirs_lines) = (results(&ours.stdout), results(&theirs.stdout));
+    let differing: Vec<String> = theirs_lines
+        .iter()
+        .filter(|(k, v)| ours_lines.get(*k) != Some(v))
+        .map(|(k, v)| format!("{k}: clamscan {v:?}, moat {:?}", ours_lines.get(k)))
+        .collect();
+    assert!(
+        differing.is_empty() && ours_lines.len() == theirs_lines.len(),
+        "flags {extra:?}:\n{}\n--- moat\n{}",
+        differing.join("\n"),
+        ours.stdout
+    );
+    assert_eq!(ours.code, theirs.code, "exit status, flags {extra:?}");
+}
+
+#[test]
+fn containers_against_clamscan() {
+    if !oracle_ready() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let db = database(tmp.path());
+    let files: Vec<PathBuf> = SUPPORTED.iter().map(|f| Path::new(DIR).join(f)).collect();
+    compare(&db, &[], &files);
+    // Every one of them is found: the comparison is not between two misses.
+    let ours = scan("moat", &db, &["--infected", "--no-summary"], &files);
+    assert_eq!(ours.stdout.lines().count(), files.len(), "{}", ours.stdout);
+    // Limits: depth (clam_cache_emax.tgz nests tgz in tgz), member count, bytes.
+    for flags in [
+        &["--max-recursion=2"][..],
+        &["--max-recursion=2", "--alert-exceeds-max"],
+        &["--max-recursion=4"],
+        &["--max-recursion=8", "--alert-exceeds-max"],
+        &["--max-files=1", "--alert-exceeds-max"],
+        &["--max-files=2"],
+        &["--max-scansize=2000", "--alert-exceeds-max"],
+        &["--max-filesize=300", "--alert-exceeds-max"],
+        &["--scan-archive=no"],
+        &["--scan-mail=no"],
+        &["--scan-ole2=no"],
+        &["--scan-pdf=no"],
+        &["--scan-html=no"],
+    ] {
+        compare(&db, flags, &files);
+    }
+}
+
+#[test]
+fn nested_and_limited_zips_against_clamscan() {
+    if !oracle_ready() {
+        return;
+    }
+    let zip_available = Command::new("zip")
+        .arg("-v")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !zip_available {
+        println!("skipped: no zip command");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let db = database(tmp.path());
+    let dir = tmp.path();
+    std::fs::copy(Path::new(DIR).join("clam.exe"), dir.join("clam.exe")).unwrap();
+    std::fs::write(dir.join("z1.bin"), vec![0u8; 1_000_000]).unwrap();
+    std::fs::write(dir.join("z2.bin"), vec![0u8; 1_000_000]).unwrap();
+    let zip = |out: &str, members: &[&str]| {
+        let ok = Command::new("zip")
+            .current_dir(dir)
+            .arg("-q")
+            .arg(out)
+            .args(members)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "zip {out}");
+        dir.join(out)
+    };
+    let mut files = vec![zip("last.zip", &["z1.bin", "z2.bin", "clam.exe"])];
+    files.push(zip("first.zip", &["clam.exe", "z1.bin", "z2.bin"]));
+    let mut inner = "clam.exe".to_owned();
+    for level in 1..=5 {
+        let name = format!("l{level}.zip");
+        files.push(zip(&name, &[&inner]));
+        inner = name;
+    }
+    compare(&db, &[], &files);
+    // "Data scanned": the clean members of infected archives only (1.91 MB here).
+    let data = |out: &str| {
+        out.lines()
+            .find(|l| l.starts_with("Data scanned:"))
+            .map(str::to_owned)
+    };
+    let (ours, theirs) = (
+        scan("moat", &db, &[], &files),
+        scan("clamscan", &db, &[], &files),
+    );
+    assert_eq!(data(&ours.stdout), data(&theirs.stdout));
+    for flags in [
+        &["--max-files=3"][..],
+        &["--max-files=4", "--alert-exceeds-max"],
+        &["--max-scansize=1500000", "--alert-exceeds-max"],
+        &["--max-scansize=2000600"],
+        &["--max-scansize=2010000"],
+        &["--max-filesize=900000"],
+        &["--max-recursion=3", "--alert-exceeds-max"],
+        &["--max-recursion=5"],
+        &["--max-recursion=0"],
+        &["--max-files=0", "--alert-exceeds-max=no"],
+    ] {
+        compare(&db, flags, &files);
+    }
+}
+
+/// A member over MaxFileSize or past MaxScanSize, with a body signature in its first
+/// bytes: clamscan scans the first MaxFileSize bytes of a zip member and nothing of a
+/// gzip, bzip2 or xz one (measured), and a member past MaxScanSize not at all.
+#[test]
+fn member_size_limits_against_clamscan() {
+    use std::io::Write;
+    if !oracle_ready() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let exe = std::fs::read(Path::new(DIR).join("clam.exe")).unwrap();
+    let hex: String = exe[184..200].iter().map(|b| format!("{b:02x}")).collect();
+    let db = dir.join("body.ndb");
+    std::fs::write(&db, format!("Test.Body:0:*:{hex}\n")).unwrap();
+    let mut data = exe.clone();
+    data.resize(2_000_544, 0);
+    let mut files = Vec::new();
+    let mut put = |name: &str, bytes: Vec<u8>| {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        files.push(path);
+    };
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&data).unwrap();
+    put("mid.gz", gz.finish().unwrap());
+    let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
+    bz.write_all(&data).unwrap();
+    put("mid.bz2", bz.finish().unwrap());
+    let mut xz =
+        lzma_rust2::XzWriter::new(Vec::new(), lzma_rust2::XzOptions::with_preset(6)).unwrap();
+    xz.write_all(&data).unwrap();
+    put("mid.xz", xz.finish().unwrap());
+    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    z.start_file("mid.bin", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    z.write_all(&data).unwrap();
+    put("mid.zip", z.finish().unwrap().into_inner());
+    // Not a comparison of two misses: found whole, and with the limit only in the zip.
+    let found = |flags: &[&str]| {
+        let mut args = vec!["--infected", "--no-summary"];
+        args.extend_from_slice(flags);
+        scan("moat", &db, &args, &files).stdout.lines().count()
+    };
+    assert_eq!(found(&[]), 4);
+    assert_eq!(found(&["--max-filesize=1M"]), 1);
+    for flags in [
+        &[][..],
+        &["--max-filesize=1M"],
+        &["--max-scansize=1M"],
+        &["--max-scansize=1M", "--max-filesize=500K"],
+        &["--max-filesize=1M", "--alert-exceeds-max"],
+    ] {
+        compare(&db, flags, &files);
+    }
+}
