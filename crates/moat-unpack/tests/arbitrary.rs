@@ -144,3 +144,36 @@ proptest! {
         }
     }
 }
+
+/// Inputs the fuzzers (fuzz/fuzz_targets/unpack_*) found to crash a decoder, kept so
+/// the fix stays: (format, input as hex).
+const FUZZ_FINDS: &[(Container, &str)] = &[
+    // A cabinet whose folder has no data blocks, with a file at offset 0x4d2 in it:
+    // the `cab` crate indexed its empty block list.
+    (
+        Container::Cab,
+        "4d534346000000006d020000000000002c000000004000000301010001000000d2040000450000000000\
+         000000000000610000000000000000000000000000000000000000000000000000000000000000000000\
+         00000000000000000000c0",
+    ),
+];
+
+#[test]
+fn fuzz_finds_do_not_panic() {
+    for (kind, hex) in FUZZ_FINDS {
+        let data: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let mut visitor = Count {
+            members: 0,
+            cap: 1 << 20,
+        };
+        let _ = unpack(
+            *kind,
+            Input::Bytes(&data),
+            &Options::default(),
+            &mut visitor,
+        );
+    }
+}
