@@ -9,7 +9,7 @@
 
 use super::corpus::Expected;
 use super::Dataset;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fs;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -218,19 +218,9 @@ pub fn ensure(ds: &Dataset) -> io::Result<Dataset> {
             t.elapsed().as_secs_f64()
         );
     }
-    let facts: BTreeMap<String, String> = fs::read_to_string(&manifest)?
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let expected: Vec<Expected> = fs::read_to_string(&expected_path)?
-        .lines()
-        .filter_map(|l| l.split_once('\t'))
-        .map(|(rel, name)| Expected {
-            rel: rel.to_string(),
-            name: name.to_string(),
-        })
-        .collect();
+    let facts = super::read_manifest(&manifest)
+        .ok_or_else(|| io::Error::other(format!("{}: unreadable", manifest.display())))?;
+    let expected = super::read_expected(&expected_path)?;
     let mut m = ds.manifest.clone();
     // Throughput is reported over the bytes inside the archives (what both scanners
     // must inspect), as for the plain corpus; the files are the archives.

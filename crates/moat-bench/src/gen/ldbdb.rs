@@ -192,11 +192,8 @@ pub fn ensure(ds: &Dataset) -> io::Result<Dataset> {
         .filter(|e| body_names.contains(&e.name) && in_subset(&e.rel))
         .cloned()
         .collect();
-    let facts: BTreeMap<String, String> = fs::read_to_string(&manifest)?
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let facts = super::read_manifest(&manifest)
+        .ok_or_else(|| io::Error::other(format!("{}: unreadable", manifest.display())))?;
     let mut m: BTreeMap<String, String> = ds.manifest.clone();
     m.insert("corpus_files".into(), facts["corpus_files"].clone());
     m.insert("corpus_bytes".into(), facts["corpus_bytes"].clone());

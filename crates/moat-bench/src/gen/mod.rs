@@ -158,7 +158,8 @@ impl Dataset {
     }
 }
 
-fn read_manifest(path: &Path) -> Option<BTreeMap<String, String>> {
+/// A `key=value` manifest file, `None` when unreadable.
+pub(crate) fn read_manifest(path: &Path) -> Option<BTreeMap<String, String>> {
     let text = fs::read_to_string(path).ok()?;
     Some(
         text.lines()
@@ -168,7 +169,8 @@ fn read_manifest(path: &Path) -> Option<BTreeMap<String, String>> {
     )
 }
 
-fn read_expected(path: &Path) -> io::Result<Vec<Expected>> {
+/// An `expected.tsv` file: one `path<TAB>name` per line.
+pub(crate) fn read_expected(path: &Path) -> io::Result<Vec<Expected>> {
     Ok(fs::read_to_string(path)?
         .lines()
         .filter_map(|l| l.split_once('\t'))
