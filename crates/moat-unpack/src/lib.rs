@@ -591,6 +591,88 @@ fn reader(input: Input<'_>) -> io::Result<Box<dyn ReadSeek + '_>> {
 trait ReadSeek: Read + Seek {}
 impl<T: Read + Seek> ReadSeek for T {}
 
+/// Most CFDATA block headers read to size a cabinet's folders.
+const CAB_MAX_BLOCKS: usize = 1 << 20;
+
+/// The names of the files of a cabinet whose bytes lie inside their folder (the sum
+/// of its CFDATA blocks' uncompressed sizes), read from the CFHEADER, CFFOLDER, CFFILE
+/// and CFDATA headers (MS-CAB format). A name that occurs twice is kept only when
+/// every file of that name fits. `None` for a cabinet whose tables cannot be read.
+fn cab_files_that_fit(r: &mut dyn ReadSeek) -> Option<std::collections::HashSet<String>> {
+    fn at<const N: usize>(r: &mut dyn ReadSeek, offset: u64) -> Option<[u8; N]> {
+        let mut b = [0u8; N];
+        r.seek(SeekFrom::Start(offset)).ok()?;
+        r.read_exact(&mut b).ok()?;
+        Some(b)
+    }
+    fn cstring(r: &mut dyn ReadSeek, offset: u64) -> Option<(Vec<u8>, u64)> {
+        r.seek(SeekFrom::Start(offset)).ok()?;
+        let mut out = Vec::new();
+        let mut byte = [0u8; 1];
+        while out.len() < 1024 {
+            r.read_exact(&mut byte).ok()?;
+            if byte[0] == 0 {
+                let next = offset + out.len() as u64 + 1;
+                return Some((out, next));
+            }
+            out.push(byte[0]);
+        }
+        None
+    }
+    let h: [u8; 36] = at(r, 0)?;
+    let u16_at = |b: &[u8], i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+    let u32_at = |b: &[u8], i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    let coff_files = u64::from(u32_at(&h, 16));
+    let (folders, files, flags) = (u16_at(&h, 26), u16_at(&h, 28), u16_at(&h, 30));
+    let mut pos = 36u64;
+    let (mut folder_reserve, mut data_reserve) = (0u64, 0u64);
+    if flags & 0x4 != 0 {
+        let r4: [u8; 4] = at(r, pos)?;
+        pos += 4 + u64::from(u16_at(&r4, 0));
+        folder_reserve = u64::from(r4[2]);
+        data_reserve = u64::from(r4[3]);
+    }
+    // Previous and next cabinet names and disks: two strings each.
+    for _ in 0..(u32::from(flags & 0x1 != 0) + u32::from(flags & 0x2 != 0)) * 2 {
+        pos = cstring(r, pos)?.1;
+    }
+    let mut totals = Vec::with_capacity(usize::from(folders));
+    let mut blocks_read = 0usize;
+    for f in 0..u64::from(folders) {
+        let e: [u8; 8] = at(r, pos + f * (8 + folder_reserve))?;
+        let (mut block, count) = (u64::from(u32_at(&e, 0)), usize::from(u16_at(&e, 4)));
+        blocks_read += count;
+        if blocks_read > CAB_MAX_BLOCKS {
+            return None;
+        }
+        let mut total = 0u64;
+        for _ in 0..count {
+            let d: [u8; 8] = at(r, block)?;
+            total += u64::from(u16_at(&d, 6));
+            block += 8 + data_reserve + u64::from(u16_at(&d, 4));
+        }
+        totals.push(total);
+    }
+    let (mut fit, mut unfit) = (
+        std::collections::HashSet::new(),
+        std::collections::HashSet::new(),
+    );
+    let mut pos = coff_files;
+    for _ in 0..files {
+        let e: [u8; 16] = at(r, pos)?;
+        let (size, start, folder) = (u32_at(&e, 0), u32_at(&e, 4), u16_at(&e, 8));
+        let (name, next) = cstring(r, pos + 16)?;
+        pos = next;
+        let name = String::from_utf8_lossy(&name).into_owned();
+        let inside = totals
+            .get(usize::from(folder))
+            .is_some_and(|&t| u64::from(start) + u64::from(size) <= t);
+        if inside { &mut fit } else { &mut unfit }.insert(name);
+    }
+    fit.retain(|n| !unfit.contains(n));
+    Some(fit)
+}
+
 /// The whole input, up to `max` bytes.
 fn read_all(input: Input<'_>, max: u64) -> Result<Vec<u8>, Error> {
     let mut data = Vec::new();
@@ -793,20 +875,22 @@ fn ole2_members(input: Input<'_>, nesting: usize, sink: &mut Sink<'_>) -> Walk {
 }
 
 fn cab_members(input: Input<'_>, sink: &mut Sink<'_>) -> Walk {
+    // The `cab` crate (0.6) indexes past its block list when a file lies beyond the
+    // bytes its folder holds (panics found by fuzzing: a folder with no data blocks, a
+    // file offset past the folder's end). Such files are not read: the cabinet's own
+    // tables say which files fit ([`cab_files_that_fit`]).
+    let fit = cab_files_that_fit(&mut *reader(input)?).unwrap_or_default();
     let mut cabinet =
         cab::Cabinet::new(reader(input)?).map_err(|e| malformed(format!("cab: {e}")))?;
-    // A folder without data blocks holds no bytes; the `cab` crate (0.6) indexes its
-    // empty block list when a file in it starts past offset 0 (a panic found by
-    // fuzzing), so such files are not read at all.
     let names: Vec<String> = cabinet
         .folder_entries()
-        .filter(|folder| folder.num_data_blocks() > 0)
         .flat_map(|folder| {
             folder
                 .file_entries()
                 .map(|f| f.name().to_owned())
                 .collect::<Vec<_>>()
         })
+        .filter(|name| fit.contains(name))
         .collect();
     for name in names {
         // Reading a file decodes its folder up to it: not for a file to be skipped.
