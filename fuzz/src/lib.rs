@@ -29,6 +29,7 @@ impl Visitor for Take {
 
 /// Unpacks `data` as `kind` (in memory, and small members spooled to a file too).
 pub fn unpack_as(kind: Container, data: &[u8]) {
+    quiet_caught_panics();
     let _ = Container::sniff(data);
     for threshold in [1 << 20, 64] {
         let options = Options {
@@ -41,4 +42,16 @@ pub fn unpack_as(kind: Container, data: &[u8]) {
             &mut Take { members: 0 },
         );
     }
+}
+
+/// moat-unpack runs the `cab` crate behind `catch_unwind` (it panics on some damaged
+/// cabinets, see `cab_members`). libFuzzer's panic hook aborts at the panic, before
+/// any `catch_unwind` can see it; this puts the default hook back, once. A panic that
+/// nothing catches still reaches libfuzzer-sys's own `catch_unwind` around the target,
+/// which aborts: real crashes are still found.
+pub fn quiet_caught_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = std::panic::take_hook();
+    });
 }
