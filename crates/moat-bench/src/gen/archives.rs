@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 /// Bump when the generated corpus changes, so cached copies are rebuilt.
 const ARCHIVES_VERSION: u32 = 1;
@@ -149,15 +148,7 @@ pub fn ensure(ds: &Dataset) -> io::Result<Dataset> {
         && corpus_dir.is_dir()
         && expected_path.is_file();
     if !cached {
-        let t = Instant::now();
-        eprintln!(
-            "moat-bench: packing the corpus into archives in {}...",
-            root.display()
-        );
-        if root.exists() {
-            fs::remove_dir_all(&root)?;
-        }
-        fs::create_dir_all(&corpus_dir)?;
+        let t = super::regenerate("packing the corpus into archives", &root, &corpus_dir)?;
         let planted: HashMap<&str, &str> = ds
             .expected
             .iter()

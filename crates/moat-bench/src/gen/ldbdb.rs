@@ -26,7 +26,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 /// Bump when the generated database changes, so cached copies are rebuilt.
 const LDBDB_VERSION: u32 = 2;
@@ -146,15 +145,7 @@ pub fn ensure(ds: &Dataset) -> io::Result<Dataset> {
         && db.is_file()
         && corpus_dir.is_dir();
     if !cached {
-        let t = Instant::now();
-        eprintln!(
-            "moat-bench: generating the logical-signature database in {}...",
-            root.display()
-        );
-        if root.exists() {
-            fs::remove_dir_all(&root)?;
-        }
-        fs::create_dir_all(&db_dir)?;
+        let t = super::regenerate("generating the logical-signature database", &root, &db_dir)?;
         let mut rng = Rng::new(super::SEED).fork("logical database");
         let mut w = BufWriter::new(fs::File::create(&db)?);
         for (i, line) in chosen.iter().enumerate() {

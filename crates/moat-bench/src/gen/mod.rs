@@ -158,6 +158,18 @@ impl Dataset {
     }
 }
 
+/// Starts regenerating a derived dataset: says what is being made in `root`, removes
+/// whatever a stale cache left there and creates `dir` (inside `root`); returns the
+/// timer of the generation.
+pub(crate) fn regenerate(what: &str, root: &Path, dir: &Path) -> io::Result<Instant> {
+    eprintln!("moat-bench: {what} in {}...", root.display());
+    if root.exists() {
+        fs::remove_dir_all(root)?;
+    }
+    fs::create_dir_all(dir)?;
+    Ok(Instant::now())
+}
+
 /// A `key=value` manifest file, `None` when unreadable.
 pub(crate) fn read_manifest(path: &Path) -> Option<BTreeMap<String, String>> {
     let text = fs::read_to_string(path).ok()?;
