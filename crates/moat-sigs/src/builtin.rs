@@ -9,7 +9,7 @@ use std::path::Path;
 use crate::database::Database;
 
 /// The EICAR test string in hex.
-const EICAR_HEX: &str = "58354f2150254041505b345c505a58353428505e2937434329377d2443494341522d5354414e444152442d414e544956495255532d544553542d46494c452124482b482a";
+const EICAR_HEX: &str = "58354f2150254041505b345c505a58353428505e2937434329377d2445494341522d5354414e444152442d414e544956495255532d544553542d46494c452124482b482a";
 
 /// ClamAV's `clam.exe` test file (as shipped in clamav-testfiles): MD5 and size.
 const CLAM_EXE_MD5: &str = "aa15bcf478d165efd2065190eb473bcb";
@@ -29,8 +29,31 @@ pub fn database() -> Database {
 }
 
 /// The EICAR test file's bytes, for tests and self-checks.
+///
+/// Its MD5 is the well-known `44d88612fea8a8f36de82e1278abb02f` (checked by this module's
+/// tests, never against [`EICAR_HEX`] itself).
 pub fn eicar() -> Vec<u8> {
     let mut bytes = vec![0; EICAR_HEX.len() / 2];
     faster_hex::hex_decode(EICAR_HEX.as_bytes(), &mut bytes).expect("valid hex");
     bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use md5::{Digest, Md5};
+
+    /// The well-known digest of the genuine EICAR test file (eicar.org): an answer from
+    /// outside this crate, so a typo in [`super::EICAR_HEX`] cannot pass.
+    const EICAR_MD5: &str = "44d88612fea8a8f36de82e1278abb02f";
+
+    #[test]
+    fn eicar_is_the_genuine_test_file() {
+        let bytes = super::eicar();
+        assert_eq!(bytes.len(), 68);
+        let digest: String = Md5::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(digest, EICAR_MD5);
+    }
 }

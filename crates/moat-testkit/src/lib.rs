@@ -17,6 +17,7 @@
 
 #![warn(missing_docs)]
 
+use md5::Digest as _;
 use std::ffi::CString;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
@@ -422,4 +423,28 @@ pub fn write_file(path: &Path, content: &[u8], mode: u32) {
     fs::write(path, content).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
         .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+}
+
+/// The MD5 of the genuine EICAR anti-virus test file, as published (eicar.org).
+pub const EICAR_MD5: &str = "44d88612fea8a8f36de82e1278abb02f";
+
+/// The genuine EICAR test file (68 bytes), assembled at run time from two pieces of its
+/// printable text so that no file of the repository holds it, and checked against its
+/// well-known MD5 ([`EICAR_MD5`]) before it is returned. Tests use this one, never a
+/// constant of the code under test.
+pub fn eicar() -> Vec<u8> {
+    let pieces = [
+        "X5O!P%@AP[4\\PZX54(P^)7CC)7}$",
+        "EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*",
+    ];
+    let bytes = pieces.concat().into_bytes();
+    let digest: String = md5::Md5::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        digest, EICAR_MD5,
+        "the EICAR pieces do not make the genuine file"
+    );
+    bytes
 }

@@ -172,17 +172,19 @@ fn summary_counts_match_clamscan() {
 }
 
 #[test]
-fn builtin_database_detects_eicar_built_at_run_time() {
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("eicar.com"), moat_sigs::builtin::eicar()).unwrap();
-    std::fs::write(tmp.path().join("clean.txt"), b"nothing to see here\n").unwrap();
-    // An empty database directory makes moat fall back to its built-in set only when
-    // no -d is given and /var/lib/clamav is empty; test the built-in set directly.
-    let db = moat_sigs::builtin::database();
-    let engine = moat_engine::Engine::new(db);
-    let eicar = std::fs::read(tmp.path().join("eicar.com")).unwrap();
+fn builtin_database_detects_genuine_eicar() {
+    // The genuine file, checked against its well-known MD5 inside moat_testkit::eicar():
+    // never the built-in signature's own constant.
+    let eicar = moat_testkit::eicar();
+    let engine = moat_engine::Engine::new(moat_sigs::builtin::database());
     assert_eq!(
         engine.scan_bytes(&eicar),
+        moat_engine::Verdict::Infected("Eicar-Test-Signature")
+    );
+    let mut trailing = eicar.clone();
+    trailing.extend_from_slice(b"\r\n");
+    assert_eq!(
+        engine.scan_bytes(&trailing),
         moat_engine::Verdict::Infected("Eicar-Test-Signature")
     );
     let clam_exe = Path::new("/usr/share/clamav-testfiles/clam.exe");
@@ -193,6 +195,34 @@ fn builtin_database_detects_eicar_built_at_run_time() {
             moat_engine::Verdict::Infected("ClamAV-Test-File")
         );
     }
+}
+
+/// `moat scan FILE` as a new user runs it, with no database installed: the built-in set
+/// finds the genuine EICAR file.
+#[test]
+fn scan_without_database_finds_genuine_eicar() {
+    let default_dir = Path::new("/var/lib/clamav");
+    let installed = std::fs::read_dir(default_dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.contains('.') && !n.starts_with('.') && n != "freshclam.dat"
+        })
+    });
+    if installed {
+        println!("skipped: /var/lib/clamav holds databases, so the built-in set is not used");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("eicar.com"), moat_testkit::eicar()).unwrap();
+    let out = moat()
+        .current_dir(tmp.path())
+        .args(["scan", "--no-summary", "eicar.com"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout, "eicar.com: Eicar-Test-Signature FOUND\n");
+    assert_eq!(out.status.code(), Some(1));
 }
 
 #[test]

@@ -170,20 +170,9 @@ fn clean(tag: &str) -> Vec<u8> {
     format!("clean file {tag}, nothing to see\n").into_bytes()
 }
 
-/// The EICAR test file, from two hex halves (so that the repository never holds it).
+/// The genuine EICAR test file (built at run time, checked against its well-known MD5).
 fn eicar() -> Vec<u8> {
-    let halves = [
-        "58354f2150254041505b345c505a58353428505e2937434329377d2445494341522d",
-        "5354414e444152442d414e544956495255532d544553542d46494c452124482b482a",
-    ];
-    let hex: String = halves.concat();
-    let bytes: Vec<u8> = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-        .collect();
-    // Guard against a typo in the halves: the well-known MD5 of the 68-byte file.
-    assert_eq!(md5_hex(&bytes), "44d88612fea8a8f36de82e1278abb02f");
-    bytes
+    moat_testkit::eicar()
 }
 
 fn md5_hex(data: &[u8]) -> String {
@@ -519,6 +508,23 @@ fn eicar_is_blocked() {
     let d = Daemon::start(&w, &w.conf(), &[]);
     let pid = assert_blocked(&file, &eicar());
     d.wait_found(&file, EICAR_FOUND, pid);
+}
+
+/// No database installed (an empty DatabaseDirectory): the built-in test set blocks the
+/// genuine EICAR file (checked against its well-known MD5, not the built-in constant).
+#[test]
+fn builtin_database_blocks_genuine_eicar() {
+    if !privileged() {
+        return;
+    }
+    let w = World::new();
+    let empty = w.root.join("empty-db");
+    mkdir(&empty);
+    let file = put(&w.at("dl/eicar.com"), &eicar());
+    let conf = w.conf().set("DatabaseDirectory", &path_str(&empty));
+    let d = Daemon::start(&w, &conf, &[]);
+    let pid = assert_blocked(&file, &eicar());
+    d.wait_found(&file, "Eicar-Test-Signature FOUND", pid);
 }
 
 /// Include paths given as DIR arguments (no OnAccessIncludePath, no OnAccessPrevention in
