@@ -576,7 +576,10 @@ pub enum Ldb {
     NotEvaluated(&'static str),
 }
 
-/// The `CL_TYPE_*` names ClamAV 1.4 knows (for `Container:` and `Intermediates:`).
+/// The `CL_TYPE_*` names ClamAV 1.4 knows (for `Container:`, `Intermediates:`,
+/// `HandlerType:`, `.cdb` and `.ftm`). Each was checked with clamscan 1.4.6 (a
+/// `Container:` naming it is counted); `CL_TYPE_OTHER`, `CL_TYPE_ERROR` and
+/// `CL_TYPE_BMP` are not known to it.
 pub const CL_TYPES: &[&str] = &[
     "CL_TYPE_ANY",
     "CL_TYPE_TEXT_ASCII",
@@ -584,7 +587,6 @@ pub const CL_TYPES: &[&str] = &[
     "CL_TYPE_TEXT_UTF16LE",
     "CL_TYPE_TEXT_UTF16BE",
     "CL_TYPE_BINARY_DATA",
-    "CL_TYPE_ERROR",
     "CL_TYPE_MSEXE",
     "CL_TYPE_ELF",
     "CL_TYPE_MACHO",
@@ -662,10 +664,9 @@ pub const CL_TYPES: &[&str] = &[
     "CL_TYPE_MHTML",
     "CL_TYPE_LNK",
     "CL_TYPE_UDF",
-    "CL_TYPE_OTHER",
     "CL_TYPE_IGNORED",
-    "CL_TYPE_BMP",
-    "CL_TYPE_TIFF",
+    "CL_TYPE_ALZ",
+    "CL_TYPE_NULSFT",
 ];
 
 /// Parses an `.ldb` line. `suffix` is appended to the detection name.
