@@ -123,7 +123,7 @@ pub fn filetype_magic(line: &str) -> Result<Loads, ParseError> {
         if !f[1].bytes().all(|c| c.is_ascii_digit()) || f[1].is_empty() {
             return Err(ParseError::new("file type magic: bad offset"));
         }
-        if f[2].len() % 2 != 0 || !f[2].bytes().all(|c| c.is_ascii_hexdigit()) {
+        if !f[2].len().is_multiple_of(2) || !f[2].bytes().all(|c| c.is_ascii_hexdigit()) {
             return Err(ParseError::new(
                 "file type magic: can't decode the hex string",
             ));
@@ -171,8 +171,7 @@ fn is_number_or_range(text: &str) -> bool {
 fn flevel_fields(min: Option<&&str>, max: Option<&&str>) -> Result<Loads, ParseError> {
     let parse = |t: Option<&&str>, what: &str| -> Result<Option<u32>, ParseError> {
         match t {
-            None => Ok(None),
-            Some(t) if t.is_empty() => Ok(None),
+            None | Some(&"") => Ok(None),
             Some(t) => t
                 .parse()
                 .map(Some)

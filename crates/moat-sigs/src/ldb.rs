@@ -341,16 +341,13 @@ pub struct ByteCompare {
 }
 
 /// `T(` is split off; `rest` is `>>n#opts#cmp[,cmp])`. Errors as measured.
-fn parse_byte_compare(trigger: &str, rest: &str, index: usize) -> Result<Subsig, ParseError> {
+fn parse_byte_compare(trigger: &str, rest: &str) -> Result<Subsig, ParseError> {
     let bad = |what: &str| ParseError::new(format!("byte-compare subsignature: {what}"));
     let trigger: u8 = trigger
         .parse()
         .ok()
         .filter(|&t: &u8| usize::from(t) < MAX_SUBSIGS)
         .ok_or_else(|| bad("bad trigger index"))?;
-    if usize::from(trigger) == index {
-        return Err(bad("its trigger refers to itself"));
-    }
     let inner = rest.strip_suffix(')').ok_or_else(|| bad("missing ')'"))?;
     let mut fields = inner.split('#');
     let (Some(shift), Some(opts), Some(cmps), None) =
@@ -1032,8 +1029,13 @@ fn parse_subsig(
     }
     if let Some(paren) = text.find('(') {
         if paren > 0 && text[..paren].bytes().all(|c| c.is_ascii_digit()) && text.contains('#') {
-            let cmp = parse_byte_compare(&text[..paren], &text[paren + 1..], index)?;
+            let cmp = parse_byte_compare(&text[..paren], &text[paren + 1..])?;
             return Ok(match &cmp {
+                // Measured: clamscan loads a byte compare triggered by itself and never
+                // matches it.
+                Subsig::ByteCompare(c) if usize::from(c.trigger) == index => {
+                    Err("a byte compare triggered by itself (clamscan never matches it)")
+                }
                 Subsig::ByteCompare(c)
                     if c.little_endian == Some(true)
                         && matches!(c.base, NumberBase::Hex | NumberBase::Auto) =>

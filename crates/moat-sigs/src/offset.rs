@@ -81,6 +81,14 @@ pub fn parse(text: &str) -> Result<Offset, ParseError> {
         Some((b, s)) => (b, Some(number::<u32>(s, "max shift")?)),
         None => (text, None),
     };
+    // Measured: clamscan loads an empty offset and `EOF-` (read as EOF-0) and never
+    // matches them; EOF-0 is what no pattern can satisfy, so both are read as that.
+    if base_text.is_empty() || base_text == "EOF-" {
+        return Ok(Offset {
+            base: OffsetBase::FromEnd(0),
+            max_shift,
+        });
+    }
     let base = if base_text == "VI" {
         OffsetBase::VersionInfo
     } else if let Some(n) = base_text.strip_prefix("EOF-") {

@@ -224,7 +224,8 @@ fn subsignatures() {
         "0(4#db4#=1)",
         "0(>>4#db4#=1,<2,>0)",
         "0(>>4#ib3#=1)",
-        "1(>>4#db4#=1)",
+        // `1(>>4#db4#=1)` as subsignature 1 (its own trigger) is loaded by clamscan
+        // 1.4.6 and never matches (measured): tests/real_forms.rs.
         "0(>>4#xb4#=1)",
         "0(>>4#db4#1)",
         "0(>>4#db4)",

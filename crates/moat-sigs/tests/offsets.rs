@@ -122,9 +122,9 @@ fn forms_clamscan_rejects() {
 
 #[test]
 fn other_malformed_forms_are_rejected() {
+    // "" and "EOF-" load in clamscan 1.4.6 and never match (measured by
+    // crates/moat/tests/realsigs.rs): read as EOF-0.
     for text in [
-        "",
-        "EOF-",
         "EOF",
         "EOF-x",
         "EOF--1",

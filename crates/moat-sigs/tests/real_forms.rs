@@ -115,6 +115,11 @@ fn subsignature_fields_split_as_clamav_splits_them() {
         let line = format!("A;Target:0;0;{bad}");
         assert!(parse_ldb(&line, "").is_err(), "{line}");
     }
+    // A byte compare triggered by itself loads and never matches in clamscan.
+    assert!(matches!(
+        parse_ldb("A;Target:0;0&1;4141;1(>>4#db4#=1)", ""),
+        Ok(Ldb::NotEvaluated(_))
+    ));
     // `:4141` loads and never matches in clamscan: counted, not evaluated.
     assert!(matches!(
         parse_ldb("A;Target:0;0;:41414242", ""),
