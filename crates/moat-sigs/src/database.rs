@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use crate::checked;
 use crate::cvd::{self, Kind};
 use crate::error::{LoadError, ParseError};
 use crate::hashtable::HashTable;
@@ -49,6 +50,12 @@ pub struct LoadReport {
     /// Files in a database directory that are not databases at all, and container
     /// members of no known format (`COPYING`), as `DIR/X.cvd/COPYING`.
     pub foreign_files: Vec<PathBuf>,
+    /// PUA databases not read because PUA detection is off (as clamscan without
+    /// `--detect-pua`).
+    pub pua_files: Vec<PathBuf>,
+    /// Loose `.cbc` files not read because unsigned bytecode is off (as clamscan
+    /// without `--bytecode-unsigned`).
+    pub unsigned_bytecode: Vec<PathBuf>,
     /// Containers not loaded because a newer one of the same name was (`X.cvd` and
     /// `X.cld` in one directory: the higher header version wins, as in ClamAV).
     pub superseded: Vec<SkippedFile>,
@@ -80,14 +87,72 @@ enum Format {
     Logical,
     /// `.ign2`, `.ign`: names to disable.
     Ignore,
-    /// A ClamAV database format moat does not read yet.
-    Unsupported(&'static str),
-    /// ClamAV's potentially-unwanted databases, not loaded without PUA detection.
-    Pua,
-    /// Metadata ClamAV reads but which carries no signatures.
+    /// ClamAV's potentially-unwanted databases (`.hdu .hsu .ndu .ldu .mdu .msu`):
+    /// read as the format they stand for, only with PUA detection on.
+    Pua(PuaOf),
+    /// A format moat checks line by line and counts as clamscan does, but does not
+    /// evaluate yet.
+    Checked(Checked),
+    /// Metadata that carries no signatures (`.cfg`, `.info`): never refused.
     Metadata,
     /// `.cvd`, `.cld`, `.cud`: a container of database files.
     Container(Kind),
+    /// A ClamAV database format moat does not read yet.
+    Unsupported(&'static str),
+}
+
+/// The format a PUA database stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PuaOf {
+    Hash,
+    Body,
+    Logical,
+    SectionHash,
+}
+
+impl PuaOf {
+    fn format(self) -> Format {
+        match self {
+            PuaOf::Hash => Format::Hash,
+            PuaOf::Body => Format::Body,
+            PuaOf::Logical => Format::Logical,
+            PuaOf::SectionHash => Format::SectionHash,
+        }
+    }
+}
+
+/// Formats checked and counted but not evaluated (measured with clamscan 1.4.6,
+/// docs/clamav-oracle.md "Every database file"): each refuses the lines clamscan
+/// refuses, and counts what clamscan's "Known viruses" counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checked {
+    /// `.pdb` (counted per line), `.wdb` (not counted), `.gdb` (counted): phishing
+    /// URL lists.
+    Phishing { counted: bool },
+    /// `.idb`: icon signatures `NAME:GROUP1:GROUP2:ICONHASH`, counted.
+    Icon,
+    /// `.cdb`: container metadata signatures, counted.
+    ContainerMeta,
+    /// `.ftm`: file type magic, not counted.
+    FileTypeMagic,
+    /// `.crb`: Authenticode certificate rules, not counted.
+    CertRules,
+    /// `.cbc`: bytecode, loaded only with unsigned bytecode allowed; counted 1 when it
+    /// has a logical trigger, 0 for hook bytecodes (PDF, startup).
+    Bytecode,
+}
+
+impl Checked {
+    fn what(self) -> &'static str {
+        match self {
+            Checked::Phishing { .. } => "phishing URL signatures",
+            Checked::Icon => "icon signatures",
+            Checked::ContainerMeta => "container metadata signatures",
+            Checked::FileTypeMagic => "file type magic entries",
+            Checked::CertRules => "Authenticode certificate rules",
+            Checked::Bytecode => "bytecode signatures",
+        }
+    }
 }
 
 /// Whether `name` (a file or container member name) has a database extension moat knows.
@@ -102,17 +167,23 @@ fn format_of(path: &Path) -> Option<Format> {
         "fp" | "sfp" => Format::Allow,
         "ndb" => Format::Body,
         "ign2" | "ign" => Format::Ignore,
-        "hdu" | "hsu" | "ndu" | "ldu" | "mdu" | "msu" => Format::Pua,
+        "hdu" | "hsu" => Format::Pua(PuaOf::Hash),
+        "ndu" => Format::Pua(PuaOf::Body),
+        "ldu" => Format::Pua(PuaOf::Logical),
+        "mdu" | "msu" => Format::Pua(PuaOf::SectionHash),
         "info" | "cfg" => Format::Metadata,
         "mdb" | "msb" => Format::SectionHash,
         "ldb" => Format::Logical,
         "cvd" | "cld" | "cud" => Format::Container(Kind::from_extension(ext)?),
-        "db" | "sdb" | "zmd" | "rmd" | "cdb" => Format::Unsupported("container/legacy signatures"),
-        "pdb" | "gdb" | "wdb" => Format::Unsupported("phishing URL signatures"),
-        "ftm" => Format::Unsupported("file type magic"),
-        "cbc" => Format::Unsupported("bytecode signatures"),
-        "crb" | "cat" => Format::Unsupported("Authenticode certificate rules"),
-        "idb" => Format::Unsupported("icon signatures"),
+        "pdb" | "gdb" => Format::Checked(Checked::Phishing { counted: true }),
+        "wdb" => Format::Checked(Checked::Phishing { counted: false }),
+        "idb" => Format::Checked(Checked::Icon),
+        "cdb" => Format::Checked(Checked::ContainerMeta),
+        "ftm" => Format::Checked(Checked::FileTypeMagic),
+        "crb" => Format::Checked(Checked::CertRules),
+        "cbc" => Format::Checked(Checked::Bytecode),
+        "db" | "sdb" | "zmd" | "rmd" => Format::Unsupported("legacy signatures"),
+        "cat" => Format::Unsupported("Authenticode catalogs"),
         "ioc" => Format::Unsupported("OpenIOC indicators"),
         "yar" | "yara" => Format::Unsupported("YARA rules"),
         "pwdb" => Format::Unsupported("archive password lists"),
@@ -121,11 +192,33 @@ fn format_of(path: &Path) -> Option<Format> {
     })
 }
 
+/// What a load reads, as clamscan's options decide it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// `--detect-pua`: the PUA databases (`.hdu .hsu .ndu .ldu .mdu .msu`) are read;
+    /// without it they are neither parsed nor counted (measured).
+    pub detect_pua: bool,
+    /// `--bytecode-unsigned`: `.cbc` files outside a signed container are read;
+    /// without it clamscan skips them with a warning and counts none (measured).
+    pub bytecode_unsigned: bool,
+}
+
 impl Database {
     /// Loads every database below `paths` (files, or directories read one level deep
     /// in name order). A malformed line fails the whole load.
     pub fn load<P: AsRef<Path>>(paths: &[P]) -> Result<Database, LoadError> {
-        let mut loader = Loader::default();
+        Database::load_with(paths, LoadOptions::default())
+    }
+
+    /// [`Database::load`] with clamscan's loading options.
+    pub fn load_with<P: AsRef<Path>>(
+        paths: &[P],
+        options: LoadOptions,
+    ) -> Result<Database, LoadError> {
+        let mut loader = Loader {
+            options,
+            ..Loader::default()
+        };
         for path in paths {
             loader.load_path(path.as_ref())?;
         }
@@ -170,6 +263,7 @@ struct Loader {
     ignore: HashSet<Box<str>>,
     /// Names are reported as written (signed databases, the built-in set).
     official: bool,
+    options: LoadOptions,
 }
 
 impl Loader {
@@ -265,9 +359,16 @@ impl Loader {
     }
 
     fn load_text(&mut self, path: &Path, text: &str) -> Result<(), LoadError> {
-        let Some(format) = format_of(path) else {
+        let Some(mut format) = format_of(path) else {
             return Ok(());
         };
+        if let Format::Pua(of) = format {
+            if !self.options.detect_pua {
+                self.db.report.pua_files.push(path.to_owned());
+                return Ok(());
+            }
+            format = of.format();
+        }
         let signatures = matches!(
             format,
             Format::Hash
@@ -385,15 +486,29 @@ impl Loader {
                 })?;
                 self.ignore.extend(names.into_iter().flatten());
             }
-            Format::Unsupported(_) | Format::Pua => {
-                let reason = match format {
-                    Format::Unsupported(what) => format!("{what} are not supported yet"),
-                    _ => "potentially-unwanted-application databases are not loaded".to_owned(),
-                };
+            Format::Checked(Checked::Bytecode)
+                if !self.official && !self.options.bytecode_unsigned =>
+            {
+                self.db.report.unsigned_bytecode.push(path.to_owned());
+            }
+            Format::Checked(kind) => {
+                let (lines, counted) = check_lines(path, body, kind)?;
+                self.db.report.not_evaluated += counted;
+                if lines > 0 {
+                    let reason = format!("{} are not evaluated yet", kind.what());
+                    self.db.report.skipped.push(SkippedFile {
+                        path: path.to_owned(),
+                        signatures: lines,
+                        reason,
+                    });
+                }
+            }
+            Format::Unsupported(what) => {
                 let count = lines(body).filter(|(_, l)| !l.is_empty()).count();
-                unsupported.insert(reason, count);
+                unsupported.insert(format!("{what} are not supported yet"), count);
             }
             Format::Metadata => {}
+            Format::Pua(_) => unreachable!("resolved above"),
             Format::Container(_) => {
                 return Err(LoadError::Malformed {
                     path: path.to_owned(),
@@ -563,6 +678,44 @@ fn split_at_lines(body: &str, n: usize) -> Vec<(&str, usize)> {
         rest = tail.strip_prefix('\n').unwrap_or(tail);
     }
     pieces
+}
+
+/// Checks every line of a format moat counts but does not evaluate: (lines that
+/// load, signatures clamscan counts for them).
+fn check_lines(path: &Path, body: &str, kind: Checked) -> Result<(usize, usize), LoadError> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if kind == Checked::Bytecode {
+        let counted = checked::bytecode(body).map_err(|reason| LoadError::Malformed {
+            path: path.to_owned(),
+            line: 1,
+            reason,
+        })?;
+        return Ok((1, usize::from(counted)));
+    }
+    let chunks = parse_lines(
+        path,
+        body,
+        || 0usize,
+        |loaded, line| {
+            let loads = match kind {
+                Checked::Phishing { .. } => checked::phishing(line, ext)?,
+                Checked::Icon => checked::icon(line)?,
+                Checked::ContainerMeta => checked::container_meta(line)?,
+                Checked::FileTypeMagic => checked::filetype_magic(line)?,
+                Checked::CertRules => checked::cert_rule(line)?,
+                Checked::Bytecode => unreachable!("checked as a whole above"),
+            };
+            *loaded += usize::from(loads);
+            Ok(())
+        },
+    )?;
+    let loaded: usize = chunks.into_iter().sum();
+    let counted = match kind {
+        Checked::Phishing { counted } if counted => loaded,
+        Checked::Icon | Checked::ContainerMeta => loaded,
+        _ => 0,
+    };
+    Ok((loaded, counted))
 }
 
 /// Whether the engine can evaluate this body signature yet; the reason if not.

@@ -12,7 +12,7 @@
 //! | `??`, `4?`, `?d` | [`Element::Masked`] (mask `00`, `f0`, `0f`) |
 //! | `{n}` with `n < 128`, anchored `aa[x-y]…` | [`Element::Skip`] (ClamAV inlines these) |
 //! | `(aa\|bb)`, `!(aa\|bb)` | [`Element::Class`] (a byte set, possibly negated) |
-//! | `(aabb\|ccdd)`, `!(aabb\|ccdd)`, `(aa\|bb??cc)` | [`Element::Alt`] |
+//! | `(aabb\|ccdd)`, `!(aabb\|ccdd)`, `(aa\|bb??cc)`, `(aa\|b0(cc\|dd)b0)` | [`Element::Alt`] (may nest) |
 //! | `(B)`, `(L)`, `(W)` | [`Element::Boundary`] |
 
 use crate::error::ParseError;
@@ -187,6 +187,7 @@ pub fn parse(text: &str) -> Result<Pattern, ParseError> {
         s: text.as_bytes(),
         pos: 0,
         min_static: MIN_STATIC_SIGNATURE,
+        depth: 0,
     }
     .pattern()
 }
@@ -199,6 +200,7 @@ pub fn parse_subsig(text: &str) -> Result<Pattern, ParseError> {
         s: text.as_bytes(),
         pos: 0,
         min_static: 2,
+        depth: 0,
     }
     .pattern()
 }
@@ -207,6 +209,8 @@ struct Parser<'a> {
     s: &'a [u8],
     pos: usize,
     min_static: usize,
+    /// How deep the alternates being parsed are nested.
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -438,15 +442,34 @@ impl Parser<'_> {
                     self.pos += 1;
                     alternatives.push(Vec::new());
                 }
+                // Measured: `{n}` is accepted inside alternates, `{n-m}` is refused
+                // ("Alternative match contains unsupported ranged wildcard").
                 Some(b'{') => match self.range()? {
-                    (n, Some(m), _) if m < INLINE_SKIP_LIMIT => alternatives
+                    (n, _, true) if n < INLINE_SKIP_LIMIT => alternatives
                         .last_mut()
                         .unwrap()
-                        .push(Element::Skip { min: n, max: m }),
-                    _ => return self.err("ranges inside alternates must be bounded below 128"),
+                        .push(Element::Skip { min: n, max: n }),
+                    _ => {
+                        return self.err("only '{n}' ranges (n < 128) may appear inside alternates")
+                    }
                 },
-                Some(b'*' | b'(' | b'!' | b'[') => {
-                    return self.err("alternates cannot contain '*', nested groups or '[x-y]'")
+                // Nested alternates (`66(6767|6868)66` as one alternative) are generic
+                // alternates in ClamAV; negated ones and character classes are refused
+                // inside them (measured).
+                Some(b'(') => {
+                    if self.depth >= MAX_ALT_DEPTH {
+                        return self.err("alternates nested too deep");
+                    }
+                    self.depth += 1;
+                    let nested = self.group()?;
+                    self.depth -= 1;
+                    if matches!(nested, Element::Boundary(_)) {
+                        return self.err("(B), (L) and (W) cannot appear inside alternates");
+                    }
+                    alternatives.last_mut().unwrap().push(nested)
+                }
+                Some(b'*' | b'!' | b'[') => {
+                    return self.err("alternates cannot contain '*', negated groups or '[x-y]'")
                 }
                 Some(_) => {
                     let e = self.hex_pair()?;
@@ -493,6 +516,9 @@ impl Parser<'_> {
 /// The most elements in one part, and parts in one signature (the engine indexes
 /// them with 16 bits; real signatures are far smaller).
 pub const MAX_ELEMENTS: usize = u16::MAX as usize;
+
+/// How deep alternates may nest (a bound on recursion; real signatures nest once).
+pub const MAX_ALT_DEPTH: usize = 16;
 
 /// The shortest signature made only of static bytes that ClamAV accepts.
 pub const MIN_STATIC_SIGNATURE: usize = 3;

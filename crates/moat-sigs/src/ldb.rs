@@ -54,6 +54,12 @@ pub struct TargetDesc {
     pub container: Option<Box<str>>,
     /// `Intermediates:A>B>...`: the chain of containers above the file, outermost first.
     pub intermediates: Option<Vec<Box<str>>>,
+    /// `IconGroup1:`/`IconGroup2:` given: the PE's icon must resemble one of an `.idb`
+    /// group (not evaluated yet: such signatures are counted, not matched).
+    pub icon_group: bool,
+    /// `HandlerType:CL_TYPE_X`: on a match ClamAV also hands the file to that type's
+    /// parser; the signature itself reports as usual (measured).
+    pub handler_type: Option<Box<str>>,
 }
 
 /// A comparison of a count in the logical expression.
@@ -335,16 +341,13 @@ pub struct ByteCompare {
 }
 
 /// `T(` is split off; `rest` is `>>n#opts#cmp[,cmp])`. Errors as measured.
-fn parse_byte_compare(trigger: &str, rest: &str, index: usize) -> Result<Subsig, ParseError> {
+fn parse_byte_compare(trigger: &str, rest: &str) -> Result<Subsig, ParseError> {
     let bad = |what: &str| ParseError::new(format!("byte-compare subsignature: {what}"));
     let trigger: u8 = trigger
         .parse()
         .ok()
         .filter(|&t: &u8| usize::from(t) < MAX_SUBSIGS)
         .ok_or_else(|| bad("bad trigger index"))?;
-    if usize::from(trigger) == index {
-        return Err(bad("its trigger refers to itself"));
-    }
     let inner = rest.strip_suffix(')').ok_or_else(|| bad("missing ')'"))?;
     let mut fields = inner.split('#');
     let (Some(shift), Some(opts), Some(cmps), None) =
@@ -570,7 +573,10 @@ pub enum Ldb {
     NotEvaluated(&'static str),
 }
 
-/// The `CL_TYPE_*` names ClamAV 1.4 knows (for `Container:` and `Intermediates:`).
+/// The `CL_TYPE_*` names ClamAV 1.4 knows (for `Container:`, `Intermediates:`,
+/// `HandlerType:`, `.cdb` and `.ftm`). Each was checked with clamscan 1.4.6 (a
+/// `Container:` naming it is counted); `CL_TYPE_OTHER`, `CL_TYPE_ERROR` and
+/// `CL_TYPE_BMP` are not known to it.
 pub const CL_TYPES: &[&str] = &[
     "CL_TYPE_ANY",
     "CL_TYPE_TEXT_ASCII",
@@ -578,7 +584,6 @@ pub const CL_TYPES: &[&str] = &[
     "CL_TYPE_TEXT_UTF16LE",
     "CL_TYPE_TEXT_UTF16BE",
     "CL_TYPE_BINARY_DATA",
-    "CL_TYPE_ERROR",
     "CL_TYPE_MSEXE",
     "CL_TYPE_ELF",
     "CL_TYPE_MACHO",
@@ -656,10 +661,9 @@ pub const CL_TYPES: &[&str] = &[
     "CL_TYPE_MHTML",
     "CL_TYPE_LNK",
     "CL_TYPE_UDF",
-    "CL_TYPE_OTHER",
     "CL_TYPE_IGNORED",
-    "CL_TYPE_BMP",
-    "CL_TYPE_TIFF",
+    "CL_TYPE_ALZ",
+    "CL_TYPE_NULSFT",
 ];
 
 /// Parses an `.ldb` line. `suffix` is appended to the detection name.
@@ -714,6 +718,11 @@ pub fn parse_ldb(line: &str, suffix: &str) -> Result<Ldb, ParseError> {
     }
     if let Some(reason) = not_evaluated {
         return Ok(Ldb::NotEvaluated(reason));
+    }
+    if target.icon_group {
+        return Ok(Ldb::NotEvaluated(
+            "icon-group conditions (IconGroup1/IconGroup2) are not evaluated yet",
+        ));
     }
     let mut full = String::with_capacity(name.len() + suffix.len());
     full.push_str(name);
@@ -785,6 +794,16 @@ fn parse_target_desc(text: &str) -> Result<Result<TargetDesc, LdbSkip>, ParseErr
             }
             "IconGroup1" | "IconGroup2" => {
                 new_attribute.get_or_insert(key);
+                desc.icon_group = true;
+            }
+            "HandlerType" => {
+                new_attribute.get_or_insert(key);
+                // Measured: an unknown type skips the signature (not counted); a known
+                // one reports its name like any other signature.
+                if !CL_TYPES.contains(&value) {
+                    skip.get_or_insert(LdbSkip::UnknownContainerType);
+                }
+                desc.handler_type = Some(value.into());
             }
             _ => {
                 // Measured: an unknown attribute makes ClamAV skip the signature
@@ -914,13 +933,22 @@ impl ExprParser<'_> {
 
     fn counted(&mut self) -> Result<Expr, ParseError> {
         let inner = self.primary()?;
-        let op = match self.peek() {
-            Some(b'=') => CountOp::Equal,
-            Some(b'>') => CountOp::More,
-            Some(b'<') => CountOp::Less,
-            _ => return Ok(inner),
+        let as_op = |c: Option<u8>| match c {
+            Some(b'=') => Some(CountOp::Equal),
+            Some(b'>') => Some(CountOp::More),
+            Some(b'<') => Some(CountOp::Less),
+            _ => None,
+        };
+        let Some(mut op) = as_op(self.peek()) else {
+            return Ok(inner);
         };
         self.pos += 1;
+        // Measured: in a run of comparison characters the last one counts
+        // (`8==9` is `8=9`, `0>=1` is `0=1`, `0=>1` is `0>1`; real main.ldb has `==`).
+        while let Some(next) = as_op(self.peek()) {
+            op = next;
+            self.pos += 1;
+        }
         let value = self.decimal("missing number after the comparison")?;
         let distinct = if self.peek() == Some(b',') {
             self.pos += 1;
@@ -999,18 +1027,15 @@ fn parse_subsig(
     if let Some(rest) = text.strip_prefix("${") {
         return parse_macro(rest).map(Ok);
     }
-    let (rest, modifiers) = match text.rfind("::") {
-        Some(i) => (&text[..i], parse_modifiers(&text[i + 2..])?),
-        None => (text, Modifiers::default()),
-    };
-    let (offset_text, body) = match rest.split_once(':') {
-        Some((o, b)) => (Some(o), b),
-        None => (None, rest),
-    };
     if let Some(paren) = text.find('(') {
         if paren > 0 && text[..paren].bytes().all(|c| c.is_ascii_digit()) && text.contains('#') {
-            let cmp = parse_byte_compare(&text[..paren], &text[paren + 1..], index)?;
+            let cmp = parse_byte_compare(&text[..paren], &text[paren + 1..])?;
             return Ok(match &cmp {
+                // Measured: clamscan loads a byte compare triggered by itself and never
+                // matches it.
+                Subsig::ByteCompare(c) if usize::from(c.trigger) == index => {
+                    Err("a byte compare triggered by itself (clamscan never matches it)")
+                }
                 Subsig::ByteCompare(c)
                     if c.little_endian == Some(true)
                         && matches!(c.base, NumberBase::Hex | NumberBase::Auto) =>
@@ -1023,6 +1048,18 @@ fn parse_subsig(
             });
         }
     }
+    let fields = SubsigFields::split(text);
+    let modifiers = match fields.modifiers {
+        Some(m) => parse_modifiers(m)?,
+        None => Modifiers::default(),
+    };
+    let (offset_text, body) = (fields.offset, fields.body);
+    if offset_text == Some("") {
+        // Measured: clamscan loads `:4141…` and never matches it.
+        return Ok(Err(
+            "an empty offset field (clamscan loads it and never matches it)",
+        ));
+    }
     let offset = match offset_text {
         Some(o) => offset::parse(o)?,
         None => Offset {
@@ -1032,11 +1069,50 @@ fn parse_subsig(
     };
     check_offset(&offset, executable)?;
     let pattern = hex::parse_subsig(body)?;
+    if offset.base == OffsetBase::VersionInfo {
+        return Ok(Err(
+            "version-information (VI) subsignatures are not evaluated yet",
+        ));
+    }
     Ok(Ok(Subsig::Body {
         offset,
         pattern,
         modifiers,
     }))
+}
+
+/// The `:`-separated fields of a hex subsignature, as ClamAV 1.4.6 reads them
+/// (measured, docs/clamav-oracle.md "Subsignature fields"): `BODY`, `OFFSET:BODY`,
+/// `BODY:x:MODS` (the middle field is ignored, `BODY::MODS`), `OFFSET:BODY:x:MODS`;
+/// with five fields or more, the first one alone is the body, at any offset and
+/// without modifiers (so `4141::i*4242::i` is the plain `4141`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubsigFields<'a> {
+    /// The offset field, when there is one (possibly empty).
+    pub offset: Option<&'a str>,
+    /// The hex body.
+    pub body: &'a str,
+    /// The modifier letters, when there is a modifier field.
+    pub modifiers: Option<&'a str>,
+}
+
+impl<'a> SubsigFields<'a> {
+    /// Splits a hex subsignature into its fields.
+    pub fn split(text: &'a str) -> SubsigFields<'a> {
+        let f: Vec<&str> = text.split(':').collect();
+        let (offset, body, modifiers) = match f.len() {
+            1 => (None, f[0], None),
+            2 => (Some(f[0]), f[1], None),
+            3 => (None, f[0], Some(f[2])),
+            4 => (Some(f[0]), f[1], Some(f[3])),
+            _ => (None, f[0], None),
+        };
+        SubsigFields {
+            offset,
+            body,
+            modifiers,
+        }
+    }
 }
 
 /// `min-max}group$` after `${` (measured: exactly this, decimal numbers, nothing after).

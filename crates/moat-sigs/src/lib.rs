@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod builtin;
+pub mod checked;
 pub mod cvd;
 pub mod database;
 pub mod error;
@@ -30,7 +31,7 @@ pub mod ldb;
 pub mod line;
 pub mod offset;
 
-pub use database::{Database, LoadReport, SkippedFile};
+pub use database::{Database, LoadOptions, LoadReport, SkippedFile};
 pub use error::{LoadError, ParseError};
 pub use hashtable::{HashEntry, HashTable, Names, ANY_SIZE};
 pub use hex::{Element, Gap, Part, Pattern};

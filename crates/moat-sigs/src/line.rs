@@ -261,19 +261,30 @@ pub fn parse_ndb(line: &str, suffix: &str) -> Result<Parsed<BodySig>, ParseError
     }))
 }
 
-/// Parses a `.ign2` line: a signature name, optionally followed by `:` and more
-/// fields (ClamAV's legacy `NAME:MD5` form), of which only the name is used.
+/// Parses a `.ign2`/`.ign` line (ClamAV reads both alike, measured): `NAME`,
+/// `NAME:MD5` (the legacy form; the MD5 must be 32 hex digits) or the legacy `.ign`
+/// form `DBNAME:LINE:NAME` (the first two fields are not checked). More fields are
+/// refused. Returns the name to disable.
 pub fn parse_ign2(line: &str) -> Result<Box<str>, ParseError> {
-    let mut fields = line.split(':');
-    let name = fields.next().unwrap_or("").trim_end();
-    if let Some(md5) = fields.next() {
-        if md5.len() != 32 || !md5.bytes().all(|c| c.is_ascii_hexdigit()) {
-            return Err(ParseError::new(format!(
-                "malformed MD5 '{md5}' after the name (expected NAME or NAME:MD5)"
-            )));
+    let fields: Vec<&str> = line.split(':').collect();
+    let name = match fields.as_slice() {
+        [name] => name,
+        [name, md5] => {
+            if md5.len() != 32 || !md5.bytes().all(|c| c.is_ascii_hexdigit()) {
+                return Err(ParseError::new(format!(
+                    "malformed MD5 '{md5}' after the name (expected NAME, NAME:MD5 or DBNAME:LINE:NAME)"
+                )));
+            }
+            name
         }
-    }
-    Ok(check_name(name)?.into())
+        [_, _, name] => name,
+        _ => {
+            return Err(ParseError::new(
+                "too many fields (expected NAME, NAME:MD5 or DBNAME:LINE:NAME)",
+            ))
+        }
+    };
+    Ok(check_name(name.trim_end())?.into())
 }
 
 fn with_suffix(name: &str, suffix: &str) -> Box<str> {

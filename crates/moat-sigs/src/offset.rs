@@ -24,6 +24,10 @@ pub enum OffsetBase {
     SectionEntire(u32),
     /// `SL+n`: `n` bytes into the last section.
     LastSection(u64),
+    /// `VI`: the pattern is matched against the strings of the PE version-information
+    /// resource (`VS_VERSIONINFO`), not the file's bytes. Executable targets only, as
+    /// the other executable offsets (measured: `VI` on target 0 is refused).
+    VersionInfo,
 }
 
 impl OffsetBase {
@@ -62,7 +66,7 @@ impl Offset {
     }
 }
 
-/// Parses an offset column: `*`, `n`, `EOF-n`, `EP+n`, `EP-n`, `Sx+n`, `SEx`, `SL+n`,
+/// Parses an offset column: `*`, `n`, `EOF-n`, `EP+n`, `EP-n`, `Sx+n`, `SEx`, `SL+n`, `VI`,
 /// each but `*` optionally followed by `,maxshift`.
 pub fn parse(text: &str) -> Result<Offset, ParseError> {
     if text == "*" {
@@ -77,7 +81,17 @@ pub fn parse(text: &str) -> Result<Offset, ParseError> {
         Some((b, s)) => (b, Some(number::<u32>(s, "max shift")?)),
         None => (text, None),
     };
-    let base = if let Some(n) = base_text.strip_prefix("EOF-") {
+    // Measured: clamscan loads an empty offset and `EOF-` (read as EOF-0) and never
+    // matches them; EOF-0 is what no pattern can satisfy, so both are read as that.
+    if base_text.is_empty() || base_text == "EOF-" {
+        return Ok(Offset {
+            base: OffsetBase::FromEnd(0),
+            max_shift,
+        });
+    }
+    let base = if base_text == "VI" {
+        OffsetBase::VersionInfo
+    } else if let Some(n) = base_text.strip_prefix("EOF-") {
         OffsetBase::FromEnd(number(n, "EOF distance")?)
     } else if let Some(rest) = base_text.strip_prefix("EP") {
         let delta = match rest.as_bytes().first() {
@@ -106,7 +120,7 @@ pub fn parse(text: &str) -> Result<Offset, ParseError> {
 
 fn bad(text: &str) -> ParseError {
     ParseError::new(format!(
-        "bad offset '{text}' (expected *, n, EOF-n, EP+n, EP-n, Sx+n, SEx or SL+n, optionally ',shift')"
+        "bad offset '{text}' (expected *, n, EOF-n, EP+n, EP-n, Sx+n, SEx, SL+n or VI, optionally ',shift')"
     ))
 }
 

@@ -86,12 +86,11 @@ fn target_description() {
     let s = sig("A;Engine:51-255,Target:0,Container:CL_TYPE_ZIP,Intermediates:CL_TYPE_ZIP>CL_TYPE_ANY;0;4141");
     assert_eq!(s.target.container.as_deref(), Some("CL_TYPE_ZIP"));
     assert_eq!(s.target.intermediates.as_ref().unwrap().len(), 2);
-    assert!(
-        sig("A;Engine:51-255,Target:1,IconGroup1:X;0;4141")
-            .target
-            .target
-            == Some(1)
-    );
+    // Loaded and counted, not evaluated: the icon condition needs .idb matching.
+    assert!(matches!(
+        parse_ldb("A;Engine:51-255,Target:1,IconGroup1:X;0;4141", ""),
+        Ok(Ldb::NotEvaluated(_))
+    ));
     let skipped = |l: &str| match parse_ldb(l, "") {
         Ok(Ldb::Skipped(s)) => s,
         other => panic!("{l}: {other:?}"),
@@ -225,7 +224,8 @@ fn subsignatures() {
         "0(4#db4#=1)",
         "0(>>4#db4#=1,<2,>0)",
         "0(>>4#ib3#=1)",
-        "1(>>4#db4#=1)",
+        // `1(>>4#db4#=1)` as subsignature 1 (its own trigger) is loaded by clamscan
+        // 1.4.6 and never matches (measured): tests/real_forms.rs.
         "0(>>4#xb4#=1)",
         "0(>>4#db4#1)",
         "0(>>4#db4)",

@@ -264,7 +264,8 @@ fn ndb_non_numeric_flevel_is_rejected() {
 
 #[test]
 fn ndb_bad_offsets_are_rejected() {
-    for o in ["abc", "-1", "*,5", "EOF+1", "+10", " 10", ""] {
+    // An empty offset loads in clamscan 1.4.6 and never matches (measured, realsigs.rs).
+    for o in ["abc", "-1", "*,5", "EOF+1", "+10", " 10"] {
         ndb_rejected(&format!("S1:0:{o}:aabbccdd"));
     }
 }

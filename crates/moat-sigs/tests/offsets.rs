@@ -122,9 +122,9 @@ fn forms_clamscan_rejects() {
 
 #[test]
 fn other_malformed_forms_are_rejected() {
+    // "" and "EOF-" load in clamscan 1.4.6 and never match (measured by
+    // crates/moat/tests/realsigs.rs): read as EOF-0.
     for text in [
-        "",
-        "EOF-",
         "EOF",
         "EOF-x",
         "EOF--1",
@@ -227,6 +227,7 @@ fn render(o: &Offset) -> String {
         OffsetBase::SectionStart { section, delta } => format!("S{section}+{delta}"),
         OffsetBase::SectionEntire(x) => format!("SE{x}"),
         OffsetBase::LastSection(n) => format!("SL+{n}"),
+        OffsetBase::VersionInfo => "VI".to_owned(),
     };
     match o.max_shift {
         Some(s) => format!("{base},{s}"),
@@ -237,6 +238,7 @@ fn render(o: &Offset) -> String {
 fn arb_offset() -> impl Strategy<Value = Offset> {
     let base = prop_oneof![
         Just(OffsetBase::Any),
+        Just(OffsetBase::VersionInfo),
         any::<u64>().prop_map(OffsetBase::Absolute),
         any::<u64>().prop_map(OffsetBase::FromEnd),
         (-(i64::MAX)..=i64::MAX).prop_map(OffsetBase::EntryPoint),

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use moat_sigs::{Database, LoadError};
+use moat_sigs::{Database, LoadError, LoadOptions};
 
 /// ClamAV's default DatabaseDirectory.
 pub const DEFAULT_DATABASE_DIR: &str = "/var/lib/clamav";
@@ -10,12 +10,17 @@ pub const DEFAULT_DATABASE_DIR: &str = "/var/lib/clamav";
 /// Loads the databases at `paths`, or, when none are given, `default_dir` (the
 /// DatabaseDirectory) if it holds databases and the built-in test set otherwise (with a
 /// warning that says how to get real signatures). Skipped content is reported once per
-/// file and reason.
-pub fn load(paths: &[PathBuf], default_dir: &Path) -> Result<Database, LoadError> {
+/// file and reason. `options` are clamscan's loading options (`--detect-pua`,
+/// `--bytecode-unsigned`).
+pub fn load(
+    paths: &[PathBuf],
+    default_dir: &Path,
+    options: LoadOptions,
+) -> Result<Database, LoadError> {
     let db = if !paths.is_empty() {
-        Database::load(paths)?
+        Database::load_with(paths, options)?
     } else if holds_databases(default_dir) {
-        Database::load(&[default_dir])?
+        Database::load_with(&[default_dir], options)?
     } else {
         eprintln!(
             "WARNING: no signature database in {}: using moat's built-in \
@@ -63,6 +68,16 @@ fn report(db: &Database) {
             count = db.report.logical_skipped,
             "logical signatures skipped as clamscan skips them (unknown attribute or CL_TYPE)"
         );
+    }
+    if !db.report.unsigned_bytecode.is_empty() {
+        // clamscan's own warning, once per load.
+        eprintln!(
+            "WARNING: {} unsigned bytecode file(s) not loaded (as clamscan: pass --bytecode-unsigned to load them)",
+            db.report.unsigned_bytecode.len()
+        );
+    }
+    for path in &db.report.pua_files {
+        tracing::debug!(path = %path.display(), "PUA database not loaded (no --detect-pua)");
     }
     for old in &db.report.superseded {
         tracing::info!(path = %old.path.display(), "database not loaded: {}", old.reason);

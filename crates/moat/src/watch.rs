@@ -321,8 +321,12 @@ fn load_scanner(
     c: &Config,
     generation: u64,
 ) -> Result<Arc<dyn moat_guard::Scanner>, String> {
-    let db =
-        crate::database::load(&args.database, &c.database_directory).map_err(|e| e.to_string())?;
+    let db = crate::database::load(
+        &args.database,
+        &c.database_directory,
+        moat_sigs::LoadOptions::default(),
+    )
+    .map_err(|e| e.to_string())?;
     let engine = Arc::new(moat_engine::Engine::new(db));
     tracing::info!(
         signatures = engine.signature_count(),

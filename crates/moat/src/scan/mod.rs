@@ -52,6 +52,13 @@ pub struct ScanArgs {
     /// At most this many files are scanned per file given, its members included (0 = no limit).
     #[arg(long, value_name = "N", default_value_t = 10000)]
     max_files: u64,
+    /// Load the potentially-unwanted-application databases (.hdu .hsu .ndu .ldu .mdu .msu).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "yes", value_parser = parse_yes_no, value_name = "yes/no", default_value = "no")]
+    detect_pua: bool,
+    /// Load .cbc bytecode files that are not inside a signed container (counted; bytecode
+    /// is not evaluated yet).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "yes", value_parser = parse_yes_no, value_name = "yes/no", default_value = "no")]
+    bytecode_unsigned: bool,
     /// Report a limit hit as a detection: Heuristics.Limits.Exceeded.<Limit>.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "yes", value_parser = parse_yes_no, value_name = "yes/no", default_value = "no")]
     alert_exceeds_max: bool,
@@ -125,6 +132,10 @@ pub fn run(args: ScanArgs) -> u8 {
     let engine = match crate::database::load(
         &args.database,
         std::path::Path::new(crate::database::DEFAULT_DATABASE_DIR),
+        moat_sigs::LoadOptions {
+            detect_pua: args.detect_pua,
+            bytecode_unsigned: args.bytecode_unsigned,
+        },
     ) {
         Ok(db) => Engine::new(db),
         Err(e) => {
