@@ -118,6 +118,8 @@ pub struct Daemon {
     tracker: Option<JoinHandle<DirectoryCoverage>>,
     /// Filesystem scope's mount-table watcher.
     mount_watch: Option<JoinHandle<()>>,
+    /// Filesystem scope's quieting of root-only directories outside the include paths.
+    quiet: Option<JoinHandle<()>>,
     watcher: Option<DeadlineWatcher>,
     pool: Option<Arc<WorkerPool>>,
     scanner: Arc<ScannerSlot>,
@@ -203,6 +205,29 @@ impl Daemon {
             stats: Arc::clone(&stats),
         });
         let reader_stop = Arc::new(Stop::new().map_err(StartError::Thread)?);
+        let mount_paths: Vec<PathBuf> = settings
+            .mount_paths
+            .iter()
+            .filter_map(|p| p.canonicalize().ok())
+            .collect();
+        // The include paths, the mounts below them and the mount paths: the mounts whose
+        // paths can be trusted (filesystem scope keeps them in step with the mount table).
+        let locator = Arc::new(crate::locate::Locator::new(&anchor_paths(
+            &roots,
+            &mount_paths,
+        )));
+        let quiet = (settings.scope == Scope::Filesystem).then(|| {
+            crate::quiet::channel(
+                Arc::clone(&group),
+                Arc::clone(&locator),
+                open_mask(settings.prevention),
+                Arc::clone(&stats),
+            )
+        });
+        let (quieter, quiet_thread) = match quiet {
+            Some((q, t)) => (Some(q), Some(t)),
+            None => (None, None),
+        };
         let reader = crate::reader::Reader {
             group: Arc::clone(&group),
             policy: Arc::clone(&policy),
@@ -213,14 +238,29 @@ impl Daemon {
             cache: Arc::clone(&cache),
             kernel_cache: kernel_cache.clone(),
             extra_scanning: settings.extra_scanning,
+            locator: Arc::clone(&locator),
+            quiet: quieter,
         };
         let reader = spawn_reader(reader, &reader_stop)?;
+        let quiet = match quiet_thread {
+            Some(t) => {
+                let stop = Arc::clone(&stop);
+                Some(
+                    std::thread::Builder::new()
+                        .name("moat-quiet".into())
+                        .spawn(move || t.run(&stop))
+                        .map_err(StartError::Thread)?,
+                )
+            }
+            None => None,
+        };
         let mut daemon = Daemon {
             stop: Arc::clone(&stop),
             reader_stop,
             reader: Some(reader),
             tracker: None,
             mount_watch: None,
+            quiet,
             watcher: Some(watcher),
             pool: Some(Arc::clone(&pool)),
             scanner: slot,
@@ -244,6 +284,8 @@ impl Daemon {
                 roots.clone(),
                 whole,
                 open_mask(settings.prevention),
+                Arc::clone(&locator),
+                mount_paths.clone(),
             );
             daemon.whole_marks += cov.filesystems();
             daemon.uses.push(cov.summary());
@@ -389,6 +431,9 @@ impl Daemon {
         if let Some(m) = self.mount_watch.take() {
             let _ = m.join();
         }
+        if let Some(q) = self.quiet.take() {
+            let _ = q.join();
+        }
         // The reader removes the marks, then allows whatever is still queued.
         self.reader_stop.trigger();
         if let Some(r) = self.reader.take() {
@@ -418,6 +463,8 @@ impl Daemon {
             retries = Stats::get(&g.retries),
             kernel_cache = ?self.kernel_cache.as_ref().map(|k| &k.stats),
             close_writes = s.close_writes.load(Relaxed),
+            unplaced = s.unplaced.load(Relaxed),
+            quieted_dirs = s.quieted_dirs.load(Relaxed),
             shutdown_answers = Stats::get(&g.shutdown_answers) + s.drained.load(Relaxed),
             answer_errors = s.answer_errors.load(Relaxed),
             allowed_unscanned = %s.allowed_summary(),
@@ -455,6 +502,22 @@ fn resolve_includes(settings: &WatchSettings) -> Result<Vec<PathBuf>, StartError
     let all = roots.clone();
     roots.retain(|r| !all.iter().any(|o| o != r && r.starts_with(o)));
     Ok(roots)
+}
+
+/// The include paths, the mount points below them (as this namespace shows them now) and
+/// the mount paths: the anchors of [`crate::locate::Locator`].
+fn anchor_paths(roots: &[PathBuf], mount_paths: &[PathBuf]) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = crate::mounts::plan_here(roots)
+        .filesystems
+        .into_iter()
+        .map(|f| f.path)
+        .collect();
+    for p in roots.iter().chain(mount_paths) {
+        if !paths.contains(p) {
+            paths.push(p.clone());
+        }
+    }
+    paths
 }
 
 fn build_policy(settings: &WatchSettings, roots: &[PathBuf]) -> Result<Policy, regex::Error> {

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use moat_fanotify::{Group, MarkFlags, MarkKind, Mask};
 
+use crate::locate::Locator;
 use crate::mounts::{self, Filesystem, Plan, Update};
 use crate::stop::Stop;
 
@@ -31,11 +32,23 @@ pub struct FilesystemCoverage {
     marked: Vec<Filesystem>,
     /// Ids of the mounts with an ignore mark.
     ignored: Vec<u32>,
+    /// Where files live: its anchors follow the plan.
+    locator: Arc<Locator>,
+    /// Extra anchors that do not come from the mount table (`OnAccessMountPath`).
+    extra_anchors: Vec<PathBuf>,
 }
 
 impl FilesystemCoverage {
     /// Places the marks of `plan` for `roots`.
-    pub fn cover(group: Arc<Group>, roots: Vec<PathBuf>, mask: Mask, ignore: Mask) -> Self {
+    /// The locator's anchors are set to the plan's paths (plus `extra_anchors`).
+    pub fn cover(
+        group: Arc<Group>,
+        roots: Vec<PathBuf>,
+        mask: Mask,
+        ignore: Mask,
+        locator: Arc<Locator>,
+        extra_anchors: Vec<PathBuf>,
+    ) -> Self {
         let plan: Plan = mounts::plan_here(&roots);
         let mut cov = FilesystemCoverage {
             group,
@@ -44,7 +57,10 @@ impl FilesystemCoverage {
             ignore,
             marked: Vec::new(),
             ignored: Vec::new(),
+            locator,
+            extra_anchors,
         };
+        cov.set_anchors(&plan.filesystems);
         for (id, path) in &plan.ignored_mounts {
             cov.ignore_mount(*id, path);
         }
@@ -73,13 +89,21 @@ impl FilesystemCoverage {
         )
     }
 
+    fn set_anchors(&self, filesystems: &[Filesystem]) {
+        let mut paths: Vec<PathBuf> = filesystems.iter().map(|f| f.path.clone()).collect();
+        paths.extend(self.extra_anchors.iter().cloned());
+        self.locator.set(&paths);
+    }
+
     fn mark(&mut self, fs: &Filesystem) {
         match self
             .group
             .add_mark(MarkKind::Filesystem, self.mask, &fs.path)
         {
             Ok(()) => {
-                self.marked.push(fs.clone());
+                if !self.marked.contains(fs) {
+                    self.marked.push(fs.clone());
+                }
                 tracing::debug!(path = %fs.path.display(), fs_type = %fs.fs_type, "filesystem marked");
             }
             Err(e) => tracing::warn!(path = %fs.path.display(), error = %e,
@@ -129,9 +153,12 @@ impl FilesystemCoverage {
             self.unignore_mount(*id, path);
         }
         for fs in &u.mark {
-            tracing::info!(path = %fs.path.display(), fs_type = %fs.fs_type, "filesystem mounted below an include path: marked");
+            if !self.marked.contains(fs) {
+                tracing::info!(path = %fs.path.display(), fs_type = %fs.fs_type, "filesystem mounted below an include path: marked");
+            }
             self.mark(fs);
         }
+        self.set_anchors(&u.mark);
         for (id, path) in &u.ignore {
             self.ignore_mount(*id, path);
         }

@@ -20,6 +20,7 @@ use moat_fanotify::{Event, EventBuffer, Group, Mask, PermissionEvent};
 use moat_guard::{AccessFacts, AllowReason, Decision, Policy, Response, VerdictCache, WorkerPool};
 
 use crate::kernel_cache::KernelCache;
+use crate::locate::{Locator, Place};
 use crate::stop::{Stop, Woken};
 use crate::verdict::{Access, AccessKind, PermissionSink, ReportSink, Reporter};
 
@@ -46,6 +47,10 @@ pub struct Reader {
     pub kernel_cache: Option<Arc<KernelCache>>,
     /// `OnAccessExtraScanning`: files closed after writing are scanned and reported.
     pub extra_scanning: bool,
+    /// Where an event's file lives, whatever mount it was opened through.
+    pub locator: Arc<Locator>,
+    /// Filesystem scope: directories found outside the include paths, offered for quieting.
+    pub quiet: Option<crate::quiet::Quieter>,
 }
 
 impl Reader {
@@ -227,34 +232,49 @@ impl Reader {
         }
     }
 
-    /// Gathers the facts of an access (procfs and `fstat` only) and applies the policy.
+    /// Gathers the facts of an access (procfs, `statx` and, for an alias mount, an `O_PATH`
+    /// open by handle: nothing that raises an event) and applies the policy. Path rules only
+    /// see a path drawn through an include path's own mount ([`Locator::place`]); a file
+    /// with no such place is scanned unless a rule independent of place allows it.
     fn decide(&self, fd: BorrowedFd<'_>, pid: i32, kind: AccessKind) -> (Access, Decision) {
         let uid = if self.policy.needs_uid() {
             moat_guard::uid_of_pid(pid).ok()
         } else {
             None
         };
-        let size = rustix::fs::fstat(fd).ok().map(|st| st.st_size as u64);
-        let path = match moat_fanotify::fd_path(fd) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                self.reporter.stats.path_errors.fetch_add(1, Relaxed);
-                tracing::debug!(error = %e, "cannot read the event's path; scanning anyway");
-                None
+        let st = crate::locate::stat_fd(fd).ok();
+        let size = st.map(|s| s.size);
+        let place = match &st {
+            Some(st) => self.locator.place(fd, st),
+            None => Place::Unsure("no stat"),
+        };
+        let (path, decision) = match place {
+            Place::At(p) => {
+                let d = self.policy.decide(&AccessFacts {
+                    pid,
+                    uid,
+                    path: &p,
+                    size,
+                });
+                (p, d)
+            }
+            Place::Unsure(why) => {
+                self.reporter.stats.unplaced.fetch_add(1, Relaxed);
+                tracing::trace!(
+                    why,
+                    "no trustworthy place for the event's file; scanning unless a rule allows it"
+                );
+                let p = moat_fanotify::fd_path(fd).unwrap_or_else(|_| PathBuf::from("?"));
+                (p, self.policy.decide_unplaced(pid, uid, size))
             }
         };
-        let decision = match &path {
-            Some(p) => self.policy.decide(&AccessFacts {
-                pid,
-                uid,
-                path: p,
-                size,
-            }),
-            // No path, no path rule: err on the side of scanning.
-            None => Decision::Scan,
-        };
+        if decision == Decision::Allow(AllowReason::OutsideIncludes) {
+            if let Some(q) = &self.quiet {
+                q.offer(&path);
+            }
+        }
         let access = Access {
-            path: path.unwrap_or_else(|| PathBuf::from("?")),
+            path,
             pid,
             uid,
             kind,
