@@ -170,8 +170,14 @@ impl Reader {
             Decision::Scan => match dup(fd) {
                 Ok(file) => {
                     self.reporter.stats.submitted.fetch_add(1, Relaxed);
+                    // The queue is fair between uids (one user's flood cannot hold every
+                    // worker): the uid is needed for every scan (PIDFD_GET_INFO, ~1 µs).
+                    let owner = access
+                        .uid
+                        .or_else(|| moat_guard::uid_of_pid(access.pid).ok())
+                        .unwrap_or(moat_guard::NO_OWNER);
                     let sink = PermissionSink::new(perm, access, Arc::clone(&self.reporter));
-                    self.pool.submit(file, sink);
+                    self.pool.submit_for(file, sink, owner);
                 }
                 Err(e) => {
                     let r = perm.respond(crate::verdict::kernel_response(self.on_error));
