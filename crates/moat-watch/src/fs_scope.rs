@@ -178,15 +178,12 @@ impl FilesystemCoverage {
         }
     }
 
-    /// Watches the mount table until `stop`, applying every change.
-    pub fn run(mut self, stop: &Stop) {
-        let file = match std::fs::File::open(mounts::MOUNTINFO) {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch the mount table: filesystems mounted later below an include path will not be covered");
-                return;
-            }
-        };
+    /// Watches the mount table until `stop`, applying every change. An error that stops
+    /// the watching is returned: mounts made afterwards would go uncovered, so the daemon
+    /// stops loudly (review F12).
+    pub fn run(mut self, stop: &Stop) -> Result<(), String> {
+        let file = std::fs::File::open(mounts::MOUNTINFO)
+            .map_err(|e| format!("cannot watch the mount table: {e}"))?;
         loop {
             let mut p = [
                 libc::pollfd {
@@ -203,14 +200,14 @@ impl FilesystemCoverage {
             // SAFETY: two valid pollfds.
             let r = unsafe { libc::poll(p.as_mut_ptr(), 2, -1) };
             if r < 0 {
-                if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
                     continue;
                 }
-                tracing::error!(error = %std::io::Error::last_os_error(), "poll on the mount table failed");
-                return;
+                return Err(format!("poll on the mount table failed: {e}"));
             }
             if p[1].revents != 0 || stop.is_triggered() {
-                return;
+                return Ok(());
             }
             if p[0].revents & (libc::POLLPRI | libc::POLLERR) != 0 {
                 self.refresh();

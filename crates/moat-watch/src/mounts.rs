@@ -146,10 +146,9 @@ pub fn plan(roots: &[PathBuf], mounts: &[Mount]) -> Plan {
                 dev: None,
             }),
         }
-        for m in mounts
-            .iter()
-            .filter(|m| m.mount_point.starts_with(root) && &m.mount_point != root)
-        {
+        for m in mounts.iter().filter(|m| {
+            m.mount_point.starts_with(root) && &m.mount_point != root && !is_pseudo(&m.fs_type)
+        }) {
             add(&mut plan, m.dev, &m.mount_point, &m.fs_type);
         }
     }
@@ -180,6 +179,37 @@ pub fn plan(roots: &[PathBuf], mounts: &[Mount]) -> Plan {
         }
     }
     plan
+}
+
+/// Kernel pseudo filesystems: no file content to scan, and a permission mark there breaks
+/// the system: the kernel opens each event's file read-only, which write-only attributes
+/// (sysfs `drivers_probe`, cgroupfs `cgroup.kill`) refuse, so root's writes to them would
+/// fail with EPERM (review F8). Never marked when mounted below an include path (an include
+/// path *on* one is marked as asked).
+pub fn is_pseudo(fs_type: &str) -> bool {
+    matches!(
+        fs_type,
+        "sysfs"
+            | "proc"
+            | "cgroup"
+            | "cgroup2"
+            | "debugfs"
+            | "tracefs"
+            | "securityfs"
+            | "bpf"
+            | "efivarfs"
+            | "configfs"
+            | "pstore"
+            | "fusectl"
+            | "devpts"
+            | "mqueue"
+            | "binfmt_misc"
+            | "autofs"
+            | "nsfs"
+            | "rpc_pipefs"
+            | "selinuxfs"
+            | "hugetlbfs"
+    )
 }
 
 /// Where `path` (canonical, in this namespace) lives on its filesystem: its device and its
@@ -377,6 +407,16 @@ mod tests {
         // Unmounted: forgotten.
         m.retain(|x| x.id != 25);
         assert_eq!(update(&roots, &m, &marked, &ignored).gone, vec![25]);
+    }
+
+    #[test]
+    fn pseudo_filesystems_below_a_root_are_not_marked() {
+        let (mut m, _) = parse(TABLE);
+        m.push(parse_line("60 22 0:22 / /srv/sys rw - sysfs sysfs rw").unwrap());
+        m.push(parse_line("61 60 0:23 / /srv/sys/fs/cgroup rw - cgroup2 cgroup2 rw").unwrap());
+        let plan = plan(&[p("/srv")], &m);
+        assert!(plan.filesystems.iter().all(|f| !is_pseudo(&f.fs_type)));
+        assert_eq!(plan.filesystems.len(), 3);
     }
 
     #[test]

@@ -103,16 +103,16 @@ fn open_dir(at: Option<BorrowedFd<'_>>, path: &Path) -> std::io::Result<OwnedFd>
 }
 
 impl QuietThread {
-    /// Handles offers until `stop`.
-    pub fn run(mut self, stop: &Stop) {
+    /// Handles offers until `stop` (or until the reader is gone).
+    pub fn run(mut self, stop: &Stop) -> Result<(), String> {
         loop {
             match self.rx.recv_timeout(std::time::Duration::from_millis(200)) {
                 Ok(dir) => self.offered(&dir),
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Ok(()),
             }
             if stop.is_triggered() {
-                return;
+                return Ok(());
             }
         }
     }

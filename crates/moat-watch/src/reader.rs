@@ -24,6 +24,10 @@ use crate::locate::{Locator, Place};
 use crate::stop::{Stop, Woken};
 use crate::verdict::{Access, AccessKind, PermissionSink, ReportSink, Reporter};
 
+/// Fault injection for the supervision test: `MOAT_TEST_FAULT=reader-poll` makes the
+/// reader's first `poll` fail.
+pub const FAULT_ENV: &str = "MOAT_TEST_FAULT";
+
 /// How long the reader polls for more events after a batch before it sleeps.
 const SPIN: std::time::Duration = std::time::Duration::from_micros(200);
 
@@ -55,18 +59,26 @@ pub struct Reader {
 
 impl Reader {
     /// Reads and dispatches events until `stop`; then removes every mark (no new events)
-    /// and allows what is still queued.
-    pub fn run(self, stop: &Stop) {
+    /// and allows what is still queued. An error that ends the loop (a failed `poll`) is
+    /// returned after that clean-up, so the daemon stops loudly instead of running on
+    /// without a reader (review F12).
+    pub fn run(self, stop: &Stop) -> Result<(), String> {
         let mut buf = EventBuffer::with_len(256 * 1024);
+        let mut fault = std::env::var_os(FAULT_ENV).is_some_and(|v| v == "reader-poll");
+        let mut failed = Ok(());
         loop {
             if self.spin(&mut buf, stop) {
                 continue;
             }
-            match stop.poll_with(self.group.as_fd(), None) {
+            let polled = match std::mem::take(&mut fault) {
+                true => Err(std::io::Error::other("fault injected by MOAT_TEST_FAULT")),
+                false => stop.poll_with(self.group.as_fd(), None),
+            };
+            match polled {
                 Ok(Woken::Stop) => break,
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::error!(error = %e, "poll on the fanotify fd failed");
+                    failed = Err(format!("poll on the fanotify fd failed: {e}"));
                     break;
                 }
             }
@@ -82,6 +94,7 @@ impl Reader {
             }
         }
         self.drain(&mut buf);
+        failed
     }
 
     /// Polls the (non-blocking) group for up to [`SPIN`] before the caller sleeps in
