@@ -124,6 +124,8 @@ pub struct Stats {
     pub retries: AtomicU64,
     /// Answered Deny from the infected entries of the verdict cache (also in `infected`).
     pub infected_cache_hits: AtomicU64,
+    /// Workers stuck in one scan for twice the deadline, replaced by new ones.
+    pub workers_replaced: AtomicU64,
 }
 
 impl Stats {
@@ -616,6 +618,8 @@ pub struct WorkerPool {
     queue: Arc<FairQueue>,
     scanner: Arc<ScannerSlot>,
     workers: Vec<JoinHandle<()>>,
+    crew: Arc<Crew>,
+    monitor: Option<JoinHandle<()>>,
     stopping: Arc<AtomicBool>,
     deadlines: DeadlineHandle,
     config: PoolConfig,
@@ -646,30 +650,46 @@ impl WorkerPool {
     ) -> io::Result<WorkerPool> {
         let queue = Arc::new(FairQueue::new(config.threads.max(1).div_ceil(2)));
         let stopping = Arc::new(AtomicBool::new(false));
+        let template = Worker {
+            settle: config.settle,
+            retries: config.retries,
+            queue: Arc::clone(&queue),
+            scanner: Arc::clone(&scanner),
+            cache: Arc::clone(&cache),
+            hook: hook.clone(),
+            stats: Arc::clone(deadlines.stats()),
+            stopping: Arc::clone(&stopping),
+            busy_since: Arc::new(AtomicU64::new(0)),
+            retired: Arc::new(AtomicBool::new(false)),
+            epoch: Instant::now(),
+        };
+        let crew = Arc::new(Crew {
+            template,
+            slots: std::sync::Mutex::new(Vec::new()),
+            extra: std::sync::Mutex::new(Vec::new()),
+            epoch: Instant::now(),
+            spawned: AtomicU64::new(0),
+        });
         let mut pool = WorkerPool {
             queue: Arc::clone(&queue),
             scanner: Arc::clone(&scanner),
             workers: Vec::new(),
+            crew: Arc::clone(&crew),
+            monitor: None,
             stopping: Arc::clone(&stopping),
             deadlines,
             config,
         };
-        for i in 0..config.threads.max(1) {
-            let worker = Worker {
-                settle: config.settle,
-                retries: config.retries,
-                queue: Arc::clone(&queue),
-                scanner: Arc::clone(&scanner),
-                cache: Arc::clone(&cache),
-                hook: hook.clone(),
-                stats: Arc::clone(pool.deadlines.stats()),
-                stopping: Arc::clone(&stopping),
-            };
-            let thread = std::thread::Builder::new()
-                .name(format!("moat-scan-{i}"))
-                .spawn(move || worker.run())?;
-            pool.workers.push(thread);
+        for _ in 0..config.threads.max(1) {
+            pool.workers.push(crew.spawn()?);
         }
+        let stuck_after = (config.deadline * 2).max(Duration::from_millis(50));
+        let threads = config.threads.max(1);
+        pool.monitor = Some(
+            std::thread::Builder::new()
+                .name("moat-scan-monitor".into())
+                .spawn(move || crew.monitor(threads, stuck_after))?,
+        );
         Ok(pool)
     }
 
@@ -725,6 +745,10 @@ impl WorkerPool {
     pub fn shutdown_within(mut self, limit: Duration) -> bool {
         self.stopping.store(true, Release);
         self.queue.close();
+        if let Some(m) = self.monitor.take() {
+            let _ = m.join();
+        }
+        self.workers.append(&mut self.crew.take_extra());
         let until = Instant::now() + limit;
         while self.workers.iter().any(|w| !w.is_finished()) && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(5));
@@ -739,6 +763,10 @@ impl WorkerPool {
     fn stop(&mut self) {
         self.stopping.store(true, Release);
         self.queue.close();
+        if let Some(m) = self.monitor.take() {
+            let _ = m.join();
+        }
+        self.workers.append(&mut self.crew.take_extra());
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
@@ -751,7 +779,93 @@ impl Drop for WorkerPool {
     }
 }
 
+/// The workers' common parts and their state, for replacing stuck ones: a worker whose
+/// scan has run for twice the deadline (a FUSE or NFS read that never returns, review F7)
+/// is retired (it exits once its scan returns, if ever) and a new one takes its place, up to
+/// as many extra workers as the pool has. Its opener was answered by the deadline already.
+struct Crew {
+    template: Worker,
+    /// Each worker's `busy_since` and `retired` flags.
+    #[allow(clippy::type_complexity)]
+    slots: std::sync::Mutex<Vec<(Arc<AtomicU64>, Arc<AtomicBool>)>>,
+    /// Replacement threads, joined at shutdown with the first ones.
+    extra: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    /// `busy_since` counts milliseconds from here (plus one: 0 means idle).
+    epoch: Instant,
+    spawned: AtomicU64,
+}
+
+impl Crew {
+    fn spawn(&self) -> io::Result<JoinHandle<()>> {
+        let mut w = self.template.clone();
+        w.busy_since = Arc::new(AtomicU64::new(0));
+        w.retired = Arc::new(AtomicBool::new(false));
+        w.epoch = self.epoch;
+        self.slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((Arc::clone(&w.busy_since), Arc::clone(&w.retired)));
+        let i = self.spawned.fetch_add(1, Relaxed);
+        std::thread::Builder::new()
+            .name(format!("moat-scan-{i}"))
+            .spawn(move || w.run())
+    }
+
+    fn take_extra(&self) -> Vec<JoinHandle<()>> {
+        std::mem::take(&mut *self.extra.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Until the pool stops: retires workers stuck for `stuck_after` and starts others.
+    fn monitor(&self, threads: usize, stuck_after: Duration) {
+        let tick = (stuck_after / 2).min(Duration::from_millis(100));
+        while !self.template.stopping.load(Acquire) {
+            std::thread::sleep(tick);
+            let now = self.epoch.elapsed().as_millis() as u64 + 1;
+            let newly_stuck = {
+                let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+                slots
+                    .iter()
+                    .filter(|(busy, retired)| {
+                        let since = busy.load(Acquire);
+                        let is_stuck = since != 0
+                            && now.saturating_sub(since) > stuck_after.as_millis() as u64;
+                        is_stuck && !retired.swap(true, AcqRel)
+                    })
+                    .count()
+            };
+            // Live workers, and retired ones still stuck in their scan (a retired worker
+            // whose scan returned has exited: its slot is dropped).
+            let (live, still_stuck) = {
+                let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+                slots.retain(|(busy, r)| !r.load(Acquire) || busy.load(Acquire) != 0);
+                let live = slots.iter().filter(|(_, r)| !r.load(Acquire)).count();
+                (live, slots.len() - live)
+            };
+            // At most as many stuck threads as the pool has workers: past that, the
+            // deadline answers for them.
+            if still_stuck > threads {
+                continue;
+            }
+            for _ in live..threads {
+                if let Ok(h) = self.spawn() {
+                    Stats::bump(&self.template.stats.workers_replaced);
+                    let mut extra = self.extra.lock().unwrap_or_else(|e| e.into_inner());
+                    extra.retain(|h| !h.is_finished());
+                    extra.push(h);
+                }
+            }
+            let _ = newly_stuck;
+        }
+    }
+}
+
+#[derive(Clone)]
 struct Worker {
+    /// When this worker's current job started (ms from `epoch`, plus one), 0 when idle.
+    busy_since: Arc<AtomicU64>,
+    /// Set by the monitor when the worker was stuck and replaced: exit after this job.
+    retired: Arc<AtomicBool>,
+    epoch: Instant,
     settle: Duration,
     retries: u32,
     queue: Arc<FairQueue>,
@@ -792,8 +906,14 @@ impl Worker {
 
     fn run(self) {
         while let Some(job) = self.next_job() {
+            let started = self.epoch.elapsed().as_millis() as u64 + 1;
+            self.busy_since.store(started, Release);
             self.run_job(&job);
+            self.busy_since.store(0, Release);
             self.queue.done(job.owner);
+            if self.retired.load(Acquire) {
+                return;
+            }
         }
     }
 

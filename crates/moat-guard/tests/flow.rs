@@ -967,3 +967,34 @@ fn one_owners_flood_does_not_delay_another_owner() {
     drop(flood);
     s.shutdown();
 }
+
+/// A worker stuck in one scan (a read that never returns) is replaced: with one worker
+/// blocked for good, a later scan is still answered with its verdict, not by the deadline
+/// (review F7).
+#[test]
+fn a_stuck_worker_is_replaced() {
+    let (scanner, started, release) = BlockingScanner::new();
+    let s = setup(1, Duration::from_millis(30), Response::Allow, scanner);
+    let (tx, rx) = unbounded();
+    s.pool.submit(file_with(b"stuck"), sink(0, &tx));
+    started.recv_timeout(WAIT).unwrap();
+    assert_eq!(
+        rx.recv_timeout(WAIT).unwrap(),
+        (0, Response::Allow, Seen::Deadline)
+    );
+    let until = Instant::now() + WAIT;
+    while get(&s.stats.workers_replaced) == 0 {
+        assert!(Instant::now() < until, "the stuck worker was not replaced");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The replacement takes the next job: it blocks too (same scanner) but it *started*,
+    // which no job could while the only worker was stuck.
+    s.pool.submit(file_with(b"next"), sink(1, &tx));
+    started
+        .recv_timeout(WAIT)
+        .expect("a replacement worker took the job");
+    release.send(()).unwrap();
+    release.send(()).unwrap();
+    assert_eq!(rx.recv_timeout(WAIT).unwrap().0, 1);
+    s.shutdown();
+}
