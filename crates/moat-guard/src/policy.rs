@@ -43,7 +43,7 @@ pub struct PolicySettings {
     /// reports the thread group id unless `FAN_REPORT_TID` is set, so one pid covers all of
     /// the daemon's threads.
     pub own_pid: i32,
-    /// Directories never watched: `TemporaryDirectory` and `DatabaseDirectory`.
+    /// Directories never watched: `DatabaseDirectory` (moat no longer exempts `TemporaryDirectory`).
     pub never_watched: Vec<PathBuf>,
     /// `OnAccessMaxFileSize`: larger files are allowed unscanned (`None`: no limit).
     pub max_file_size: Option<u64>,
@@ -60,7 +60,7 @@ pub enum AllowReason {
     ExcludedUid,
     /// The file is empty: there is no content to detect.
     Empty,
-    /// The file is under `TemporaryDirectory` or `DatabaseDirectory`.
+    /// The file is under a never-watched directory (`DatabaseDirectory`).
     NeverWatched,
     /// The file is under none of the include paths.
     OutsideIncludes,

@@ -64,7 +64,7 @@ pub struct WatchSettings {
     pub exclude_uids: Vec<u32>,
     /// `OnAccessExcludeRootUID`.
     pub exclude_root_uid: bool,
-    /// `DatabaseDirectory`, `TemporaryDirectory`: never watched.
+    /// `DatabaseDirectory`: never watched.
     pub never_watched: Vec<PathBuf>,
     /// `OnAccessMaxFileSize` (`None`: no limit).
     pub max_file_size: Option<u64>,
