@@ -22,12 +22,12 @@
 //! key: a newer version of a file replaces the older one, and `forget` needs nothing but the
 //! inode.
 //!
-//! **Clean verdicts only.** A detection is rare, so caching it saves nothing measurable, while
-//! a cached infected entry would have to carry its name, compete with clean entries for
-//! capacity, and be kept coherent with the allow list on reload. Keeping the cache a plain set
-//! of known-clean files also makes any cache bug fail towards a rescan, never towards a stale
-//! answer. Skipped (too-large) files are not cached either: deciding them again costs one
-//! `fstat`.
+//! **Infected verdicts too, apart.** A detection is remembered under the same key and
+//! generation in a small separate map (at most [`INFECTED_ENTRIES`], emptied when full), so
+//! repeated opens of one costly infected file (an archive bomb opened in a loop to keep
+//! every worker busy) are not rescanned each time. Kept apart so clean entries never compete
+//! with them and any bug fails towards a rescan. Skipped (too-large) files are not cached:
+//! deciding them again costs one `fstat`.
 //!
 //! **Generation.** Entries carry the generation they were scanned under and only answer for
 //! that generation. [`VerdictCache::clear`] on reload frees memory, but the generation check is
@@ -246,11 +246,19 @@ impl Shard {
     }
 }
 
-/// A bounded, sharded, thread-safe set of files known clean. See the module docs.
+/// A bounded, sharded, thread-safe set of files known clean, and a small map of files
+/// known infected. See the module docs.
 pub struct VerdictCache {
     shards: Box<[Mutex<Shard>]>,
     capacity: usize,
+    infected: Mutex<InfectedMap>,
 }
+
+/// Files known infected: key, generation, detection name.
+type InfectedMap = HashMap<Inode, (FileKey, u64, std::sync::Arc<str>)>;
+
+/// Infected entries kept at most (the map is emptied when full: detections are rare).
+pub const INFECTED_ENTRIES: usize = 4096;
 
 /// The number of shards for a large enough cache (a power of two, well above any sensible
 /// `OnAccessMaxThreads`, so two workers rarely meet on one lock).
@@ -270,7 +278,11 @@ impl VerdictCache {
                 })
             })
             .collect();
-        VerdictCache { shards, capacity }
+        VerdictCache {
+            shards,
+            capacity,
+            infected: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The configured capacity.
@@ -295,14 +307,40 @@ impl VerdictCache {
         self.shard(key.inode()).insert(key, generation)
     }
 
+    fn infected_map(&self) -> MutexGuard<'_, InfectedMap> {
+        self.infected.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The detection name when `key` is known infected under `generation`.
+    pub fn infected(&self, key: &FileKey, generation: u64) -> Option<std::sync::Arc<str>> {
+        match self.infected_map().get(&key.inode()) {
+            Some((k, g, name)) if k == key && *g == generation => Some(name.clone()),
+            _ => None,
+        }
+    }
+
+    /// Records `key` as infected with `name` under `generation`.
+    pub fn insert_infected(&self, key: FileKey, generation: u64, name: std::sync::Arc<str>) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut m = self.infected_map();
+        if m.len() >= INFECTED_ENTRIES {
+            m.clear();
+        }
+        m.insert(key.inode(), (key, generation, name));
+    }
+
     /// Forgets whatever version of `inode` is cached (on `FAN_CLOSE_WRITE`); true when there
     /// was one.
     pub fn forget(&self, inode: Inode) -> bool {
-        self.shard(inode).remove(inode)
+        let infected = self.infected_map().remove(&inode).is_some();
+        self.shard(inode).remove(inode) || infected
     }
 
     /// Forgets everything (on database reload).
     pub fn clear(&self) {
+        self.infected_map().clear();
         for s in self.shards.iter() {
             s.lock().unwrap_or_else(|e| e.into_inner()).clear();
         }

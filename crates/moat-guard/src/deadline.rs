@@ -17,9 +17,11 @@
 //! [`Stats::late_results`]. A token dropped without any answer (a bug, a lost job) answers
 //! itself with the on-error decision from `Drop`, so no opener ever hangs on moat.
 //!
-//! **Why no global lock.** Jobs reach workers through a crossbeam channel (lock-free queue),
-//! deadlines reach the single watcher thread through another; the watcher owns its min-heap
-//! alone. Workers share only the immutable scanner and the sharded verdict cache. So N workers
+//! **Why (almost) no global lock.** Jobs reach workers through a fair queue (one FIFO per
+//! opener's uid, served round-robin, at most half the workers per uid: a short mutex, never
+//! held during a scan); deadlines reach the single watcher thread through a crossbeam
+//! channel; the watcher owns its min-heap alone. A job answered while queued (at its
+//! deadline) closes its file at once. Workers share only the immutable scanner and the sharded verdict cache. So N workers
 //! scan truly in parallel and the reader thread never blocks on a worker.
 //!
 //! The [`Answer`] sink is where the kernel layer plugs in (write `FAN_ALLOW`/`FAN_DENY`, set
@@ -120,6 +122,10 @@ pub struct Stats {
     pub shutdown_answers: AtomicU64,
     /// Scans retried after a failure (`OnAccessRetryAttempts`).
     pub retries: AtomicU64,
+    /// Answered Deny from the infected entries of the verdict cache (also in `infected`).
+    pub infected_cache_hits: AtomicU64,
+    /// Workers stuck in one scan for twice the deadline, replaced by new ones.
+    pub workers_replaced: AtomicU64,
 }
 
 impl Stats {
@@ -138,6 +144,10 @@ struct Inner {
     deadline: Instant,
     on_error: Response,
     sink: Box<dyn Answer>,
+    /// The file to scan, while queued: released the moment the token is answered (by the
+    /// deadline watcher too), so jobs answered while queued hold no descriptor (review F7;
+    /// out of descriptors, the kernel denies every open).
+    file: std::sync::Mutex<Option<Arc<File>>>,
 }
 
 impl Drop for Inner {
@@ -162,7 +172,31 @@ impl Pending {
             deadline,
             on_error,
             sink: Box::new(sink),
+            file: std::sync::Mutex::new(None),
         }))
+    }
+
+    /// Hands the token the file to scan (held until the answer).
+    pub fn attach(&self, file: File) {
+        *self.0.file.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(file));
+    }
+
+    /// The file to scan, unless the token was answered (then the file is already closed).
+    pub fn file(&self) -> Option<Arc<File>> {
+        self.0
+            .file
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Whether the token still holds its file (tests: a descriptor is released at once).
+    pub fn holds_file(&self) -> bool {
+        self.0
+            .file
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
     }
 
     /// When the deadline watcher answers if nobody did.
@@ -190,6 +224,9 @@ impl Pending {
             .is_ok();
         if won {
             self.0.sink.answer(response, cause);
+            // Released after answering (the answer comes first); a worker scanning it keeps
+            // its own reference until done.
+            drop(self.0.file.lock().unwrap_or_else(|e| e.into_inner()).take());
         }
         won
     }
@@ -439,15 +476,150 @@ impl PoolConfig {
 const WORKER_SPIN: Duration = Duration::from_micros(200);
 
 struct Job {
-    file: File,
     pending: Pending,
+    /// Whose access it is (the opener's uid; [`NO_OWNER`] when unknown): the queue is fair
+    /// between owners.
+    owner: u32,
+}
+
+/// The owner of jobs whose opener's uid is unknown (one more queue of its own).
+pub const NO_OWNER: u32 = u32::MAX;
+
+/// The jobs waiting, one FIFO per owner (uid), served round-robin, with at most `cap` jobs
+/// of one owner running at once (`ceil(threads / 2)`): one user's flood of slow scans can
+/// neither hold every worker nor queue ahead of another user's opens (review F6).
+/// Hand-written: crossbeam's channels are FIFO only, and the fairness is the point here.
+struct FairQueue {
+    state: std::sync::Mutex<QueueState>,
+    ready: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct QueueState {
+    queues: std::collections::HashMap<u32, std::collections::VecDeque<Job>>,
+    /// Owners with queued jobs, in serving order.
+    ring: std::collections::VecDeque<u32>,
+    running: std::collections::HashMap<u32, usize>,
+    cap: usize,
+    closed: bool,
+}
+
+impl QueueState {
+    /// The next job, round-robin over owners under their cap.
+    fn take(&mut self) -> Option<Job> {
+        for _ in 0..self.ring.len() {
+            let owner = self.ring.pop_front()?;
+            let running = self.running.get(&owner).copied().unwrap_or(0);
+            let queue = self.queues.get_mut(&owner);
+            let Some(queue) = queue.filter(|q| !q.is_empty()) else {
+                self.queues.remove(&owner);
+                continue;
+            };
+            // Jobs of unknown owners (the opener vanished before its uid was read) have no
+            // fairness information to apply.
+            if owner != NO_OWNER && running >= self.cap {
+                self.ring.push_back(owner);
+                continue;
+            }
+            let job = queue.pop_front();
+            if queue.is_empty() {
+                self.queues.remove(&owner);
+            } else {
+                self.ring.push_back(owner);
+            }
+            *self.running.entry(owner).or_insert(0) += 1;
+            return job;
+        }
+        None
+    }
+
+    fn is_drained(&self) -> bool {
+        self.queues.values().all(|q| q.is_empty())
+    }
+}
+
+impl FairQueue {
+    fn new(cap: usize) -> FairQueue {
+        FairQueue {
+            state: std::sync::Mutex::new(QueueState {
+                cap: cap.max(1),
+                ..QueueState::default()
+            }),
+            ready: std::sync::Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `job`; gives it back when the queue is closed.
+    fn push(&self, job: Job) -> Result<(), Job> {
+        let mut st = self.lock();
+        if st.closed {
+            return Err(job);
+        }
+        let owner = job.owner;
+        let q = st.queues.entry(owner).or_default();
+        let new = q.is_empty();
+        q.push_back(job);
+        if new && !st.ring.contains(&owner) {
+            st.ring.push_back(owner);
+        }
+        drop(st);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// A job without waiting, if one may run now.
+    fn try_take(&self) -> Option<Job> {
+        self.lock().take()
+    }
+
+    /// The next job, waiting for one; `None` once closed and drained.
+    fn take(&self) -> Option<Job> {
+        let mut st = self.lock();
+        loop {
+            if let Some(job) = st.take() {
+                return Some(job);
+            }
+            if st.closed && st.is_drained() {
+                return None;
+            }
+            st = self.ready.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// A job of `owner` finished: another of its jobs may run.
+    fn done(&self, owner: u32) {
+        let mut st = self.lock();
+        if let Some(n) = st.running.get_mut(&owner) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                st.running.remove(&owner);
+            }
+        }
+        drop(st);
+        self.ready.notify_all();
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.ready.notify_all();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
 }
 
 /// N scanning threads fed through a channel. See the module docs.
 pub struct WorkerPool {
-    tx: Option<Sender<Job>>,
+    queue: Arc<FairQueue>,
     scanner: Arc<ScannerSlot>,
     workers: Vec<JoinHandle<()>>,
+    crew: Arc<Crew>,
+    monitor: Option<JoinHandle<()>>,
     stopping: Arc<AtomicBool>,
     deadlines: DeadlineHandle,
     config: PoolConfig,
@@ -476,32 +648,48 @@ impl WorkerPool {
         deadlines: DeadlineHandle,
         hook: Option<Arc<dyn CleanHook>>,
     ) -> io::Result<WorkerPool> {
-        let (tx, rx) = crossbeam_channel::unbounded::<Job>();
+        let queue = Arc::new(FairQueue::new(config.threads.max(1).div_ceil(2)));
         let stopping = Arc::new(AtomicBool::new(false));
+        let template = Worker {
+            settle: config.settle,
+            retries: config.retries,
+            queue: Arc::clone(&queue),
+            scanner: Arc::clone(&scanner),
+            cache: Arc::clone(&cache),
+            hook: hook.clone(),
+            stats: Arc::clone(deadlines.stats()),
+            stopping: Arc::clone(&stopping),
+            busy_since: Arc::new(AtomicU64::new(0)),
+            retired: Arc::new(AtomicBool::new(false)),
+            epoch: Instant::now(),
+        };
+        let crew = Arc::new(Crew {
+            template,
+            slots: std::sync::Mutex::new(Vec::new()),
+            extra: std::sync::Mutex::new(Vec::new()),
+            epoch: Instant::now(),
+            spawned: AtomicU64::new(0),
+        });
         let mut pool = WorkerPool {
-            tx: Some(tx),
+            queue: Arc::clone(&queue),
             scanner: Arc::clone(&scanner),
             workers: Vec::new(),
+            crew: Arc::clone(&crew),
+            monitor: None,
             stopping: Arc::clone(&stopping),
             deadlines,
             config,
         };
-        for i in 0..config.threads.max(1) {
-            let worker = Worker {
-                settle: config.settle,
-                retries: config.retries,
-                rx: rx.clone(),
-                scanner: Arc::clone(&scanner),
-                cache: Arc::clone(&cache),
-                hook: hook.clone(),
-                stats: Arc::clone(pool.deadlines.stats()),
-                stopping: Arc::clone(&stopping),
-            };
-            let thread = std::thread::Builder::new()
-                .name(format!("moat-scan-{i}"))
-                .spawn(move || worker.run())?;
-            pool.workers.push(thread);
+        for _ in 0..config.threads.max(1) {
+            pool.workers.push(crew.spawn()?);
         }
+        let stuck_after = (config.deadline * 2).max(Duration::from_millis(50));
+        let threads = config.threads.max(1);
+        pool.monitor = Some(
+            std::thread::Builder::new()
+                .name("moat-scan-monitor".into())
+                .spawn(move || crew.monitor(threads, stuck_after))?,
+        );
         Ok(pool)
     }
 
@@ -511,24 +699,32 @@ impl WorkerPool {
     }
 
     /// Queues a scan of `file`, answered through `sink` within the configured deadline.
-    /// Never blocks. Returns the token (e.g. to inspect it in tests).
+    /// Never blocks. Returns the token (e.g. to inspect it in tests). The owner is unknown
+    /// ([`NO_OWNER`]); see [`submit_for`](Self::submit_for).
     pub fn submit(&self, file: File, sink: impl Answer + 'static) -> Pending {
+        self.submit_for(file, sink, NO_OWNER)
+    }
+
+    /// [`submit`](Self::submit) for an access by `owner` (the opener's uid): jobs are served
+    /// round-robin between owners, each with at most half the workers at once.
+    pub fn submit_for(&self, file: File, sink: impl Answer + 'static, owner: u32) -> Pending {
         let deadline = Instant::now() + self.config.deadline;
         let pending = Pending::new(sink, deadline, self.config.on_error);
-        self.submit_pending(file, pending.clone());
+        self.submit_pending_for(file, pending.clone(), owner);
         pending
     }
 
     /// Queues a scan of `file` for an existing token (registered with the deadline watcher
     /// first, so no token escapes the deadline).
     pub fn submit_pending(&self, file: File, pending: Pending) {
+        self.submit_pending_for(file, pending, NO_OWNER)
+    }
+
+    fn submit_pending_for(&self, file: File, pending: Pending, owner: u32) {
+        pending.attach(file);
         self.deadlines.watch(pending.clone());
-        let job = Job { file, pending };
-        let sent = match &self.tx {
-            Some(tx) => tx.send(job).map_err(|e| e.into_inner()),
-            None => Err(job),
-        };
-        if let Err(job) = sent {
+        let job = Job { pending, owner };
+        if let Err(job) = self.queue.push(job) {
             if job.pending.answer(Response::Allow, Cause::Shutdown) {
                 Stats::bump(&self.deadlines.stats().shutdown_answers);
             }
@@ -548,7 +744,11 @@ impl WorkerPool {
     /// although one file takes long to scan.
     pub fn shutdown_within(mut self, limit: Duration) -> bool {
         self.stopping.store(true, Release);
-        self.tx = None;
+        self.queue.close();
+        if let Some(m) = self.monitor.take() {
+            let _ = m.join();
+        }
+        self.workers.append(&mut self.crew.take_extra());
         let until = Instant::now() + limit;
         while self.workers.iter().any(|w| !w.is_finished()) && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(5));
@@ -562,7 +762,11 @@ impl WorkerPool {
 
     fn stop(&mut self) {
         self.stopping.store(true, Release);
-        self.tx = None;
+        self.queue.close();
+        if let Some(m) = self.monitor.take() {
+            let _ = m.join();
+        }
+        self.workers.append(&mut self.crew.take_extra());
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
@@ -575,10 +779,96 @@ impl Drop for WorkerPool {
     }
 }
 
+/// The workers' common parts and their state, for replacing stuck ones: a worker whose
+/// scan has run for twice the deadline (a FUSE or NFS read that never returns, review F7)
+/// is retired (it exits once its scan returns, if ever) and a new one takes its place, up to
+/// as many extra workers as the pool has. Its opener was answered by the deadline already.
+struct Crew {
+    template: Worker,
+    /// Each worker's `busy_since` and `retired` flags.
+    #[allow(clippy::type_complexity)]
+    slots: std::sync::Mutex<Vec<(Arc<AtomicU64>, Arc<AtomicBool>)>>,
+    /// Replacement threads, joined at shutdown with the first ones.
+    extra: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    /// `busy_since` counts milliseconds from here (plus one: 0 means idle).
+    epoch: Instant,
+    spawned: AtomicU64,
+}
+
+impl Crew {
+    fn spawn(&self) -> io::Result<JoinHandle<()>> {
+        let mut w = self.template.clone();
+        w.busy_since = Arc::new(AtomicU64::new(0));
+        w.retired = Arc::new(AtomicBool::new(false));
+        w.epoch = self.epoch;
+        self.slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((Arc::clone(&w.busy_since), Arc::clone(&w.retired)));
+        let i = self.spawned.fetch_add(1, Relaxed);
+        std::thread::Builder::new()
+            .name(format!("moat-scan-{i}"))
+            .spawn(move || w.run())
+    }
+
+    fn take_extra(&self) -> Vec<JoinHandle<()>> {
+        std::mem::take(&mut *self.extra.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Until the pool stops: retires workers stuck for `stuck_after` and starts others.
+    fn monitor(&self, threads: usize, stuck_after: Duration) {
+        let tick = (stuck_after / 2).min(Duration::from_millis(100));
+        while !self.template.stopping.load(Acquire) {
+            std::thread::sleep(tick);
+            let now = self.epoch.elapsed().as_millis() as u64 + 1;
+            let newly_stuck = {
+                let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+                slots
+                    .iter()
+                    .filter(|(busy, retired)| {
+                        let since = busy.load(Acquire);
+                        let is_stuck = since != 0
+                            && now.saturating_sub(since) > stuck_after.as_millis() as u64;
+                        is_stuck && !retired.swap(true, AcqRel)
+                    })
+                    .count()
+            };
+            // Live workers, and retired ones still stuck in their scan (a retired worker
+            // whose scan returned has exited: its slot is dropped).
+            let (live, still_stuck) = {
+                let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+                slots.retain(|(busy, r)| !r.load(Acquire) || busy.load(Acquire) != 0);
+                let live = slots.iter().filter(|(_, r)| !r.load(Acquire)).count();
+                (live, slots.len() - live)
+            };
+            // At most as many stuck threads as the pool has workers: past that, the
+            // deadline answers for them.
+            if still_stuck > threads {
+                continue;
+            }
+            for _ in live..threads {
+                if let Ok(h) = self.spawn() {
+                    Stats::bump(&self.template.stats.workers_replaced);
+                    let mut extra = self.extra.lock().unwrap_or_else(|e| e.into_inner());
+                    extra.retain(|h| !h.is_finished());
+                    extra.push(h);
+                }
+            }
+            let _ = newly_stuck;
+        }
+    }
+}
+
+#[derive(Clone)]
 struct Worker {
+    /// When this worker's current job started (ms from `epoch`, plus one), 0 when idle.
+    busy_since: Arc<AtomicU64>,
+    /// Set by the monitor when the worker was stuck and replaced: exit after this job.
+    retired: Arc<AtomicBool>,
+    epoch: Instant,
     settle: Duration,
     retries: u32,
-    rx: Receiver<Job>,
+    queue: Arc<FairQueue>,
     scanner: Arc<ScannerSlot>,
     cache: Arc<VerdictCache>,
     hook: Option<Arc<dyn CleanHook>>,
@@ -604,13 +894,11 @@ impl Worker {
     fn next_job(&self) -> Option<Job> {
         let until = Instant::now() + WORKER_SPIN;
         loop {
-            match self.rx.try_recv() {
-                Ok(job) => return Some(job),
-                Err(crossbeam_channel::TryRecvError::Disconnected) => return None,
-                Err(crossbeam_channel::TryRecvError::Empty) => {}
+            if let Some(job) = self.queue.try_take() {
+                return Some(job);
             }
-            if Instant::now() >= until {
-                return self.rx.recv().ok();
+            if self.queue.is_closed() || Instant::now() >= until {
+                return self.queue.take();
             }
             std::thread::yield_now();
         }
@@ -618,34 +906,46 @@ impl Worker {
 
     fn run(self) {
         while let Some(job) = self.next_job() {
-            if self.stopping.load(Acquire) {
-                if job.pending.answer(Response::Allow, Cause::Shutdown) {
-                    Stats::bump(&self.stats.shutdown_answers);
-                }
-                continue;
+            let started = self.epoch.elapsed().as_millis() as u64 + 1;
+            self.busy_since.store(started, Release);
+            self.run_job(&job);
+            self.busy_since.store(0, Release);
+            self.queue.done(job.owner);
+            if self.retired.load(Acquire) {
+                return;
             }
-            if job.pending.is_answered() {
-                Stats::bump(&self.stats.expired_in_queue);
-                continue;
+        }
+    }
+
+    fn run_job(&self, job: &Job) {
+        if self.stopping.load(Acquire) {
+            if job.pending.answer(Response::Allow, Cause::Shutdown) {
+                Stats::bump(&self.stats.shutdown_answers);
             }
-            let found = catch_unwind(AssertUnwindSafe(|| self.process(&job.file, &job.pending)))
-                .unwrap_or_else(|_| {
-                    Stats::bump(&self.stats.panics);
-                    Err(ScanFailure::Panicked)
-                });
-            let outcome = found.as_ref().map(|f| &f.outcome);
-            // A panicking sink or hook must not take the worker down with it.
-            let _ = catch_unwind(AssertUnwindSafe(|| self.deliver(&job.pending, outcome)));
-            if let (
-                Some(hook),
-                Ok(Found {
-                    clean_as_of: Some((key, generation)),
-                    ..
-                }),
-            ) = (&self.hook, &found)
-            {
-                let _ = catch_unwind(AssertUnwindSafe(|| hook.clean(&job.file, key, *generation)));
-            }
+            return;
+        }
+        // Answered while queued (the deadline): its file is already closed.
+        let Some(file) = job.pending.file().filter(|_| !job.pending.is_answered()) else {
+            Stats::bump(&self.stats.expired_in_queue);
+            return;
+        };
+        let found = catch_unwind(AssertUnwindSafe(|| self.process(&file, &job.pending)))
+            .unwrap_or_else(|_| {
+                Stats::bump(&self.stats.panics);
+                Err(ScanFailure::Panicked)
+            });
+        let outcome = found.as_ref().map(|f| &f.outcome);
+        // A panicking sink or hook must not take the worker down with it.
+        let _ = catch_unwind(AssertUnwindSafe(|| self.deliver(&job.pending, outcome)));
+        if let (
+            Some(hook),
+            Ok(Found {
+                clean_as_of: Some((key, generation)),
+                ..
+            }),
+        ) = (&self.hook, &found)
+        {
+            let _ = catch_unwind(AssertUnwindSafe(|| hook.clean(&file, key, *generation)));
         }
     }
 
@@ -661,6 +961,13 @@ impl Worker {
                 clean_as_of: Some((before, generation)),
             });
         }
+        if let Some(name) = self.cache.infected(&before, generation) {
+            Stats::bump(&self.stats.infected_cache_hits);
+            return Ok(Found {
+                outcome: Outcome::Scanned(Verdict::Infected(name)),
+                clean_as_of: None,
+            });
+        }
         let verdict = self.scan_with_retries(&*scanner, file, pending)?;
         let window = FileKey::settle_window(file, self.settle);
         let unchanged =
@@ -668,6 +975,14 @@ impl Worker {
         let clean = verdict == Verdict::Clean && FileKey::of(file).is_ok_and(unchanged);
         if clean {
             self.cache.insert_clean(before, generation);
+        }
+        // A detection is remembered too (unchanged file, same database), so a flood of opens
+        // of one costly infected file (an archive bomb) is not rescanned each time (F6).
+        if let Verdict::Infected(name) = &verdict {
+            if FileKey::of(file).is_ok_and(|after| after == before) {
+                self.cache
+                    .insert_infected(before, generation, Arc::clone(name));
+            }
         }
         Ok(Found {
             outcome: Outcome::Scanned(verdict),

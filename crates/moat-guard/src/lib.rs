@@ -27,7 +27,7 @@ pub mod scanner;
 pub use cache::{FileKey, Inode, VerdictCache};
 pub use deadline::{
     Answer, Cause, CleanHook, DeadlineHandle, DeadlineWatcher, Pending, PoolConfig, Response,
-    Stats, WorkerPool,
+    Stats, WorkerPool, NO_OWNER,
 };
 pub use policy::{uid_of_pid, AccessFacts, AllowReason, Decision, Policy, PolicySettings};
 pub use scanner::{EngineScanner, ScanFailure, Scanner, ScannerSlot, SkipReason, Verdict};

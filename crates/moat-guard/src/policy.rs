@@ -43,7 +43,7 @@ pub struct PolicySettings {
     /// reports the thread group id unless `FAN_REPORT_TID` is set, so one pid covers all of
     /// the daemon's threads.
     pub own_pid: i32,
-    /// Directories never watched: `TemporaryDirectory` and `DatabaseDirectory`.
+    /// Directories never watched: `DatabaseDirectory` (moat no longer exempts `TemporaryDirectory`).
     pub never_watched: Vec<PathBuf>,
     /// `OnAccessMaxFileSize`: larger files are allowed unscanned (`None`: no limit).
     pub max_file_size: Option<u64>,
@@ -60,7 +60,7 @@ pub enum AllowReason {
     ExcludedUid,
     /// The file is empty: there is no content to detect.
     Empty,
-    /// The file is under `TemporaryDirectory` or `DatabaseDirectory`.
+    /// The file is under a never-watched directory (`DatabaseDirectory`).
     NeverWatched,
     /// The file is under none of the include paths.
     OutsideIncludes,
@@ -184,6 +184,34 @@ impl Policy {
             }
         }
         Decision::Scan
+    }
+
+    /// Decides an access whose file has no trustworthy place (an alias mount that cannot be
+    /// resolved, a file with several links): only the rules that do not depend on where the
+    /// file is (own pid, uids, size) can allow it; otherwise it is scanned. When unsure, scan.
+    pub fn decide_unplaced(&self, pid: i32, uid: Option<u32>, size: Option<u64>) -> Decision {
+        let here = Path::new("/");
+        let facts = AccessFacts {
+            pid,
+            uid,
+            path: here,
+            size,
+        };
+        match self.decide(&facts) {
+            Decision::Allow(
+                AllowReason::NeverWatched
+                | AllowReason::OutsideIncludes
+                | AllowReason::ExcludedPath,
+            ) => self.size_rule(size),
+            d => d,
+        }
+    }
+
+    fn size_rule(&self, size: Option<u64>) -> Decision {
+        match (size, self.max_file_size) {
+            (Some(size), Some(max)) if size > max => Decision::Allow(AllowReason::TooLarge),
+            _ => Decision::Scan,
+        }
     }
 
     /// Whether `dir` itself, or one of its ancestors, matches an exclude pattern: the check
@@ -347,6 +375,28 @@ mod tests {
             path.as_bytes(),
             size,
         ))
+    }
+
+    /// A file with no trustworthy place: no path rule allows it, the others still do.
+    #[test]
+    fn unplaced_files_are_scanned_unless_uid_or_size_allows() {
+        let p = policy();
+        assert_eq!(p.decide_unplaced(1, Some(1000), Some(10)), Decision::Scan);
+        assert_eq!(p.decide_unplaced(1, None, None), Decision::Scan);
+        assert_eq!(p.decide_unplaced(OWN, None, None), Decision::Allow(OwnPid));
+        assert_eq!(
+            p.decide_unplaced(1, Some(0), None),
+            Decision::Allow(RootUid)
+        );
+        assert_eq!(
+            p.decide_unplaced(1, Some(33), None),
+            Decision::Allow(ExcludedUid)
+        );
+        assert_eq!(p.decide_unplaced(1, None, Some(0)), Decision::Allow(Empty));
+        assert_eq!(
+            p.decide_unplaced(1, None, Some(1001)),
+            Decision::Allow(TooLarge)
+        );
     }
 
     #[test]

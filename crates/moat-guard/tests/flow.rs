@@ -552,7 +552,7 @@ fn workers_scan_in_parallel_up_to_n_and_no_more() {
 }
 
 #[test]
-fn clean_verdicts_are_cached_infected_and_changed_files_are_rescanned() {
+fn clean_and_infected_verdicts_are_cached_and_changed_files_are_rescanned() {
     let scanner = Arc::new(ContentScanner::default());
     let s = setup(1, LONG, Response::Deny, scanner.clone());
     let (tx, rx) = unbounded();
@@ -569,8 +569,10 @@ fn clean_verdicts_are_cached_infected_and_changed_files_are_rescanned() {
     assert_eq!(ask(clean.path()), Seen::Cached);
     assert_eq!(scanner.calls.load(SeqCst), 1);
     assert_eq!(ask(bad.path()), Seen::Infected("Fake.Bad".into()));
+    // The detection is remembered: the second open is answered without a scan.
     assert_eq!(ask(bad.path()), Seen::Infected("Fake.Bad".into()));
-    assert_eq!(scanner.calls.load(SeqCst), 3);
+    assert_eq!(scanner.calls.load(SeqCst), 2);
+    assert_eq!(get(&s.stats.infected_cache_hits), 1);
     // Same size, new content: the key changes and the file is rescanned. (An explicit new mtime
     // keeps the test independent of the filesystem's timestamp granularity.)
     std::fs::write(clean.path(), b"x bad").unwrap();
@@ -582,14 +584,14 @@ fn clean_verdicts_are_cached_infected_and_changed_files_are_rescanned() {
         .set_modified(t)
         .unwrap();
     assert_eq!(ask(clean.path()), Seen::Infected("Fake.Bad".into()));
-    assert_eq!(scanner.calls.load(SeqCst), 4);
+    assert_eq!(scanner.calls.load(SeqCst), 3);
     // A reload clears the cache.
     std::fs::write(clean.path(), b"clean").unwrap();
     assert_eq!(ask(clean.path()), Seen::Clean);
     assert_eq!(ask(clean.path()), Seen::Cached);
     s.cache.clear();
     assert_eq!(ask(clean.path()), Seen::Clean);
-    assert_eq!(scanner.calls.load(SeqCst), 6);
+    assert_eq!(scanner.calls.load(SeqCst), 5);
     s.shutdown();
 }
 
@@ -832,7 +834,9 @@ fn the_clean_hook_hears_of_clean_and_cached_files_only() {
     assert_eq!(b1, Seen::Infected("Fake.Bad".into()));
     let (_, f1, _) = ask(b"fail");
     assert_eq!(f1, Seen::Failed);
-    let (_, k1, _) = ask(b"big");
+    // Another size than "bad": a closed anonymous file frees its inode, and a new one of the
+    // same size in the same clock tick would have the same cache key (remembered infected).
+    let (_, k1, _) = ask(b"big file");
     assert_eq!(k1, Seen::Skipped);
     // The hook runs after the answer: wait for the worker to finish the second call.
     let until = Instant::now() + WAIT;
@@ -889,4 +893,108 @@ fn a_replaced_scanner_answers_every_later_job_under_its_generation() {
     assert_eq!(get(&stats.infected), 1);
     let gens: Vec<u64> = hook.0.lock().unwrap().iter().map(|h| h.1).collect();
     assert_eq!(gens, vec![1, 1]);
+}
+
+/// A job answered by the deadline while still queued closes its file at once (it does not
+/// wait for a worker to reach it): 200 jobs behind a stuck worker hold no descriptor after
+/// their deadline (review F7; out of descriptors, the kernel denies every open).
+#[test]
+fn a_job_answered_at_its_deadline_releases_its_file_at_once() {
+    let (scanner, started, release) = BlockingScanner::new();
+    let s = setup(1, Duration::from_millis(20), Response::Allow, scanner);
+    let (tx, rx) = unbounded();
+    let stuck = s.pool.submit(file_with(b"stuck"), sink(0, &tx));
+    started.recv_timeout(WAIT).unwrap();
+    let queued: Vec<Pending> = (1..=200)
+        .map(|i| s.pool.submit(file_with(b"x"), sink(i, &tx)))
+        .collect();
+    for _ in 0..201 {
+        let (_, r, c) = rx.recv_timeout(WAIT).unwrap();
+        assert_eq!((r, c), (Response::Allow, Seen::Deadline));
+    }
+    assert!(queued.iter().all(|p| p.is_answered() && !p.holds_file()));
+    // The stuck scan's token was answered too and released its own reference; the worker
+    // keeps the file open only while it scans.
+    assert!(!stuck.holds_file());
+    release.send(()).unwrap();
+    let stats = s.shutdown();
+    assert_eq!(get(&stats.expired_in_queue), 200);
+}
+
+/// One owner's flood of slow scans neither holds every worker nor queues ahead of another
+/// owner: with 2 workers (at most 1 per owner), owner 7 queues 20 scans that block, and a
+/// scan for owner 8 submitted after them is answered with its verdict, not the deadline.
+#[test]
+fn one_owners_flood_does_not_delay_another_owner() {
+    /// "slow" files block until released; others are clean at once.
+    struct Slow {
+        release: Receiver<()>,
+    }
+    impl Scanner for Slow {
+        fn scan(&self, file: &File) -> Result<Verdict, ScanFailure> {
+            use std::io::{Read, Seek, SeekFrom};
+            let mut data = Vec::new();
+            let mut f = file;
+            f.seek(SeekFrom::Start(0))?;
+            f.read_to_end(&mut data)?;
+            if data == b"slow" {
+                let _ = self.release.recv_timeout(WAIT);
+            }
+            Ok(Verdict::Clean)
+        }
+        fn generation(&self) -> u64 {
+            1
+        }
+    }
+    let (release_tx, release) = unbounded();
+    let s = setup(
+        2,
+        Duration::from_secs(2),
+        Response::Allow,
+        Arc::new(Slow { release }),
+    );
+    let (tx, rx) = unbounded();
+    let flood: Vec<Pending> = (0..20)
+        .map(|i| s.pool.submit_for(file_with(b"slow"), sink(i, &tx), 7))
+        .collect();
+    let other = s.pool.submit_for(file_with(b"fast"), sink(100, &tx), 8);
+    let (id, r, c) = rx.recv_timeout(WAIT).unwrap();
+    assert_eq!((id, r, c), (100, Response::Allow, Seen::Clean));
+    assert!(other.is_answered());
+    for _ in 0..20 {
+        release_tx.send(()).unwrap();
+    }
+    drop(flood);
+    s.shutdown();
+}
+
+/// A worker stuck in one scan (a read that never returns) is replaced: with one worker
+/// blocked for good, a later scan is still answered with its verdict, not by the deadline
+/// (review F7).
+#[test]
+fn a_stuck_worker_is_replaced() {
+    let (scanner, started, release) = BlockingScanner::new();
+    let s = setup(1, Duration::from_millis(30), Response::Allow, scanner);
+    let (tx, rx) = unbounded();
+    s.pool.submit(file_with(b"stuck"), sink(0, &tx));
+    started.recv_timeout(WAIT).unwrap();
+    assert_eq!(
+        rx.recv_timeout(WAIT).unwrap(),
+        (0, Response::Allow, Seen::Deadline)
+    );
+    let until = Instant::now() + WAIT;
+    while get(&s.stats.workers_replaced) == 0 {
+        assert!(Instant::now() < until, "the stuck worker was not replaced");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The replacement takes the next job: it blocks too (same scanner) but it *started*,
+    // which no job could while the only worker was stuck.
+    s.pool.submit(file_with(b"next"), sink(1, &tx));
+    started
+        .recv_timeout(WAIT)
+        .expect("a replacement worker took the job");
+    release.send(()).unwrap();
+    release.send(()).unwrap();
+    assert_eq!(rx.recv_timeout(WAIT).unwrap().0, 1);
+    s.shutdown();
 }

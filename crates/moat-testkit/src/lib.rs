@@ -83,6 +83,20 @@ pub enum Action {
         /// The file to open.
         path: CString,
     },
+    /// In a new user and mount namespace of its own (`unshare(CLONE_NEWUSER | CLONE_NEWNS)`,
+    /// uid 0 inside mapped to the child's uid: what `unshare -Urm` does, no privilege
+    /// needed), make `mounts` in order, then [`Action::Read`] `path`. Exits as `Read`, or
+    /// [`EXIT_NS_SETUP`] when the namespace or a mount could not be made.
+    InNamespace {
+        /// The mounts to make, in order.
+        mounts: Vec<NsMount>,
+        /// The file to open.
+        path: CString,
+        /// The exact content the file must have.
+        expect: Vec<u8>,
+        /// `/proc/self/uid_map` and `gid_map` content, prepared before the fork.
+        map: CString,
+    },
     /// The race test: for each round, `mkdir` every directory of `mkdirs` (0755), create
     /// `file` and write `content`; with `rename`, first open and read `file` where it is,
     /// then `rename(from, to)`; finally `open(read)`. Exits with the number of final opens
@@ -96,6 +110,54 @@ pub enum Action {
         content: Vec<u8>,
     },
 }
+
+/// One `mount(2)` of [`Action::InNamespace`].
+#[derive(Debug, Clone)]
+pub struct NsMount {
+    /// Source (a directory for a bind mount; a name for other filesystems).
+    pub source: CString,
+    /// Mount point.
+    pub target: CString,
+    /// Filesystem type (`None` for a bind mount).
+    pub fstype: Option<CString>,
+    /// `MS_*` flags (`MS_BIND | MS_REC` for a bind mount).
+    pub flags: libc::c_ulong,
+    /// Options (e.g. overlay's `lowerdir=...`).
+    pub data: Option<CString>,
+}
+
+impl NsMount {
+    /// `mount --rbind source target`.
+    pub fn bind(source: &Path, target: &Path) -> NsMount {
+        NsMount {
+            source: cstring(source),
+            target: cstring(target),
+            fstype: None,
+            flags: libc::MS_BIND | libc::MS_REC,
+            data: None,
+        }
+    }
+
+    /// `mount -t overlay -o lowerdir=lower,upperdir=upper,workdir=work overlay target`.
+    pub fn overlay(lower: &Path, upper: &Path, work: &Path, target: &Path) -> NsMount {
+        let data = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.display(),
+            upper.display(),
+            work.display()
+        );
+        NsMount {
+            source: CString::new("overlay").unwrap(),
+            target: cstring(target),
+            fstype: Some(CString::new("overlay").unwrap()),
+            flags: 0,
+            data: Some(CString::new(data).expect("no NUL")),
+        }
+    }
+}
+
+/// [`Action::InNamespace`]: the exit code when the namespace or a mount could not be made.
+pub const EXIT_NS_SETUP: i32 = 249;
 
 /// One round of [`Action::Race`].
 #[derive(Debug, Clone)]
@@ -162,6 +224,17 @@ impl Action {
         }
     }
 
+    /// [`Action::InNamespace`]: `mounts` in a namespace of the child's own, then read `path`
+    /// expecting `expect`. `uid` is the uid the child runs as (mapped to 0 inside).
+    pub fn in_namespace(uid: u32, mounts: Vec<NsMount>, path: &Path, expect: &[u8]) -> Action {
+        Action::InNamespace {
+            mounts,
+            path: cstring(path),
+            expect: expect.to_vec(),
+            map: CString::new(format!("0 {uid} 1\n")).unwrap(),
+        }
+    }
+
     /// [`Action::Race`] of `rounds`, each writing `content`.
     pub fn race(rounds: Vec<RaceRound>, content: &[u8]) -> Action {
         Action::Race {
@@ -172,7 +245,10 @@ impl Action {
 
     fn path(&self) -> &CString {
         match self {
-            Action::Read { path, .. } | Action::Exec { path } | Action::ReadAny { path } => path,
+            Action::Read { path, .. }
+            | Action::Exec { path }
+            | Action::ReadAny { path }
+            | Action::InNamespace { path, .. } => path,
             Action::Race { rounds, .. } => &rounds.first().expect("a race has rounds").read,
         }
     }
@@ -191,7 +267,9 @@ pub fn spawn_as(uid: u32, action: &Action) -> Child {
     let argv = [action.path().as_ptr(), std::ptr::null()];
     let envp: [*const libc::c_char; 1] = [std::ptr::null()];
     let mut buf = match action {
-        Action::Read { expect, .. } => vec![0u8; expect.len() + 1],
+        Action::Read { expect, .. } | Action::InNamespace { expect, .. } => {
+            vec![0u8; expect.len() + 1]
+        }
         _ => vec![0u8; 4096],
     };
     // SAFETY: after fork the child only makes async-signal-safe calls (no allocation, no
@@ -230,6 +308,17 @@ unsafe fn child_main(
             libc::_exit(errno());
         }
         Action::Race { rounds, content } => libc::_exit(race(rounds, content, buf)),
+        Action::InNamespace {
+            mounts,
+            path,
+            expect,
+            map,
+        } => {
+            if !enter_namespace(mounts, map) {
+                libc::_exit(EXIT_NS_SETUP);
+            }
+            libc::_exit(read_expect(path, expect, buf))
+        }
         Action::Read { path, .. } | Action::ReadAny { path } => {
             let fd = libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
             if fd < 0 {
@@ -255,6 +344,80 @@ unsafe fn child_main(
                 _ => libc::_exit(0),
             }
         }
+    }
+}
+
+/// [`Action::InNamespace`]'s set-up, in the forked child: a user and mount namespace, uid
+/// and gid 0 mapped to the child's, the mounts. False on any failure.
+///
+/// # Safety
+/// Only to be called in a freshly forked child.
+unsafe fn enter_namespace(mounts: &[NsMount], map: &CString) -> bool {
+    // Dropping root made the process non-dumpable, which makes /proc/self/*_map root's.
+    if libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) != 0 {
+        return false;
+    }
+    if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) != 0 {
+        return false;
+    }
+    let write = |file: &std::ffi::CStr, data: &[u8]| {
+        let fd = libc::open(file.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return false;
+        }
+        let n = libc::write(fd, data.as_ptr() as *const libc::c_void, data.len());
+        libc::close(fd);
+        n == data.len() as isize
+    };
+    if !write(c"/proc/self/setgroups", b"deny")
+        || !write(c"/proc/self/uid_map", map.as_bytes())
+        || !write(c"/proc/self/gid_map", map.as_bytes())
+    {
+        return false;
+    }
+    for m in mounts {
+        let opt = |c: &Option<CString>| c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
+        let r = libc::mount(
+            m.source.as_ptr(),
+            m.target.as_ptr(),
+            opt(&m.fstype),
+            m.flags,
+            opt(&m.data) as *const libc::c_void,
+        );
+        if r != 0 {
+            return false;
+        }
+    }
+    true
+}
+
+/// Opens `path`, reads it to the end (or one byte past `expect`) and returns the exit code
+/// of [`Action::Read`].
+///
+/// # Safety
+/// Only to be called in a freshly forked child.
+unsafe fn read_expect(path: &CString, expect: &[u8], buf: &mut [u8]) -> i32 {
+    let errno = || *libc::__errno_location();
+    let fd = libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+    if fd < 0 {
+        return errno();
+    }
+    let mut total = 0usize;
+    loop {
+        let rest = &mut buf[total..];
+        let n = libc::read(fd, rest.as_mut_ptr() as *mut libc::c_void, rest.len());
+        if n < 0 {
+            return EXIT_READ_ERRNO_BASE + errno();
+        }
+        total += n as usize;
+        if n == 0 || total == buf.len() {
+            break;
+        }
+    }
+    if buf[..total] != expect[..] {
+        EXIT_WRONG_CONTENT
+    } else {
+        0
     }
 }
 

@@ -12,7 +12,8 @@
 //! tracker stops. Nothing is left waiting, and it takes well under a second.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -63,7 +64,7 @@ pub struct WatchSettings {
     pub exclude_uids: Vec<u32>,
     /// `OnAccessExcludeRootUID`.
     pub exclude_root_uid: bool,
-    /// `DatabaseDirectory`, `TemporaryDirectory`: never watched.
+    /// `DatabaseDirectory`: never watched.
     pub never_watched: Vec<PathBuf>,
     /// `OnAccessMaxFileSize` (`None`: no limit).
     pub max_file_size: Option<u64>,
@@ -118,6 +119,10 @@ pub struct Daemon {
     tracker: Option<JoinHandle<DirectoryCoverage>>,
     /// Filesystem scope's mount-table watcher.
     mount_watch: Option<JoinHandle<()>>,
+    /// Filesystem scope's quieting of root-only directories outside the include paths.
+    quiet: Option<JoinHandle<()>>,
+    /// Set when a supervised thread died (see [`supervised`]): the stop is then a failure.
+    failed: Arc<AtomicBool>,
     watcher: Option<DeadlineWatcher>,
     pool: Option<Arc<WorkerPool>>,
     scanner: Arc<ScannerSlot>,
@@ -203,6 +208,29 @@ impl Daemon {
             stats: Arc::clone(&stats),
         });
         let reader_stop = Arc::new(Stop::new().map_err(StartError::Thread)?);
+        let mount_paths: Vec<PathBuf> = settings
+            .mount_paths
+            .iter()
+            .filter_map(|p| p.canonicalize().ok())
+            .collect();
+        // The include paths, the mounts below them and the mount paths: the mounts whose
+        // paths can be trusted (filesystem scope keeps them in step with the mount table).
+        let locator = Arc::new(crate::locate::Locator::new(&anchor_paths(
+            &roots,
+            &mount_paths,
+        )));
+        let quiet = (settings.scope == Scope::Filesystem).then(|| {
+            crate::quiet::channel(
+                Arc::clone(&group),
+                Arc::clone(&locator),
+                open_mask(settings.prevention),
+                Arc::clone(&stats),
+            )
+        });
+        let (quieter, quiet_thread) = match quiet {
+            Some((q, t)) => (Some(q), Some(t)),
+            None => (None, None),
+        };
         let reader = crate::reader::Reader {
             group: Arc::clone(&group),
             policy: Arc::clone(&policy),
@@ -213,14 +241,29 @@ impl Daemon {
             cache: Arc::clone(&cache),
             kernel_cache: kernel_cache.clone(),
             extra_scanning: settings.extra_scanning,
+            locator: Arc::clone(&locator),
+            quiet: quieter,
         };
-        let reader = spawn_reader(reader, &reader_stop)?;
+        let failed = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let rs = Arc::clone(&reader_stop);
+            supervised("moat-reader", &stop, &failed, move || reader.run(&rs))?
+        };
+        let quiet = match quiet_thread {
+            Some(t) => {
+                let s = Arc::clone(&stop);
+                Some(supervised("moat-quiet", &stop, &failed, move || t.run(&s))?)
+            }
+            None => None,
+        };
         let mut daemon = Daemon {
             stop: Arc::clone(&stop),
             reader_stop,
             reader: Some(reader),
             tracker: None,
             mount_watch: None,
+            quiet,
+            failed: Arc::clone(&failed),
             watcher: Some(watcher),
             pool: Some(Arc::clone(&pool)),
             scanner: slot,
@@ -244,17 +287,16 @@ impl Daemon {
                 roots.clone(),
                 whole,
                 open_mask(settings.prevention),
+                Arc::clone(&locator),
+                mount_paths.clone(),
             );
             daemon.whole_marks += cov.filesystems();
             daemon.uses.push(cov.summary());
             daemon.uses.push("tracking=none (not needed)".into());
-            let stop = Arc::clone(&stop);
-            daemon.mount_watch = Some(
-                std::thread::Builder::new()
-                    .name("moat-mounts".into())
-                    .spawn(move || cov.run(&stop))
-                    .map_err(StartError::Thread)?,
-            );
+            let s = Arc::clone(&stop);
+            daemon.mount_watch = Some(supervised("moat-mounts", &stop, &failed, move || {
+                cov.run(&s)
+            })?);
         } else if settings.recursive {
             let mut cov = DirectoryCoverage::new(
                 Arc::clone(&group),
@@ -354,8 +396,14 @@ impl Daemon {
     }
 
     /// Like [`run_until_stopped`](Self::run_until_stopped), calling `on_hup` each time
-    /// `hup` is triggered (SIGHUP) meanwhile (e.g. to [`reload`](Self::reload)).
-    pub fn run_until_stopped_with(self, hup: &Stop, mut on_hup: impl FnMut(&Daemon)) {
+    /// `hup` is triggered (SIGHUP) meanwhile (e.g. to [`reload`](Self::reload)). An error
+    /// when the stop came from a daemon thread that died (the exit must then be a failure,
+    /// so that systemd restarts moat).
+    pub fn run_until_stopped_with(
+        self,
+        hup: &Stop,
+        mut on_hup: impl FnMut(&Daemon),
+    ) -> Result<(), String> {
         loop {
             match self.stop.poll_with(hup.fd(), None) {
                 Ok(crate::stop::Woken::Ready) => {
@@ -366,7 +414,12 @@ impl Daemon {
                 Ok(crate::stop::Woken::Stop) | Err(_) => break,
             }
         }
+        let failed = Arc::clone(&self.failed);
         self.stop();
+        if failed.load(SeqCst) {
+            return Err("a daemon thread died (see the error above); stopped".into());
+        }
+        Ok(())
     }
 
     /// Stops now. See the module docs for the order.
@@ -388,6 +441,9 @@ impl Daemon {
             .map(|c| c.counts());
         if let Some(m) = self.mount_watch.take() {
             let _ = m.join();
+        }
+        if let Some(q) = self.quiet.take() {
+            let _ = q.join();
         }
         // The reader removes the marks, then allows whatever is still queued.
         self.reader_stop.trigger();
@@ -418,6 +474,8 @@ impl Daemon {
             retries = Stats::get(&g.retries),
             kernel_cache = ?self.kernel_cache.as_ref().map(|k| &k.stats),
             close_writes = s.close_writes.load(Relaxed),
+            unplaced = s.unplaced.load(Relaxed),
+            quieted_dirs = s.quieted_dirs.load(Relaxed),
             shutdown_answers = Stats::get(&g.shutdown_answers) + s.drained.load(Relaxed),
             answer_errors = s.answer_errors.load(Relaxed),
             allowed_unscanned = %s.allowed_summary(),
@@ -455,6 +513,22 @@ fn resolve_includes(settings: &WatchSettings) -> Result<Vec<PathBuf>, StartError
     let all = roots.clone();
     roots.retain(|r| !all.iter().any(|o| o != r && r.starts_with(o)));
     Ok(roots)
+}
+
+/// The include paths, the mount points below them (as this namespace shows them now) and
+/// the mount paths: the anchors of [`crate::locate::Locator`].
+fn anchor_paths(roots: &[PathBuf], mount_paths: &[PathBuf]) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = crate::mounts::plan_here(roots)
+        .filesystems
+        .into_iter()
+        .map(|f| f.path)
+        .collect();
+    for p in roots.iter().chain(mount_paths) {
+        if !paths.contains(p) {
+            paths.push(p.clone());
+        }
+    }
+    paths
 }
 
 fn build_policy(settings: &WatchSettings, roots: &[PathBuf]) -> Result<Policy, regex::Error> {
@@ -517,15 +591,41 @@ fn mark_mask(settings: &WatchSettings) -> Mask {
     open_mask(settings.prevention) | Mask::CLOSE_WRITE | Mask::EVENT_ON_CHILD
 }
 
-fn spawn_reader(
-    reader: crate::reader::Reader,
+/// Starts a daemon thread whose death must not pass silently (review F12): if `body`
+/// panics or returns an error while no stop was asked, it is logged as an error, the daemon
+/// is marked failed and stopped (every mark removed, everything pending answered), and the
+/// process exits with a failure for systemd to restart it. Never a daemon running on with a
+/// part missing.
+fn supervised<F>(
+    name: &str,
     stop: &Arc<Stop>,
-) -> Result<JoinHandle<()>, StartError> {
-    let stop = Arc::clone(stop);
+    failed: &Arc<AtomicBool>,
+    body: F,
+) -> Result<JoinHandle<()>, StartError>
+where
+    F: FnOnce() -> Result<(), String> + Send + 'static,
+{
+    let (stop, failed, thread) = (Arc::clone(stop), Arc::clone(failed), name.to_owned());
     std::thread::Builder::new()
-        .name("moat-reader".into())
-        .spawn(move || reader.run(&stop))
+        .name(name.into())
+        .spawn(move || {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body))
+                .unwrap_or_else(|p| Err(panic_text(&*p)));
+            if let Err(e) = r {
+                tracing::error!(thread = %thread, error = %e, "a daemon thread died: stopping with a failure (restart moat; while it is down the kernel allows every access)");
+                failed.store(true, SeqCst);
+                stop.trigger();
+            }
+        })
         .map_err(StartError::Thread)
+}
+
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    match (p.downcast_ref::<&str>(), p.downcast_ref::<String>()) {
+        (Some(s), _) => format!("panicked: {s}"),
+        (_, Some(s)) => format!("panicked: {s}"),
+        _ => "panicked".into(),
+    }
 }
 
 /// Extra scanning of files the tracker discovers: opened by the tracker (our own pid, so

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use moat_fanotify::{Group, MarkFlags, MarkKind, Mask};
 
+use crate::locate::Locator;
 use crate::mounts::{self, Filesystem, Plan, Update};
 use crate::stop::Stop;
 
@@ -31,11 +32,23 @@ pub struct FilesystemCoverage {
     marked: Vec<Filesystem>,
     /// Ids of the mounts with an ignore mark.
     ignored: Vec<u32>,
+    /// Where files live: its anchors follow the plan.
+    locator: Arc<Locator>,
+    /// Extra anchors that do not come from the mount table (`OnAccessMountPath`).
+    extra_anchors: Vec<PathBuf>,
 }
 
 impl FilesystemCoverage {
     /// Places the marks of `plan` for `roots`.
-    pub fn cover(group: Arc<Group>, roots: Vec<PathBuf>, mask: Mask, ignore: Mask) -> Self {
+    /// The locator's anchors are set to the plan's paths (plus `extra_anchors`).
+    pub fn cover(
+        group: Arc<Group>,
+        roots: Vec<PathBuf>,
+        mask: Mask,
+        ignore: Mask,
+        locator: Arc<Locator>,
+        extra_anchors: Vec<PathBuf>,
+    ) -> Self {
         let plan: Plan = mounts::plan_here(&roots);
         let mut cov = FilesystemCoverage {
             group,
@@ -44,7 +57,10 @@ impl FilesystemCoverage {
             ignore,
             marked: Vec::new(),
             ignored: Vec::new(),
+            locator,
+            extra_anchors,
         };
+        cov.set_anchors(&plan.filesystems);
         for (id, path) in &plan.ignored_mounts {
             cov.ignore_mount(*id, path);
         }
@@ -73,13 +89,21 @@ impl FilesystemCoverage {
         )
     }
 
+    fn set_anchors(&self, filesystems: &[Filesystem]) {
+        let mut paths: Vec<PathBuf> = filesystems.iter().map(|f| f.path.clone()).collect();
+        paths.extend(self.extra_anchors.iter().cloned());
+        self.locator.set(&paths);
+    }
+
     fn mark(&mut self, fs: &Filesystem) {
         match self
             .group
             .add_mark(MarkKind::Filesystem, self.mask, &fs.path)
         {
             Ok(()) => {
-                self.marked.push(fs.clone());
+                if !self.marked.contains(fs) {
+                    self.marked.push(fs.clone());
+                }
                 tracing::debug!(path = %fs.path.display(), fs_type = %fs.fs_type, "filesystem marked");
             }
             Err(e) => tracing::warn!(path = %fs.path.display(), error = %e,
@@ -129,9 +153,12 @@ impl FilesystemCoverage {
             self.unignore_mount(*id, path);
         }
         for fs in &u.mark {
-            tracing::info!(path = %fs.path.display(), fs_type = %fs.fs_type, "filesystem mounted below an include path: marked");
+            if !self.marked.contains(fs) {
+                tracing::info!(path = %fs.path.display(), fs_type = %fs.fs_type, "filesystem mounted below an include path: marked");
+            }
             self.mark(fs);
         }
+        self.set_anchors(&u.mark);
         for (id, path) in &u.ignore {
             self.ignore_mount(*id, path);
         }
@@ -151,15 +178,12 @@ impl FilesystemCoverage {
         }
     }
 
-    /// Watches the mount table until `stop`, applying every change.
-    pub fn run(mut self, stop: &Stop) {
-        let file = match std::fs::File::open(mounts::MOUNTINFO) {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch the mount table: filesystems mounted later below an include path will not be covered");
-                return;
-            }
-        };
+    /// Watches the mount table until `stop`, applying every change. An error that stops
+    /// the watching is returned: mounts made afterwards would go uncovered, so the daemon
+    /// stops loudly (review F12).
+    pub fn run(mut self, stop: &Stop) -> Result<(), String> {
+        let file = std::fs::File::open(mounts::MOUNTINFO)
+            .map_err(|e| format!("cannot watch the mount table: {e}"))?;
         loop {
             let mut p = [
                 libc::pollfd {
@@ -176,14 +200,14 @@ impl FilesystemCoverage {
             // SAFETY: two valid pollfds.
             let r = unsafe { libc::poll(p.as_mut_ptr(), 2, -1) };
             if r < 0 {
-                if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
                     continue;
                 }
-                tracing::error!(error = %std::io::Error::last_os_error(), "poll on the mount table failed");
-                return;
+                return Err(format!("poll on the mount table failed: {e}"));
             }
             if p[1].revents != 0 || stop.is_triggered() {
-                return;
+                return Ok(());
             }
             if p[0].revents & (libc::POLLPRI | libc::POLLERR) != 0 {
                 self.refresh();

@@ -28,6 +28,9 @@ pub struct Mount {
     pub id: u32,
     /// The filesystem's device (`major:minor`): the same for every mount of one filesystem.
     pub dev: (u32, u32),
+    /// The directory of the filesystem this mount shows at its mount point (`/` for a
+    /// whole filesystem, the source directory for a bind mount).
+    pub root: PathBuf,
     /// Where it is mounted.
     pub mount_point: PathBuf,
     /// The filesystem type (`ext4`, `tmpfs`...).
@@ -54,13 +57,14 @@ fn parse_line(line: &str) -> Option<Mount> {
     let id = fields.next()?.parse().ok()?;
     let _parent = fields.next()?;
     let (major, minor) = fields.next()?.split_once(':')?;
-    let _root = fields.next()?;
+    let root = unescape(fields.next()?);
     let mount_point = unescape(fields.next()?);
     // Optional fields end at the "-" separator; the filesystem type follows it.
     let fs_type = fields.by_ref().skip_while(|f| *f != "-").nth(1)?;
     Some(Mount {
         id,
         dev: (major.parse().ok()?, minor.parse().ok()?),
+        root,
         mount_point,
         fs_type: fs_type.to_owned(),
     })
@@ -142,22 +146,82 @@ pub fn plan(roots: &[PathBuf], mounts: &[Mount]) -> Plan {
                 dev: None,
             }),
         }
-        for m in mounts
-            .iter()
-            .filter(|m| m.mount_point.starts_with(root) && &m.mount_point != root)
-        {
+        for m in mounts.iter().filter(|m| {
+            m.mount_point.starts_with(root) && &m.mount_point != root && !is_pseudo(&m.fs_type)
+        }) {
             add(&mut plan, m.dev, &m.mount_point, &m.fs_type);
         }
     }
+    // Where each include path (and each mount below one) lives on its filesystem: the
+    // mount's root plus the rest of the path. A mount of the same filesystem whose root
+    // holds one of those places, or lies inside one, shows protected files (a bind mount of
+    // the include path elsewhere): it must raise events. Only mounts that can show neither
+    // an include path nor anything inside one are ignored.
+    let places: Vec<((u32, u32), PathBuf)> = roots
+        .iter()
+        .filter_map(|r| place_on_fs(r, mounts))
+        .chain(
+            mounts
+                .iter()
+                .filter(|m| roots.iter().any(|r| m.mount_point.starts_with(r)))
+                .map(|m| (m.dev, m.root.clone())),
+        )
+        .collect();
     for m in mounts {
         let related = roots
             .iter()
             .any(|r| r.starts_with(&m.mount_point) || m.mount_point.starts_with(r));
-        if devs.contains(&m.dev) && !related {
+        let shows = places
+            .iter()
+            .any(|(dev, at)| *dev == m.dev && (at.starts_with(&m.root) || m.root.starts_with(at)));
+        if devs.contains(&m.dev) && !related && !shows {
             plan.ignored_mounts.push((m.id, m.mount_point.clone()));
         }
     }
     plan
+}
+
+/// Kernel pseudo filesystems: no file content to scan, and a permission mark there breaks
+/// the system: the kernel opens each event's file read-only, which write-only attributes
+/// (sysfs `drivers_probe`, cgroupfs `cgroup.kill`) refuse, so root's writes to them would
+/// fail with EPERM (review F8). Never marked when mounted below an include path (an include
+/// path *on* one is marked as asked).
+pub fn is_pseudo(fs_type: &str) -> bool {
+    matches!(
+        fs_type,
+        "sysfs"
+            | "proc"
+            | "cgroup"
+            | "cgroup2"
+            | "debugfs"
+            | "tracefs"
+            | "securityfs"
+            | "bpf"
+            | "efivarfs"
+            | "configfs"
+            | "pstore"
+            | "fusectl"
+            | "devpts"
+            | "mqueue"
+            | "binfmt_misc"
+            | "autofs"
+            | "nsfs"
+            | "rpc_pipefs"
+            | "selinuxfs"
+            | "hugetlbfs"
+    )
+}
+
+/// Where `path` (canonical, in this namespace) lives on its filesystem: its device and its
+/// path from the filesystem's root, through the mount that holds it (the deepest mount point
+/// above it, the last such line).
+fn place_on_fs(path: &Path, mounts: &[Mount]) -> Option<((u32, u32), PathBuf)> {
+    let holder = mounts
+        .iter()
+        .filter(|m| path.starts_with(&m.mount_point))
+        .max_by_key(|m| m.mount_point.components().count())?;
+    let rest = path.strip_prefix(&holder.mount_point).ok()?;
+    Some((holder.dev, holder.root.join(rest)))
 }
 
 /// The plan for this process's mount namespace; a mount table that cannot be read yields a
@@ -191,7 +255,7 @@ pub fn read_here() -> std::io::Result<Vec<Mount>> {
 /// What a change of the mount table asks of filesystem scope, given what is in place.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Update {
-    /// Filesystems newly reachable from an include path (a mount below one): mark them.
+    /// Every filesystem reachable from an include path: marked (again; idempotent).
     pub mark: Vec<Filesystem>,
     /// Mounts newly unable to reach an include path: ignore them.
     pub ignore: Vec<(u32, PathBuf)>,
@@ -202,8 +266,9 @@ pub struct Update {
     pub gone: Vec<u32>,
 }
 
-/// Compares the plan for `mounts` with what was done: `marked` devices, `ignored` mount ids.
-/// Marks are never removed (an unmounted filesystem takes its mark along).
+/// Compares the plan for `mounts` with what was done: `marked` devices (the new ones among
+/// the plan's are logged by the caller), `ignored` mount ids. Marks are never removed (an
+/// unmounted filesystem takes its mark along).
 pub fn update(
     roots: &[PathBuf],
     mounts: &[Mount],
@@ -211,14 +276,14 @@ pub fn update(
     ignored: &[u32],
 ) -> Update {
     let now = plan(roots, mounts);
+    // Every filesystem of the plan, marked or not before: a filesystem unmounted and mounted
+    // again (same device number: a block device, or a recycled anonymous one such as tmpfs)
+    // is a new superblock without a mark, and marking is idempotent (review F5).
     let mut u = Update {
-        mark: now
-            .filesystems
-            .into_iter()
-            .filter(|f| f.dev.is_some_and(|d| !marked.contains(&d)))
-            .collect(),
+        mark: now.filesystems,
         ..Update::default()
     };
+    let _ = marked;
     u.ignore = now
         .ignored_mounts
         .iter()
@@ -265,6 +330,7 @@ mod tests {
             Mount {
                 id: 24,
                 dev: (8, 2),
+                root: p("/"),
                 mount_point: p("/srv/data"),
                 fs_type: "xfs".into()
             }
@@ -303,13 +369,18 @@ mod tests {
             }]
         );
         assert!(plan.ignored_mounts.is_empty());
-        // Two roots on one filesystem: one mark.
+        // Two roots on one filesystem: one mark. /srv/opt-bind is a bind mount of the
+        // include path /opt: it shows protected files, so it is not ignored (review F1).
         let plan = super::plan(&[p("/home/a"), p("/opt")], &m);
         assert_eq!(plan.filesystems.len(), 1);
-        assert_eq!(
-            plan.ignored_mounts,
-            vec![(25, p("/mnt/bind")), (27, p("/srv/opt-bind"))]
-        );
+        assert_eq!(plan.ignored_mounts, vec![(25, p("/mnt/bind"))]);
+        // A bind of the whole filesystem elsewhere shows every include path: not ignored.
+        let (mut m, _) = parse(TABLE);
+        m.push(parse_line("50 22 8:1 / /mnt/all rw - ext4 /dev/sda1 rw").unwrap());
+        m.push(parse_line("51 22 8:1 /home/a/sub /mnt/sub rw - ext4 /dev/sda1 rw").unwrap());
+        let plan = super::plan(&[p("/home/a")], &m);
+        let ids: Vec<u32> = plan.ignored_mounts.iter().map(|i| i.0).collect();
+        assert_eq!(ids, vec![25, 27]);
     }
 
     #[test]
@@ -319,20 +390,33 @@ mod tests {
         let start = plan(&roots, &m);
         let marked: Vec<_> = start.filesystems.iter().filter_map(|f| f.dev).collect();
         let ignored: Vec<u32> = start.ignored_mounts.iter().map(|i| i.0).collect();
-        assert_eq!(update(&roots, &m, &marked, &ignored), Update::default());
+        // Nothing new, but every filesystem is marked again (a remount has a new superblock).
+        let u = update(&roots, &m, &marked, &ignored);
+        assert_eq!(u.mark, start.filesystems);
+        assert!(u.ignore.is_empty() && u.unignore.is_empty() && u.gone.is_empty());
         // A disk mounted below the include path, a new bind mount elsewhere, and the old
         // bind mount moved into the include path.
         m.push(parse_line("40 22 8:9 / /srv/usb rw - vfat /dev/sdb1 rw").unwrap());
         m.push(parse_line("41 22 8:1 /x /mnt/other rw - ext4 /dev/sda1 rw").unwrap());
         m.iter_mut().find(|x| x.id == 25).unwrap().mount_point = p("/srv/moved");
         let u = update(&roots, &m, &marked, &ignored);
-        assert_eq!(u.mark.len(), 1);
-        assert_eq!(u.mark[0].path, p("/srv/usb"));
+        assert_eq!(u.mark.len(), 4);
+        assert_eq!(u.mark[3].path, p("/srv/usb"));
         assert_eq!(u.ignore, vec![(41, p("/mnt/other"))]);
         assert_eq!(u.unignore, vec![(25, p("/srv/moved"))]);
         // Unmounted: forgotten.
         m.retain(|x| x.id != 25);
         assert_eq!(update(&roots, &m, &marked, &ignored).gone, vec![25]);
+    }
+
+    #[test]
+    fn pseudo_filesystems_below_a_root_are_not_marked() {
+        let (mut m, _) = parse(TABLE);
+        m.push(parse_line("60 22 0:22 / /srv/sys rw - sysfs sysfs rw").unwrap());
+        m.push(parse_line("61 60 0:23 / /srv/sys/fs/cgroup rw - cgroup2 cgroup2 rw").unwrap());
+        let plan = plan(&[p("/srv")], &m);
+        assert!(plan.filesystems.iter().all(|f| !is_pseudo(&f.fs_type)));
+        assert_eq!(plan.filesystems.len(), 3);
     }
 
     #[test]

@@ -20,8 +20,13 @@ use moat_fanotify::{Event, EventBuffer, Group, Mask, PermissionEvent};
 use moat_guard::{AccessFacts, AllowReason, Decision, Policy, Response, VerdictCache, WorkerPool};
 
 use crate::kernel_cache::KernelCache;
+use crate::locate::{Locator, Place};
 use crate::stop::{Stop, Woken};
 use crate::verdict::{Access, AccessKind, PermissionSink, ReportSink, Reporter};
+
+/// Fault injection for the supervision test: `MOAT_TEST_FAULT=reader-poll` makes the
+/// reader's first `poll` fail.
+pub const FAULT_ENV: &str = "MOAT_TEST_FAULT";
 
 /// How long the reader polls for more events after a batch before it sleeps.
 const SPIN: std::time::Duration = std::time::Duration::from_micros(200);
@@ -46,22 +51,34 @@ pub struct Reader {
     pub kernel_cache: Option<Arc<KernelCache>>,
     /// `OnAccessExtraScanning`: files closed after writing are scanned and reported.
     pub extra_scanning: bool,
+    /// Where an event's file lives, whatever mount it was opened through.
+    pub locator: Arc<Locator>,
+    /// Filesystem scope: directories found outside the include paths, offered for quieting.
+    pub quiet: Option<crate::quiet::Quieter>,
 }
 
 impl Reader {
     /// Reads and dispatches events until `stop`; then removes every mark (no new events)
-    /// and allows what is still queued.
-    pub fn run(self, stop: &Stop) {
+    /// and allows what is still queued. An error that ends the loop (a failed `poll`) is
+    /// returned after that clean-up, so the daemon stops loudly instead of running on
+    /// without a reader (review F12).
+    pub fn run(self, stop: &Stop) -> Result<(), String> {
         let mut buf = EventBuffer::with_len(256 * 1024);
+        let mut fault = std::env::var_os(FAULT_ENV).is_some_and(|v| v == "reader-poll");
+        let mut failed = Ok(());
         loop {
             if self.spin(&mut buf, stop) {
                 continue;
             }
-            match stop.poll_with(self.group.as_fd(), None) {
+            let polled = match std::mem::take(&mut fault) {
+                true => Err(std::io::Error::other("fault injected by MOAT_TEST_FAULT")),
+                false => stop.poll_with(self.group.as_fd(), None),
+            };
+            match polled {
                 Ok(Woken::Stop) => break,
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::error!(error = %e, "poll on the fanotify fd failed");
+                    failed = Err(format!("poll on the fanotify fd failed: {e}"));
                     break;
                 }
             }
@@ -77,6 +94,7 @@ impl Reader {
             }
         }
         self.drain(&mut buf);
+        failed
     }
 
     /// Polls the (non-blocking) group for up to [`SPIN`] before the caller sleeps in
@@ -165,8 +183,14 @@ impl Reader {
             Decision::Scan => match dup(fd) {
                 Ok(file) => {
                     self.reporter.stats.submitted.fetch_add(1, Relaxed);
+                    // The queue is fair between uids (one user's flood cannot hold every
+                    // worker): the uid is needed for every scan (PIDFD_GET_INFO, ~1 µs).
+                    let owner = access
+                        .uid
+                        .or_else(|| moat_guard::uid_of_pid(access.pid).ok())
+                        .unwrap_or(moat_guard::NO_OWNER);
                     let sink = PermissionSink::new(perm, access, Arc::clone(&self.reporter));
-                    self.pool.submit(file, sink);
+                    self.pool.submit_for(file, sink, owner);
                 }
                 Err(e) => {
                     let r = perm.respond(crate::verdict::kernel_response(self.on_error));
@@ -227,34 +251,49 @@ impl Reader {
         }
     }
 
-    /// Gathers the facts of an access (procfs and `fstat` only) and applies the policy.
+    /// Gathers the facts of an access (procfs, `statx` and, for an alias mount, an `O_PATH`
+    /// open by handle: nothing that raises an event) and applies the policy. Path rules only
+    /// see a path drawn through an include path's own mount ([`Locator::place`]); a file
+    /// with no such place is scanned unless a rule independent of place allows it.
     fn decide(&self, fd: BorrowedFd<'_>, pid: i32, kind: AccessKind) -> (Access, Decision) {
         let uid = if self.policy.needs_uid() {
             moat_guard::uid_of_pid(pid).ok()
         } else {
             None
         };
-        let size = rustix::fs::fstat(fd).ok().map(|st| st.st_size as u64);
-        let path = match moat_fanotify::fd_path(fd) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                self.reporter.stats.path_errors.fetch_add(1, Relaxed);
-                tracing::debug!(error = %e, "cannot read the event's path; scanning anyway");
-                None
+        let st = crate::locate::stat_fd(fd).ok();
+        let size = st.map(|s| s.size);
+        let place = match &st {
+            Some(st) => self.locator.place(fd, st),
+            None => Place::Unsure("no stat"),
+        };
+        let (path, decision) = match place {
+            Place::At(p) => {
+                let d = self.policy.decide(&AccessFacts {
+                    pid,
+                    uid,
+                    path: &p,
+                    size,
+                });
+                (p, d)
+            }
+            Place::Unsure(why) => {
+                self.reporter.stats.unplaced.fetch_add(1, Relaxed);
+                tracing::trace!(
+                    why,
+                    "no trustworthy place for the event's file; scanning unless a rule allows it"
+                );
+                let p = moat_fanotify::fd_path(fd).unwrap_or_else(|_| PathBuf::from("?"));
+                (p, self.policy.decide_unplaced(pid, uid, size))
             }
         };
-        let decision = match &path {
-            Some(p) => self.policy.decide(&AccessFacts {
-                pid,
-                uid,
-                path: p,
-                size,
-            }),
-            // No path, no path rule: err on the side of scanning.
-            None => Decision::Scan,
-        };
+        if decision == Decision::Allow(AllowReason::OutsideIncludes) {
+            if let Some(q) = &self.quiet {
+                q.offer(&path);
+            }
+        }
         let access = Access {
-            path: path.unwrap_or_else(|| PathBuf::from("?")),
+            path,
             pid,
             uid,
             kind,

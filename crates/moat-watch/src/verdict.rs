@@ -81,6 +81,11 @@ pub struct DaemonStats {
     pub dup_errors: AtomicU64,
     /// Events whose path could not be read (scanned anyway).
     pub path_errors: AtomicU64,
+    /// Events whose file had no trustworthy place (an alias mount that could not be
+    /// resolved, several links): path rules skipped, so scanned unless uid or size allows.
+    pub unplaced: AtomicU64,
+    /// Directories outside the include paths whose children's opens the kernel now ignores.
+    pub quieted_dirs: AtomicU64,
     /// Reads of the fanotify fd that failed.
     pub read_errors: AtomicU64,
     /// Unanswered events allowed at shutdown by the reader.
@@ -133,22 +138,30 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    /// Logs the outcome of one access. `blocked` says whether the kernel was told to deny.
-    pub fn report(&self, access: &Access, response: Response, cause: Cause<'_>, waited: bool) {
-        let path = access.path.display();
+    /// Logs the outcome of one access. `waited` says whether the opener waited for the
+    /// answer. `who` is the opener as captured before answering (see [`Opener::capture`]);
+    /// `None` reads it now (a scan nobody waited on).
+    pub fn report(
+        &self,
+        access: &Access,
+        response: Response,
+        cause: Cause<'_>,
+        waited: bool,
+        who: Option<Opener>,
+    ) {
+        let path = escape(access.path.as_os_str().as_encoded_bytes());
         let action = match (waited, response) {
             (true, Response::Deny) => "blocked",
             (true, Response::Allow) => "allowed",
             (false, _) => "reported",
         };
+        let who = || who.clone().unwrap_or_else(|| Opener::capture(access));
         match cause {
             Cause::Scanned(Verdict::Infected(name)) => {
-                let who = Accessor::of(access);
+                let w = who();
                 tracing::warn!(
-                    "{path}: {name} FOUND pid={} uid={} comm={} access={} action={action}",
-                    who.pid,
-                    who.uid,
-                    who.comm,
+                    "{path}: {} FOUND {w} access={} action={action}",
+                    escape(name.as_bytes()),
                     access.kind
                 );
             }
@@ -157,22 +170,16 @@ impl Reporter {
             }
             Cause::Cached => tracing::debug!(path = %path, "clean (verdict cache)"),
             Cause::Failed(e) => {
-                let who = Accessor::of(access);
+                let w = who();
                 tracing::warn!(
-                    "{path}: scan failed ({e}) pid={} uid={} comm={} action={action} (OnAccessDenyOnError decides)",
-                    who.pid,
-                    who.uid,
-                    who.comm
+                    "{path}: scan failed ({e}) {w} action={action} (OnAccessDenyOnError decides)"
                 );
             }
             Cause::Deadline => {
-                let who = Accessor::of(access);
+                let w = who();
                 tracing::warn!(
-                    "{path}: no verdict within {:?} pid={} uid={} comm={} action={action} (OnAccessDenyOnError decides)",
-                    self.deadline,
-                    who.pid,
-                    who.uid,
-                    who.comm
+                    "{path}: no verdict within {:?} {w} action={action} (OnAccessDenyOnError decides)",
+                    self.deadline
                 );
             }
             Cause::Shutdown => tracing::debug!(path = %path, "allowed: shutting down"),
@@ -183,16 +190,63 @@ impl Reporter {
     }
 }
 
-/// Who made an access, for log lines (read from procfs after the answer; never on the reader
-/// thread's path).
-struct Accessor {
+/// Whether answering with `cause` logs a line that names the opener (so it must be
+/// captured before the answer, while the opener still waits in `open(2)`).
+fn names_opener(cause: &Cause<'_>) -> bool {
+    matches!(
+        cause,
+        Cause::Scanned(Verdict::Infected(_)) | Cause::Failed(_) | Cause::Deadline
+    )
+}
+
+/// Bytes for a log line: printable ASCII and valid UTF-8 text as is; `\n`, `\r`, `\t`,
+/// the backslash and other control characters escaped; bytes that are not UTF-8 as `\xNN`.
+/// So a file name (or a `comm`) cannot forge or split a log line, and two different names
+/// never log alike (review F9).
+pub fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// Who made an access, for log lines: `pid= uid= comm= exe=`. Captured from procfs while
+/// the opener still waits for the answer (its pid cannot be reused then), never on the
+/// reader thread.
+#[derive(Debug, Clone)]
+pub struct Opener {
     pid: i32,
     uid: String,
     comm: String,
+    exe: String,
 }
 
-impl Accessor {
-    fn of(access: &Access) -> Accessor {
+impl fmt::Display for Opener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "pid={} uid={} comm={} exe={}",
+            self.pid, self.uid, self.comm, self.exe
+        )
+    }
+}
+
+impl Opener {
+    /// Reads the opener of `access` from procfs now.
+    pub fn capture(access: &Access) -> Opener {
         let pid = access.pid;
         let uid = access
             .uid
@@ -202,14 +256,26 @@ impl Accessor {
                     .flatten()
             })
             .map_or_else(|| "?".to_string(), |u| u.to_string());
-        let comm = if pid > 0 {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .map(|c| c.trim_end().to_string())
-                .unwrap_or_else(|_| "?".into())
-        } else {
-            "moat".into()
-        };
-        Accessor { pid, uid, comm }
+        if pid <= 0 {
+            return Opener {
+                pid,
+                uid,
+                comm: "moat".into(),
+                exe: "?".into(),
+            };
+        }
+        let comm = std::fs::read(format!("/proc/{pid}/comm"))
+            .map(|c| escape(c.strip_suffix(b"\n").unwrap_or(&c)))
+            .unwrap_or_else(|_| "?".into());
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+            .map(|p| escape(p.as_os_str().as_encoded_bytes()))
+            .unwrap_or_else(|_| "?".into());
+        Opener {
+            pid,
+            uid,
+            comm,
+            exe,
+        }
     }
 }
 
@@ -244,13 +310,16 @@ pub fn kernel_response(r: Response) -> moat_fanotify::Response {
 impl Answer for PermissionSink {
     fn answer(&self, response: Response, cause: Cause<'_>) {
         let event = self.event.lock().unwrap_or_else(|p| p.into_inner()).take();
+        // The opener waits in open(2) until answered: read who it is now, not after.
+        let who = (event.is_some() && names_opener(&cause)).then(|| Opener::capture(&self.access));
         if let Some(event) = event {
             if let Err(e) = event.respond(kernel_response(response)) {
                 self.reporter.stats.answer_errors.fetch_add(1, Relaxed);
                 tracing::error!(path = %self.access.path.display(), error = %e, "cannot answer the kernel; the access is allowed");
             }
         }
-        self.reporter.report(&self.access, response, cause, true);
+        self.reporter
+            .report(&self.access, response, cause, true, who);
     }
 }
 
@@ -269,7 +338,8 @@ impl ReportSink {
 
 impl Answer for ReportSink {
     fn answer(&self, response: Response, cause: Cause<'_>) {
-        self.reporter.report(&self.access, response, cause, false);
+        self.reporter
+            .report(&self.access, response, cause, false, None);
     }
 }
 
@@ -294,17 +364,39 @@ mod tests {
     }
 
     #[test]
-    fn accessor_of_this_process() {
+    fn opener_of_this_process() {
         let a = Access {
             path: "/x".into(),
             pid: std::process::id() as i32,
             uid: None,
             kind: AccessKind::Open,
         };
-        let who = Accessor::of(&a);
+        let who = Opener::capture(&a);
         assert_ne!(who.uid, "?");
         assert_ne!(who.comm, "?");
-        let gone = Accessor::of(&Access { pid: i32::MAX, ..a });
-        assert_eq!((gone.uid.as_str(), gone.comm.as_str()), ("?", "?"));
+        assert_eq!(
+            who.exe,
+            std::env::current_exe().unwrap().display().to_string()
+        );
+        let gone = Opener::capture(&Access { pid: i32::MAX, ..a });
+        assert_eq!(
+            (gone.uid.as_str(), gone.comm.as_str(), gone.exe.as_str()),
+            ("?", "?", "?")
+        );
+    }
+
+    /// A name cannot forge a line or look like another name (review F9).
+    #[test]
+    fn escape_keeps_one_line_and_distinct_names() {
+        assert_eq!(escape(b"/w/plain name.txt"), "/w/plain name.txt");
+        assert_eq!(escape("/w/été".as_bytes()), "/w/été");
+        assert_eq!(
+            escape(b"/w/x\n/etc/shadow: X FOUND\r\t"),
+            "/w/x\\n/etc/shadow: X FOUND\\r\\t"
+        );
+        assert_eq!(escape(b"a\\n"), "a\\\\n");
+        assert_eq!(escape(b"/w/\xff\xfe"), "/w/\\xff\\xfe");
+        assert_eq!(escape(b"\x1b[31m"), "\\u{1b}[31m");
+        assert_ne!(escape(b"/w/\xff"), escape("/w/\u{fffd}".as_bytes()));
     }
 }

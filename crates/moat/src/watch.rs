@@ -6,7 +6,7 @@
 //! until SIGTERM or SIGINT. Exit status: 0 after a clean stop, 2 when it cannot start.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -100,23 +100,33 @@ pub fn run(args: WatchArgs) -> u8 {
             return 2;
         }
     };
-    if let Err(e) = init_logging(&config) {
-        eprintln!("ERROR: {e}");
-        return 2;
-    }
+    let logs = match init_logging(&config) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("ERROR: {e}");
+            return 2;
+        }
+    };
     for w in config.warnings() {
         tracing::warn!("{w}");
     }
     for k in config.unused_keys() {
         tracing::debug!(line = k.line, key = %k.key, "known clamd key not used by moat watch");
     }
-    match start_and_run(&args, &config) {
+    let status = match start_and_run(&args, &config) {
         Ok(()) => 0,
         Err(e) => {
             tracing::error!("{e}");
             2
         }
+    };
+    if logs.dropped() > 0 {
+        tracing::warn!(
+            lines = logs.dropped(),
+            "log lines dropped: a log destination could not keep up"
+        );
     }
+    status
 }
 
 /// The configuration file, then the flags over it.
@@ -183,7 +193,13 @@ fn apply_flags(a: &WatchArgs, c: &mut Config) -> Result<(), regex::Error> {
 /// Logs go to stderr (a foreground daemon: systemd's journal takes them) and, with LogFile,
 /// to that file too (appended). LogVerbose: debug level, else info; `RUST_LOG` overrides.
 /// LogTime: timestamps.
-fn init_logging(c: &Config) -> Result<(), String> {
+///
+/// Every line goes through a lossy non-blocking writer (tracing-appender: a bounded queue
+/// and a writer thread per destination): the threads that answer permission events (the
+/// workers, the deadline watcher) never wait on a log write. A full stderr pipe or a LogFile
+/// on a stalled filesystem then drops lines, counted and reported at shutdown, instead of
+/// stopping deadline enforcement (review F13). The guards flush what is queued on exit.
+fn init_logging(c: &Config) -> Result<LogGuards, String> {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let level = if c.log_verbose { "debug" } else { "info" };
@@ -200,14 +216,30 @@ fn init_logging(c: &Config) -> Result<(), String> {
         None => None,
     };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let file = file.map(Mutex::new);
+    let lossy = |w: Box<dyn std::io::Write + Send>| {
+        tracing_appender::non_blocking::NonBlockingBuilder::default()
+            .lossy(true)
+            .thread_name("moat-log")
+            .finish(w)
+    };
+    let (stderr, stderr_guard) = lossy(Box::new(std::io::stderr()));
+    let mut guards = LogGuards {
+        dropped: vec![stderr.error_counter()],
+        _guards: vec![stderr_guard],
+    };
+    let file = file.map(|f| {
+        let (w, g) = lossy(Box::new(f));
+        guards.dropped.push(w.error_counter());
+        guards._guards.push(g);
+        w
+    });
     // Timestamps change the layers' types: one arm each rather than boxed layers.
     let registry = tracing_subscriber::registry().with(filter);
     if c.log_time {
         let stderr_layer = tracing_subscriber::fmt::layer()
             .with_target(false)
             .with_ansi(ansi)
-            .with_writer(std::io::stderr);
+            .with_writer(stderr);
         let file_layer = file.map(|f| {
             tracing_subscriber::fmt::layer()
                 .with_target(false)
@@ -220,7 +252,7 @@ fn init_logging(c: &Config) -> Result<(), String> {
             .with_target(false)
             .with_ansi(ansi)
             .without_time()
-            .with_writer(std::io::stderr);
+            .with_writer(stderr);
         let file_layer = file.map(|f| {
             tracing_subscriber::fmt::layer()
                 .with_target(false)
@@ -230,7 +262,20 @@ fn init_logging(c: &Config) -> Result<(), String> {
         });
         registry.with(stderr_layer).with(file_layer).init();
     }
-    Ok(())
+    Ok(guards)
+}
+
+/// Keeps the log writer threads alive (dropping flushes them) and counts lost lines.
+struct LogGuards {
+    dropped: Vec<tracing_appender::non_blocking::ErrorCounter>,
+    _guards: Vec<tracing_appender::non_blocking::WorkerGuard>,
+}
+
+impl LogGuards {
+    /// Lines dropped because a log destination could not keep up.
+    fn dropped(&self) -> usize {
+        self.dropped.iter().map(|c| c.dropped_lines()).sum()
+    }
 }
 
 fn start_and_run(args: &WatchArgs, c: &Config) -> Result<(), String> {
@@ -253,7 +298,7 @@ fn start_and_run(args: &WatchArgs, c: &Config) -> Result<(), String> {
         Err(e) => tracing::warn!(error = %e, "cannot notify $NOTIFY_SOCKET"),
     }
     let mut generation = 1;
-    daemon.run_until_stopped_with(&hup, |daemon| {
+    let ran = daemon.run_until_stopped_with(&hup, |daemon| {
         tracing::info!("SIGHUP: reloading the signature database");
         match load_scanner(args, c, generation + 1) {
             Ok(scanner) => {
@@ -266,7 +311,7 @@ fn start_and_run(args: &WatchArgs, c: &Config) -> Result<(), String> {
         }
     });
     let _ = moat_watch::notify::notify("STOPPING=1");
-    Ok(())
+    ran
 }
 
 fn settings(c: &Config) -> Result<WatchSettings, String> {
@@ -282,8 +327,10 @@ fn settings(c: &Config) -> Result<WatchSettings, String> {
     exclude_uids.extend(
         moat_config::resolve_unames(&c.on_access_exclude_unames).map_err(|e| e.to_string())?,
     );
-    let mut never_watched = vec![c.database_directory.clone()];
-    never_watched.extend(c.temporary_directory.clone());
+    // Only the database: TemporaryDirectory is not used by moat (it spools to anonymous
+    // files) and the daemon's own accesses are allowed by pid anyway; exempting it made a
+    // shared writable directory an unscanned drop zone (review F10).
+    let never_watched = vec![c.database_directory.clone()];
     Ok(WatchSettings {
         include_paths: c.on_access_include_paths.clone(),
         exclude_patterns: c
