@@ -65,6 +65,9 @@ enum Cmd {
     /// Run `moat watch` and clamonacc in turn on a generated tree and compare coverage
     /// time and open() latency (needs root).
     Watch(watch::WatchArgs),
+    /// On access with real ClamAV signatures: first open of real files and a mixed
+    /// workload with /usr watched, moat against clamonacc (needs root).
+    WatchReal(watch::real::RealArgs),
     /// Run every suite (`scan`, then `watch`) and render BENCHMARKS.md and its charts;
     /// installs what is missing (as root) and goes on when one suite fails.
     All(all::AllArgs),
@@ -217,6 +220,7 @@ fn main() -> ExitCode {
         Cmd::Report(a) => render::run(&a),
         Cmd::Gen(a) => cmd_gen(&a),
         Cmd::Watch(a) => watch::run(a),
+        Cmd::WatchReal(a) => watch::real::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
