@@ -120,6 +120,10 @@ pub struct Stats {
     pub shutdown_answers: AtomicU64,
     /// Scans retried after a failure (`OnAccessRetryAttempts`).
     pub retries: AtomicU64,
+    /// Jobs that joined a scan of the same file (same [`FileKey`], same database) already in
+    /// progress instead of scanning it again; each is also counted under the outcome it was
+    /// answered with.
+    pub coalesced: AtomicU64,
 }
 
 impl Stats {
@@ -443,6 +447,48 @@ struct Job {
     pending: Pending,
 }
 
+/// Scans in progress, by file version and database generation. Why: a file opened by several
+/// processes at once (a program or library at the start of a parallel build, a header) would
+/// otherwise be scanned once per open, each scan taking a worker and a share of the CPU for
+/// the same answer, and queueing every other file behind them. A job whose file is being
+/// scanned joins that scan and is answered with its verdict.
+///
+/// Only files whose key is settled (see [`FileKey::is_settled`]) join: the same rule as the
+/// verdict cache, so a joined job is answered exactly when a cached verdict could have
+/// answered it. A lock held for a map operation only, by at most `OnAccessMaxThreads`
+/// workers.
+#[derive(Default)]
+struct InFlight(std::sync::Mutex<std::collections::HashMap<(FileKey, u64), Vec<Job>>>);
+
+impl InFlight {
+    fn map(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<(FileKey, u64), Vec<Job>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Hands `job` to the scan of `key` in progress (`None`), or registers the caller as the
+    /// one scanning it (`Some(job)` back).
+    fn join_or_lead(&self, key: (FileKey, u64), job: Job) -> Option<Job> {
+        let mut map = self.map();
+        match map.get_mut(&key) {
+            Some(waiting) => {
+                waiting.push(job);
+                None
+            }
+            None => {
+                map.insert(key, Vec::new());
+                Some(job)
+            }
+        }
+    }
+
+    /// Ends the scan of `key`: the jobs that joined it.
+    fn finish(&self, key: &(FileKey, u64)) -> Vec<Job> {
+        self.map().remove(key).unwrap_or_default()
+    }
+}
+
 /// N scanning threads fed through a channel. See the module docs.
 pub struct WorkerPool {
     tx: Option<Sender<Job>>,
@@ -486,8 +532,10 @@ impl WorkerPool {
             deadlines,
             config,
         };
+        let in_flight = Arc::new(InFlight::default());
         for i in 0..config.threads.max(1) {
             let worker = Worker {
+                in_flight: Arc::clone(&in_flight),
                 settle: config.settle,
                 retries: config.retries,
                 rx: rx.clone(),
@@ -576,6 +624,7 @@ impl Drop for WorkerPool {
 }
 
 struct Worker {
+    in_flight: Arc<InFlight>,
     settle: Duration,
     retries: u32,
     rx: Receiver<Job>,
@@ -618,35 +667,80 @@ impl Worker {
 
     fn run(self) {
         while let Some(job) = self.next_job() {
-            if self.stopping.load(Acquire) {
-                if job.pending.answer(Response::Allow, Cause::Shutdown) {
-                    Stats::bump(&self.stats.shutdown_answers);
-                }
-                continue;
+            self.handle(job);
+        }
+    }
+
+    /// One job: answered at shutdown, dropped if expired, handed to a scan of the same file
+    /// in progress, or scanned (then the jobs that joined meanwhile are answered too).
+    fn handle(&self, job: Job) {
+        if self.stopping.load(Acquire) {
+            if job.pending.answer(Response::Allow, Cause::Shutdown) {
+                Stats::bump(&self.stats.shutdown_answers);
             }
-            if job.pending.is_answered() {
-                Stats::bump(&self.stats.expired_in_queue);
-                continue;
+            return;
+        }
+        if job.pending.is_answered() {
+            Stats::bump(&self.stats.expired_in_queue);
+            return;
+        }
+        let Some((job, key)) = self.lead_or_join(job) else {
+            Stats::bump(&self.stats.coalesced);
+            return;
+        };
+        let found = catch_unwind(AssertUnwindSafe(|| self.process(&job.file, &job.pending)))
+            .unwrap_or_else(|_| {
+                Stats::bump(&self.stats.panics);
+                Err(ScanFailure::Panicked)
+            });
+        let joined = key.map(|k| self.in_flight.finish(&k)).unwrap_or_default();
+        let outcome = found.as_ref().map(|f| &f.outcome);
+        // A panicking sink or hook must not take the worker down with it.
+        let _ = catch_unwind(AssertUnwindSafe(|| self.deliver(&job.pending, outcome)));
+        if let (
+            Some(hook),
+            Ok(Found {
+                clean_as_of: Some((key, generation)),
+                ..
+            }),
+        ) = (&self.hook, &found)
+        {
+            let _ = catch_unwind(AssertUnwindSafe(|| hook.clean(&job.file, key, *generation)));
+        }
+        // The verdict answers for the jobs that joined when it holds for the file version
+        // they opened: a detection always, a clean verdict when the file was unchanged (and
+        // settled) through the scan. Otherwise (a failure, a change) each is handled alone.
+        let shared = match &found {
+            Ok(f) => {
+                matches!(f.outcome, Outcome::Scanned(Verdict::Infected(_)))
+                    || f.clean_as_of.is_some()
             }
-            let found = catch_unwind(AssertUnwindSafe(|| self.process(&job.file, &job.pending)))
-                .unwrap_or_else(|_| {
-                    Stats::bump(&self.stats.panics);
-                    Err(ScanFailure::Panicked)
-                });
-            let outcome = found.as_ref().map(|f| &f.outcome);
-            // A panicking sink or hook must not take the worker down with it.
-            let _ = catch_unwind(AssertUnwindSafe(|| self.deliver(&job.pending, outcome)));
-            if let (
-                Some(hook),
-                Ok(Found {
-                    clean_as_of: Some((key, generation)),
-                    ..
-                }),
-            ) = (&self.hook, &found)
-            {
-                let _ = catch_unwind(AssertUnwindSafe(|| hook.clean(&job.file, key, *generation)));
+            Err(_) => false,
+        };
+        for j in joined {
+            if shared {
+                let _ = catch_unwind(AssertUnwindSafe(|| self.deliver(&j.pending, outcome)));
+            } else {
+                self.handle(j);
             }
         }
+    }
+
+    /// `Some((job, key))` when this worker is to process the job (`key`: the in-flight entry
+    /// it registered, to finish afterwards), `None` when the job joined a scan in progress.
+    /// Files whose key cannot be read or is not settled are processed alone.
+    fn lead_or_join(&self, job: Job) -> Option<(Job, Option<(FileKey, u64)>)> {
+        let Ok(key) = FileKey::of(&job.file) else {
+            return Some((job, None));
+        };
+        let window = FileKey::settle_window(&job.file, self.settle);
+        if !key.is_settled(SystemTime::now(), window) {
+            return Some((job, None));
+        }
+        let k = (key, self.scanner.load().generation());
+        self.in_flight
+            .join_or_lead(k, job)
+            .map(|job| (job, Some(k)))
     }
 
     /// Key, cache, scan, cache: everything but answering. One snapshot of the scanner serves

@@ -39,15 +39,22 @@ int main(int argc, char **argv) {\n\
   char buf[64];\n  snprintf(buf, sizeof buf, \"%d %f\", argc, sqrt((double)strlen(argv[0])));\n\
   puts(buf);\n  return (int)(time(NULL) & 0);\n}\n";
 
-/// The script, run by `/bin/sh -e` in the work directory.
+/// The script, run by `/bin/sh -e` in the work directory. Each phase (gcc, python, reads,
+/// perl) ends with a line `NAME SECONDS.NANOS` appended to `phases.log`, so a run's time
+/// can be split by phase.
 fn script(w: &Workload) -> String {
     format!(
-        "i=0; while [ $i -lt {c} ]; do /usr/bin/gcc -O1 -o prog hello.c -lm; i=$((i+1)); done\n\
+        ": > phases.log; /usr/bin/date +'start %s.%N' >> phases.log\n\
+         i=0; while [ $i -lt {c} ]; do /usr/bin/gcc -O1 -o prog hello.c -lm; i=$((i+1)); done\n\
+         /usr/bin/date +'gcc %s.%N' >> phases.log\n\
          i=0; while [ $i -lt {p} ]; do /usr/bin/python3 -B -c \
          'import json, re, email.parser, http.client, decimal, subprocess' ; i=$((i+1)); done\n\
+         /usr/bin/date +'python %s.%N' >> phases.log\n\
          xargs -0 -a reads.list cat > /dev/null\n\
+         /usr/bin/date +'reads %s.%N' >> phases.log\n\
          i=0; while [ $i -lt {l} ]; do /usr/bin/perl -MPOSIX -MData::Dumper -MFile::Find \
-         -MGetopt::Long -e 'print Dumper([floor(1.5)])' > /dev/null; i=$((i+1)); done\n",
+         -MGetopt::Long -e 'print Dumper([floor(1.5)])' > /dev/null; i=$((i+1)); done\n\
+         /usr/bin/date +'perl %s.%N' >> phases.log\n",
         c = w.compiles,
         p = w.pythons,
         l = w.perls
@@ -87,16 +94,47 @@ pub struct Run {
     pub secs: Option<f64>,
     /// Exit status text when it failed, or `timeout`.
     pub failure: Option<String>,
+    /// Seconds spent in each phase that completed, in order.
+    pub phases: Vec<(String, f64)>,
+}
+
+/// Phase durations from `phases.log` (`start T0`, then `NAME T` per finished phase).
+pub fn parse_phases(text: &str) -> Vec<(String, f64)> {
+    let mut out = Vec::new();
+    let mut prev: Option<f64> = None;
+    for line in text.lines() {
+        let Some((name, t)) = line.split_once(' ') else {
+            continue;
+        };
+        let Ok(t) = t.trim().parse::<f64>() else {
+            continue;
+        };
+        if let (Some(p), true) = (prev, name != "start") {
+            out.push((name.to_string(), t - p));
+        }
+        prev = Some(t);
+    }
+    out
+}
+
+fn phases_of(dir: &Path) -> Vec<(String, f64)> {
+    parse_phases(&fs::read_to_string(dir.join("phases.log")).unwrap_or_default())
 }
 
 impl Run {
     /// `12.3 s`, `not finished in 100 s`, `failed (...) after 3.1 s`.
     pub fn text(&self, timeout: Duration) -> String {
-        match (&self.secs, &self.failure) {
+        let total = match (&self.secs, &self.failure) {
             (Some(s), None) => format!("{s:.2} s"),
             (Some(s), Some(f)) => format!("failed ({f}) after {s:.2} s"),
             (None, _) => format!("not finished in {} s", timeout.as_secs()),
-        }
+        };
+        let phases: Vec<String> = self
+            .phases
+            .iter()
+            .map(|(n, s)| format!("{n} {s:.1}"))
+            .collect();
+        format!("{total} [{}]", phases.join(", "))
     }
 }
 
@@ -130,6 +168,7 @@ pub fn run(dir: &Path, timeout: Duration, log: &Path) -> Result<Run, String> {
             return Ok(Run {
                 secs: Some(secs),
                 failure,
+                phases: phases_of(dir),
             });
         }
         if t.elapsed() > timeout || daemon::interrupted() {
@@ -140,8 +179,24 @@ pub fn run(dir: &Path, timeout: Duration, log: &Path) -> Result<Run, String> {
             return Ok(Run {
                 secs: None,
                 failure: Some("timeout".into()),
+                phases: phases_of(dir),
             });
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_are_differences_of_timestamps() {
+        let p = parse_phases("start 100.5\ngcc 102.0\npython 102.25\n");
+        assert_eq!(
+            p,
+            vec![("gcc".to_string(), 1.5), ("python".to_string(), 0.25)]
+        );
+        assert!(parse_phases("").is_empty());
     }
 }

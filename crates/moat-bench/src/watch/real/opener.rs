@@ -88,6 +88,19 @@ pub fn run(
     daemons: &[i32],
     stall: Duration,
 ) -> Result<Passes, String> {
+    run_concurrent(files, passes, 1, daemons, stall)
+}
+
+/// [`run`] by `children` processes at once, each opening the whole list in the same order
+/// (like the processes of a parallel build starting together); child `c`'s pass `p` is
+/// reported as pass `c * passes + p`.
+pub fn run_concurrent(
+    files: &[PathBuf],
+    passes: u16,
+    children: u16,
+    daemons: &[i32],
+    stall: Duration,
+) -> Result<Passes, String> {
     let paths: Vec<CString> = files
         .iter()
         .map(|p| CString::new(p.as_os_str().as_bytes()).expect("paths have no NUL"))
@@ -98,20 +111,29 @@ pub fn run(
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
         return Err(format!("pipe: {}", std::io::Error::last_os_error()));
     }
-    // SAFETY: the child runs only `open_loop` (async-signal-safe calls on memory prepared
-    // above) and never returns.
-    let pid = match unsafe { libc::fork() } {
-        -1 => return Err(format!("fork: {}", std::io::Error::last_os_error())),
-        0 => unsafe { open_loop(fds[1], &ptrs, passes) },
-        pid => pid,
-    };
+    let mut pids = Vec::new();
+    for c in 0..children {
+        // SAFETY: the child runs only `open_loop` (async-signal-safe calls on memory
+        // prepared above) and never returns.
+        match unsafe { libc::fork() } {
+            -1 => break,
+            0 => unsafe { open_loop(fds[1], &ptrs, c * passes, passes) },
+            pid => pids.push(pid),
+        }
+    }
     // SAFETY: our copy of the write end, which we own.
     unsafe { libc::close(fds[1]) };
-    let out = collect(fds[0], daemons, stall);
-    // SAFETY: our own child and our own fd.
+    let out = if pids.len() < usize::from(children) {
+        Err(format!("fork: {}", std::io::Error::last_os_error()))
+    } else {
+        collect(fds[0], daemons, stall)
+    };
+    // SAFETY: our own children and our own fd.
     unsafe {
-        libc::kill(pid, libc::SIGKILL);
-        libc::waitpid(pid, std::ptr::null_mut(), 0);
+        for &pid in &pids {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
         libc::close(fds[0]);
     }
     out
@@ -163,11 +185,17 @@ fn collect(fd: libc::c_int, daemons: &[i32], stall: Duration) -> Result<Passes, 
     }
 }
 
-/// The child: drop privileges, open every file `passes` times, report each open.
+/// The child: drop privileges, open every file `passes` times (reported as passes
+/// `first_pass..`), report each open.
 ///
 /// # Safety
 /// Only in a freshly forked child; `paths` must point to valid C strings.
-unsafe fn open_loop(out: libc::c_int, paths: &[*const libc::c_char], passes: u16) -> ! {
+unsafe fn open_loop(
+    out: libc::c_int,
+    paths: &[*const libc::c_char],
+    first_pass: u16,
+    passes: u16,
+) -> ! {
     libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
     if libc::setgroups(0, std::ptr::null()) != 0
         || libc::setgid(PROBE_ID) != 0
@@ -183,7 +211,7 @@ unsafe fn open_loop(out: libc::c_int, paths: &[*const libc::c_char], passes: u16
         libc::write(out, r.as_ptr().cast(), RECORD);
         libc::_exit(1);
     }
-    for pass in 0..passes {
+    for pass in first_pass..first_pass + passes {
         for (i, &path) in paths.iter().enumerate() {
             let t0 = mono_ns();
             let fd = libc::open(path, libc::O_RDONLY | libc::O_CLOEXEC);
