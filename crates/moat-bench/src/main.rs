@@ -7,7 +7,13 @@
 //! cargo run --release -p moat-bench -- gen  [--quick] [--data DIR] [--force]
 //! cargo run --release -p moat-bench -- watch [--quick] [--dirs N,...] [--files N] [--scope filesystem|directory|both]
 //!                                           [--tracking fanotify|inotify] [--race-rounds N] [--data DIR] [--moat PATH]
+//! cargo run --release -p moat-bench -- watch-real [--db DIR] [--files N] [--only none,moat,clamonacc]
+//!                                           [--no-first-open] [--no-mixed] [--mixed-timeout SECS] [--moat PATH]
 //! ```
+//!
+//! `watch-real` (root only) is on access with real ClamAV signatures ([`watch::real`]):
+//! first open of real files of this machine on a private tmpfs, and a mixed workload with
+//! /usr watched with prevention, moat against clamd + clamonacc loading the same set.
 //!
 //! `scan` generates (or reuses) a reproducible database and corpus ([`gen`]), warms the page
 //! cache, runs both scanners on an empty file (database load time) and on the corpus
