@@ -7,7 +7,13 @@
 //! cargo run --release -p moat-bench -- gen  [--quick] [--data DIR] [--force]
 //! cargo run --release -p moat-bench -- watch [--quick] [--dirs N,...] [--files N] [--scope filesystem|directory|both]
 //!                                           [--tracking fanotify|inotify] [--race-rounds N] [--data DIR] [--moat PATH]
+//! cargo run --release -p moat-bench -- watch-real [--db DIR] [--files N] [--only none,moat,clamonacc]
+//!                                           [--no-first-open] [--no-mixed] [--mixed-timeout SECS] [--moat PATH]
 //! ```
+//!
+//! `watch-real` (root only) is on access with real ClamAV signatures ([`watch::real`]):
+//! first open of real files of this machine on a private tmpfs, and a mixed workload with
+//! /usr watched with prevention, moat against clamd + clamonacc loading the same set.
 //!
 //! `scan` generates (or reuses) a reproducible database and corpus ([`gen`]), warms the page
 //! cache, runs both scanners on an empty file (database load time) and on the corpus
@@ -65,6 +71,9 @@ enum Cmd {
     /// Run `moat watch` and clamonacc in turn on a generated tree and compare coverage
     /// time and open() latency (needs root).
     Watch(watch::WatchArgs),
+    /// On access with real ClamAV signatures: first open of real files and a mixed
+    /// workload with /usr watched, moat against clamonacc (needs root).
+    WatchReal(watch::real::RealArgs),
     /// Run every suite (`scan`, then `watch`) and render BENCHMARKS.md and its charts;
     /// installs what is missing (as root) and goes on when one suite fails.
     All(all::AllArgs),
@@ -217,6 +226,7 @@ fn main() -> ExitCode {
         Cmd::Report(a) => render::run(&a),
         Cmd::Gen(a) => cmd_gen(&a),
         Cmd::Watch(a) => watch::run(a),
+        Cmd::WatchReal(a) => watch::real::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -126,6 +126,10 @@ pub struct Stats {
     pub infected_cache_hits: AtomicU64,
     /// Workers stuck in one scan for twice the deadline, replaced by new ones.
     pub workers_replaced: AtomicU64,
+    /// Jobs that joined a scan of the same file (same [`FileKey`], same database) already in
+    /// progress instead of scanning it again; each is also counted under the outcome it was
+    /// answered with.
+    pub coalesced: AtomicU64,
 }
 
 impl Stats {
@@ -613,6 +617,48 @@ impl FairQueue {
     }
 }
 
+/// Scans in progress, by file version and database generation. Why: a file opened by several
+/// processes at once (a program or library at the start of a parallel build, a header) would
+/// otherwise be scanned once per open, each scan taking a worker and a share of the CPU for
+/// the same answer, and queueing every other file behind them. A job whose file is being
+/// scanned joins that scan and is answered with its verdict.
+///
+/// Only files whose key is settled (see [`FileKey::is_settled`]) join: the same rule as the
+/// verdict cache, so a joined job is answered exactly when a cached verdict could have
+/// answered it. A lock held for a map operation only, by at most `OnAccessMaxThreads`
+/// workers.
+#[derive(Default)]
+struct InFlight(std::sync::Mutex<std::collections::HashMap<(FileKey, u64), Vec<Job>>>);
+
+impl InFlight {
+    fn map(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<(FileKey, u64), Vec<Job>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Hands `job` to the scan of `key` in progress (`None`), or registers the caller as the
+    /// one scanning it (`Some(job)` back).
+    fn join_or_lead(&self, key: (FileKey, u64), job: Job) -> Option<Job> {
+        let mut map = self.map();
+        match map.get_mut(&key) {
+            Some(waiting) => {
+                waiting.push(job);
+                None
+            }
+            None => {
+                map.insert(key, Vec::new());
+                Some(job)
+            }
+        }
+    }
+
+    /// Ends the scan of `key`: the jobs that joined it.
+    fn finish(&self, key: &(FileKey, u64)) -> Vec<Job> {
+        self.map().remove(key).unwrap_or_default()
+    }
+}
+
 /// N scanning threads fed through a channel. See the module docs.
 pub struct WorkerPool {
     queue: Arc<FairQueue>,
@@ -651,6 +697,7 @@ impl WorkerPool {
         let queue = Arc::new(FairQueue::new(config.threads.max(1).div_ceil(2)));
         let stopping = Arc::new(AtomicBool::new(false));
         let template = Worker {
+            in_flight: Arc::new(InFlight::default()),
             settle: config.settle,
             retries: config.retries,
             queue: Arc::clone(&queue),
@@ -866,6 +913,8 @@ struct Worker {
     /// Set by the monitor when the worker was stuck and replaced: exit after this job.
     retired: Arc<AtomicBool>,
     epoch: Instant,
+    /// Scans in progress, shared by every worker of the pool (coalescing).
+    in_flight: Arc<InFlight>,
     settle: Duration,
     retries: u32,
     queue: Arc<FairQueue>,
@@ -908,16 +957,22 @@ impl Worker {
         while let Some(job) = self.next_job() {
             let started = self.epoch.elapsed().as_millis() as u64 + 1;
             self.busy_since.store(started, Release);
-            self.run_job(&job);
+            let owner = job.owner;
+            self.run_job(job);
             self.busy_since.store(0, Release);
-            self.queue.done(job.owner);
+            // The job ran, or joined a scan in progress (it holds no worker while it waits
+            // there): either way its owner may run another.
+            self.queue.done(owner);
             if self.retired.load(Acquire) {
                 return;
             }
         }
     }
 
-    fn run_job(&self, job: &Job) {
+    /// One job: answered at shutdown, dropped if answered while queued, handed to a scan of
+    /// the same file in progress, or scanned (then the jobs that joined meanwhile are
+    /// answered too).
+    fn run_job(&self, job: Job) {
         if self.stopping.load(Acquire) {
             if job.pending.answer(Response::Allow, Cause::Shutdown) {
                 Stats::bump(&self.stats.shutdown_answers);
@@ -929,11 +984,16 @@ impl Worker {
             Stats::bump(&self.stats.expired_in_queue);
             return;
         };
+        let Some((job, key)) = self.lead_or_join(job, &file) else {
+            Stats::bump(&self.stats.coalesced);
+            return;
+        };
         let found = catch_unwind(AssertUnwindSafe(|| self.process(&file, &job.pending)))
             .unwrap_or_else(|_| {
                 Stats::bump(&self.stats.panics);
                 Err(ScanFailure::Panicked)
             });
+        let joined = key.map(|k| self.in_flight.finish(&k)).unwrap_or_default();
         let outcome = found.as_ref().map(|f| &f.outcome);
         // A panicking sink or hook must not take the worker down with it.
         let _ = catch_unwind(AssertUnwindSafe(|| self.deliver(&job.pending, outcome)));
@@ -947,6 +1007,40 @@ impl Worker {
         {
             let _ = catch_unwind(AssertUnwindSafe(|| hook.clean(&file, key, *generation)));
         }
+        // The verdict answers for the jobs that joined when it holds for the file version
+        // they opened: a detection always, a clean verdict when the file was unchanged (and
+        // settled) through the scan. Otherwise (a failure, a change) each is handled alone.
+        let shared = match &found {
+            Ok(f) => {
+                matches!(f.outcome, Outcome::Scanned(Verdict::Infected(_)))
+                    || f.clean_as_of.is_some()
+            }
+            Err(_) => false,
+        };
+        for j in joined {
+            if shared {
+                let _ = catch_unwind(AssertUnwindSafe(|| self.deliver(&j.pending, outcome)));
+            } else {
+                self.run_job(j);
+            }
+        }
+    }
+
+    /// `Some((job, key))` when this worker is to process the job (`key`: the in-flight entry
+    /// it registered, to finish afterwards), `None` when the job joined a scan in progress.
+    /// Files whose key cannot be read or is not settled are processed alone.
+    fn lead_or_join(&self, job: Job, file: &File) -> Option<(Job, Option<(FileKey, u64)>)> {
+        let Ok(key) = FileKey::of(file) else {
+            return Some((job, None));
+        };
+        let window = FileKey::settle_window(file, self.settle);
+        if !key.is_settled(SystemTime::now(), window) {
+            return Some((job, None));
+        }
+        let k = (key, self.scanner.load().generation());
+        self.in_flight
+            .join_or_lead(k, job)
+            .map(|job| (job, Some(k)))
     }
 
     /// Key, cache, scan, cache: everything but answering. One snapshot of the scanner serves

@@ -998,3 +998,128 @@ fn a_stuck_worker_is_replaced() {
     assert_eq!(rx.recv_timeout(WAIT).unwrap().0, 1);
     s.shutdown();
 }
+
+// ---- coalescing concurrent scans of one file ----
+
+/// Blocks every scan until released, then answers `verdict`.
+struct HeldScanner {
+    started: Sender<()>,
+    release: Receiver<()>,
+    scans: AtomicUsize,
+    verdict: Verdict,
+}
+
+fn held(verdict: Verdict) -> (Arc<HeldScanner>, Receiver<()>, Sender<()>) {
+    let (started, started_rx) = unbounded();
+    let (release_tx, release) = unbounded();
+    let s = Arc::new(HeldScanner {
+        started,
+        release,
+        scans: AtomicUsize::new(0),
+        verdict,
+    });
+    (s, started_rx, release_tx)
+}
+
+impl Scanner for HeldScanner {
+    fn scan(&self, _: &File) -> Result<Verdict, ScanFailure> {
+        self.scans.fetch_add(1, SeqCst);
+        self.started.send(()).unwrap();
+        self.release.recv_timeout(WAIT).expect("never released");
+        Ok(self.verdict.clone())
+    }
+
+    fn generation(&self) -> u64 {
+        1
+    }
+}
+
+/// Polls `counter` until it reaches `n` (bounded by [`WAIT`]).
+fn wait_for(counter: &std::sync::atomic::AtomicU64, n: u64) {
+    let t = Instant::now();
+    while get(counter) < n {
+        assert!(t.elapsed() < WAIT, "counter stuck at {}", get(counter));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Opens of one file while its scan runs join that scan: one scan, every open answered
+/// with its verdict, each join counted.
+fn joined_opens_get_the_verdict(verdict: Verdict, expect: Seen, response: Response) {
+    let (scanner, started, release) = held(verdict);
+    let s = setup(3, LONG, Response::Allow, scanner.clone());
+    let (tx, rx) = unbounded();
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), b"one file opened by three processes").unwrap();
+    s.pool.submit(File::open(f.path()).unwrap(), sink(0, &tx));
+    started.recv_timeout(WAIT).unwrap();
+    for id in 1..3 {
+        s.pool.submit(File::open(f.path()).unwrap(), sink(id, &tx));
+    }
+    // Both later opens were taken by the idle workers and joined the scan in progress.
+    wait_for(&s.stats.coalesced, 2);
+    assert!(rx.try_recv().is_err(), "answered before the scan ended");
+    release.send(()).unwrap();
+    let mut ids: Vec<usize> = (0..3)
+        .map(|_| {
+            let (id, r, seen) = rx.recv_timeout(WAIT).unwrap();
+            assert_eq!((r, seen), (response, expect.clone()));
+            id
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(ids, vec![0, 1, 2]);
+    assert_eq!(scanner.scans.load(SeqCst), 1);
+    let stats = s.shutdown();
+    assert_eq!(get(&stats.coalesced), 2);
+}
+
+#[test]
+fn concurrent_opens_of_one_clean_file_share_one_scan() {
+    joined_opens_get_the_verdict(Verdict::Clean, Seen::Clean, Response::Allow);
+}
+
+#[test]
+fn concurrent_opens_of_one_infected_file_are_all_denied_after_one_scan() {
+    joined_opens_get_the_verdict(
+        Verdict::Infected("Fake.Bad".into()),
+        Seen::Infected("Fake.Bad".into()),
+        Response::Deny,
+    );
+}
+
+#[test]
+fn opens_that_joined_a_scan_of_a_file_written_meanwhile_are_scanned_again() {
+    let (scanner, started, release) = held(Verdict::Clean);
+    let s = setup(2, LONG, Response::Allow, scanner.clone());
+    let (tx, rx) = unbounded();
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), b"version one").unwrap();
+    s.pool.submit(File::open(f.path()).unwrap(), sink(0, &tx));
+    started.recv_timeout(WAIT).unwrap();
+    s.pool.submit(File::open(f.path()).unwrap(), sink(1, &tx));
+    wait_for(&s.stats.coalesced, 1);
+    // Written during the scan (an explicit mtime: independent of timestamp granularity): the
+    // scan's clean verdict no longer vouches for what the joined open will read.
+    std::fs::write(f.path(), b"version two").unwrap();
+    let t = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+    File::options()
+        .write(true)
+        .open(f.path())
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
+    release.send(()).unwrap();
+    assert_eq!(
+        rx.recv_timeout(WAIT).unwrap(),
+        (0, Response::Allow, Seen::Clean)
+    );
+    started.recv_timeout(WAIT).unwrap();
+    release.send(()).unwrap();
+    assert_eq!(
+        rx.recv_timeout(WAIT).unwrap(),
+        (1, Response::Allow, Seen::Clean)
+    );
+    assert_eq!(scanner.scans.load(SeqCst), 2);
+    s.shutdown();
+}

@@ -471,6 +471,7 @@ impl Daemon {
             skipped = Stats::get(&g.skipped),
             failures = Stats::get(&g.failures),
             deadline_expired = Stats::get(&g.deadline_expired),
+            coalesced = Stats::get(&g.coalesced),
             retries = Stats::get(&g.retries),
             kernel_cache = ?self.kernel_cache.as_ref().map(|k| &k.stats),
             close_writes = s.close_writes.load(Relaxed),

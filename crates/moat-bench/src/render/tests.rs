@@ -250,7 +250,13 @@ fn page_names_machine_commands_and_missing_suites() {
         page.contains("![Throughput](docs/bench/throughput.png)"),
         "{page}"
     );
-    assert!(page.find("## scan").unwrap() < page.find("## watch").unwrap());
+    assert!(page.find("## scan").unwrap() < page.find("## watch\n").unwrap());
+    // The real-signature suite leads, and says how to run it when its results are missing.
+    assert!(page.find("## watch-real").unwrap() < page.find("## scan").unwrap());
+    assert!(
+        page.contains("no `/data/results/watch-real.json`"),
+        "{page}"
+    );
 }
 
 fn is_png(path: &Path) -> bool {

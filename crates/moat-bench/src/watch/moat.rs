@@ -64,6 +64,18 @@ pub struct Running {
 
 /// Binds the notify socket in `tmp` and starts `moat watch -c conf`, logging to `log`.
 pub fn start(bin: &Path, conf: &Path, tmp: &Path, log: &Path) -> Result<Running, String> {
+    start_logging(bin, conf, tmp, log, None)
+}
+
+/// [`start`] with `RUST_LOG` set to `filter` (e.g. `info,moat_watch::verdict=debug` to log
+/// every verdict), when given.
+pub fn start_logging(
+    bin: &Path,
+    conf: &Path,
+    tmp: &Path,
+    log: &Path,
+    filter: Option<&str>,
+) -> Result<Running, String> {
     let sock = tmp.join("notify.sock");
     let _ = std::fs::remove_file(&sock);
     let notify = UnixDatagram::bind(&sock).map_err(|e| format!("{}: {e}", sock.display()))?;
@@ -76,7 +88,9 @@ pub fn start(bin: &Path, conf: &Path, tmp: &Path, log: &Path) -> Result<Running,
         // Plain log lines, so the readiness line can be parsed.
         .env("NO_COLOR", "1");
     // The readiness line is informational; ask for it unless the user chose a level.
-    if std::env::var_os("RUST_LOG").is_none() {
+    if let Some(f) = filter {
+        cmd.env("RUST_LOG", f);
+    } else if std::env::var_os("RUST_LOG").is_none() {
         cmd.env("RUST_LOG", "info");
     }
     let daemon = Daemon::spawn("moat watch", cmd, log)?;

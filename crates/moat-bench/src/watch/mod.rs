@@ -22,6 +22,7 @@ mod moat;
 mod mount;
 mod probe;
 mod race;
+pub mod real;
 mod report;
 mod tree;
 
