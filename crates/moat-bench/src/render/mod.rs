@@ -29,7 +29,8 @@ pub struct ReportArgs {
 }
 
 /// The suites the page expects, in order, with the command that runs each alone.
-pub const SUITES: [(&str, &str); 2] = [
+pub const SUITES: [(&str, &str); 3] = [
+    ("real", "cargo run --release -p moat-bench -- real"),
     ("scan", "cargo run --release -p moat-bench -- scan"),
     ("watch", "cargo run --release -p moat-bench -- watch"),
 ];
@@ -195,7 +196,7 @@ pub fn target(row: &Row) -> String {
 
 /// One markdown table per row group, in order of first appearance.
 pub fn tables(results: &Results) -> String {
-    let peer = if results.suite == "scan" {
+    let peer = if results.suite == "scan" || results.suite == "real" {
         "clamscan"
     } else if results.suite == "watch" {
         "clamonacc"
