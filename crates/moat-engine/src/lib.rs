@@ -349,7 +349,7 @@ impl Engine {
                 });
                 let lf = raw_logical_facts(f, file_len, container);
                 if f.file_type() != FileType::Html && self.logical.any_applies(&lf) {
-                    let mut scan = self.logical.start(file_len, true, f.exe());
+                    let mut scan = self.logical.start(file_len, lf.target, true, f.exe());
                     if rereadable.is_some() {
                         scan.defer_regexes();
                     }
