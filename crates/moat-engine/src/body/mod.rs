@@ -361,7 +361,7 @@ impl BodyMatcher {
         // file's only where the buffer reaches it.
         let at_file_start = base == 0;
         let at_file_end = base + buf.len() as u64 >= file.file_len;
-        let mut ends = elements::forward(after, buf, vec![at + anchor.len as usize]);
+        let mut ends = elements::forward_from(after, buf, at + anchor.len as usize);
         if let (true, Some(class)) = (last, compiled.look_ahead) {
             ends.retain(|&e| (e < buf.len() || at_file_end) && elements::look_ahead(class, buf, e));
         }
@@ -374,11 +374,11 @@ impl BodyMatcher {
             // leading anchored byte); the elements before it are matched from there.
             let origin = sig.pattern.offset_origin.min(before.len());
             let (lo, hi) = facts::start_range(&sig.offset, file.file_len, file.exe.as_ref())?;
-            let mut origins = elements::backward(&before[origin..], buf, vec![at]);
+            let mut origins = elements::backward_from(&before[origin..], buf, at);
             origins.retain(|&s| (lo..=hi).contains(&abs(s)));
             elements::backward(&before[..origin], buf, origins)
         } else {
-            elements::backward(before, buf, vec![at])
+            elements::backward_from(before, buf, at)
         };
         if let (0, Some(class)) = (part_index, compiled.look_behind) {
             starts.retain(|&s| (s > 0 || at_file_start) && elements::look_behind(class, buf, s));
