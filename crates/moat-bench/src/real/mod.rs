@@ -94,7 +94,7 @@ fn best_of(
             if r.timed_out { " (TIMED OUT)" } else { "" }
         );
         let timed_out = r.timed_out;
-        if best.as_ref().is_none_or(|b| r.wall < b.wall) {
+        if best.as_ref().map_or(true, |b| r.wall < b.wall) {
             best = Some(r);
         }
         if timed_out {
@@ -327,7 +327,7 @@ fn single_rows(group: &str, files: &[Single], moat_load: &Run, clam_load: &Run) 
         };
         let (m, c) = (only(&f.moat, moat_load), only(&f.clam, clam_load));
         let name = f.path.display().to_string();
-        if worst.as_ref().is_none_or(|(w, _)| m / c > *w) {
+        if worst.as_ref().map_or(true, |(w, _)| m / c > *w) {
             worst = Some((m / c, name.clone()));
         }
         let same = parse_found(&f.moat.stdout, "") == parse_found(&f.clam.stdout, "");
@@ -373,8 +373,8 @@ fn print_rows(title: &str, rows: &[Row]) {
     println!();
     println!("######## {title} ########");
     println!(
-        "{:<62} {:>12} {:>12} {:>9}  {}",
-        "metric", "moat", "clamscan", "ratio", "target"
+        "{:<62} {:>12} {:>12} {:>9}  target",
+        "metric", "moat", "clamscan", "ratio"
     );
     for r in rows {
         let (m, c) = (r.moat.unwrap_or(f64::NAN), r.clamav.unwrap_or(f64::NAN));
