@@ -2,7 +2,8 @@
 //!
 //! 1. As root, installs what is missing: Debian's `clamav` + `clamav-daemon` (clamscan,
 //!    clamd, clamonacc) and `fonts-dejavu-core` (the charts' font).
-//! 2. `scan` ([`crate::scan`]), then `watch` ([`crate::watch`], given `--quick`, `--data`
+//! 2. `real` ([`crate::real`], ClamAV's real signatures on this machine's files), `scan`
+//!    ([`crate::scan`]), then `watch` ([`crate::watch`], given `--quick`, `--data`
 //!    and `--watch-args`), each in turn; a suite that fails is reported and the next one
 //!    still runs.
 //! 3. `report` ([`crate::render`]) from whatever results exist.
@@ -32,6 +33,9 @@ pub struct AllArgs {
     /// `scan`: run every measurement this many times and keep the fastest.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     runs: u32,
+    /// `real`: the real signature database [default: <workspace>/../shared/sigs/clamav-real].
+    #[arg(long, value_name = "DIR")]
+    db: Option<PathBuf>,
     /// The moat binary for every suite [default: <target dir>/release/moat, built if missing].
     #[arg(long, value_name = "PATH")]
     moat: Option<PathBuf>,
@@ -115,10 +119,28 @@ pub fn run(args: AllArgs) -> ExitCode {
     }
     install_missing(&data);
     // Results of an earlier run would be reported as this run's.
-    for suite in ["scan", "watch"] {
+    for suite in ["real", "scan", "watch"] {
         let _ = std::fs::remove_file(crate::scan::results_path(&data, suite));
     }
     let mut outcomes = Vec::new();
+
+    eprintln!("moat-bench: ==== suite real ====");
+    let t = Instant::now();
+    let result = crate::real::run(crate::real::RealArgs {
+        db: args.db.clone(),
+        data: Some(data.clone()),
+        force: false,
+        moat: args.moat.clone(),
+        clamscan: PathBuf::from("clamscan"),
+        runs: args.runs,
+        largest: 3,
+        file_timeout: 600,
+    });
+    outcomes.push(Outcome {
+        suite: "real",
+        secs: t.elapsed().as_secs_f64(),
+        result,
+    });
 
     eprintln!("moat-bench: ==== suite scan ====");
     let t = Instant::now();

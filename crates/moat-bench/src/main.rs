@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release -p moat-bench -- all [--quick] [--data DIR] [--runs N] [--watch-args "ARGS"]
 //! cargo run --release -p moat-bench -- report [--data DIR] [--out FILE]
+//! cargo run --release -p moat-bench -- real [--db DIR] [--data DIR] [--runs N] [--largest N] [--force]
 //! cargo run --release -p moat-bench -- scan [--quick] [--data DIR] [--moat PATH] [--clamscan PATH] [--runs N]
 //! cargo run --release -p moat-bench -- gen  [--quick] [--data DIR] [--force]
 //! cargo run --release -p moat-bench -- watch [--quick] [--dirs N,...] [--files N] [--scope filesystem|directory|both]
@@ -10,6 +11,10 @@
 //! cargo run --release -p moat-bench -- watch-real [--db DIR] [--files N] [--only none,moat,clamonacc]
 //!                                           [--no-first-open] [--no-mixed] [--mixed-timeout SECS] [--moat PATH]
 //! ```
+//!
+//! `real` scans a fixed selection of this machine's own files with ClamAV's real signatures
+//! (`../shared/sigs/clamav-real` unless `--db`), both scanners side by side, then times the
+//! largest programs and libraries alone ([`real`]); it writes `results/real.json`.
 //!
 //! `watch-real` (root only) is on access with real ClamAV signatures ([`watch::real`]):
 //! first open of real files of this machine on a private tmpfs, and a mixed workload with
@@ -23,7 +28,7 @@
 //! `scan` runs on two databases (the dataset's, and a hash-only one of ~1,000,000
 //! signatures, [`gen::hashdb`]) and writes `<data dir>/results/scan.json` ([`results`]).
 //!
-//! `all` runs `scan` then `watch` then `report` ([`all`]); `report` renders BENCHMARKS.md
+//! `all` runs `real`, `scan` then `watch` then `report` ([`all`]); `report` renders BENCHMARKS.md
 //! and its PNG charts from the results files ([`render`]).
 //!
 //! `watch` (root only) measures the on-access daemons: `moat watch` (filesystem and/or
@@ -40,6 +45,7 @@
 mod all;
 mod apt;
 mod gen;
+mod real;
 mod render;
 mod report;
 pub mod results;
@@ -66,6 +72,10 @@ struct Cli {
 enum Cmd {
     /// Generate the data if needed, run both scanners and print the comparison.
     Scan(ScanArgs),
+    /// `moat scan` against clamscan with ClamAV's real signatures on this machine's own
+    /// files (a fixed selection of programs, libraries, Python sources and documents), then
+    /// the largest programs and libraries alone.
+    Real(real::RealArgs),
     /// Only generate (or verify the cache of) the benchmark data.
     Gen(DataArgs),
     /// Run `moat watch` and clamonacc in turn on a generated tree and compare coverage
@@ -222,6 +232,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Scan(a) => scan::run(a),
+        Cmd::Real(a) => real::run(a),
         Cmd::All(a) => return all::run(a),
         Cmd::Report(a) => render::run(&a),
         Cmd::Gen(a) => cmd_gen(&a),

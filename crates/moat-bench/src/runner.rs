@@ -73,6 +73,8 @@ pub struct Run {
     pub stdout: String,
     /// Where standard error was saved.
     pub stderr_path: PathBuf,
+    /// Whether it was killed for running past its time limit ([`run_limited`]).
+    pub timed_out: bool,
 }
 
 impl Run {
@@ -113,6 +115,58 @@ fn timeval(tv: libc::timeval) -> Duration {
 
 /// Runs `argv` to completion, saving stdout/stderr as `<out_dir>/<name>.stdout|.stderr`.
 pub fn run(argv: &[OsString], out_dir: &Path, name: &str) -> io::Result<Run> {
+    run_limited(argv, out_dir, name, None)
+}
+
+/// Kills `pid` with SIGKILL unless told to stand down within `limit`; returns the thread and
+/// the sender that stands it down.
+fn watchdog(
+    pid: libc::pid_t,
+    limit: Duration,
+) -> (std::thread::JoinHandle<bool>, std::sync::mpsc::Sender<()>) {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let handle = std::thread::spawn(move || {
+        if rx.recv_timeout(limit) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+            // SAFETY: the child is not reaped before this thread is joined (the caller
+            // waits with WNOWAIT first), so `pid` still names it.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            return true;
+        }
+        false
+    });
+    (handle, tx)
+}
+
+/// Waits until `pid` has exited, without reaping it.
+fn wait_exited(pid: libc::pid_t) -> io::Result<()> {
+    loop {
+        // SAFETY: an all-zero siginfo_t is valid; `pid` is our own child.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if r == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// [`run`], killing the child when it runs longer than `limit` (then `timed_out` is set).
+pub fn run_limited(
+    argv: &[OsString],
+    out_dir: &Path,
+    name: &str,
+    limit: Option<Duration>,
+) -> io::Result<Run> {
     fs::create_dir_all(out_dir)?;
     let stdout_path = out_dir.join(format!("{name}.stdout"));
     let stderr_path = out_dir.join(format!("{name}.stderr"));
@@ -139,6 +193,13 @@ pub fn run(argv: &[OsString], out_dir: &Path, name: &str) -> io::Result<Run> {
             )
         })?;
     let pid = child.id() as libc::pid_t;
+    let mut timed_out = false;
+    if let Some(limit) = limit {
+        let (dog, stand_down) = watchdog(pid, limit);
+        wait_exited(pid)?;
+        let _ = stand_down.send(());
+        timed_out = dog.join().unwrap_or(false);
+    }
     let mut status: libc::c_int = 0;
     // SAFETY: an all-zero `rusage` is a valid value of this plain C struct.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -174,6 +235,7 @@ pub fn run(argv: &[OsString], out_dir: &Path, name: &str) -> io::Result<Run> {
         exit,
         stdout,
         stderr_path,
+        timed_out,
     })
 }
 

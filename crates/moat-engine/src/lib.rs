@@ -276,6 +276,9 @@ impl Engine {
         container: Option<&'static str>,
     ) -> io::Result<(Verdict<'_>, u64)> {
         static NO_SOURCE: &[u8] = &[];
+        // A file that can be read again: regexes run after the scan, only where their
+        // trigger holds ([`logical::LogicalScan::defer_regexes`]).
+        let rereadable = source.filter(|s| s.len() >= file_len);
         let source = source.unwrap_or(&NO_SOURCE);
         let mut reader = reader.take(file_len);
         let typed_reach = self.typed.reach();
@@ -346,7 +349,11 @@ impl Engine {
                 });
                 let lf = raw_logical_facts(f, file_len, container);
                 if f.file_type() != FileType::Html && self.logical.any_applies(&lf) {
-                    logical = Some((self.logical.start(file_len, true, f.exe()), lf));
+                    let mut scan = self.logical.start(file_len, lf.target, true, f.exe());
+                    if rereadable.is_some() {
+                        scan.defer_regexes();
+                    }
+                    logical = Some((scan, lf));
                 }
                 if self.wants_normalized(buffer, f.file_type(), file_len, limits) {
                     text = Some((Normalizer::default(), Vec::new()));
@@ -396,8 +403,16 @@ impl Engine {
             .map(|sig| &*sig.name);
         let logical = || {
             logical.and_then(|(l, lf): (logical::LogicalScan<'_>, LogicalFacts<'_>)| {
-                l.finish(
-                    None,
+                let content = match rereadable {
+                    Some(source) => logical::Content::Reread {
+                        source,
+                        chunk,
+                        overlap: reach_back.max(reach_ahead),
+                    },
+                    None => logical::Content::Streamed,
+                };
+                l.finish_with(
+                    content,
                     &LogicalFacts {
                         file_size: read,
                         ..lf

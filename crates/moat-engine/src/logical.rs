@@ -20,7 +20,7 @@ use moat_sigs::ldb::{ByteCompare, Modifiers, PcreSubsig, MAX_SUBSIGS};
 use moat_sigs::{BodySig, LogicalSig, OffsetBase, Subsig};
 
 use crate::body::{BodyMatcher, BodyScan};
-use moat_formats::ExeInfo;
+use moat_formats::{ByteSource, ExeInfo};
 
 /// The farthest a byte compare's bytes are kept around its trigger's match in a
 /// streamed file (the chunk overlap grows by at most this much).
@@ -97,13 +97,17 @@ struct Compare {
     sig: u32,
     subsig: usize,
     cmp: ByteCompare,
-    /// The trigger's variants: (in `nocase`?, variant index).
-    trigger: Vec<(bool, usize)>,
+    /// The trigger's variants: (group, in `nocase`?, variant index).
+    trigger: Vec<(usize, bool, usize)>,
 }
 
-/// The compiled logical signatures of one pass (raw bytes, or normalized text).
-pub struct LogicalMatcher {
-    sigs: Vec<LogicalSig>,
+/// The hex subsignatures of the signatures of one target type, compiled together:
+/// a file is scanned with the group of target 0 and the group of its own type only
+/// (measured: 88% of main.ldb's signatures are for PE files, target 1; their atoms
+/// were verified in every ELF program, script and document).
+struct Group {
+    /// The target type of its signatures (0: any file).
+    target: u8,
     /// Subsignature variants matched on the data as is.
     exact: BodyMatcher,
     /// `(signature, subsignature)` of each variant of `exact`.
@@ -111,6 +115,13 @@ pub struct LogicalMatcher {
     /// `::i` variants, lowercased, matched on a lowercased copy.
     nocase: BodyMatcher,
     nocase_owner: Vec<(u32, u8)>,
+}
+
+/// The compiled logical signatures of one pass (raw bytes, or normalized text).
+pub struct LogicalMatcher {
+    sigs: Vec<LogicalSig>,
+    /// The hex subsignatures, by target type (at most one group per type).
+    groups: Vec<Group>,
     regexes: Vec<Regex>,
     /// For each signature, the indexes of its regexes in `regexes`.
     regexes_of: Vec<Vec<usize>>,
@@ -139,24 +150,38 @@ impl LogicalMatcher {
     }
 
     fn compile(mut sigs: Vec<LogicalSig>, normalized: bool) -> LogicalMatcher {
-        let (mut exact, mut exact_owner) = (Vec::new(), Vec::new());
-        let (mut nocase, mut nocase_owner) = (Vec::new(), Vec::new());
+        // Per target type: (exact, exact owners, nocase, nocase owners).
+        type Parts = (Vec<BodySig>, Vec<(u32, u8)>, Vec<BodySig>, Vec<(u32, u8)>);
+        let mut by_target: std::collections::BTreeMap<u8, Parts> = Default::default();
         let mut regexes = Vec::new();
         let mut regexes_of = vec![Vec::new(); sigs.len()];
         let mut compares: Vec<Compare> = Vec::new();
         let mut compares_of = vec![Vec::new(); sigs.len()];
-        for (i, sig) in sigs.iter().enumerate() {
-            for (j, sub) in sig.subsigs.iter().enumerate() {
+        for (i, sig) in sigs.iter_mut().enumerate() {
+            for (j, sub) in sig.subsigs.iter_mut().enumerate() {
                 match sub {
                     Subsig::Body {
                         offset,
                         pattern,
                         modifiers,
                     } => {
-                        let generic = sig.target.target.unwrap_or(0) == 0;
+                        let target = sig.target.target.unwrap_or(0);
+                        let generic = target == 0;
+                        let (exact, exact_owner, nocase, nocase_owner) =
+                            by_target.entry(target).or_default();
                         if normalized && generic && matches!(offset.base, OffsetBase::FromEnd(_)) {
                             continue;
                         }
+                        // Moved, not copied: the loader's patterns were a third of the
+                        // peak memory when cloned here (measured with heaptrack).
+                        let pattern = std::mem::replace(
+                            pattern,
+                            Pattern {
+                                parts: Vec::new(),
+                                gaps: Vec::new(),
+                                offset_origin: 0,
+                            },
+                        );
                         for variant in variants(pattern, modifiers) {
                             let body = BodySig {
                                 name: sig.name.clone(),
@@ -222,12 +247,26 @@ impl LogicalMatcher {
                         ..Default::default()
                     }
         });
+        let groups: Vec<Group> = by_target
+            .into_iter()
+            .map(
+                |(target, (exact, exact_owner, nocase, nocase_owner))| Group {
+                    target,
+                    exact: BodyMatcher::counting(exact),
+                    exact_owner,
+                    nocase: BodyMatcher::counting(nocase),
+                    nocase_owner,
+                },
+            )
+            .collect();
         for c in &mut compares {
             let wanted = (c.sig, c.cmp.trigger);
-            for (nocase, owners) in [(false, &exact_owner), (true, &nocase_owner)] {
-                for (v, &o) in owners.iter().enumerate() {
-                    if o == wanted {
-                        c.trigger.push((nocase, v));
+            for (g, group) in groups.iter().enumerate() {
+                for (nocase, owners) in [(false, &group.exact_owner), (true, &group.nocase_owner)] {
+                    for (v, &o) in owners.iter().enumerate() {
+                        if o == wanted {
+                            c.trigger.push((g, nocase, v));
+                        }
                     }
                 }
             }
@@ -238,10 +277,7 @@ impl LogicalMatcher {
             compares_of,
             always_evaluated,
             sigs,
-            exact: BodyMatcher::counting(exact),
-            exact_owner,
-            nocase: BodyMatcher::counting(nocase),
-            nocase_owner,
+            groups,
             regexes,
             regexes_of,
         }
@@ -262,11 +298,11 @@ impl LogicalMatcher {
     /// [`MAX_COMPARE_REACH`] (a streamed file's byte compare reading farther than that
     /// from its trigger across a chunk boundary does not match).
     pub fn reach(&self) -> (usize, usize) {
-        let (e, n) = (&self.exact, &self.nocase);
-        let (mut back, mut ahead) = (
-            e.reach_back().max(n.reach_back()),
-            e.reach_ahead().max(n.reach_ahead()),
-        );
+        let (mut back, mut ahead) = (0, 0);
+        for g in &self.groups {
+            back = back.max(g.exact.reach_back()).max(g.nocase.reach_back());
+            ahead = ahead.max(g.exact.reach_ahead()).max(g.nocase.reach_ahead());
+        }
         for c in &self.compares {
             let far = |v: i64| {
                 usize::try_from(v)
@@ -299,29 +335,47 @@ impl LogicalMatcher {
         if !self.any_applies(facts) {
             return None;
         }
-        let mut scan = self.start(data.len() as u64, false, exe);
+        let mut scan = self.start(data.len() as u64, facts.target, false, exe);
         scan.feed(data, 0, data.len() as u64);
         scan.finish(Some(data), facts)
     }
 
-    /// Starts a scan of a file of `file_len` bytes whose executable layout is `exe`
-    /// (for subsignatures at `EP+n`, `Sx+n`, `SEx`, `SL+n`). With `streaming`, regex
-    /// subsignatures run on each fed chunk (the bytes are not kept for the end).
-    pub fn start(&self, file_len: u64, streaming: bool, exe: Option<&ExeInfo>) -> LogicalScan<'_> {
+    /// Starts a scan of a file of `file_len` bytes and target type `target` (the
+    /// [`LogicalFacts::target`] it will be finished with: only the subsignatures of
+    /// signatures for target 0 and for `target` are matched) whose executable layout is
+    /// `exe` (for subsignatures at `EP+n`, `Sx+n`, `SEx`, `SL+n`). With `streaming`,
+    /// regex subsignatures run on each fed chunk (the bytes are not kept for the end).
+    pub fn start(
+        &self,
+        file_len: u64,
+        target: u8,
+        streaming: bool,
+        exe: Option<&ExeInfo>,
+    ) -> LogicalScan<'_> {
         fn start<'m>(m: &'m BodyMatcher, file_len: u64, exe: Option<&ExeInfo>) -> BodyScan<'m> {
             let exe = m.needs_exe().then(|| exe.cloned()).flatten();
             m.start_exe(file_len, exe)
         }
         LogicalScan {
             matcher: self,
-            exact: start(&self.exact, file_len, exe),
-            nocase: (!self.nocase.is_empty()).then(|| start(&self.nocase, file_len, exe)),
+            scans: self
+                .groups
+                .iter()
+                .enumerate()
+                .filter(|(_, g)| g.target == 0 || g.target == target)
+                .map(|(i, g)| GroupScan {
+                    group: i,
+                    exact: start(&g.exact, file_len, exe),
+                    nocase: (!g.nocase.is_empty()).then(|| start(&g.nocase, file_len, exe)),
+                })
+                .collect(),
             lower: Vec::new(),
             file_len,
             streaming,
             regex_counts: vec![(0, u64::MAX); self.regexes.len()],
             compare_results: vec![(u64::MAX, false); self.compares.len()],
             regex_done: 0,
+            defer_regexes: false,
         }
     }
 }
@@ -329,8 +383,8 @@ impl LogicalMatcher {
 /// A logical-signature scan in progress over one file, fed as [`BodyScan`] is.
 pub struct LogicalScan<'m> {
     matcher: &'m LogicalMatcher,
-    exact: BodyScan<'m>,
-    nocase: Option<BodyScan<'m>>,
+    /// The scans of the groups that apply (target 0 and the file's).
+    scans: Vec<GroupScan<'m>>,
     /// The lowercased copy of the current chunk, reused.
     lower: Vec<u8>,
     file_len: u64,
@@ -342,6 +396,37 @@ pub struct LogicalScan<'m> {
     /// Streaming: per byte compare, the trigger position it was last evaluated at and
     /// the result.
     compare_results: Vec<(u64, bool)>,
+    /// Streaming with the file at hand again at the end ([`LogicalScan::defer_regexes`]):
+    /// regexes are not run per chunk but once the counts are known, and only those
+    /// whose trigger holds.
+    defer_regexes: bool,
+}
+
+/// The scan of one [`Group`].
+struct GroupScan<'m> {
+    group: usize,
+    exact: BodyScan<'m>,
+    nocase: Option<BodyScan<'m>>,
+}
+
+/// Where [`LogicalScan::finish`] finds the content for the regexes whose trigger holds.
+#[derive(Clone, Copy)]
+pub enum Content<'a> {
+    /// The whole content, in memory.
+    Whole(&'a [u8]),
+    /// Gone: it was streamed, and each regex ran on every chunk as it passed.
+    Streamed,
+    /// Streamed, and readable again: regexes re-read it in chunks of `chunk` bytes,
+    /// each with `overlap` more bytes on both sides (matches starting in the chunk are
+    /// counted, as for the chunks of the scan itself).
+    Reread {
+        /// The file.
+        source: &'a dyn ByteSource,
+        /// Bytes per chunk.
+        chunk: usize,
+        /// Bytes read before and after each chunk.
+        overlap: usize,
+    },
 }
 
 impl LogicalScan<'_> {
@@ -349,12 +434,9 @@ impl LogicalScan<'_> {
     fn trigger_last(&self, c: &Compare) -> Option<u64> {
         c.trigger
             .iter()
-            .filter_map(|&(nocase, v)| {
-                let scan = if nocase {
-                    self.nocase.as_ref()?
-                } else {
-                    &self.exact
-                };
+            .filter_map(|&(group, nocase, v)| {
+                let g = self.scans.iter().find(|g| g.group == group)?;
+                let scan = if nocase { g.nocase.as_ref()? } else { &g.exact };
                 scan.count_of(v).map(|(_, last)| last)
             })
             .max()
@@ -362,21 +444,40 @@ impl LogicalScan<'_> {
 }
 
 impl<'m> LogicalScan<'m> {
+    /// Streaming: regexes are not run on each chunk as it passes, but at the end, only
+    /// those whose trigger holds, over the file read again ([`Content::Reread`]): most
+    /// regexes of real databases have triggers that rarely hold, and running all of them
+    /// over every chunk was half of the scan time of large programs (measured).
+    pub fn defer_regexes(&mut self) {
+        self.defer_regexes = true;
+    }
+
     /// Processes the bytes of `buf` (file offset `base`) up to `until`, as
     /// [`BodyScan::feed`]. Streaming, regexes also run over `buf` and count the
     /// matches that start in `[done, until)`: a match longer than the chunk overlap
     /// ([`LogicalMatcher::reach`], at least the engine's chunk overlap) that crosses a
     /// chunk boundary is not seen, a documented limit of streamed files.
     pub fn feed(&mut self, buf: &[u8], base: u64, until: u64) {
-        self.exact.feed(buf, base, until);
-        if let Some(nocase) = &mut self.nocase {
-            self.lower.clear();
-            self.lower.extend(buf.iter().map(u8::to_ascii_lowercase));
-            nocase.feed(&self.lower, base, until);
+        let mut lowered = false;
+        for g in &mut self.scans {
+            g.exact.feed(buf, base, until);
+            if let Some(nocase) = &mut g.nocase {
+                if !lowered {
+                    self.lower.clear();
+                    self.lower.extend(buf.iter().map(u8::to_ascii_lowercase));
+                    lowered = true;
+                }
+                nocase.feed(&self.lower, base, until);
+            }
         }
         if self.streaming {
             let done = self.regex_done;
-            for (k, r) in self.matcher.regexes.iter().enumerate() {
+            let regexes = if self.defer_regexes {
+                &[][..]
+            } else {
+                &self.matcher.regexes[..]
+            };
+            for (k, r) in regexes.iter().enumerate() {
                 let count = &mut self.regex_counts[k];
                 for_each_regex_match(r, buf, base, self.file_len, |start| {
                     if start >= done && start < until && count.1 != start {
@@ -409,19 +510,31 @@ impl<'m> LogicalScan<'m> {
     /// for a file with `facts`. `data` is the whole content when it is at hand (then
     /// regexes run now, when their triggers hold); `None` after streaming.
     pub fn finish(self, data: Option<&[u8]>, facts: &LogicalFacts<'_>) -> Option<&'m str> {
+        self.finish_with(data.map_or(Content::Streamed, Content::Whole), facts)
+    }
+
+    /// [`LogicalScan::finish`], with the content for the regexes as `content` says.
+    pub fn finish_with(self, content: Content<'_>, facts: &LogicalFacts<'_>) -> Option<&'m str> {
+        let data = match content {
+            Content::Whole(d) => Some(d),
+            _ => None,
+        };
         let m = self.matcher;
         // The subsignatures that matched, as (signature, subsignature, count), grouped by
         // signature; then the signatures worth evaluating: those with a match, and those
         // that can hold without one (zero counts, or regexes), in load order.
         let mut hits: Vec<(u32, u8, u32)> = Vec::new();
-        for (variant, n, _) in self.exact.counts() {
-            let (sig, sub) = m.exact_owner[variant];
-            hits.push((sig, sub, n));
-        }
-        if let Some(nocase) = &self.nocase {
-            for (variant, n, _) in nocase.counts() {
-                let (sig, sub) = m.nocase_owner[variant];
+        for g in &self.scans {
+            let group = &m.groups[g.group];
+            for (variant, n, _) in g.exact.counts() {
+                let (sig, sub) = group.exact_owner[variant];
                 hits.push((sig, sub, n));
+            }
+            if let Some(nocase) = &g.nocase {
+                for (variant, n, _) in nocase.counts() {
+                    let (sig, sub) = group.nocase_owner[variant];
+                    hits.push((sig, sub, n));
+                }
             }
         }
         hits.sort_unstable();
@@ -458,11 +571,18 @@ impl<'m> LogicalScan<'m> {
                 if !r.sub.trigger.eval(c).0 {
                     continue;
                 }
-                c[r.subsig] = match data {
+                c[r.subsig] = match content {
                     // Offsets are relative to the content matched (the normalized copy
                     // in that pass), as for the hex subsignatures.
-                    Some(data) => regex_count(r, data, data.len() as u64),
-                    None => self.regex_counts[k].0,
+                    Content::Whole(data) => regex_count(r, data, data.len() as u64),
+                    Content::Reread {
+                        source,
+                        chunk,
+                        overlap,
+                    } if self.defer_regexes => {
+                        regex_count_reread(r, source, self.file_len, chunk, overlap)
+                    }
+                    _ => self.regex_counts[k].0,
                 };
             }
             if sig.expr.eval(c).0 {
@@ -480,6 +600,54 @@ fn regex_count(r: &Regex, data: &[u8], file_len: u64) -> u32 {
         n += 1;
         r.sub.flags.global && n < crate::body::MAX_COUNT
     });
+    n
+}
+
+/// The matches of a regex subsignature in a streamed file read again through `source`,
+/// `chunk` bytes at a time with `overlap` bytes around (a match starting in a chunk is
+/// counted once; one longer than the overlap across a chunk's end is missed, as when the
+/// regexes ran during the scan). Chunks wholly before the regex's offset are not read.
+fn regex_count_reread(
+    r: &Regex,
+    source: &dyn ByteSource,
+    file_len: u64,
+    chunk: usize,
+    overlap: usize,
+) -> u32 {
+    let chunk = chunk.max(1) as u64;
+    let first = match r.sub.offset.base {
+        OffsetBase::Any => 0,
+        _ => match r.sub.offset.start_range(file_len) {
+            Some((lo, _)) => lo,
+            None => return 0,
+        },
+    };
+    let mut n = 0u32;
+    let mut buf = Vec::new();
+    let mut from = first - first % chunk;
+    while from < file_len {
+        let until = from.saturating_add(chunk).min(file_len);
+        let base = from.saturating_sub(overlap as u64);
+        let end = until.saturating_add(overlap as u64).min(file_len);
+        buf.resize((end - base) as usize, 0);
+        let Ok(got) = source.read_at(base, &mut buf) else {
+            break;
+        };
+        buf.truncate(got);
+        let mut more = true;
+        for_each_regex_match(r, &buf, base, file_len, |start| {
+            if start >= from && start < until {
+                n += 1;
+                more = r.sub.flags.global && n < crate::body::MAX_COUNT;
+                return more;
+            }
+            true
+        });
+        if !more || got < (end - base) as usize {
+            break;
+        }
+        from = until;
+    }
     n
 }
 
@@ -538,14 +706,17 @@ fn for_each_regex_match(
 }
 
 /// The body patterns a hex subsignature is matched as.
-fn variants(pattern: &Pattern, m: &Modifiers) -> Vec<Pattern> {
+fn variants(mut pattern: Pattern, m: &Modifiers) -> Vec<Pattern> {
     let mut out = Vec::new();
+    let wide = m.wide.then(|| widen(&pattern));
     if !m.wide || m.ascii {
-        out.push(pattern.clone());
+        // The parser's vectors grew by doubling: give the slack back.
+        for part in &mut pattern.parts {
+            part.elements.shrink_to_fit();
+        }
+        out.push(pattern);
     }
-    if m.wide {
-        out.push(widen(pattern));
-    }
+    out.extend(wide);
     let wide_from = out.len() - usize::from(m.wide);
     for (k, p) in out.iter_mut().enumerate() {
         if m.nocase {

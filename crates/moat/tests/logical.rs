@@ -698,3 +698,56 @@ fn generated_logical_signatures_on_text_against_clamscan() {
     }
     differential(&[("text.ldb".to_owned(), ldb)], &files, &intents);
 }
+
+/// Regexes in streamed files (> 1 MiB, where moat runs them after the scan, reading the
+/// file again, only when their trigger holds): triggers that hold or not, counts, the
+/// `g` flag, offsets far into the file and from its end, against clamscan.
+#[test]
+fn regexes_in_streamed_files_against_clamscan() {
+    if !clamscan_installed() {
+        return;
+    }
+    let size = 3 << 20;
+    // Where "Hello" is written in each file: early, in the second and third MiB, near
+    // the end; none crosses a chunk boundary (a documented limit of streamed files).
+    let hellos = [100usize, (1 << 20) + 4321, (2 << 20) + 777, size - 40];
+    let mut ldb = String::new();
+    let mut files = Vec::new();
+    let mut intents = BTreeMap::new();
+    let mut i = 0usize;
+    for (count, trigger_present) in [("1", true), ("1", false), ("1=4", true), ("1>5", true)] {
+        for offset in [
+            "*",
+            "100",
+            "1048576,10000",
+            "EOF-40",
+            "EOF-41",
+            "2097152,1000",
+        ] {
+            for flags in ["", "g", "r"] {
+                let marker = [0xc0 + (i >> 7) as u8, 0x80 + (i & 0x7f) as u8, 0x99];
+                let name = format!("ReBig.{i}");
+                let _ = writeln!(
+                    ldb,
+                    "{name};Engine:81-255,Target:0;0&{count};{:02x}{:02x}{:02x};{offset}:0/Hello/{flags}",
+                    marker[0], marker[1], marker[2]
+                );
+                let mut data = binary(&vec![b'.'; size]);
+                if trigger_present {
+                    data[50..53].copy_from_slice(&marker);
+                }
+                for &at in &hellos {
+                    data[at..at + 5].copy_from_slice(b"Hello");
+                }
+                let file = format!("big{i:03}");
+                intents.insert(
+                    file.clone(),
+                    format!("{offset}:0/Hello/{flags} {count} trigger {trigger_present}"),
+                );
+                files.push((file, data));
+                i += 1;
+            }
+        }
+    }
+    differential(&[("rebig.ldb".to_owned(), ldb)], &files, &intents);
+}

