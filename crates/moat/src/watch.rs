@@ -183,7 +183,7 @@ fn apply_flags(a: &WatchArgs, c: &mut Config) -> Result<(), regex::Error> {
 /// Logs go to stderr (a foreground daemon: systemd's journal takes them) and, with LogFile,
 /// to that file too (appended). LogVerbose: debug level, else info; `RUST_LOG` overrides.
 /// LogTime: timestamps.
-fn init_logging(c: &Config) -> Result<(), String> {
+pub(crate) fn init_logging(c: &Config) -> Result<(), String> {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let level = if c.log_verbose { "debug" } else { "info" };
@@ -328,7 +328,15 @@ fn load_scanner(
         signatures = engine.signature_count(),
         "signature database loaded"
     );
-    let limits = moat_engine::Limits {
+    let limits = engine_limits(c);
+    Ok(Arc::new(moat_guard::EngineScanner::new(
+        engine, limits, generation,
+    )))
+}
+
+/// The engine limits clamd.conf sets (MaxFileSize, MaxScanSize, ..., Scan*).
+pub(crate) fn engine_limits(c: &Config) -> moat_engine::Limits {
+    moat_engine::Limits {
         max_file_size: c.max_file_size,
         max_scan_size: c.max_scan_size,
         max_script_normalize: c.max_script_normalize,
@@ -347,8 +355,5 @@ fn load_scanner(
             pdf: c.scan_pdf,
             html: c.scan_html,
         },
-    };
-    Ok(Arc::new(moat_guard::EngineScanner::new(
-        engine, limits, generation,
-    )))
+    }
 }
