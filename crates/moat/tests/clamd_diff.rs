@@ -876,3 +876,66 @@ fn clamdscan_sees_the_same_server() {
     println!("{runs} clamdscan runs, {} differ", failures.len());
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// systemd integration without systemd: `systemd-socket-activate` passes a listening unix
+/// socket (LISTEN_FDS) and the test owns NOTIFY_SOCKET. moat serve must serve on the passed
+/// socket (no LocalSocket configured) and send READY=1 only once it answers.
+#[test]
+fn socket_activation_and_ready_notification() {
+    if !have("systemd-socket-activate") {
+        if std::env::var("MOAT_REQUIRE_ORACLE").as_deref() == Ok("1") {
+            panic!("systemd-socket-activate missing but MOAT_REQUIRE_ORACLE=1 (apt-get install systemd)");
+        }
+        println!("skipped: systemd-socket-activate not installed");
+        return;
+    }
+    let fx = Fixture::new();
+    let root = fx.root();
+    let conf = root.join("activated.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "DatabaseDirectory {}/db\nTemporaryDirectory {}\n",
+            root.display(),
+            root.display()
+        ),
+    )
+    .unwrap();
+    let notify_path = root.join("notify");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let sock = root.join("activated.sock");
+    // systemd-socket-activate passes on only the variables named with -E.
+    let mut child = Command::new("systemd-socket-activate")
+        .arg("-l")
+        .arg(&sock)
+        .arg("-E")
+        .arg(format!("NOTIFY_SOCKET={}", notify_path.display()))
+        .arg(env!("CARGO_BIN_EXE_moat"))
+        .arg("serve")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // systemd-socket-activate starts the service on the first connection.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "no socket");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut c = UnixStream::connect(&sock).unwrap();
+    c.write_all(b"zPING\0").unwrap();
+    let mut buf = [0u8; 256];
+    let n = notify.recv(&mut buf).expect("READY=1 on NOTIFY_SOCKET");
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(msg.contains("READY=1"), "{msg}");
+    let mut out = Vec::new();
+    c.read_to_end(&mut out).unwrap();
+    assert_eq!(out, b"PONG\0");
+    let _ = child.kill();
+    let _ = child.wait();
+}
