@@ -40,6 +40,7 @@ pub mod results;
 mod rng;
 mod runner;
 mod scan;
+mod serve;
 mod watch;
 
 use clap::{Args, Parser, Subcommand};
@@ -70,6 +71,9 @@ enum Cmd {
     All(all::AllArgs),
     /// Render BENCHMARKS.md and its charts from `<data dir>/results/*.json`.
     Report(render::ReportArgs),
+    /// Run `moat serve` and clamd on one database: INSTREAM and FILDES verdicts/s with 1, 8
+    /// and 64 clients, PING latency while every worker is busy.
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Args)]
@@ -217,6 +221,11 @@ fn main() -> ExitCode {
         Cmd::Report(a) => render::run(&a),
         Cmd::Gen(a) => cmd_gen(&a),
         Cmd::Watch(a) => watch::run(a),
+        Cmd::Serve(a) => serve::run(
+            a,
+            &workspace_root().join("target/bench-data"),
+            &workspace_root(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
