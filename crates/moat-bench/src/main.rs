@@ -52,6 +52,7 @@ pub mod results;
 mod rng;
 mod runner;
 mod scan;
+mod serve;
 mod watch;
 
 use clap::{Args, Parser, Subcommand};
@@ -89,6 +90,9 @@ enum Cmd {
     All(all::AllArgs),
     /// Render BENCHMARKS.md and its charts from `<data dir>/results/*.json`.
     Report(render::ReportArgs),
+    /// Run `moat serve` and clamd on one database: INSTREAM and FILDES verdicts/s with 1, 8
+    /// and 64 clients, PING latency while every worker is busy.
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Args)]
@@ -238,6 +242,11 @@ fn main() -> ExitCode {
         Cmd::Gen(a) => cmd_gen(&a),
         Cmd::Watch(a) => watch::run(a),
         Cmd::WatchReal(a) => watch::real::run(a),
+        Cmd::Serve(a) => serve::run(
+            a,
+            &workspace_root().join("target/bench-data"),
+            &workspace_root(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

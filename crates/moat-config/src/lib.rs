@@ -298,6 +298,43 @@ pub struct Config {
     /// the file name is in `$CLAM_VIRUSEVENT_FILENAME`, never substituted into the command).
     pub virus_event: Option<String>,
 
+    // ---- clamd's server (`moat serve`) ----
+    /// `LocalSocketMode` (default `None`: 0666, world read-write): the unix socket's mode, octal.
+    pub local_socket_mode: Option<u32>,
+    /// `LocalSocketGroup` (default none: the daemon's group): the unix socket's group, a name
+    /// or a number.
+    pub local_socket_group: Option<String>,
+    /// `FixStaleSocket` (default yes): remove a unix socket nothing answers on before binding.
+    pub fix_stale_socket: bool,
+    /// `MaxConnectionQueueLength` (default 200): the `listen()` backlog.
+    pub max_connection_queue_length: u32,
+    /// `MaxQueue` (default 100): most scan jobs waiting for a worker.
+    pub max_queue: u32,
+    /// `MaxThreads` (default 10): scan workers.
+    pub max_threads: u32,
+    /// `IdleTimeout` (default 30 s): how long an idle worker thread lingers.
+    pub idle_timeout: Duration,
+    /// `CommandReadTimeout` (default 30 s): from connect to the first complete command, and
+    /// the wait for a FILDES descriptor.
+    pub command_read_timeout: Duration,
+    /// `ReadTimeout` (default 120 s): between INSTREAM packets and between commands of an
+    /// IDSESSION.
+    pub read_timeout: Duration,
+    /// `SendBufTimeout` (default 500 ms): how long a reply may wait on a full socket buffer.
+    pub send_buf_timeout: Duration,
+    /// `ExcludePath` (repeatable): paths SCAN and its kin do not scan (`<path>: Excluded`).
+    pub exclude_paths: Vec<PathPattern>,
+    /// `AllowAllMatchScan` (default yes): whether ALLMATCHSCAN is served.
+    pub allow_all_match_scan: bool,
+    /// `FollowDirectorySymlinks` (default no): path scans enter symlinked directories.
+    pub follow_directory_symlinks: bool,
+    /// `FollowFileSymlinks` (default no): path scans read symlinked files.
+    pub follow_file_symlinks: bool,
+    /// `CrossFilesystems` (default yes): path scans enter other filesystems.
+    pub cross_filesystems: bool,
+    /// `MaxDirectoryRecursion` (default 15): deepest directory level path scans enter.
+    pub max_directory_recursion: u32,
+
     source: Option<PathBuf>,
     unused: Vec<UnusedKey>,
     warnings: Vec<Warning>,
@@ -346,6 +383,22 @@ impl Default for Config {
             scan_pdf: true,
             scan_html: true,
             virus_event: None,
+            local_socket_mode: None,
+            local_socket_group: None,
+            fix_stale_socket: true,
+            max_connection_queue_length: 200,
+            max_queue: 100,
+            max_threads: 10,
+            idle_timeout: Duration::from_secs(30),
+            command_read_timeout: Duration::from_secs(30),
+            read_timeout: Duration::from_secs(120),
+            send_buf_timeout: Duration::from_millis(500),
+            exclude_paths: Vec::new(),
+            allow_all_match_scan: true,
+            follow_directory_symlinks: false,
+            follow_file_symlinks: false,
+            cross_filesystems: true,
+            max_directory_recursion: 15,
             source: None,
             unused: Vec::new(),
             warnings: Vec::new(),
@@ -608,6 +661,32 @@ impl Parser<'_> {
             "ScanPDF" => c.scan_pdf = parse_bool(v)?,
             "ScanHTML" => c.scan_html = parse_bool(v)?,
             "VirusEvent" => c.virus_event = Some(v.to_owned()),
+            "LocalSocketMode" => {
+                c.local_socket_mode =
+                    Some(u32::from_str_radix(v, 8).map_err(|_| {
+                        format!("expected an octal mode such as 660, got {}", quote(v))
+                    })?)
+            }
+            "LocalSocketGroup" => c.local_socket_group = Some(v.to_owned()),
+            "FixStaleSocket" => c.fix_stale_socket = parse_bool(v)?,
+            "MaxConnectionQueueLength" => c.max_connection_queue_length = parse_u32(v)?,
+            "MaxQueue" => c.max_queue = parse_u32(v)?,
+            "MaxThreads" => c.max_threads = parse_u32(v)?,
+            "IdleTimeout" => c.idle_timeout = secs(v)?,
+            "CommandReadTimeout" => c.command_read_timeout = secs(v)?,
+            "ReadTimeout" => c.read_timeout = secs(v)?,
+            "SendBufTimeout" => {
+                c.send_buf_timeout = Duration::from_millis(u64::from(parse_u32(v)?))
+            }
+            "ExcludePath" => c.exclude_paths.push(
+                PathPattern::new(v)
+                    .map_err(|e| format!("invalid regular expression {}: {e}", quote(v)))?,
+            ),
+            "AllowAllMatchScan" => c.allow_all_match_scan = parse_bool(v)?,
+            "FollowDirectorySymlinks" => c.follow_directory_symlinks = parse_bool(v)?,
+            "FollowFileSymlinks" => c.follow_file_symlinks = parse_bool(v)?,
+            "CrossFilesystems" => c.cross_filesystems = parse_bool(v)?,
+            "MaxDirectoryRecursion" => c.max_directory_recursion = parse_u32(v)?,
             other => unreachable!("key {other} is marked used but has no field"),
         }
         if size_overflow {
@@ -662,6 +741,11 @@ impl Parser<'_> {
 }
 
 /// Checks a value against a type without keeping it (for keys moat does not use).
+/// A number of seconds.
+fn secs(v: &str) -> Result<Duration, String> {
+    Ok(Duration::from_secs(u64::from(parse_u32(v)?)))
+}
+
 fn check_type(kind: ValueKind, value: &str) -> Result<(), String> {
     match kind {
         ValueKind::Bool => parse_bool(value).map(drop),

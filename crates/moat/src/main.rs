@@ -1,10 +1,11 @@
 //! `moat`: on-access and on-demand malware scanning for Linux, compatible with ClamAV.
 //!
 //! This binary is thin: argument parsing and process setup. The work happens in
-//! the subcommand modules ([`scan`], [`watch`]) on top of `moat-sigs` and `moat-engine`.
+//! the subcommand modules ([`scan`], [`watch`], [`serve`]) on top of `moat-sigs` and `moat-engine`.
 
 mod database;
 mod scan;
+mod serve;
 mod size;
 mod watch;
 
@@ -26,6 +27,8 @@ enum Command {
     Scan(scan::ScanArgs),
     /// Protect directories on access: block or report infected files as they are opened.
     Watch(watch::WatchArgs),
+    /// Serve clamd's protocol on LocalSocket/TCPSocket: a drop-in for clamd.
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
         }
         // The daemon sets up its own logging from clamd.conf.
         Command::Watch(args) => ExitCode::from(watch::run(args)),
+        Command::Serve(args) => ExitCode::from(serve::run(args)),
     }
 }
 

@@ -199,7 +199,7 @@ fn apply_flags(a: &WatchArgs, c: &mut Config) -> Result<(), regex::Error> {
 /// workers, the deadline watcher) never wait on a log write. A full stderr pipe or a LogFile
 /// on a stalled filesystem then drops lines, counted and reported at shutdown, instead of
 /// stopping deadline enforcement (review F13). The guards flush what is queued on exit.
-fn init_logging(c: &Config) -> Result<LogGuards, String> {
+pub(crate) fn init_logging(c: &Config) -> Result<LogGuards, String> {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let level = if c.log_verbose { "debug" } else { "info" };
@@ -266,7 +266,7 @@ fn init_logging(c: &Config) -> Result<LogGuards, String> {
 }
 
 /// Keeps the log writer threads alive (dropping flushes them) and counts lost lines.
-struct LogGuards {
+pub(crate) struct LogGuards {
     dropped: Vec<tracing_appender::non_blocking::ErrorCounter>,
     _guards: Vec<tracing_appender::non_blocking::WorkerGuard>,
 }
@@ -379,7 +379,15 @@ fn load_scanner(
         signatures = engine.signature_count(),
         "signature database loaded"
     );
-    let limits = moat_engine::Limits {
+    let limits = engine_limits(c);
+    Ok(Arc::new(moat_guard::EngineScanner::new(
+        engine, limits, generation,
+    )))
+}
+
+/// The engine limits clamd.conf sets (MaxFileSize, MaxScanSize, ..., Scan*).
+pub(crate) fn engine_limits(c: &Config) -> moat_engine::Limits {
+    moat_engine::Limits {
         max_file_size: c.max_file_size,
         max_scan_size: c.max_scan_size,
         max_script_normalize: c.max_script_normalize,
@@ -398,8 +406,5 @@ fn load_scanner(
             pdf: c.scan_pdf,
             html: c.scan_html,
         },
-    };
-    Ok(Arc::new(moat_guard::EngineScanner::new(
-        engine, limits, generation,
-    )))
+    }
 }

@@ -1,0 +1,588 @@
+//! The server: listening sockets (LocalSocket, TCPSocket/TCPAddr, or inherited from systemd),
+//! one thread per connection (reading, framing, cheap commands and INSTREAM spooling, so a
+//! connection never waits on another or on the scan workers), the scan [`Pool`], the
+//! database behind an `Arc` swapped on RELOAD, and SHUTDOWN.
+
+use std::fs::File;
+use std::io;
+use std::net::{TcpListener, ToSocketAddrs};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use moat_config::{Config, PathPattern};
+use moat_guard::{Scanner, Verdict};
+
+use crate::pool::Pool;
+use crate::sock::Sock;
+
+/// What the server takes from clamd.conf.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// LocalSocket.
+    pub local_socket: Option<PathBuf>,
+    /// LocalSocketMode (default 0666).
+    pub local_socket_mode: u32,
+    /// LocalSocketGroup: a name or a number.
+    pub local_socket_group: Option<String>,
+    /// FixStaleSocket.
+    pub fix_stale_socket: bool,
+    /// TCPSocket.
+    pub tcp_socket: Option<u16>,
+    /// TCPAddr (empty: every address; `all` is a wildcard too).
+    pub tcp_addrs: Vec<String>,
+    /// MaxConnectionQueueLength: the listen backlog.
+    pub backlog: u32,
+    /// MaxThreads.
+    pub max_threads: usize,
+    /// MaxQueue.
+    pub max_queue: usize,
+    /// IdleTimeout.
+    pub idle_timeout: Duration,
+    /// CommandReadTimeout.
+    pub command_read_timeout: Duration,
+    /// ReadTimeout.
+    pub read_timeout: Duration,
+    /// SendBufTimeout.
+    pub send_buf_timeout: Duration,
+    /// StreamMaxLength (`None`: no limit).
+    pub stream_max_length: Option<u64>,
+    /// TemporaryDirectory (INSTREAM spool files; `None`: `$TMPDIR` or /tmp).
+    pub temporary_directory: Option<PathBuf>,
+    /// ExcludePath.
+    pub exclude_paths: Vec<PathPattern>,
+    /// AllowAllMatchScan.
+    pub allow_all_match_scan: bool,
+    /// FollowDirectorySymlinks.
+    pub follow_directory_symlinks: bool,
+    /// FollowFileSymlinks.
+    pub follow_file_symlinks: bool,
+    /// CrossFilesystems.
+    pub cross_filesystems: bool,
+    /// MaxDirectoryRecursion.
+    pub max_directory_recursion: u32,
+    /// VirusEvent.
+    pub virus_event: Option<String>,
+}
+
+impl Settings {
+    /// The server keys of a parsed clamd.conf.
+    pub fn from_config(c: &Config) -> Settings {
+        let max_threads = c.max_threads.max(1) as usize;
+        Settings {
+            local_socket: c.local_socket.clone(),
+            local_socket_mode: c.local_socket_mode.unwrap_or(0o666),
+            local_socket_group: c.local_socket_group.clone(),
+            fix_stale_socket: c.fix_stale_socket,
+            tcp_socket: c.tcp_socket,
+            tcp_addrs: c.tcp_addrs.clone(),
+            backlog: c.max_connection_queue_length,
+            max_threads,
+            // clamd raises MaxQueue to 2 x MaxThreads.
+            max_queue: (c.max_queue as usize).max(2 * max_threads),
+            idle_timeout: c.idle_timeout,
+            command_read_timeout: c.command_read_timeout,
+            read_timeout: c.read_timeout,
+            send_buf_timeout: c.send_buf_timeout,
+            stream_max_length: c.stream_max_length,
+            temporary_directory: c.temporary_directory.clone(),
+            exclude_paths: c.exclude_paths.clone(),
+            allow_all_match_scan: c.allow_all_match_scan,
+            follow_directory_symlinks: c.follow_directory_symlinks,
+            follow_file_symlinks: c.follow_file_symlinks,
+            cross_filesystems: c.cross_filesystems,
+            max_directory_recursion: c.max_directory_recursion,
+            virus_event: c.virus_event.clone(),
+        }
+    }
+}
+
+/// A loaded signature database: the scanner and what VERSION says about it.
+pub struct Database {
+    /// Scans files (moat-guard's trait: the embedded engine, or another backend).
+    pub scanner: Arc<dyn Scanner>,
+    /// The database version and build time (`27371`, `Mon Dec  7 13:35:09 2026`) of the
+    /// official databases, `None` without any (VERSION then shows no `/version/date`).
+    pub version: Option<(u32, String)>,
+}
+
+/// Builds a new [`Database`] (RELOAD); an error keeps the previous one.
+pub type Loader = Arc<dyn Fn() -> Result<Database, String> + Send + Sync>;
+
+/// The version moat reports as clamd's: the ClamAV release whose protocol it speaks, with
+/// moat's own version after a dash (clients parse `ClamAV %d.%d.%d`).
+pub const VERSION_PREFIX: &str = concat!("ClamAV 1.4.6-moat", env!("CARGO_PKG_VERSION"));
+
+/// An event for the main loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// RELOAD, SIGUSR2.
+    Reload,
+    /// SHUTDOWN, QUIT, SIGTERM, SIGINT.
+    Shutdown,
+}
+
+/// State shared by every connection and job.
+pub struct Ctx {
+    /// The settings.
+    pub settings: Settings,
+    /// The scan workers.
+    pub pool: Pool,
+    database: RwLock<Arc<Database>>,
+    events: Sender<Event>,
+    /// Database generation, for logs.
+    pub generation: AtomicU64,
+}
+
+impl Ctx {
+    /// The database in use now; a scan keeps its snapshot to the end, so a reload never
+    /// waits for scans and scans never wait for a reload.
+    pub fn database(&self) -> Arc<Database> {
+        Arc::clone(&self.database.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn replace_database(&self, db: Database) {
+        *self.database.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(db);
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The VERSION reply (without terminator).
+    pub fn version_line(&self) -> String {
+        match &self.database().version {
+            Some((v, date)) => format!("{VERSION_PREFIX}/{v}/{date}"),
+            None => VERSION_PREFIX.to_owned(),
+        }
+    }
+
+    /// Asks the main loop for something.
+    pub fn send_event(&self, e: Event) {
+        let _ = self.events.send(e);
+    }
+
+    /// Scans an open file; an error is clamd's message (`Can't read file`). Logs detections
+    /// and runs VirusEvent.
+    pub fn scan(&self, file: &File, label: &str) -> Result<Verdict, String> {
+        let db = self.database();
+        match db.scanner.scan(file) {
+            Ok(v) => {
+                if let Verdict::Infected(name) = &v {
+                    tracing::warn!("{label}: {name} FOUND");
+                    self.virus_event(label, name);
+                } else {
+                    tracing::debug!("{label}: OK");
+                }
+                Ok(v)
+            }
+            Err(e) => {
+                tracing::warn!("{label}: scan failed: {e}");
+                Err("Can't read file".to_owned())
+            }
+        }
+    }
+
+    fn virus_event(&self, file: &str, name: &str) {
+        let Some(cmd) = &self.settings.virus_event else {
+            return;
+        };
+        // As clamd: %v is replaced by the name; the file only travels in the environment
+        // (a file name in a shell command line would be an injection).
+        let cmd = cmd.replace("%v", name);
+        let child = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(&cmd)
+            .env("CLAM_VIRUSEVENT_FILENAME", file)
+            .env("CLAM_VIRUSEVENT_VIRUSNAME", name)
+            .stdin(std::process::Stdio::null())
+            .spawn();
+        match child {
+            Ok(mut c) => {
+                std::thread::spawn(move || c.wait());
+            }
+            Err(e) => tracing::error!("VirusEvent: cannot run {cmd:?}: {e}"),
+        }
+    }
+}
+
+/// A listening socket.
+pub enum Listener {
+    /// A unix socket; `path` is unlinked at exit when moat created it.
+    Unix {
+        /// The socket.
+        listener: UnixListener,
+        /// Its path, when bound by moat.
+        path: Option<PathBuf>,
+    },
+    /// A TCP socket.
+    Tcp(TcpListener),
+}
+
+impl Listener {
+    fn fd(&self) -> RawFd {
+        match self {
+            Listener::Unix { listener, .. } => listener.as_raw_fd(),
+            Listener::Tcp(l) => l.as_raw_fd(),
+        }
+    }
+
+    /// What the listener is bound to, for logs.
+    pub fn describe(&self) -> String {
+        match self {
+            Listener::Unix { listener, .. } => match listener.local_addr() {
+                Ok(a) => format!(
+                    "unix:{}",
+                    a.as_pathname()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default()
+                ),
+                Err(_) => "unix:?".to_owned(),
+            },
+            Listener::Tcp(l) => match l.local_addr() {
+                Ok(a) => format!("tcp:{a}"),
+                Err(_) => "tcp:?".to_owned(),
+            },
+        }
+    }
+}
+
+/// The sockets systemd passed (`LISTEN_FDS`): at most one unix and one TCP, as clamd.
+pub fn inherited_listeners() -> io::Result<Vec<Listener>> {
+    let mut out = Vec::new();
+    let fds = sd_notify::listen_fds().map_err(io::Error::other)?;
+    for fd in fds {
+        // SAFETY: systemd passed this descriptor to this process for it to own.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        let family = socket_family(&owned)?;
+        if family == libc::AF_UNIX {
+            out.push(Listener::Unix {
+                listener: UnixListener::from(owned),
+                path: None,
+            });
+        } else if family == libc::AF_INET || family == libc::AF_INET6 {
+            out.push(Listener::Tcp(TcpListener::from(owned)));
+        } else {
+            tracing::warn!(fd, family, "inherited socket of an unknown family ignored");
+        }
+    }
+    Ok(out)
+}
+
+fn socket_family(fd: &OwnedFd) -> io::Result<i32> {
+    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: addr and len describe a writable sockaddr_storage.
+    let r = unsafe {
+        libc::getsockname(
+            fd.as_raw_fd(),
+            (&mut addr as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(i32::from(addr.ss_family))
+}
+
+/// Binds the configured sockets that were not inherited.
+pub fn bind_listeners(s: &Settings, inherited: &mut Vec<Listener>) -> io::Result<()> {
+    let have_unix = inherited.iter().any(|l| matches!(l, Listener::Unix { .. }));
+    let have_tcp = inherited.iter().any(|l| matches!(l, Listener::Tcp(_)));
+    if let (Some(path), false) = (&s.local_socket, have_unix) {
+        inherited.push(bind_unix(s, path)?);
+    }
+    if let (Some(port), false) = (s.tcp_socket, have_tcp) {
+        let addrs: Vec<&str> = if s.tcp_addrs.is_empty() {
+            vec!["all"]
+        } else {
+            s.tcp_addrs.iter().map(String::as_str).collect()
+        };
+        for a in addrs {
+            let host = if a == "all" || a == "any" {
+                "0.0.0.0"
+            } else {
+                a
+            };
+            let sockaddr = (host, port)
+                .to_socket_addrs()
+                .map_err(|e| io::Error::new(e.kind(), format!("TCPAddr {a}: {e}")))?
+                .next()
+                .ok_or_else(|| io::Error::other(format!("TCPAddr {a}: no address")))?;
+            let l = TcpListener::bind(sockaddr)
+                .map_err(|e| io::Error::new(e.kind(), format!("TCP {sockaddr}: {e}")))?;
+            set_backlog(l.as_raw_fd(), s.backlog);
+            inherited.push(Listener::Tcp(l));
+        }
+    }
+    if inherited.is_empty() {
+        return Err(io::Error::other(
+            "Please define server type (local and/or TCP): set LocalSocket or TCPSocket",
+        ));
+    }
+    Ok(())
+}
+
+fn set_backlog(fd: RawFd, backlog: u32) {
+    // std binds with its own backlog (128); listen() again sets clamd's.
+    // SAFETY: fd is a bound listening socket.
+    unsafe { libc::listen(fd, backlog.min(i32::MAX as u32) as i32) };
+}
+
+fn bind_unix(s: &Settings, path: &Path) -> io::Result<Listener> {
+    let listener = match UnixListener::bind(path) {
+        Ok(l) => l,
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse && s.fix_stale_socket => {
+            if UnixStream::connect(path).is_ok() {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!(
+                        "LocalSocket {}: another server answers on it",
+                        path.display()
+                    ),
+                ));
+            }
+            tracing::info!("removing stale socket {}", path.display());
+            std::fs::remove_file(path)?;
+            UnixListener::bind(path)?
+        }
+        Err(e) => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("LocalSocket {}: {e}", path.display()),
+            ))
+        }
+    };
+    set_backlog(listener.as_raw_fd(), s.backlog);
+    std::fs::set_permissions(
+        path,
+        std::fs::Permissions::from_mode(s.local_socket_mode & 0o666),
+    )?;
+    if let Some(group) = &s.local_socket_group {
+        let gid = resolve_group(group)?;
+        std::os::unix::fs::chown(path, None, Some(gid))
+            .map_err(|e| io::Error::new(e.kind(), format!("LocalSocketGroup {group}: {e}")))?;
+    }
+    Ok(Listener::Unix {
+        listener,
+        path: Some(path.to_path_buf()),
+    })
+}
+
+/// A group name or number to a gid.
+pub fn resolve_group(group: &str) -> io::Result<u32> {
+    if let Ok(n) = group.parse::<u32>() {
+        return Ok(n);
+    }
+    let name = std::ffi::CString::new(group).map_err(io::Error::other)?;
+    let mut grp: libc::group = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 16384];
+    let mut result: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; buf outlives the use of grp.
+    let r = unsafe {
+        libc::getgrnam_r(
+            name.as_ptr(),
+            &mut grp,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if r != 0 || result.is_null() {
+        return Err(io::Error::other(format!(
+            "LocalSocketGroup {group}: no such group"
+        )));
+    }
+    Ok(grp.gr_gid)
+}
+
+/// A running server.
+pub struct Server {
+    ctx: Arc<Ctx>,
+    events: Receiver<Event>,
+    listeners: Arc<Vec<Listener>>,
+    stop_pipe: (OwnedFd, OwnedFd),
+    loader: Loader,
+    reloading: Arc<AtomicBool>,
+}
+
+impl Server {
+    /// Starts serving `listeners` with `database`; `loader` builds a new database on RELOAD.
+    pub fn start(
+        settings: Settings,
+        listeners: Vec<Listener>,
+        database: Database,
+        loader: Loader,
+    ) -> io::Result<Server> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let pool = Pool::new(
+            settings.max_threads,
+            settings.max_queue,
+            settings.idle_timeout,
+        );
+        let ctx = Arc::new(Ctx {
+            settings,
+            pool,
+            database: RwLock::new(Arc::new(database)),
+            events: tx,
+            generation: AtomicU64::new(1),
+        });
+        let (r, w) = nix::unistd::pipe().map_err(io::Error::from)?;
+        let listeners = Arc::new(listeners);
+        for l in listeners.iter() {
+            set_nonblocking(l.fd())?;
+        }
+        let server = Server {
+            ctx,
+            events: rx,
+            listeners,
+            stop_pipe: (r, w),
+            loader,
+            reloading: Arc::new(AtomicBool::new(false)),
+        };
+        server.spawn_acceptor()?;
+        Ok(server)
+    }
+
+    /// Where the server listens, for logs.
+    pub fn describe(&self) -> Vec<String> {
+        self.listeners.iter().map(Listener::describe).collect()
+    }
+
+    /// Sends events (signals) to the main loop.
+    pub fn event_sender(&self) -> Sender<Event> {
+        self.ctx.events.clone()
+    }
+
+    fn spawn_acceptor(&self) -> io::Result<()> {
+        let ctx = Arc::clone(&self.ctx);
+        let listeners = Arc::clone(&self.listeners);
+        let stop = self.stop_pipe.0.as_raw_fd();
+        std::thread::Builder::new()
+            .name("moat-serve-accept".into())
+            .spawn(move || accept_loop(&ctx, &listeners, stop))?;
+        Ok(())
+    }
+
+    /// Serves until SHUTDOWN (or a signal sent through [`Server::event_sender`]); reloads on
+    /// RELOAD in the background. Removes the unix socket it created.
+    pub fn run(self) {
+        while let Ok(event) = self.events.recv() {
+            match event {
+                Event::Reload => self.reload(),
+                Event::Shutdown => break,
+            }
+        }
+        tracing::info!("shutting down");
+        let _ = nix::unistd::write(&self.stop_pipe.1, b"x");
+        for l in self.listeners.iter() {
+            if let Listener::Unix { path: Some(p), .. } = l {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+
+    fn reload(&self) {
+        if self.reloading.swap(true, Ordering::SeqCst) {
+            tracing::info!("a database reload is already running; request ignored");
+            return;
+        }
+        let ctx = Arc::clone(&self.ctx);
+        let loader = Arc::clone(&self.loader);
+        let flag = Arc::clone(&self.reloading);
+        let _ = std::thread::Builder::new()
+            .name("moat-serve-reload".into())
+            .spawn(move || {
+                tracing::info!("reading databases");
+                match loader() {
+                    Ok(db) => {
+                        ctx.replace_database(db);
+                        tracing::info!("database correctly reloaded");
+                    }
+                    Err(e) => {
+                        tracing::error!(
+                            "database reload failed, keeping the previous instance: {e}"
+                        )
+                    }
+                }
+                flag.store(false, Ordering::SeqCst);
+            });
+    }
+}
+
+fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor this process owns.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn accept_loop(ctx: &Arc<Ctx>, listeners: &[Listener], stop: RawFd) {
+    let mut pfds: Vec<libc::pollfd> = listeners
+        .iter()
+        .map(|l| l.fd())
+        .chain(std::iter::once(stop))
+        .map(|fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    loop {
+        // SAFETY: pfds is a valid array of pollfd.
+        let r = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, -1) };
+        if r < 0 {
+            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            tracing::error!(
+                "poll on the listening sockets: {}",
+                io::Error::last_os_error()
+            );
+            return;
+        }
+        if pfds.last().is_some_and(|p| p.revents != 0) {
+            return;
+        }
+        for (i, l) in listeners.iter().enumerate() {
+            if pfds[i].revents == 0 {
+                continue;
+            }
+            loop {
+                let sock = match l {
+                    Listener::Unix { listener, .. } => {
+                        listener.accept().map(|(s, _)| Sock::Unix(s))
+                    }
+                    Listener::Tcp(t) => t.accept().map(|(s, _)| Sock::Tcp(s)),
+                };
+                match sock {
+                    Ok(sock) => spawn_connection(ctx, sock),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        // EMFILE and kin: back off rather than spin.
+                        tracing::warn!("accept: {e}");
+                        std::thread::sleep(Duration::from_millis(50));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn spawn_connection(ctx: &Arc<Ctx>, sock: Sock) {
+    let ctx = Arc::clone(ctx);
+    let spawned = std::thread::Builder::new()
+        .name("moat-serve-conn".into())
+        .stack_size(256 << 10)
+        .spawn(move || crate::conn::serve(ctx, sock));
+    if let Err(e) = spawned {
+        tracing::error!("cannot start a connection thread: {e}");
+    }
+}

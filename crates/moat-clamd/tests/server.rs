@@ -1,0 +1,212 @@
+//! The server's concurrency promises, with a scanner that blocks until the test lets it go
+//! (through moat-guard's `Scanner` trait): no head-of-line blocking (PING and new
+//! connections are answered while every worker is busy and while a client uploads slowly),
+//! RELOAD never waits for scans (scans started before it finish with the old database, new
+//! ones use the new one), and SHUTDOWN stops the server and removes its socket.
+//!
+//! The waits below are generous bounds on liveness (a blocked server would never answer),
+//! not performance targets.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use moat_clamd::{Database, Server, Settings};
+use moat_guard::{ScanFailure, Scanner, Verdict};
+
+/// Reports every file as infected with `name`, once the gate is open.
+struct Gated {
+    name: &'static str,
+    gate: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl Scanner for Gated {
+    fn scan(&self, _file: &File) -> Result<Verdict, ScanFailure> {
+        let (open, cv) = &*self.gate;
+        let mut g = open.lock().unwrap();
+        while !*g {
+            g = cv.wait(g).unwrap();
+        }
+        Ok(Verdict::Infected(Arc::from(self.name)))
+    }
+
+    fn generation(&self) -> u64 {
+        1
+    }
+}
+
+fn gate() -> Arc<(Mutex<bool>, Condvar)> {
+    Arc::new((Mutex::new(false), Condvar::new()))
+}
+
+fn open(g: &Arc<(Mutex<bool>, Condvar)>) {
+    *g.0.lock().unwrap() = true;
+    g.1.notify_all();
+}
+
+fn settings(sock: &Path) -> Settings {
+    let mut c = moat_config::Config::default();
+    c.local_socket = Some(sock.to_path_buf());
+    c.max_threads = 2;
+    c.command_read_timeout = Duration::from_secs(30);
+    c.read_timeout = Duration::from_secs(30);
+    Settings::from_config(&c)
+}
+
+fn start(sock: &Path, first: Arc<dyn Scanner>, next: Arc<dyn Scanner>) -> Server {
+    let s = settings(sock);
+    let mut listeners = Vec::new();
+    moat_clamd::bind_listeners(&s, &mut listeners).unwrap();
+    let next = Mutex::new(Some(next));
+    let loader: moat_clamd::Loader = Arc::new(move || {
+        let scanner = next.lock().unwrap().take().ok_or("no second database")?;
+        Ok(Database {
+            scanner,
+            version: None,
+        })
+    });
+    Server::start(
+        s,
+        listeners,
+        Database {
+            scanner: first,
+            version: None,
+        },
+        loader,
+    )
+    .unwrap()
+}
+
+fn connect(sock: &Path) -> UnixStream {
+    let c = UnixStream::connect(sock).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    c
+}
+
+fn request(sock: &Path, bytes: &[u8]) -> String {
+    let mut c = connect(sock);
+    c.write_all(bytes).unwrap();
+    let mut out = Vec::new();
+    c.read_to_end(&mut out).unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn instream(data: &[u8]) -> Vec<u8> {
+    let mut out = b"zINSTREAM\0".to_vec();
+    out.extend((data.len() as u32).to_be_bytes());
+    out.extend(data);
+    out.extend([0, 0, 0, 0]);
+    out
+}
+
+#[test]
+fn no_head_of_line_blocking_and_reload_never_waits_for_scans() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("moat.sock");
+    let (old_gate, new_gate) = (gate(), gate());
+    let server = start(
+        &sock,
+        Arc::new(Gated {
+            name: "Old.Db",
+            gate: Arc::clone(&old_gate),
+        }),
+        Arc::new(Gated {
+            name: "New.Db",
+            gate: Arc::clone(&new_gate),
+        }),
+    );
+    let events = server.event_sender();
+    let run = std::thread::spawn(move || server.run());
+
+    // Both workers busy with scans that cannot finish, a third queued.
+    let busy: Vec<UnixStream> = (0..3)
+        .map(|_| {
+            let mut c = connect(&sock);
+            c.write_all(&instream(b"data")).unwrap();
+            c
+        })
+        .collect();
+    // A client uploading slowly: a command and half a chunk header.
+    let mut slow = connect(&sock);
+    slow.write_all(b"zINSTREAM\0\0\0").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+
+    // Cheap commands are still answered.
+    assert_eq!(request(&sock, b"zPING\0"), "PONG\0");
+    assert!(request(&sock, b"nVERSION\n").starts_with("ClamAV 1.4.6-moat"));
+    let stats = request(&sock, b"nSTATS\n");
+    assert!(stats.contains("THREADS: live 2  idle 0 max 2"), "{stats}");
+    assert!(stats.contains("QUEUE: 1 items"), "{stats}");
+    assert!(stats.contains("\tINSTREAM "), "{stats}");
+
+    // RELOAD answers at once although every scan is blocked on the old database.
+    assert_eq!(request(&sock, b"zRELOAD\0"), "RELOADING\0");
+    // The new database is built on its own thread and swapped in while the old one is
+    // still scanning. The two running scans finish with the old database; the queued one
+    // starts after the swap and gets the new one.
+    std::thread::sleep(Duration::from_millis(300));
+    open(&new_gate);
+    open(&old_gate);
+    let mut verdicts: Vec<String> = busy
+        .into_iter()
+        .map(|mut c| {
+            let mut out = Vec::new();
+            c.read_to_end(&mut out).unwrap();
+            String::from_utf8_lossy(&out).into_owned()
+        })
+        .collect();
+    verdicts.sort();
+    assert_eq!(
+        verdicts,
+        [
+            "stream: New.Db FOUND\0",
+            "stream: Old.Db FOUND\0",
+            "stream: Old.Db FOUND\0"
+        ]
+    );
+    assert_eq!(
+        request(&sock, &instream(b"after reload")),
+        "stream: New.Db FOUND\0"
+    );
+
+    // The slow client finishes its upload: scanned with the new database.
+    slow.write_all(&[0, 0]).unwrap();
+    let mut out = Vec::new();
+    slow.read_to_end(&mut out).unwrap();
+    assert_eq!(out, b"stream: New.Db FOUND\0");
+
+    // SHUTDOWN stops the server and removes its socket.
+    assert_eq!(request(&sock, b"zSHUTDOWN\0"), "");
+    run.join().unwrap();
+    assert!(!sock.exists());
+    drop(events);
+}
+
+#[test]
+fn stale_socket_is_replaced_and_live_one_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("moat.sock");
+    // A socket file nobody listens on.
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    assert!(sock.exists());
+    let g = gate();
+    open(&g);
+    let scanner: Arc<dyn Scanner> = Arc::new(Gated { name: "X", gate: g });
+    let server = start(&sock, Arc::clone(&scanner), Arc::clone(&scanner));
+    assert_eq!(request(&sock, b"zPING\0"), "PONG\0");
+    // Mode 0666 by default (clamd's LocalSocketMode default).
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&sock).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o666);
+    // A second server on a live socket refuses to start.
+    let s = settings(&sock);
+    let err = moat_clamd::bind_listeners(&s, &mut Vec::new()).unwrap_err();
+    assert!(err.to_string().contains("another server answers"), "{err}");
+    let events = server.event_sender();
+    let run = std::thread::spawn(move || server.run());
+    events.send(moat_clamd::Event::Shutdown).unwrap();
+    run.join().unwrap();
+}
