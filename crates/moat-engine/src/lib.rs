@@ -35,6 +35,7 @@ pub mod hashes;
 pub mod htmlnorm;
 pub mod logical;
 pub mod mail;
+mod meta;
 mod scanner;
 pub mod textnorm;
 pub mod typed;
@@ -96,6 +97,8 @@ pub struct Engine {
     logical: LogicalMatcher,
     /// Logical signatures of targets 7 then 0 on the normalized copy.
     logical_text: LogicalMatcher,
+    /// Container metadata signatures (`.cdb`), checked on container members.
+    container_meta: Vec<moat_sigs::checked::ContainerMeta>,
     /// clamscan's "Known viruses" for the database this engine was built from.
     known: usize,
 }
@@ -127,6 +130,7 @@ impl Engine {
             .partition(|s| s.target == TARGET_ANY);
         Engine {
             known,
+            container_meta: db.container_meta,
             typed: typed::Typed::new(typed_sigs, db.section_hashes),
             body: BodyMatcher::new(raw_sigs),
             text: BodyMatcher::new(text),
