@@ -23,7 +23,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use moat_unpack::{unpack, Container, Contents, Flow, Input, Member, Options, Visitor};
+use moat_unpack::{unpack, Container, Contents, Entry, Flow, Input, Member, Options, Visitor};
 
 use crate::{filetype, Engine, Limits, Verdict};
 
@@ -249,10 +249,32 @@ impl Visitor for Walker<'_, '_> {
         per_file.min(left)
     }
 
+    fn entry(&mut self, name: &str, entry: &Entry) -> Flow {
+        let Some(container) = self.layer.parent else {
+            return Flow::Continue;
+        };
+        if self.engine.container_meta.is_empty() || self.found.is_some() {
+            return Flow::Continue;
+        }
+        let listing = crate::meta::Listing::of_entry(container, self.container_size, name, entry);
+        match crate::meta::first_match(&self.engine.container_meta, &listing) {
+            Some(found) => {
+                self.found = Some(found);
+                Flow::Stop
+            }
+            None => Flow::Continue,
+        }
+    }
+
     fn member(&mut self, member: Member) -> Flow {
         let seen = self.seen;
         self.seen += 1;
-        if let Some(name) = self.listed_detection(&member, seen) {
+        // Zip members were checked as their directory entries went by (entry).
+        let listed = member
+            .entry
+            .is_none()
+            .then(|| self.listed_detection(&member, seen));
+        if let Some(name) = listed.flatten() {
             self.found = Some(name);
             return Flow::Stop;
         }

@@ -17,7 +17,7 @@
 //! does not hand out encrypted zip members), so `IsEncrypted:1` never matches.
 
 use moat_sigs::checked::{in_meta_range, ContainerMeta};
-use moat_unpack::{Container, Member};
+use moat_unpack::{Container, Entry, Member};
 
 /// What a `.cdb` signature sees of one member.
 #[derive(Debug, Clone, Copy)]
@@ -45,10 +45,6 @@ impl<'m> Listing<'m> {
     ) -> Option<Listing<'m>> {
         let real = member.entry.map_or(member.contents.len(), |e| e.size);
         let (stored_size, position) = match kind {
-            Container::Zip => {
-                let e = member.entry?;
-                (Some(e.stored_size), e.index + 1)
-            }
             Container::Tar | Container::Cpio => (Some(real), seen + 1),
             Container::Arj => (None, seen + 1),
             Container::SevenZip | Container::Cab | Container::Chm => (Some(0), seen),
@@ -62,6 +58,24 @@ impl<'m> Listing<'m> {
             real_size: real,
             position,
         })
+    }
+
+    /// The listing of a zip directory entry (directories included): its compressed
+    /// size, position from 1.
+    pub fn of_entry(
+        container: &'static str,
+        container_size: u64,
+        name: &'m str,
+        entry: &Entry,
+    ) -> Listing<'m> {
+        Listing {
+            container,
+            container_size,
+            name,
+            stored_size: Some(entry.stored_size),
+            real_size: entry.size,
+            position: entry.index + 1,
+        }
     }
 
     /// Whether `sig` matches this listing: type, encryption, sizes, position, then

@@ -296,6 +296,12 @@ pub trait Visitor {
     fn max_size(&mut self) -> u64;
     /// One member.
     fn member(&mut self, member: Member) -> Flow;
+    /// A directory entry of a format that lists more than names (zip), directories
+    /// included, before its member (if any) is asked for: what container metadata
+    /// signatures see. `Flow::Stop` ends the walk.
+    fn entry(&mut self, _name: &str, _entry: &Entry) -> Flow {
+        Flow::Continue
+    }
 }
 
 /// How members are held.
@@ -722,16 +728,21 @@ fn zip_members(input: Input<'_>, sink: &mut Sink<'_>) -> Walk {
                     // Encrypted, an unsupported method, a bad local header: skip it.
                     Err(_) => continue,
                 };
-                if file.is_dir() {
-                    continue;
-                }
                 let name = file.name().map(|n| n.into_owned()).unwrap_or_default();
-                sink.next_entry = Some(Entry {
+                let entry = Entry {
                     index: i as u64,
                     stored_size: file.compressed_size(),
                     size: file.size(),
                     crc32: file.crc32(),
-                });
+                };
+                if sink.visitor.entry(&name, &entry) == Flow::Stop {
+                    sink.done.stopped = true;
+                    return Err(Failure::Stopped);
+                }
+                if file.is_dir() {
+                    continue;
+                }
+                sink.next_entry = Some(entry);
                 sink.stream(&name, file)?;
                 sink.next_entry = None;
             }
