@@ -101,7 +101,7 @@ pub fn in_meta_range(range: MetaRange, value: u64) -> bool {
     match range {
         None => true,
         Some((lo, hi)) if lo == hi => value == lo,
-        Some((lo, hi)) => !(lo != 0 && lo > value) && !(hi != 0 && hi < value),
+        Some((lo, hi)) => (lo == 0 || lo <= value) && (hi == 0 || hi >= value),
     }
 }
 
