@@ -178,6 +178,37 @@ fn meta_range(text: &str) -> Option<MetaRange> {
     }
 }
 
+/// A fixed-offset file type magic entry (`.ftm` magic type 0, required type
+/// `CL_TYPE_ANY`): `bytes` at `offset` make a file of type `file_type`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FixedMagic {
+    /// Where the bytes start.
+    pub offset: usize,
+    /// The magic bytes.
+    pub bytes: Vec<u8>,
+    /// The `CL_TYPE_*` name the file gets (one of [`CL_TYPES`]).
+    pub file_type: &'static str,
+}
+
+/// A checked `.ftm` line as moat uses it: `Some` for a fixed-offset entry whose
+/// required type is `CL_TYPE_ANY` and whose FLEVEL range holds; `None` for the
+/// others (body-based and partition entries, other required types: not used yet).
+pub fn fixed_magic(line: &str) -> Option<FixedMagic> {
+    let f: Vec<&str> = line.split(':').collect();
+    if !filetype_magic(line).ok()? || f[0] != "0" || f[4] != "CL_TYPE_ANY" {
+        return None;
+    }
+    let bytes = (0..f[2].len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&f[2][i..i + 2], 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    Some(FixedMagic {
+        offset: f[1].parse().ok()?,
+        bytes,
+        file_type: CL_TYPES.iter().copied().find(|t| *t == f[5])?,
+    })
+}
+
 /// An `.ftm` line `MAGICTYPE:OFFSET:MAGIC:NAME:RTYPE:TYPE[:MINFL[:MAXFL]]`.
 pub fn filetype_magic(line: &str) -> Result<Loads, ParseError> {
     let f: Vec<&str> = line.split(':').collect();

@@ -26,6 +26,9 @@ pub struct Database {
     pub bodies: Vec<BodySig>,
     /// Logical signatures (`.ldb`) the engine evaluates.
     pub logical: Vec<LogicalSig>,
+    /// Fixed-offset file type magic (`.ftm` type-0 entries for any file), in load
+    /// order: they extend the engine's file type detection.
+    pub fixed_magic: Vec<checked::FixedMagic>,
     /// Container metadata signatures (`.cdb`), evaluated on container members.
     pub container_meta: Vec<checked::ContainerMeta>,
     /// What was skipped and why.
@@ -508,6 +511,21 @@ impl Loader {
                         Some(sig) => self.db.container_meta.push(sig),
                         None => self.db.report.flevel_skipped += 1,
                     }
+                }
+            }
+            Format::Checked(Checked::FileTypeMagic) => {
+                let (lines, _) = check_lines(path, body, Checked::FileTypeMagic)?;
+                let fixed: Vec<_> = self::lines(body)
+                    .filter_map(|(_, l)| checked::fixed_magic(l))
+                    .collect();
+                let unused = lines - fixed.len();
+                self.db.fixed_magic.extend(fixed);
+                if unused > 0 {
+                    self.db.report.skipped.push(SkippedFile {
+                        path: path.to_owned(),
+                        signatures: unused,
+                        reason: "file type magic entries other than fixed-offset ones for any type are not used yet".into(),
+                    });
                 }
             }
             Format::Checked(kind) => {
