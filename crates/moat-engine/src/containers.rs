@@ -23,7 +23,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use moat_unpack::{unpack, Container, Contents, Flow, Input, Member, Options, Visitor};
+use moat_unpack::{unpack, Container, Contents, Entry, Flow, Input, Member, Options, Visitor};
 
 use crate::{filetype, Engine, Limits, Verdict};
 
@@ -182,6 +182,10 @@ pub(crate) fn scan_members<'e>(
         budget.hit(Exceeded::MaxRecursion);
         return None;
     }
+    let container_size = match input {
+        Input::Bytes(bytes) => bytes.len() as u64,
+        Input::File(file) => file.metadata().map_or(0, |m| m.len()),
+    };
     let mut walker = Walker {
         engine,
         limits,
@@ -191,6 +195,8 @@ pub(crate) fn scan_members<'e>(
             parent: Some(kind.clamav_type_of(head)),
         },
         kind,
+        container_size,
+        seen: 0,
         cut_by_file_size: false,
         found: None,
         buffer: Vec::new(),
@@ -207,6 +213,10 @@ struct Walker<'w, 'e> {
     budget: &'w mut Budget,
     layer: Layer,
     kind: Container,
+    /// The container's own size, for `.cdb` signatures.
+    container_size: u64,
+    /// Members handed out so far, for `.cdb` signatures' positions.
+    seen: u64,
     /// The last [`Visitor::max_size`] answer came from MaxFileSize.
     cut_by_file_size: bool,
     found: Option<&'e str>,
@@ -239,7 +249,35 @@ impl Visitor for Walker<'_, '_> {
         per_file.min(left)
     }
 
+    fn entry(&mut self, name: &str, entry: &Entry) -> Flow {
+        let Some(container) = self.layer.parent else {
+            return Flow::Continue;
+        };
+        if self.engine.container_meta.is_empty() || self.found.is_some() {
+            return Flow::Continue;
+        }
+        let listing = crate::meta::Listing::of_entry(container, self.container_size, name, entry);
+        match crate::meta::first_match(&self.engine.container_meta, &listing) {
+            Some(found) => {
+                self.found = Some(found);
+                Flow::Stop
+            }
+            None => Flow::Continue,
+        }
+    }
+
     fn member(&mut self, member: Member) -> Flow {
+        let seen = self.seen;
+        self.seen += 1;
+        // Zip members were checked as their directory entries went by (entry).
+        let listed = member
+            .entry
+            .is_none()
+            .then(|| self.listed_detection(&member, seen));
+        if let Some(name) = listed.flatten() {
+            self.found = Some(name);
+            return Flow::Stop;
+        }
         if member.truncated {
             if self.cut_by_file_size {
                 self.budget.hit(Exceeded::MaxFileSize);
@@ -295,6 +333,21 @@ impl Visitor for Walker<'_, '_> {
         } else {
             Flow::Continue
         }
+    }
+}
+
+impl<'e> Walker<'_, 'e> {
+    /// The first `.cdb` signature the member's listing matches (checked before its
+    /// bytes, as ClamAV checks the listing before extracting).
+    fn listed_detection(&self, member: &Member, seen: u64) -> Option<&'e str> {
+        let sigs = &self.engine.container_meta;
+        if sigs.is_empty() {
+            return None;
+        }
+        let container = self.layer.parent?;
+        let listing =
+            crate::meta::Listing::of(self.kind, container, self.container_size, member, seen)?;
+        crate::meta::first_match(sigs, &listing)
     }
 }
 

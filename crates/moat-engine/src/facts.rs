@@ -29,8 +29,18 @@ impl<'a> FileFacts<'a> {
     /// Facts about the file whose bytes `source` reads and which starts with `head`
     /// (the whole file when it is in memory).
     pub fn new(head: &[u8], source: &'a dyn ByteSource) -> FileFacts<'a> {
+        Self::with_magic(head, source, &filetype::ExtraMagic::default())
+    }
+
+    /// [`FileFacts::new`], with the fixed-offset rules of loaded `.ftm` files tried
+    /// before the built-in table.
+    pub fn with_magic(
+        head: &[u8],
+        source: &'a dyn ByteSource,
+        magic: &filetype::ExtraMagic,
+    ) -> FileFacts<'a> {
         FileFacts {
-            file_type: filetype::detect(head),
+            file_type: magic.detect(head),
             source,
             exe: OnceCell::new(),
         }

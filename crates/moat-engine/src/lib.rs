@@ -35,6 +35,7 @@ pub mod hashes;
 pub mod htmlnorm;
 pub mod logical;
 pub mod mail;
+mod meta;
 mod scanner;
 pub mod textnorm;
 pub mod typed;
@@ -96,8 +97,23 @@ pub struct Engine {
     logical: LogicalMatcher,
     /// Logical signatures of targets 7 then 0 on the normalized copy.
     logical_text: LogicalMatcher,
+    /// Fixed-offset rules of loaded `.ftm` files, tried before the built-in table.
+    magic: moat_formats::filetype::ExtraMagic,
+    /// Container metadata signatures (`.cdb`), checked on container members.
+    container_meta: Vec<moat_sigs::checked::ContainerMeta>,
     /// clamscan's "Known viruses" for the database this engine was built from.
     known: usize,
+}
+
+/// The fixed-offset rules of loaded `.ftm` files as moat-formats takes them.
+fn extra_magic(rules: &[moat_sigs::checked::FixedMagic]) -> moat_formats::filetype::ExtraMagic {
+    let mut magic = moat_formats::filetype::ExtraMagic::default();
+    for rule in rules {
+        if let Some(ty) = FileType::from_clamav_name(rule.file_type) {
+            magic.push(rule.offset, rule.bytes.clone(), ty);
+        }
+    }
+    magic
 }
 
 impl Engine {
@@ -127,6 +143,8 @@ impl Engine {
             .partition(|s| s.target == TARGET_ANY);
         Engine {
             known,
+            container_meta: db.container_meta,
+            magic: extra_magic(&db.fixed_magic),
             typed: typed::Typed::new(typed_sigs, db.section_hashes),
             body: BodyMatcher::new(raw_sigs),
             text: BodyMatcher::new(text),
@@ -178,7 +196,7 @@ impl Engine {
             return Verdict::Clean;
         }
         let source: &[u8] = data;
-        let facts = FileFacts::new(data, &source);
+        let facts = FileFacts::with_magic(data, &source, &self.magic);
         if facts.file_type().is_ignored() {
             return Verdict::Clean;
         }
@@ -327,7 +345,7 @@ impl Engine {
             digests.update(&buffer[old..]);
             if old == 0 && base == 0 {
                 let head = &buffer[..buffer.len().min(facts::STREAM_HEAD)];
-                let f = facts.insert(FileFacts::new(head, source));
+                let f = facts.insert(FileFacts::with_magic(head, source, &self.magic));
                 // Types ClamAV ignores are not read any further.
                 if f.file_type().is_ignored() {
                     return Ok((Verdict::Clean, buffer.len() as u64));
@@ -455,7 +473,11 @@ impl Engine {
         let any_sigs =
             !(self.text.is_empty() && self.text_any.is_empty() && self.logical_text.is_empty());
         let promoted = matches!(ty, FileType::Pdf | FileType::Pe);
-        any_sigs && !promoted && limits.normalizes(len) && filetype::gets_normalized(head)
+        any_sigs
+            && !promoted
+            && limits.normalizes(len)
+            && self.magic.magic(head).is_none()
+            && filetype::gets_normalized(head)
     }
 
     /// The first signature to match the normalized copy: body signatures of target

@@ -298,6 +298,109 @@ pub fn magic(head: &[u8]) -> Option<FileType> {
         .map(|r| r.ty)
 }
 
+/// Fixed-offset rules added at run time (a loaded `.ftm` file's type-0 entries),
+/// tried before the built-in table: data, so that this crate stays a pure parser.
+#[derive(Debug, Clone, Default)]
+pub struct ExtraMagic {
+    rules: Vec<(usize, Vec<u8>, FileType)>,
+}
+
+impl ExtraMagic {
+    /// Adds a rule: `bytes` at `offset` make a file of type `ty`. Rules are tried
+    /// in the order they were added.
+    pub fn push(&mut self, offset: usize, bytes: Vec<u8>, ty: FileType) {
+        self.rules.push((offset, bytes, ty));
+    }
+
+    /// Whether there are no rules.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The type the first matching rule gives `head`, if any.
+    pub fn magic(&self, head: &[u8]) -> Option<FileType> {
+        self.rules
+            .iter()
+            .find(|(offset, bytes, _)| head.get(*offset..*offset + bytes.len()) == Some(bytes))
+            .map(|r| r.2)
+    }
+
+    /// [`detect`], with these rules tried after the built-in fixed-offset table
+    /// and before the body rules (PDF, HTML, embedded PE) and the text rule. The
+    /// real daily.ftm repeats the built-in table, so its rules only add; a loaded
+    /// rule that contradicts a built-in one loses (in ClamAV it would win).
+    pub fn detect(&self, data: &[u8]) -> FileType {
+        if self.rules.is_empty() {
+            return detect(data);
+        }
+        magic(data)
+            .or_else(|| self.magic(data))
+            .unwrap_or_else(|| detect(data))
+    }
+}
+
+impl FileType {
+    /// The file type ClamAV's `CL_TYPE_*` `name` stands for: a variant of its own, or
+    /// [`FileType::Other`] with the name; `None` for names that are not a file type
+    /// (`CL_TYPE_ANY`) or not valid (empty).
+    pub fn from_clamav_name(name: &'static str) -> Option<FileType> {
+        const KNOWN: &[FileType] = &[
+            FileType::Binary,
+            FileType::Text,
+            FileType::Html,
+            FileType::Mail,
+            FileType::Pe,
+            FileType::Elf,
+            FileType::MachO,
+            FileType::Ole2,
+            FileType::Pdf,
+            FileType::Flash,
+            FileType::Java,
+            FileType::Graphics,
+            FileType::Zip,
+            FileType::Gzip,
+            FileType::Bzip2,
+            FileType::Xz,
+            FileType::Tar,
+            FileType::SevenZip,
+            FileType::Cpio,
+            FileType::Cab,
+            FileType::Arj,
+            FileType::Rar,
+            FileType::Rtf,
+            FileType::BinHex,
+            FileType::Tnef,
+            FileType::Chm,
+            FileType::Szdd,
+        ];
+        if name == "CL_TYPE_ANY" || !name.starts_with("CL_TYPE_") {
+            return None;
+        }
+        // ClamAV's subtypes that share a target type with a moat variant.
+        let variant = match name {
+            "CL_TYPE_TEXT_UTF8" | "CL_TYPE_TEXT_UTF16LE" | "CL_TYPE_TEXT_UTF16BE" => {
+                Some(FileType::Text)
+            }
+            "CL_TYPE_GIF" | "CL_TYPE_PNG" | "CL_TYPE_JPEG" | "CL_TYPE_TIFF" => {
+                Some(FileType::Graphics)
+            }
+            "CL_TYPE_MACHO_UNIBIN" => Some(FileType::MachO),
+            "CL_TYPE_CPIO_OLD" | "CL_TYPE_CPIO_ODC" | "CL_TYPE_CPIO_CRC" => Some(FileType::Cpio),
+            "CL_TYPE_OLD_TAR" => Some(FileType::Tar),
+            _ => None,
+        };
+        Some(if let Some(variant) = variant {
+            variant
+        } else {
+            KNOWN
+                .iter()
+                .copied()
+                .find(|t| t.clamav_name() == name)
+                .unwrap_or(FileType::Other(name))
+        })
+    }
+}
+
 /// Bytes that make a file binary to ClamAV's text detection.
 fn is_binary_byte(b: u8) -> bool {
     matches!(b, 0x00..=0x06 | 0x0b | 0x0e..=0x1a | 0x1c..=0x1f | 0x7f)

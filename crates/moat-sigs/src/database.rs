@@ -26,6 +26,11 @@ pub struct Database {
     pub bodies: Vec<BodySig>,
     /// Logical signatures (`.ldb`) the engine evaluates.
     pub logical: Vec<LogicalSig>,
+    /// Fixed-offset file type magic (`.ftm` type-0 entries for any file), in load
+    /// order: they extend the engine's file type detection.
+    pub fixed_magic: Vec<checked::FixedMagic>,
+    /// Container metadata signatures (`.cdb`), evaluated on container members.
+    pub container_meta: Vec<checked::ContainerMeta>,
     /// What was skipped and why.
     pub report: LoadReport,
 }
@@ -131,7 +136,8 @@ enum Checked {
     Phishing { counted: bool },
     /// `.idb`: icon signatures `NAME:GROUP1:GROUP2:ICONHASH`, counted.
     Icon,
-    /// `.cdb`: container metadata signatures, counted.
+    /// `.cdb`: container metadata signatures, counted and evaluated (loaded into
+    /// [`Database::container_meta`]).
     ContainerMeta,
     /// `.ftm`: file type magic, not counted.
     FileTypeMagic,
@@ -252,6 +258,7 @@ impl Database {
             + self.section_hashes.len()
             + self.bodies.len()
             + self.logical.len()
+            + self.container_meta.len()
             + self.allow.len()
             + self.report.not_evaluated
     }
@@ -491,6 +498,36 @@ impl Loader {
             {
                 self.db.report.unsigned_bytecode.push(path.to_owned());
             }
+            Format::Checked(Checked::ContainerMeta) => {
+                let chunks = parse_lines(path, body, Vec::new, |sigs, line| {
+                    sigs.push(checked::container_meta(line, suffix)?);
+                    Ok(())
+                })?;
+                for parsed in chunks.into_iter().flatten() {
+                    match parsed {
+                        Some(sig) if is_ignored(&self.ignore, &sig.name, suffix) => {
+                            self.db.report.ignored += 1
+                        }
+                        Some(sig) => self.db.container_meta.push(sig),
+                        None => self.db.report.flevel_skipped += 1,
+                    }
+                }
+            }
+            Format::Checked(Checked::FileTypeMagic) => {
+                let (lines, _) = check_lines(path, body, Checked::FileTypeMagic)?;
+                let fixed: Vec<_> = self::lines(body)
+                    .filter_map(|(_, l)| checked::fixed_magic(l))
+                    .collect();
+                let unused = lines - fixed.len();
+                self.db.fixed_magic.extend(fixed);
+                if unused > 0 {
+                    self.db.report.skipped.push(SkippedFile {
+                        path: path.to_owned(),
+                        signatures: unused,
+                        reason: "file type magic entries other than fixed-offset ones for any type are not used yet".into(),
+                    });
+                }
+            }
             Format::Checked(kind) => {
                 let (lines, counted) = check_lines(path, body, kind)?;
                 self.db.report.not_evaluated += counted;
@@ -700,7 +737,7 @@ fn check_lines(path: &Path, body: &str, kind: Checked) -> Result<(usize, usize),
             let loads = match kind {
                 Checked::Phishing { .. } => checked::phishing(line, ext)?,
                 Checked::Icon => checked::icon(line)?,
-                Checked::ContainerMeta => checked::container_meta(line)?,
+                Checked::ContainerMeta => unreachable!("loaded as signatures"),
                 Checked::FileTypeMagic => checked::filetype_magic(line)?,
                 Checked::CertRules => checked::cert_rule(line)?,
                 Checked::Bytecode => unreachable!("checked as a whole above"),
@@ -712,7 +749,7 @@ fn check_lines(path: &Path, body: &str, kind: Checked) -> Result<(usize, usize),
     let loaded: usize = chunks.into_iter().sum();
     let counted = match kind {
         Checked::Phishing { counted } if counted => loaded,
-        Checked::Icon | Checked::ContainerMeta => loaded,
+        Checked::Icon => loaded,
         _ => 0,
     };
     Ok((loaded, counted))

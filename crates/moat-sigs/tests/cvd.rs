@@ -160,7 +160,9 @@ fn unsupported_members_are_counted_not_errors() {
     let mut m = members();
     m.push(("x.mdb", MDB.as_bytes()));
     m.push(("x.ldb", LDB.as_bytes()));
-    // Container metadata signatures (.cdb) are not evaluated yet.
+    // Container metadata signatures (.cdb) load as signatures; an unsupported
+    // format (.yar) is counted, not an error.
+    m.push(("x.yar", b"rule a { condition: true }\n"));
     m.push((
         "x.cdb",
         b"Moat.Test.Container:CL_TYPE_ZIP:*:*:*:*:*:*:*:*\n",
@@ -174,10 +176,11 @@ fn unsupported_members_are_counted_not_errors() {
     assert_eq!(db.hashes.len() + db.bodies.len(), 2);
     assert_eq!(db.logical.len(), 1, "the .ldb member loads");
     assert_eq!(db.section_hashes.len(), 1, "the .mdb member loads");
+    assert_eq!(db.container_meta.len(), 1, "the .cdb member loads");
+    assert_eq!(db.container_meta[0].name, "Moat.Test.Container");
     let skipped = &db.report.skipped;
     assert_eq!(skipped.len(), 1, "{skipped:?}");
-    assert!(skipped[0].path.ends_with("x.cvd/x.cdb"));
-    assert_eq!(skipped[0].signatures, 1);
+    assert!(skipped[0].path.ends_with("x.cvd/x.yar"), "{skipped:?}");
 }
 
 #[test]

@@ -262,6 +262,22 @@ pub struct Member {
     /// What kind of container the member is, when its container says so (for kinds
     /// that cannot be sniffed); else `None`: sniff it.
     pub kind: Option<Container>,
+    /// What the container's directory says of the member, for formats that list
+    /// more than the name (zip); `None` for the others.
+    pub entry: Option<Entry>,
+}
+
+/// A member's directory entry, as container metadata signatures (`.cdb`) see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    /// Its index in the directory (0 for the first entry, directories included).
+    pub index: u64,
+    /// Its size in the container (compressed).
+    pub stored_size: u64,
+    /// Its real (uncompressed) size, whatever was read of it.
+    pub size: u64,
+    /// Its CRC-32 as listed.
+    pub crc32: u32,
 }
 
 /// What the visitor wants after a member.
@@ -280,6 +296,12 @@ pub trait Visitor {
     fn max_size(&mut self) -> u64;
     /// One member.
     fn member(&mut self, member: Member) -> Flow;
+    /// A directory entry of a format that lists more than names (zip), directories
+    /// included, before its member (if any) is asked for: what container metadata
+    /// signatures see. `Flow::Stop` ends the walk.
+    fn entry(&mut self, _name: &str, _entry: &Entry) -> Flow {
+        Flow::Continue
+    }
 }
 
 /// How members are held.
@@ -331,6 +353,7 @@ pub fn unpack(
         options: *options,
         done: Unpacked::default(),
         next_kind: None,
+        next_entry: None,
         next_cap: None,
         last_truncated: false,
     };
@@ -434,6 +457,8 @@ pub(crate) struct Sink<'v> {
     done: Unpacked,
     /// [`Member::kind`] of the next member delivered.
     next_kind: Option<Container>,
+    /// The directory entry of the next member handed over, if its format lists one.
+    pub(crate) next_entry: Option<Entry>,
     /// The visitor's [`Visitor::max_size`] for the next member, when asked ahead
     /// ([`Sink::cap`]).
     next_cap: Option<u64>,
@@ -511,6 +536,7 @@ impl Sink<'_> {
             truncated,
             damaged,
             kind: self.next_kind.take(),
+            entry: self.next_entry.take(),
         };
         match self.visitor.member(member) {
             Flow::Continue => Ok(()),
@@ -702,11 +728,23 @@ fn zip_members(input: Input<'_>, sink: &mut Sink<'_>) -> Walk {
                     // Encrypted, an unsupported method, a bad local header: skip it.
                     Err(_) => continue,
                 };
+                let name = file.name().map(|n| n.into_owned()).unwrap_or_default();
+                let entry = Entry {
+                    index: i as u64,
+                    stored_size: file.compressed_size(),
+                    size: file.size(),
+                    crc32: file.crc32(),
+                };
+                if sink.visitor.entry(&name, &entry) == Flow::Stop {
+                    sink.done.stopped = true;
+                    return Err(Failure::Stopped);
+                }
                 if file.is_dir() {
                     continue;
                 }
-                let name = file.name().map(|n| n.into_owned()).unwrap_or_default();
+                sink.next_entry = Some(entry);
                 sink.stream(&name, file)?;
+                sink.next_entry = None;
             }
             Ok(())
         }

@@ -255,14 +255,15 @@ fn unsupported_formats_are_reported_once_with_counts() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("a.ndb"), format!("{SIG}\n")).unwrap();
     std::fs::write(
-        tmp.path().join("b.cdb"),
-        "C1:CL_TYPE_ZIP:*:*:*:*:*:*:*:*\nC2:CL_TYPE_ZIP:*:*:*:*:*:*:*:*\n",
+        // File type magic of the body kind (type 1) is not used yet.
+        tmp.path().join("b.ftm"),
+        "1:*:3c68746d6c3e:H1:CL_TYPE_ANY:CL_TYPE_HTML\n1:*:3c626f64793e:H2:CL_TYPE_ANY:CL_TYPE_HTML\n",
     )
     .unwrap();
     std::fs::write(tmp.path().join("f"), INFECTED).unwrap();
     let out = run(moat(), tmp.path(), &["--no-summary", "-d", ".", "f"], b"");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let reports: Vec<&str> = stderr.lines().filter(|l| l.contains("b.cdb")).collect();
+    let reports: Vec<&str> = stderr.lines().filter(|l| l.contains("b.ftm")).collect();
     assert_eq!(reports.len(), 1, "stderr: {stderr}");
     assert!(reports[0].contains("2 signature(s)"), "{}", reports[0]);
     assert_eq!(lines(&out), vec!["f: Test.Cli.UNOFFICIAL FOUND"]);

@@ -461,3 +461,104 @@ fn file_types_and_executable_layout_against_clamscan() {
         diffs.join("\n")
     );
 }
+
+/// Loaded `.ftm` file type magic: with the real daily.ftm alone, and with it and a
+/// generated `.ftm` whose fixed-offset lines make files starting with `MOAT` HTML
+/// and files with `moat` at offset 2 graphics, one `.ndb` line per target type over
+/// those files, near misses, and the typed files and one file per built-in magic
+/// rule: `moat scan` and clamscan give the same verdicts. (A `.ftm` loaded without
+/// daily.ftm replaces ClamAV's built-in table; moat keeps it: not compared.)
+#[test]
+fn loaded_file_type_magic_against_clamscan() {
+    if !clamscan_installed() {
+        return;
+    }
+    let shared = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared"));
+    let daily = shared.join("sigs/clamav-real/daily.ftm");
+    if !daily.exists() {
+        if std::env::var("MOAT_REQUIRE_SHARED").as_deref() == Ok("1") {
+            panic!("../shared absent but MOAT_REQUIRE_SHARED=1");
+        }
+        println!("skipped: ../shared absent ({})", daily.display());
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let files_dir = dir.join("files");
+    fs::create_dir_all(&files_dir).unwrap();
+    let mut files = Vec::new();
+    let mut add = |name: &str, data: Vec<u8>| {
+        let p = files_dir.join(name);
+        fs::write(&p, data).unwrap();
+        files.push(p);
+    };
+    let body = |head: &[u8]| {
+        let mut d = head.to_vec();
+        d.extend_from_slice(b" <b>hello ");
+        d.extend_from_slice(MARKER);
+        d.extend_from_slice(b"</b>\n");
+        d
+    };
+    add("html-text", body(b"MOAT"));
+    add("html-binary", body(b"MOAT\x00\x01\x02"));
+    add("html-miss", body(b"xMOAT"));
+    add("graphics-hit", body(b"abmoat\x00\x01"));
+    add("graphics-miss", body(b"abcmoat\x00\x01"));
+    for (name, data) in typed_files() {
+        add(name, data);
+    }
+    for (i, (offset, bytes, _)) in moat_formats::filetype::magic_rules().enumerate() {
+        let mut data = vec![b'a'; offset];
+        data.extend_from_slice(bytes);
+        add(&format!("m{i:03}"), body(&data));
+    }
+    let generated = "0:0:4d4f4154:Moat HTML:CL_TYPE_ANY:CL_TYPE_HTML\n\
+                     0:2:6d6f6174:Moat graphics:CL_TYPE_ANY:CL_TYPE_GRAPHICS\n\
+                     0:0:4d4f4154:Moat too new:CL_TYPE_ANY:CL_TYPE_ZIP:300\n";
+    let mut diffs = Vec::new();
+    for with_generated in [false, true] {
+        for target in (0..=12).filter(|t| *t != 8) {
+            let db = dir.join(format!("db-{with_generated}-{target}"));
+            fs::create_dir_all(&db).unwrap();
+            fs::copy(&daily, db.join("daily.ftm")).unwrap();
+            if with_generated {
+                fs::write(db.join("moat.ftm"), generated).unwrap();
+            }
+            let ndb = format!("T{target}:{target}:*:{}\n", hex(MARKER));
+            fs::write(db.join("t.ndb"), ndb).unwrap();
+            let mut moat = Command::new(env!("CARGO_BIN_EXE_moat"));
+            moat.arg("scan");
+            let ours = verdicts(moat, &db, &files);
+            let theirs = verdicts(Command::new("clamscan"), &db, &files);
+            // Not a comparison of two scanners that type nothing: the generated
+            // lines must change the type of the files they name.
+            let found = |file: &str| {
+                ours.iter()
+                    .any(|l| l.contains(&format!("/{file}: T{target}.UNOFFICIAL FOUND")))
+            };
+            if with_generated && target == 3 {
+                assert!(found("html-text") && found("html-binary") && !found("html-miss"));
+            }
+            if with_generated && target == 5 {
+                assert!(found("graphics-hit") && !found("graphics-miss"));
+            }
+            if !with_generated && target == 3 {
+                assert!(!found("html-binary"));
+            }
+            if ours != theirs {
+                let only = |a: &[String], b: &[String]| {
+                    a.iter()
+                        .filter(|l| !b.contains(l))
+                        .cloned()
+                        .collect::<Vec<_>>()
+                };
+                diffs.push(format!(
+                    "target {target}, generated .ftm {with_generated}:\n  moat only: {:?}\n  clamscan only: {:?}",
+                    only(&ours, &theirs),
+                    only(&theirs, &ours)
+                ));
+            }
+        }
+    }
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}
