@@ -326,6 +326,12 @@ pub struct Config {
     pub exclude_paths: Vec<PathPattern>,
     /// `AllowAllMatchScan` (default yes): whether ALLMATCHSCAN is served.
     pub allow_all_match_scan: bool,
+    /// `DetectPUA` (default no): the PUA databases (`.hdu .hsu .ndu .ldu .mdu .msu`) are
+    /// loaded, as clamscan's `--detect-pua`.
+    pub detect_pua: bool,
+    /// `BytecodeUnsigned` (default no): loose `.cbc` files are loaded (counted; bytecode is
+    /// not evaluated), as clamscan's `--bytecode-unsigned`.
+    pub bytecode_unsigned: bool,
     /// `FollowDirectorySymlinks` (default no): path scans enter symlinked directories.
     pub follow_directory_symlinks: bool,
     /// `FollowFileSymlinks` (default no): path scans read symlinked files.
@@ -395,6 +401,8 @@ impl Default for Config {
             send_buf_timeout: Duration::from_millis(500),
             exclude_paths: Vec::new(),
             allow_all_match_scan: true,
+            detect_pua: false,
+            bytecode_unsigned: false,
             follow_directory_symlinks: false,
             follow_file_symlinks: false,
             cross_filesystems: true,
@@ -683,6 +691,8 @@ impl Parser<'_> {
                     .map_err(|e| format!("invalid regular expression {}: {e}", quote(v)))?,
             ),
             "AllowAllMatchScan" => c.allow_all_match_scan = parse_bool(v)?,
+            "DetectPUA" => c.detect_pua = parse_bool(v)?,
+            "BytecodeUnsigned" => c.bytecode_unsigned = parse_bool(v)?,
             "FollowDirectorySymlinks" => c.follow_directory_symlinks = parse_bool(v)?,
             "FollowFileSymlinks" => c.follow_file_symlinks = parse_bool(v)?,
             "CrossFilesystems" => c.cross_filesystems = parse_bool(v)?,

@@ -741,3 +741,15 @@ fn server_keys_for_moat_serve() {
         format!("{P}:1: LocalSocketMode: expected an octal mode such as 660, got \"rw\"")
     );
 }
+
+/// clamscan's `--detect-pua` and `--bytecode-unsigned` as clamd.conf keys (off by default,
+/// as in clamd), read by `moat watch` and `moat serve` when they load the database.
+#[test]
+fn database_loading_keys() {
+    let c = parse("LogTime yes\n");
+    assert!(!c.detect_pua && !c.bytecode_unsigned);
+    let c = parse("DetectPUA yes\nBytecodeUnsigned true\n");
+    assert!(c.detect_pua && c.bytecode_unsigned);
+    assert!(c.unused_keys().is_empty(), "{:?}", c.unused_keys());
+    assert!(err_msg("DetectPUA maybe\n").contains("DetectPUA"));
+}

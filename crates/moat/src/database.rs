@@ -7,6 +7,15 @@ use moat_sigs::{Database, LoadError, LoadOptions};
 /// ClamAV's default DatabaseDirectory.
 pub const DEFAULT_DATABASE_DIR: &str = "/var/lib/clamav";
 
+/// clamd.conf's loading keys (`DetectPUA`, `BytecodeUnsigned`) as clamscan's options, for
+/// `moat watch` and `moat serve`.
+pub fn load_options(c: &moat_config::Config) -> LoadOptions {
+    LoadOptions {
+        detect_pua: c.detect_pua,
+        bytecode_unsigned: c.bytecode_unsigned,
+    }
+}
+
 /// Loads the databases at `paths`, or, when none are given, `default_dir` (the
 /// DatabaseDirectory) if it holds databases and the built-in test set otherwise (with a
 /// warning that says how to get real signatures). Skipped content is reported once per

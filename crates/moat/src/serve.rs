@@ -129,7 +129,7 @@ fn load(paths: &[PathBuf], c: &Config) -> Result<Database, String> {
     let db = crate::database::load(
         paths,
         &c.database_directory,
-        moat_sigs::LoadOptions::default(),
+        crate::database::load_options(c),
     )
     .map_err(|e| e.to_string())?;
     let engine = Arc::new(moat_engine::Engine::new(db));

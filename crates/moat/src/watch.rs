@@ -371,7 +371,7 @@ fn load_scanner(
     let db = crate::database::load(
         &args.database,
         &c.database_directory,
-        moat_sigs::LoadOptions::default(),
+        crate::database::load_options(c),
     )
     .map_err(|e| e.to_string())?;
     let engine = Arc::new(moat_engine::Engine::new(db));

@@ -558,6 +558,35 @@ fn builtin_database_blocks_genuine_eicar() {
     d.wait_found(&file, "Eicar-Test-Signature FOUND", pid);
 }
 
+/// `DetectPUA yes` in clamd.conf loads the PUA databases, as clamscan's `--detect-pua`:
+/// a file matched only by a `.hdu` signature is blocked with it and readable without it
+/// (clamd's default).
+#[test]
+fn detect_pua_key_loads_pua_databases() {
+    if !privileged() {
+        return;
+    }
+    let body = b"a potentially unwanted program, for the test\n".to_vec();
+    let world = || {
+        let w = World::new();
+        fs::write(
+            w.db.join("test.hdu"),
+            format!("{}:{}:Moat.Test.Pua\n", md5_hex(&body), body.len()),
+        )
+        .unwrap();
+        let file = put(&w.at("dl/pua.bin"), &body);
+        (w, file)
+    };
+    let (w, file) = world();
+    let d = Daemon::start(&w, &w.conf(), &[]);
+    assert_readable(&file, &body);
+    drop(d);
+    let (w, file) = world();
+    let d = Daemon::start(&w, &w.conf().set("DetectPUA", "yes"), &[]);
+    let pid = assert_blocked(&file, &body);
+    d.wait_found(&file, "Moat.Test.Pua.UNOFFICIAL FOUND", pid);
+}
+
 /// Include paths given as DIR arguments (no OnAccessIncludePath, no OnAccessPrevention in
 /// the file): prevention is on.
 #[test]
