@@ -30,7 +30,7 @@ pub struct ServeArgs {
 
 /// Runs `moat serve`; returns the exit status.
 pub fn run(args: ServeArgs) -> u8 {
-    let config = match load_config(&args) {
+    let config = match crate::watch::read_config(args.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("ERROR: {e}");
@@ -54,17 +54,6 @@ pub fn run(args: ServeArgs) -> u8 {
             tracing::error!("{e}");
             2
         }
-    }
-}
-
-fn load_config(args: &ServeArgs) -> Result<Config, String> {
-    let path = args.config.clone().or_else(|| {
-        let default = Path::new(moat_config::DEFAULT_CONFIG_PATH);
-        default.exists().then(|| default.to_path_buf())
-    });
-    match &path {
-        Some(p) => Config::load(p).map_err(|e| e.to_string()),
-        None => Ok(Config::default()),
     }
 }
 

@@ -130,15 +130,18 @@ pub fn run(args: WatchArgs) -> u8 {
 }
 
 /// The configuration file, then the flags over it.
+/// clamd.conf for `moat watch` and `moat serve`: `explicit` (`-c`), else
+/// /etc/clamav/clamd.conf when it exists, else the defaults.
+pub(crate) fn read_config(explicit: Option<&Path>) -> Result<Config, String> {
+    let default = Path::new(moat_config::DEFAULT_CONFIG_PATH);
+    match explicit.or_else(|| default.exists().then_some(default)) {
+        Some(p) => Config::load(p).map_err(|e| e.to_string()),
+        None => Ok(Config::default()),
+    }
+}
+
 fn load_config(args: &WatchArgs) -> Result<Config, String> {
-    let path = args.config.clone().or_else(|| {
-        let default = Path::new(moat_config::DEFAULT_CONFIG_PATH);
-        default.exists().then(|| default.to_path_buf())
-    });
-    let mut c = match &path {
-        Some(p) => Config::load(p).map_err(|e| e.to_string())?,
-        None => Config::default(),
-    };
+    let mut c = read_config(args.config.as_deref())?;
     apply_flags(args, &mut c).map_err(|e| format!("--exclude-path: {e}"))?;
     Ok(c)
 }
