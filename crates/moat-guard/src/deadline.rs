@@ -973,13 +973,18 @@ impl Worker {
     /// the same file in progress, or scanned (then the jobs that joined meanwhile are
     /// answered too).
     fn run_job(&self, job: Job) {
+        // Answered while queued (the deadline): its file is already closed. Checked before
+        // shutdown, so the count does not depend on whether the pool stops first.
+        if job.pending.is_answered() {
+            Stats::bump(&self.stats.expired_in_queue);
+            return;
+        }
         if self.stopping.load(Acquire) {
             if job.pending.answer(Response::Allow, Cause::Shutdown) {
                 Stats::bump(&self.stats.shutdown_answers);
             }
             return;
         }
-        // Answered while queued (the deadline): its file is already closed.
         let Some(file) = job.pending.file().filter(|_| !job.pending.is_answered()) else {
             Stats::bump(&self.stats.expired_in_queue);
             return;
