@@ -745,6 +745,15 @@ impl WorkerPool {
         &self.scanner
     }
 
+    /// A view of the pool's load (queue depth, busy workers) for health reports. It does not
+    /// keep the pool alive, so a daemon can still shut the pool down while it is held.
+    pub fn load(&self) -> PoolLoad {
+        PoolLoad {
+            queue: Arc::clone(&self.queue),
+            crew: Arc::clone(&self.crew),
+        }
+    }
+
     /// Queues a scan of `file`, answered through `sink` within the configured deadline.
     /// Never blocks. Returns the token (e.g. to inspect it in tests). The owner is unknown
     /// ([`NO_OWNER`]); see [`submit_for`](Self::submit_for).
@@ -823,6 +832,38 @@ impl WorkerPool {
 impl Drop for WorkerPool {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// The load of a [`WorkerPool`], read on demand (see [`WorkerPool::load`]).
+#[derive(Clone)]
+pub struct PoolLoad {
+    queue: Arc<FairQueue>,
+    crew: Arc<Crew>,
+}
+
+impl PoolLoad {
+    /// Jobs queued, not yet taken by a worker.
+    pub fn queued(&self) -> usize {
+        self.queue.lock().queues.values().map(|q| q.len()).sum()
+    }
+
+    /// Workers scanning now (stuck ones that were replaced included).
+    pub fn busy(&self) -> usize {
+        let slots = self.crew.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots
+            .iter()
+            .filter(|(busy, _)| busy.load(Acquire) != 0)
+            .count()
+    }
+}
+
+impl std::fmt::Debug for PoolLoad {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolLoad")
+            .field("queued", &self.queued())
+            .field("busy", &self.busy())
+            .finish()
     }
 }
 

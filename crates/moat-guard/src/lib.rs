@@ -26,8 +26,10 @@ pub mod scanner;
 
 pub use cache::{FileKey, Inode, VerdictCache};
 pub use deadline::{
-    Answer, Cause, CleanHook, DeadlineHandle, DeadlineWatcher, Pending, PoolConfig, Response,
-    Stats, WorkerPool, NO_OWNER,
+    Answer, Cause, CleanHook, DeadlineHandle, DeadlineWatcher, Pending, PoolConfig, PoolLoad,
+    Response, Stats, WorkerPool, NO_OWNER,
 };
 pub use policy::{uid_of_pid, AccessFacts, AllowReason, Decision, Policy, PolicySettings};
-pub use scanner::{EngineScanner, ScanFailure, Scanner, ScannerSlot, SkipReason, Verdict};
+pub use scanner::{
+    DatabaseInfo, EngineScanner, ScanFailure, Scanner, ScannerSlot, SkipReason, Verdict,
+};

@@ -10,6 +10,7 @@
 use std::fs::File;
 use std::io;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 /// Why a file was allowed without its content being scanned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -61,6 +62,12 @@ pub trait Scanner: Send + Sync {
     /// The version of the signature database behind this scanner. It is part of the verdict
     /// cache key, so verdicts of an older database never answer for a newer one.
     fn generation(&self) -> u64;
+
+    /// What is known about the database behind this scanner, for health reports
+    /// (`moat status`, metrics). Nothing by default.
+    fn database(&self) -> DatabaseInfo {
+        DatabaseInfo::default()
+    }
 }
 
 impl<S: Scanner + ?Sized> Scanner for Arc<S> {
@@ -71,6 +78,25 @@ impl<S: Scanner + ?Sized> Scanner for Arc<S> {
     fn generation(&self) -> u64 {
         (**self).generation()
     }
+
+    fn database(&self) -> DatabaseInfo {
+        (**self).database()
+    }
+}
+
+/// A signature database as health reports show it. Every field is read from the loaded
+/// database or its files; `None` when unknown (a test scanner, a database without an
+/// official container).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DatabaseInfo {
+    /// Signatures the engine knows (`Engine::signature_count`).
+    pub signatures: Option<u64>,
+    /// The highest version among the official containers (`daily.cvd`'s, usually).
+    pub version: Option<u32>,
+    /// That container's build time (its header's `stime`).
+    pub built: Option<SystemTime>,
+    /// When this database was loaded.
+    pub loaded: Option<SystemTime>,
 }
 
 /// The scanner in use, replaceable while workers scan (a database reload).
@@ -120,6 +146,7 @@ pub struct EngineScanner {
     engine: Arc<moat_engine::Engine>,
     limits: moat_engine::Limits,
     generation: u64,
+    info: DatabaseInfo,
 }
 
 impl EngineScanner {
@@ -130,11 +157,25 @@ impl EngineScanner {
         limits: moat_engine::Limits,
         generation: u64,
     ) -> Self {
+        let info = DatabaseInfo {
+            signatures: Some(engine.signature_count() as u64),
+            loaded: Some(SystemTime::now()),
+            ..DatabaseInfo::default()
+        };
         EngineScanner {
             engine,
             limits,
             generation,
+            info,
         }
+    }
+
+    /// Records the version and build time of the official containers the database was
+    /// loaded from (for [`Scanner::database`]).
+    pub fn with_version(mut self, version: u32, built: SystemTime) -> Self {
+        self.info.version = Some(version);
+        self.info.built = Some(built);
+        self
     }
 
     /// The engine scanned with.
@@ -158,6 +199,10 @@ impl Scanner for EngineScanner {
 
     fn generation(&self) -> u64 {
         self.generation
+    }
+
+    fn database(&self) -> DatabaseInfo {
+        self.info.clone()
     }
 }
 
@@ -192,6 +237,11 @@ mod tests {
         };
         let s = EngineScanner::new(engine(), limits, 7);
         assert_eq!(s.generation(), 7);
+        // One signature in the test database; loaded just now.
+        let info = Arc::new(s).database();
+        assert_eq!(info.signatures, Some(1));
+        assert!(info.loaded.unwrap().elapsed().unwrap() < std::time::Duration::from_secs(60));
+        let s = EngineScanner::new(engine(), limits, 7);
         assert_eq!(
             s.scan(&file_with(b"just some clean text")).unwrap(),
             Verdict::Clean

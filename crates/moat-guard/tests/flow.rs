@@ -1123,3 +1123,30 @@ fn opens_that_joined_a_scan_of_a_file_written_meanwhile_are_scanned_again() {
     assert_eq!(scanner.scans.load(SeqCst), 2);
     s.shutdown();
 }
+
+/// The pool's load as health reports read it: one worker held in a scan, two jobs behind it.
+#[test]
+fn pool_load_counts_busy_workers_and_queued_jobs() {
+    let (scanner, started, release) = BlockingScanner::new();
+    let s = setup(1, LONG, Response::Allow, scanner.clone());
+    let load = s.pool.load();
+    assert_eq!((load.busy(), load.queued()), (0, 0));
+    let (tx, rx) = unbounded();
+    for i in 0..3 {
+        s.pool
+            .submit(file_with(format!("{i}").as_bytes()), sink(i, &tx));
+    }
+    started.recv_timeout(WAIT).unwrap();
+    assert_eq!((load.busy(), load.queued()), (1, 2));
+    for _ in 0..3 {
+        release.send(()).unwrap();
+        rx.recv_timeout(WAIT).unwrap();
+    }
+    // The last worker clears its busy mark just after answering.
+    let until = Instant::now() + WAIT;
+    while load.busy() != 0 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!((load.busy(), load.queued()), (0, 0));
+    s.shutdown();
+}
