@@ -157,6 +157,8 @@ pub static KEYS: &[KeyInfo] = &[
     used(k("MaxScriptNormalize", Size)),
     used(k("MaxThreads", Number)),
     k("MaxZipTypeRcg", Size),
+    moat(k("MoatControlSocket", Str)),
+    moat(k("MoatMetricsAddress", Str)),
     k("OLE2BlockMacros", Bool),
     k("OfficialDatabaseOnly", Bool),
     moat(k("OnAccessCoverage", Str)),

@@ -30,8 +30,8 @@
 //! ones the binary still accepts) is accepted. Keys moat uses become fields of [`Config`];
 //! the others are type-checked and listed by [`Config::unused_keys`] (log them at debug
 //! level). Deprecated keys clamd ignores (`ScanOnAccess`, `MailFollowURLs`, ...) produce a
-//! [`Warning`]. moat adds keys of its own: `OnAccessScanTimeout`, `OnAccessCoverage` and
-//! `OnAccessTracking`.
+//! [`Warning`]. moat adds keys of its own: `OnAccessScanTimeout`, `OnAccessCoverage`,
+//! `OnAccessTracking`, `MoatControlSocket` and `MoatMetricsAddress`.
 //!
 //! # Example
 //!
@@ -246,6 +246,12 @@ pub struct Config {
     /// `OnAccessTracking` (**moat extension**, `auto`, `fanotify` or `inotify`, default
     /// `auto`): how directory scope follows the tree; see [`Tracking`].
     pub on_access_tracking: Tracking,
+    /// `MoatControlSocket` (**moat extension**, default `/run/moat/control.sock`): the
+    /// root-only unix socket `moat status` asks.
+    pub moat_control_socket: Option<PathBuf>,
+    /// `MoatMetricsAddress` (**moat extension**, `HOST:PORT`, default none: off): serve
+    /// Prometheus metrics on `http://HOST:PORT/metrics`.
+    pub moat_metrics_address: Option<String>,
 
     // ---- general ----
     /// `DatabaseDirectory` (default `/var/lib/clamav`): signature databases; never watched.
@@ -367,6 +373,8 @@ impl Default for Config {
             on_access_scan_timeout: DEFAULT_ON_ACCESS_SCAN_TIMEOUT,
             on_access_coverage: Coverage::default(),
             on_access_tracking: Tracking::default(),
+            moat_control_socket: None,
+            moat_metrics_address: None,
             database_directory: PathBuf::from("/var/lib/clamav"),
             log_file: None,
             log_verbose: false,
@@ -642,6 +650,8 @@ impl Parser<'_> {
             "OnAccessScanTimeout" => c.on_access_scan_timeout = parse_duration(v)?,
             "OnAccessCoverage" => c.on_access_coverage = v.parse()?,
             "OnAccessTracking" => c.on_access_tracking = v.parse()?,
+            "MoatControlSocket" => c.moat_control_socket = Some(PathBuf::from(v)),
+            "MoatMetricsAddress" => c.moat_metrics_address = Some(v.to_owned()),
             "DatabaseDirectory" => c.database_directory = PathBuf::from(v),
             "LogFile" => c.log_file = Some(PathBuf::from(v)),
             "LogVerbose" => c.log_verbose = parse_bool(v)?,

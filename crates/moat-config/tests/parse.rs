@@ -753,3 +753,22 @@ fn database_loading_keys() {
     assert!(c.unused_keys().is_empty(), "{:?}", c.unused_keys());
     assert!(err_msg("DetectPUA maybe\n").contains("DetectPUA"));
 }
+
+#[test]
+fn control_socket_and_metrics_address_are_moat_keys_off_by_default() {
+    let d = Config::default();
+    assert_eq!(
+        (d.moat_control_socket, d.moat_metrics_address),
+        (None, None)
+    );
+    let c = parse("MoatControlSocket /run/x/ctl.sock\nMoatMetricsAddress 127.0.0.1:9321\n");
+    assert_eq!(
+        c.moat_control_socket,
+        Some(std::path::PathBuf::from("/run/x/ctl.sock"))
+    );
+    assert_eq!(c.moat_metrics_address.as_deref(), Some("127.0.0.1:9321"));
+    for key in ["MoatControlSocket", "MoatMetricsAddress"] {
+        let info = moat_config::key_info(key).unwrap();
+        assert!(info.moat_extension && info.used, "{key}");
+    }
+}

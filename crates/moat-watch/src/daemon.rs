@@ -140,6 +140,8 @@ pub struct Daemon {
     pub include_paths: usize,
     /// Time from start to every mark placed.
     pub setup_time: Duration,
+    /// What `moat status` reads besides the handles above (see [`crate::health`]).
+    pub(crate) health: crate::health::StartFacts,
 }
 
 impl Daemon {
@@ -245,9 +247,26 @@ impl Daemon {
             quiet: quieter,
         };
         let failed = Arc::new(AtomicBool::new(false));
+        let (reader_alive, reader_token) = crate::health::thread_token();
         let reader = {
             let rs = Arc::clone(&reader_stop);
-            supervised("moat-reader", &stop, &failed, move || reader.run(&rs))?
+            supervised("moat-reader", &stop, &failed, move || {
+                let _alive = reader_alive;
+                reader.run(&rs)
+            })?
+        };
+        let health = crate::health::StartFacts {
+            scope: match (settings.scope, settings.recursive) {
+                (Scope::Filesystem, _) => "filesystem",
+                (Scope::Directory, true) => "directory",
+                (Scope::Directory, false) => "include-paths-only",
+            },
+            include_paths: roots.clone(),
+            mount_paths: mount_paths.clone(),
+            prevention: settings.prevention,
+            threads: settings.threads.max(1),
+            group: Arc::downgrade(&group),
+            threads_alive: vec![("reader", reader_token)],
         };
         let quiet = match quiet_thread {
             Some(t) => {
@@ -276,6 +295,7 @@ impl Daemon {
             whole_marks: 0,
             include_paths: roots.len(),
             setup_time: Duration::ZERO,
+            health,
         };
         let mask = mark_mask(&settings);
         let whole = mask - Mask::EVENT_ON_CHILD;
@@ -312,10 +332,15 @@ impl Daemon {
                 .extra_scanning
                 .then(|| discovery_sink(&pool, &policy, &reporter));
             let stop = Arc::clone(&stop);
+            let (alive, token) = crate::health::thread_token();
+            daemon.health.threads_alive.push(("tracker", token));
             daemon.tracker = Some(
                 std::thread::Builder::new()
                     .name("moat-tracker".into())
-                    .spawn(move || crate::tracker::run(cov, &stop, files))
+                    .spawn(move || {
+                        let _alive = alive;
+                        crate::tracker::run(cov, &stop, files)
+                    })
                     .map_err(StartError::Thread)?,
             );
         } else {
@@ -387,6 +412,24 @@ impl Daemon {
             )
         };
         format!("{what}; {}", self.uses.join("; "))
+    }
+
+    /// A [`Probe`](crate::health::Probe) reading this daemon's state on demand (`moat
+    /// status`, metrics). Take it once started: the uptime counts from now.
+    pub fn probe(&self) -> crate::health::Probe {
+        crate::health::Probe {
+            facts: Arc::new(self.health.clone()),
+            stop: Arc::clone(&self.stop),
+            failed: Arc::clone(&self.failed),
+            scanner: Arc::clone(&self.scanner),
+            stats: Arc::clone(&self.stats),
+            scan_stats: Arc::clone(&self.scan_stats),
+            kernel_cache: self.kernel_cache.clone(),
+            pool: self.pool.as_ref().map(|p| p.load()),
+            ready_at: std::time::Instant::now(),
+            started_at: std::time::SystemTime::now(),
+            status_line: self.status_line(),
+        }
     }
 
     /// Blocks until stop is requested, then stops. See the module docs for the order.

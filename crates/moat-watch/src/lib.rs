@@ -20,13 +20,16 @@
 
 #![warn(missing_docs)]
 
+pub mod control;
 pub mod coverage;
 pub mod daemon;
 pub mod fid;
 pub mod fs_scope;
+pub mod health;
 pub mod kernel_cache;
 pub mod limits;
 pub mod locate;
+pub mod metrics;
 pub mod mounts;
 pub mod notify;
 pub mod quiet;
@@ -38,4 +41,5 @@ pub mod verdict;
 
 pub use coverage::{Backend, Tracking, TrackingMode};
 pub use daemon::{Daemon, Scope, StartError, WatchSettings};
+pub use health::{Probe, Snapshot};
 pub use stop::Stop;

@@ -12,7 +12,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use moat_fanotify::PermissionEvent;
 use moat_guard::{AllowReason, Answer, Cause, Response, Verdict};
@@ -92,6 +92,10 @@ pub struct DaemonStats {
     pub drained: AtomicU64,
     /// Close-after-write events (each invalidates the file's clean-cache entries).
     pub close_writes: AtomicU64,
+    /// `FAN_DENY` answers the kernel accepted (the opener got `EPERM`).
+    pub blocked: AtomicU64,
+    /// Time from hand-off to a worker to the kernel's answer, per permission event scanned.
+    pub latency: crate::health::Latency,
 }
 
 impl DaemonStats {
@@ -286,6 +290,8 @@ pub struct PermissionSink {
     event: Mutex<Option<PermissionEvent>>,
     access: Access,
     reporter: Arc<Reporter>,
+    /// When the event was handed over, for the latency histogram.
+    created: Instant,
 }
 
 impl PermissionSink {
@@ -295,6 +301,7 @@ impl PermissionSink {
             event: Mutex::new(Some(event)),
             access,
             reporter,
+            created: Instant::now(),
         }
     }
 }
@@ -313,10 +320,16 @@ impl Answer for PermissionSink {
         // The opener waits in open(2) until answered: read who it is now, not after.
         let who = (event.is_some() && names_opener(&cause)).then(|| Opener::capture(&self.access));
         if let Some(event) = event {
-            if let Err(e) = event.respond(kernel_response(response)) {
-                self.reporter.stats.answer_errors.fetch_add(1, Relaxed);
-                tracing::error!(path = %self.access.path.display(), error = %e, "cannot answer the kernel; the access is allowed");
+            let stats = &self.reporter.stats;
+            match event.respond(kernel_response(response)) {
+                Ok(()) if response == Response::Deny => _ = stats.blocked.fetch_add(1, Relaxed),
+                Ok(()) => {}
+                Err(e) => {
+                    stats.answer_errors.fetch_add(1, Relaxed);
+                    tracing::error!(path = %self.access.path.display(), error = %e, "cannot answer the kernel; the access is allowed");
+                }
             }
+            stats.latency.record(self.created.elapsed());
         }
         self.reporter
             .report(&self.access, response, cause, true, who);
