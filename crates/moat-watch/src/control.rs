@@ -64,6 +64,13 @@ impl ControlServer {
     /// Binds `path` (creating its directory, mode 0755, if missing; replacing a stale socket
     /// nobody answers on) and serves `probe`'s snapshots until shut down.
     pub fn start(path: &Path, probe: Probe) -> Result<ControlServer, ControlError> {
+        ControlServer::bind(path)?.serve(probe)
+    }
+
+    /// The first half of [`start`](Self::start): the socket, bound and listening (so that
+    /// a bad path fails before the daemon places any mark); connections wait until
+    /// [`ControlSocket::serve`].
+    pub fn bind(path: &Path) -> Result<ControlSocket, ControlError> {
         let io = |what: &'static str| {
             let path = path.to_path_buf();
             move |error| ControlError::Io { path, what, error }
@@ -80,16 +87,9 @@ impl ControlServer {
         listener
             .set_nonblocking(true)
             .map_err(io("cannot make it non-blocking"))?;
-        let stop = Arc::new(Stop::new().map_err(io("cannot create its stop pipe"))?);
-        let thread_stop = Arc::clone(&stop);
-        let thread = std::thread::Builder::new()
-            .name("moat-control".into())
-            .spawn(move || serve(&listener, &probe, &thread_stop))
-            .map_err(io("cannot start its thread"))?;
-        Ok(ControlServer {
+        Ok(ControlSocket {
             path: path.to_path_buf(),
-            stop,
-            thread: Some(thread),
+            listener: Some(listener),
         })
     }
 
@@ -114,6 +114,44 @@ impl ControlServer {
 impl Drop for ControlServer {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// A bound control socket not served yet (see [`ControlServer::bind`]); dropped, it is
+/// removed.
+pub struct ControlSocket {
+    path: PathBuf,
+    listener: Option<UnixListener>,
+}
+
+impl ControlSocket {
+    /// Serves `probe`'s snapshots on it until the server is shut down.
+    pub fn serve(mut self, probe: Probe) -> Result<ControlServer, ControlError> {
+        let path = std::mem::take(&mut self.path);
+        let io = |what: &'static str| {
+            let path = path.clone();
+            move |error| ControlError::Io { path, what, error }
+        };
+        let listener = self.listener.take().expect("bound");
+        let stop = Arc::new(Stop::new().map_err(io("cannot create its stop pipe"))?);
+        let thread_stop = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("moat-control".into())
+            .spawn(move || serve(&listener, &probe, &thread_stop))
+            .map_err(io("cannot start its thread"))?;
+        Ok(ControlServer {
+            path,
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for ControlSocket {
+    fn drop(&mut self) {
+        if self.listener.take().is_some() {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 

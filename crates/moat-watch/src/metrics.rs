@@ -26,6 +26,41 @@ pub struct MetricsServer {
     addr: String,
 }
 
+/// A bound metrics endpoint not served yet (see [`MetricsServer::bind`]).
+pub struct MetricsListener {
+    server: tiny_http::Server,
+    addr: String,
+}
+
+impl MetricsListener {
+    /// The address listened on (the port chosen when `:0` was given).
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Serves `/metrics` from `probe` until the server is shut down.
+    pub fn serve(self, probe: Probe) -> Result<MetricsServer, MetricsError> {
+        let server = Arc::new(self.server);
+        let mut registry = Registry::with_prefix("moat");
+        registry.register_collector(Box::new(SnapshotCollector(probe)));
+        let stopping = Arc::new(AtomicBool::new(false));
+        let (s, stop) = (Arc::clone(&server), Arc::clone(&stopping));
+        let thread = std::thread::Builder::new()
+            .name("moat-metrics".into())
+            .spawn(move || serve(&s, &registry, &stop))
+            .map_err(|e| MetricsError {
+                addr: self.addr.clone(),
+                error: e.to_string(),
+            })?;
+        Ok(MetricsServer {
+            server,
+            stopping,
+            thread: Some(thread),
+            addr: self.addr,
+        })
+    }
+}
+
 /// The endpoint could not be opened (a start error of the daemon).
 #[derive(Debug, thiserror::Error)]
 #[error("metrics address {addr}: {error}")]
@@ -40,28 +75,24 @@ impl MetricsServer {
     /// Listens on `addr` (`HOST:PORT`, e.g. `127.0.0.1:9321`) and serves `/metrics` from
     /// `probe`.
     pub fn start(addr: &str, probe: Probe) -> Result<MetricsServer, MetricsError> {
-        let fail = |error: String| MetricsError {
+        MetricsServer::bind(addr)?.serve(probe)
+    }
+
+    /// The first half of [`start`](Self::start): listening on `addr` (so that a bad address
+    /// fails before the daemon places any mark); requests wait until
+    /// [`MetricsListener::serve`].
+    pub fn bind(addr: &str) -> Result<MetricsListener, MetricsError> {
+        let server = tiny_http::Server::http(addr).map_err(|e| MetricsError {
             addr: addr.to_string(),
-            error,
-        };
-        let server = Arc::new(tiny_http::Server::http(addr).map_err(|e| fail(e.to_string()))?);
-        let mut registry = Registry::with_prefix("moat");
-        registry.register_collector(Box::new(SnapshotCollector(probe)));
-        let stopping = Arc::new(AtomicBool::new(false));
-        let (s, stop) = (Arc::clone(&server), Arc::clone(&stopping));
-        let thread = std::thread::Builder::new()
-            .name("moat-metrics".into())
-            .spawn(move || serve(&s, &registry, &stop))
-            .map_err(|e| fail(e.to_string()))?;
-        let addr = server
+            error: e.to_string(),
+        })?;
+        let bound = server
             .server_addr()
             .to_ip()
             .map_or_else(|| addr.to_string(), |a| a.to_string());
-        Ok(MetricsServer {
+        Ok(MetricsListener {
             server,
-            stopping,
-            thread: Some(thread),
-            addr,
+            addr: bound,
         })
     }
 

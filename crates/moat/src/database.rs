@@ -95,3 +95,90 @@ fn report(db: &Database) {
         tracing::debug!(path = %path.display(), "not a database file, ignored");
     }
 }
+
+/// The highest version among the official containers (.cvd/.cld) at `paths` (files, or
+/// directories one level deep) and its build time (seconds since the epoch): what clamd's
+/// VERSION and `moat status` show.
+pub fn official_version(paths: &[&Path]) -> Option<(u32, i64)> {
+    let mut best: Option<(u32, i64)> = None;
+    for p in paths {
+        let files: Vec<PathBuf> = if p.is_dir() {
+            std::fs::read_dir(p)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .collect()
+        } else {
+            vec![p.to_path_buf()]
+        };
+        for f in files {
+            let ext = f.extension().and_then(|e| e.to_str()).unwrap_or("");
+            if ext != "cvd" && ext != "cld" {
+                continue;
+            }
+            if let Some((v, t)) = header_version(&f) {
+                if best.is_none_or(|(bv, _)| v > bv) {
+                    best = Some((v, t));
+                }
+            }
+        }
+    }
+    best
+}
+
+/// `ClamAV-VDB:time:version:signatures:flevel:md5:dsig:builder:stime`.
+fn header_version(path: &Path) -> Option<(u32, i64)> {
+    use std::io::Read;
+    let mut head = [0u8; 512];
+    std::fs::File::open(path).ok()?.read_exact(&mut head).ok()?;
+    let text = String::from_utf8_lossy(&head);
+    let fields: Vec<&str> = text.split(':').collect();
+    if fields.first() != Some(&"ClamAV-VDB") {
+        return None;
+    }
+    let version = fields.get(2)?.trim().parse().ok()?;
+    let stime = fields
+        .get(8)?
+        .trim_end_matches([' ', '\0'])
+        .trim()
+        .parse()
+        .ok()?;
+    Some((version, stime))
+}
+
+/// ctime(3) without its newline: `Mon Dec  7 13:35:09 2026`, local time.
+pub fn ctime(t: i64) -> String {
+    let t = t as libc::time_t;
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: t and tm are valid for the call.
+    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
+        return String::new();
+    }
+    let mut buf = [0u8; 64];
+    let fmt = c"%a %b %e %H:%M:%S %Y";
+    // SAFETY: buf is writable for its length; fmt is NUL-terminated.
+    let n = unsafe { libc::strftime(buf.as_mut_ptr().cast(), buf.len(), fmt.as_ptr(), &tm) };
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// `scanner` with the version and build time of the official containers it was loaded
+/// from (`paths`, else `default_dir`), when there are any (for `moat status`).
+pub fn with_official_version(
+    scanner: moat_guard::EngineScanner,
+    paths: &[PathBuf],
+    default_dir: &Path,
+) -> moat_guard::EngineScanner {
+    let dirs: Vec<&Path> = if paths.is_empty() {
+        vec![default_dir]
+    } else {
+        paths.iter().map(PathBuf::as_path).collect()
+    };
+    match official_version(&dirs) {
+        Some((version, built)) => scanner.with_version(
+            version,
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(built.max(0) as u64),
+        ),
+        None => scanner,
+    }
+}

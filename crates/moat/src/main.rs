@@ -7,6 +7,7 @@ mod database;
 mod scan;
 mod serve;
 mod size;
+mod status;
 mod watch;
 
 use std::process::ExitCode;
@@ -29,6 +30,9 @@ enum Command {
     Watch(watch::WatchArgs),
     /// Serve clamd's protocol on LocalSocket/TCPSocket: a drop-in for clamd.
     Serve(serve::ServeArgs),
+    /// Ask the running `moat watch` whether it is protecting (root only). Exit status: 0
+    /// protecting, 1 not protecting, 2 no answer (not running, refused, not root).
+    Status(status::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +45,7 @@ fn main() -> ExitCode {
         // The daemon sets up its own logging from clamd.conf.
         Command::Watch(args) => ExitCode::from(watch::run(args)),
         Command::Serve(args) => ExitCode::from(serve::run(args)),
+        Command::Status(args) => ExitCode::from(status::run(args)),
     }
 }
 

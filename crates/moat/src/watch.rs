@@ -74,6 +74,9 @@ pub struct WatchArgs {
     /// Log every decision (LogVerbose).
     #[arg(short, long)]
     verbose: bool,
+    /// The control socket and the metrics endpoint (`moat status`, `--metrics`).
+    #[command(flatten)]
+    health: crate::status::HealthArgs,
 }
 
 /// `--coverage` values.
@@ -293,7 +296,9 @@ fn start_and_run(args: &WatchArgs, c: &Config) -> Result<(), String> {
     let hup = Stop::new().map_err(|e| format!("cannot create the SIGHUP pipe: {e}"))?;
     hup.on_signals(&[libc::SIGHUP])
         .map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
+    let endpoints = crate::status::Endpoints::bind(&args.health, c)?;
     let daemon = Daemon::start(settings, scanner, stop).map_err(|e| e.to_string())?;
+    let endpoints = endpoints.serve(&daemon)?;
     let status = daemon.status_line();
     tracing::info!("{status}");
     match moat_watch::notify::notify(&format!("READY=1\nSTATUS={status}")) {
@@ -313,6 +318,7 @@ fn start_and_run(args: &WatchArgs, c: &Config) -> Result<(), String> {
             ),
         }
     });
+    endpoints.shutdown();
     let _ = moat_watch::notify::notify("STOPPING=1");
     ran
 }
@@ -383,8 +389,11 @@ fn load_scanner(
         "signature database loaded"
     );
     let limits = engine_limits(c);
-    Ok(Arc::new(moat_guard::EngineScanner::new(
-        engine, limits, generation,
+    let scanner = moat_guard::EngineScanner::new(engine, limits, generation);
+    Ok(Arc::new(crate::database::with_official_version(
+        scanner,
+        &args.database,
+        &c.database_directory,
     )))
 }
 
