@@ -221,6 +221,10 @@ fn answer(stream: UnixStream, probe: &Probe) -> std::io::Result<()> {
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
     let uid = rustix::net::sockopt::socket_peercred(&stream)?.uid.as_raw();
     let mut out = &stream;
+    // Read (bounded) before any reply, even a refusal: closing with the request unread would
+    // reset the connection, and the peer would lose the reply.
+    let mut line = String::new();
+    BufReader::new((&stream).take(256)).read_line(&mut line)?;
     if uid != 0 {
         tracing::warn!(
             uid,
@@ -229,8 +233,6 @@ fn answer(stream: UnixStream, probe: &Probe) -> std::io::Result<()> {
         let msg = format!("refused: the control socket answers root only (peer uid {uid})");
         return writeln!(out, "{}", error_reply(&msg));
     }
-    let mut line = String::new();
-    BufReader::new((&stream).take(256)).read_line(&mut line)?;
     let request = line.trim_end();
     let reply = match request.split_once(' ') {
         _ if request == STATUS_REQUEST => {

@@ -71,13 +71,13 @@ impl Latency {
     /// Count, percentiles and maximum now.
     pub fn summary(&self) -> LatencySummary {
         let h = self.lock();
-        let ms = |q: f64| (h.len() > 0).then(|| h.value_at_quantile(q) as f64 / 1000.0);
+        let ms = |q: f64| (!h.is_empty()).then(|| h.value_at_quantile(q) as f64 / 1000.0);
         LatencySummary {
             count: h.len(),
             p50_ms: ms(0.5),
             p90_ms: ms(0.9),
             p99_ms: ms(0.99),
-            max_ms: (h.len() > 0).then(|| h.max() as f64 / 1000.0),
+            max_ms: (!h.is_empty()).then(|| h.max() as f64 / 1000.0),
         }
     }
 

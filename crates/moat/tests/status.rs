@@ -1,0 +1,415 @@
+//! `moat status` and `--metrics` end to end, against the real kernel: `moat watch` runs on a
+//! tempdir of the test's own (directory scope: inode marks) or on a private tmpfs the test
+//! mounts and unmounts (filesystem scope), with its control socket and metrics endpoint on
+//! a temp path and an ephemeral port; uid 65534 opens a clean file and the EICAR file; the
+//! daemon's answer (JSON, parsed with serde_json) and its /metrics must show those opens.
+//! Root only (`skipped: needs root (...)` otherwise, unless `MOAT_REQUIRE_PRIVILEGED=1`).
+//! Every wait is bounded; the daemon is SIGKILLed and reaped on drop.
+
+use std::fs;
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use md5::Digest;
+use moat_testkit::{privileged, read_as_nobody, watched_dir, write_file, NOBODY};
+use serde_json::Value;
+
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+const LOG_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The test's tempdir: `watched/` (the include path), `db/` (an MD5 signature of the EICAR
+/// file, computed here), the config, the sockets and the daemon's log.
+struct World {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    watched: PathBuf,
+    _tmpfs: Option<Tmpfs>,
+}
+
+impl World {
+    fn new(scope: &str) -> World {
+        let (tmp, root) = watched_dir();
+        let watched = root.join("watched");
+        fs::create_dir(&watched).unwrap();
+        // Filesystem marks only ever on a filesystem the test owns.
+        let tmpfs = (scope == "filesystem").then(|| Tmpfs::mount(&watched));
+        fs::set_permissions(&watched, fs::Permissions::from_mode(0o755)).unwrap();
+        let db = root.join("db");
+        fs::create_dir(&db).unwrap();
+        let eicar = moat_testkit::eicar();
+        let md5: String = md5::Md5::digest(&eicar)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        fs::write(
+            db.join("eicar.hdb"),
+            format!("{md5}:{}:Moat.Test.Eicar\n", eicar.len()),
+        )
+        .unwrap();
+        fs::write(
+            root.join("moat.conf"),
+            format!(
+                "OnAccessCoverage {scope}\nOnAccessIncludePath {}\nOnAccessPrevention yes\nDatabaseDirectory {}\n",
+                watched.display(),
+                db.display()
+            ),
+        )
+        .unwrap();
+        World {
+            _tmp: tmp,
+            root,
+            watched,
+            _tmpfs: tmpfs,
+        }
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.root.join("run/control.sock")
+    }
+}
+
+/// A tmpfs mounted for one test, lazily unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path) -> Tmpfs {
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=16m,mode=0755", "moat-test"])
+            .arg(at)
+            .status()
+            .expect("run mount");
+        assert!(ok.success(), "mount -t tmpfs {}", at.display());
+        Tmpfs(at.to_owned())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A running `moat watch`, SIGKILLed and reaped on drop (its log printed if the test fails).
+struct Daemon {
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `moat watch -c moat.conf ARGS...`; waits for READY=1 when `ready`.
+    fn start(w: &World, args: &[&str]) -> Daemon {
+        let notify_path = w.root.join("notify.sock");
+        let _ = fs::remove_file(&notify_path);
+        let notify = UnixDatagram::bind(&notify_path).unwrap();
+        notify
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let log = w.root.join("stderr.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_moat"))
+            .arg("watch")
+            .arg("-c")
+            .arg(w.root.join("moat.conf"))
+            .args(args)
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn moat watch");
+        let mut d = Daemon { child, log };
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let mut buf = [0u8; 4096];
+        loop {
+            match notify.recv(&mut buf) {
+                Ok(n)
+                    if String::from_utf8_lossy(&buf[..n])
+                        .lines()
+                        .any(|l| l == "READY=1") =>
+                {
+                    return d
+                }
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) => panic!("recv on the notify socket: {e}"),
+            }
+            if let Some(status) = d.child.try_wait().unwrap() {
+                panic!("moat watch exited before READY=1 ({status})");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no READY=1 within {READY_TIMEOUT:?}"
+            );
+        }
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The address from the `metrics on http://ADDR/metrics` line.
+    fn metrics_addr(&self) -> String {
+        let deadline = Instant::now() + LOG_TIMEOUT;
+        loop {
+            let log = self.log();
+            if let Some(rest) = log.split("metrics on http://").nth(1) {
+                return rest.split('/').next().unwrap().to_string();
+            }
+            assert!(Instant::now() < deadline, "no metrics line in the log");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGTERM, then waits (bounded) for the exit.
+    fn stop(&mut self) {
+        // SAFETY: plain syscall on our own unreaped child.
+        assert_eq!(
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) },
+            0
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "moat watch did not stop");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- moat watch stderr ----\n{}---- end ----", self.log());
+        }
+    }
+}
+
+/// Runs `moat ARGS...`, as `uid` when given.
+fn moat(args: &[&str], uid: Option<u32>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_moat"));
+    cmd.args(args).stdin(Stdio::null());
+    if let Some(uid) = uid {
+        cmd.uid(uid).gid(uid);
+    }
+    cmd.output().expect("run moat")
+}
+
+fn status_json(socket: &Path) -> (i32, Value) {
+    let out = moat(
+        &["status", "--json", "--socket", socket.to_str().unwrap()],
+        None,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let json = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!(
+            "moat status --json printed no JSON ({e}): {text}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap(), json)
+}
+
+/// GET /metrics over a plain TCP connection (HTTP/1.0: the server closes after the body).
+fn scrape(addr: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the metrics address");
+    s.set_read_timeout(Some(LOG_TIMEOUT)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1."), "{reply}");
+    assert!(reply.lines().next().unwrap().contains(" 200 "), "{reply}");
+    reply
+}
+
+/// The value of the sample `name` (labels included in `name`) in Prometheus text.
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no sample {name} in:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn n(v: &Value, path: &str) -> u64 {
+    v.pointer(path)
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("{path} missing or not a number in {v:#}"))
+}
+
+/// uid 65534 opens a clean file (allowed) and the EICAR file (EPERM): `moat status --json`
+/// then says protecting, with the opens counted; /metrics shows the same counts; a
+/// non-root `moat status` is refused (by the socket's mode, and by the peer credential check
+/// when the mode is widened); once the daemon has stopped, `moat status` exits 2.
+fn status_and_metrics_report_what_uid_65534_did(scope: &str) {
+    if !privileged() {
+        return;
+    }
+    let w = World::new(scope);
+    let clean = w.watched.join("clean.txt");
+    let bad = w.watched.join("eicar.com");
+    write_file(&clean, b"nothing to see here\n", 0o644);
+    write_file(&bad, &moat_testkit::eicar(), 0o644);
+    let socket = w.socket();
+    let sock = socket.to_str().unwrap();
+    let mut d = Daemon::start(&w, &["--control-socket", sock, "--metrics", "127.0.0.1:0"]);
+    let mode = fs::metadata(&socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "control socket mode");
+
+    assert_eq!(read_as_nobody(&clean, b"nothing to see here\n").1, 0);
+    assert_eq!(
+        read_as_nobody(&bad, &moat_testkit::eicar()).1,
+        libc::EPERM,
+        "the EICAR file opened by uid 65534"
+    );
+
+    let (code, s) = status_json(&socket);
+    assert_eq!(s["protecting"], Value::Bool(true), "{s:#}");
+    assert_eq!(code, 0, "exit status when protecting");
+    assert_eq!(s["not_protecting_because"], serde_json::json!([]));
+    assert_eq!(s["scope"], scope);
+    assert_eq!(s["prevention"], true);
+    assert_eq!(
+        s["include_paths"],
+        serde_json::json!([w.watched.to_str().unwrap()])
+    );
+    assert_eq!(s["coverage"]["problems"], serde_json::json!([]));
+    if scope == "filesystem" {
+        // The test's tmpfs, by its device, seen by the kernel as a filesystem mark.
+        let covered = s["coverage"]["filesystems"].as_array().unwrap();
+        assert!(
+            covered
+                .iter()
+                .any(|f| f["mount_point"] == w.watched.to_str().unwrap() && f["fs_type"] == "tmpfs"),
+            "{s:#}"
+        );
+    } else {
+        assert!(n(&s, "/coverage/directories") >= 1, "{s:#}");
+    }
+    assert_eq!(n(&s, "/database/signatures"), 1, "one .hdb line");
+    assert!(n(&s, "/counters/scanned") >= 2, "{s:#}");
+    assert!(n(&s, "/counters/infected") >= 1, "{s:#}");
+    assert!(n(&s, "/counters/blocked") >= 1, "{s:#}");
+    assert_eq!(n(&s, "/counters/errors"), 0, "{s:#}");
+    assert!(n(&s, "/latency/count") >= 2, "{s:#}");
+    let p50 = s["latency"]["p50_ms"].as_f64().unwrap();
+    let max = s["latency"]["max_ms"].as_f64().unwrap();
+    assert!(p50 > 0.0 && p50 <= max, "{s:#}");
+    assert!(s["uptime_seconds"].as_f64().unwrap() > 0.0);
+
+    // The same counts on /metrics (nothing under the include path was opened since).
+    let m = scrape(&d.metrics_addr());
+    for (metric, field) in [
+        ("moat_scanned_total", "/counters/scanned"),
+        ("moat_infected_total", "/counters/infected"),
+        ("moat_blocked_total", "/counters/blocked"),
+    ] {
+        assert_eq!(sample(&m, metric) as u64, n(&s, field), "{metric}");
+    }
+    assert_eq!(sample(&m, "moat_protecting"), 1.0);
+    assert_eq!(sample(&m, "moat_signatures"), 1.0);
+    assert_eq!(
+        sample(&m, "moat_verdict_latency_seconds_count") as u64,
+        sample(&m, "moat_verdict_latency_seconds_bucket{le=\"+Inf\"}") as u64
+    );
+    assert!(sample(&m, "moat_verdict_latency_seconds_count") >= 2.0);
+
+    // Not root: the socket's mode refuses the connection...
+    let out = moat(&["status", "--socket", sock], Some(NOBODY));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("needs root"), "{err}");
+    // ...and with the mode widened, the daemon refuses by the peer's uid.
+    fs::set_permissions(&socket, fs::Permissions::from_mode(0o666)).unwrap();
+    let out = moat(&["status", "--socket", sock], Some(NOBODY));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("root only (peer uid 65534)"), "{err}");
+    assert!(out.stdout.is_empty(), "a refused peer gets no status");
+
+    d.stop();
+    assert!(!socket.exists(), "the control socket is removed at stop");
+    let out = moat(&["status", "--socket", sock], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach moat watch"));
+}
+
+#[test]
+fn status_and_metrics_in_directory_scope() {
+    status_and_metrics_report_what_uid_65534_did("directory");
+}
+
+#[test]
+fn status_and_metrics_in_filesystem_scope() {
+    status_and_metrics_report_what_uid_65534_did("filesystem");
+}
+
+/// A metrics address that cannot be bound, or a configured control socket another daemon
+/// answers on, stops the start with an error naming it (exit 2, before any mark).
+#[test]
+fn endpoints_that_cannot_be_bound_are_start_errors() {
+    if !privileged() {
+        return;
+    }
+    let w = World::new("directory");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let conf = w.root.join("moat.conf");
+    let run = |args: &[&str]| {
+        let mut all = vec!["watch", "-c", conf.to_str().unwrap()];
+        all.extend_from_slice(args);
+        moat(&all, None)
+    };
+    let out = run(&[
+        "--control-socket",
+        w.socket().to_str().unwrap(),
+        "--metrics",
+        &addr,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("metrics address {addr}")), "{err}");
+    assert!(
+        !err.contains("watching"),
+        "failed before placing marks: {err}"
+    );
+
+    let d = Daemon::start(&w, &["--control-socket", w.socket().to_str().unwrap()]);
+    let out = run(&["--control-socket", w.socket().to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("another moat watch is listening"), "{err}");
+    // The first daemon still answers.
+    assert_eq!(status_json(&w.socket()).0, 0);
+    drop(d);
+}
+
+/// An include path removed while the daemon runs is no longer protected: `moat status`
+/// exits 1 and names it (the kernel dropped the directory's mark with the inode).
+#[test]
+fn a_removed_include_path_is_reported_as_not_protecting() {
+    if !privileged() {
+        return;
+    }
+    let w = World::new("directory");
+    let socket = w.socket();
+    let _d = Daemon::start(&w, &["--control-socket", socket.to_str().unwrap()]);
+    assert_eq!(status_json(&socket).0, 0);
+    fs::remove_dir(&w.watched).unwrap();
+    let (code, s) = status_json(&socket);
+    assert_eq!(code, 1, "{s:#}");
+    assert_eq!(s["protecting"], false);
+    let why = s["not_protecting_because"].to_string();
+    assert!(why.contains(w.watched.to_str().unwrap()), "{why}");
+    let out = moat(&["status", "--socket", socket.to_str().unwrap()], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text.contains("NOT protecting"), "{text}");
+}
