@@ -276,3 +276,132 @@ fn a_stuck_reader_stops_the_watchdog_pings() {
     assert_eq!(pings(&after), 0, "{after:?}");
     w.stop(Duration::from_secs(2));
 }
+
+// ---------------------------------------------------------------------------------------
+// The Debian package (`cargo deb -p moat`).
+
+/// `[package.metadata.deb]` of crates/moat/Cargo.toml.
+fn deb_metadata() -> toml::Table {
+    let text = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+        .expect("crates/moat/Cargo.toml");
+    let manifest: toml::Table = text.parse().expect("Cargo.toml parses");
+    manifest["package"]["metadata"]["deb"]
+        .as_table()
+        .expect("[package.metadata.deb]")
+        .clone()
+}
+
+/// The package's assets as (source relative to crates/moat, destination).
+fn deb_assets() -> Vec<(String, String)> {
+    deb_metadata()["assets"]
+        .as_array()
+        .expect("assets")
+        .iter()
+        .map(|a| {
+            let a = a.as_array().expect("[source, dest, mode]");
+            (
+                a[0].as_str().unwrap().to_owned(),
+                a[1].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Every asset but the binary (which cargo-deb builds) exists; the binary goes to /usr/bin,
+/// every unit of dist/systemd to /lib/systemd/system, every page `moat man` writes to
+/// section 1; nothing goes to /etc (no conffile: an existing /etc/clamav/clamd.conf is
+/// never replaced or removed by the package) and the maintainer scripts exist.
+#[test]
+fn the_debian_package_ships_binary_units_and_pages_and_no_conffile() {
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let assets = deb_assets();
+    for (src, dest) in &assets {
+        assert!(
+            !dest.starts_with("etc") && !dest.starts_with("/etc"),
+            "{dest}"
+        );
+        if src != "target/release/moat" {
+            assert!(crate_dir.join(src).is_file(), "asset {src} missing");
+        }
+    }
+    let has = |src: &str, dest: &str| assets.iter().any(|(s, d)| s == src && d == dest);
+    assert!(has("target/release/moat", "usr/bin/"));
+    for unit in UNITS {
+        let src = format!("../../dist/systemd/{unit}");
+        assert!(has(&src, "lib/systemd/system/"), "{unit} not packaged");
+    }
+    // The pages the binary under test writes: all packaged.
+    let tmp = tempfile::tempdir().unwrap();
+    let st = Command::new(env!("CARGO_BIN_EXE_moat"))
+        .arg("man")
+        .arg(tmp.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    for page in fs::read_dir(tmp.path()).unwrap() {
+        let name = page.unwrap().file_name().into_string().unwrap();
+        let src = format!("../../dist/man/{name}");
+        assert!(has(&src, "usr/share/man/man1/"), "{name} not packaged");
+    }
+    let meta = deb_metadata();
+    assert!(
+        meta.get("conf-files").is_none(),
+        "no conffile: clamd.conf is not moat's"
+    );
+    let scripts = crate_dir.join(meta["maintainer-scripts"].as_str().unwrap());
+    for s in ["postinst", "prerm", "postrm"] {
+        let text = fs::read_to_string(scripts.join(s)).unwrap();
+        assert!(text.starts_with("#!/bin/sh\n"), "{s}");
+        // Comments may mention it; no command touches it.
+        let touches = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .any(|l| l.contains("/etc/clamav"));
+        assert!(!touches, "{s} must leave /etc/clamav alone");
+    }
+}
+
+/// dist/man holds exactly what `moat man` writes now: a flag added without regenerating the
+/// pages fails here. Regenerate with `cargo run --release -p moat -- man dist/man`.
+#[test]
+fn the_packaged_man_pages_are_current() {
+    let tmp = tempfile::tempdir().unwrap();
+    let st = Command::new(env!("CARGO_BIN_EXE_moat"))
+        .arg("man")
+        .arg(tmp.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let committed = repo_root().join("dist/man");
+    let names = |d: &Path| {
+        let mut v: Vec<String> = fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        names(tmp.path()),
+        names(&committed),
+        "regenerate: cargo run --release -p moat -- man dist/man"
+    );
+    for name in names(tmp.path()) {
+        let fresh = fs::read_to_string(tmp.path().join(&name)).unwrap();
+        let old = fs::read_to_string(committed.join(&name)).unwrap();
+        assert!(
+            fresh == old,
+            "dist/man/{name} is stale; regenerate: cargo run --release -p moat -- man dist/man"
+        );
+    }
+    // The watch page documents the service: its signals and the watchdog.
+    let watch = fs::read_to_string(committed.join("moat-watch.1")).unwrap();
+    for needle in [
+        "SIGHUP",
+        "WatchdogSec",
+        "EXIT STATUS",
+        "OnAccessIncludePath",
+    ] {
+        assert!(watch.contains(needle), "moat-watch.1 lacks {needle}");
+    }
+}
