@@ -1150,3 +1150,50 @@ fn pool_load_counts_busy_workers_and_queued_jobs() {
     assert_eq!((load.busy(), load.queued()), (0, 0));
     s.shutdown();
 }
+
+// ---- probes (the daemon's watchdog) ----
+
+/// A probe is run by an idle pool at once, waits while the only worker is stuck in a scan
+/// (no worker moves: the watchdog must withhold its ping), runs once the worker is free
+/// again, and counts as nothing in the statistics.
+#[test]
+fn a_probe_runs_only_when_a_worker_takes_it() {
+    let (scanner, started, release) = BlockingScanner::new();
+    let s = setup(1, LONG, Response::Deny, scanner.clone());
+    let (ran_tx, ran) = unbounded();
+    let probe = |tx: &Sender<u32>, n: u32| {
+        let tx = tx.clone();
+        move || tx.send(n).unwrap()
+    };
+    s.pool.probe(probe(&ran_tx, 1));
+    assert_eq!(ran.recv_timeout(WAIT), Ok(1), "an idle pool runs a probe");
+
+    let (tx, rx) = unbounded();
+    s.pool.submit(file_with(b"stuck"), sink(0, &tx));
+    started.recv_timeout(WAIT).unwrap();
+    s.pool.probe(probe(&ran_tx, 2));
+    assert!(
+        ran.recv_timeout(Duration::from_millis(300)).is_err(),
+        "no worker free: the probe must not run"
+    );
+    release.send(()).unwrap();
+    assert_eq!(rx.recv_timeout(WAIT).unwrap().1, Response::Allow);
+    assert_eq!(
+        ran.recv_timeout(WAIT),
+        Ok(2),
+        "runs once the worker is free"
+    );
+
+    let stats = s.shutdown();
+    assert_eq!(get(&stats.clean), 1, "the one real scan");
+    for c in [
+        &stats.cache_hits,
+        &stats.expired_in_queue,
+        &stats.failures,
+        &stats.deadline_expired,
+        &stats.shutdown_answers,
+        &stats.coalesced,
+    ] {
+        assert_eq!(get(c), 0);
+    }
+}

@@ -121,6 +121,8 @@ pub struct Daemon {
     mount_watch: Option<JoinHandle<()>>,
     /// Filesystem scope's quieting of root-only directories outside the include paths.
     quiet: Option<JoinHandle<()>>,
+    /// systemd's watchdog thread, when `WATCHDOG_USEC` asked for one.
+    watchdog: Option<JoinHandle<()>>,
     /// Set when a supervised thread died (see [`supervised`]): the stop is then a failure.
     failed: Arc<AtomicBool>,
     watcher: Option<DeadlineWatcher>,
@@ -233,6 +235,12 @@ impl Daemon {
             Some((q, t)) => (Some(q), Some(t)),
             None => (None, None),
         };
+        // systemd's watchdog, when asked for: the reader beats, a thread of its own checks.
+        let watchdog = crate::watchdog::interval_from_env().map(|interval| {
+            let period = crate::watchdog::period(interval);
+            let tick = crate::watchdog::reader_tick(period);
+            (Arc::new(crate::watchdog::Heartbeat::new(tick)), interval)
+        });
         let reader = crate::reader::Reader {
             group: Arc::clone(&group),
             policy: Arc::clone(&policy),
@@ -245,6 +253,7 @@ impl Daemon {
             extra_scanning: settings.extra_scanning,
             locator: Arc::clone(&locator),
             quiet: quieter,
+            heartbeat: watchdog.as_ref().map(|(h, _)| Arc::clone(h)),
         };
         let failed = Arc::new(AtomicBool::new(false));
         let (reader_alive, reader_token) = crate::health::thread_token();
@@ -275,8 +284,16 @@ impl Daemon {
             }
             None => None,
         };
+        let watchdog = match watchdog {
+            Some((heartbeat, interval)) => Some(
+                crate::watchdog::spawn(interval, heartbeat, Arc::clone(&pool), Arc::clone(&stop))
+                    .map_err(StartError::Thread)?,
+            ),
+            None => None,
+        };
         let mut daemon = Daemon {
             stop: Arc::clone(&stop),
+            watchdog,
             reader_stop,
             reader: Some(reader),
             tracker: None,
@@ -487,6 +504,9 @@ impl Daemon {
         }
         if let Some(q) = self.quiet.take() {
             let _ = q.join();
+        }
+        if let Some(w) = self.watchdog.take() {
+            let _ = w.join();
         }
         // The reader removes the marks, then allows whatever is still queued.
         self.reader_stop.trigger();

@@ -16,7 +16,8 @@
 //!    [`verdict`] sink answers the kernel first (`FAN_ALLOW`/`FAN_DENY`), then logs.
 //! 4. [`daemon`] starts and stops all of this in an order that never leaves an opener
 //!    waiting; [`stop`] carries SIGTERM/SIGINT to every thread; [`notify`] tells systemd
-//!    when the marks are in place; [`limits`] checks the kernel's budgets.
+//!    when the marks are in place and [`watchdog`] sends `WATCHDOG=1` while the reader and
+//!    the workers are alive; [`limits`] checks the kernel's budgets.
 
 #![warn(missing_docs)]
 
@@ -38,6 +39,7 @@ pub mod stop;
 pub mod tracker;
 pub mod tree;
 pub mod verdict;
+pub mod watchdog;
 
 pub use coverage::{Backend, Tracking, TrackingMode};
 pub use daemon::{Daemon, Scope, StartError, WatchSettings};

@@ -55,6 +55,9 @@ pub struct Reader {
     pub locator: Arc<Locator>,
     /// Filesystem scope: directories found outside the include paths, offered for quieting.
     pub quiet: Option<crate::quiet::Quieter>,
+    /// With systemd's watchdog: beaten on every turn of the loop, whose `poll` then wakes at
+    /// least every [`Heartbeat::tick`](crate::watchdog::Heartbeat::tick) (see [`crate::watchdog`]).
+    pub heartbeat: Option<Arc<crate::watchdog::Heartbeat>>,
 }
 
 impl Reader {
@@ -66,13 +69,18 @@ impl Reader {
         let mut buf = EventBuffer::with_len(256 * 1024);
         let mut fault = std::env::var_os(FAULT_ENV).is_some_and(|v| v == "reader-poll");
         let mut failed = Ok(());
+        let tick = self.heartbeat.as_ref().map(|h| h.tick());
         loop {
+            if let Some(h) = &self.heartbeat {
+                h.wedge_if_due(stop);
+                h.beat();
+            }
             if self.spin(&mut buf, stop) {
                 continue;
             }
             let polled = match std::mem::take(&mut fault) {
                 true => Err(std::io::Error::other("fault injected by MOAT_TEST_FAULT")),
-                false => stop.poll_with(self.group.as_fd(), None),
+                false => stop.poll_with(self.group.as_fd(), tick),
             };
             match polled {
                 Ok(Woken::Stop) => break,

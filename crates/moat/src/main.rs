@@ -4,6 +4,7 @@
 //! the subcommand modules ([`scan`], [`watch`], [`serve`]) on top of `moat-sigs` and `moat-engine`.
 
 mod database;
+mod man;
 mod scan;
 mod serve;
 mod size;
@@ -12,11 +13,11 @@ mod watch;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// moat: malware scanning for Linux, compatible with ClamAV's databases and tools.
 #[derive(Parser)]
-#[command(name = "moat", version, about)]
+#[command(name = "moat", version, about, after_long_help = man::help(man::MOAT))]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -27,12 +28,20 @@ enum Command {
     /// Scan files and directories on demand (a drop-in for clamscan).
     Scan(scan::ScanArgs),
     /// Protect directories on access: block or report infected files as they are opened.
+    #[command(after_long_help = man::help(man::WATCH))]
     Watch(watch::WatchArgs),
     /// Serve clamd's protocol on LocalSocket/TCPSocket: a drop-in for clamd.
+    #[command(after_long_help = man::help(man::SERVE))]
     Serve(serve::ServeArgs),
     /// Ask the running `moat watch` whether it is protecting (root only). Exit status: 0
     /// protecting, 1 not protecting, 2 no answer (not running, refused, not root).
     Status(status::StatusArgs),
+    /// Write the manual pages (moat.1 and one per subcommand) into DIR (for packaging).
+    #[command(hide = true)]
+    Man {
+        /// Where to write them.
+        dir: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -46,6 +55,13 @@ fn main() -> ExitCode {
         Command::Watch(args) => ExitCode::from(watch::run(args)),
         Command::Serve(args) => ExitCode::from(serve::run(args)),
         Command::Status(args) => ExitCode::from(status::run(args)),
+        Command::Man { dir } => match man::write_pages(Cli::command(), &dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ERROR: {}: {e}", dir.display());
+                ExitCode::from(2)
+            }
+        },
     }
 }
 
