@@ -96,6 +96,7 @@ pub static KEYS: &[KeyInfo] = &[
     k("BytecodeTimeout", Number),
     used(k("BytecodeUnsigned", Bool)),
     k("CacheSize", Number),
+    moat(rep(k("ClamdSocket", Str))),
     used(k("CommandReadTimeout", Number)),
     k("ConcurrentDatabaseReload", Bool),
     used(k("CrossFilesystems", Bool)),

@@ -753,3 +753,24 @@ fn database_loading_keys() {
     assert!(c.unused_keys().is_empty(), "{:?}", c.unused_keys());
     assert!(err_msg("DetectPUA maybe\n").contains("DetectPUA"));
 }
+
+#[test]
+fn clamd_sockets_take_clamav_milters_syntax_and_bad_ones_name_the_line() {
+    let c = parse("ClamdSocket unix:/run/clamav/clamd.ctl\nClamdSocket tcp:scan2.example:3311\n");
+    assert_eq!(
+        c.clamd_sockets,
+        [
+            moat_config::ClamdEndpoint::Unix(PathBuf::from("/run/clamav/clamd.ctl")),
+            moat_config::ClamdEndpoint::Tcp {
+                host: "scan2.example".into(),
+                port: 3311
+            }
+        ]
+    );
+    assert!(Config::default().clamd_sockets.is_empty());
+    let msg = err_msg("LogTime yes\nClamdSocket /run/clamav/clamd.ctl\n");
+    assert!(
+        msg.starts_with("/etc/clamav/clamd.conf:2: ClamdSocket: \"/run/clamav/clamd.ctl\": expected unix:PATH or tcp:HOST[:PORT]"),
+        "{msg}"
+    );
+}
