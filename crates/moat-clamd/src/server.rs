@@ -68,6 +68,15 @@ pub struct Settings {
     pub max_directory_recursion: u32,
     /// VirusEvent.
     pub virus_event: Option<String>,
+    /// EnableShutdownCommand (clamd 1.5; default yes): SHUTDOWN and QUIT.
+    pub enable_shutdown_command: bool,
+    /// EnableReloadCommand (clamd 1.5; default yes).
+    pub enable_reload_command: bool,
+    /// EnableVersionCommand (clamd 1.5; default yes): VERSION only; VERSIONCOMMANDS still
+    /// answers, version included, as in clamd 1.5.
+    pub enable_version_command: bool,
+    /// EnableStatsCommand (clamd 1.5; default yes).
+    pub enable_stats_command: bool,
 }
 
 impl Settings {
@@ -98,6 +107,10 @@ impl Settings {
             cross_filesystems: c.cross_filesystems,
             max_directory_recursion: c.max_directory_recursion,
             virus_event: c.virus_event.clone(),
+            enable_shutdown_command: c.enable_shutdown_command,
+            enable_reload_command: c.enable_reload_command,
+            enable_version_command: c.enable_version_command,
+            enable_stats_command: c.enable_stats_command,
         }
     }
 }

@@ -110,6 +110,11 @@ pub static KEYS: &[KeyInfo] = &[
     k("DevPerformance", Bool),
     k("DisableCache", Bool),
     k("DisableCertCheck", Bool),
+    // The four Enable*Command keys are clamd 1.5's (ClamAV PR #1502); clamd 1.4 refuses them.
+    used(k("EnableReloadCommand", Bool)),
+    used(k("EnableShutdownCommand", Bool)),
+    used(k("EnableStatsCommand", Bool)),
+    used(k("EnableVersionCommand", Bool)),
     k("Example", Example),
     rep(k("ExcludePUA", Str)),
     used(rep(k("ExcludePath", Str))),

@@ -240,6 +240,15 @@ pub struct Config {
     /// to find its one clamd; moat does not, because a clamd.conf that sets `LocalSocket` for
     /// clamd itself would then silently switch `moat watch` off its engine.
     pub clamd_sockets: Vec<ClamdEndpoint>,
+    /// `EnableShutdownCommand` (clamd 1.5, default yes): `moat serve` answers SHUTDOWN/QUIT
+    /// with `COMMAND UNAVAILABLE` when off.
+    pub enable_shutdown_command: bool,
+    /// `EnableReloadCommand` (clamd 1.5, default yes): RELOAD.
+    pub enable_reload_command: bool,
+    /// `EnableVersionCommand` (clamd 1.5, default yes): VERSION (not VERSIONCOMMANDS).
+    pub enable_version_command: bool,
+    /// `EnableStatsCommand` (clamd 1.5, default yes): STATS.
+    pub enable_stats_command: bool,
     /// `OnAccessRetryAttempts` (default 0): retries after a failed scan.
     pub on_access_retry_attempts: u32,
     /// `OnAccessDenyOnError` (default no): with prevention, deny access when the scan fails or
@@ -372,6 +381,10 @@ impl Default for Config {
             on_access_max_threads: 5,
             on_access_curl_timeout: Duration::from_millis(5000),
             clamd_sockets: Vec::new(),
+            enable_shutdown_command: true,
+            enable_reload_command: true,
+            enable_version_command: true,
+            enable_stats_command: true,
             on_access_retry_attempts: 0,
             on_access_deny_on_error: false,
             on_access_scan_timeout: DEFAULT_ON_ACCESS_SCAN_TIMEOUT,
@@ -649,6 +662,10 @@ impl Parser<'_> {
             }
             "OnAccessRetryAttempts" => c.on_access_retry_attempts = parse_u32(v)?,
             "ClamdSocket" => c.clamd_sockets.push(v.parse()?),
+            "EnableShutdownCommand" => c.enable_shutdown_command = parse_bool(v)?,
+            "EnableReloadCommand" => c.enable_reload_command = parse_bool(v)?,
+            "EnableVersionCommand" => c.enable_version_command = parse_bool(v)?,
+            "EnableStatsCommand" => c.enable_stats_command = parse_bool(v)?,
             "OnAccessDenyOnError" => c.on_access_deny_on_error = parse_bool(v)?,
             "OnAccessScanTimeout" => c.on_access_scan_timeout = parse_duration(v)?,
             "OnAccessCoverage" => c.on_access_coverage = v.parse()?,

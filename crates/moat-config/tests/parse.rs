@@ -774,3 +774,28 @@ fn clamd_sockets_take_clamav_milters_syntax_and_bad_ones_name_the_line() {
         "{msg}"
     );
 }
+
+#[test]
+fn enable_command_keys_of_clamd_1_5_default_to_yes() {
+    let d = Config::default();
+    assert!(
+        d.enable_shutdown_command
+            && d.enable_reload_command
+            && d.enable_version_command
+            && d.enable_stats_command
+    );
+    let c = parse(
+        "EnableShutdownCommand no\nEnableReloadCommand no\nEnableVersionCommand no\n\
+         EnableStatsCommand no\n",
+    );
+    assert!(
+        !c.enable_shutdown_command
+            && !c.enable_reload_command
+            && !c.enable_version_command
+            && !c.enable_stats_command
+    );
+    assert_eq!(
+        err_msg("EnableStatsCommand maybe\n"),
+        format!("{P}:1: EnableStatsCommand: expected yes/no, true/false or 1/0, got \"maybe\"")
+    );
+}
