@@ -147,6 +147,7 @@ pub static KEYS: &[KeyInfo] = &[
     k("MailFollowURLs", Deprecated),
     k("MailMaxRecursion", Deprecated),
     used(k("MaxConnectionQueueLength", Number)),
+    moat(k("MaxConnections", Number)),
     used(k("MaxDirectoryRecursion", Number)),
     k("MaxEmbeddedPE", Size),
     used(k("MaxFileSize", Size)),

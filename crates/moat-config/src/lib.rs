@@ -249,6 +249,9 @@ pub struct Config {
     pub enable_version_command: bool,
     /// `EnableStatsCommand` (clamd 1.5, default yes): STATS.
     pub enable_stats_command: bool,
+    /// `MaxConnections` (**moat extension**, default 1024): `moat serve` accepts no more
+    /// client connections while this many are open (clamd's cap is MaxQueue).
+    pub max_connections: u32,
     /// `OnAccessRetryAttempts` (default 0): retries after a failed scan.
     pub on_access_retry_attempts: u32,
     /// `OnAccessDenyOnError` (default no): with prevention, deny access when the scan fails or
@@ -385,6 +388,7 @@ impl Default for Config {
             enable_reload_command: true,
             enable_version_command: true,
             enable_stats_command: true,
+            max_connections: 1024,
             on_access_retry_attempts: 0,
             on_access_deny_on_error: false,
             on_access_scan_timeout: DEFAULT_ON_ACCESS_SCAN_TIMEOUT,
@@ -666,6 +670,13 @@ impl Parser<'_> {
             "EnableReloadCommand" => c.enable_reload_command = parse_bool(v)?,
             "EnableVersionCommand" => c.enable_version_command = parse_bool(v)?,
             "EnableStatsCommand" => c.enable_stats_command = parse_bool(v)?,
+            "MaxConnections" => {
+                let n = parse_u32(v)?;
+                if n == 0 {
+                    return Err("must be at least 1, got \"0\"".to_owned());
+                }
+                c.max_connections = n;
+            }
             "OnAccessDenyOnError" => c.on_access_deny_on_error = parse_bool(v)?,
             "OnAccessScanTimeout" => c.on_access_scan_timeout = parse_duration(v)?,
             "OnAccessCoverage" => c.on_access_coverage = v.parse()?,
