@@ -241,6 +241,12 @@ impl Conn {
         } else {
             Next::Close
         };
+        if !self.enabled(r.command) {
+            // clamd 1.5 answers `[<id>: ]COMMAND UNAVAILABLE` and ends the connection (a
+            // session takes no further command and closes once its jobs have answered).
+            self.send(framing, reply::COMMAND_UNAVAILABLE);
+            return Next::Close;
+        }
         match r.command {
             Command::Ping => {
                 self.send(framing, reply::PONG);
@@ -287,6 +293,18 @@ impl Conn {
             }
             Command::InStream => self.instream(framing, after),
             Command::Fildes => self.fildes(framing, deadline, after),
+        }
+    }
+
+    /// Whether the `Enable*Command` keys (clamd 1.5) let `command` run.
+    fn enabled(&self, command: Command) -> bool {
+        let s = &self.ctx.settings;
+        match command {
+            Command::Shutdown | Command::Quit => s.enable_shutdown_command,
+            Command::Reload => s.enable_reload_command,
+            Command::Version => s.enable_version_command,
+            Command::Stats => s.enable_stats_command,
+            _ => true,
         }
     }
 

@@ -18,6 +18,7 @@
 
 #![warn(missing_docs)]
 
+pub mod client;
 mod conn;
 pub mod pathscan;
 pub mod pool;

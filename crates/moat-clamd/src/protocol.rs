@@ -273,6 +273,9 @@ pub mod reply {
     pub const RELOADING: &str = "RELOADING";
     /// An unknown command (or one that needs a prefix, sent without).
     pub const UNKNOWN_COMMAND: &str = "UNKNOWN COMMAND";
+    /// A command turned off by an `Enable*Command no` key (clamd 1.5, `session.c`
+    /// `execute_or_dispatch_command`: `conn_reply_single(conn, NULL, "COMMAND UNAVAILABLE")`).
+    pub const COMMAND_UNAVAILABLE: &str = "COMMAND UNAVAILABLE";
     /// No complete command in time; always `\n`-terminated, never with a session id.
     pub const COMMAND_READ_TIMED_OUT: &[u8] = b"COMMAND READ TIMED OUT\n";
     /// A chunk header over the stream's remaining quota.

@@ -10,7 +10,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -68,6 +68,21 @@ pub struct Settings {
     pub max_directory_recursion: u32,
     /// VirusEvent.
     pub virus_event: Option<String>,
+    /// EnableShutdownCommand (clamd 1.5; default yes): SHUTDOWN and QUIT.
+    pub enable_shutdown_command: bool,
+    /// EnableReloadCommand (clamd 1.5; default yes).
+    pub enable_reload_command: bool,
+    /// EnableVersionCommand (clamd 1.5; default yes): VERSION only; VERSIONCOMMANDS still
+    /// answers, version included, as in clamd 1.5.
+    pub enable_version_command: bool,
+    /// EnableStatsCommand (clamd 1.5; default yes).
+    pub enable_stats_command: bool,
+    /// MaxConnections (moat extension, default 1024): open client connections (one thread
+    /// each) past which nothing more is accepted until one closes; later clients wait in the
+    /// listen backlog, as clamd's wait past MaxQueue connections. Far above MaxQueue, so that
+    /// slow clients do not lock out PING as they do in clamd, but bounded, so that a flood of
+    /// idle connections cannot exhaust threads or descriptors.
+    pub max_connections: usize,
 }
 
 impl Settings {
@@ -98,6 +113,11 @@ impl Settings {
             cross_filesystems: c.cross_filesystems,
             max_directory_recursion: c.max_directory_recursion,
             virus_event: c.virus_event.clone(),
+            enable_shutdown_command: c.enable_shutdown_command,
+            enable_reload_command: c.enable_reload_command,
+            enable_version_command: c.enable_version_command,
+            enable_stats_command: c.enable_stats_command,
+            max_connections: (c.max_connections as usize).max(1),
         }
     }
 }
@@ -137,6 +157,8 @@ pub struct Ctx {
     events: Sender<Event>,
     /// Database generation, for logs.
     pub generation: AtomicU64,
+    /// Client connections open now (MaxConnections).
+    connections: AtomicUsize,
 }
 
 impl Ctx {
@@ -429,6 +451,7 @@ impl Server {
             database: RwLock::new(Arc::new(database)),
             events: tx,
             generation: AtomicU64::new(1),
+            connections: AtomicUsize::new(0),
         });
         let (r, w) = nix::unistd::pipe().map_err(io::Error::from)?;
         let listeners = Arc::new(listeners);
@@ -533,7 +556,29 @@ fn accept_loop(ctx: &Arc<Ctx>, listeners: &[Listener], stop: RawFd) {
             revents: 0,
         })
         .collect();
+    let mut capped = false;
     loop {
+        if ctx.connections.load(Ordering::SeqCst) >= ctx.settings.max_connections {
+            if !capped {
+                tracing::warn!(
+                    max = ctx.settings.max_connections,
+                    "MaxConnections reached: new clients wait in the listen backlog"
+                );
+                capped = true;
+            }
+            // Only the stop pipe, briefly: a closing connection frees a slot.
+            let mut stop_fd = [libc::pollfd {
+                fd: stop,
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            // SAFETY: a valid one-element pollfd array.
+            if unsafe { libc::poll(stop_fd.as_mut_ptr(), 1, 10) } > 0 {
+                return;
+            }
+            continue;
+        }
+        capped = false;
         // SAFETY: pfds is a valid array of pollfd.
         let r = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, -1) };
         if r < 0 {
@@ -561,7 +606,12 @@ fn accept_loop(ctx: &Arc<Ctx>, listeners: &[Listener], stop: RawFd) {
                     Listener::Tcp(t) => t.accept().map(|(s, _)| Sock::Tcp(s)),
                 };
                 match sock {
-                    Ok(sock) => spawn_connection(ctx, sock),
+                    Ok(sock) => {
+                        spawn_connection(ctx, sock);
+                        if ctx.connections.load(Ordering::SeqCst) >= ctx.settings.max_connections {
+                            break;
+                        }
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => {
@@ -576,13 +626,28 @@ fn accept_loop(ctx: &Arc<Ctx>, listeners: &[Listener], stop: RawFd) {
     }
 }
 
+/// Counts a connection open for as long as it lives (MaxConnections).
+struct Open(Arc<Ctx>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 fn spawn_connection(ctx: &Arc<Ctx>, sock: Sock) {
-    let ctx = Arc::clone(ctx);
+    ctx.connections.fetch_add(1, Ordering::SeqCst);
+    let open = Open(Arc::clone(ctx));
     let spawned = std::thread::Builder::new()
         .name("moat-serve-conn".into())
         .stack_size(256 << 10)
-        .spawn(move || crate::conn::serve(ctx, sock));
+        .spawn(move || {
+            let ctx = Arc::clone(&open.0);
+            crate::conn::serve(ctx, sock);
+            drop(open);
+        });
     if let Err(e) = spawned {
+        // The closure (and its Open) was dropped: the count is back.
         tracing::error!("cannot start a connection thread: {e}");
     }
 }

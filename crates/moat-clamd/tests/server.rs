@@ -210,3 +210,58 @@ fn stale_socket_is_replaced_and_live_one_refused() {
     events.send(moat_clamd::Event::Shutdown).unwrap();
     run.join().unwrap();
 }
+
+#[test]
+fn past_max_connections_new_clients_wait_until_one_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("moat.sock");
+    let mut c = moat_config::Config::default();
+    c.local_socket = Some(sock.clone());
+    c.max_connections = 2;
+    let s = Settings::from_config(&c);
+    let mut listeners = Vec::new();
+    moat_clamd::bind_listeners(&s, &mut listeners).unwrap();
+    let no_reload: moat_clamd::Loader = Arc::new(|| Err("no reload here".into()));
+    let server = Server::start(
+        s,
+        listeners,
+        Database {
+            scanner: Arc::new(Gated {
+                name: "X",
+                gate: gate(),
+            }),
+            version: None,
+        },
+        no_reload,
+    )
+    .unwrap();
+    let events = server.event_sender();
+    let run = std::thread::spawn(move || server.run());
+
+    // Two idle clients hold both slots (connected, nothing sent yet).
+    let idle: Vec<UnixStream> = (0..2).map(|_| connect(&sock)).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    // A third connects (the kernel's backlog) but is not served.
+    let mut third = connect(&sock);
+    third.write_all(b"zPING\0").unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let early = third.read(&mut buf);
+    assert!(
+        matches!(&early, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "served past MaxConnections: {early:?}"
+    );
+    // One slot freed: the waiting client is served.
+    drop(idle);
+    third
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut out = Vec::new();
+    third.read_to_end(&mut out).unwrap();
+    assert_eq!(out, b"PONG\0");
+    assert_eq!(request(&sock, b"zPING\0"), "PONG\0");
+    events.send(moat_clamd::Event::Shutdown).unwrap();
+    run.join().unwrap();
+}

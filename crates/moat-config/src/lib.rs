@@ -31,7 +31,8 @@
 //! the others are type-checked and listed by [`Config::unused_keys`] (log them at debug
 //! level). Deprecated keys clamd ignores (`ScanOnAccess`, `MailFollowURLs`, ...) produce a
 //! [`Warning`]. moat adds keys of its own: `OnAccessScanTimeout`, `OnAccessCoverage`,
-//! `OnAccessTracking`, `MoatControlSocket` and `MoatMetricsAddress`.
+//! `OnAccessTracking`, `MoatControlSocket`, `MoatMetricsAddress`, `ClamdSocket` and
+//! `MaxConnections`.
 //!
 //! # Example
 //!
@@ -60,6 +61,7 @@
 
 #![warn(missing_docs)]
 
+mod endpoint;
 mod error;
 mod keys;
 mod pattern;
@@ -72,6 +74,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use endpoint::{ClamdEndpoint, DEFAULT_CLAMD_PORT};
 pub use error::{ConfigError, LineError, LineErrorKind, UnusedKey, Warning};
 pub use keys::{KeyInfo, ValueKind};
 pub use pattern::PathPattern;
@@ -229,8 +232,27 @@ pub struct Config {
     /// `OnAccessMaxThreads` (default 5): scanning threads.
     pub on_access_max_threads: u32,
     /// `OnAccessCurlTimeout` (milliseconds, default 5000): timeout of each exchange with clamd
-    /// (only relevant with a clamd backend).
+    /// (each connect, send and receive; only relevant with [`clamd_sockets`](Self::clamd_sockets),
+    /// as in clamonacc).
     pub on_access_curl_timeout: Duration,
+    /// `ClamdSocket` (**moat extension**, repeatable, clamav-milter's syntax: `unix:PATH` or
+    /// `tcp:HOST[:PORT]`): `moat watch` scans on these clamd servers instead of its embedded
+    /// engine. clamonacc instead reads this file's `LocalSocket` (else `TCPSocket`/`TCPAddr`)
+    /// to find its one clamd; moat does not, because a clamd.conf that sets `LocalSocket` for
+    /// clamd itself would then silently switch `moat watch` off its engine.
+    pub clamd_sockets: Vec<ClamdEndpoint>,
+    /// `EnableShutdownCommand` (clamd 1.5, default yes): `moat serve` answers SHUTDOWN/QUIT
+    /// with `COMMAND UNAVAILABLE` when off.
+    pub enable_shutdown_command: bool,
+    /// `EnableReloadCommand` (clamd 1.5, default yes): RELOAD.
+    pub enable_reload_command: bool,
+    /// `EnableVersionCommand` (clamd 1.5, default yes): VERSION (not VERSIONCOMMANDS).
+    pub enable_version_command: bool,
+    /// `EnableStatsCommand` (clamd 1.5, default yes): STATS.
+    pub enable_stats_command: bool,
+    /// `MaxConnections` (**moat extension**, default 1024): `moat serve` accepts no more
+    /// client connections while this many are open (clamd's cap is MaxQueue).
+    pub max_connections: u32,
     /// `OnAccessRetryAttempts` (default 0): retries after a failed scan.
     pub on_access_retry_attempts: u32,
     /// `OnAccessDenyOnError` (default no): with prevention, deny access when the scan fails or
@@ -368,6 +390,12 @@ impl Default for Config {
             on_access_max_file_size: Some(DEFAULT_ON_ACCESS_MAX_FILE_SIZE),
             on_access_max_threads: 5,
             on_access_curl_timeout: Duration::from_millis(5000),
+            clamd_sockets: Vec::new(),
+            enable_shutdown_command: true,
+            enable_reload_command: true,
+            enable_version_command: true,
+            enable_stats_command: true,
+            max_connections: 1024,
             on_access_retry_attempts: 0,
             on_access_deny_on_error: false,
             on_access_scan_timeout: DEFAULT_ON_ACCESS_SCAN_TIMEOUT,
@@ -646,6 +674,18 @@ impl Parser<'_> {
                 c.on_access_curl_timeout = Duration::from_millis(u64::from(parse_u32(v)?))
             }
             "OnAccessRetryAttempts" => c.on_access_retry_attempts = parse_u32(v)?,
+            "ClamdSocket" => c.clamd_sockets.push(v.parse()?),
+            "EnableShutdownCommand" => c.enable_shutdown_command = parse_bool(v)?,
+            "EnableReloadCommand" => c.enable_reload_command = parse_bool(v)?,
+            "EnableVersionCommand" => c.enable_version_command = parse_bool(v)?,
+            "EnableStatsCommand" => c.enable_stats_command = parse_bool(v)?,
+            "MaxConnections" => {
+                let n = parse_u32(v)?;
+                if n == 0 {
+                    return Err("must be at least 1, got \"0\"".to_owned());
+                }
+                c.max_connections = n;
+            }
             "OnAccessDenyOnError" => c.on_access_deny_on_error = parse_bool(v)?,
             "OnAccessScanTimeout" => c.on_access_scan_timeout = parse_duration(v)?,
             "OnAccessCoverage" => c.on_access_coverage = v.parse()?,

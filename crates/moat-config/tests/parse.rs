@@ -772,3 +772,49 @@ fn control_socket_and_metrics_address_are_moat_keys_off_by_default() {
         assert!(info.moat_extension && info.used, "{key}");
     }
 }
+
+#[test]
+fn clamd_sockets_take_clamav_milters_syntax_and_bad_ones_name_the_line() {
+    let c = parse("ClamdSocket unix:/run/clamav/clamd.ctl\nClamdSocket tcp:scan2.example:3311\n");
+    assert_eq!(
+        c.clamd_sockets,
+        [
+            moat_config::ClamdEndpoint::Unix(PathBuf::from("/run/clamav/clamd.ctl")),
+            moat_config::ClamdEndpoint::Tcp {
+                host: "scan2.example".into(),
+                port: 3311
+            }
+        ]
+    );
+    assert!(Config::default().clamd_sockets.is_empty());
+    let msg = err_msg("LogTime yes\nClamdSocket /run/clamav/clamd.ctl\n");
+    assert!(
+        msg.starts_with("/etc/clamav/clamd.conf:2: ClamdSocket: \"/run/clamav/clamd.ctl\": expected unix:PATH or tcp:HOST[:PORT]"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn enable_command_keys_of_clamd_1_5_default_to_yes() {
+    let d = Config::default();
+    assert!(
+        d.enable_shutdown_command
+            && d.enable_reload_command
+            && d.enable_version_command
+            && d.enable_stats_command
+    );
+    let c = parse(
+        "EnableShutdownCommand no\nEnableReloadCommand no\nEnableVersionCommand no\n\
+         EnableStatsCommand no\n",
+    );
+    assert!(
+        !c.enable_shutdown_command
+            && !c.enable_reload_command
+            && !c.enable_version_command
+            && !c.enable_stats_command
+    );
+    assert_eq!(
+        err_msg("EnableStatsCommand maybe\n"),
+        format!("{P}:1: EnableStatsCommand: expected yes/no, true/false or 1/0, got \"maybe\"")
+    );
+}

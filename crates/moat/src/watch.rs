@@ -65,6 +65,14 @@ pub struct WatchArgs {
     /// watches; auto picks it when the kernel and filesystems allow.
     #[arg(long, value_enum)]
     tracking: Option<TrackingArg>,
+    /// Scan on this clamd (or `moat serve`) server instead of the embedded engine (repeatable;
+    /// adds to ClamdSocket): unix:PATH (FILDES) or tcp:HOST[:PORT] (INSTREAM).
+    #[arg(long = "clamd", value_name = "unix:PATH|tcp:HOST[:PORT]")]
+    clamd: Vec<moat_clamd::client::Endpoint>,
+    /// With clamd servers: the longest any connect, send or receive may wait before a server
+    /// counts as down and the next one is tried (OnAccessCurlTimeout), e.g. 1s.
+    #[arg(long, value_name = "DURATION", value_parser = moat_config::parse_duration)]
+    clamd_timeout: Option<Duration>,
     /// Signature database file or directory (replaces DatabaseDirectory).
     #[arg(short = 'd', long = "database", value_name = "FILE|DIR")]
     database: Vec<PathBuf>,
@@ -188,6 +196,10 @@ fn apply_flags(a: &WatchArgs, c: &mut Config) -> Result<(), regex::Error> {
             TrackingArg::Fanotify => Tracking::Fanotify,
             TrackingArg::Inotify => Tracking::Inotify,
         };
+    }
+    c.clamd_sockets.extend(a.clamd.iter().cloned());
+    if let Some(t) = a.clamd_timeout {
+        c.on_access_curl_timeout = t;
     }
     if let Some(log) = &a.log {
         c.log_file = Some(log.clone());
@@ -372,11 +384,16 @@ fn settings(c: &Config) -> Result<WatchSettings, String> {
 }
 
 /// Loads the database into a scanner; `generation` numbers the loads (it keys the caches).
+/// With ClamdSocket/--clamd the scanner is a pool of those servers instead (a SIGHUP then
+/// builds a new pool: the caches start over, for the servers' databases may have changed).
 fn load_scanner(
     args: &WatchArgs,
     c: &Config,
     generation: u64,
 ) -> Result<Arc<dyn moat_guard::Scanner>, String> {
+    if !c.clamd_sockets.is_empty() {
+        return Ok(clamd_pool(c, generation));
+    }
     let db = crate::database::load(
         &args.database,
         &c.database_directory,
@@ -395,6 +412,26 @@ fn load_scanner(
         &args.database,
         &c.database_directory,
     )))
+}
+
+/// The clamd servers as the scanner; each is PINGed once so that the log says at start which
+/// answer (a server down now is tried again by every health check).
+fn clamd_pool(c: &Config, generation: u64) -> Arc<dyn moat_guard::Scanner> {
+    let pool = moat_clamd::client::Pool::new(
+        c.clamd_sockets.clone(),
+        moat_clamd::client::PoolOptions {
+            timeout: c.on_access_curl_timeout,
+            generation,
+            ..Default::default()
+        },
+    );
+    for (server, ping) in pool.check_all() {
+        match ping {
+            Ok(()) => tracing::info!(%server, "scanning on clamd server"),
+            Err(e) => tracing::warn!(%server, "clamd server not answering (yet): {e}"),
+        }
+    }
+    Arc::new(pool)
 }
 
 /// The engine limits clamd.conf sets (MaxFileSize, MaxScanSize, ..., Scan*).

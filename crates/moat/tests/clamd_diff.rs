@@ -939,3 +939,75 @@ fn socket_activation_and_ready_notification() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// clamd 1.5's `Enable*Command` keys (real clamd here is 1.4.6, which refuses them, so the
+/// expected bytes come from ClamAV 1.5.3's source, `clamd/session.c`
+/// `execute_or_dispatch_command`: a disabled SHUTDOWN/QUIT, RELOAD, VERSION or STATS gets
+/// `conn_reply_single(conn, NULL, "COMMAND UNAVAILABLE")` — `[<id>: ]COMMAND UNAVAILABLE<T>` —
+/// and returns 1, which ends the connection, or stops a session taking commands;
+/// VERSIONCOMMANDS is not covered by any key and still prints the version).
+#[test]
+fn enable_command_keys_turn_commands_off_as_clamd_1_5_does() {
+    let fx = Fixture::new();
+    let off = "EnableShutdownCommand no\nEnableReloadCommand no\nEnableVersionCommand no\n\
+               EnableStatsCommand no\n";
+    let mut moat = fx.start("moat", off);
+    let unavailable = |t: &str| format!("COMMAND UNAVAILABLE{t}<EOF>").into_bytes();
+    for transport in [Transport::Unix, Transport::Tcp] {
+        for (request, t) in [
+            (&b"zSHUTDOWN\0"[..], "\0"),
+            (b"nSHUTDOWN\n", "\n"),
+            (b"SHUTDOWN", "\n"),
+            (b"QUIT\n", "\n"),
+            (b"zRELOAD\0", "\0"),
+            (b"RELOAD\n", "\n"),
+            (b"zVERSION\0", "\0"),
+            (b"VERSION", "\n"),
+            (b"nSTATS\n", "\n"),
+        ] {
+            assert_eq!(
+                show(&exchange(&moat, transport, &[s(request)])),
+                show(&unavailable(t)),
+                "{}",
+                show(request)
+            );
+        }
+        let commands = exchange(&moat, transport, &[s(b"zVERSIONCOMMANDS\0")]);
+        assert!(commands.starts_with(b"ClamAV 1.4.6"), "{}", show(&commands));
+        // In a session: answered under its id, and the session takes nothing more (the
+        // PING after it gets no reply), closing once the earlier replies are out.
+        let session = exchange(
+            &moat,
+            transport,
+            &[s(b"zIDSESSION\0zPING\0zVERSION\0zPING\0")],
+        );
+        assert_eq!(
+            show(&session),
+            show(b"1: PONG\x002: COMMAND UNAVAILABLE\x00<EOF>")
+        );
+        assert_eq!(exchange(&moat, transport, &[s(b"zPING\0")]), b"PONG\0<EOF>");
+    }
+    assert!(
+        moat.child.try_wait().unwrap().is_none(),
+        "SHUTDOWN was refused"
+    );
+    drop(moat);
+
+    // `yes` is the default: SHUTDOWN stops the server.
+    let on = "EnableShutdownCommand yes\nEnableReloadCommand yes\nEnableVersionCommand yes\n\
+              EnableStatsCommand yes\n";
+    moat = fx.start("moat", on);
+    assert_eq!(
+        exchange(&moat, Transport::Unix, &[s(b"zRELOAD\0")]),
+        b"RELOADING\0<EOF>"
+    );
+    exchange(&moat, Transport::Unix, &[s(b"zSHUTDOWN\0")]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while moat.child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "SHUTDOWN did not stop moat serve"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

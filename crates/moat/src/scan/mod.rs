@@ -98,6 +98,16 @@ pub struct ScanArgs {
     /// Scanning threads (default: one per core).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+    /// Scan on this clamd (or `moat serve`) server instead of the embedded engine (repeatable:
+    /// requests are spread over the servers, with failover): unix:PATH passes each file's
+    /// descriptor (FILDES), tcp:HOST[:PORT] streams it (INSTREAM). The servers' databases and
+    /// limits apply; -d and the limit flags do not.
+    #[arg(long = "clamd", value_name = "unix:PATH|tcp:HOST[:PORT]")]
+    clamd: Vec<moat_clamd::client::Endpoint>,
+    /// With --clamd: the longest any connect, send or receive may wait before the server
+    /// counts as down (e.g. 30s, 500ms).
+    #[arg(long, value_name = "DURATION", value_parser = moat_config::parse_duration, default_value = "30s")]
+    clamd_timeout: std::time::Duration,
     /// Files and directories to scan; `-` reads standard input. Default: the current directory.
     #[arg(value_name = "PATH")]
     paths: Vec<PathBuf>,
@@ -129,6 +139,9 @@ pub fn run(args: ScanArgs) -> u8 {
             return 2;
         }
     };
+    if !args.clamd.is_empty() {
+        return run_on_clamd(&args, out, clock, start);
+    }
     let engine = match crate::database::load(
         &args.database,
         std::path::Path::new(crate::database::DEFAULT_DATABASE_DIR),
@@ -161,7 +174,7 @@ pub fn run(args: ScanArgs) -> u8 {
             html: args.scan_html,
         },
     };
-    let mut totals = scan_all(&engine, limits, &args, &mut out);
+    let mut totals = scan_all(Backend::Engine(&engine, limits), &args, &mut out);
     out.summary(engine.signature_count(), &totals, clock, start);
     if out.log_failed || out.report_failed {
         totals.errors += 1;
@@ -169,7 +182,34 @@ pub fn run(args: ScanArgs) -> u8 {
     totals.exit_code()
 }
 
-fn scan_all(engine: &Engine, limits: Limits, args: &ScanArgs, out: &mut Output) -> Totals {
+/// `--clamd`: the same walk and output, verdicts from the servers. The summary's "Known
+/// viruses" is 0: clamd has no command that tells how many signatures it holds.
+fn run_on_clamd(args: &ScanArgs, mut out: Output, clock: Instant, start: SystemTime) -> u8 {
+    let pool = moat_clamd::client::Pool::new(
+        args.clamd.clone(),
+        moat_clamd::client::PoolOptions {
+            timeout: args.clamd_timeout,
+            ..Default::default()
+        },
+    );
+    let mut totals = scan_all(Backend::Clamd(&pool), args, &mut out);
+    out.summary(0, &totals, clock, start);
+    if out.log_failed || out.report_failed {
+        totals.errors += 1;
+    }
+    totals.exit_code()
+}
+
+/// Where verdicts come from.
+#[derive(Clone, Copy)]
+enum Backend<'a> {
+    /// The embedded engine, with clamscan's limits.
+    Engine(&'a Engine, Limits),
+    /// A pool of clamd servers (`--clamd`).
+    Clamd(&'a moat_clamd::client::Pool),
+}
+
+fn scan_all(backend: Backend<'_>, args: &ScanArgs, out: &mut Output) -> Totals {
     let paths = if args.paths.is_empty() {
         vec![PathBuf::from(".")]
     } else {
@@ -191,11 +231,11 @@ fn scan_all(engine: &Engine, limits: Limits, args: &ScanArgs, out: &mut Output) 
     std::thread::scope(|scope| {
         for _ in 0..threads {
             let (jobs, reports) = (job_rx.clone(), report_tx.clone());
-            scope.spawn(move || worker(engine, limits, jobs, reports));
+            scope.spawn(move || worker(backend, jobs, reports));
         }
         drop(job_rx);
         let reports = report_tx.clone();
-        scope.spawn(move || walker(&paths, &options, engine, limits, job_tx, reports));
+        scope.spawn(move || walker(&paths, &options, backend, job_tx, reports));
         drop(report_tx);
         printer(report_rx, args.infected, out)
     })
@@ -205,8 +245,7 @@ fn scan_all(engine: &Engine, limits: Limits, args: &ScanArgs, out: &mut Output) 
 fn walker(
     paths: &[PathBuf],
     options: &WalkOptions,
-    engine: &Engine,
-    limits: Limits,
+    backend: Backend<'_>,
     jobs: Sender<(u64, PathBuf)>,
     reports: Sender<(u64, Report)>,
 ) {
@@ -214,9 +253,7 @@ fn walker(
     let directories = walk::walk(paths, options, &mut |item| {
         let _ = match item {
             Item::File(path) => jobs.send((seq, path)).map_err(drop),
-            Item::Stdin => reports
-                .send((seq, scan_stdin(engine, limits)))
-                .map_err(drop),
+            Item::Stdin => reports.send((seq, scan_stdin(backend))).map_err(drop),
             other => reports.send((seq, Report::Item(other))).map_err(drop),
         };
         seq += 1;
@@ -230,18 +267,48 @@ fn walker(
     ));
 }
 
-fn worker(
-    engine: &Engine,
-    limits: Limits,
-    jobs: Receiver<(u64, PathBuf)>,
-    reports: Sender<(u64, Report)>,
-) {
-    let mut scanner = Scanner::new(engine, limits);
+fn worker(backend: Backend<'_>, jobs: Receiver<(u64, PathBuf)>, reports: Sender<(u64, Report)>) {
+    let mut scanner = match backend {
+        Backend::Engine(engine, limits) => Some(Scanner::new(engine, limits)),
+        Backend::Clamd(_) => None,
+    };
     for (seq, path) in jobs {
-        let report = scan_one(&mut scanner, path);
+        let report = match (&mut scanner, backend) {
+            (Some(scanner), _) => scan_one(scanner, path),
+            (None, Backend::Clamd(pool)) => scan_one_on_clamd(pool, path),
+            (None, Backend::Engine(..)) => unreachable!("an engine worker has a scanner"),
+        };
         if reports.send((seq, report)).is_err() {
             return;
         }
+    }
+}
+
+/// One file on the clamd pool: opened here (so that an unreadable file is reported as
+/// clamscan reports it), empty files not sent (clamscan prints `Empty file`).
+fn scan_one_on_clamd(pool: &moat_clamd::client::Pool, path: PathBuf) -> Report {
+    let opened = File::open(&path).and_then(|f| f.metadata().map(|m| (f, m.len())));
+    let (outcome, bytes) = match opened {
+        Err(e) => (io_outcome(&e), 0),
+        Ok((_, 0)) => (Outcome::Empty, 0),
+        Ok((file, len)) => (clamd_outcome(pool.scan_answer(&file)), len),
+    };
+    Report::Scanned {
+        shown: path,
+        outcome,
+        bytes_read: bytes,
+        bytes_scanned: bytes,
+    }
+}
+
+fn clamd_outcome(answer: Result<moat_clamd::client::Answer, moat_guard::ScanFailure>) -> Outcome {
+    use moat_clamd::client::Answer;
+    match answer {
+        Ok(Answer::Clean) => Outcome::Clean,
+        Ok(Answer::Found(name)) => Outcome::Infected(name),
+        Ok(Answer::Error(message)) => Outcome::Error(message),
+        Err(moat_guard::ScanFailure::Io(e)) => io_outcome(&e),
+        Err(other) => Outcome::Error(other.to_string()),
     }
 }
 
@@ -267,11 +334,35 @@ fn scan_one(scanner: &mut Scanner<'_>, path: PathBuf) -> Report {
     }
 }
 
-fn scan_stdin(engine: &Engine, limits: Limits) -> Report {
+fn scan_stdin(backend: Backend<'_>) -> Report {
+    let (engine, limits) = match backend {
+        Backend::Engine(engine, limits) => (engine, limits),
+        Backend::Clamd(pool) => return scan_stdin_on_clamd(pool),
+    };
     let mut scanner = Scanner::new(engine, limits);
     let (outcome, bytes) = match scanner.scan_reader(io::stdin().lock()) {
         Ok(scan) => (verdict_outcome(scan.verdict), scan.bytes_scanned),
         Err(ScanError::Io(e)) => (io_outcome(&e), 0),
+    };
+    Report::Scanned {
+        shown: PathBuf::from("stdin"),
+        outcome,
+        bytes_read: bytes,
+        bytes_scanned: bytes,
+    }
+}
+
+/// Standard input on the clamd pool: spooled to an anonymous temp file first, so that a
+/// pipe can be passed by descriptor (clamd refuses a non-regular FILDES) or streamed.
+fn scan_stdin_on_clamd(pool: &moat_clamd::client::Pool) -> Report {
+    let spooled = tempfile::tempfile().and_then(|mut f| {
+        let n = io::copy(&mut io::stdin().lock(), &mut f)?;
+        io::Seek::rewind(&mut f)?;
+        Ok((f, n))
+    });
+    let (outcome, bytes) = match spooled {
+        Err(e) => (io_outcome(&e), 0),
+        Ok((file, n)) => (clamd_outcome(pool.scan_answer(&file)), n),
     };
     Report::Scanned {
         shown: PathBuf::from("stdin"),

@@ -1,0 +1,397 @@
+//! clamd servers as moat's backend (`--clamd`, `ClamdSocket`), against real clamd (the oracle)
+//! started by the tests on temp sockets:
+//!
+//! - `moat scan --clamd unix:…` (FILDES) and `--clamd tcp:…` (INSTREAM) print the lines and
+//!   exit status clamscan prints on the same database (a generated one, plus the real
+//!   ../shared/sigs/clamav-real hash and body files when present), and with no server an
+//!   error line per file and status 2;
+//! - `moat watch` on clamd (root): uid 65534 gets EPERM for EICAR and reads a clean file;
+//!   with every server killed, `OnAccessDenyOnError yes` denies a fresh clean file and `no`
+//!   allows it.
+//!
+//! Skipped (with the reason printed) without clamd/clamscan unless `MOAT_REQUIRE_ORACLE=1`;
+//! the watch tests without root unless `MOAT_REQUIRE_PRIVILEGED=1`.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use moat_testkit::{privileged, read_as_nobody, watched_dir, write_file};
+
+fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {cmd}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn oracle_present() -> bool {
+    if have("clamd") && have("clamscan") {
+        return true;
+    }
+    if std::env::var("MOAT_REQUIRE_ORACLE").as_deref() == Ok("1") {
+        panic!("clamd/clamscan not installed but MOAT_REQUIRE_ORACLE=1 (apt-get install clamav clamav-daemon)");
+    }
+    println!("skipped: clamd or clamscan not installed (apt-get install clamav clamav-daemon)");
+    false
+}
+
+/// The real signature files used when ../shared is present (hashes, bodies, allow lists).
+const REAL: &[&str] = &["daily.ndb", "daily.hdb", "main.hdb", "daily.fp", "main.fp"];
+
+fn shared_sigs() -> Option<PathBuf> {
+    let dir = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/sigs/clamav-real"
+    ));
+    if dir.is_dir() {
+        return Some(dir.to_owned());
+    }
+    if std::env::var("MOAT_REQUIRE_SHARED").as_deref() == Ok("1") {
+        panic!("../shared absent but MOAT_REQUIRE_SHARED=1");
+    }
+    println!(
+        "../shared absent ({}): generated signatures only",
+        dir.display()
+    );
+    None
+}
+
+/// Built at run time so that no signature's bytes sit in this file.
+fn marker() -> Vec<u8> {
+    format!("{}-TEST-{}", "MOAT", "MARKER").into_bytes()
+}
+
+fn md5_hex(data: &[u8]) -> String {
+    use md5::{Digest, Md5};
+    hex::encode(Md5::digest(data))
+}
+
+/// A database directory: the marker (body), EICAR (by its MD5), and with `real` the real
+/// files of ../shared linked in.
+fn database(dir: &Path, real: bool) -> PathBuf {
+    let db = dir.join("db");
+    fs::create_dir_all(&db).unwrap();
+    fs::write(
+        db.join("test.ndb"),
+        format!("Moat.Test.Marker:0:*:{}\n", hex::encode(marker())),
+    )
+    .unwrap();
+    let eicar = moat_testkit::eicar();
+    fs::write(
+        db.join("eicar.hdb"),
+        format!("{}:{}:Moat.Test.Eicar\n", md5_hex(&eicar), eicar.len()),
+    )
+    .unwrap();
+    if real {
+        if let Some(shared) = shared_sigs() {
+            for name in REAL {
+                std::os::unix::fs::symlink(shared.join(name), db.join(name)).unwrap();
+            }
+        }
+    }
+    db
+}
+
+/// A real clamd on a unix socket and 127.0.0.1, killed on drop.
+struct Clamd {
+    child: Child,
+    sock: PathBuf,
+    port: u16,
+}
+
+impl Drop for Clamd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Clamd {
+    fn start(dir: &Path, db: &Path, name: &str) -> Clamd {
+        let sock = dir.join(format!("{name}.sock"));
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let conf = dir.join(format!("{name}.conf"));
+        fs::write(
+            &conf,
+            format!(
+                "Foreground yes\nLocalSocket {}\nTCPSocket {port}\nTCPAddr 127.0.0.1\n\
+                 DatabaseDirectory {}\nLogFile {}\nMaxThreads 4\n",
+                sock.display(),
+                db.display(),
+                dir.join(format!("{name}.log")).display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("clamd")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start clamd");
+        let server = Clamd { child, sock, port };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let up =
+            |e: &str| moat_clamd::client::ping(&e.parse().unwrap(), Duration::from_secs(1)).is_ok();
+        while !(up(&server.unix()) && up(&server.tcp())) {
+            assert!(Instant::now() < deadline, "clamd {name} did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    fn unix(&self) -> String {
+        format!("unix:{}", self.sock.display())
+    }
+
+    fn tcp(&self) -> String {
+        format!("tcp:127.0.0.1:{}", self.port)
+    }
+
+    fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+/// A tree of files: clean ones, the marker, EICAR, an empty file, a name with spaces, and
+/// copies of a few real files of this machine (for the real signatures to see).
+fn tree(root: &Path) -> PathBuf {
+    let t = root.join("tree");
+    fs::create_dir_all(t.join("sub/deeper")).unwrap();
+    fs::create_dir_all(t.join("sp ace")).unwrap();
+    fs::write(t.join("clean.txt"), b"nothing here\n").unwrap();
+    fs::write(t.join("empty"), b"").unwrap();
+    fs::write(t.join("eicar.com"), moat_testkit::eicar()).unwrap();
+    let mut bad = b"head ".to_vec();
+    bad.extend(marker());
+    bad.extend(vec![b'x'; 300_000]);
+    fs::write(t.join("sub/marker-big.bin"), &bad).unwrap();
+    fs::write(t.join("sp ace/x y.txt"), marker()).unwrap();
+    fs::write(t.join("sub/deeper/z.txt"), b"zzz\n".repeat(1000)).unwrap();
+    for real in ["/bin/ls", "/bin/sh", "/etc/services", "/etc/passwd"] {
+        if let Ok(bytes) = fs::read(real) {
+            let name = real.rsplit('/').next().unwrap();
+            fs::write(t.join("sub").join(name), bytes).unwrap();
+        }
+    }
+    t
+}
+
+fn run(cmd: &mut Command) -> (String, i32) {
+    let Output { stdout, status, .. } = cmd.stderr(Stdio::null()).output().unwrap();
+    (
+        String::from_utf8(stdout).unwrap(),
+        status.code().unwrap_or(-1),
+    )
+}
+
+fn moat_scan(args: &[&str], path: &Path) -> (String, i32) {
+    run(Command::new(env!("CARGO_BIN_EXE_moat"))
+        .arg("scan")
+        .args(args)
+        .arg(path))
+}
+
+#[test]
+fn scan_on_clamd_prints_what_clamscan_prints() {
+    if !oracle_present() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let db = database(tmp.path(), true);
+    let files = tree(tmp.path());
+    let server = Clamd::start(tmp.path(), &db, "clamd");
+    for flags in [&["-r", "--no-summary"][..], &["-r", "--no-summary", "-i"]] {
+        let oracle = run(Command::new("clamscan")
+            .arg("-d")
+            .arg(&db)
+            .args(flags)
+            .arg(&files));
+        assert!(
+            oracle
+                .0
+                .contains("eicar.com: Moat.Test.Eicar.UNOFFICIAL FOUND"),
+            "{}",
+            oracle.0
+        );
+        assert_eq!(oracle.1, 1);
+        for endpoint in [server.unix(), server.tcp()] {
+            let mut args = flags.to_vec();
+            args.extend(["--clamd", &endpoint]);
+            assert_eq!(moat_scan(&args, &files), oracle, "moat scan {args:?}");
+        }
+    }
+    // A server given twice: the pool spreads and the output is the same.
+    let (unix, tcp) = (server.unix(), server.tcp());
+    let both = ["-r", "--no-summary", "--clamd", &unix, "--clamd", &tcp];
+    let oracle = run(Command::new("clamscan")
+        .arg("-d")
+        .arg(&db)
+        .args(["-r", "--no-summary"])
+        .arg(&files));
+    assert_eq!(moat_scan(&both, &files), oracle);
+}
+
+#[test]
+fn scan_with_no_clamd_answering_prints_an_error_per_file_and_exits_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files = tree(tmp.path());
+    let gone = format!("unix:{}", tmp.path().join("nobody-here.sock").display());
+    let (out, code) = moat_scan(&["-r", "--no-summary", "--clamd", &gone], &files);
+    assert_eq!(code, 2, "{out}");
+    for line in out.lines() {
+        if line.ends_with(": Empty file") {
+            continue;
+        }
+        assert!(
+            line.contains(": no clamd server answered (unix:") && line.ends_with(" ERROR"),
+            "{line}"
+        );
+    }
+    assert!(out.lines().count() >= 6, "{out}");
+}
+
+// ---------------------------------------------------------------------------------------
+// moat watch on clamd (root).
+
+/// A running `moat watch`, killed on drop (its stderr printed when the test fails).
+struct Watch {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = fs::read_to_string(&self.log).unwrap_or_default();
+            eprintln!("---- moat watch stderr ----\n{log}---- end ----");
+        }
+    }
+}
+
+impl Watch {
+    /// `moat watch -c CONF ARGS` in directory scope over `watched`; waits for READY=1.
+    fn start(root: &Path, conf: &str, args: &[&str]) -> Watch {
+        let conf_path = root.join("moat.conf");
+        fs::write(&conf_path, conf).unwrap();
+        let sock = root.join("notify.sock");
+        let notify = UnixDatagram::bind(&sock).unwrap();
+        notify
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let log = root.join("watch.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_moat"))
+            .arg("watch")
+            .arg("-c")
+            .arg(&conf_path)
+            .args(args)
+            .env("NOTIFY_SOCKET", &sock)
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut watch = Watch { child, log };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut buf = [0u8; 4096];
+        loop {
+            match notify.recv(&mut buf) {
+                Ok(n) if String::from_utf8_lossy(&buf[..n]).contains("READY=1") => return watch,
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) => panic!("notify socket: {e}"),
+            }
+            if let Ok(Some(status)) = watch.child.try_wait() {
+                panic!("moat watch exited before READY=1 ({status})");
+            }
+            assert!(Instant::now() < deadline, "no READY=1");
+        }
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// EICAR blocked and a clean file readable for uid 65534 while clamd answers; then, with
+/// clamd killed, a clean file never scanned before is denied or allowed as `deny` says.
+fn watch_on_clamd(deny: bool) {
+    if !privileged() || !oracle_present() {
+        return;
+    }
+    let (_tmp, root) = watched_dir();
+    let db = database(&root, false);
+    let mut server = Clamd::start(&root, &db, "clamd");
+    let watched = root.join("watched");
+    fs::create_dir(&watched).unwrap();
+    fs::set_permissions(
+        &watched,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let eicar = moat_testkit::eicar();
+    write_file(&watched.join("eicar.com"), &eicar, 0o644);
+    write_file(&watched.join("clean.txt"), b"clean\n", 0o644);
+    let conf = format!(
+        "OnAccessCoverage directory\nOnAccessIncludePath {}\nOnAccessPrevention yes\n\
+         OnAccessDenyOnError {}\nOnAccessCurlTimeout 1000\nDatabaseDirectory {}\n\
+         ClamdSocket {}\n",
+        watched.display(),
+        if deny { "yes" } else { "no" },
+        root.join("no-db-needed").display(),
+        server.unix()
+    );
+    // One server from the file, the same one over TCP from the flag: both transports.
+    let watch = Watch::start(&root, &conf, &["--clamd", &server.tcp()]);
+    for _ in 0..2 {
+        let (_, code) = read_as_nobody(&watched.join("eicar.com"), &eicar);
+        assert_eq!(code, libc::EPERM, "EICAR must be blocked\n{}", watch.log());
+    }
+    let (_, code) = read_as_nobody(&watched.join("clean.txt"), b"clean\n");
+    assert_eq!(code, 0, "a clean file must be readable\n{}", watch.log());
+    assert!(watch.log().contains("Moat.Test.Eicar.UNOFFICIAL FOUND"));
+
+    server.kill();
+    write_file(&watched.join("fresh.txt"), b"fresh\n", 0o644);
+    let (_, code) = read_as_nobody(&watched.join("fresh.txt"), b"fresh\n");
+    let want = if deny { libc::EPERM } else { 0 };
+    assert_eq!(
+        code,
+        want,
+        "no clamd, OnAccessDenyOnError {deny}\n{}",
+        watch.log()
+    );
+    // The cached detection still holds without a server.
+    let (_, code) = read_as_nobody(&watched.join("eicar.com"), &eicar);
+    assert_eq!(code, libc::EPERM);
+    assert!(
+        watch.log().contains("no clamd server answered"),
+        "{}",
+        watch.log()
+    );
+}
+
+#[test]
+fn watch_on_clamd_denies_when_no_server_answers_with_deny_on_error() {
+    watch_on_clamd(true);
+}
+
+#[test]
+fn watch_on_clamd_allows_when_no_server_answers_without_deny_on_error() {
+    watch_on_clamd(false);
+}
