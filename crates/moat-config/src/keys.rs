@@ -157,6 +157,7 @@ pub static KEYS: &[KeyInfo] = &[
     used(k("MaxScriptNormalize", Size)),
     used(k("MaxThreads", Number)),
     k("MaxZipTypeRcg", Size),
+    moat(k("MoatDetectionLog", Str)),
     k("OLE2BlockMacros", Bool),
     k("OfficialDatabaseOnly", Bool),
     moat(k("OnAccessCoverage", Str)),

@@ -30,8 +30,8 @@
 //! ones the binary still accepts) is accepted. Keys moat uses become fields of [`Config`];
 //! the others are type-checked and listed by [`Config::unused_keys`] (log them at debug
 //! level). Deprecated keys clamd ignores (`ScanOnAccess`, `MailFollowURLs`, ...) produce a
-//! [`Warning`]. moat adds keys of its own: `OnAccessScanTimeout`, `OnAccessCoverage` and
-//! `OnAccessTracking`.
+//! [`Warning`]. moat adds keys of its own: `OnAccessScanTimeout`, `OnAccessCoverage`,
+//! `OnAccessTracking` and `MoatDetectionLog`.
 //!
 //! # Example
 //!
@@ -246,6 +246,9 @@ pub struct Config {
     /// `OnAccessTracking` (**moat extension**, `auto`, `fanotify` or `inotify`, default
     /// `auto`): how directory scope follows the tree; see [`Tracking`].
     pub on_access_tracking: Tracking,
+    /// `MoatDetectionLog` (**moat extension**, a file, default none): `moat watch` appends
+    /// one JSON line per detection there (deduplicated and rate-limited; `--detections-log`).
+    pub moat_detection_log: Option<PathBuf>,
 
     // ---- general ----
     /// `DatabaseDirectory` (default `/var/lib/clamav`): signature databases; never watched.
@@ -367,6 +370,7 @@ impl Default for Config {
             on_access_scan_timeout: DEFAULT_ON_ACCESS_SCAN_TIMEOUT,
             on_access_coverage: Coverage::default(),
             on_access_tracking: Tracking::default(),
+            moat_detection_log: None,
             database_directory: PathBuf::from("/var/lib/clamav"),
             log_file: None,
             log_verbose: false,
@@ -642,6 +646,7 @@ impl Parser<'_> {
             "OnAccessScanTimeout" => c.on_access_scan_timeout = parse_duration(v)?,
             "OnAccessCoverage" => c.on_access_coverage = v.parse()?,
             "OnAccessTracking" => c.on_access_tracking = v.parse()?,
+            "MoatDetectionLog" => c.moat_detection_log = Some(PathBuf::from(v)),
             "DatabaseDirectory" => c.database_directory = PathBuf::from(v),
             "LogFile" => c.log_file = Some(PathBuf::from(v)),
             "LogVerbose" => c.log_verbose = parse_bool(v)?,

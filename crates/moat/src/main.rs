@@ -4,6 +4,7 @@
 //! the subcommand modules ([`scan`], [`watch`], [`serve`]) on top of `moat-sigs` and `moat-engine`.
 
 mod database;
+mod react;
 mod scan;
 mod serve;
 mod size;
@@ -29,6 +30,8 @@ enum Command {
     Watch(watch::WatchArgs),
     /// Serve clamd's protocol on LocalSocket/TCPSocket: a drop-in for clamd.
     Serve(serve::ServeArgs),
+    /// Manage the quarantine of `moat watch --move/--copy`: list, restore, delete (root only).
+    Quarantine(react::QuarantineArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
         // The daemon sets up its own logging from clamd.conf.
         Command::Watch(args) => ExitCode::from(watch::run(args)),
         Command::Serve(args) => ExitCode::from(serve::run(args)),
+        Command::Quarantine(args) => ExitCode::from(react::run_quarantine(args)),
     }
 }
 

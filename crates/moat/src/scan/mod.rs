@@ -21,6 +21,7 @@ use moat_engine::{Engine, Limits, ScanError, Scanner, Verdict};
 use regex::bytes::Regex;
 
 use crate::size::parse_size;
+use moat_react::scan_action::{ScanAction, Target};
 use output::{Outcome, Totals};
 use walk::{Follow, Item, WalkOptions};
 
@@ -95,6 +96,15 @@ pub struct ScanArgs {
     /// Also append the report to FILE.
     #[arg(short = 'l', long = "log", value_name = "FILE")]
     log: Option<PathBuf>,
+    /// Move infected files into DIRECTORY (clamscan's naming: NAME, NAME.001, ...).
+    #[arg(long = "move", value_name = "DIRECTORY")]
+    move_to: Option<PathBuf>,
+    /// Copy infected files into DIRECTORY.
+    #[arg(long, value_name = "DIRECTORY")]
+    copy: Option<PathBuf>,
+    /// Remove infected files. Be careful!
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "yes", value_parser = parse_yes_no, value_name = "yes/no", default_value = "no")]
+    remove: bool,
     /// Scanning threads (default: one per core).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
@@ -110,6 +120,8 @@ enum Report {
         outcome: Outcome,
         bytes_read: u64,
         bytes_scanned: u64,
+        /// What `--move`/`--copy`/`--remove` did: a stdout line, or an stderr line.
+        acted: Option<Result<String, String>>,
     },
     Item(Item),
     Done {
@@ -122,6 +134,13 @@ enum Report {
 pub fn run(args: ScanArgs) -> u8 {
     let start = SystemTime::now();
     let clock = Instant::now();
+    let action = match scan_action(&args) {
+        Ok(a) => a,
+        Err(message) => {
+            eprintln!("{message}");
+            return 2;
+        }
+    };
     let mut out = match Output::new(args.log.as_ref(), args.no_summary) {
         Ok(out) => out,
         Err(message) => {
@@ -161,7 +180,7 @@ pub fn run(args: ScanArgs) -> u8 {
             html: args.scan_html,
         },
     };
-    let mut totals = scan_all(&engine, limits, &args, &mut out);
+    let mut totals = scan_all(&engine, limits, &args, action.as_ref(), &mut out);
     out.summary(engine.signature_count(), &totals, clock, start);
     if out.log_failed || out.report_failed {
         totals.errors += 1;
@@ -169,7 +188,24 @@ pub fn run(args: ScanArgs) -> u8 {
     totals.exit_code()
 }
 
-fn scan_all(engine: &Engine, limits: Limits, args: &ScanArgs, out: &mut Output) -> Totals {
+/// `--move`, else `--copy`, else `--remove` (clamscan's precedence); the directory is
+/// checked before anything is scanned.
+fn scan_action(args: &ScanArgs) -> Result<Option<ScanAction>, String> {
+    Ok(match (&args.move_to, &args.copy, args.remove) {
+        (Some(dir), _, _) => Some(ScanAction::Move(Target::open(dir)?)),
+        (_, Some(dir), _) => Some(ScanAction::Copy(Target::open(dir)?)),
+        (_, _, true) => Some(ScanAction::Remove),
+        _ => None,
+    })
+}
+
+fn scan_all(
+    engine: &Engine,
+    limits: Limits,
+    args: &ScanArgs,
+    action: Option<&ScanAction>,
+    out: &mut Output,
+) -> Totals {
     let paths = if args.paths.is_empty() {
         vec![PathBuf::from(".")]
     } else {
@@ -191,7 +227,7 @@ fn scan_all(engine: &Engine, limits: Limits, args: &ScanArgs, out: &mut Output) 
     std::thread::scope(|scope| {
         for _ in 0..threads {
             let (jobs, reports) = (job_rx.clone(), report_tx.clone());
-            scope.spawn(move || worker(engine, limits, jobs, reports));
+            scope.spawn(move || worker(engine, limits, jobs, reports, action));
         }
         drop(job_rx);
         let reports = report_tx.clone();
@@ -235,35 +271,44 @@ fn worker(
     limits: Limits,
     jobs: Receiver<(u64, PathBuf)>,
     reports: Sender<(u64, Report)>,
+    action: Option<&ScanAction>,
 ) {
     let mut scanner = Scanner::new(engine, limits);
     for (seq, path) in jobs {
-        let report = scan_one(&mut scanner, path);
+        let report = scan_one(&mut scanner, path, action);
         if reports.send((seq, report)).is_err() {
             return;
         }
     }
 }
 
-fn scan_one(scanner: &mut Scanner<'_>, path: PathBuf) -> Report {
+fn scan_one(scanner: &mut Scanner<'_>, path: PathBuf, action: Option<&ScanAction>) -> Report {
     let shown = path.clone();
+    let mut acted = None;
     let opened = File::open(&path).and_then(|f| f.metadata().map(|m| (f, m.len())));
     let (outcome, bytes_read, bytes_scanned) = match opened {
         Err(e) => (io_outcome(&e), 0, 0),
         Ok((_, 0)) => (Outcome::Empty, 0, 0),
-        Ok((file, len)) => match scanner.scan_file(&file) {
-            // A file over the size limits is reported OK (or, with --alert-exceeds-max,
-            // as the limit) but was not read.
-            Ok(scan) if scan.skipped.is_some() => (verdict_outcome(scan.verdict), 0, 0),
-            Ok(scan) => (verdict_outcome(scan.verdict), len, scan.bytes_scanned),
-            Err(ScanError::Io(e)) => (io_outcome(&e), 0, 0),
-        },
+        Ok((file, len)) => {
+            let scanned = match scanner.scan_file(&file) {
+                // A file over the size limits is reported OK (or, with --alert-exceeds-max,
+                // as the limit) but was not read.
+                Ok(scan) if scan.skipped.is_some() => (verdict_outcome(scan.verdict), 0, 0),
+                Ok(scan) => (verdict_outcome(scan.verdict), len, scan.bytes_scanned),
+                Err(ScanError::Io(e)) => (io_outcome(&e), 0, 0),
+            };
+            if let (Outcome::Infected(_), Some(a)) = (&scanned.0, action) {
+                acted = Some(a.apply(&shown, &file));
+            }
+            scanned
+        }
     };
     Report::Scanned {
         shown,
         outcome,
         bytes_read,
         bytes_scanned,
+        acted,
     }
 }
 
@@ -278,6 +323,7 @@ fn scan_stdin(engine: &Engine, limits: Limits) -> Report {
         outcome,
         bytes_read: bytes,
         bytes_scanned: bytes,
+        acted: None,
     }
 }
 
@@ -398,6 +444,7 @@ impl Output {
                 outcome,
                 bytes_read,
                 bytes_scanned,
+                acted,
             } => {
                 match &outcome {
                     Outcome::Clean => totals.files += 1,
@@ -412,6 +459,11 @@ impl Output {
                 totals.bytes_scanned += bytes_scanned;
                 if let Some(line) = output::line(&shown, &outcome, infected_only) {
                     self.stdout(&line);
+                }
+                match acted {
+                    Some(Ok(line)) => self.stdout(line.as_bytes()),
+                    Some(Err(line)) => self.stderr(&line),
+                    None => {}
                 }
                 if let Some(bar) = &self.progress {
                     bar.set_message(format!(
