@@ -188,6 +188,25 @@ impl DetectionLog {
         self.flush_suppressed(now)
     }
 
+    /// Closes every window (at shutdown): each repeat count is written.
+    pub fn close_all(&mut self) -> io::Result<()> {
+        let now = Instant::now();
+        let keys: Vec<(PathBuf, String)> = self.seen.keys().cloned().collect();
+        for key in keys {
+            self.close(&key, now)?;
+        }
+        self.flush_suppressed(now)
+    }
+
+    /// Records that `count` detections never reached the log (the reaction queue was full).
+    pub fn dropped(&mut self, count: u64, now: Instant) -> io::Result<()> {
+        let rec = Record {
+            count: Some(count),
+            ..Record::bare("dropped")
+        };
+        self.write_limited(&rec, now)
+    }
+
     fn close_oldest(&mut self) -> io::Result<()> {
         let oldest = self
             .seen

@@ -168,6 +168,7 @@ impl Reactions {
             virus_event: settings.virus_event,
             log,
             stats: Arc::clone(&stats),
+            dropped_logged: 0,
         };
         let thread = std::thread::Builder::new()
             .name("moat-react".into())
@@ -224,6 +225,8 @@ struct Worker {
     virus_event: Option<VirusEvent>,
     log: Option<DetectionLog>,
     stats: Arc<ReactStats>,
+    /// `stats.dropped` as last written to the log.
+    dropped_logged: u64,
 }
 
 impl Worker {
@@ -236,18 +239,37 @@ impl Worker {
             }
         }
         self.tick();
-    }
-
-    fn tick(&mut self) {
         if let Some(log) = &mut self.log {
-            if let Err(e) = log.expire(Instant::now()) {
+            if let Err(e) = log.close_all() {
                 tracing::error!("detection log: {e}");
             }
         }
     }
 
+    /// Closes ended dedup windows and records detections the full queue dropped.
+    fn tick(&mut self) {
+        let Some(log) = &mut self.log else { return };
+        let now = Instant::now();
+        let dropped = self.stats.dropped.load(Relaxed);
+        let new = dropped - self.dropped_logged;
+        self.dropped_logged = dropped;
+        let done = log.expire(now).and_then(|()| {
+            if new > 0 {
+                log.dropped(new, now)
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = done {
+            tracing::error!("detection log: {e}");
+        }
+    }
+
     fn handle(&mut self, d: Detection) {
         self.stats.handled.fetch_add(1, Relaxed);
+        if self.stats.dropped.load(Relaxed) > self.dropped_logged {
+            self.tick();
+        }
         let outcome = self.act(&d);
         match &outcome {
             Outcome::None => {}

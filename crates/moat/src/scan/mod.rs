@@ -136,6 +136,11 @@ pub fn run(args: ScanArgs) -> u8 {
     let clock = Instant::now();
     let action = match scan_action(&args) {
         Ok(a) => a,
+        // As clamscan: its action_setup message on stdout, an ERROR line on stderr.
+        Err(message) if message.starts_with("action_setup") => {
+            println!("{message}");
+            return 2;
+        }
         Err(message) => {
             eprintln!("{message}");
             return 2;
