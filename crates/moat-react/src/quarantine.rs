@@ -374,13 +374,10 @@ fn apply_metadata(file: &File, s: &Sidecar) -> io::Result<()> {
 }
 
 fn replaced(path: &Path) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::Other,
-        format!(
-            "{} is no longer the file that was scanned: left alone",
-            path.display()
-        ),
-    )
+    io::Error::other(format!(
+        "{} is no longer the file that was scanned: left alone",
+        path.display()
+    ))
 }
 
 fn sidecar_name(id: &str) -> String {

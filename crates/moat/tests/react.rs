@@ -80,8 +80,11 @@ fn scan_tree(root: &Path) {
     std::os::unix::fs::symlink(root.join("src"), root.join("link")).unwrap();
 }
 
-/// Every file under `root`: relative path, mode, contents (symlinks as their target).
-fn snapshot(root: &Path) -> Vec<(String, u32, Vec<u8>)> {
+/// Every file of a tree: relative path, mode, contents (symlinks as their target).
+type Tree = Vec<(String, u32, Vec<u8>)>;
+
+/// Every file under `root`.
+fn snapshot(root: &Path) -> Tree {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -123,12 +126,7 @@ fn run_in(cmd: &mut Command, dir: &Path, args: &[String]) -> Output {
 /// identical trees; returns (clamscan, moat) stdout with each root written as `ROOT`.
 fn both(
     args: &[&str],
-) -> (
-    String,
-    String,
-    Vec<(String, u32, Vec<u8>)>,
-    Vec<(String, u32, Vec<u8>)>,
-) {
+) -> (String, String, Tree, Tree) {
     let (ta, ra) = watched_dir();
     let (tb, rb) = watched_dir();
     let mut outs = Vec::new();
