@@ -124,9 +124,7 @@ fn run_in(cmd: &mut Command, dir: &Path, args: &[String]) -> Output {
 
 /// Runs clamscan and moat scan with `args` (`ROOT` replaced by each tree's root) on two
 /// identical trees; returns (clamscan, moat) stdout with each root written as `ROOT`.
-fn both(
-    args: &[&str],
-) -> (String, String, Tree, Tree) {
+fn both(args: &[&str]) -> (String, String, Tree, Tree) {
     let (ta, ra) = watched_dir();
     let (tb, rb) = watched_dir();
     let mut outs = Vec::new();
