@@ -188,6 +188,9 @@ impl Reactions {
             Ok(()) => {}
             Err(TrySendError::Full(d)) => {
                 let n = self.stats.dropped.fetch_add(1, Relaxed) + 1;
+                if !n.is_power_of_two() {
+                    return; // logged at the 1st, 2nd, 4th... drop only
+                }
                 tracing::warn!(
                     "reactions queue full: nothing done about {} ({n} dropped so far)",
                     d.path.display()

@@ -76,6 +76,10 @@ impl VirusEvent {
         if self.running.fetch_add(1, Relaxed) >= self.max_running {
             self.running.fetch_sub(1, Relaxed);
             let n = self.stats.dropped.fetch_add(1, Relaxed) + 1;
+            // Logged at the 1st, 2nd, 4th, 8th... drop: a loop of detections cannot flood the log.
+            if !n.is_power_of_two() {
+                return;
+            }
             tracing::warn!(
                 "VirusEvent: {} commands still running; not run for {virus} ({n} dropped so far)",
                 self.max_running

@@ -234,8 +234,9 @@ impl Daemon {
         fs::write(
             &conf,
             format!(
-                "OnAccessCoverage directory\nOnAccessIncludePath {}\nOnAccessPrevention yes\nDatabaseDirectory {}\n{extra_conf}",
+                "OnAccessCoverage directory\nOnAccessIncludePath {}\n{}DatabaseDirectory {}\n{extra_conf}",
                 root.join("watched").display(),
+                if extra_conf.contains("OnAccessPrevention") { "" } else { "OnAccessPrevention yes\n" },
                 db.display()
             ),
         )
@@ -437,6 +438,34 @@ fn blocked_file_is_moved_to_quarantine_listed_restored_and_deleted() {
     assert_eq!(fs::read_dir(&q).unwrap().count(), 0);
     let log = d.stop();
     assert!(log.contains(&format!("(quarantine ID {id})")), "{log}");
+}
+
+/// Notify-only: the opener reads the file (nothing blocked), then it is moved all the same.
+#[test]
+fn notify_only_reads_then_moves() {
+    if !privileged() {
+        return;
+    }
+    let (_t, root, file) = world();
+    let q = root.join("quarantine");
+    let d = Daemon::start(
+        &root,
+        "OnAccessPrevention no\n",
+        &["--move", q.to_str().unwrap()],
+    );
+    let (pid, code) = read_as_nobody(&file, &moat_testkit::eicar());
+    assert_eq!(code, 0, "notify-only never blocks");
+    wait_until("the quarantine", Duration::from_secs(10), || {
+        !file.exists() && sidecars(&q).len() == 1
+    });
+    let accessor = &sidecars(&q)[0]["accessor"];
+    assert_eq!(accessor["pid"], pid);
+    // Nobody waits in notify-only mode: an opener that already exited has no uid to read.
+    assert!(
+        accessor["uid"] == NOBODY || accessor["uid"].is_null(),
+        "{accessor}"
+    );
+    d.stop();
 }
 
 #[test]
