@@ -140,6 +140,8 @@ pub struct ReactStats {
     pub acted: AtomicU64,
     /// File actions that failed.
     pub action_failures: AtomicU64,
+    /// Detections that ran no VirusEvent, being repeats within [`VIRUS_EVENT_WINDOW`].
+    pub virus_event_repeats: AtomicU64,
 }
 
 /// The reaction thread and its queue.
@@ -169,6 +171,7 @@ impl Reactions {
             log,
             stats: Arc::clone(&stats),
             dropped_logged: 0,
+            fired: std::collections::HashMap::new(),
         };
         let thread = std::thread::Builder::new()
             .name("moat-react".into())
@@ -230,7 +233,12 @@ struct Worker {
     stats: Arc<ReactStats>,
     /// `stats.dropped` as last written to the log.
     dropped_logged: u64,
+    /// When VirusEvent last ran for a path and signature.
+    fired: std::collections::HashMap<(PathBuf, String), Instant>,
 }
+
+/// Repeats of one path and signature within this window run VirusEvent once.
+pub const VIRUS_EVENT_WINDOW: Duration = Duration::from_secs(60);
 
 impl Worker {
     fn run(mut self, rx: Receiver<Detection>) {
@@ -298,8 +306,36 @@ impl Worker {
                 tracing::error!("detection log: {e}");
             }
         }
-        if let Some(ve) = &self.virus_event {
-            ve.fire(d.path.as_os_str(), &d.signature);
+        if self.virus_event.is_some() {
+            if self.first_in_window(&d) {
+                if let Some(ve) = &self.virus_event {
+                    ve.fire(d.path.as_os_str(), &d.signature);
+                }
+            } else {
+                self.stats.virus_event_repeats.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    /// Whether `d` is the first detection of its path and signature within
+    /// [`VIRUS_EVENT_WINDOW`]: a loop of opens of one file runs VirusEvent once a window,
+    /// not once an open (clamd runs it on every detection).
+    fn first_in_window(&mut self, d: &Detection) -> bool {
+        let now = Instant::now();
+        if self.fired.len() >= 4096 {
+            self.fired
+                .retain(|_, t| now.duration_since(*t) < VIRUS_EVENT_WINDOW);
+        }
+        if self.fired.len() >= 4096 {
+            self.fired.clear();
+        }
+        let key = (d.path.clone(), d.signature.clone());
+        match self.fired.get(&key) {
+            Some(t) if now.duration_since(*t) < VIRUS_EVENT_WINDOW => false,
+            _ => {
+                self.fired.insert(key, now);
+                true
+            }
         }
     }
 

@@ -628,7 +628,19 @@ fn detections_log_records_the_accessor_and_bounds_a_loop_of_opens() {
     }
     let (_t, root, file) = world();
     let log = root.join("detections.jsonl");
-    let d = Daemon::start(&root, &format!("MoatDetectionLog {}\n", log.display()), &[]);
+    let runs = root.join("runs");
+    let script = root.join("count.sh");
+    write_file(
+        &script,
+        format!("#!/bin/sh\necho run >> {}\n", runs.display()).as_bytes(),
+        0o755,
+    );
+    let conf = format!(
+        "MoatDetectionLog {}\nVirusEvent {}\n",
+        log.display(),
+        script.display()
+    );
+    let d = Daemon::start(&root, &conf, &[]);
     let (pid, code) = read_as_nobody(&file, &moat_testkit::eicar());
     assert_eq!(code, libc::EPERM);
     wait_until("the first record", Duration::from_secs(10), || {
@@ -668,4 +680,6 @@ fn detections_log_records_the_accessor_and_bounds_a_loop_of_opens() {
         .map(|r| r["count"].as_u64().unwrap())
         .sum();
     assert_eq!(repeated + dropped, 10_000, "every repeat counted:\n{text}");
+    // VirusEvent ran once for the whole loop (one path and signature within a minute).
+    assert_eq!(fs::read_to_string(&runs).unwrap(), "run\n");
 }
