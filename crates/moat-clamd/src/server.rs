@@ -159,6 +159,8 @@ pub struct Ctx {
     pub generation: AtomicU64,
     /// Client connections open now (MaxConnections).
     connections: AtomicUsize,
+    /// The VirusEvent runner (bounded in number and time; never waited for).
+    virus_event: Option<moat_react::virus_event::VirusEvent>,
 }
 
 impl Ctx {
@@ -207,25 +209,11 @@ impl Ctx {
         }
     }
 
+    /// As clamd: `%v` is the name, the file only travels in the environment (see
+    /// moat_react::virus_event); started without waiting, at most a few at once.
     fn virus_event(&self, file: &str, name: &str) {
-        let Some(cmd) = &self.settings.virus_event else {
-            return;
-        };
-        // As clamd: %v is replaced by the name; the file only travels in the environment
-        // (a file name in a shell command line would be an injection).
-        let cmd = cmd.replace("%v", name);
-        let child = std::process::Command::new("/bin/sh")
-            .arg("-c")
-            .arg(&cmd)
-            .env("CLAM_VIRUSEVENT_FILENAME", file)
-            .env("CLAM_VIRUSEVENT_VIRUSNAME", name)
-            .stdin(std::process::Stdio::null())
-            .spawn();
-        match child {
-            Ok(mut c) => {
-                std::thread::spawn(move || c.wait());
-            }
-            Err(e) => tracing::error!("VirusEvent: cannot run {cmd:?}: {e}"),
+        if let Some(ve) = &self.virus_event {
+            ve.fire(std::ffi::OsStr::new(file), name);
         }
     }
 }
@@ -445,6 +433,13 @@ impl Server {
             settings.max_queue,
             settings.idle_timeout,
         );
+        let settings_virus_event = settings.virus_event.as_deref().map(|cmd| {
+            moat_react::virus_event::VirusEvent::new(
+                cmd,
+                moat_react::virus_event::VirusEvent::DEFAULT_MAX_RUNNING,
+                moat_react::virus_event::VirusEvent::DEFAULT_TIMEOUT,
+            )
+        });
         let ctx = Arc::new(Ctx {
             settings,
             pool,
@@ -452,6 +447,7 @@ impl Server {
             events: tx,
             generation: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
+            virus_event: settings_virus_event,
         });
         let (r, w) = nix::unistd::pipe().map_err(io::Error::from)?;
         let listeners = Arc::new(listeners);

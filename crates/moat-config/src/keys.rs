@@ -166,6 +166,7 @@ pub static KEYS: &[KeyInfo] = &[
     k("MaxZipTypeRcg", Size),
     moat(k("MoatControlSocket", Str)),
     moat(k("MoatMetricsAddress", Str)),
+    moat(k("MoatDetectionLog", Str)),
     k("OLE2BlockMacros", Bool),
     k("OfficialDatabaseOnly", Bool),
     moat(k("OnAccessCoverage", Str)),

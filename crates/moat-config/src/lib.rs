@@ -31,8 +31,8 @@
 //! the others are type-checked and listed by [`Config::unused_keys`] (log them at debug
 //! level). Deprecated keys clamd ignores (`ScanOnAccess`, `MailFollowURLs`, ...) produce a
 //! [`Warning`]. moat adds keys of its own: `OnAccessScanTimeout`, `OnAccessCoverage`,
-//! `OnAccessTracking`, `MoatControlSocket`, `MoatMetricsAddress`, `ClamdSocket` and
-//! `MaxConnections`.
+//! `OnAccessTracking`, `MoatControlSocket`, `MoatMetricsAddress`, `MoatDetectionLog`,
+//! `ClamdSocket` and `MaxConnections`.
 //!
 //! # Example
 //!
@@ -274,6 +274,9 @@ pub struct Config {
     /// `MoatMetricsAddress` (**moat extension**, `HOST:PORT`, default none: off): serve
     /// Prometheus metrics on `http://HOST:PORT/metrics`.
     pub moat_metrics_address: Option<String>,
+    /// `MoatDetectionLog` (**moat extension**, a file, default none): `moat watch` appends
+    /// one JSON line per detection there (deduplicated and rate-limited; `--detections-log`).
+    pub moat_detection_log: Option<PathBuf>,
 
     // ---- general ----
     /// `DatabaseDirectory` (default `/var/lib/clamav`): signature databases; never watched.
@@ -403,6 +406,7 @@ impl Default for Config {
             on_access_tracking: Tracking::default(),
             moat_control_socket: None,
             moat_metrics_address: None,
+            moat_detection_log: None,
             database_directory: PathBuf::from("/var/lib/clamav"),
             log_file: None,
             log_verbose: false,
@@ -692,6 +696,7 @@ impl Parser<'_> {
             "OnAccessTracking" => c.on_access_tracking = v.parse()?,
             "MoatControlSocket" => c.moat_control_socket = Some(PathBuf::from(v)),
             "MoatMetricsAddress" => c.moat_metrics_address = Some(v.to_owned()),
+            "MoatDetectionLog" => c.moat_detection_log = Some(PathBuf::from(v)),
             "DatabaseDirectory" => c.database_directory = PathBuf::from(v),
             "LogFile" => c.log_file = Some(PathBuf::from(v)),
             "LogVerbose" => c.log_verbose = parse_bool(v)?,

@@ -172,8 +172,14 @@ fn every_used_key() {
          MaxRecursion 10\n\
          MaxFiles 500\n\
          MaxScriptNormalize 7K\n\
-         VirusEvent /usr/local/bin/alert --name %v\n",
+         VirusEvent /usr/local/bin/alert --name %v\n\
+         MoatDetectionLog /var/log/moat/detections.jsonl\n",
     );
+    assert_eq!(
+        c.moat_detection_log,
+        Some(PathBuf::from("/var/log/moat/detections.jsonl"))
+    );
+    assert!(c.unused_keys().iter().all(|k| k.key != "MoatDetectionLog"));
     assert_eq!(c.on_access_include_paths, [PathBuf::from("/home")]);
     assert_eq!(c.on_access_exclude_paths.len(), 1);
     assert_eq!(

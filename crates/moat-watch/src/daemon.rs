@@ -76,6 +76,9 @@ pub struct WatchSettings {
     pub deny_on_error: bool,
     /// `OnAccessRetryAttempts`: scans retried after a failure.
     pub retries: u32,
+    /// After a detection (never before the answer): `--move`/`--copy`/`--remove`,
+    /// `VirusEvent`, detection records (moat-react).
+    pub reactions: Option<Arc<moat_react::Reactions>>,
 }
 
 /// Why the daemon could not start.
@@ -210,6 +213,7 @@ impl Daemon {
         let reporter = Arc::new(Reporter {
             deadline: settings.scan_timeout,
             stats: Arc::clone(&stats),
+            reactions: settings.reactions.clone(),
         });
         let reader_stop = Arc::new(Stop::new().map_err(StartError::Thread)?);
         let mount_paths: Vec<PathBuf> = settings
@@ -719,7 +723,14 @@ fn discovery_sink(
             kind: AccessKind::Discovered,
         };
         reporter.stats.reported_scans.fetch_add(1, Relaxed);
-        pool.submit(file, ReportSink::new(access, Arc::clone(&reporter)));
+        let keep = reporter
+            .reactions
+            .as_ref()
+            .and_then(|_| file.try_clone().ok());
+        pool.submit(
+            file,
+            ReportSink::with_file(access, Arc::clone(&reporter), keep),
+        );
     })
 }
 

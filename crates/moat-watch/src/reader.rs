@@ -235,7 +235,14 @@ impl Reader {
         }
         if let Some(fd) = ev.take_fd() {
             self.reporter.stats.reported_scans.fetch_add(1, Relaxed);
-            let sink = ReportSink::new(access, Arc::clone(&self.reporter));
+            // The reactions (quarantine) act on the scanned inode: a second fd for them.
+            let keep = self
+                .reporter
+                .reactions
+                .as_ref()
+                .and_then(|_| fd.try_clone().ok());
+            let sink =
+                ReportSink::with_file(access, Arc::clone(&self.reporter), keep.map(File::from));
             self.pool.submit(File::from(fd), sink);
         }
     }

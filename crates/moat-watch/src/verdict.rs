@@ -9,6 +9,7 @@
 //! answer failed) is a warning; a clean, cached or skipped verdict is debug.
 
 use std::fmt;
+use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -139,12 +140,15 @@ pub struct Reporter {
     pub deadline: Duration,
     /// Counters.
     pub stats: Arc<DaemonStats>,
+    /// What to do about a detection after the answer (quarantine, VirusEvent, records).
+    pub reactions: Option<Arc<moat_react::Reactions>>,
 }
 
 impl Reporter {
     /// Logs the outcome of one access. `waited` says whether the opener waited for the
     /// answer. `who` is the opener as captured before answering (see [`Opener::capture`]);
-    /// `None` reads it now (a scan nobody waited on).
+    /// `None` reads it now (a scan nobody waited on). `file` is the scanned file, for the
+    /// reactions to a detection (they act on that inode only).
     pub fn report(
         &self,
         access: &Access,
@@ -152,6 +156,7 @@ impl Reporter {
         cause: Cause<'_>,
         waited: bool,
         who: Option<Opener>,
+        file: Option<File>,
     ) {
         let path = escape(access.path.as_os_str().as_encoded_bytes());
         let action = match (waited, response) {
@@ -168,6 +173,7 @@ impl Reporter {
                     escape(name.as_bytes()),
                     access.kind
                 );
+                self.react(access, name, &w, waited && response == Response::Deny, file);
             }
             Cause::Scanned(v) => {
                 tracing::debug!(path = %path, verdict = ?v, kind = %access.kind, "scanned")
@@ -191,6 +197,24 @@ impl Reporter {
                 tracing::error!(path = %path, action, "scan job lost; on-error decision applied")
             }
         }
+    }
+}
+
+impl Reporter {
+    /// Hands a detection to the reaction thread (after the answer; never blocks).
+    fn react(&self, access: &Access, name: &str, who: &Opener, blocked: bool, file: Option<File>) {
+        let Some(reactions) = &self.reactions else {
+            return;
+        };
+        reactions.submit(moat_react::Detection {
+            path: access.path.clone(),
+            file,
+            signature: name.to_owned(),
+            accessor: who.accessor(),
+            access: access.kind.to_string(),
+            blocked,
+            time: std::time::SystemTime::now(),
+        });
     }
 }
 
@@ -249,6 +273,16 @@ impl fmt::Display for Opener {
 }
 
 impl Opener {
+    /// The opener for a detection record.
+    pub fn accessor(&self) -> moat_react::Accessor {
+        moat_react::Accessor {
+            pid: self.pid,
+            uid: self.uid.parse().ok(),
+            comm: self.comm.clone(),
+            exe: self.exe.clone(),
+        }
+    }
+
     /// Reads the opener of `access` from procfs now.
     pub fn capture(access: &Access) -> Opener {
         let pid = access.pid;
@@ -319,6 +353,14 @@ impl Answer for PermissionSink {
         let event = self.event.lock().unwrap_or_else(|p| p.into_inner()).take();
         // The opener waits in open(2) until answered: read who it is now, not after.
         let who = (event.is_some() && names_opener(&cause)).then(|| Opener::capture(&self.access));
+        // The reactions act on the file scanned: keep its fd past the answer (detections only).
+        let file = match (&cause, &event, &self.reporter.reactions) {
+            (Cause::Scanned(Verdict::Infected(_)), Some(ev), Some(_)) => ev
+                .fd()
+                .and_then(|fd| fd.try_clone_to_owned().ok())
+                .map(File::from),
+            _ => None,
+        };
         if let Some(event) = event {
             let stats = &self.reporter.stats;
             match event.respond(kernel_response(response)) {
@@ -332,7 +374,7 @@ impl Answer for PermissionSink {
             stats.latency.record(self.created.elapsed());
         }
         self.reporter
-            .report(&self.access, response, cause, true, who);
+            .report(&self.access, response, cause, true, who, file);
     }
 }
 
@@ -340,19 +382,31 @@ impl Answer for PermissionSink {
 pub struct ReportSink {
     access: Access,
     reporter: Arc<Reporter>,
+    file: Mutex<Option<File>>,
 }
 
 impl ReportSink {
     /// A sink reporting on `access`.
     pub fn new(access: Access, reporter: Arc<Reporter>) -> Self {
-        ReportSink { access, reporter }
+        Self::with_file(access, reporter, None)
+    }
+
+    /// A sink reporting on `access` that hands `file` (the file scanned) to the
+    /// reactions when it is infected.
+    pub fn with_file(access: Access, reporter: Arc<Reporter>, file: Option<File>) -> Self {
+        ReportSink {
+            access,
+            reporter,
+            file: Mutex::new(file),
+        }
     }
 }
 
 impl Answer for ReportSink {
     fn answer(&self, response: Response, cause: Cause<'_>) {
+        let file = self.file.lock().unwrap_or_else(|p| p.into_inner()).take();
         self.reporter
-            .report(&self.access, response, cause, false, None);
+            .report(&self.access, response, cause, false, None, file);
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod database;
 mod man;
+mod react;
 mod scan;
 mod serve;
 mod size;
@@ -42,6 +43,8 @@ enum Command {
         /// Where to write them.
         dir: std::path::PathBuf,
     },
+    /// Manage the quarantine of `moat watch --move/--copy`: list, restore, delete (root only).
+    Quarantine(react::QuarantineArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Quarantine(args) => ExitCode::from(react::run_quarantine(args)),
     }
 }
 

@@ -85,6 +85,9 @@ pub struct WatchArgs {
     /// The control socket and the metrics endpoint (`moat status`, `--metrics`).
     #[command(flatten)]
     health: crate::status::HealthArgs,
+    /// What happens after a detection.
+    #[command(flatten)]
+    react: crate::react::ReactArgs,
 }
 
 /// `--coverage` values.
@@ -297,7 +300,9 @@ impl LogGuards {
 }
 
 fn start_and_run(args: &WatchArgs, c: &Config) -> Result<(), String> {
-    let settings = settings(c)?;
+    let mut settings = settings(c)?;
+    let reactions = crate::react::start(&args.react, c)?;
+    settings.reactions = reactions.clone();
     let scanner = load_scanner(args, c, 1)?;
     let stop = Arc::new(Stop::new().map_err(|e| format!("cannot create the stop pipe: {e}"))?);
     stop.on_signals(&[libc::SIGTERM, libc::SIGINT])
@@ -332,6 +337,9 @@ fn start_and_run(args: &WatchArgs, c: &Config) -> Result<(), String> {
     });
     endpoints.shutdown();
     let _ = moat_watch::notify::notify("STOPPING=1");
+    if let Some(r) = &reactions {
+        r.stop(Duration::from_secs(5));
+    }
     ran
 }
 
@@ -380,6 +388,7 @@ fn settings(c: &Config) -> Result<WatchSettings, String> {
         scan_timeout: c.on_access_scan_timeout,
         deny_on_error: c.on_access_deny_on_error,
         retries: c.on_access_retry_attempts,
+        reactions: None,
     })
 }
 

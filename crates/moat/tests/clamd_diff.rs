@@ -1011,3 +1011,57 @@ fn enable_command_keys_turn_commands_off_as_clamd_1_5_does() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// VirusEvent as clamd runs it: `%v` substituted, `%f` replaced by clamd's sentence, and an
+/// environment of the two CLAM_VIRUSEVENT_ variables only (PWD aside, which sh sets).
+#[test]
+fn virus_event_matches_clamd() {
+    if !oracle_present() {
+        return;
+    }
+    let fx = Fixture::new();
+    let script = fx.root().join("event.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nout=$1; shift\n/usr/bin/env -0 > \"$out.tmp\"\necho \"$@\" >> \"$out.tmp\"\n/bin/mv \"$out.tmp\" \"$out\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut seen = Vec::new();
+    for name in ["clamd", "moat"] {
+        let out = fx.root().join(format!("{name}.event"));
+        let server = fx.start(
+            name,
+            &format!("VirusEvent {} {} %v %f\n", script.display(), out.display()),
+        );
+        let path = fx.files().join("bad.txt");
+        let reply = exchange(
+            &server,
+            Transport::Unix,
+            &[Send(format!("zSCAN {}\0", path.display()).into_bytes())],
+        );
+        assert!(show(&reply).contains("FOUND"), "{name}: {}", show(&reply));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !out.exists() {
+            assert!(Instant::now() < deadline, "{name}: VirusEvent did not run");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let text = std::fs::read_to_string(&out).unwrap();
+        let mut vars: Vec<&str> = text
+            .split('\0')
+            .filter(|v| !v.starts_with("PWD="))
+            .collect();
+        vars.sort();
+        seen.push(vars.join("|"));
+        drop(server);
+    }
+    assert!(
+        seen[0].contains("CLAM_VIRUSEVENT_VIRUSNAME=Moat.Test.Marker.UNOFFICIAL"),
+        "{}",
+        seen[0]
+    );
+    assert_eq!(
+        seen[1], seen[0],
+        "moat serve's VirusEvent differs from clamd's"
+    );
+}

@@ -21,6 +21,7 @@ use moat_engine::{Engine, Limits, ScanError, Scanner, Verdict};
 use regex::bytes::Regex;
 
 use crate::size::parse_size;
+use moat_react::scan_action::{ScanAction, Target};
 use output::{Outcome, Totals};
 use walk::{Follow, Item, WalkOptions};
 
@@ -95,6 +96,15 @@ pub struct ScanArgs {
     /// Also append the report to FILE.
     #[arg(short = 'l', long = "log", value_name = "FILE")]
     log: Option<PathBuf>,
+    /// Move infected files into DIRECTORY (clamscan's naming: NAME, NAME.001, ...).
+    #[arg(long = "move", value_name = "DIRECTORY")]
+    move_to: Option<PathBuf>,
+    /// Copy infected files into DIRECTORY.
+    #[arg(long, value_name = "DIRECTORY")]
+    copy: Option<PathBuf>,
+    /// Remove infected files. Be careful!
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "yes", value_parser = parse_yes_no, value_name = "yes/no", default_value = "no")]
+    remove: bool,
     /// Scanning threads (default: one per core).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
@@ -120,6 +130,8 @@ enum Report {
         outcome: Outcome,
         bytes_read: u64,
         bytes_scanned: u64,
+        /// What `--move`/`--copy`/`--remove` did: a stdout line, or an stderr line.
+        acted: Option<Result<String, String>>,
     },
     Item(Item),
     Done {
@@ -132,6 +144,18 @@ enum Report {
 pub fn run(args: ScanArgs) -> u8 {
     let start = SystemTime::now();
     let clock = Instant::now();
+    let action = match scan_action(&args) {
+        Ok(a) => a,
+        // As clamscan: its action_setup message on stdout, an ERROR line on stderr.
+        Err(message) if message.starts_with("action_setup") => {
+            println!("{message}");
+            return 2;
+        }
+        Err(message) => {
+            eprintln!("{message}");
+            return 2;
+        }
+    };
     let mut out = match Output::new(args.log.as_ref(), args.no_summary) {
         Ok(out) => out,
         Err(message) => {
@@ -140,7 +164,7 @@ pub fn run(args: ScanArgs) -> u8 {
         }
     };
     if !args.clamd.is_empty() {
-        return run_on_clamd(&args, out, clock, start);
+        return run_on_clamd(&args, action.as_ref(), out, clock, start);
     }
     let engine = match crate::database::load(
         &args.database,
@@ -174,7 +198,12 @@ pub fn run(args: ScanArgs) -> u8 {
             html: args.scan_html,
         },
     };
-    let mut totals = scan_all(Backend::Engine(&engine, limits), &args, &mut out);
+    let mut totals = scan_all(
+        Backend::Engine(&engine, limits),
+        &args,
+        action.as_ref(),
+        &mut out,
+    );
     out.summary(engine.signature_count(), &totals, clock, start);
     if out.log_failed || out.report_failed {
         totals.errors += 1;
@@ -184,7 +213,13 @@ pub fn run(args: ScanArgs) -> u8 {
 
 /// `--clamd`: the same walk and output, verdicts from the servers. The summary's "Known
 /// viruses" is 0: clamd has no command that tells how many signatures it holds.
-fn run_on_clamd(args: &ScanArgs, mut out: Output, clock: Instant, start: SystemTime) -> u8 {
+fn run_on_clamd(
+    args: &ScanArgs,
+    action: Option<&ScanAction>,
+    mut out: Output,
+    clock: Instant,
+    start: SystemTime,
+) -> u8 {
     let pool = moat_clamd::client::Pool::new(
         args.clamd.clone(),
         moat_clamd::client::PoolOptions {
@@ -192,7 +227,7 @@ fn run_on_clamd(args: &ScanArgs, mut out: Output, clock: Instant, start: SystemT
             ..Default::default()
         },
     );
-    let mut totals = scan_all(Backend::Clamd(&pool), args, &mut out);
+    let mut totals = scan_all(Backend::Clamd(&pool), args, action, &mut out);
     out.summary(0, &totals, clock, start);
     if out.log_failed || out.report_failed {
         totals.errors += 1;
@@ -209,7 +244,23 @@ enum Backend<'a> {
     Clamd(&'a moat_clamd::client::Pool),
 }
 
-fn scan_all(backend: Backend<'_>, args: &ScanArgs, out: &mut Output) -> Totals {
+/// `--move`, else `--copy`, else `--remove` (clamscan's precedence); the directory is
+/// checked before anything is scanned.
+fn scan_action(args: &ScanArgs) -> Result<Option<ScanAction>, String> {
+    Ok(match (&args.move_to, &args.copy, args.remove) {
+        (Some(dir), _, _) => Some(ScanAction::Move(Target::open(dir)?)),
+        (_, Some(dir), _) => Some(ScanAction::Copy(Target::open(dir)?)),
+        (_, _, true) => Some(ScanAction::Remove),
+        _ => None,
+    })
+}
+
+fn scan_all(
+    backend: Backend<'_>,
+    args: &ScanArgs,
+    action: Option<&ScanAction>,
+    out: &mut Output,
+) -> Totals {
     let paths = if args.paths.is_empty() {
         vec![PathBuf::from(".")]
     } else {
@@ -231,7 +282,7 @@ fn scan_all(backend: Backend<'_>, args: &ScanArgs, out: &mut Output) -> Totals {
     std::thread::scope(|scope| {
         for _ in 0..threads {
             let (jobs, reports) = (job_rx.clone(), report_tx.clone());
-            scope.spawn(move || worker(backend, jobs, reports));
+            scope.spawn(move || worker(backend, jobs, reports, action));
         }
         drop(job_rx);
         let reports = report_tx.clone();
@@ -267,15 +318,20 @@ fn walker(
     ));
 }
 
-fn worker(backend: Backend<'_>, jobs: Receiver<(u64, PathBuf)>, reports: Sender<(u64, Report)>) {
+fn worker(
+    backend: Backend<'_>,
+    jobs: Receiver<(u64, PathBuf)>,
+    reports: Sender<(u64, Report)>,
+    action: Option<&ScanAction>,
+) {
     let mut scanner = match backend {
         Backend::Engine(engine, limits) => Some(Scanner::new(engine, limits)),
         Backend::Clamd(_) => None,
     };
     for (seq, path) in jobs {
         let report = match (&mut scanner, backend) {
-            (Some(scanner), _) => scan_one(scanner, path),
-            (None, Backend::Clamd(pool)) => scan_one_on_clamd(pool, path),
+            (Some(scanner), _) => scan_one(scanner, path, action),
+            (None, Backend::Clamd(pool)) => scan_one_on_clamd(pool, path, action),
             (None, Backend::Engine(..)) => unreachable!("an engine worker has a scanner"),
         };
         if reports.send((seq, report)).is_err() {
@@ -286,18 +342,30 @@ fn worker(backend: Backend<'_>, jobs: Receiver<(u64, PathBuf)>, reports: Sender<
 
 /// One file on the clamd pool: opened here (so that an unreadable file is reported as
 /// clamscan reports it), empty files not sent (clamscan prints `Empty file`).
-fn scan_one_on_clamd(pool: &moat_clamd::client::Pool, path: PathBuf) -> Report {
+fn scan_one_on_clamd(
+    pool: &moat_clamd::client::Pool,
+    path: PathBuf,
+    action: Option<&ScanAction>,
+) -> Report {
+    let mut acted = None;
     let opened = File::open(&path).and_then(|f| f.metadata().map(|m| (f, m.len())));
     let (outcome, bytes) = match opened {
         Err(e) => (io_outcome(&e), 0),
         Ok((_, 0)) => (Outcome::Empty, 0),
-        Ok((file, len)) => (clamd_outcome(pool.scan_answer(&file)), len),
+        Ok((file, len)) => {
+            let outcome = clamd_outcome(pool.scan_answer(&file));
+            if let (Outcome::Infected(_), Some(a)) = (&outcome, action) {
+                acted = Some(a.apply(&path, &file));
+            }
+            (outcome, len)
+        }
     };
     Report::Scanned {
         shown: path,
         outcome,
         bytes_read: bytes,
         bytes_scanned: bytes,
+        acted,
     }
 }
 
@@ -312,25 +380,33 @@ fn clamd_outcome(answer: Result<moat_clamd::client::Answer, moat_guard::ScanFail
     }
 }
 
-fn scan_one(scanner: &mut Scanner<'_>, path: PathBuf) -> Report {
+fn scan_one(scanner: &mut Scanner<'_>, path: PathBuf, action: Option<&ScanAction>) -> Report {
     let shown = path.clone();
+    let mut acted = None;
     let opened = File::open(&path).and_then(|f| f.metadata().map(|m| (f, m.len())));
     let (outcome, bytes_read, bytes_scanned) = match opened {
         Err(e) => (io_outcome(&e), 0, 0),
         Ok((_, 0)) => (Outcome::Empty, 0, 0),
-        Ok((file, len)) => match scanner.scan_file(&file) {
-            // A file over the size limits is reported OK (or, with --alert-exceeds-max,
-            // as the limit) but was not read.
-            Ok(scan) if scan.skipped.is_some() => (verdict_outcome(scan.verdict), 0, 0),
-            Ok(scan) => (verdict_outcome(scan.verdict), len, scan.bytes_scanned),
-            Err(ScanError::Io(e)) => (io_outcome(&e), 0, 0),
-        },
+        Ok((file, len)) => {
+            let scanned = match scanner.scan_file(&file) {
+                // A file over the size limits is reported OK (or, with --alert-exceeds-max,
+                // as the limit) but was not read.
+                Ok(scan) if scan.skipped.is_some() => (verdict_outcome(scan.verdict), 0, 0),
+                Ok(scan) => (verdict_outcome(scan.verdict), len, scan.bytes_scanned),
+                Err(ScanError::Io(e)) => (io_outcome(&e), 0, 0),
+            };
+            if let (Outcome::Infected(_), Some(a)) = (&scanned.0, action) {
+                acted = Some(a.apply(&shown, &file));
+            }
+            scanned
+        }
     };
     Report::Scanned {
         shown,
         outcome,
         bytes_read,
         bytes_scanned,
+        acted,
     }
 }
 
@@ -349,6 +425,7 @@ fn scan_stdin(backend: Backend<'_>) -> Report {
         outcome,
         bytes_read: bytes,
         bytes_scanned: bytes,
+        acted: None,
     }
 }
 
@@ -369,6 +446,7 @@ fn scan_stdin_on_clamd(pool: &moat_clamd::client::Pool) -> Report {
         outcome,
         bytes_read: bytes,
         bytes_scanned: bytes,
+        acted: None,
     }
 }
 
@@ -489,6 +567,7 @@ impl Output {
                 outcome,
                 bytes_read,
                 bytes_scanned,
+                acted,
             } => {
                 match &outcome {
                     Outcome::Clean => totals.files += 1,
@@ -503,6 +582,11 @@ impl Output {
                 totals.bytes_scanned += bytes_scanned;
                 if let Some(line) = output::line(&shown, &outcome, infected_only) {
                     self.stdout(&line);
+                }
+                match acted {
+                    Some(Ok(line)) => self.stdout(line.as_bytes()),
+                    Some(Err(line)) => self.stderr(&line),
+                    None => {}
                 }
                 if let Some(bar) = &self.progress {
                     bar.set_message(format!(
