@@ -39,8 +39,44 @@ pub enum Scope {
     Filesystem,
 }
 
+/// Which accesses are checked (`OnAccessEvents`, `--events`). See README's "Modes".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Events {
+    /// Opens (`FAN_OPEN_PERM`; notify-only: `FAN_OPEN`).
+    pub open: bool,
+    /// Executions (`FAN_OPEN_EXEC_PERM`; notify-only: `FAN_OPEN_EXEC`). Alone, reads raise
+    /// no event at all. The dynamic loader maps shared libraries after a plain open, so
+    /// libraries are only checked with `open`.
+    pub exec: bool,
+    /// Files closed after writing (`FAN_CLOSE_WRITE`): scanned and reported, never blocked.
+    pub close: bool,
+}
+
+impl std::fmt::Display for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let on = [
+            (self.open, "open"),
+            (self.exec, "exec"),
+            (self.close, "close"),
+        ];
+        let words: Vec<&str> = on.iter().filter(|(b, _)| *b).map(|(_, w)| *w).collect();
+        f.write_str(&words.join(","))
+    }
+}
+
+impl Default for Events {
+    /// `open,exec`.
+    fn default() -> Self {
+        Events {
+            open: true,
+            exec: true,
+            close: false,
+        }
+    }
+}
+
 /// What the daemon does, from clamd.conf and the command line.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WatchSettings {
     /// `OnAccessIncludePath`: directories to protect.
     pub include_paths: Vec<PathBuf>,
@@ -76,6 +112,8 @@ pub struct WatchSettings {
     pub deny_on_error: bool,
     /// `OnAccessRetryAttempts`: scans retried after a failure.
     pub retries: u32,
+    /// `OnAccessEvents`: which accesses are checked.
+    pub events: Events,
 }
 
 /// Why the daemon could not start.
@@ -179,12 +217,16 @@ impl Daemon {
         } else {
             crate::kernel_cache::Flush::All
         };
-        let kernel_cache = Some(Arc::new(KernelCache::new(
-            Arc::clone(&group),
-            open_mask(settings.prevention),
-            Arc::clone(&slot),
-            flush,
-        )));
+        let open = open_mask(&settings);
+        // Nothing to cache when no open is decided (`--events close`).
+        let kernel_cache = (!open.is_empty()).then(|| {
+            Arc::new(KernelCache::new(
+                Arc::clone(&group),
+                open,
+                Arc::clone(&slot),
+                flush,
+            ))
+        });
         let hook = kernel_cache.clone().map(|k| k as Arc<dyn CleanHook>);
         let pool = Arc::new(
             WorkerPool::with_hook(
@@ -219,11 +261,11 @@ impl Daemon {
             &roots,
             &mount_paths,
         )));
-        let quiet = (settings.scope == Scope::Filesystem).then(|| {
+        let quiet = (settings.scope == Scope::Filesystem && !open.is_empty()).then(|| {
             crate::quiet::channel(
                 Arc::clone(&group),
                 Arc::clone(&locator),
-                open_mask(settings.prevention),
+                open,
                 Arc::clone(&stats),
             )
         });
@@ -240,7 +282,7 @@ impl Daemon {
             own_pid: std::process::id() as i32,
             cache: Arc::clone(&cache),
             kernel_cache: kernel_cache.clone(),
-            extra_scanning: settings.extra_scanning,
+            scan_close_write: settings.extra_scanning || settings.events.close,
             locator: Arc::clone(&locator),
             quiet: quieter,
         };
@@ -286,7 +328,11 @@ impl Daemon {
                 Arc::clone(&group),
                 roots.clone(),
                 whole,
-                open_mask(settings.prevention),
+                if open.is_empty() {
+                    Mask::CLOSE_WRITE
+                } else {
+                    open
+                },
                 Arc::clone(&locator),
                 mount_paths.clone(),
             );
@@ -332,6 +378,7 @@ impl Daemon {
                 .uses
                 .push(format!("mount marks={}", settings.mount_paths.len()));
         }
+        daemon.uses.push(format!("events={}", settings.events));
         daemon.uses.push(match &daemon.kernel_cache {
             Some(k) => format!(
                 "cache={} + userspace ({VERDICT_CACHE_ENTRIES} entries)",
@@ -474,6 +521,8 @@ impl Daemon {
             coalesced = Stats::get(&g.coalesced),
             retries = Stats::get(&g.retries),
             kernel_cache = ?self.kernel_cache.as_ref().map(|k| &k.stats),
+            open_events = s.open_events.load(Relaxed),
+            exec_events = s.exec_events.load(Relaxed),
             close_writes = s.close_writes.load(Relaxed),
             unplaced = s.unplaced.load(Relaxed),
             quieted_dirs = s.quieted_dirs.load(Relaxed),
@@ -576,20 +625,30 @@ fn init_group(prevention: bool) -> Result<Group, moat_fanotify::Error> {
 /// Entries of the userspace verdict cache (a few MB).
 const VERDICT_CACHE_ENTRIES: usize = 1 << 16;
 
-/// The open events decided on: permission events with prevention, notifications without.
-fn open_mask(prevention: bool) -> Mask {
-    if prevention {
-        Mask::OPEN_PERM | Mask::OPEN_EXEC_PERM
+/// The open events decided on (`OnAccessEvents` open and exec): permission events with
+/// prevention, notifications without. Empty for `close` alone.
+fn open_mask(settings: &WatchSettings) -> Mask {
+    let (open, exec) = if settings.prevention {
+        (Mask::OPEN_PERM, Mask::OPEN_EXEC_PERM)
     } else {
-        Mask::OPEN | Mask::OPEN_EXEC
+        (Mask::OPEN, Mask::OPEN_EXEC)
+    };
+    let mut mask = Mask::empty();
+    if settings.events.open {
+        mask |= open;
     }
+    if settings.events.exec {
+        mask |= exec;
+    }
+    mask
 }
 
 /// The open events, and close-after-write always: it invalidates both clean caches (a write
 /// through a shared mmap changes nothing else the kernel or `fstat` would see) and feeds
-/// extra scanning.
+/// `OnAccessEvents close` / extra scanning. A write-close is never a read: `--events exec`
+/// still raises no event for a file only read.
 fn mark_mask(settings: &WatchSettings) -> Mask {
-    open_mask(settings.prevention) | Mask::CLOSE_WRITE | Mask::EVENT_ON_CHILD
+    open_mask(settings) | Mask::CLOSE_WRITE | Mask::EVENT_ON_CHILD
 }
 
 /// Starts a daemon thread whose death must not pass silently (review F12): if `body`

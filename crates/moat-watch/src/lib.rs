@@ -37,5 +37,5 @@ pub mod tree;
 pub mod verdict;
 
 pub use coverage::{Backend, Tracking, TrackingMode};
-pub use daemon::{Daemon, Scope, StartError, WatchSettings};
+pub use daemon::{Daemon, Events, Scope, StartError, WatchSettings};
 pub use stop::Stop;

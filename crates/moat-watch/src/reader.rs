@@ -49,8 +49,9 @@ pub struct Reader {
     pub cache: Arc<VerdictCache>,
     /// The kernel clean cache, when in use (ignore marks removed on close-after-write).
     pub kernel_cache: Option<Arc<KernelCache>>,
-    /// `OnAccessExtraScanning`: files closed after writing are scanned and reported.
-    pub extra_scanning: bool,
+    /// `OnAccessEvents close` or `OnAccessExtraScanning`: files closed after writing are
+    /// scanned and reported.
+    pub scan_close_write: bool,
     /// Where an event's file lives, whatever mount it was opened through.
     pub locator: Arc<Locator>,
     /// Filesystem scope: directories found outside the include paths, offered for quieting.
@@ -156,6 +157,7 @@ impl Reader {
             tracing::error!("fanotify queue overflow: some accesses were allowed unchecked");
             return;
         }
+        self.reporter.stats.count_event(ev.mask());
         match ev.into_permission() {
             Ok(perm) => self.permission(perm),
             Err(ev) => self.notification(ev),
@@ -214,7 +216,7 @@ impl Reader {
                 self.written(fd);
             }
             let opened = ev.mask().intersects(Mask::OPEN | Mask::OPEN_EXEC);
-            if !self.extra_scanning && !opened {
+            if !self.scan_close_write && !opened {
                 return;
             }
         }

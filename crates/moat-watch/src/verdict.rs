@@ -92,9 +92,23 @@ pub struct DaemonStats {
     pub drained: AtomicU64,
     /// Close-after-write events (each invalidates the file's clean-cache entries).
     pub close_writes: AtomicU64,
+    /// Open events received (permission or notification), execs not included.
+    pub open_events: AtomicU64,
+    /// Exec events received (an exec is one event, whatever else it raises).
+    pub exec_events: AtomicU64,
 }
 
 impl DaemonStats {
+    /// Counts an event by kind (`OnAccessEvents` decides which kinds arrive at all).
+    pub fn count_event(&self, mask: moat_fanotify::Mask) {
+        use moat_fanotify::Mask;
+        if mask.intersects(Mask::OPEN_EXEC_PERM | Mask::OPEN_EXEC) {
+            self.exec_events.fetch_add(1, Relaxed);
+        } else if mask.intersects(Mask::OPEN_PERM | Mask::OPEN) {
+            self.open_events.fetch_add(1, Relaxed);
+        }
+    }
+
     /// Counts an access allowed without a scan.
     pub fn allowed(&self, reason: AllowReason) {
         let i = REASONS

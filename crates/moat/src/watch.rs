@@ -74,6 +74,23 @@ pub struct WatchArgs {
     /// Log every decision (LogVerbose).
     #[arg(short, long)]
     verbose: bool,
+    // ---- modes: which accesses are checked, and by whom ----
+    /// Accesses checked, a comma list of open, exec, close (OnAccessEvents) [default:
+    /// open,exec]. exec alone blocks execution only; close scans files closed after writing
+    /// and reports (never blocks).
+    #[arg(long, value_name = "LIST", value_parser = parse_events)]
+    events: Option<moat_config::Events>,
+    /// Do not scan accesses by processes running this executable, matched by inode
+    /// (OnAccessExcludeExe; repeatable).
+    #[arg(long, value_name = "PATH")]
+    exclude_exe: Vec<PathBuf>,
+    /// As --exclude-exe, and also their descendants (OnAccessExcludeExe PATH +children).
+    #[arg(long, value_name = "PATH")]
+    exclude_exe_children: Vec<PathBuf>,
+}
+
+fn parse_events(s: &str) -> Result<moat_config::Events, String> {
+    s.parse()
 }
 
 /// `--coverage` values.
@@ -190,6 +207,14 @@ fn apply_flags(a: &WatchArgs, c: &mut Config) -> Result<(), regex::Error> {
         c.log_file = Some(log.clone());
     }
     c.log_verbose |= a.verbose;
+    c.on_access_events = a.events.unwrap_or(c.on_access_events);
+    for (paths, children) in [(&a.exclude_exe, false), (&a.exclude_exe_children, true)] {
+        c.on_access_exclude_exes
+            .extend(paths.iter().map(|p| moat_config::ExeExclusion {
+                path: p.clone(),
+                children,
+            }));
+    }
     Ok(())
 }
 
@@ -362,6 +387,11 @@ fn settings(c: &Config) -> Result<WatchSettings, String> {
         scan_timeout: c.on_access_scan_timeout,
         deny_on_error: c.on_access_deny_on_error,
         retries: c.on_access_retry_attempts,
+        events: moat_watch::Events {
+            open: c.on_access_events.open,
+            exec: c.on_access_events.exec,
+            close: c.on_access_events.close,
+        },
     })
 }
 
