@@ -114,6 +114,9 @@ pub struct WatchSettings {
     pub retries: u32,
     /// `OnAccessEvents`: which accesses are checked.
     pub events: Events,
+    /// `OnAccessExcludeExe`: programs (and, when true, their descendants) whose accesses
+    /// are not scanned.
+    pub exclude_exes: Vec<(PathBuf, bool)>,
 }
 
 /// Why the daemon could not start.
@@ -195,7 +198,9 @@ impl Daemon {
         }
         let roots = resolve_includes(&settings)?;
         let policy = Arc::new(build_policy(&settings, &roots)?);
-        let group = Arc::new(init_group(settings.prevention)?);
+        let exes = Arc::new(crate::exe::ExeExclusions::open(&settings.exclude_exes));
+        let exe_count = exes.len();
+        let group = Arc::new(init_group(settings.prevention, !exes.is_empty())?);
         let on_error = if settings.prevention && settings.deny_on_error {
             Response::Deny
         } else {
@@ -285,6 +290,7 @@ impl Daemon {
             scan_close_write: settings.extra_scanning || settings.events.close,
             locator: Arc::clone(&locator),
             quiet: quieter,
+            exes,
         };
         let failed = Arc::new(AtomicBool::new(false));
         let reader = {
@@ -379,6 +385,18 @@ impl Daemon {
                 .push(format!("mount marks={}", settings.mount_paths.len()));
         }
         daemon.uses.push(format!("events={}", settings.events));
+        if !settings.exclude_exes.is_empty() {
+            let how = if group.flags().contains(InitFlags::REPORT_PIDFD) {
+                "pidfd from each event"
+            } else {
+                "pidfd_open"
+            };
+            daemon.uses.push(format!(
+                "excluded executables={} of {} ({how})",
+                exe_count,
+                settings.exclude_exes.len()
+            ));
+        }
         daemon.uses.push(match &daemon.kernel_cache {
             Some(k) => format!(
                 "cache={} + userspace ({VERDICT_CACHE_ENTRIES} entries)",
@@ -605,21 +623,30 @@ fn build_policy(settings: &WatchSettings, roots: &[PathBuf]) -> Result<Policy, r
     })
 }
 
-fn init_group(prevention: bool) -> Result<Group, moat_fanotify::Error> {
+/// The group; with `pidfds` (process exclusions) each event carries the accessor's pidfd
+/// (`FAN_REPORT_PIDFD`, 5.15+; without it the reader falls back to `pidfd_open`).
+fn init_group(prevention: bool, pidfds: bool) -> Result<Group, moat_fanotify::Error> {
     // A full queue fails open: the queue is unlimited. So are marks (one per directory).
     let class = if prevention {
         InitFlags::CLASS_CONTENT
     } else {
         InitFlags::CLASS_NOTIF
     };
-    Group::init(
-        class
-            | InitFlags::UNLIMITED_QUEUE
-            | InitFlags::UNLIMITED_MARKS
-            | InitFlags::CLOEXEC
-            | InitFlags::NONBLOCK,
-        libc::O_RDONLY | libc::O_CLOEXEC | libc::O_LARGEFILE,
-    )
+    let flags = class
+        | InitFlags::UNLIMITED_QUEUE
+        | InitFlags::UNLIMITED_MARKS
+        | InitFlags::CLOEXEC
+        | InitFlags::NONBLOCK;
+    let f_flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_LARGEFILE;
+    if pidfds {
+        match Group::init(flags | InitFlags::REPORT_PIDFD, f_flags) {
+            Ok(g) => return Ok(g),
+            Err(e) => {
+                tracing::info!(error = %e, "FAN_REPORT_PIDFD refused: process exclusions use pidfd_open")
+            }
+        }
+    }
+    Group::init(flags, f_flags)
 }
 
 /// Entries of the userspace verdict cache (a few MB).

@@ -37,5 +37,6 @@ pub mod tree;
 pub mod verdict;
 
 pub use coverage::{Backend, Tracking, TrackingMode};
+pub mod exe;
 pub use daemon::{Daemon, Events, Scope, StartError, WatchSettings};
 pub use stop::Stop;

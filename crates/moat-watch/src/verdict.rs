@@ -54,7 +54,7 @@ pub struct Access {
     pub kind: AccessKind,
 }
 
-const REASONS: [AllowReason; 8] = [
+const REASONS: [AllowReason; 9] = [
     AllowReason::OwnPid,
     AllowReason::RootUid,
     AllowReason::ExcludedUid,
@@ -63,13 +63,14 @@ const REASONS: [AllowReason; 8] = [
     AllowReason::OutsideIncludes,
     AllowReason::ExcludedPath,
     AllowReason::TooLarge,
+    AllowReason::ExcludedExe,
 ];
 
 /// Counters of the daemon's own decisions (the worker pool counts scan outcomes in
 /// `moat_guard::Stats`). Relaxed atomics: statistics only.
 #[derive(Debug, Default)]
 pub struct DaemonStats {
-    allowed: [AtomicU64; 8],
+    allowed: [AtomicU64; 9],
     /// Permission events handed to the worker pool.
     pub submitted: AtomicU64,
     /// Notification events (notify-only, close-write) and discoveries handed to the pool.

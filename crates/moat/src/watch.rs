@@ -392,6 +392,11 @@ fn settings(c: &Config) -> Result<WatchSettings, String> {
             exec: c.on_access_events.exec,
             close: c.on_access_events.close,
         },
+        exclude_exes: c
+            .on_access_exclude_exes
+            .iter()
+            .map(|x| (x.path.clone(), x.children))
+            .collect(),
     })
 }
 

@@ -283,3 +283,103 @@ fn close_mode_reports_written_files_and_never_blocks() {
     let summary = d.stop();
     assert_eq!(counter(&summary, "open_events"), 0, "{summary}");
 }
+
+// ---------------------------------------------------------------------------------------
+// OnAccessExcludeExe
+
+/// Runs `program args...` as uid 65534: (exit success, stdout, stderr).
+fn run_as_nobody(program: &Path, args: &[&str]) -> (bool, Vec<u8>, String) {
+    use std::os::unix::process::CommandExt;
+    let out = Command::new(program)
+        .args(args)
+        .uid(moat_testkit::NOBODY)
+        .gid(moat_testkit::NOBODY)
+        .env_clear()
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.success(), out.stdout, err)
+}
+
+/// Copies `src` to `dst` with `mode` (root-owned: the test runs as root).
+fn copy_program(src: &str, dst: &Path, mode: u32) {
+    mkdir(dst.parent().unwrap());
+    fs::copy(src, dst).unwrap();
+    fs::set_permissions(dst, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// EPERM as cat and sh report it (strerror).
+const EPERM_TEXT: &str = "Operation not permitted";
+
+/// An excluded program (a copy of cat in a root-owned directory) reads EICAR as uid 65534;
+/// /bin/cat, and a same-named copy in another directory, get EPERM. With `+children`, a
+/// shell's children are excluded too; without, they are not. A user-writable program is
+/// refused at start (warning) and gets no exclusion.
+#[test]
+fn exclude_exe_by_inode_with_and_without_children() {
+    require_root!();
+    let w = World::new();
+    let bad = w.watched.join("eicar.txt");
+    write_file(&bad, &eicar(), 0o644);
+    let bad_s = bad.to_str().unwrap();
+    let cat = w.root.join("bin/cat");
+    let same_name = w.root.join("other/cat");
+    let writable = w.root.join("bin/wcat");
+    let sh_children = w.root.join("bin/sh-children");
+    let sh_alone = w.root.join("bin/sh-alone");
+    copy_program("/bin/cat", &cat, 0o755);
+    copy_program("/bin/cat", &same_name, 0o755);
+    copy_program("/bin/cat", &writable, 0o777);
+    copy_program("/bin/sh", &sh_children, 0o755);
+    copy_program("/bin/sh", &sh_alone, 0o755);
+    let conf = w.conf(&[
+        ("OnAccessExcludeExe", cat.to_str().unwrap()),
+        ("OnAccessExcludeExe", writable.to_str().unwrap()),
+        (
+            "OnAccessExcludeExe",
+            &format!("{} +children", sh_children.display()),
+        ),
+    ]);
+    let d = Daemon::start(&w, &conf, &["--exclude-exe", sh_alone.to_str().unwrap()]);
+    assert!(
+        d.ready
+            .contains("excluded executables=3 of 4 (pidfd from each event)"),
+        "{}",
+        d.ready
+    );
+    let warn = d.wait_line("refusal of the writable program", |l| {
+        l.contains("OnAccessExcludeExe refused") && l.contains("wcat")
+    });
+    assert!(warn.contains("WARN"), "{warn}");
+
+    let (ok, out, err) = run_as_nobody(&cat, &[bad_s]);
+    assert!(ok && out == eicar(), "excluded cat must read EICAR: {err}");
+    for other in [Path::new("/bin/cat"), &same_name, &writable] {
+        let (ok, out, err) = run_as_nobody(other, &[bad_s]);
+        assert!(!ok && out.is_empty(), "{} must be refused", other.display());
+        assert!(err.contains(EPERM_TEXT), "{}: {err}", other.display());
+    }
+    let script = format!("/bin/cat {bad_s}; true");
+    let (_, out, err) = run_as_nobody(&sh_children, &["-c", &script]);
+    assert_eq!(
+        out,
+        eicar(),
+        "a child of a +children program is excluded: {err}"
+    );
+    let (_, out, err) = run_as_nobody(&sh_alone, &["-c", &script]);
+    assert!(out.is_empty() && err.contains(EPERM_TEXT), "{err}");
+    // The program itself reading (not a child): the shell's own redirection.
+    let (_, out, _) = run_as_nobody(
+        &sh_alone,
+        &["-c", &format!("read -r l < {bad_s}; echo \"$l\"")],
+    );
+    assert_eq!(
+        out,
+        [&eicar()[..], b"\n"].concat(),
+        "sh-alone itself is excluded"
+    );
+
+    let summary = d.stop();
+    assert!(summary.contains("ExcludedExe="), "{summary}");
+}
