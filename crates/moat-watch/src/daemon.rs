@@ -150,8 +150,21 @@ pub enum StartError {
     Thread(std::io::Error),
 }
 
+/// What [`Daemon::wait`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// SIGTERM/SIGINT (or the daemon's own stop): stop, exit 0.
+    Stop,
+    /// SIGHUP: reload.
+    Hup,
+    /// A daemon thread died: stop, exit with a failure so that systemd restarts moat.
+    Failed,
+}
+
 /// A started daemon. Stop it with [`Daemon::stop`] (or by triggering its [`Stop`]).
 pub struct Daemon {
+    /// Replaced by a reload (the summary line says so).
+    retired: bool,
     stop: Arc<Stop>,
     /// The reader's own stop: it keeps answering until the tracker (which opens files in
     /// the tree) has stopped.
@@ -305,6 +318,7 @@ impl Daemon {
             None => None,
         };
         let mut daemon = Daemon {
+            retired: false,
             stop: Arc::clone(&stop),
             reader_stop,
             reader: Some(reader),
@@ -460,31 +474,28 @@ impl Daemon {
         self.stop();
     }
 
-    /// Like [`run_until_stopped`](Self::run_until_stopped), calling `on_hup` each time
-    /// `hup` is triggered (SIGHUP) meanwhile (e.g. to [`reload`](Self::reload)). An error
-    /// when the stop came from a daemon thread that died (the exit must then be a failure,
-    /// so that systemd restarts moat).
-    pub fn run_until_stopped_with(
-        self,
-        hup: &Stop,
-        mut on_hup: impl FnMut(&Daemon),
-    ) -> Result<(), String> {
+    /// Waits until `signals` (SIGTERM/SIGINT) or `hup` (SIGHUP) is triggered, or this
+    /// daemon stops by itself (a daemon thread died: [`Wake::Failed`]). Each daemon has a
+    /// stop of its own, apart from the signals, so that a reload can start a new daemon and
+    /// then stop the old one (see `moat watch`'s reload).
+    pub fn wait(&self, signals: &Stop, hup: &Stop) -> Wake {
         loop {
-            match self.stop.poll_with(hup.fd(), None) {
-                Ok(crate::stop::Woken::Ready) => {
-                    hup.clear();
-                    on_hup(&self);
-                }
-                Ok(crate::stop::Woken::Timeout) => {}
-                Ok(crate::stop::Woken::Stop) | Err(_) => break,
+            match crate::stop::wait_readable(&[self.stop.fd(), signals.fd(), hup.fd()]) {
+                Ok([true, _, _]) if self.failed.load(SeqCst) => return Wake::Failed,
+                Ok([true, _, _]) | Ok([_, true, _]) => return Wake::Stop,
+                Ok([_, _, true]) => return Wake::Hup,
+                Ok(_) => {}
+                // poll on three pipes of our own cannot fail but for EINTR (retried inside).
+                Err(_) => return Wake::Stop,
             }
         }
-        let failed = Arc::clone(&self.failed);
-        self.stop();
-        if failed.load(SeqCst) {
-            return Err("a daemon thread died (see the error above); stopped".into());
-        }
-        Ok(())
+    }
+
+    /// Stops a daemon that a reload replaced (a new one already answers every event): as
+    /// [`stop`](Self::stop), with a summary line that says so.
+    pub fn retire(mut self) {
+        self.retired = true;
+        self.shutdown();
     }
 
     /// Stops now. See the module docs for the order.
@@ -548,7 +559,12 @@ impl Daemon {
             answer_errors = s.answer_errors.load(Relaxed),
             allowed_unscanned = %s.allowed_summary(),
             coverage = ?counts,
-            "stopped"
+            "{}",
+            if self.retired {
+                "replaced by a reload: stopped after the new configuration was in place"
+            } else {
+                "stopped"
+            }
         );
     }
 }

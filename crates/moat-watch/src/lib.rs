@@ -38,5 +38,5 @@ pub mod verdict;
 
 pub use coverage::{Backend, Tracking, TrackingMode};
 pub mod exe;
-pub use daemon::{Daemon, Events, Scope, StartError, WatchSettings};
+pub use daemon::{Daemon, Events, Scope, StartError, Wake, WatchSettings};
 pub use stop::Stop;

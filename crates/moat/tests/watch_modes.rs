@@ -383,3 +383,110 @@ fn exclude_exe_by_inode_with_and_without_children() {
     let summary = d.stop();
     assert!(summary.contains("ExcludedExe="), "{summary}");
 }
+
+// ---------------------------------------------------------------------------------------
+// SIGHUP: clamd.conf reloaded with no gap
+
+impl Daemon {
+    /// SIGHUP, then wait (bounded) for the READY=1 that ends the reload; its STATUS= line.
+    fn reload(&mut self) -> String {
+        self.signal(libc::SIGHUP);
+        self.wait_datagram("RELOADING=1");
+        self.wait_datagram("READY=1")
+    }
+}
+
+/// Under load: uid 65534 opens EICAR in a loop through five reloads that each change the
+/// configuration (a new daemon every time), and never once gets it (every open EPERM). An
+/// include path added to clamd.conf is protected after its SIGHUP, and unprotected once
+/// removed; a configuration with a bad line keeps the running one and says file:line:why.
+#[test]
+fn sighup_reloads_clamd_conf_with_no_unchecked_access() {
+    require_root!();
+    let w = World::new();
+    let added = w.root.join("added");
+    mkdir(&added);
+    let bad = w.watched.join("eicar.txt");
+    let bad2 = added.join("eicar.txt");
+    write_file(&bad, &eicar(), 0o644);
+    write_file(&bad2, &eicar(), 0o644);
+    let base = w.conf(&[]);
+    let mut d = Daemon::start(&w, &base, &[]);
+    assert_eq!(read_as_nobody(&bad2, &eicar()).1, 0, "not yet included");
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let opener = {
+        let (stop, bad) = (stop.clone(), bad.clone());
+        std::thread::spawn(move || {
+            let (mut denied, mut other) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match read_as_nobody(&bad, &eicar()).1 {
+                    EPERM => denied += 1,
+                    code => other.push(code),
+                }
+            }
+            (denied, other)
+        })
+    };
+    let with_added = format!("{base}OnAccessIncludePath {}\n", added.display());
+    let confs = [
+        with_added.clone(),
+        base.clone(),
+        format!("{base}OnAccessMaxThreads 2\n"),
+        format!("{base}OnAccessEvents open,exec,close\n"),
+        with_added.clone(),
+    ];
+    for (i, conf) in confs.iter().enumerate() {
+        std::thread::sleep(Duration::from_millis(100));
+        w.write_conf(conf);
+        let status = d.reload();
+        // The log is written after the answer: wait for the reload's line.
+        let deadline = Instant::now() + LOG_TIMEOUT;
+        while d.log().matches("new configuration in place").count() < i + 1 {
+            assert!(
+                Instant::now() < deadline,
+                "reload {i} must replace the daemon: {status}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let want = if conf.contains("added") { EPERM } else { 0 };
+        assert_eq!(
+            read_as_nobody(&bad2, &eicar()).1,
+            want,
+            "{} after reload {i}",
+            bad2.display()
+        );
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (denied, other) = opener.join().unwrap();
+    assert!(
+        other.is_empty(),
+        "opens not refused during reloads: {other:?}"
+    );
+    assert!(
+        denied >= 20,
+        "the loop must run through the reloads ({denied} opens)"
+    );
+    eprintln!("{denied} opens of EICAR during 5 reloads, all EPERM");
+
+    // A bad line: the running configuration stays, the log names file, line and reason.
+    w.write_conf(&format!("{base}OnAccessMaxThreads many\n"));
+    d.reload();
+    let conf_path = w.root.join("moat.conf");
+    let line = d.wait_line("reload error", |l| {
+        l.contains("SIGHUP: the configuration does not load")
+    });
+    let want = format!(
+        "{}:5: OnAccessMaxThreads: expected a number",
+        conf_path.display()
+    );
+    assert!(line.contains(&want), "{line}");
+    assert_eq!(
+        read_as_nobody(&bad2, &eicar()).1,
+        EPERM,
+        "previous configuration kept"
+    );
+    assert_eq!(read_as_nobody(&bad, &eicar()).1, EPERM);
+    d.stop();
+}
