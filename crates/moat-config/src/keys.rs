@@ -173,6 +173,8 @@ pub static KEYS: &[KeyInfo] = &[
     used(k("OnAccessCurlTimeout", Number)),
     used(k("OnAccessDenyOnError", Bool)),
     used(k("OnAccessDisableDDD", Bool)),
+    moat(k("OnAccessEvents", Str)),
+    moat(rep(k("OnAccessExcludeExe", Str))),
     used(rep(k("OnAccessExcludePath", Str))),
     used(k("OnAccessExcludeRootUID", Bool)),
     used(rep(k("OnAccessExcludeUID", Number))),

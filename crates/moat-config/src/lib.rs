@@ -31,8 +31,8 @@
 //! the others are type-checked and listed by [`Config::unused_keys`] (log them at debug
 //! level). Deprecated keys clamd ignores (`ScanOnAccess`, `MailFollowURLs`, ...) produce a
 //! [`Warning`]. moat adds keys of its own: `OnAccessScanTimeout`, `OnAccessCoverage`,
-//! `OnAccessTracking`, `MoatControlSocket`, `MoatMetricsAddress`, `MoatDetectionLog`,
-//! `ClamdSocket` and `MaxConnections`.
+//! `OnAccessTracking`, `OnAccessEvents`, `OnAccessExcludeExe`, `MoatControlSocket`,
+//! `MoatMetricsAddress`, `MoatDetectionLog`, `ClamdSocket` and `MaxConnections`.
 //!
 //! # Example
 //!
@@ -189,6 +189,99 @@ impl fmt::Display for Tracking {
     }
 }
 
+/// Which accesses `moat watch` checks (`OnAccessEvents`, a moat extension): a comma list of
+/// `open`, `exec` and `close`, default `open,exec`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Events {
+    /// `open`: every open of a file is decided before it succeeds (`FAN_OPEN_PERM`).
+    pub open: bool,
+    /// `exec`: every `execve` of a file is decided before it runs (`FAN_OPEN_EXEC_PERM`);
+    /// alone, reads raise no event at all.
+    pub exec: bool,
+    /// `close`: a file closed after writing is scanned and reported (`FAN_CLOSE_WRITE`);
+    /// never blocks anything.
+    pub close: bool,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Events {
+            open: true,
+            exec: true,
+            close: false,
+        }
+    }
+}
+
+impl FromStr for Events {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut e = Events {
+            open: false,
+            exec: false,
+            close: false,
+        };
+        for word in s.split(',').map(str::trim) {
+            match word.to_ascii_lowercase().as_str() {
+                "open" => e.open = true,
+                "exec" => e.exec = true,
+                "close" => e.close = true,
+                _ => {
+                    return Err(format!(
+                        "expected a comma list of \"open\", \"exec\" and \"close\", got {}",
+                        quote(word)
+                    ))
+                }
+            }
+        }
+        Ok(e)
+    }
+}
+
+impl fmt::Display for Events {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let words: Vec<&str> = [
+            (self.open, "open"),
+            (self.exec, "exec"),
+            (self.close, "close"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, w)| *w)
+        .collect();
+        f.write_str(&words.join(","))
+    }
+}
+
+/// One `OnAccessExcludeExe` line: an executable whose accesses are not scanned, written
+/// `PATH` or `PATH +children` (the trailing word also excludes the descendants).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExeExclusion {
+    /// The executable's absolute path, as written (resolved to its inode at start).
+    pub path: PathBuf,
+    /// Whether the processes it starts (and theirs) are excluded too.
+    pub children: bool,
+}
+
+impl FromStr for ExeExclusion {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (path, children) = match s.strip_suffix("+children") {
+            Some(p) if p.ends_with([' ', '\t']) => (p.trim_end(), true),
+            _ => (s, false),
+        };
+        if !path.starts_with('/') {
+            return Err(format!("expected an absolute path, got {}", quote(path)));
+        }
+        Ok(ExeExclusion {
+            path: PathBuf::from(path),
+            children,
+        })
+    }
+}
+
 /// Settings read from a clamd.conf file. Fields hold ClamAV's meaning and defaults unless they
 /// say otherwise; callers may overwrite them (command-line flags win over keys).
 ///
@@ -277,6 +370,12 @@ pub struct Config {
     /// `MoatDetectionLog` (**moat extension**, a file, default none): `moat watch` appends
     /// one JSON line per detection there (deduplicated and rate-limited; `--detections-log`).
     pub moat_detection_log: Option<PathBuf>,
+    /// `OnAccessEvents` (**moat extension**, a comma list of `open`, `exec`, `close`, default
+    /// `open,exec`): which accesses are checked; see [`Events`].
+    pub on_access_events: Events,
+    /// `OnAccessExcludeExe` (**moat extension**, repeatable): accesses by processes running
+    /// this executable are not scanned; `PATH +children` also excludes their descendants.
+    pub on_access_exclude_exes: Vec<ExeExclusion>,
 
     // ---- general ----
     /// `DatabaseDirectory` (default `/var/lib/clamav`): signature databases; never watched.
@@ -407,6 +506,8 @@ impl Default for Config {
             moat_control_socket: None,
             moat_metrics_address: None,
             moat_detection_log: None,
+            on_access_events: Events::default(),
+            on_access_exclude_exes: Vec::new(),
             database_directory: PathBuf::from("/var/lib/clamav"),
             log_file: None,
             log_verbose: false,
@@ -697,6 +798,8 @@ impl Parser<'_> {
             "MoatControlSocket" => c.moat_control_socket = Some(PathBuf::from(v)),
             "MoatMetricsAddress" => c.moat_metrics_address = Some(v.to_owned()),
             "MoatDetectionLog" => c.moat_detection_log = Some(PathBuf::from(v)),
+            "OnAccessEvents" => c.on_access_events = v.parse()?,
+            "OnAccessExcludeExe" => c.on_access_exclude_exes.push(v.parse()?),
             "DatabaseDirectory" => c.database_directory = PathBuf::from(v),
             "LogFile" => c.log_file = Some(PathBuf::from(v)),
             "LogVerbose" => c.log_verbose = parse_bool(v)?,

@@ -824,3 +824,45 @@ fn enable_command_keys_of_clamd_1_5_default_to_yes() {
         format!("{P}:1: EnableStatsCommand: expected yes/no, true/false or 1/0, got \"maybe\"")
     );
 }
+
+#[test]
+fn on_access_events_lists_and_errors() {
+    use moat_config::Events;
+    let d = parse("").on_access_events;
+    assert_eq!((d.open, d.exec, d.close), (true, true, false));
+    assert_eq!(d.to_string(), "open,exec");
+    let e: Events = parse("OnAccessEvents exec, Close").on_access_events;
+    assert_eq!((e.open, e.exec, e.close), (false, true, true));
+    assert_eq!(
+        err_msg("OnAccessEvents open,read"),
+        format!(
+            "{P}:1: OnAccessEvents: expected a comma list of \"open\", \"exec\" and \"close\", got \"read\""
+        )
+    );
+    assert!(err_msg("OnAccessEvents open,,exec").contains("got \"\""));
+}
+
+#[test]
+fn on_access_exclude_exe_with_and_without_children() {
+    let c = parse(
+        "OnAccessExcludeExe /usr/bin/rsync\nOnAccessExcludeExe /opt/my backup/run +children\n",
+    );
+    let got: Vec<(PathBuf, bool)> = c
+        .on_access_exclude_exes
+        .iter()
+        .map(|x| (x.path.clone(), x.children))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (PathBuf::from("/usr/bin/rsync"), false),
+            (PathBuf::from("/opt/my backup/run"), true)
+        ]
+    );
+    // A path that merely ends in the word is a path.
+    assert!(!parse("OnAccessExcludeExe /opt/x+children").on_access_exclude_exes[0].children);
+    assert_eq!(
+        err_msg("OnAccessExcludeExe rsync"),
+        format!("{P}:1: OnAccessExcludeExe: expected an absolute path, got \"rsync\"")
+    );
+}

@@ -68,6 +68,9 @@ pub enum AllowReason {
     ExcludedPath,
     /// The file is larger than `OnAccessMaxFileSize`.
     TooLarge,
+    /// The accessor runs a program of `OnAccessExcludeExe` (or descends from one); decided
+    /// by the daemon from the accessor's pidfd, not by [`Policy::decide`].
+    ExcludedExe,
 }
 
 /// What to do with an access.

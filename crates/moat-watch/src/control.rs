@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::health::{Probe, PROTOCOL};
+use crate::health::{CurrentProbe, PROTOCOL};
 use crate::stop::{Stop, Woken};
 
 /// Where the control socket is unless configured (`--control-socket`, `MoatControlSocket`).
@@ -63,7 +63,7 @@ pub struct ControlServer {
 impl ControlServer {
     /// Binds `path` (creating its directory, mode 0755, if missing; replacing a stale socket
     /// nobody answers on) and serves `probe`'s snapshots until shut down.
-    pub fn start(path: &Path, probe: Probe) -> Result<ControlServer, ControlError> {
+    pub fn start(path: &Path, probe: CurrentProbe) -> Result<ControlServer, ControlError> {
         ControlServer::bind(path)?.serve(probe)
     }
 
@@ -126,7 +126,7 @@ pub struct ControlSocket {
 
 impl ControlSocket {
     /// Serves `probe`'s snapshots on it until the server is shut down.
-    pub fn serve(mut self, probe: Probe) -> Result<ControlServer, ControlError> {
+    pub fn serve(mut self, probe: CurrentProbe) -> Result<ControlServer, ControlError> {
         let path = std::mem::take(&mut self.path);
         let io = |what: &'static str| {
             let path = path.clone();
@@ -189,7 +189,7 @@ fn bind_private(path: &Path) -> std::io::Result<UnixListener> {
     Ok(UnixListener::from(fd))
 }
 
-fn serve(listener: &UnixListener, probe: &Probe, stop: &Stop) {
+fn serve(listener: &UnixListener, probe: &CurrentProbe, stop: &Stop) {
     loop {
         match stop.poll_with(listener.as_fd(), None) {
             Ok(Woken::Stop) => return,
@@ -215,7 +215,7 @@ fn error_reply(message: &str) -> String {
     serde_json::json!({ "protocol": PROTOCOL, "error": message }).to_string()
 }
 
-fn answer(stream: UnixStream, probe: &Probe) -> std::io::Result<()> {
+fn answer(stream: UnixStream, probe: &CurrentProbe) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;

@@ -39,8 +39,44 @@ pub enum Scope {
     Filesystem,
 }
 
+/// Which accesses are checked (`OnAccessEvents`, `--events`). See README's "Modes".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Events {
+    /// Opens (`FAN_OPEN_PERM`; notify-only: `FAN_OPEN`).
+    pub open: bool,
+    /// Executions (`FAN_OPEN_EXEC_PERM`; notify-only: `FAN_OPEN_EXEC`). Alone, reads raise
+    /// no event at all. The dynamic loader maps shared libraries after a plain open, so
+    /// libraries are only checked with `open`.
+    pub exec: bool,
+    /// Files closed after writing (`FAN_CLOSE_WRITE`): scanned and reported, never blocked.
+    pub close: bool,
+}
+
+impl std::fmt::Display for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let on = [
+            (self.open, "open"),
+            (self.exec, "exec"),
+            (self.close, "close"),
+        ];
+        let words: Vec<&str> = on.iter().filter(|(b, _)| *b).map(|(_, w)| *w).collect();
+        f.write_str(&words.join(","))
+    }
+}
+
+impl Default for Events {
+    /// `open,exec`.
+    fn default() -> Self {
+        Events {
+            open: true,
+            exec: true,
+            close: false,
+        }
+    }
+}
+
 /// What the daemon does, from clamd.conf and the command line.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WatchSettings {
     /// `OnAccessIncludePath`: directories to protect.
     pub include_paths: Vec<PathBuf>,
@@ -78,7 +114,23 @@ pub struct WatchSettings {
     pub retries: u32,
     /// After a detection (never before the answer): `--move`/`--copy`/`--remove`,
     /// `VirusEvent`, detection records (moat-react).
-    pub reactions: Option<Arc<moat_react::Reactions>>,
+    pub reactions: Option<SharedReactions>,
+    /// `OnAccessEvents`: which accesses are checked.
+    pub events: Events,
+    /// `OnAccessExcludeExe`: programs (and, when true, their descendants) whose accesses
+    /// are not scanned.
+    pub exclude_exes: Vec<(PathBuf, bool)>,
+}
+
+/// moat-react's reaction thread as the settings hold it: equal only to itself, so that a
+/// reload that keeps it compares equal (the reactions are started once, by `moat watch`).
+#[derive(Debug, Clone)]
+pub struct SharedReactions(pub Arc<moat_react::Reactions>);
+
+impl PartialEq for SharedReactions {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 /// Why the daemon could not start.
@@ -112,8 +164,21 @@ pub enum StartError {
     Thread(std::io::Error),
 }
 
+/// What [`Daemon::wait`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// SIGTERM/SIGINT (or the daemon's own stop): stop, exit 0.
+    Stop,
+    /// SIGHUP: reload.
+    Hup,
+    /// A daemon thread died: stop, exit with a failure so that systemd restarts moat.
+    Failed,
+}
+
 /// A started daemon. Stop it with [`Daemon::stop`] (or by triggering its [`Stop`]).
 pub struct Daemon {
+    /// Replaced by a reload (the summary line says so).
+    retired: bool,
     stop: Arc<Stop>,
     /// The reader's own stop: it keeps answering until the tracker (which opens files in
     /// the tree) has stopped.
@@ -164,7 +229,9 @@ impl Daemon {
         }
         let roots = resolve_includes(&settings)?;
         let policy = Arc::new(build_policy(&settings, &roots)?);
-        let group = Arc::new(init_group(settings.prevention)?);
+        let exes = Arc::new(crate::exe::ExeExclusions::open(&settings.exclude_exes));
+        let exe_count = exes.len();
+        let group = Arc::new(init_group(settings.prevention, !exes.is_empty())?);
         let on_error = if settings.prevention && settings.deny_on_error {
             Response::Deny
         } else {
@@ -186,12 +253,16 @@ impl Daemon {
         } else {
             crate::kernel_cache::Flush::All
         };
-        let kernel_cache = Some(Arc::new(KernelCache::new(
-            Arc::clone(&group),
-            open_mask(settings.prevention),
-            Arc::clone(&slot),
-            flush,
-        )));
+        let open = open_mask(&settings);
+        // Nothing to cache when no open is decided (`--events close`).
+        let kernel_cache = (!open.is_empty()).then(|| {
+            Arc::new(KernelCache::new(
+                Arc::clone(&group),
+                open,
+                Arc::clone(&slot),
+                flush,
+            ))
+        });
         let hook = kernel_cache.clone().map(|k| k as Arc<dyn CleanHook>);
         let pool = Arc::new(
             WorkerPool::with_hook(
@@ -213,7 +284,7 @@ impl Daemon {
         let reporter = Arc::new(Reporter {
             deadline: settings.scan_timeout,
             stats: Arc::clone(&stats),
-            reactions: settings.reactions.clone(),
+            reactions: settings.reactions.as_ref().map(|r| Arc::clone(&r.0)),
         });
         let reader_stop = Arc::new(Stop::new().map_err(StartError::Thread)?);
         let mount_paths: Vec<PathBuf> = settings
@@ -227,11 +298,11 @@ impl Daemon {
             &roots,
             &mount_paths,
         )));
-        let quiet = (settings.scope == Scope::Filesystem).then(|| {
+        let quiet = (settings.scope == Scope::Filesystem && !open.is_empty()).then(|| {
             crate::quiet::channel(
                 Arc::clone(&group),
                 Arc::clone(&locator),
-                open_mask(settings.prevention),
+                open,
                 Arc::clone(&stats),
             )
         });
@@ -254,10 +325,11 @@ impl Daemon {
             own_pid: std::process::id() as i32,
             cache: Arc::clone(&cache),
             kernel_cache: kernel_cache.clone(),
-            extra_scanning: settings.extra_scanning,
+            scan_close_write: settings.extra_scanning || settings.events.close,
             locator: Arc::clone(&locator),
             quiet: quieter,
             heartbeat: watchdog.as_ref().map(|(h, _)| Arc::clone(h)),
+            exes,
         };
         let failed = Arc::new(AtomicBool::new(false));
         let (reader_alive, reader_token) = crate::health::thread_token();
@@ -296,6 +368,7 @@ impl Daemon {
             None => None,
         };
         let mut daemon = Daemon {
+            retired: false,
             stop: Arc::clone(&stop),
             watchdog,
             reader_stop,
@@ -327,7 +400,11 @@ impl Daemon {
                 Arc::clone(&group),
                 roots.clone(),
                 whole,
-                open_mask(settings.prevention),
+                if open.is_empty() {
+                    Mask::CLOSE_WRITE
+                } else {
+                    open
+                },
                 Arc::clone(&locator),
                 mount_paths.clone(),
             );
@@ -377,6 +454,19 @@ impl Daemon {
             daemon
                 .uses
                 .push(format!("mount marks={}", settings.mount_paths.len()));
+        }
+        daemon.uses.push(format!("events={}", settings.events));
+        if !settings.exclude_exes.is_empty() {
+            let how = if group.flags().contains(InitFlags::REPORT_PIDFD) {
+                "pidfd from each event"
+            } else {
+                "pidfd_open"
+            };
+            daemon.uses.push(format!(
+                "excluded executables={} of {} ({how})",
+                exe_count,
+                settings.exclude_exes.len()
+            ));
         }
         daemon.uses.push(match &daemon.kernel_cache {
             Some(k) => format!(
@@ -459,31 +549,28 @@ impl Daemon {
         self.stop();
     }
 
-    /// Like [`run_until_stopped`](Self::run_until_stopped), calling `on_hup` each time
-    /// `hup` is triggered (SIGHUP) meanwhile (e.g. to [`reload`](Self::reload)). An error
-    /// when the stop came from a daemon thread that died (the exit must then be a failure,
-    /// so that systemd restarts moat).
-    pub fn run_until_stopped_with(
-        self,
-        hup: &Stop,
-        mut on_hup: impl FnMut(&Daemon),
-    ) -> Result<(), String> {
+    /// Waits until `signals` (SIGTERM/SIGINT) or `hup` (SIGHUP) is triggered, or this
+    /// daemon stops by itself (a daemon thread died: [`Wake::Failed`]). Each daemon has a
+    /// stop of its own, apart from the signals, so that a reload can start a new daemon and
+    /// then stop the old one (see `moat watch`'s reload).
+    pub fn wait(&self, signals: &Stop, hup: &Stop) -> Wake {
         loop {
-            match self.stop.poll_with(hup.fd(), None) {
-                Ok(crate::stop::Woken::Ready) => {
-                    hup.clear();
-                    on_hup(&self);
-                }
-                Ok(crate::stop::Woken::Timeout) => {}
-                Ok(crate::stop::Woken::Stop) | Err(_) => break,
+            match crate::stop::wait_readable(&[self.stop.fd(), signals.fd(), hup.fd()]) {
+                Ok([true, _, _]) if self.failed.load(SeqCst) => return Wake::Failed,
+                Ok([true, _, _]) | Ok([_, true, _]) => return Wake::Stop,
+                Ok([_, _, true]) => return Wake::Hup,
+                Ok(_) => {}
+                // poll on three pipes of our own cannot fail but for EINTR (retried inside).
+                Err(_) => return Wake::Stop,
             }
         }
-        let failed = Arc::clone(&self.failed);
-        self.stop();
-        if failed.load(SeqCst) {
-            return Err("a daemon thread died (see the error above); stopped".into());
-        }
-        Ok(())
+    }
+
+    /// Stops a daemon that a reload replaced (a new one already answers every event): as
+    /// [`stop`](Self::stop), with a summary line that says so.
+    pub fn retire(mut self) {
+        self.retired = true;
+        self.shutdown();
     }
 
     /// Stops now. See the module docs for the order.
@@ -541,6 +628,8 @@ impl Daemon {
             coalesced = Stats::get(&g.coalesced),
             retries = Stats::get(&g.retries),
             kernel_cache = ?self.kernel_cache.as_ref().map(|k| &k.stats),
+            open_events = s.open_events.load(Relaxed),
+            exec_events = s.exec_events.load(Relaxed),
             close_writes = s.close_writes.load(Relaxed),
             unplaced = s.unplaced.load(Relaxed),
             quieted_dirs = s.quieted_dirs.load(Relaxed),
@@ -548,7 +637,12 @@ impl Daemon {
             answer_errors = s.answer_errors.load(Relaxed),
             allowed_unscanned = %s.allowed_summary(),
             coverage = ?counts,
-            "stopped"
+            "{}",
+            if self.retired {
+                "replaced by a reload: stopped after the new configuration was in place"
+            } else {
+                "stopped"
+            }
         );
     }
 }
@@ -623,40 +717,59 @@ fn build_policy(settings: &WatchSettings, roots: &[PathBuf]) -> Result<Policy, r
     })
 }
 
-fn init_group(prevention: bool) -> Result<Group, moat_fanotify::Error> {
+/// The group; with `pidfds` (process exclusions) each event carries the accessor's pidfd
+/// (`FAN_REPORT_PIDFD`, 5.15+; without it the reader falls back to `pidfd_open`).
+fn init_group(prevention: bool, pidfds: bool) -> Result<Group, moat_fanotify::Error> {
     // A full queue fails open: the queue is unlimited. So are marks (one per directory).
     let class = if prevention {
         InitFlags::CLASS_CONTENT
     } else {
         InitFlags::CLASS_NOTIF
     };
-    Group::init(
-        class
-            | InitFlags::UNLIMITED_QUEUE
-            | InitFlags::UNLIMITED_MARKS
-            | InitFlags::CLOEXEC
-            | InitFlags::NONBLOCK,
-        libc::O_RDONLY | libc::O_CLOEXEC | libc::O_LARGEFILE,
-    )
+    let flags = class
+        | InitFlags::UNLIMITED_QUEUE
+        | InitFlags::UNLIMITED_MARKS
+        | InitFlags::CLOEXEC
+        | InitFlags::NONBLOCK;
+    let f_flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_LARGEFILE;
+    if pidfds {
+        match Group::init(flags | InitFlags::REPORT_PIDFD, f_flags) {
+            Ok(g) => return Ok(g),
+            Err(e) => {
+                tracing::info!(error = %e, "FAN_REPORT_PIDFD refused: process exclusions use pidfd_open")
+            }
+        }
+    }
+    Group::init(flags, f_flags)
 }
 
 /// Entries of the userspace verdict cache (a few MB).
 const VERDICT_CACHE_ENTRIES: usize = 1 << 16;
 
-/// The open events decided on: permission events with prevention, notifications without.
-fn open_mask(prevention: bool) -> Mask {
-    if prevention {
-        Mask::OPEN_PERM | Mask::OPEN_EXEC_PERM
+/// The open events decided on (`OnAccessEvents` open and exec): permission events with
+/// prevention, notifications without. Empty for `close` alone.
+fn open_mask(settings: &WatchSettings) -> Mask {
+    let (open, exec) = if settings.prevention {
+        (Mask::OPEN_PERM, Mask::OPEN_EXEC_PERM)
     } else {
-        Mask::OPEN | Mask::OPEN_EXEC
+        (Mask::OPEN, Mask::OPEN_EXEC)
+    };
+    let mut mask = Mask::empty();
+    if settings.events.open {
+        mask |= open;
     }
+    if settings.events.exec {
+        mask |= exec;
+    }
+    mask
 }
 
 /// The open events, and close-after-write always: it invalidates both clean caches (a write
 /// through a shared mmap changes nothing else the kernel or `fstat` would see) and feeds
-/// extra scanning.
+/// `OnAccessEvents close` / extra scanning. A write-close is never a read: `--events exec`
+/// still raises no event for a file only read.
 fn mark_mask(settings: &WatchSettings) -> Mask {
-    open_mask(settings.prevention) | Mask::CLOSE_WRITE | Mask::EVENT_ON_CHILD
+    open_mask(settings) | Mask::CLOSE_WRITE | Mask::EVENT_ON_CHILD
 }
 
 /// Starts a daemon thread whose death must not pass silently (review F12): if `body`

@@ -14,7 +14,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use moat_fanotify::Group;
@@ -346,7 +346,7 @@ pub struct QueueStatus {
     pub threads: u64,
 }
 
-const SKIP_REASONS: [(AllowReason, &str); 8] = [
+const SKIP_REASONS: [(AllowReason, &str); 9] = [
     (AllowReason::OwnPid, "own_pid"),
     (AllowReason::RootUid, "root_uid"),
     (AllowReason::ExcludedUid, "excluded_uid"),
@@ -355,10 +355,41 @@ const SKIP_REASONS: [(AllowReason, &str); 8] = [
     (AllowReason::OutsideIncludes, "outside_includes"),
     (AllowReason::ExcludedPath, "excluded_path"),
     (AllowReason::TooLarge, "too_large"),
+    (AllowReason::ExcludedExe, "excluded_exe"),
 ];
 
 fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The probe of the daemon in service, shared by the control socket and the metrics
+/// endpoint. A SIGHUP that changes settings starts a new daemon (see `moat watch`'s
+/// reload); [`CurrentProbe::replace`] then points both at it, so that they never report a
+/// retired daemon.
+#[derive(Debug, Clone)]
+pub struct CurrentProbe(Arc<RwLock<Probe>>);
+
+impl CurrentProbe {
+    /// Starts with `probe`.
+    pub fn new(probe: Probe) -> Self {
+        CurrentProbe(Arc::new(RwLock::new(probe)))
+    }
+
+    /// From now on, reads `probe`.
+    pub fn replace(&self, probe: Probe) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = probe;
+    }
+
+    /// The [`Probe`] of the daemon in service now.
+    pub fn current(&self) -> Probe {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// [`Probe::snapshot`] of the daemon in service.
+    pub fn snapshot(&self) -> Snapshot {
+        // Cloned out of the lock: a snapshot reads /proc, never with the lock held.
+        self.current().snapshot()
+    }
 }
 
 impl Probe {

@@ -42,6 +42,7 @@ pub mod verdict;
 pub mod watchdog;
 
 pub use coverage::{Backend, Tracking, TrackingMode};
-pub use daemon::{Daemon, Scope, StartError, WatchSettings};
-pub use health::{Probe, Snapshot};
+pub use health::{CurrentProbe, Probe, Snapshot};
+pub mod exe;
+pub use daemon::{Daemon, Events, Scope, SharedReactions, StartError, Wake, WatchSettings};
 pub use stop::Stop;

@@ -16,7 +16,7 @@ use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::health::Probe;
+use crate::health::CurrentProbe;
 
 /// The metrics endpoint's server. [`shutdown`](MetricsServer::shutdown) stops it.
 pub struct MetricsServer {
@@ -39,7 +39,7 @@ impl MetricsListener {
     }
 
     /// Serves `/metrics` from `probe` until the server is shut down.
-    pub fn serve(self, probe: Probe) -> Result<MetricsServer, MetricsError> {
+    pub fn serve(self, probe: CurrentProbe) -> Result<MetricsServer, MetricsError> {
         let server = Arc::new(self.server);
         let mut registry = Registry::with_prefix("moat");
         registry.register_collector(Box::new(SnapshotCollector(probe)));
@@ -74,7 +74,7 @@ pub struct MetricsError {
 impl MetricsServer {
     /// Listens on `addr` (`HOST:PORT`, e.g. `127.0.0.1:9321`) and serves `/metrics` from
     /// `probe`.
-    pub fn start(addr: &str, probe: Probe) -> Result<MetricsServer, MetricsError> {
+    pub fn start(addr: &str, probe: CurrentProbe) -> Result<MetricsServer, MetricsError> {
         MetricsServer::bind(addr)?.serve(probe)
     }
 
@@ -158,7 +158,7 @@ fn serve(server: &tiny_http::Server, registry: &Registry, stopping: &AtomicBool)
 
 /// Encodes one snapshot per scrape.
 #[derive(Debug)]
-struct SnapshotCollector(Probe);
+struct SnapshotCollector(CurrentProbe);
 
 type Fmt = Result<(), std::fmt::Error>;
 
@@ -288,7 +288,7 @@ impl Collector for SnapshotCollector {
             "Seconds since the daemon was ready.",
             s.uptime_seconds,
         )?;
-        let (sum, count, buckets) = self.0.latency().buckets();
+        let (sum, count, buckets) = self.0.current().latency().buckets();
         e.encode_descriptor(
             "verdict_latency_seconds",
             "Time from handing a permission event to a worker to the kernel's answer.",

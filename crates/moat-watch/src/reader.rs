@@ -49,8 +49,9 @@ pub struct Reader {
     pub cache: Arc<VerdictCache>,
     /// The kernel clean cache, when in use (ignore marks removed on close-after-write).
     pub kernel_cache: Option<Arc<KernelCache>>,
-    /// `OnAccessExtraScanning`: files closed after writing are scanned and reported.
-    pub extra_scanning: bool,
+    /// `OnAccessEvents close` or `OnAccessExtraScanning`: files closed after writing are
+    /// scanned and reported.
+    pub scan_close_write: bool,
     /// Where an event's file lives, whatever mount it was opened through.
     pub locator: Arc<Locator>,
     /// Filesystem scope: directories found outside the include paths, offered for quieting.
@@ -58,6 +59,8 @@ pub struct Reader {
     /// With systemd's watchdog: beaten on every turn of the loop, whose `poll` then wakes at
     /// least every [`Heartbeat::tick`](crate::watchdog::Heartbeat::tick) (see [`crate::watchdog`]).
     pub heartbeat: Option<Arc<crate::watchdog::Heartbeat>>,
+    /// `OnAccessExcludeExe`: accessors whose program is excluded.
+    pub exes: Arc<crate::exe::ExeExclusions>,
 }
 
 impl Reader {
@@ -164,6 +167,7 @@ impl Reader {
             tracing::error!("fanotify queue overflow: some accesses were allowed unchecked");
             return;
         }
+        self.reporter.stats.count_event(ev.mask());
         match ev.into_permission() {
             Ok(perm) => self.permission(perm),
             Err(ev) => self.notification(ev),
@@ -180,13 +184,13 @@ impl Reader {
         }
         let kind = kind_of(perm.mask());
         let Some(fd) = perm.fd() else { return };
-        let (access, decision) = self.decide(fd, perm.pid(), kind);
+        let (access, decision) = self.decide(fd, perm.pid(), pidfd_of(&perm), kind);
         match decision {
             Decision::Allow(reason) => {
                 let r = perm.allow();
                 self.reporter.stats.allowed(reason);
                 self.answer_failed(r.err());
-                tracing::trace!(path = %access.path.display(), ?reason, "allowed without scan");
+                log_allowed(&access, reason);
             }
             Decision::Scan => match dup(fd) {
                 Ok(file) => {
@@ -222,15 +226,16 @@ impl Reader {
                 self.written(fd);
             }
             let opened = ev.mask().intersects(Mask::OPEN | Mask::OPEN_EXEC);
-            if !self.extra_scanning && !opened {
+            if !self.scan_close_write && !opened {
                 return;
             }
         }
         let kind = kind_of(ev.mask());
         let Some(fd) = ev.fd() else { return };
-        let (access, decision) = self.decide(fd, ev.pid(), kind);
+        let (access, decision) = self.decide(fd, ev.pid(), pidfd_of(&ev), kind);
         if let Decision::Allow(reason) = decision {
             self.reporter.stats.allowed(reason);
+            log_allowed(&access, reason);
             return;
         }
         if let Some(fd) = ev.take_fd() {
@@ -270,7 +275,13 @@ impl Reader {
     /// open by handle: nothing that raises an event) and applies the policy. Path rules only
     /// see a path drawn through an include path's own mount ([`Locator::place`]); a file
     /// with no such place is scanned unless a rule independent of place allows it.
-    fn decide(&self, fd: BorrowedFd<'_>, pid: i32, kind: AccessKind) -> (Access, Decision) {
+    fn decide(
+        &self,
+        fd: BorrowedFd<'_>,
+        pid: i32,
+        pidfd: Option<BorrowedFd<'_>>,
+        kind: AccessKind,
+    ) -> (Access, Decision) {
         let uid = if self.policy.needs_uid() {
             moat_guard::uid_of_pid(pid).ok()
         } else {
@@ -302,6 +313,14 @@ impl Reader {
                 (p, self.policy.decide_unplaced(pid, uid, size))
             }
         };
+        // Last: the only check that reads procfs per process, so only for what would be
+        // scanned.
+        let decision = match decision {
+            Decision::Scan if self.exes.excluded(pid, pidfd).is_some() => {
+                Decision::Allow(AllowReason::ExcludedExe)
+            }
+            d => d,
+        };
         if decision == Decision::Allow(AllowReason::OutsideIncludes) {
             if let Some(q) = &self.quiet {
                 q.offer(&path);
@@ -322,6 +341,25 @@ impl Reader {
             tracing::error!(error = %e, "cannot answer a permission event (allowed on drop)");
         }
     }
+}
+
+/// After the answer: an exclusion by executable at debug level (an administrator's choice
+/// worth seeing with LogVerbose), the routine reasons at trace.
+fn log_allowed(access: &Access, reason: AllowReason) {
+    if reason == AllowReason::ExcludedExe {
+        tracing::debug!(path = %access.path.display(), pid = access.pid,
+            "allowed unscanned: the accessor runs an excluded executable (OnAccessExcludeExe)");
+    } else {
+        tracing::trace!(path = %access.path.display(), ?reason, "allowed without scan");
+    }
+}
+
+/// The accessor's pidfd, when the group reports them (`FAN_REPORT_PIDFD`).
+fn pidfd_of(ev: &Event) -> Option<BorrowedFd<'_>> {
+    ev.info().iter().find_map(|i| match i {
+        moat_fanotify::Info::Pidfd(moat_fanotify::Pidfd::Fd(fd)) => Some(fd.as_fd()),
+        _ => None,
+    })
 }
 
 fn kind_of(mask: Mask) -> AccessKind {

@@ -87,7 +87,12 @@ impl Stop {
     }
 }
 
-/// `poll(2)` for readability on up to two fds; restarts on `EINTR` (signals arrive here).
+/// Blocks until one of `fds` is readable; which ones are.
+pub fn wait_readable<const N: usize>(fds: &[BorrowedFd<'_>; N]) -> io::Result<[bool; N]> {
+    poll(fds, None)
+}
+
+/// `poll(2)` for readability on `N` fds; restarts on `EINTR` (signals arrive here).
 fn poll<const N: usize>(
     fds: &[BorrowedFd<'_>; N],
     timeout: Option<Duration>,

@@ -55,7 +55,7 @@ pub struct Access {
     pub kind: AccessKind,
 }
 
-const REASONS: [AllowReason; 8] = [
+const REASONS: [AllowReason; 9] = [
     AllowReason::OwnPid,
     AllowReason::RootUid,
     AllowReason::ExcludedUid,
@@ -64,13 +64,14 @@ const REASONS: [AllowReason; 8] = [
     AllowReason::OutsideIncludes,
     AllowReason::ExcludedPath,
     AllowReason::TooLarge,
+    AllowReason::ExcludedExe,
 ];
 
 /// Counters of the daemon's own decisions (the worker pool counts scan outcomes in
 /// `moat_guard::Stats`). Relaxed atomics: statistics only.
 #[derive(Debug, Default)]
 pub struct DaemonStats {
-    allowed: [AtomicU64; 8],
+    allowed: [AtomicU64; 9],
     /// Permission events handed to the worker pool.
     pub submitted: AtomicU64,
     /// Notification events (notify-only, close-write) and discoveries handed to the pool.
@@ -97,9 +98,23 @@ pub struct DaemonStats {
     pub blocked: AtomicU64,
     /// Time from hand-off to a worker to the kernel's answer, per permission event scanned.
     pub latency: crate::health::Latency,
+    /// Open events received (permission or notification), execs not included.
+    pub open_events: AtomicU64,
+    /// Exec events received (an exec is one event, whatever else it raises).
+    pub exec_events: AtomicU64,
 }
 
 impl DaemonStats {
+    /// Counts an event by kind (`OnAccessEvents` decides which kinds arrive at all).
+    pub fn count_event(&self, mask: moat_fanotify::Mask) {
+        use moat_fanotify::Mask;
+        if mask.intersects(Mask::OPEN_EXEC_PERM | Mask::OPEN_EXEC) {
+            self.exec_events.fetch_add(1, Relaxed);
+        } else if mask.intersects(Mask::OPEN_PERM | Mask::OPEN) {
+            self.open_events.fetch_add(1, Relaxed);
+        }
+    }
+
     /// Counts an access allowed without a scan.
     pub fn allowed(&self, reason: AllowReason) {
         let i = REASONS

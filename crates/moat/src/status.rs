@@ -11,7 +11,7 @@ use clap::Args;
 use moat_config::Config;
 use moat_watch::control::{ControlServer, ControlSocket, DEFAULT_SOCKET};
 use moat_watch::metrics::{MetricsListener, MetricsServer};
-use moat_watch::{Daemon, Snapshot};
+use moat_watch::{CurrentProbe, Daemon, Snapshot};
 
 /// `moat watch`'s health flags.
 #[derive(Args, Debug)]
@@ -31,6 +31,8 @@ pub struct HealthArgs {
 pub struct Endpoints<C, M> {
     control: Option<C>,
     metrics: Option<M>,
+    /// Once served: the daemon both read (a reload points it at a new daemon).
+    probe: Option<CurrentProbe>,
 }
 
 impl Endpoints<ControlSocket, MetricsListener> {
@@ -56,14 +58,19 @@ impl Endpoints<ControlSocket, MetricsListener> {
             Some(addr) => Some(MetricsServer::bind(addr).map_err(|e| e.to_string())?),
             None => None,
         };
-        Ok(Endpoints { control, metrics })
+        Ok(Endpoints {
+            control,
+            metrics,
+            probe: None,
+        })
     }
 
     /// Starts answering with `daemon`'s state.
     pub fn serve(self, daemon: &Daemon) -> Result<Endpoints<ControlServer, MetricsServer>, String> {
+        let probe = CurrentProbe::new(daemon.probe());
         let control = match self.control {
             Some(s) => {
-                let server = s.serve(daemon.probe()).map_err(|e| e.to_string())?;
+                let server = s.serve(probe.clone()).map_err(|e| e.to_string())?;
                 tracing::info!(path = %server.path().display(), "control socket ready (moat status)");
                 Some(server)
             }
@@ -71,17 +78,28 @@ impl Endpoints<ControlSocket, MetricsListener> {
         };
         let metrics = match self.metrics {
             Some(m) => {
-                let server = m.serve(daemon.probe()).map_err(|e| e.to_string())?;
+                let server = m.serve(probe.clone()).map_err(|e| e.to_string())?;
                 tracing::info!("metrics on http://{}/metrics", server.addr());
                 Some(server)
             }
             None => None,
         };
-        Ok(Endpoints { control, metrics })
+        Ok(Endpoints {
+            control,
+            metrics,
+            probe: Some(probe),
+        })
     }
 }
 
 impl Endpoints<ControlServer, MetricsServer> {
+    /// After a reload that started a new daemon: report that one from now on.
+    pub fn follow(&self, daemon: &Daemon) {
+        if let Some(p) = &self.probe {
+            p.replace(daemon.probe());
+        }
+    }
+
     /// Stops both (the control socket is removed).
     pub fn shutdown(self) {
         if let Some(c) = self.control {

@@ -88,6 +88,23 @@ pub struct WatchArgs {
     /// What happens after a detection.
     #[command(flatten)]
     react: crate::react::ReactArgs,
+    // ---- modes: which accesses are checked, and by whom ----
+    /// Accesses checked, a comma list of open, exec, close (OnAccessEvents) [default:
+    /// open,exec]. exec alone blocks execution only; close scans files closed after writing
+    /// and reports (never blocks).
+    #[arg(long, value_name = "LIST", value_parser = parse_events)]
+    events: Option<moat_config::Events>,
+    /// Do not scan accesses by processes running this executable, matched by inode
+    /// (OnAccessExcludeExe; repeatable).
+    #[arg(long, value_name = "PATH")]
+    exclude_exe: Vec<PathBuf>,
+    /// As --exclude-exe, and also their descendants (OnAccessExcludeExe PATH +children).
+    #[arg(long, value_name = "PATH")]
+    exclude_exe_children: Vec<PathBuf>,
+}
+
+fn parse_events(s: &str) -> Result<moat_config::Events, String> {
+    s.parse()
 }
 
 /// `--coverage` values.
@@ -208,6 +225,14 @@ fn apply_flags(a: &WatchArgs, c: &mut Config) -> Result<(), regex::Error> {
         c.log_file = Some(log.clone());
     }
     c.log_verbose |= a.verbose;
+    c.on_access_events = a.events.unwrap_or(c.on_access_events);
+    for (paths, children) in [(&a.exclude_exe, false), (&a.exclude_exe_children, true)] {
+        c.on_access_exclude_exes
+            .extend(paths.iter().map(|p| moat_config::ExeExclusion {
+                path: p.clone(),
+                children,
+            }));
+    }
     Ok(())
 }
 
@@ -301,46 +326,164 @@ impl LogGuards {
 
 fn start_and_run(args: &WatchArgs, c: &Config) -> Result<(), String> {
     let mut settings = settings(c)?;
-    let reactions = crate::react::start(&args.react, c)?;
+    let reactions = crate::react::start(&args.react, c)?.map(moat_watch::SharedReactions);
     settings.reactions = reactions.clone();
     let scanner = load_scanner(args, c, 1)?;
-    let stop = Arc::new(Stop::new().map_err(|e| format!("cannot create the stop pipe: {e}"))?);
-    stop.on_signals(&[libc::SIGTERM, libc::SIGINT])
+    let signals = Stop::new().map_err(|e| format!("cannot create the stop pipe: {e}"))?;
+    signals
+        .on_signals(&[libc::SIGTERM, libc::SIGINT])
         .map_err(|e| format!("cannot handle signals: {e}"))?;
-    // SIGHUP reloads the signature database (as clamd's RELOAD). Its default action would
-    // kill the daemon, and the kernel would then allow everything. Caught before READY=1, so
-    // that a SIGHUP sent as soon as the daemon is ready is caught too.
+    // SIGHUP reloads clamd.conf and the signature database (as clamd's RELOAD). Its default
+    // action would kill the daemon, and the kernel would then allow everything. Caught
+    // before READY=1, so that a SIGHUP sent as soon as the daemon is ready is caught too.
     let hup = Stop::new().map_err(|e| format!("cannot create the SIGHUP pipe: {e}"))?;
     hup.on_signals(&[libc::SIGHUP])
         .map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
     let endpoints = crate::status::Endpoints::bind(&args.health, c)?;
-    let daemon = Daemon::start(settings, scanner, stop).map_err(|e| e.to_string())?;
+    let daemon = start_daemon(settings.clone(), scanner).map_err(|e| e.to_string())?;
     let endpoints = endpoints.serve(&daemon)?;
-    let status = daemon.status_line();
-    tracing::info!("{status}");
-    match moat_watch::notify::notify(&format!("READY=1\nSTATUS={status}")) {
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "cannot notify $NOTIFY_SOCKET"),
-    }
-    let mut generation = 1;
-    let ran = daemon.run_until_stopped_with(&hup, |daemon| {
-        tracing::info!("SIGHUP: reloading the signature database");
-        match load_scanner(args, c, generation + 1) {
-            Ok(scanner) => {
-                generation += 1;
-                daemon.reload(scanner);
+    announce(&daemon, "READY=1");
+    let mut running = Running {
+        config: c.clone(),
+        settings,
+        daemon,
+        generation: 1,
+    };
+    let ran = loop {
+        match running.daemon.wait(&signals, &hup) {
+            moat_watch::Wake::Hup => {
+                hup.clear();
+                running = reload(args, running);
+                endpoints.follow(&running.daemon);
             }
-            Err(e) => tracing::error!(
-                "SIGHUP: reload failed, still running with the previous database: {e}"
-            ),
+            moat_watch::Wake::Stop => break Ok(()),
+            moat_watch::Wake::Failed => {
+                break Err("a daemon thread died (see the error above); stopped".into())
+            }
         }
-    });
-    endpoints.shutdown();
+    };
     let _ = moat_watch::notify::notify("STOPPING=1");
+    running.daemon.stop();
+    endpoints.shutdown();
     if let Some(r) = &reactions {
-        r.stop(Duration::from_secs(5));
+        r.0.stop(Duration::from_secs(5));
     }
     ran
+}
+
+/// The daemon in service and what it was built from.
+struct Running {
+    config: Config,
+    settings: WatchSettings,
+    daemon: Daemon,
+    generation: u64,
+}
+
+fn start_daemon(
+    settings: WatchSettings,
+    scanner: Arc<dyn moat_guard::Scanner>,
+) -> Result<Daemon, String> {
+    // A stop of its own (not the signals'): a reload stops the old daemon alone.
+    let stop = Arc::new(Stop::new().map_err(|e| format!("cannot create a stop pipe: {e}"))?);
+    Daemon::start(settings, scanner, stop).map_err(|e| e.to_string())
+}
+
+/// Logs the daemon's status line and sends it to systemd with `state` (`READY=1`).
+fn announce(daemon: &Daemon, state: &str) {
+    let status = daemon.status_line();
+    tracing::info!("{status}");
+    if let Err(e) = moat_watch::notify::notify(&format!("{state}\nSTATUS={status}")) {
+        tracing::warn!(error = %e, "cannot notify $NOTIFY_SOCKET");
+    }
+}
+
+/// SIGHUP: clamd.conf (with the command line's flags over it again) and the signature
+/// database, both loaded before anything changes. A configuration or database that does
+/// not load leaves everything as it was, and says why (file, line, reason). Same settings:
+/// the new database is put in place ([`Daemon::reload`]). Other settings: a new daemon
+/// (its own fanotify group, marks and threads) is started while the old one still answers
+/// every event — the kernel asks every group, so each access is checked by at least one of
+/// them throughout — and only then is the old one stopped. Never a moment without marks.
+fn reload(args: &WatchArgs, mut run: Running) -> Running {
+    let _ =
+        moat_watch::notify::notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
+    tracing::info!("SIGHUP: reloading the configuration and the signature database");
+    let loaded = load_config(args).and_then(|c| {
+        let s = settings(&c)?;
+        Ok((c, s))
+    });
+    let (config, mut settings) = match loaded {
+        Ok(cs) => cs,
+        Err(e) => {
+            tracing::error!("SIGHUP: the configuration does not load, still running with the previous configuration and database: {e}");
+            announce(&run.daemon, "READY=1");
+            return run;
+        }
+    };
+    for w in config.warnings() {
+        tracing::warn!("{w}");
+    }
+    let scanner = match load_scanner(args, &config, run.generation + 1) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("SIGHUP: reload failed, still running with the previous configuration and database: {e}");
+            announce(&run.daemon, "READY=1");
+            return run;
+        }
+    };
+    warn_fixed_keys(&run.config, &config);
+    // The reaction thread (--move/--copy/--remove, VirusEvent, detection log) was started
+    // once; it goes on unchanged.
+    settings.reactions = run.settings.reactions.clone();
+    if settings == run.settings {
+        run.daemon.reload(scanner);
+    } else {
+        match start_daemon(settings.clone(), scanner) {
+            Ok(new) => {
+                std::mem::replace(&mut run.daemon, new).retire();
+                tracing::info!("SIGHUP: new configuration in place");
+                run.settings = settings;
+            }
+            Err(e) => tracing::error!("SIGHUP: the new configuration cannot start, still running with the previous configuration and database: {e}"),
+        }
+    }
+    run.generation += 1;
+    run.config = config;
+    announce(&run.daemon, "READY=1");
+    run
+}
+
+/// Keys read once at start (logging): a change is logged, not applied.
+fn warn_fixed_keys(old: &Config, new: &Config) {
+    if (&old.log_file, old.log_verbose, old.log_time)
+        != (&new.log_file, new.log_verbose, new.log_time)
+    {
+        tracing::warn!(
+            "SIGHUP: LogFile, LogVerbose and LogTime take effect at the next start only"
+        );
+    }
+    if (&old.virus_event, &old.moat_detection_log) != (&new.virus_event, &new.moat_detection_log)
+    {
+        tracing::warn!("SIGHUP: VirusEvent and MoatDetectionLog take effect at the next start only");
+    }
+    if (&old.moat_control_socket, &old.moat_metrics_address)
+        != (&new.moat_control_socket, &new.moat_metrics_address)
+    {
+        tracing::warn!(
+            "SIGHUP: MoatControlSocket and MoatMetricsAddress take effect at the next start only"
+        );
+    }
+}
+
+/// `CLOCK_MONOTONIC` in microseconds, for systemd's `RELOADING=1` message.
+fn monotonic_usec() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
 }
 
 fn settings(c: &Config) -> Result<WatchSettings, String> {
@@ -389,6 +532,16 @@ fn settings(c: &Config) -> Result<WatchSettings, String> {
         deny_on_error: c.on_access_deny_on_error,
         retries: c.on_access_retry_attempts,
         reactions: None,
+        events: moat_watch::Events {
+            open: c.on_access_events.open,
+            exec: c.on_access_events.exec,
+            close: c.on_access_events.close,
+        },
+        exclude_exes: c
+            .on_access_exclude_exes
+            .iter()
+            .map(|x| (x.path.clone(), x.children))
+            .collect(),
     })
 }
 
