@@ -44,7 +44,7 @@ pub use scanner::{Limits, ScanError, ScanOutcome, Scanner, Skip};
 
 use std::io::{self, Read};
 
-use body::{BodyMatcher, BodyScan};
+use body::{BodyMatcher, BodyScan, CompiledSig};
 use facts::FileFacts;
 use hashes::{FileDigests, HashIndex, StreamDigests};
 use logical::{LogicalFacts, LogicalMatcher};
@@ -449,13 +449,13 @@ impl Engine {
     /// The first body signature to match an HTML file's normalized copies
     /// ([`htmlnorm`]): target 3, then target 0 on the page, the same on its text
     /// without tags and on its scripts, then target 7 on the scripts.
-    fn scan_html(&self, data: &[u8]) -> Option<&BodySig> {
+    fn scan_html(&self, data: &[u8]) -> Option<&CompiledSig> {
         let html = self.typed.html();
         if html.is_empty() && self.text_any.is_empty() && self.text.is_empty() {
             return None;
         }
         let copy = htmlnorm::normalize(data);
-        fn first<'m>(m: &'m BodyMatcher, d: &[u8]) -> Option<&'m BodySig> {
+        fn first<'m>(m: &'m BodyMatcher, d: &[u8]) -> Option<&'m CompiledSig> {
             m.scan(d).map(|found| m.sig(found.sig))
         }
         for d in [&copy.html[..], &copy.notags[..], &copy.scripts[..]] {

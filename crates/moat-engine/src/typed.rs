@@ -9,7 +9,7 @@
 use moat_formats::FileType;
 use moat_sigs::{BodySig, HashTable};
 
-use crate::body::BodyMatcher;
+use crate::body::{BodyMatcher, CompiledSig};
 use crate::facts::FileFacts;
 use crate::hashes::{HashIndex, StreamDigests};
 
@@ -67,7 +67,7 @@ impl Typed {
     }
 
     /// The first type-specific body signature to match the raw bytes `data` of a file.
-    pub fn scan_raw<'s>(&'s self, facts: &FileFacts<'_>, data: &[u8]) -> Option<&'s BodySig> {
+    pub fn scan_raw<'s>(&'s self, facts: &FileFacts<'_>, data: &[u8]) -> Option<&'s CompiledSig> {
         let m = self.raw_matcher(facts.file_type())?;
         let exe = if m.needs_exe() { facts.exe() } else { None };
         m.scan_exe(data, exe).map(|found| m.sig(found.sig))

@@ -102,7 +102,10 @@ pub enum Boundary {
     WideNonAlnum,
 }
 
-/// One matching unit of a part.
+/// One matching unit of a part: 16 bytes (the rare byte sets and alternates are
+/// boxed), since nearly every element of a real signature is one plain byte and the
+/// loader holds every signature's elements at once (at 40 bytes, the elements of the
+/// real main.ldb and daily.ldb were most of the loader's peak memory, measured).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Element {
     /// Exactly this byte.
@@ -122,28 +125,47 @@ pub enum Element {
         max: u32,
     },
     /// One byte from the set (single-byte alternates; negation already applied).
-    Class(ByteSet),
-    /// Multi-byte alternates: one of the alternatives, each a sequence of elements.
-    /// When `negated`, all alternatives have the same length `n` of plain bytes and
-    /// the element matches any `n` bytes that equal none of them.
-    Alt {
-        /// The alternatives.
-        alternatives: Vec<Vec<Element>>,
-        /// Whether the set is negated (fixed-length alternates only).
-        negated: bool,
-    },
+    Class(Box<ByteSet>),
+    /// Multi-byte alternates.
+    Alt(Box<Alternates>),
     /// A character class that is not a plain byte set.
     Boundary(Boundary),
 }
 
+const _: () = assert!(std::mem::size_of::<Element>() == 16);
+
+/// Multi-byte alternates: one of the alternatives, each a sequence of elements.
+/// When `negated`, all alternatives have the same length `n` of plain bytes and the
+/// element matches any `n` bytes that equal none of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alternates {
+    /// The alternatives.
+    pub alternatives: Vec<Vec<Element>>,
+    /// Whether the set is negated (fixed-length alternates only).
+    pub negated: bool,
+}
+
 impl Element {
+    /// [`Element::Alt`] of these alternatives.
+    pub fn alt(alternatives: Vec<Vec<Element>>, negated: bool) -> Element {
+        Element::Alt(Box::new(Alternates {
+            alternatives,
+            negated,
+        }))
+    }
+
+    /// [`Element::Class`] of this set.
+    pub fn class(set: ByteSet) -> Element {
+        Element::Class(Box::new(set))
+    }
+
     /// The fewest and the most bytes this element consumes.
     pub fn len_range(&self) -> (u32, u32) {
         match self {
             Element::Byte(_) | Element::Masked { .. } | Element::Class(_) => (1, 1),
             Element::Skip { min, max } => (*min, *max),
-            Element::Alt { alternatives, .. } => {
-                let ranges = alternatives.iter().map(|alt| seq_len_range(alt));
+            Element::Alt(alt) => {
+                let ranges = alt.alternatives.iter().map(|alt| seq_len_range(alt));
                 ranges.fold((u32::MAX, 0), |(lo, hi), (a, b)| (lo.min(a), hi.max(b)))
             }
             Element::Boundary(Boundary::Word | Boundary::NonAlnum) => (1, 1),
@@ -306,8 +328,16 @@ impl Parser<'_> {
                 return self.err("'[x-y]' must join a single byte to the rest of the part");
             }
         }
+        // The vector grew by doubling: give the slack back (every signature's parts
+        // are held until the engine is compiled).
+        let mut elements = elements;
+        elements.shrink_to_fit();
         let part = Part { elements };
-        if !part.literal_runs().iter().any(|(_, run)| run.len() >= 2) {
+        let static_pair = part
+            .elements
+            .windows(2)
+            .any(|w| matches!(w, [Element::Byte(_), Element::Byte(_)]));
+        if !static_pair {
             return self
                 .err("every part of a signature needs at least two consecutive static bytes");
         }
@@ -501,15 +531,12 @@ impl Parser<'_> {
                     set.insert(b);
                 }
             }
-            return Ok(Element::Class(if negated { set.negate() } else { set }));
+            return Ok(Element::class(if negated { set.negate() } else { set }));
         }
         if negated && !(plain && fixed_len) {
             return self.err("negated alternates must be plain bytes of one length");
         }
-        Ok(Element::Alt {
-            alternatives,
-            negated,
-        })
+        Ok(Element::alt(alternatives, negated))
     }
 }
 

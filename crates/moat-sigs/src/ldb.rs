@@ -1224,7 +1224,11 @@ fn parse_pcre(
         offset,
         flags,
     };
-    sub.builder().build(&sub.compiled_pattern()).map_err(|e| {
+    // Compiled here only to refuse a bad regex with its line; without the JIT, which
+    // the engine applies when it compiles the regex for use.
+    let mut check = sub.builder();
+    check.jit_if_available(false);
+    check.build(&sub.compiled_pattern()).map_err(|e| {
         ParseError::new(format!("regex subsignature: PCRE2 compilation failed: {e}"))
     })?;
     Ok(Ok(Subsig::Pcre(sub)))

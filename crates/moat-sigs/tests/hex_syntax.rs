@@ -398,10 +398,7 @@ fn multi_byte_fixed_alternates() {
     assert_eq!(e.len(), 5);
     assert_eq!(
         e[2],
-        Element::Alt {
-            alternatives: vec![bytes(&[0xcc, 0xdd]), bytes(&[0xee, 0xff])],
-            negated: false
-        }
+        Element::alt(vec![bytes(&[0xcc, 0xdd]), bytes(&[0xee, 0xff])], false)
     );
     assert_eq!(e[2].len_range(), (2, 2));
 }
@@ -411,10 +408,7 @@ fn negated_multi_byte_alternates() {
     let e = single("aabb!(ccdd|eeff)1122");
     assert_eq!(
         e[2],
-        Element::Alt {
-            alternatives: vec![bytes(&[0xcc, 0xdd]), bytes(&[0xee, 0xff])],
-            negated: true
-        }
+        Element::alt(vec![bytes(&[0xcc, 0xdd]), bytes(&[0xee, 0xff])], true)
     );
 }
 
@@ -423,10 +417,7 @@ fn generic_alternates_of_different_lengths() {
     let e = single("aabb(cc|ddee)1122");
     assert_eq!(
         e[2],
-        Element::Alt {
-            alternatives: vec![bytes(&[0xcc]), bytes(&[0xdd, 0xee])],
-            negated: false
-        }
+        Element::alt(vec![bytes(&[0xcc]), bytes(&[0xdd, 0xee])], false)
     );
     assert_eq!(e[2].len_range(), (1, 2));
 }
@@ -436,10 +427,7 @@ fn generic_alternates_longest_first() {
     let e = single("aabb(ddee|cc)1122");
     assert_eq!(
         e[2],
-        Element::Alt {
-            alternatives: vec![bytes(&[0xdd, 0xee]), bytes(&[0xcc])],
-            negated: false
-        }
+        Element::alt(vec![bytes(&[0xdd, 0xee]), bytes(&[0xcc])], false)
     );
     assert_eq!(e[2].len_range(), (1, 2));
 }
@@ -449,32 +437,26 @@ fn generic_alternates_with_nibbles_and_wildcards() {
     let e = single("aabb(c?|dd)1122");
     assert_eq!(
         e[2],
-        Element::Alt {
-            alternatives: vec![
+        Element::alt(
+            vec![
                 vec![Element::Masked {
                     value: 0xc0,
                     mask: 0xf0
                 }],
                 bytes(&[0xdd])
             ],
-            negated: false
-        }
+            false
+        )
     );
     let e = single("aabb(cc??|dd11)2233");
     assert_eq!(
         e[2],
-        Element::Alt {
-            alternatives: vec![vec![b(0xcc), any()], bytes(&[0xdd, 0x11])],
-            negated: false
-        }
+        Element::alt(vec![vec![b(0xcc), any()], bytes(&[0xdd, 0x11])], false)
     );
     let e = single("aabb(??cc|dd11)2233");
     assert_eq!(
         e[2],
-        Element::Alt {
-            alternatives: vec![vec![any(), b(0xcc)], bytes(&[0xdd, 0x11])],
-            negated: false
-        }
+        Element::alt(vec![vec![any(), b(0xcc)], bytes(&[0xdd, 0x11])], false)
     );
 }
 
@@ -484,12 +466,9 @@ fn generic_alternates_with_small_fixed_range() {
     // so a whole-byte `{1}` is a one-byte skip there.
     let e = single("aabb(cc|dd{1}ee)1122");
     match &e[2] {
-        Element::Alt {
-            alternatives,
-            negated: false,
-        } => {
-            assert_eq!(alternatives[0], bytes(&[0xcc]));
-            let (lo, hi) = hex::seq_len_range(&alternatives[1]);
+        Element::Alt(alt) if !alt.negated => {
+            assert_eq!(alt.alternatives[0], bytes(&[0xcc]));
+            let (lo, hi) = hex::seq_len_range(&alt.alternatives[1]);
             assert_eq!((lo, hi), (3, 3));
         }
         other => panic!("expected generic alternates, got {other:?}"),
@@ -552,7 +531,7 @@ fn single_alternative_group_is_accepted() {
     let third_matches_cc = match &e[2] {
         Element::Byte(0xcc) => true,
         Element::Class(set) => set.contains(0xcc) && !set.contains(0xdd),
-        Element::Alt { alternatives, .. } => alternatives == &vec![bytes(&[0xcc])],
+        Element::Alt(alt) => alt.alternatives == vec![bytes(&[0xcc])],
         _ => false,
     };
     assert!(third_matches_cc, "{:?}", e[2]);

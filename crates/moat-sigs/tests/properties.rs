@@ -151,15 +151,14 @@ impl Tok {
                 for &b in bytes {
                     set.insert(b);
                 }
-                Element::Class(if *neg { set.negate() } else { set })
+                Element::class(if *neg { set.negate() } else { set })
             }
-            Tok::Alt(alts, neg) => Element::Alt {
-                alternatives: alts
-                    .iter()
+            Tok::Alt(alts, neg) => Element::alt(
+                alts.iter()
                     .map(|a| a.iter().map(|&b| Element::Byte(b)).collect())
                     .collect(),
-                negated: *neg,
-            },
+                *neg,
+            ),
         }
     }
 }

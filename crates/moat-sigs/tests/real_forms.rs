@@ -130,11 +130,11 @@ fn subsignature_fields_split_as_clamav_splits_them() {
 #[test]
 fn nested_alternates_parse_into_nested_elements() {
     let p = hex::parse("6161(6a6a|66(6767|6868)66|6969)6161").unwrap();
-    let Element::Alt { alternatives, .. } = &p.parts[0].elements[2] else {
+    let Element::Alt(alt) = &p.parts[0].elements[2] else {
         panic!("{p:?}")
     };
-    assert_eq!(alternatives.len(), 3);
-    assert!(matches!(alternatives[1][1], Element::Alt { .. }));
+    assert_eq!(alt.alternatives.len(), 3);
+    assert!(matches!(alt.alternatives[1][1], Element::Alt(_)));
     hex::parse("aabb(cc|(dd|ee))1122").unwrap();
     hex::parse("6161(6a6a|66{2}66)6161").unwrap();
     let deep = format!("6161{}6a6a{}6161", "(6a6a|".repeat(40), ")".repeat(40));

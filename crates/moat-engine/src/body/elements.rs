@@ -1,4 +1,5 @@
-//! Matching the elements of one part forwards and backwards from a known position.
+//! Matching the loader's elements forwards and backwards from a known position: what
+//! the compact ops ([`super::ops`]) use for alternates and the rarer elements.
 //!
 //! Elements can have several lengths (skips, generic alternates, `(B)`, `(L)`), so
 //! matching works on small sets of positions: the set of places where the sequence
@@ -23,48 +24,6 @@ pub fn forward(elements: &[Element], data: &[u8], starts: Vec<usize>) -> Vec<usi
         }
     }
     current
-}
-
-/// [`forward`] from one position. The leading single-byte elements (most of a real
-/// part) are matched in place first, so that a candidate that fails there, as nearly
-/// all do, costs no allocation (malloc and free were 17% of the scan time, measured).
-pub fn forward_from(elements: &[Element], data: &[u8], start: usize) -> Vec<usize> {
-    let mut pos = start;
-    for (i, element) in elements.iter().enumerate() {
-        if !is_single_byte(element) {
-            return forward(&elements[i..], data, vec![pos]);
-        }
-        match data.get(pos) {
-            Some(&b) if byte_matches(element, b) => pos += 1,
-            _ => return Vec::new(),
-        }
-    }
-    vec![pos]
-}
-
-/// [`backward`] from one position, the trailing single-byte elements matched in place
-/// first (see [`forward_from`]).
-pub fn backward_from(elements: &[Element], data: &[u8], end: usize) -> Vec<usize> {
-    let mut pos = end;
-    for (i, element) in elements.iter().enumerate().rev() {
-        if !is_single_byte(element) {
-            return backward(&elements[..=i], data, vec![pos]);
-        }
-        match pos.checked_sub(1).and_then(|p| data.get(p)) {
-            Some(&b) if byte_matches(element, b) => pos -= 1,
-            _ => return Vec::new(),
-        }
-    }
-    vec![pos]
-}
-
-/// Whether an element always consumes exactly one byte tested by [`byte_matches`].
-#[inline]
-fn is_single_byte(element: &Element) -> bool {
-    matches!(
-        element,
-        Element::Byte(_) | Element::Masked { .. } | Element::Class(_)
-    )
 }
 
 /// Positions where `elements` can start when they end at any of `ends`.
@@ -102,28 +61,22 @@ fn byte_matches(element: &Element, b: u8) -> bool {
     }
 }
 
-fn element_forward(element: &Element, data: &[u8], pos: usize, out: &mut Vec<usize>) {
+pub(super) fn element_forward(element: &Element, data: &[u8], pos: usize, out: &mut Vec<usize>) {
     match element {
         Element::Skip { min, max } => {
             let (min, max) = (*min as usize, *max as usize);
             let hi = max.min(data.len().saturating_sub(pos));
             out.extend((min..=hi).map(|n| pos + n));
         }
-        Element::Alt {
-            alternatives,
-            negated: false,
-        } => {
-            for alt in alternatives {
-                out.extend(forward(alt, data, vec![pos]));
+        Element::Alt(alt) if !alt.negated => {
+            for seq in &alt.alternatives {
+                out.extend(forward(seq, data, vec![pos]));
             }
         }
-        Element::Alt {
-            alternatives,
-            negated: true,
-        } => {
-            let len = alternatives[0].len();
+        Element::Alt(alt) => {
+            let len = alt.alternatives[0].len();
             if let Some(window) = data.get(pos..pos + len) {
-                if !alternatives.iter().any(|alt| seq_equals(alt, window)) {
+                if !alt.alternatives.iter().any(|seq| seq_equals(seq, window)) {
                     out.push(pos + len);
                 }
             }
@@ -143,27 +96,21 @@ fn element_forward(element: &Element, data: &[u8], pos: usize, out: &mut Vec<usi
     }
 }
 
-fn element_backward(element: &Element, data: &[u8], pos: usize, out: &mut Vec<usize>) {
+pub(super) fn element_backward(element: &Element, data: &[u8], pos: usize, out: &mut Vec<usize>) {
     match element {
         Element::Skip { min, max } => {
             let (min, max) = (*min as usize, (*max as usize).min(pos));
             out.extend((min..=max).map(|n| pos - n));
         }
-        Element::Alt {
-            alternatives,
-            negated: false,
-        } => {
-            for alt in alternatives {
-                out.extend(backward(alt, data, vec![pos]));
+        Element::Alt(alt) if !alt.negated => {
+            for seq in &alt.alternatives {
+                out.extend(backward(seq, data, vec![pos]));
             }
         }
-        Element::Alt {
-            alternatives,
-            negated: true,
-        } => {
-            let len = alternatives[0].len();
+        Element::Alt(alt) => {
+            let len = alt.alternatives[0].len();
             if let Some(window) = pos.checked_sub(len).map(|s| &data[s..pos]) {
-                if !alternatives.iter().any(|alt| seq_equals(alt, window)) {
+                if !alt.alternatives.iter().any(|seq| seq_equals(seq, window)) {
                     out.push(pos - len);
                 }
             }

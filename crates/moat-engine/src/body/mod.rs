@@ -16,19 +16,25 @@
 //! Part 0 must satisfy the signature's offset. When the last part is reached, the
 //! signature matches at that position. The state kept per file is the ends of partial
 //! chains, bounded per part, never the data.
+//!
+//! Signatures are compiled one at a time ([`BodyBuilder::push`]) into compact
+//! [`ops`] (a literal run is one slice of a byte arena, not an element per byte), so
+//! the loader's form of each is dropped as soon as it is compiled.
 
 mod elements;
+mod ops;
 mod prefilter;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use moat_formats::ExeInfo;
-use moat_sigs::hex::{seq_len_range, Boundary, Element, Part};
-use moat_sigs::BodySig;
+use moat_sigs::hex::{seq_len_range, Boundary, Element, Gap, Part};
+use moat_sigs::{BodySig, Offset};
 
 use crate::facts;
 
+use ops::{Arena, Op, OpRange};
 use prefilter::Prefilter;
 pub use prefilter::MAX_ATOM;
 
@@ -90,10 +96,10 @@ struct Anchor {
     sig: u32,
     /// Index of the part inside the signature.
     part: u16,
-    /// Index of the first atom element inside the part.
-    elem: u16,
     /// Atom length in bytes.
     len: u16,
+    /// Index of the atom's op (a literal of exactly the atom) inside the part.
+    op: u32,
 }
 
 /// The compiled body signatures.
@@ -104,6 +110,10 @@ pub struct BodyMatcher {
     /// First parts found at their offset's positions instead of through the prefilter.
     anchored: Vec<Anchored>,
     sigs: Vec<CompiledSig>,
+    /// The parts of all signatures, each signature's consecutive.
+    parts: Vec<CompiledPart>,
+    /// The ops of all parts.
+    arena: Arena,
     /// The farthest verification reads before and after an atom's start.
     reach: (usize, usize),
     /// Counting mode ([`BodyMatcher::counting`]): every match of every signature is
@@ -115,8 +125,10 @@ pub struct BodyMatcher {
 
 /// A body signature prepared for matching: a boundary class at the very start or end
 /// is a zero-width assertion, taken out of the parts.
-struct CompiledSig {
-    sig: BodySig,
+pub struct CompiledSig {
+    /// The detection name (empty for the subsignatures of logical signatures).
+    pub name: Box<str>,
+    offset: Offset,
     look_behind: Option<Boundary>,
     look_ahead: Option<Boundary>,
     /// Only static bytes: ClamAV reports these before any other kind.
@@ -125,10 +137,39 @@ struct CompiledSig {
     /// end of its first static run of two or more bytes, at most three deep), and
     /// the trie depth of that node.
     trie: (u64, usize),
+    /// Index of the first part in [`BodyMatcher::parts`].
+    first_part: u32,
+    /// Number of parts.
+    n_parts: u16,
+    /// The op of part 0 whose position the offset constrains (the loader's
+    /// `offset_origin`, at most the atom's op).
+    origin: u32,
 }
 
-impl CompiledSig {
-    fn new(mut sig: BodySig) -> CompiledSig {
+/// A part of a compiled signature.
+struct CompiledPart {
+    ops: OpRange,
+    /// The distance from the previous part (unused for part 0).
+    gap_before: Gap,
+}
+
+/// Compiles body signatures one at a time into a [`BodyMatcher`].
+#[derive(Default)]
+pub struct BodyBuilder {
+    arena: Arena,
+    sigs: Vec<CompiledSig>,
+    parts: Vec<CompiledPart>,
+    atom_ids: HashMap<Vec<u8>, usize>,
+    atoms: Vec<Vec<u8>>,
+    anchors: Vec<Vec<Anchor>>,
+    anchored: Vec<Anchored>,
+    reach: (usize, usize),
+    needs_exe: bool,
+}
+
+impl BodyBuilder {
+    /// Compiles `sig`, the next signature (its index is the number pushed before).
+    pub fn push(&mut self, mut sig: BodySig) {
         let parts = &mut sig.pattern.parts;
         let look_behind = match parts[0].elements.first() {
             Some(&Element::Boundary(b)) => {
@@ -153,12 +194,113 @@ impl CompiledSig {
                 .iter()
                 .all(|e| matches!(e, Element::Byte(_)));
         let trie = trie_node(sig.pattern.parts.last().expect("at least one part"));
-        CompiledSig {
-            sig,
+        self.needs_exe |= sig.offset.base.needs_executable();
+        let sig_index = self.sigs.len() as u32;
+        let first_part = self.parts.len() as u32;
+        let mut origin = 0;
+        for (part_index, part) in sig.pattern.parts.iter().enumerate() {
+            let (elem, bytes) = choose_atom(part);
+            // +2 / +2: room for a look-behind (two bytes for a wide one) and a
+            // look-ahead `\r\n` (or wide character).
+            let before = seq_len_range(&part.elements[..elem]).1 as usize + 2;
+            let after = seq_len_range(&part.elements[elem..]).1 as usize + 2;
+            self.reach = (self.reach.0.max(before), self.reach.1.max(after));
+            let origin_elem = if part_index == 0 {
+                sig.pattern.offset_origin.min(elem)
+            } else {
+                0
+            };
+            let (range, [origin_op, atom_op, _]) = self
+                .arena
+                .push_part(&part.elements, [origin_elem, elem, elem + bytes.len()]);
+            if part_index == 0 {
+                origin = origin_op;
+            }
+            self.parts.push(CompiledPart {
+                ops: range,
+                gap_before: match part_index {
+                    0 => Gap { min: 0, max: None },
+                    j => sig.pattern.gaps[j - 1],
+                },
+            });
+            let anchor = Anchor {
+                sig: sig_index,
+                part: part_index as u16,
+                len: bytes.len() as u16,
+                op: atom_op,
+            };
+            if part_index == 0 {
+                if let Some(before) = anchored_window(&sig, elem) {
+                    self.anchored.push(Anchored {
+                        anchor,
+                        atom: bytes,
+                        before,
+                    });
+                    continue;
+                }
+            }
+            let id = match self.atom_ids.get(&bytes) {
+                Some(&id) => id,
+                None => {
+                    self.atoms.push(bytes.clone());
+                    self.anchors.push(Vec::new());
+                    self.atom_ids.insert(bytes, self.atoms.len() - 1);
+                    self.atoms.len() - 1
+                }
+            };
+            self.anchors[id].push(anchor);
+        }
+        self.sigs.push(CompiledSig {
+            name: sig.name,
+            offset: sig.offset,
             look_behind,
             look_ahead,
             pure_static,
             trie,
+            first_part,
+            n_parts: sig.pattern.parts.len() as u16,
+            origin,
+        });
+    }
+
+    /// The number of signatures pushed.
+    pub fn len(&self) -> usize {
+        self.sigs.len()
+    }
+
+    /// Whether none were pushed.
+    pub fn is_empty(&self) -> bool {
+        self.sigs.is_empty()
+    }
+
+    /// The matcher (first-match mode).
+    pub fn build(mut self) -> BodyMatcher {
+        let numbered: Vec<(Vec<u8>, u32)> = std::mem::take(&mut self.atoms)
+            .into_iter()
+            .enumerate()
+            .map(|(id, bytes)| (bytes, id as u32))
+            .collect();
+        self.arena.shrink_to_fit();
+        self.sigs.shrink_to_fit();
+        self.parts.shrink_to_fit();
+        BodyMatcher {
+            prefilter: Prefilter::new(&numbered),
+            anchors: self.anchors,
+            anchored: self.anchored,
+            sigs: self.sigs,
+            parts: self.parts,
+            arena: self.arena,
+            reach: (self.reach.0.max(1), self.reach.1.max(1)),
+            counting: false,
+            needs_exe: self.needs_exe,
+        }
+    }
+
+    /// The matcher in counting mode ([`BodyMatcher::counting`]).
+    pub fn build_counting(self) -> BodyMatcher {
+        BodyMatcher {
+            counting: true,
+            ..self.build()
         }
     }
 }
@@ -188,7 +330,7 @@ impl BodyMatch {
             return (false, self.position, 0, false, self.sig);
         }
         let (delta, depth) = sig.trie;
-        let multi_part = sig.sig.pattern.parts.len() > 1;
+        let multi_part = sig.n_parts > 1;
         let load_order = if multi_part {
             self.sig
         } else {
@@ -202,59 +344,9 @@ impl BodyMatch {
 impl BodyMatcher {
     /// Compiles the signatures.
     pub fn new(sigs: Vec<BodySig>) -> BodyMatcher {
-        let sigs: Vec<CompiledSig> = sigs.into_iter().map(CompiledSig::new).collect();
-        let mut atom_ids: HashMap<Vec<u8>, usize> = HashMap::new();
-        let mut atoms: Vec<Vec<u8>> = Vec::new();
-        let mut anchors: Vec<Vec<Anchor>> = Vec::new();
-        let mut reach = (1usize, 1usize);
-        let mut anchored = Vec::new();
-        for (sig_index, compiled) in sigs.iter().enumerate() {
-            for (part_index, part) in compiled.sig.pattern.parts.iter().enumerate() {
-                let (elem, bytes) = choose_atom(part);
-                // +2 / +2: room for a look-behind (two bytes for a wide one) and a
-                // look-ahead `\r\n` (or wide character).
-                let before = seq_len_range(&part.elements[..elem]).1 as usize + 2;
-                let after = seq_len_range(&part.elements[elem..]).1 as usize + 2;
-                reach = (reach.0.max(before), reach.1.max(after));
-                let anchor = Anchor {
-                    sig: sig_index as u32,
-                    part: part_index as u16,
-                    elem: elem as u16,
-                    len: bytes.len() as u16,
-                };
-                if part_index == 0 {
-                    if let Some(before) = anchored_window(&compiled.sig, elem) {
-                        anchored.push(Anchored {
-                            anchor,
-                            atom: bytes,
-                            before,
-                        });
-                        continue;
-                    }
-                }
-                let id = *atom_ids.entry(bytes.clone()).or_insert_with(|| {
-                    atoms.push(bytes.clone());
-                    anchors.push(Vec::new());
-                    atoms.len() - 1
-                });
-                anchors[id].push(anchor);
-            }
-        }
-        let numbered: Vec<(Vec<u8>, u32)> = atoms
-            .into_iter()
-            .enumerate()
-            .map(|(id, bytes)| (bytes, id as u32))
-            .collect();
-        let needs_exe = sigs.iter().any(|c| c.sig.offset.base.needs_executable());
-        BodyMatcher {
-            prefilter: Prefilter::new(&numbered),
-            anchors,
-            anchored,
-            sigs,
-            reach,
-            counting: false,
-            needs_exe,
-        }
+        let mut builder = BodyBuilder::default();
+        sigs.into_iter().for_each(|sig| builder.push(sig));
+        builder.build()
     }
 
     /// Compiles signatures for counting: a scan records how many times each one
@@ -262,15 +354,19 @@ impl BodyMatcher {
     /// first match of each; read them with [`BodyScan::counts`]. What the
     /// subsignatures of logical signatures need. The first-match path is unchanged.
     pub fn counting(sigs: Vec<BodySig>) -> BodyMatcher {
-        BodyMatcher {
-            counting: true,
-            ..BodyMatcher::new(sigs)
-        }
+        let mut builder = BodyBuilder::default();
+        sigs.into_iter().for_each(|sig| builder.push(sig));
+        builder.build_counting()
     }
 
     /// The signature at `index`.
-    pub fn sig(&self, index: usize) -> &BodySig {
-        &self.sigs[index].sig
+    pub fn sig(&self, index: usize) -> &CompiledSig {
+        &self.sigs[index]
+    }
+
+    /// Bytes of memory the compiled parts hold (for measurements).
+    pub fn parts_heap_bytes(&self) -> usize {
+        self.arena.heap_bytes() + self.parts.capacity() * std::mem::size_of::<CompiledPart>()
     }
 
     /// The number of compiled signatures.
@@ -352,16 +448,17 @@ impl BodyMatcher {
             return None;
         }
         let compiled = &self.sigs[anchor.sig as usize];
-        let sig = &compiled.sig;
         let part_index = anchor.part as usize;
-        let part = &sig.pattern.parts[part_index];
-        let (before, after) = split_around(part, anchor);
-        let last = part_index + 1 == sig.pattern.parts.len();
+        let part = &self.parts[compiled.first_part as usize + part_index];
+        let (before, after) = split_around(self.arena.ops(part.ops), anchor);
+        let last = part_index + 1 == usize::from(compiled.n_parts);
         // Zero-width boundaries hold at the file's edges; a buffer's edge is the
         // file's only where the buffer reaches it.
         let at_file_start = base == 0;
         let at_file_end = base + buf.len() as u64 >= file.file_len;
-        let mut ends = elements::forward_from(after, buf, at + anchor.len as usize);
+        let mut ends = self
+            .arena
+            .forward_from(after, buf, at + anchor.len as usize);
         if let (true, Some(class)) = (last, compiled.look_ahead) {
             ends.retain(|&e| (e < buf.len() || at_file_end) && elements::look_ahead(class, buf, e));
         }
@@ -372,19 +469,19 @@ impl BodyMatcher {
         let mut starts = if part_index == 0 {
             // The offset constrains the position of element `origin` (0 but after a
             // leading anchored byte); the elements before it are matched from there.
-            let origin = sig.pattern.offset_origin.min(before.len());
-            let (lo, hi) = facts::start_range(&sig.offset, file.file_len, file.exe.as_ref())?;
-            let mut origins = elements::backward_from(&before[origin..], buf, at);
+            let origin = compiled.origin as usize;
+            let (lo, hi) = facts::start_range(&compiled.offset, file.file_len, file.exe.as_ref())?;
+            let mut origins = self.arena.backward_from(&before[origin..], buf, at);
             origins.retain(|&s| (lo..=hi).contains(&abs(s)));
-            elements::backward(&before[..origin], buf, origins)
+            self.arena.backward(&before[..origin], buf, origins)
         } else {
-            elements::backward_from(before, buf, at)
+            self.arena.backward_from(before, buf, at)
         };
         if let (0, Some(class)) = (part_index, compiled.look_behind) {
             starts.retain(|&s| (s > 0 || at_file_start) && elements::look_behind(class, buf, s));
         }
         if part_index > 0 {
-            let gap = sig.pattern.gaps[part_index - 1];
+            let gap = part.gap_before;
             let previous = file.chains.get(&(anchor.sig, anchor.part - 1))?;
             starts.retain(|&s| {
                 previous.iter().any(|&e| {
@@ -490,7 +587,7 @@ impl BodyScan<'_> {
         // The anchored first parts: their few positions, in this buffer's range.
         let end = base + buf.len() as u64;
         for a in &matcher.anchored {
-            let sig = &matcher.sigs[a.anchor.sig as usize].sig;
+            let sig = &matcher.sigs[a.anchor.sig as usize];
             let Some((lo, hi)) =
                 facts::start_range(&sig.offset, state.file_len, state.exe.as_ref())
             else {
@@ -581,32 +678,49 @@ fn anchored_window(sig: &BodySig, elem: usize) -> Option<(u64, u64)> {
     (width <= MAX_ANCHORED_WINDOW).then_some((u64::from(min), u64::from(max)))
 }
 
-/// The elements of `part` before and after the atom of `anchor`.
-fn split_around<'p>(part: &'p Part, anchor: &Anchor) -> (&'p [Element], &'p [Element]) {
-    let start = anchor.elem as usize;
-    let end = start + anchor.len as usize;
-    (&part.elements[..start], &part.elements[end..])
+/// The ops of a part before and after the atom of `anchor` (itself one op).
+fn split_around<'p>(ops: &'p [Op], anchor: &Anchor) -> (&'p [Op], &'p [Op]) {
+    let at = anchor.op as usize;
+    (&ops[..at], &ops[at + 1..])
 }
 
 /// Picks the atom of a part: the window of at most [`MAX_ATOM`] bytes, inside one of
-/// its static runs, whose bytes are rarest; longer runs win over shorter ones.
+/// its static runs, whose bytes are rarest; longer runs win over shorter ones (the
+/// first such window on a tie). A sliding sum over each run, no allocation but the
+/// atom: this ran for every part of every signature at load.
 fn choose_atom(part: &Part) -> (usize, Vec<u8>) {
-    let mut best: Option<(u32, usize, Vec<u8>)> = None;
-    for (start, run) in part.literal_runs() {
-        if run.len() < 2 {
+    let elements = &part.elements;
+    let byte = |i: usize| match elements[i] {
+        Element::Byte(b) => Some(b),
+        _ => None,
+    };
+    let mut best: Option<(u32, usize, usize)> = None;
+    let mut i = 0;
+    while i < elements.len() {
+        let start = i;
+        while i < elements.len() && byte(i).is_some() {
+            i += 1;
+        }
+        let run = i - start;
+        i += usize::from(run == 0);
+        if run < 2 {
             continue;
         }
-        let len = run.len().min(MAX_ATOM);
-        for offset in 0..=run.len() - len {
-            let window = &run[offset..offset + len];
-            let score =
-                len as u32 * 256 - window.iter().map(|&b| commonness(b)).sum::<u32>() / len as u32;
-            if best.as_ref().is_none_or(|(s, _, _)| score > *s) {
-                best = Some((score, start + offset, window.to_vec()));
+        let len = run.min(MAX_ATOM);
+        let weight = |k: usize| byte(k).map_or(0, commonness);
+        let mut sum: u32 = (start..start + len).map(weight).sum();
+        for offset in 0..=run - len {
+            if offset > 0 {
+                sum = sum + weight(start + offset + len - 1) - weight(start + offset - 1);
+            }
+            let score = len as u32 * 256 - sum / len as u32;
+            if best.is_none_or(|(s, _, _)| score > s) {
+                best = Some((score, start + offset, len));
             }
         }
     }
-    let (_, elem, bytes) = best.expect("the parser guarantees a static run of two bytes per part");
+    let (_, elem, len) = best.expect("the parser guarantees a static run of two bytes per part");
+    let bytes = (elem..elem + len).filter_map(byte).collect();
     (elem, bytes)
 }
 
