@@ -116,6 +116,8 @@ pub struct Daemon {
     /// the tree) has stopped.
     reader_stop: Arc<Stop>,
     reader: Option<JoinHandle<()>>,
+    /// Filesystem scope: the groups and readers of slow filesystems (FUSE, network).
+    slow: Option<Arc<crate::slow_fs::SlowGroups>>,
     tracker: Option<JoinHandle<DirectoryCoverage>>,
     /// Filesystem scope's mount-table watcher.
     mount_watch: Option<JoinHandle<()>>,
@@ -179,12 +181,16 @@ impl Daemon {
         } else {
             crate::kernel_cache::Flush::All
         };
-        let kernel_cache = Some(Arc::new(KernelCache::new(
-            Arc::clone(&group),
-            open_mask(settings.prevention),
-            Arc::clone(&slot),
-            flush,
-        )));
+        let slow_devs = Arc::new(crate::slow_fs::SlowDevs::default());
+        let kernel_cache = Some(Arc::new(
+            KernelCache::new(
+                Arc::clone(&group),
+                open_mask(settings.prevention),
+                Arc::clone(&slot),
+                flush,
+            )
+            .skip_devices(Arc::clone(&slow_devs)),
+        ));
         let hook = kernel_cache.clone().map(|k| k as Arc<dyn CleanHook>);
         let pool = Arc::new(
             WorkerPool::with_hook(
@@ -245,6 +251,24 @@ impl Daemon {
             quiet: quieter,
         };
         let failed = Arc::new(AtomicBool::new(false));
+        // Slow filesystems' groups get readers of their own, built like the main one but
+        // without the kernel clean cache and the quieting (see slow_fs.rs).
+        let slow = (settings.scope == Scope::Filesystem).then(|| {
+            let template = crate::reader::Reader {
+                group: Arc::clone(&group),
+                policy: Arc::clone(&policy),
+                pool: Arc::clone(&pool),
+                reporter: Arc::clone(&reporter),
+                on_error,
+                own_pid: std::process::id() as i32,
+                cache: Arc::clone(&cache),
+                kernel_cache: None,
+                extra_scanning: settings.extra_scanning,
+                locator: Arc::clone(&locator),
+                quiet: None,
+            };
+            slow_groups(template, settings.prevention, &stop, &failed, &slow_devs)
+        });
         let reader = {
             let rs = Arc::clone(&reader_stop);
             supervised("moat-reader", &stop, &failed, move || reader.run(&rs))?
@@ -260,6 +284,7 @@ impl Daemon {
             stop: Arc::clone(&stop),
             reader_stop,
             reader: Some(reader),
+            slow: slow.clone(),
             tracker: None,
             mount_watch: None,
             quiet,
@@ -289,6 +314,7 @@ impl Daemon {
                 open_mask(settings.prevention),
                 Arc::clone(&locator),
                 mount_paths.clone(),
+                slow.clone(),
             );
             daemon.whole_marks += cov.filesystems();
             daemon.uses.push(cov.summary());
@@ -450,6 +476,9 @@ impl Daemon {
         if let Some(r) = self.reader.take() {
             let _ = r.join();
         }
+        if let Some(slow) = self.slow.take() {
+            slow.shutdown(Duration::from_millis(300));
+        }
         if let Some(w) = self.watcher.take() {
             w.shutdown();
         }
@@ -590,6 +619,42 @@ fn open_mask(prevention: bool) -> Mask {
 /// extra scanning.
 fn mark_mask(settings: &WatchSettings) -> Mask {
     open_mask(settings.prevention) | Mask::CLOSE_WRITE | Mask::EVENT_ON_CHILD
+}
+
+/// The groups of slow filesystems: each new one gets a reader like `template` (on its own
+/// group), supervised like the main reader.
+fn slow_groups(
+    template: crate::reader::Reader,
+    prevention: bool,
+    stop: &Arc<Stop>,
+    failed: &Arc<AtomicBool>,
+    devs: &Arc<crate::slow_fs::SlowDevs>,
+) -> Arc<crate::slow_fs::SlowGroups> {
+    let (stop, failed) = (Arc::clone(stop), Arc::clone(failed));
+    let template = Arc::new(template);
+    let spawn: crate::slow_fs::SpawnReader = Box::new(move |group, own_stop, n| {
+        let t = &template;
+        let reader = crate::reader::Reader {
+            group,
+            policy: Arc::clone(&t.policy),
+            pool: Arc::clone(&t.pool),
+            reporter: Arc::clone(&t.reporter),
+            on_error: t.on_error,
+            own_pid: t.own_pid,
+            cache: Arc::clone(&t.cache),
+            kernel_cache: None,
+            extra_scanning: t.extra_scanning,
+            locator: Arc::clone(&t.locator),
+            quiet: None,
+        };
+        let name = format!("moat-reader-slow{n}");
+        supervised(&name, &stop, &failed, move || reader.run(&own_stop)).map_err(|e| e.to_string())
+    });
+    Arc::new(crate::slow_fs::SlowGroups::new(
+        Box::new(move || init_group(prevention)),
+        spawn,
+        Arc::clone(devs),
+    ))
 }
 
 /// Starts a daemon thread whose death must not pass silently (review F12): if `body`

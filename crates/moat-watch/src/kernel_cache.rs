@@ -166,6 +166,9 @@ pub struct KernelCache {
     ignore: Mask,
     scanner: Arc<ScannerSlot>,
     flush: Flush,
+    /// Devices never marked: slow filesystems (FUSE, network), whose content can change with
+    /// no local event or differ per reader (see [`crate::slow_fs`]).
+    skip: Option<Arc<crate::slow_fs::SlowDevs>>,
     /// Counters.
     pub stats: KernelCacheStats,
 }
@@ -184,8 +187,15 @@ impl KernelCache {
             ignore,
             scanner,
             flush,
+            skip: None,
             stats: KernelCacheStats::default(),
         }
+    }
+
+    /// Never marks files on the devices `devs` lists (slow filesystems).
+    pub fn skip_devices(mut self, devs: Arc<crate::slow_fs::SlowDevs>) -> KernelCache {
+        self.skip = Some(devs);
+        self
     }
 
     /// How a reload flushes, for the startup line.
@@ -279,6 +289,9 @@ impl KernelCache {
 
 impl CleanHook for KernelCache {
     fn clean(&self, file: &File, key: &FileKey, generation: u64) {
+        if self.skip.as_ref().is_some_and(|d| d.contains(key.dev)) {
+            return;
+        }
         if !self.record(file, key) {
             return;
         }
