@@ -126,6 +126,9 @@ pub struct Stats {
     pub infected_cache_hits: AtomicU64,
     /// Workers stuck in one scan for twice the deadline, replaced by new ones.
     pub workers_replaced: AtomicU64,
+    /// Files scanned while someone had them open for writing (or whose writers could not
+    /// be told): neither answered from the verdict cache nor added to it.
+    pub open_for_writing: AtomicU64,
     /// Jobs that joined a scan of the same file (same [`FileKey`], same database) already in
     /// progress instead of scanning it again; each is also counted under the outcome it was
     /// answered with.
@@ -1054,6 +1057,18 @@ impl Worker {
         let scanner = self.scanner.load();
         let generation = scanner.generation();
         let before = FileKey::of(file)?;
+        // Someone has the file open for writing (a held shared mapping included; review F3):
+        // it can change unseen, so no cached verdict answers for it and none is recorded.
+        // Unknown (no leases there) counts as written: when unsure, scan.
+        let epoch = self.cache.write_epoch(before.inode());
+        if crate::writers::open_for_writing(file) != Some(false) {
+            Stats::bump(&self.stats.open_for_writing);
+            let verdict = self.scan_with_retries(&*scanner, file, pending)?;
+            return Ok(Found {
+                outcome: Outcome::Scanned(verdict),
+                clean_as_of: None,
+            });
+        }
         if self.cache.contains(&before, generation) {
             return Ok(Found {
                 outcome: Outcome::Cached,
@@ -1071,10 +1086,12 @@ impl Worker {
         let window = FileKey::settle_window(file, self.settle);
         let unchanged =
             |after: FileKey| after == before && after.is_settled(SystemTime::now(), window);
-        let clean = verdict == Verdict::Clean && FileKey::of(file).is_ok_and(unchanged);
-        if clean {
-            self.cache.insert_clean(before, generation);
-        }
+        // Clean, unchanged, still nobody writing, and no close-after-write meanwhile (a write
+        // to an already dirty mapped page changes no key field; review F4).
+        let clean = verdict == Verdict::Clean
+            && FileKey::of(file).is_ok_and(unchanged)
+            && crate::writers::open_for_writing(file) == Some(false)
+            && self.cache.insert_clean_unwritten(before, generation, epoch);
         // A detection is remembered too (unchanged file, same database), so a flood of opens
         // of one costly infected file (an archive bomb) is not rescanned each time (F6).
         if let Verdict::Infected(name) = &verdict {

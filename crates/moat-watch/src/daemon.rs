@@ -501,6 +501,7 @@ impl Daemon {
             failures = Stats::get(&g.failures),
             deadline_expired = Stats::get(&g.deadline_expired),
             coalesced = Stats::get(&g.coalesced),
+            open_for_writing = Stats::get(&g.open_for_writing),
             retries = Stats::get(&g.retries),
             kernel_cache = ?self.kernel_cache.as_ref().map(|k| &k.stats),
             close_writes = s.close_writes.load(Relaxed),

@@ -2216,3 +2216,45 @@ fn a_stalled_fuse_server_below_an_include_path_holds_no_other_open() {
     assert_eq!(on_fuse.wait(), EPERM, "infected file on FUSE: {}", d.log());
     assert_readable(&fuse_dir.join("good"), &clean("fuse"));
 }
+
+// ---------------------------------------------------------------------------------------
+// A held shared writable mapping (review F3, F4).
+
+/// A file its owner (uid 65534) can write, scanned clean, then written through a shared
+/// mapping the owner keeps: no event comes from such writes, and a write to a page already
+/// dirty changes no timestamp. Step 1 dirties the page with the bytes already there (the
+/// content stays clean) while another uid-65534 process reads it; step 2 writes the
+/// infected content through the same held mapping: the next reader must get EPERM. (Before:
+/// the kernel ignore mark set after the first read served the infected bytes with no event;
+/// without the writer check the userspace cache would answer for the key step 1 left.)
+#[test]
+fn a_file_written_through_a_held_shared_mapping_is_blocked() {
+    if !privileged() {
+        return;
+    }
+    let f = FsWorld::new();
+    let bad = infected("mapped");
+    let mut good = vec![b'c'; bad.len() - 1];
+    good.push(b'\n');
+    let path = settled(&f.protected.join("shared"), &good);
+    std::os::unix::fs::chown(&path, Some(NOBODY), Some(NOBODY)).unwrap();
+    let mut d = Daemon::start(&f.w, &f.conf(), &[]);
+    assert_readable(&path, &good);
+    assert_readable(&path, &good);
+
+    let mut owner = spawn_as(NOBODY, &Action::map_write(&path, &[(0, b"c"), (0, &bad)]));
+    owner.wait_stopped();
+    assert_readable(&path, &good);
+    owner.resume();
+    owner.wait_stopped();
+    let pid = assert_blocked(&path, &bad);
+    d.wait_found(&path, MARKER_FOUND, pid);
+    owner.resume();
+    assert_eq!(owner.wait(), 0);
+    d.signal(libc::SIGTERM);
+    d.wait_exit(STOP_TIMEOUT);
+    let log = d.log();
+    assert!(summary_count(&log, "open_for_writing") >= 2, "{log}");
+    assert!(summary_count(&log, "user_writable") >= 1, "{log}");
+    assert_eq!(summary_count(&log, "marked"), 0, "{log}");
+}
