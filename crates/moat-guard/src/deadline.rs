@@ -129,6 +129,8 @@ pub struct Stats {
     /// Files scanned while someone had them open for writing (or whose writers could not
     /// be told): neither answered from the verdict cache nor added to it.
     pub open_for_writing: AtomicU64,
+    /// Panics of the deadline watcher's loop (each logged and restarted).
+    pub watcher_restarts: AtomicU64,
     /// Jobs that joined a scan of the same file (same [`FileKey`], same database) already in
     /// progress instead of scanning it again; each is also counted under the outcome it was
     /// answered with.
@@ -363,7 +365,7 @@ impl DeadlineWatcher {
         let thread_alarm = Arc::clone(&alarm);
         let thread = std::thread::Builder::new()
             .name("moat-deadline".into())
-            .spawn(move || watch_loop(rx, &thread_stats, &thread_alarm))?;
+            .spawn(move || supervised_watch(rx, &thread_stats, &thread_alarm))?;
         let _ = alarm.thread.set(thread.thread().clone());
         Ok(DeadlineWatcher {
             handle: DeadlineHandle { tx, stats, alarm },
@@ -399,8 +401,44 @@ impl Drop for DeadlineWatcher {
     }
 }
 
-fn watch_loop(rx: Receiver<Msg>, stats: &Stats, alarm: &Alarm) -> u64 {
+/// Fault injection for the supervision test: `MOAT_TEST_FAULT=deadline-panic` makes the
+/// watcher panic once, while it holds a token.
+pub const FAULT_ENV: &str = "MOAT_TEST_FAULT";
+
+/// The watcher's loop, restarted after a panic (review F12): a dead watcher would leave every
+/// later token without a deadline (its registration would fail and allow at once), so a
+/// panic is logged as an error, counted ([`Stats::watcher_restarts`]) and the loop runs
+/// again on the same queue and the same heap: no registered token loses its deadline.
+fn supervised_watch(rx: Receiver<Msg>, stats: &Stats, alarm: &Alarm) -> u64 {
     let mut heap: BinaryHeap<Due> = BinaryHeap::new();
+    let mut fault = std::env::var_os(FAULT_ENV).is_some_and(|v| v == "deadline-panic");
+    loop {
+        let run = catch_unwind(AssertUnwindSafe(|| {
+            watch_loop(&rx, stats, alarm, &mut heap, &mut fault)
+        }));
+        match run {
+            Ok(answered) => return answered,
+            Err(p) => {
+                Stats::bump(&stats.watcher_restarts);
+                let why = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(panic = %why, tokens = heap.len(),
+                    "the deadline watcher panicked: restarted with every token it held");
+            }
+        }
+    }
+}
+
+fn watch_loop(
+    rx: &Receiver<Msg>,
+    stats: &Stats,
+    alarm: &Alarm,
+    heap: &mut BinaryHeap<Due>,
+    fault: &mut bool,
+) -> u64 {
     // Answered tokens stay in the heap until their deadline; prune them when it grows, so
     // memory follows the number of live tokens, not the event rate times the deadline.
     let mut prune_at = 1024;
@@ -420,10 +458,17 @@ fn watch_loop(rx: Receiver<Msg>, stats: &Stats, alarm: &Alarm) -> u64 {
                 Err(TryRecvError::Empty) => break,
             }
         }
+        if *fault && !heap.is_empty() {
+            *fault = false;
+            panic!("fault injected by {FAULT_ENV}=deadline-panic");
+        }
         let now = Instant::now();
         while heap.peek().is_some_and(|d| d.0.deadline() <= now) {
             let Due(p) = heap.pop().expect("peeked");
-            if p.answer_on_error(Cause::Deadline) {
+            // A panicking sink must not take the watcher down (the token is answered: the
+            // CAS flipped before the sink ran).
+            let answered = catch_unwind(AssertUnwindSafe(|| p.answer_on_error(Cause::Deadline)));
+            if answered.unwrap_or(true) {
                 Stats::bump(&stats.deadline_expired);
             }
         }
@@ -447,7 +492,7 @@ fn watch_loop(rx: Receiver<Msg>, stats: &Stats, alarm: &Alarm) -> u64 {
             answered += 1;
         }
     };
-    heap.into_iter().for_each(|d| finish(d.0));
+    std::mem::take(heap).into_iter().for_each(|d| finish(d.0));
     while let Ok(msg) = rx.try_recv() {
         if let Msg::Watch(p) = msg {
             finish(p);

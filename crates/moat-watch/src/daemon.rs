@@ -118,7 +118,7 @@ pub struct Daemon {
     reader: Option<JoinHandle<()>>,
     /// Filesystem scope: the groups and readers of slow filesystems (FUSE, network).
     slow: Option<Arc<crate::slow_fs::SlowGroups>>,
-    tracker: Option<JoinHandle<DirectoryCoverage>>,
+    tracker: Option<JoinHandle<Option<DirectoryCoverage>>>,
     /// Filesystem scope's mount-table watcher.
     mount_watch: Option<JoinHandle<()>>,
     /// Filesystem scope's quieting of root-only directories outside the include paths.
@@ -337,13 +337,7 @@ impl Daemon {
             let files = settings
                 .extra_scanning
                 .then(|| discovery_sink(&pool, &policy, &reporter));
-            let stop = Arc::clone(&stop);
-            daemon.tracker = Some(
-                std::thread::Builder::new()
-                    .name("moat-tracker".into())
-                    .spawn(move || crate::tracker::run(cov, &stop, files))
-                    .map_err(StartError::Thread)?,
-            );
+            daemon.tracker = Some(supervised_tracker(cov, &stop, &failed, files)?);
         } else {
             daemon.directories = coverage::cover_whole(&group, MarkKind::Inode, mask, &roots);
             daemon
@@ -464,6 +458,7 @@ impl Daemon {
             .tracker
             .take()
             .and_then(|t| t.join().ok())
+            .flatten()
             .map(|c| c.counts());
         if let Some(m) = self.mount_watch.take() {
             let _ = m.join();
@@ -502,6 +497,7 @@ impl Daemon {
             deadline_expired = Stats::get(&g.deadline_expired),
             coalesced = Stats::get(&g.coalesced),
             open_for_writing = Stats::get(&g.open_for_writing),
+            watcher_restarts = Stats::get(&g.watcher_restarts),
             retries = Stats::get(&g.retries),
             kernel_cache = ?self.kernel_cache.as_ref().map(|k| &k.stats),
             close_writes = s.close_writes.load(Relaxed),
@@ -620,6 +616,42 @@ fn open_mask(prevention: bool) -> Mask {
 /// extra scanning.
 fn mark_mask(settings: &WatchSettings) -> Mask {
     open_mask(settings.prevention) | Mask::CLOSE_WRITE | Mask::EVENT_ON_CHILD
+}
+
+/// The tree tracker's thread, supervised like [`supervised`]'s (review F12): a panic, or
+/// a return while no stop was asked (tracking gave up), leaves new directories uncovered,
+/// so it is logged as an error and the daemon stops with a failure. The coverage comes back
+/// for the summary when the tracker ends normally. `MOAT_TEST_FAULT=tracker-panic` (test
+/// only) makes it panic at once.
+fn supervised_tracker(
+    cov: DirectoryCoverage,
+    stop: &Arc<Stop>,
+    failed: &Arc<AtomicBool>,
+    files: Option<crate::tracker::FileSink>,
+) -> Result<JoinHandle<Option<DirectoryCoverage>>, StartError> {
+    let (stop, failed) = (Arc::clone(stop), Arc::clone(failed));
+    std::thread::Builder::new()
+        .name("moat-tracker".into())
+        .spawn(move || {
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let fault = std::env::var_os(crate::reader::FAULT_ENV)
+                    .is_some_and(|v| v == "tracker-panic");
+                assert!(!fault, "fault injected by MOAT_TEST_FAULT=tracker-panic");
+                crate::tracker::run(cov, &stop, files)
+            }));
+            let error = match &run {
+                Err(p) => Some(panic_text(&**p)),
+                Ok(_) if !stop.is_triggered() => Some("tree tracking stopped".to_owned()),
+                Ok(_) => None,
+            };
+            if let Some(e) = error {
+                tracing::error!(thread = "moat-tracker", error = %e, "a daemon thread died: stopping with a failure (restart moat; while it is down the kernel allows every access)");
+                failed.store(true, SeqCst);
+                stop.trigger();
+            }
+            run.ok()
+        })
+        .map_err(StartError::Thread)
 }
 
 /// The groups of slow filesystems: each new one gets a reader like `template` (on its own

@@ -2258,3 +2258,59 @@ fn a_file_written_through_a_held_shared_mapping_is_blocked() {
     assert!(summary_count(&log, "user_writable") >= 1, "{log}");
     assert_eq!(summary_count(&log, "marked"), 0, "{log}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Supervision of the tracker and the deadline watcher (review F12).
+
+/// A tree tracker that dies (a panic injected at its start) stops the daemon loudly with a
+/// failure, marks removed, instead of leaving new directories uncovered.
+#[test]
+fn a_dead_tracker_thread_stops_the_daemon_with_a_failure() {
+    if !privileged() {
+        return;
+    }
+    let w = World::new();
+    let bad = put(&w.at("d/bad"), &infected("tracker"));
+    let mut d = Daemon::spawn_env(&w, &w.conf(), &[], &[("MOAT_TEST_FAULT", "tracker-panic")]);
+    let (status, took) = d.wait_exit(Duration::from_secs(20));
+    assert!(!status.success(), "{status} after {took:?}: {}", d.log());
+    let log = d.log();
+    assert!(
+        log.contains("a daemon thread died") && log.contains("moat-tracker"),
+        "{log}"
+    );
+    assert_readable(&bad, &infected("tracker"));
+}
+
+/// A deadline watcher that panics (injected while it holds a token) is restarted with the
+/// tokens it held: the token's deadline is still enforced. A clean 2 GiB sparse file takes
+/// seconds to scan; with a 300 ms deadline and OnAccessDenyOnError yes the opener gets EPERM
+/// (only the deadline can deny a clean file), and the restart is logged and counted.
+#[test]
+fn a_panicking_deadline_watcher_is_restarted_and_deadlines_hold() {
+    if !privileged() {
+        return;
+    }
+    let w = World::new();
+    let big = w.at("s/big-clean");
+    mkdir(big.parent().unwrap());
+    fs::File::create(&big).unwrap().set_len(SLOW_SIZE).unwrap();
+    fs::set_permissions(&big, fs::Permissions::from_mode(0o644)).unwrap();
+    let conf = unlimited(w.conf())
+        .set("OnAccessScanTimeout", "300ms")
+        .set("OnAccessDenyOnError", "yes");
+    let mut d = Daemon::spawn_env(&w, &conf, &[], &[("MOAT_TEST_FAULT", "deadline-panic")]).ready();
+    let code = spawn_as(NOBODY, &Action::read_any(&big)).wait_for(Duration::from_secs(30));
+    assert_eq!(code, EPERM, "{}", d.log());
+    d.wait_line("the watcher's restart", |l| {
+        l.contains("deadline watcher panicked: restarted")
+    });
+    d.signal(libc::SIGTERM);
+    d.wait_exit(Duration::from_secs(5));
+    assert_eq!(
+        summary_count(&d.log(), "watcher_restarts"),
+        1,
+        "{}",
+        d.log()
+    );
+}
