@@ -168,12 +168,34 @@ struct Slot {
     referenced: bool,
 }
 
-#[derive(Default)]
 struct Shard {
     slots: Vec<Slot>,
     index: HashMap<Inode, usize>,
     hand: usize,
     capacity: usize,
+    /// Write epochs: bumped by [`VerdictCache::forget`] (a close-after-write) for the
+    /// inodes hashing to each slot. Fixed size: two inodes sharing a slot only make a
+    /// clean verdict less often cached, never wrongly.
+    epochs: [u64; EPOCH_SLOTS],
+}
+
+impl Default for Shard {
+    fn default() -> Shard {
+        Shard {
+            slots: Vec::new(),
+            index: HashMap::new(),
+            hand: 0,
+            capacity: 0,
+            epochs: [0; EPOCH_SLOTS],
+        }
+    }
+}
+
+/// Write-epoch slots per shard.
+const EPOCH_SLOTS: usize = 64;
+
+fn epoch_slot(inode: Inode) -> usize {
+    (shard_hash(inode) >> 40) as usize % EPOCH_SLOTS
 }
 
 impl Shard {
@@ -332,10 +354,34 @@ impl VerdictCache {
     }
 
     /// Forgets whatever version of `inode` is cached (on `FAN_CLOSE_WRITE`); true when there
-    /// was one.
+    /// was one. Also moves the inode's write epoch, so that a scan that started before this
+    /// write cannot add its (stale) clean verdict afterwards (see
+    /// [`insert_clean_unwritten`](Self::insert_clean_unwritten)).
     pub fn forget(&self, inode: Inode) -> bool {
         let infected = self.infected_map().remove(&inode).is_some();
-        self.shard(inode).remove(inode) || infected
+        let mut shard = self.shard(inode);
+        shard.epochs[epoch_slot(inode)] += 1;
+        shard.remove(inode) || infected
+    }
+
+    /// The write epoch of `inode`: read it before scanning, hand it to
+    /// [`insert_clean_unwritten`](Self::insert_clean_unwritten) after.
+    pub fn write_epoch(&self, inode: Inode) -> u64 {
+        self.shard(inode).epochs[epoch_slot(inode)]
+    }
+
+    /// Records `key` as clean under `generation` unless the file was [forgotten](Self::forget)
+    /// (closed after a write) since `epoch` was read: why (review F4): a write to a page
+    /// already dirty in a shared mapping changes none of the key's fields, and the
+    /// close-after-write that follows may be handled while the scan still runs, before
+    /// anything was cached; then only the epoch tells. True when recorded.
+    pub fn insert_clean_unwritten(&self, key: FileKey, generation: u64, epoch: u64) -> bool {
+        let mut shard = self.shard(key.inode());
+        if shard.epochs[epoch_slot(key.inode())] != epoch {
+            return false;
+        }
+        shard.insert(key, generation);
+        true
     }
 
     /// Forgets everything (on database reload).
@@ -418,6 +464,29 @@ mod tests {
         // Forgetting needs only the inode, whatever version is cached.
         assert!(c.forget((1, 1)));
         assert!(!c.contains(&new, 0));
+    }
+
+    #[test]
+    fn a_write_during_the_scan_keeps_the_verdict_out() {
+        let c = VerdictCache::new(64);
+        let k = key(7);
+        let epoch = c.write_epoch(k.inode());
+        // The close-after-write is handled while the scan runs: nothing cached yet.
+        assert!(!c.forget(k.inode()));
+        assert!(!c.insert_clean_unwritten(k, 1, epoch));
+        assert!(!c.contains(&k, 1));
+        // A scan that starts after it caches.
+        let epoch = c.write_epoch(k.inode());
+        assert!(c.insert_clean_unwritten(k, 1, epoch));
+        assert!(c.contains(&k, 1));
+        // Other files' writes do not hold a verdict back (unless they share its slot).
+        let other = (1u64..)
+            .map(key)
+            .find(|o| epoch_slot(o.inode()) != epoch_slot(k.inode()))
+            .unwrap();
+        let epoch = c.write_epoch(k.inode());
+        c.forget(other.inode());
+        assert!(c.insert_clean_unwritten(k, 2, epoch));
     }
 
     #[test]

@@ -126,6 +126,11 @@ pub struct Stats {
     pub infected_cache_hits: AtomicU64,
     /// Workers stuck in one scan for twice the deadline, replaced by new ones.
     pub workers_replaced: AtomicU64,
+    /// Files scanned while someone had them open for writing (or whose writers could not
+    /// be told): neither answered from the verdict cache nor added to it.
+    pub open_for_writing: AtomicU64,
+    /// Panics of the deadline watcher's loop (each logged and restarted).
+    pub watcher_restarts: AtomicU64,
     /// Jobs that joined a scan of the same file (same [`FileKey`], same database) already in
     /// progress instead of scanning it again; each is also counted under the outcome it was
     /// answered with.
@@ -360,7 +365,7 @@ impl DeadlineWatcher {
         let thread_alarm = Arc::clone(&alarm);
         let thread = std::thread::Builder::new()
             .name("moat-deadline".into())
-            .spawn(move || watch_loop(rx, &thread_stats, &thread_alarm))?;
+            .spawn(move || supervised_watch(rx, &thread_stats, &thread_alarm))?;
         let _ = alarm.thread.set(thread.thread().clone());
         Ok(DeadlineWatcher {
             handle: DeadlineHandle { tx, stats, alarm },
@@ -396,8 +401,44 @@ impl Drop for DeadlineWatcher {
     }
 }
 
-fn watch_loop(rx: Receiver<Msg>, stats: &Stats, alarm: &Alarm) -> u64 {
+/// Fault injection for the supervision test: `MOAT_TEST_FAULT=deadline-panic` makes the
+/// watcher panic once, while it holds a token.
+pub const FAULT_ENV: &str = "MOAT_TEST_FAULT";
+
+/// The watcher's loop, restarted after a panic (review F12): a dead watcher would leave every
+/// later token without a deadline (its registration would fail and allow at once), so a
+/// panic is logged as an error, counted ([`Stats::watcher_restarts`]) and the loop runs
+/// again on the same queue and the same heap: no registered token loses its deadline.
+fn supervised_watch(rx: Receiver<Msg>, stats: &Stats, alarm: &Alarm) -> u64 {
     let mut heap: BinaryHeap<Due> = BinaryHeap::new();
+    let mut fault = std::env::var_os(FAULT_ENV).is_some_and(|v| v == "deadline-panic");
+    loop {
+        let run = catch_unwind(AssertUnwindSafe(|| {
+            watch_loop(&rx, stats, alarm, &mut heap, &mut fault)
+        }));
+        match run {
+            Ok(answered) => return answered,
+            Err(p) => {
+                Stats::bump(&stats.watcher_restarts);
+                let why = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(panic = %why, tokens = heap.len(),
+                    "the deadline watcher panicked: restarted with every token it held");
+            }
+        }
+    }
+}
+
+fn watch_loop(
+    rx: &Receiver<Msg>,
+    stats: &Stats,
+    alarm: &Alarm,
+    heap: &mut BinaryHeap<Due>,
+    fault: &mut bool,
+) -> u64 {
     // Answered tokens stay in the heap until their deadline; prune them when it grows, so
     // memory follows the number of live tokens, not the event rate times the deadline.
     let mut prune_at = 1024;
@@ -417,10 +458,17 @@ fn watch_loop(rx: Receiver<Msg>, stats: &Stats, alarm: &Alarm) -> u64 {
                 Err(TryRecvError::Empty) => break,
             }
         }
+        if *fault && !heap.is_empty() {
+            *fault = false;
+            panic!("fault injected by {FAULT_ENV}=deadline-panic");
+        }
         let now = Instant::now();
         while heap.peek().is_some_and(|d| d.0.deadline() <= now) {
             let Due(p) = heap.pop().expect("peeked");
-            if p.answer_on_error(Cause::Deadline) {
+            // A panicking sink must not take the watcher down (the token is answered: the
+            // CAS flipped before the sink ran).
+            let answered = catch_unwind(AssertUnwindSafe(|| p.answer_on_error(Cause::Deadline)));
+            if answered.unwrap_or(true) {
                 Stats::bump(&stats.deadline_expired);
             }
         }
@@ -444,7 +492,7 @@ fn watch_loop(rx: Receiver<Msg>, stats: &Stats, alarm: &Alarm) -> u64 {
             answered += 1;
         }
     };
-    heap.into_iter().for_each(|d| finish(d.0));
+    std::mem::take(heap).into_iter().for_each(|d| finish(d.0));
     while let Ok(msg) = rx.try_recv() {
         if let Msg::Watch(p) = msg {
             finish(p);
@@ -1129,6 +1177,18 @@ impl Worker {
         let scanner = self.scanner.load();
         let generation = scanner.generation();
         let before = FileKey::of(file)?;
+        // Someone has the file open for writing (a held shared mapping included; review F3):
+        // it can change unseen, so no cached verdict answers for it and none is recorded.
+        // Unknown (no leases there) counts as written: when unsure, scan.
+        let epoch = self.cache.write_epoch(before.inode());
+        if crate::writers::open_for_writing(file) != Some(false) {
+            Stats::bump(&self.stats.open_for_writing);
+            let verdict = self.scan_with_retries(&*scanner, file, pending)?;
+            return Ok(Found {
+                outcome: Outcome::Scanned(verdict),
+                clean_as_of: None,
+            });
+        }
         if self.cache.contains(&before, generation) {
             return Ok(Found {
                 outcome: Outcome::Cached,
@@ -1146,10 +1206,12 @@ impl Worker {
         let window = FileKey::settle_window(file, self.settle);
         let unchanged =
             |after: FileKey| after == before && after.is_settled(SystemTime::now(), window);
-        let clean = verdict == Verdict::Clean && FileKey::of(file).is_ok_and(unchanged);
-        if clean {
-            self.cache.insert_clean(before, generation);
-        }
+        // Clean, unchanged, still nobody writing, and no close-after-write meanwhile (a write
+        // to an already dirty mapped page changes no key field; review F4).
+        let clean = verdict == Verdict::Clean
+            && FileKey::of(file).is_ok_and(unchanged)
+            && crate::writers::open_for_writing(file) == Some(false)
+            && self.cache.insert_clean_unwritten(before, generation, epoch);
         // A detection is remembered too (unchanged file, same database), so a flood of opens
         // of one costly infected file (an archive bomb) is not rescanned each time (F6).
         if let Verdict::Infected(name) = &verdict {

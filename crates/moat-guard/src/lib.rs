@@ -23,6 +23,7 @@ pub mod cache;
 pub mod deadline;
 pub mod policy;
 pub mod scanner;
+pub mod writers;
 
 pub use cache::{FileKey, Inode, VerdictCache};
 pub use deadline::{

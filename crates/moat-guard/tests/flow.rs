@@ -53,10 +53,26 @@ fn sink(id: usize, tx: &Sender<(usize, Response, Seen)>) -> impl Answer + 'stati
     }
 }
 
+/// An unnamed file holding `data`, open read-only like the kernel's event fds, with no
+/// writer left: a file someone has open for writing is never cached (review F3).
 fn file_with(data: &[u8]) -> File {
     let mut f = tempfile::tempfile().unwrap();
     f.write_all(data).unwrap();
-    f
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+    File::open(format!("/proc/self/fd/{fd}")).unwrap()
+}
+
+/// A named temporary file that nobody holds open (removed on drop).
+struct Named(tempfile::TempPath);
+
+impl Named {
+    fn new() -> Named {
+        Named(tempfile::NamedTempFile::new().unwrap().into_temp_path())
+    }
+
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
 }
 
 /// Reads the whole file: "bad" anywhere is a detection, "fail" an error, "panic" a panic.
@@ -556,9 +572,9 @@ fn clean_and_infected_verdicts_are_cached_and_changed_files_are_rescanned() {
     let scanner = Arc::new(ContentScanner::default());
     let s = setup(1, LONG, Response::Deny, scanner.clone());
     let (tx, rx) = unbounded();
-    let clean = tempfile::NamedTempFile::new().unwrap();
+    let clean = Named::new();
     std::fs::write(clean.path(), b"clean").unwrap();
-    let bad = tempfile::NamedTempFile::new().unwrap();
+    let bad = Named::new();
     std::fs::write(bad.path(), b"bad").unwrap();
     let ask = |path: &std::path::Path| {
         s.pool.submit(File::open(path).unwrap(), sink(0, &tx));
@@ -606,9 +622,9 @@ fn recently_changed_files_are_not_cached_unless_timestamps_are_multigrain() {
         Duration::from_secs(3600),
     );
     let (tx, rx) = unbounded();
-    let f = tempfile::NamedTempFile::new().unwrap();
+    let f = Named::new();
     std::fs::write(f.path(), b"clean").unwrap();
-    let multigrain = moat_guard::cache::has_multigrain_ctime(f.as_file());
+    let multigrain = moat_guard::cache::has_multigrain_ctime(&File::open(f.path()).unwrap());
     let answers: Vec<Seen> = (0..3)
         .map(|_| {
             s.pool.submit(File::open(f.path()).unwrap(), sink(0, &tx));
@@ -872,7 +888,7 @@ fn a_replaced_scanner_answers_every_later_job_under_its_generation() {
     });
     let (s, hook) = hooked_pool(old, Duration::ZERO);
     let (tx, rx) = unbounded();
-    let f = tempfile::NamedTempFile::new().unwrap();
+    let f = Named::new();
     std::fs::write(f.path(), b"a bad file").unwrap();
     let ask = || {
         s.pool.submit(File::open(f.path()).unwrap(), sink(0, &tx));
@@ -1049,7 +1065,7 @@ fn joined_opens_get_the_verdict(verdict: Verdict, expect: Seen, response: Respon
     let (scanner, started, release) = held(verdict);
     let s = setup(3, LONG, Response::Allow, scanner.clone());
     let (tx, rx) = unbounded();
-    let f = tempfile::NamedTempFile::new().unwrap();
+    let f = Named::new();
     std::fs::write(f.path(), b"one file opened by three processes").unwrap();
     s.pool.submit(File::open(f.path()).unwrap(), sink(0, &tx));
     started.recv_timeout(WAIT).unwrap();
@@ -1093,7 +1109,7 @@ fn opens_that_joined_a_scan_of_a_file_written_meanwhile_are_scanned_again() {
     let (scanner, started, release) = held(Verdict::Clean);
     let s = setup(2, LONG, Response::Allow, scanner.clone());
     let (tx, rx) = unbounded();
-    let f = tempfile::NamedTempFile::new().unwrap();
+    let f = Named::new();
     std::fs::write(f.path(), b"version one").unwrap();
     s.pool.submit(File::open(f.path()).unwrap(), sink(0, &tx));
     started.recv_timeout(WAIT).unwrap();
@@ -1196,4 +1212,32 @@ fn a_probe_runs_only_when_a_worker_takes_it() {
     ] {
         assert_eq!(get(c), 0);
     }
+}
+
+/// A file someone has open for writing (here a plain writer fd; a held shared mapping counts
+/// the same, see moat_guard::writers) can change unseen: it is scanned on every open and
+/// never enters the cache (review F3).
+#[test]
+fn a_file_open_for_writing_is_scanned_each_time_and_never_cached() {
+    let scanner = Arc::new(ContentScanner::default());
+    let s = setup(1, LONG, Response::Deny, scanner.clone());
+    let (tx, rx) = unbounded();
+    let f = Named::new();
+    std::fs::write(f.path(), b"clean").unwrap();
+    let writer = std::fs::OpenOptions::new()
+        .write(true)
+        .open(f.path())
+        .unwrap();
+    let ask = || {
+        s.pool.submit(File::open(f.path()).unwrap(), sink(0, &tx));
+        rx.recv_timeout(WAIT).unwrap().2
+    };
+    assert_eq!(
+        [ask(), ask(), ask()],
+        [Seen::Clean, Seen::Clean, Seen::Clean]
+    );
+    assert_eq!(scanner.calls.load(SeqCst), 3);
+    assert_eq!(get(&s.stats.open_for_writing), 3);
+    assert!(s.cache.is_empty());
+    drop(writer);
 }

@@ -109,6 +109,19 @@ pub enum Action {
         /// What each round's file contains.
         content: Vec<u8>,
     },
+    /// Opens `path` `O_RDWR`, maps its first `len` bytes `MAP_SHARED` writable, closes the
+    /// fd (the mapping keeps the file open for writing), then for each step copies the bytes
+    /// in at their offset and stops itself (`SIGSTOP`; see [`Child::wait_stopped`] and
+    /// [`Child::resume`]). Exits 0 when resumed after the last step (the mapping goes with
+    /// it), errno when the open or mmap failed.
+    MapWrite {
+        /// The file to map.
+        path: CString,
+        /// Bytes mapped (at least the end of every step).
+        len: usize,
+        /// `(offset, bytes)` written through the mapping, one per stop.
+        steps: Vec<(usize, Vec<u8>)>,
+    },
 }
 
 /// One `mount(2)` of [`Action::InNamespace`].
@@ -235,6 +248,15 @@ impl Action {
         }
     }
 
+    /// [`Action::MapWrite`] of `path`: each of `steps` written through one held mapping.
+    pub fn map_write(path: &Path, steps: &[(usize, &[u8])]) -> Action {
+        Action::MapWrite {
+            path: cstring(path),
+            len: steps.iter().map(|(o, b)| o + b.len()).max().unwrap_or(1),
+            steps: steps.iter().map(|(o, b)| (*o, b.to_vec())).collect(),
+        }
+    }
+
     /// [`Action::Race`] of `rounds`, each writing `content`.
     pub fn race(rounds: Vec<RaceRound>, content: &[u8]) -> Action {
         Action::Race {
@@ -248,7 +270,8 @@ impl Action {
             Action::Read { path, .. }
             | Action::Exec { path }
             | Action::ReadAny { path }
-            | Action::InNamespace { path, .. } => path,
+            | Action::InNamespace { path, .. }
+            | Action::MapWrite { path, .. } => path,
             Action::Race { rounds, .. } => &rounds.first().expect("a race has rounds").read,
         }
     }
@@ -308,6 +331,7 @@ unsafe fn child_main(
             libc::_exit(errno());
         }
         Action::Race { rounds, content } => libc::_exit(race(rounds, content, buf)),
+        Action::MapWrite { path, len, steps } => libc::_exit(map_write(path, *len, steps)),
         Action::InNamespace {
             mounts,
             path,
@@ -469,6 +493,34 @@ unsafe fn race(rounds: &[RaceRound], content: &[u8], buf: &mut [u8]) -> i32 {
     escapes.min(EXIT_RACE_CAP)
 }
 
+/// [`Action::MapWrite`] in the forked child (async-signal-safe calls only).
+///
+/// # Safety
+/// Only to be called in a freshly forked child.
+unsafe fn map_write(path: &CString, len: usize, steps: &[(usize, Vec<u8>)]) -> i32 {
+    let fd = libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+    if fd < 0 {
+        return *libc::__errno_location();
+    }
+    let map = libc::mmap(
+        std::ptr::null_mut(),
+        len,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_SHARED,
+        fd,
+        0,
+    );
+    if map == libc::MAP_FAILED {
+        return *libc::__errno_location();
+    }
+    libc::close(fd);
+    for (offset, bytes) in steps {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), (map as *mut u8).add(*offset), bytes.len());
+        libc::raise(libc::SIGSTOP);
+    }
+    0
+}
+
 /// A forked child (from [`spawn_as`]). Killed (SIGKILL) and reaped on drop if it has not
 /// been reaped yet: a process waiting on a permission event is killable.
 #[derive(Debug)]
@@ -514,6 +566,36 @@ impl Child {
             );
             std::thread::sleep(Duration::from_millis(2));
         }
+    }
+
+    /// Waits up to [`CHILD_TIMEOUT`] until the child has stopped itself (`SIGSTOP`, as
+    /// [`Action::MapWrite`] does after each step); panics on timeout or if it exited.
+    #[track_caller]
+    pub fn wait_stopped(&mut self) {
+        let deadline = Instant::now() + CHILD_TIMEOUT;
+        loop {
+            let mut status = 0;
+            // SAFETY: plain syscall on our own child.
+            let r =
+                unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG | libc::WUNTRACED) };
+            assert!(r >= 0, "waitpid: {}", std::io::Error::last_os_error());
+            if r == self.pid {
+                assert!(
+                    libc::WIFSTOPPED(status),
+                    "child {} ended instead of stopping: status {status:#x}",
+                    self.pid
+                );
+                return;
+            }
+            assert!(Instant::now() < deadline, "child {} did not stop", self.pid);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Resumes a stopped child (`SIGCONT`).
+    pub fn resume(&self) {
+        // SAFETY: plain syscall on our own (unreaped) child.
+        unsafe { libc::kill(self.pid, libc::SIGCONT) };
     }
 
     /// The exit code if the child has exited, else None (does not block); panics if a

@@ -184,7 +184,9 @@ pub struct Daemon {
     /// the tree) has stopped.
     reader_stop: Arc<Stop>,
     reader: Option<JoinHandle<()>>,
-    tracker: Option<JoinHandle<DirectoryCoverage>>,
+    /// Filesystem scope: the groups and readers of slow filesystems (FUSE, network).
+    slow: Option<Arc<crate::slow_fs::SlowGroups>>,
+    tracker: Option<JoinHandle<Option<DirectoryCoverage>>>,
     /// Filesystem scope's mount-table watcher.
     mount_watch: Option<JoinHandle<()>>,
     /// Filesystem scope's quieting of root-only directories outside the include paths.
@@ -254,14 +256,13 @@ impl Daemon {
             crate::kernel_cache::Flush::All
         };
         let open = open_mask(&settings);
+        let slow_devs = Arc::new(crate::slow_fs::SlowDevs::default());
         // Nothing to cache when no open is decided (`--events close`).
         let kernel_cache = (!open.is_empty()).then(|| {
-            Arc::new(KernelCache::new(
-                Arc::clone(&group),
-                open,
-                Arc::clone(&slot),
-                flush,
-            ))
+            Arc::new(
+                KernelCache::new(Arc::clone(&group), open, Arc::clone(&slot), flush)
+                    .skip_devices(Arc::clone(&slow_devs)),
+            )
         });
         let hook = kernel_cache.clone().map(|k| k as Arc<dyn CleanHook>);
         let pool = Arc::new(
@@ -329,10 +330,37 @@ impl Daemon {
             locator: Arc::clone(&locator),
             quiet: quieter,
             heartbeat: watchdog.as_ref().map(|(h, _)| Arc::clone(h)),
-            exes,
+            exes: Arc::clone(&exes),
         };
         let failed = Arc::new(AtomicBool::new(false));
         let (reader_alive, reader_token) = crate::health::thread_token();
+        // Slow filesystems' groups get readers of their own, built like the main one but
+        // without the kernel clean cache and the quieting (see slow_fs.rs).
+        let slow = (settings.scope == Scope::Filesystem).then(|| {
+            let template = crate::reader::Reader {
+                group: Arc::clone(&group),
+                policy: Arc::clone(&policy),
+                pool: Arc::clone(&pool),
+                reporter: Arc::clone(&reporter),
+                on_error,
+                own_pid: std::process::id() as i32,
+                cache: Arc::clone(&cache),
+                kernel_cache: None,
+                scan_close_write: settings.extra_scanning || settings.events.close,
+                locator: Arc::clone(&locator),
+                quiet: None,
+                heartbeat: None,
+                exes: Arc::clone(&exes),
+            };
+            let pidfds = !exes.is_empty();
+            slow_groups(
+                template,
+                (settings.prevention, pidfds),
+                &stop,
+                &failed,
+                &slow_devs,
+            )
+        });
         let reader = {
             let rs = Arc::clone(&reader_stop);
             supervised("moat-reader", &stop, &failed, move || {
@@ -373,6 +401,7 @@ impl Daemon {
             watchdog,
             reader_stop,
             reader: Some(reader),
+            slow: slow.clone(),
             tracker: None,
             mount_watch: None,
             quiet,
@@ -407,6 +436,7 @@ impl Daemon {
                 },
                 Arc::clone(&locator),
                 mount_paths.clone(),
+                slow.clone(),
             );
             daemon.whole_marks += cov.filesystems();
             daemon.uses.push(cov.summary());
@@ -429,18 +459,9 @@ impl Daemon {
             let files = settings
                 .extra_scanning
                 .then(|| discovery_sink(&pool, &policy, &reporter));
-            let stop = Arc::clone(&stop);
             let (alive, token) = crate::health::thread_token();
             daemon.health.threads_alive.push(("tracker", token));
-            daemon.tracker = Some(
-                std::thread::Builder::new()
-                    .name("moat-tracker".into())
-                    .spawn(move || {
-                        let _alive = alive;
-                        crate::tracker::run(cov, &stop, files)
-                    })
-                    .map_err(StartError::Thread)?,
-            );
+            daemon.tracker = Some(supervised_tracker(cov, &stop, &failed, files, alive)?);
         } else {
             daemon.directories = coverage::cover_whole(&group, MarkKind::Inode, mask, &roots);
             daemon
@@ -589,6 +610,7 @@ impl Daemon {
             .tracker
             .take()
             .and_then(|t| t.join().ok())
+            .flatten()
             .map(|c| c.counts());
         if let Some(m) = self.mount_watch.take() {
             let _ = m.join();
@@ -603,6 +625,9 @@ impl Daemon {
         self.reader_stop.trigger();
         if let Some(r) = self.reader.take() {
             let _ = r.join();
+        }
+        if let Some(slow) = self.slow.take() {
+            slow.shutdown(Duration::from_millis(300));
         }
         if let Some(w) = self.watcher.take() {
             w.shutdown();
@@ -626,6 +651,8 @@ impl Daemon {
             failures = Stats::get(&g.failures),
             deadline_expired = Stats::get(&g.deadline_expired),
             coalesced = Stats::get(&g.coalesced),
+            open_for_writing = Stats::get(&g.open_for_writing),
+            watcher_restarts = Stats::get(&g.watcher_restarts),
             retries = Stats::get(&g.retries),
             kernel_cache = ?self.kernel_cache.as_ref().map(|k| &k.stats),
             open_events = s.open_events.load(Relaxed),
@@ -770,6 +797,83 @@ fn open_mask(settings: &WatchSettings) -> Mask {
 /// still raises no event for a file only read.
 fn mark_mask(settings: &WatchSettings) -> Mask {
     open_mask(settings) | Mask::CLOSE_WRITE | Mask::EVENT_ON_CHILD
+}
+
+/// The tree tracker's thread, supervised like [`supervised`]'s (review F12): a panic, or
+/// a return while no stop was asked (tracking gave up), leaves new directories uncovered,
+/// so it is logged as an error and the daemon stops with a failure. The coverage comes back
+/// for the summary when the tracker ends normally. `MOAT_TEST_FAULT=tracker-panic` (test
+/// only) makes it panic at once.
+fn supervised_tracker(
+    cov: DirectoryCoverage,
+    stop: &Arc<Stop>,
+    failed: &Arc<AtomicBool>,
+    files: Option<crate::tracker::FileSink>,
+    alive: Arc<()>,
+) -> Result<JoinHandle<Option<DirectoryCoverage>>, StartError> {
+    let (stop, failed) = (Arc::clone(stop), Arc::clone(failed));
+    std::thread::Builder::new()
+        .name("moat-tracker".into())
+        .spawn(move || {
+            // Held while the thread runs: `moat status` sees the tracker gone when it is.
+            let _alive = alive;
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let fault = std::env::var_os(crate::reader::FAULT_ENV)
+                    .is_some_and(|v| v == "tracker-panic");
+                assert!(!fault, "fault injected by MOAT_TEST_FAULT=tracker-panic");
+                crate::tracker::run(cov, &stop, files)
+            }));
+            let error = match &run {
+                Err(p) => Some(panic_text(&**p)),
+                Ok(_) if !stop.is_triggered() => Some("tree tracking stopped".to_owned()),
+                Ok(_) => None,
+            };
+            if let Some(e) = error {
+                tracing::error!(thread = "moat-tracker", error = %e, "a daemon thread died: stopping with a failure (restart moat; while it is down the kernel allows every access)");
+                failed.store(true, SeqCst);
+                stop.trigger();
+            }
+            run.ok()
+        })
+        .map_err(StartError::Thread)
+}
+
+/// The groups of slow filesystems: each new one gets a reader like `template` (on its own
+/// group), supervised like the main reader.
+fn slow_groups(
+    template: crate::reader::Reader,
+    (prevention, pidfds): (bool, bool),
+    stop: &Arc<Stop>,
+    failed: &Arc<AtomicBool>,
+    devs: &Arc<crate::slow_fs::SlowDevs>,
+) -> Arc<crate::slow_fs::SlowGroups> {
+    let (stop, failed) = (Arc::clone(stop), Arc::clone(failed));
+    let template = Arc::new(template);
+    let spawn: crate::slow_fs::SpawnReader = Box::new(move |group, own_stop, n| {
+        let t = &template;
+        let reader = crate::reader::Reader {
+            group,
+            policy: Arc::clone(&t.policy),
+            pool: Arc::clone(&t.pool),
+            reporter: Arc::clone(&t.reporter),
+            on_error: t.on_error,
+            own_pid: t.own_pid,
+            cache: Arc::clone(&t.cache),
+            kernel_cache: None,
+            scan_close_write: t.scan_close_write,
+            locator: Arc::clone(&t.locator),
+            quiet: None,
+            heartbeat: None,
+            exes: Arc::clone(&t.exes),
+        };
+        let name = format!("moat-reader-slow{n}");
+        supervised(&name, &stop, &failed, move || reader.run(&own_stop)).map_err(|e| e.to_string())
+    });
+    Arc::new(crate::slow_fs::SlowGroups::new(
+        Box::new(move || init_group(prevention, pidfds)),
+        spawn,
+        Arc::clone(devs),
+    ))
 }
 
 /// Starts a daemon thread whose death must not pass silently (review F12): if `body`

@@ -17,6 +17,7 @@ use moat_fanotify::{Group, MarkFlags, MarkKind, Mask};
 
 use crate::locate::Locator;
 use crate::mounts::{self, Filesystem, Plan, Update};
+use crate::slow_fs::SlowGroups;
 use crate::stop::Stop;
 
 /// The marks of filesystem scope. See the module docs.
@@ -36,11 +37,14 @@ pub struct FilesystemCoverage {
     locator: Arc<Locator>,
     /// Extra anchors that do not come from the mount table (`OnAccessMountPath`).
     extra_anchors: Vec<PathBuf>,
+    /// Where slow filesystems (FUSE, network) are marked instead of `group` (review F2).
+    slow: Option<Arc<SlowGroups>>,
 }
 
 impl FilesystemCoverage {
     /// Places the marks of `plan` for `roots`.
-    /// The locator's anchors are set to the plan's paths (plus `extra_anchors`).
+    /// The locator's anchors are set to the plan's paths (plus `extra_anchors`). Slow
+    /// filesystems are marked in `slow`'s groups when given.
     pub fn cover(
         group: Arc<Group>,
         roots: Vec<PathBuf>,
@@ -48,6 +52,7 @@ impl FilesystemCoverage {
         ignore: Mask,
         locator: Arc<Locator>,
         extra_anchors: Vec<PathBuf>,
+        slow: Option<Arc<SlowGroups>>,
     ) -> Self {
         let plan: Plan = mounts::plan_here(&roots);
         let mut cov = FilesystemCoverage {
@@ -59,6 +64,7 @@ impl FilesystemCoverage {
             ignored: Vec::new(),
             locator,
             extra_anchors,
+            slow,
         };
         cov.set_anchors(&plan.filesystems);
         for (id, path) in &plan.ignored_mounts {
@@ -82,8 +88,9 @@ impl FilesystemCoverage {
             .iter()
             .map(|f| format!("{} {}", f.fs_type, f.path.display()))
             .collect();
+        let slow = self.slow.as_ref().map_or(0, |s| s.groups());
         format!(
-            "scope=filesystem ({}); ignored mounts={}",
+            "scope=filesystem ({}); ignored mounts={}; slow-filesystem groups={slow}",
             fs.join(", "),
             self.ignored.len()
         )
@@ -96,10 +103,14 @@ impl FilesystemCoverage {
     }
 
     fn mark(&mut self, fs: &Filesystem) {
-        match self
-            .group
-            .add_mark(MarkKind::Filesystem, self.mask, &fs.path)
-        {
+        let placed = match &self.slow {
+            Some(slow) if crate::slow_fs::is_slow(&fs.fs_type) => slow.mark(fs, self.mask),
+            _ => self
+                .group
+                .add_mark(MarkKind::Filesystem, self.mask, &fs.path)
+                .map_err(|e| e.to_string()),
+        };
+        match placed {
             Ok(()) => {
                 if !self.marked.contains(fs) {
                     self.marked.push(fs.clone());

@@ -156,6 +156,9 @@ pub struct KernelCacheStats {
     pub made_room: AtomicU64,
     /// Flushes (database reloads).
     pub flushes: AtomicU64,
+    /// Clean files left to the userspace cache because a user other than root may write
+    /// them (owner not root, or group/other write permission).
+    pub user_writable: AtomicU64,
 }
 
 /// Sets and removes the ignore marks. See the module docs.
@@ -166,6 +169,9 @@ pub struct KernelCache {
     ignore: Mask,
     scanner: Arc<ScannerSlot>,
     flush: Flush,
+    /// Devices never marked: slow filesystems (FUSE, network), whose content can change with
+    /// no local event or differ per reader (see [`crate::slow_fs`]).
+    skip: Option<Arc<crate::slow_fs::SlowDevs>>,
     /// Counters.
     pub stats: KernelCacheStats,
 }
@@ -184,8 +190,15 @@ impl KernelCache {
             ignore,
             scanner,
             flush,
+            skip: None,
             stats: KernelCacheStats::default(),
         }
+    }
+
+    /// Never marks files on the devices `devs` lists (slow filesystems).
+    pub fn skip_devices(mut self, devs: Arc<crate::slow_fs::SlowDevs>) -> KernelCache {
+        self.skip = Some(devs);
+        self
     }
 
     /// How a reload flushes, for the startup line.
@@ -277,8 +290,31 @@ impl KernelCache {
     }
 }
 
+/// Whether only root may write `file`: owned by root, no group or other write permission
+/// (with a POSIX ACL the group bits are its mask, so no ACL entry grants write either).
+///
+/// Why (review F3): an ignore mark silences every later open, a writer's `O_RDWR` one
+/// included, and a write through a shared mapping neither drops the mark nor raises any
+/// event until the mapping is gone: a user who may write the file could hold such a
+/// mapping, write malware through it, and have everyone read it with no event at all. So
+/// the kernel cache only vouches for files no user but root can open for writing; the others
+/// raise an event on every open and are answered by the userspace cache, which never
+/// answers for a file someone has open for writing (moat_guard::writers).
+fn only_root_writes(file: &File) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    file.metadata()
+        .is_ok_and(|m| m.uid() == 0 && m.permissions().mode() & 0o022 == 0)
+}
+
 impl CleanHook for KernelCache {
     fn clean(&self, file: &File, key: &FileKey, generation: u64) {
+        if self.skip.as_ref().is_some_and(|d| d.contains(key.dev)) {
+            return;
+        }
+        if !only_root_writes(file) {
+            self.stats.user_writable.fetch_add(1, Relaxed);
+            return;
+        }
         if !self.record(file, key) {
             return;
         }
@@ -288,7 +324,10 @@ impl CleanHook for KernelCache {
             return;
         }
         let unchanged = FileKey::of(file).is_ok_and(|now| now == *key);
-        if unchanged && self.scanner.generation() == generation {
+        // A writer that came since the worker's check (root: nobody else may write here)
+        // could change the file through a mapping without dropping the mark.
+        let unwritten = moat_guard::writers::open_for_writing(file) == Some(false);
+        if unchanged && unwritten && self.scanner.generation() == generation {
             self.stats.marked.fetch_add(1, Relaxed);
             tracing::debug!(dev = key.dev, ino = key.ino, "clean: ignore mark set");
         } else {

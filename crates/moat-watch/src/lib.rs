@@ -35,6 +35,7 @@ pub mod mounts;
 pub mod notify;
 pub mod quiet;
 pub mod reader;
+pub mod slow_fs;
 pub mod stop;
 pub mod tracker;
 pub mod tree;

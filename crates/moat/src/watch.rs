@@ -462,9 +462,10 @@ fn warn_fixed_keys(old: &Config, new: &Config) {
             "SIGHUP: LogFile, LogVerbose and LogTime take effect at the next start only"
         );
     }
-    if (&old.virus_event, &old.moat_detection_log) != (&new.virus_event, &new.moat_detection_log)
-    {
-        tracing::warn!("SIGHUP: VirusEvent and MoatDetectionLog take effect at the next start only");
+    if (&old.virus_event, &old.moat_detection_log) != (&new.virus_event, &new.moat_detection_log) {
+        tracing::warn!(
+            "SIGHUP: VirusEvent and MoatDetectionLog take effect at the next start only"
+        );
     }
     if (&old.moat_control_socket, &old.moat_metrics_address)
         != (&new.moat_control_socket, &new.moat_metrics_address)

@@ -1968,3 +1968,349 @@ fn deadlines_are_enforced_while_the_log_pipe_is_full() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// A stalled FUSE server below an include path (review F2).
+
+/// A FUSE filesystem of two files (`bad`: infected, `good`: clean), served by a thread of
+/// this process ([`fuser`], mounted with mount(2) as root, `allow_other`). While `stall` is
+/// set, every FUSE_OPEN waits: the first one the server gets is the daemon's, made by the
+/// kernel inside the reader's read(2) when it opens the event's file.
+struct StalledFuse {
+    state: std::sync::Arc<(std::sync::Mutex<FuseState>, std::sync::Condvar)>,
+    session: Option<fuser::BackgroundSession>,
+}
+
+#[derive(Default)]
+struct FuseState {
+    stall: bool,
+    /// FUSE_OPEN requests waiting on the stall now.
+    waiting: usize,
+}
+
+struct FuseFiles {
+    state: std::sync::Arc<(std::sync::Mutex<FuseState>, std::sync::Condvar)>,
+    bad: Vec<u8>,
+    good: Vec<u8>,
+}
+
+impl FuseFiles {
+    fn attr(ino: u64, size: u64) -> fuser::FileAttr {
+        let dir = ino == 1;
+        fuser::FileAttr {
+            ino: fuser::INodeNo(ino),
+            size,
+            blocks: size.div_ceil(512),
+            atime: std::time::UNIX_EPOCH,
+            mtime: std::time::UNIX_EPOCH,
+            ctime: std::time::UNIX_EPOCH,
+            crtime: std::time::UNIX_EPOCH,
+            kind: if dir {
+                fuser::FileType::Directory
+            } else {
+                fuser::FileType::RegularFile
+            },
+            perm: if dir { 0o755 } else { 0o644 },
+            nlink: if dir { 2 } else { 1 },
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            flags: 0,
+            blksize: 512,
+        }
+    }
+
+    fn content(&self, ino: u64) -> Option<&[u8]> {
+        match ino {
+            2 => Some(&self.bad),
+            3 => Some(&self.good),
+            _ => None,
+        }
+    }
+}
+
+impl fuser::Filesystem for FuseFiles {
+    fn lookup(
+        &self,
+        _req: &fuser::Request,
+        parent: fuser::INodeNo,
+        name: &std::ffi::OsStr,
+        reply: fuser::ReplyEntry,
+    ) {
+        let ino = match (u64::from(parent), name.to_str()) {
+            (1, Some("bad")) => 2,
+            (1, Some("good")) => 3,
+            _ => return reply.error(fuser::Errno::ENOENT),
+        };
+        let size = self.content(ino).map_or(0, |c| c.len() as u64);
+        reply.entry(
+            &Duration::from_secs(60),
+            &Self::attr(ino, size),
+            fuser::Generation(0),
+        );
+    }
+
+    fn getattr(
+        &self,
+        _req: &fuser::Request,
+        ino: fuser::INodeNo,
+        _fh: Option<fuser::FileHandle>,
+        reply: fuser::ReplyAttr,
+    ) {
+        let ino = u64::from(ino);
+        match (ino, self.content(ino)) {
+            (1, _) => reply.attr(&Duration::from_secs(60), &Self::attr(1, 0)),
+            (_, Some(c)) => reply.attr(&Duration::from_secs(60), &Self::attr(ino, c.len() as u64)),
+            _ => reply.error(fuser::Errno::ENOENT),
+        }
+    }
+
+    fn open(
+        &self,
+        _req: &fuser::Request,
+        _ino: fuser::INodeNo,
+        _flags: fuser::OpenFlags,
+        reply: fuser::ReplyOpen,
+    ) {
+        let (lock, cv) = &*self.state;
+        let mut s = lock.lock().unwrap();
+        s.waiting += 1;
+        cv.notify_all();
+        while s.stall {
+            s = cv.wait(s).unwrap();
+        }
+        s.waiting -= 1;
+        reply.opened(fuser::FileHandle(0), fuser::FopenFlags::empty());
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn read(
+        &self,
+        _req: &fuser::Request,
+        ino: fuser::INodeNo,
+        _fh: fuser::FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: fuser::OpenFlags,
+        _lock_owner: Option<fuser::LockOwner>,
+        reply: fuser::ReplyData,
+    ) {
+        match self.content(u64::from(ino)) {
+            Some(c) => {
+                let start = (offset as usize).min(c.len());
+                let end = (start + size as usize).min(c.len());
+                reply.data(&c[start..end]);
+            }
+            None => reply.error(fuser::Errno::ENOENT),
+        }
+    }
+}
+
+impl StalledFuse {
+    fn mount(at: &Path, bad: &[u8], good: &[u8]) -> StalledFuse {
+        mkdir(at);
+        let state = std::sync::Arc::new((
+            std::sync::Mutex::new(FuseState::default()),
+            std::sync::Condvar::new(),
+        ));
+        let files = FuseFiles {
+            state: state.clone(),
+            bad: bad.to_vec(),
+            good: good.to_vec(),
+        };
+        let mut config = fuser::Config::default();
+        config.mount_options = vec![fuser::MountOption::FSName("moat-test-fuse".into())];
+        config.acl = fuser::SessionACL::All;
+        let session = fuser::spawn_mount(files, at, &config).expect("mount the test FUSE server");
+        StalledFuse {
+            state,
+            session: Some(session),
+        }
+    }
+
+    fn set_stall(&self, stall: bool) {
+        let (lock, cv) = &*self.state;
+        lock.lock().unwrap().stall = stall;
+        cv.notify_all();
+    }
+
+    /// A guard that releases the stall when dropped. Declared after the daemon, it is
+    /// dropped first when a test fails: a FUSE request the server has read holds its caller
+    /// even through SIGKILL until answered, so the daemon could not be reaped before.
+    fn release_on_drop(&self) -> impl Drop {
+        struct Release(std::sync::Arc<(std::sync::Mutex<FuseState>, std::sync::Condvar)>);
+        impl Drop for Release {
+            fn drop(&mut self) {
+                self.0 .0.lock().unwrap_or_else(|p| p.into_inner()).stall = false;
+                self.0 .1.notify_all();
+            }
+        }
+        Release(self.state.clone())
+    }
+
+    fn waiting(&self) -> usize {
+        self.state.0.lock().unwrap().waiting
+    }
+
+    /// Waits (bounded) until a FUSE_OPEN is held by the stall.
+    fn wait_for_a_held_open(&self) {
+        let (lock, cv) = &*self.state;
+        let mut s = lock.lock().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while s.waiting == 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no FUSE_OPEN reached the stalled server");
+            s = cv.wait_timeout(s, left).unwrap().0;
+        }
+    }
+}
+
+impl Drop for StalledFuse {
+    fn drop(&mut self) {
+        self.set_stall(false);
+        if let Some(s) = self.session.take() {
+            let _ = s.umount_and_join();
+        }
+    }
+}
+
+/// A stalled FUSE server below an include path holds no open elsewhere (review F2): the
+/// daemon gives the FUSE filesystem a fanotify group and reader of its own. While the
+/// server holds the daemon's FUSE_OPEN of an event's file (an open by uid 65534 waits on
+/// it), a clean file of the include path on the local filesystem opens, and an infected one
+/// is refused (EPERM), both before the stall is released: the assertion is on order, not on
+/// speed. Released, the FUSE file itself is scanned like any other: infected → EPERM,
+/// clean → readable.
+#[test]
+fn a_stalled_fuse_server_below_an_include_path_holds_no_other_open() {
+    if !privileged() {
+        return;
+    }
+    let f = FsWorld::new();
+    let good = put(&f.protected.join("local/good"), &clean("local"));
+    let bad = put(&f.protected.join("local/bad"), &infected("local"));
+    let fuse_dir = f.protected.join("fuse");
+    let fuse = StalledFuse::mount(&fuse_dir, &infected("fuse"), &clean("fuse"));
+    let d = Daemon::start(&f.w, &f.conf(), &[]);
+    assert!(
+        d.ready.contains("slow-filesystem groups=1"),
+        "the FUSE mount must get a group of its own: {:?}",
+        d.ready
+    );
+    let _release = fuse.release_on_drop();
+    fuse.set_stall(true);
+    let mut on_fuse = spawn_as(
+        NOBODY,
+        &Action::read(&fuse_dir.join("bad"), &infected("fuse")),
+    );
+    fuse.wait_for_a_held_open();
+
+    assert_readable(&good, &clean("local"));
+    assert_blocked(&bad, &infected("local"));
+    assert!(
+        fuse.waiting() > 0 && on_fuse.running(),
+        "the stall must still hold the FUSE open"
+    );
+
+    fuse.set_stall(false);
+    assert_eq!(on_fuse.wait(), EPERM, "infected file on FUSE: {}", d.log());
+    assert_readable(&fuse_dir.join("good"), &clean("fuse"));
+}
+
+// ---------------------------------------------------------------------------------------
+// A held shared writable mapping (review F3, F4).
+
+/// A file its owner (uid 65534) can write, scanned clean, then written through a shared
+/// mapping the owner keeps: no event comes from such writes, and a write to a page already
+/// dirty changes no timestamp. Step 1 dirties the page with the bytes already there (the
+/// content stays clean) while another uid-65534 process reads it; step 2 writes the
+/// infected content through the same held mapping: the next reader must get EPERM. (Before:
+/// the kernel ignore mark set after the first read served the infected bytes with no event;
+/// without the writer check the userspace cache would answer for the key step 1 left.)
+#[test]
+fn a_file_written_through_a_held_shared_mapping_is_blocked() {
+    if !privileged() {
+        return;
+    }
+    let f = FsWorld::new();
+    let bad = infected("mapped");
+    let mut good = vec![b'c'; bad.len() - 1];
+    good.push(b'\n');
+    let path = settled(&f.protected.join("shared"), &good);
+    std::os::unix::fs::chown(&path, Some(NOBODY), Some(NOBODY)).unwrap();
+    let mut d = Daemon::start(&f.w, &f.conf(), &[]);
+    assert_readable(&path, &good);
+    assert_readable(&path, &good);
+
+    let mut owner = spawn_as(NOBODY, &Action::map_write(&path, &[(0, b"c"), (0, &bad)]));
+    owner.wait_stopped();
+    assert_readable(&path, &good);
+    owner.resume();
+    owner.wait_stopped();
+    let pid = assert_blocked(&path, &bad);
+    d.wait_found(&path, MARKER_FOUND, pid);
+    owner.resume();
+    assert_eq!(owner.wait(), 0);
+    d.signal(libc::SIGTERM);
+    d.wait_exit(STOP_TIMEOUT);
+    let log = d.log();
+    assert!(summary_count(&log, "open_for_writing") >= 2, "{log}");
+    assert!(summary_count(&log, "user_writable") >= 1, "{log}");
+    assert_eq!(summary_count(&log, "marked"), 0, "{log}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Supervision of the tracker and the deadline watcher (review F12).
+
+/// A tree tracker that dies (a panic injected at its start) stops the daemon loudly with a
+/// failure, marks removed, instead of leaving new directories uncovered.
+#[test]
+fn a_dead_tracker_thread_stops_the_daemon_with_a_failure() {
+    if !privileged() {
+        return;
+    }
+    let w = World::new();
+    let bad = put(&w.at("d/bad"), &infected("tracker"));
+    let mut d = Daemon::spawn_env(&w, &w.conf(), &[], &[("MOAT_TEST_FAULT", "tracker-panic")]);
+    let (status, took) = d.wait_exit(Duration::from_secs(20));
+    assert!(!status.success(), "{status} after {took:?}: {}", d.log());
+    let log = d.log();
+    assert!(
+        log.contains("a daemon thread died") && log.contains("moat-tracker"),
+        "{log}"
+    );
+    assert_readable(&bad, &infected("tracker"));
+}
+
+/// A deadline watcher that panics (injected while it holds a token) is restarted with the
+/// tokens it held: the token's deadline is still enforced. A clean 2 GiB sparse file takes
+/// seconds to scan; with a 300 ms deadline and OnAccessDenyOnError yes the opener gets EPERM
+/// (only the deadline can deny a clean file), and the restart is logged and counted.
+#[test]
+fn a_panicking_deadline_watcher_is_restarted_and_deadlines_hold() {
+    if !privileged() {
+        return;
+    }
+    let w = World::new();
+    let big = w.at("s/big-clean");
+    mkdir(big.parent().unwrap());
+    fs::File::create(&big).unwrap().set_len(SLOW_SIZE).unwrap();
+    fs::set_permissions(&big, fs::Permissions::from_mode(0o644)).unwrap();
+    let conf = unlimited(w.conf())
+        .set("OnAccessScanTimeout", "300ms")
+        .set("OnAccessDenyOnError", "yes");
+    let mut d = Daemon::spawn_env(&w, &conf, &[], &[("MOAT_TEST_FAULT", "deadline-panic")]).ready();
+    let code = spawn_as(NOBODY, &Action::read_any(&big)).wait_for(Duration::from_secs(30));
+    assert_eq!(code, EPERM, "{}", d.log());
+    d.wait_line("the watcher's restart", |l| {
+        l.contains("deadline watcher panicked: restarted")
+    });
+    d.signal(libc::SIGTERM);
+    d.wait_exit(Duration::from_secs(5));
+    assert_eq!(
+        summary_count(&d.log(), "watcher_restarts"),
+        1,
+        "{}",
+        d.log()
+    );
+}
