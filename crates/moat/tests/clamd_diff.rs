@@ -280,6 +280,14 @@ fn exchange(server: &Server, transport: Transport, steps: &[Step]) -> Vec<u8> {
 }
 
 /// The known, documented differences made equal (see the file's docs).
+/// `<ConnectionReset>` read as `<EOF>` (see the oversized cases).
+fn reset_as_eof(v: Vec<u8>) -> Vec<u8> {
+    match v.strip_suffix(b"<ConnectionReset>".as_slice()) {
+        Some(head) => [head, b"<EOF>".as_slice()].concat(),
+        None => v,
+    }
+}
+
 fn normalize(reply: &[u8], unordered: bool, root: &Path) -> Vec<u8> {
     let version = Regex::new(r"ClamAV 1\.4\.6(-moat[0-9.]+)?").unwrap();
     let fd = Regex::new(r"fd\[\d+\]").unwrap();
@@ -399,7 +407,7 @@ fn cases(fx: &Fixture) -> Vec<Case> {
     }
     v.push(case("split-old", vec![s(b"PI"), Sleep(300), s(b"NG\n")]));
     v.push(case("split-n", vec![s(b"nPI"), Sleep(300), s(b"NG\n")]));
-    // Oversized commands: clamd resets the connection.
+    // Oversized commands: clamd closes the connection without a reply.
     let mut long = b"n".to_vec();
     long.extend(vec![b'A'; 5000]);
     v.push(case("oversized-n", vec![Send(long)]));
@@ -704,10 +712,17 @@ fn replies_match_clamd_byte_for_byte() {
     results.extend(parallel);
     let mut failures = Vec::new();
     for (name, want, got, unordered) in &results {
-        let (w, g) = (
+        let (mut w, mut g) = (
             normalize(want, *unordered, fx.root()),
             normalize(got, *unordered, fx.root()),
         );
+        if name.starts_with("oversized") {
+            // Both servers close at once without a reply, with the client's bytes still
+            // arriving: whether the client then reads a FIN or a RST depends on whether the
+            // rest of its bytes reached the server before the close (seen both ways from
+            // clamd itself), so both count as "closed without a reply".
+            (w, g) = (reset_as_eof(w), reset_as_eof(g));
+        }
         if w != g {
             failures.push(format!(
                 "{name}:\n  clamd: {}\n  moat:  {}",
