@@ -156,6 +156,37 @@ fn serve(server: &tiny_http::Server, registry: &Registry, stopping: &AtomicBool)
     }
 }
 
+/// SIGHUP reloads: counts, and when the last one was handled and whether it succeeded.
+fn reloads(e: &mut DescriptorEncoder, r: &crate::health::ReloadStatus) -> Fmt {
+    counter(
+        e,
+        "reloads",
+        "SIGHUP reloads that put a new configuration or database in place.",
+        r.count,
+    )?;
+    counter(
+        e,
+        "reload_failures",
+        "SIGHUP reloads refused (the previous configuration goes on).",
+        r.failed,
+    )?;
+    if let (Some(at), Some(ok)) = (r.last_unix, r.last_ok) {
+        gauge(
+            e,
+            "last_reload_timestamp_seconds",
+            "When the last SIGHUP reload was handled (Unix time).",
+            at as f64,
+        )?;
+        gauge(
+            e,
+            "last_reload_success",
+            "1 when the last SIGHUP reload succeeded.",
+            f64::from(u8::from(ok)),
+        )?;
+    }
+    Ok(())
+}
+
 /// Encodes one snapshot per scrape.
 #[derive(Debug)]
 struct SnapshotCollector(CurrentProbe);
@@ -285,9 +316,10 @@ impl Collector for SnapshotCollector {
         gauge(
             &mut e,
             "uptime_seconds",
-            "Seconds since the daemon was ready.",
+            "Seconds since the daemon was first ready (a reload does not reset it).",
             s.uptime_seconds,
         )?;
+        reloads(&mut e, &s.reloads)?;
         let (sum, count, buckets) = self.0.current().latency().buckets();
         e.encode_descriptor(
             "verdict_latency_seconds",

@@ -257,7 +257,24 @@ fn render(s: &Snapshot) -> String {
         duration(s.uptime_seconds),
         crate::database::ctime(s.ready_since_unix as i64)
     ));
+    line(format!("reloads:      {}", reloads(&s.reloads)));
     out
+}
+
+fn reloads(r: &moat_watch::ReloadStatus) -> String {
+    let mut text = format!("{} done, {} failed", r.count, r.failed);
+    if let (Some(at), Some(what)) = (r.last_unix, &r.last_result) {
+        let how = if r.last_ok == Some(true) {
+            "ok"
+        } else {
+            "FAILED"
+        };
+        text.push_str(&format!(
+            "; last {} {how}: {what}",
+            crate::database::ctime(at as i64)
+        ));
+    }
+    text
 }
 
 fn paths(p: &[PathBuf]) -> String {
