@@ -396,6 +396,7 @@ impl Daemon {
             threads: settings.threads.max(1),
             group: Arc::downgrade(&group),
             threads_alive: vec![("reader", reader_token)],
+            reactions: settings.reactions.as_ref().map(|r| Arc::clone(&r.0)),
         };
         let quiet = match quiet_thread {
             Some(t) => {

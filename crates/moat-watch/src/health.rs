@@ -263,6 +263,8 @@ pub(crate) struct StartFacts {
     pub group: Weak<Group>,
     /// Threads that must be alive while protecting.
     pub threads_alive: Vec<(&'static str, Weak<()>)>,
+    /// The reaction thread (kept across reloads), when any reaction is configured.
+    pub reactions: Option<Arc<moat_react::Reactions>>,
 }
 
 /// Reads a [`Snapshot`] of a running daemon (`Daemon::probe`). Cheap to clone; it keeps no
@@ -325,6 +327,9 @@ pub struct Snapshot {
     /// SIGHUPs handled.
     #[serde(default)]
     pub reloads: ReloadStatus,
+    /// What was done about detections (`None`: no reaction configured).
+    #[serde(default)]
+    pub reactions: Option<ReactionCounters>,
     /// The line logged when ready (coverage, tracking, cache and fallbacks).
     pub status_line: String,
 }
@@ -396,6 +401,70 @@ pub struct Counters {
     pub kernel_cache_marks: u64,
     /// Close-after-write events.
     pub close_writes: u64,
+}
+
+/// What moat-react did after detections, since the start (its own counters). See
+/// README.md's "Health and metrics".
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReactionCounters {
+    /// Detections the reaction thread took.
+    pub handled: u64,
+    /// Detections dropped because the reaction queue was full (nothing done about them).
+    pub queue_dropped: u64,
+    /// Files moved into the quarantine (`--move`).
+    pub moved: u64,
+    /// Files copied into the quarantine (`--copy`).
+    pub copied: u64,
+    /// Files removed (`--remove`).
+    pub removed: u64,
+    /// Moves, copies or removals that failed.
+    pub action_failures: u64,
+    /// VirusEvent commands started.
+    pub virus_event_runs: u64,
+    /// VirusEvent commands not run: too many running.
+    pub virus_event_dropped: u64,
+    /// VirusEvent commands killed at their timeout.
+    pub virus_event_timeouts: u64,
+    /// VirusEvent commands that could not be started.
+    pub virus_event_failures: u64,
+    /// Detections that ran no VirusEvent, being repeats of a path and signature.
+    pub virus_event_repeats: u64,
+    /// Lines written to the detection log.
+    pub log_lines: u64,
+    /// Detection records the log's rate limit refused.
+    pub log_suppressed: u64,
+    /// Repeats folded into one `repeated` record.
+    pub log_deduplicated: u64,
+    /// Writes to the detection log that failed.
+    pub log_errors: u64,
+}
+
+impl ReactionCounters {
+    /// Reads the reaction thread's counters now.
+    pub fn of(r: &moat_react::Reactions) -> ReactionCounters {
+        let (s, get) = (r.stats(), |a: &AtomicU64| a.load(Relaxed));
+        let v = r.virus_event_stats();
+        let ve = |f: fn(&moat_react::virus_event::VirusEventStats) -> &AtomicU64| {
+            v.map_or(0, |v| get(f(v)))
+        };
+        ReactionCounters {
+            handled: get(&s.handled),
+            queue_dropped: get(&s.dropped),
+            moved: get(&s.moved),
+            copied: get(&s.copied),
+            removed: get(&s.removed),
+            action_failures: get(&s.action_failures),
+            virus_event_runs: ve(|v| &v.started),
+            virus_event_dropped: ve(|v| &v.dropped),
+            virus_event_timeouts: ve(|v| &v.killed),
+            virus_event_failures: ve(|v| &v.failed),
+            virus_event_repeats: get(&s.virus_event_repeats),
+            log_lines: get(&s.log_lines),
+            log_suppressed: get(&s.log_suppressed),
+            log_deduplicated: get(&s.log_deduplicated),
+            log_errors: get(&s.log_errors),
+        }
+    }
 }
 
 /// The worker pool.
@@ -509,6 +578,7 @@ impl Probe {
             uptime_seconds: self.lifetime.ready().0.elapsed().as_secs_f64(),
             ready_since_unix: unix(self.lifetime.ready().1),
             reloads: self.lifetime.reloads(),
+            reactions: self.facts.reactions.as_deref().map(ReactionCounters::of),
             status_line: self.status_line.clone(),
         }
     }

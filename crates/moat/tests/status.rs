@@ -508,3 +508,91 @@ fn counters_and_uptime_survive_a_reload_that_changes_settings() {
         "{text}"
     );
 }
+
+/// With `--move`, VirusEvent and a detection log, one blocked EICAR open by uid 65534 shows
+/// in moat-react's counters in `moat status` and /metrics, each matching what is on disk:
+/// the file moved into the quarantine, the command's marker file, the log's line.
+#[test]
+fn reaction_counters_show_what_was_done_about_a_detection() {
+    if !privileged() {
+        return;
+    }
+    let w = World::new("directory");
+    let bad = w.watched.join("eicar.com");
+    write_file(&bad, &moat_testkit::eicar(), 0o644);
+    let (q, log, marker) = (
+        w.root.join("q"),
+        w.root.join("detections.jsonl"),
+        w.root.join("virus-event.done"),
+    );
+    let conf = w.root.join("moat.conf");
+    let text = fs::read_to_string(&conf).unwrap();
+    fs::write(
+        &conf,
+        format!(
+            "{text}VirusEvent /usr/bin/touch {}\nMoatDetectionLog {}\n",
+            marker.display(),
+            log.display()
+        ),
+    )
+    .unwrap();
+    let socket = w.socket();
+    let d = Daemon::start(
+        &w,
+        &[
+            "--control-socket",
+            socket.to_str().unwrap(),
+            "--metrics",
+            "127.0.0.1:0",
+            "--move",
+            q.to_str().unwrap(),
+        ],
+    );
+    let (_, before) = status_json(&socket);
+    assert_eq!(n(&before, "/reactions/handled"), 0, "{before:#}");
+    assert_eq!(read_as_nobody(&bad, &moat_testkit::eicar()).1, libc::EPERM);
+    let s = status_until(&socket, "the reactions are not counted", |s| {
+        let get = |p: &str| s.pointer(p).and_then(Value::as_u64);
+        get("/reactions/moved") == Some(1)
+            && get("/reactions/virus_event_runs") == Some(1)
+            && get("/reactions/log_lines") == Some(1)
+    });
+    for zero in [
+        "queue_dropped",
+        "copied",
+        "removed",
+        "action_failures",
+        "virus_event_dropped",
+        "virus_event_failures",
+        "log_suppressed",
+        "log_errors",
+    ] {
+        assert_eq!(n(&s, &format!("/reactions/{zero}")), 0, "{zero}: {s:#}");
+    }
+    assert_eq!(n(&s, "/reactions/handled"), 1);
+    // What the counters say is on disk.
+    assert!(!bad.exists(), "moved out of the include path");
+    let quarantined = fs::read_dir(&q).unwrap().count();
+    assert!(quarantined >= 1, "the quarantine holds the file");
+    let deadline = Instant::now() + LOG_TIMEOUT;
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "VirusEvent never ran");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(fs::read_to_string(&log).unwrap().lines().count(), 1);
+
+    let m = scrape(&d.metrics_addr());
+    assert_eq!(sample(&m, "moat_quarantined_total{action=\"moved\"}"), 1.0);
+    assert_eq!(sample(&m, "moat_virus_event_total{outcome=\"run\"}"), 1.0);
+    assert_eq!(
+        sample(&m, "moat_detection_log_records_total{outcome=\"written\"}"),
+        1.0
+    );
+    assert_eq!(sample(&m, "moat_reactions_queue_dropped_total"), 0.0);
+    let out = moat(&["status", "--socket", socket.to_str().unwrap()], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("reactions:    handled=1 moved=1 virus_event_runs=1 log_lines=1"),
+        "{text}"
+    );
+}
