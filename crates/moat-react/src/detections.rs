@@ -112,6 +112,10 @@ pub struct DetectionLog {
     suppressed: u64,
     /// Lines written (for tests and the summary).
     pub lines: u64,
+    /// Records the rate limit refused, since the start.
+    pub suppressed_total: u64,
+    /// Repeats folded into `repeated` records, since the start.
+    pub deduplicated: u64,
 }
 
 impl DetectionLog {
@@ -134,6 +138,8 @@ impl DetectionLog {
             refilled: Instant::now(),
             suppressed: 0,
             lines: 0,
+            suppressed_total: 0,
+            deduplicated: 0,
         })
     }
 
@@ -143,6 +149,7 @@ impl DetectionLog {
         let key = (d.path.clone(), d.signature.clone());
         if let Some(seen) = self.seen.get_mut(&key) {
             seen.repeats += 1;
+            self.deduplicated += 1;
             return Ok(());
         }
         if self.seen.len() >= MAX_SEEN {
@@ -254,6 +261,7 @@ impl DetectionLog {
         }
         if !self.take_token(now) {
             self.suppressed += 1;
+            self.suppressed_total += 1;
             return Ok(());
         }
         self.write(rec)

@@ -136,12 +136,26 @@ pub struct ReactStats {
     pub handled: AtomicU64,
     /// Detections dropped because the queue was full.
     pub dropped: AtomicU64,
-    /// Files moved, copied or removed.
+    /// Files moved, copied or removed (the sum of the three below).
     pub acted: AtomicU64,
+    /// Files moved into the quarantine (`--move`).
+    pub moved: AtomicU64,
+    /// Files copied into the quarantine (`--copy`).
+    pub copied: AtomicU64,
+    /// Files removed (`--remove`).
+    pub removed: AtomicU64,
     /// File actions that failed.
     pub action_failures: AtomicU64,
     /// Detections that ran no VirusEvent, being repeats within [`VIRUS_EVENT_WINDOW`].
     pub virus_event_repeats: AtomicU64,
+    /// Lines written to the detection log.
+    pub log_lines: AtomicU64,
+    /// Detection-log records the rate limit refused (their count is written later).
+    pub log_suppressed: AtomicU64,
+    /// Repeats of a path and signature folded into one `repeated` record.
+    pub log_deduplicated: AtomicU64,
+    /// Writes to the detection log that failed.
+    pub log_errors: AtomicU64,
 }
 
 /// The reaction thread and its queue.
@@ -149,6 +163,7 @@ pub struct ReactStats {
 pub struct Reactions {
     queue: Mutex<Option<Sender<Detection>>>,
     stats: Arc<ReactStats>,
+    virus_event: Option<Arc<virus_event::VirusEventStats>>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -165,6 +180,7 @@ impl Reactions {
             .transpose()?;
         let (tx, rx) = crossbeam_channel::bounded(Self::QUEUE);
         let stats = Arc::new(ReactStats::default());
+        let virus_event = settings.virus_event.as_ref().map(VirusEvent::shared_stats);
         let worker = Worker {
             action: settings.action,
             virus_event: settings.virus_event,
@@ -179,6 +195,7 @@ impl Reactions {
         Ok(Arc::new(Reactions {
             queue: Mutex::new(Some(tx)),
             stats,
+            virus_event,
             thread: Mutex::new(Some(thread)),
         }))
     }
@@ -206,6 +223,11 @@ impl Reactions {
     /// The counters.
     pub fn stats(&self) -> &ReactStats {
         &self.stats
+    }
+
+    /// VirusEvent's counters, when VirusEvent is configured.
+    pub fn virus_event_stats(&self) -> Option<&virus_event::VirusEventStats> {
+        self.virus_event.as_deref()
     }
 
     /// Finishes what is queued (up to `grace`), then stops the thread.
@@ -251,9 +273,8 @@ impl Worker {
         }
         self.tick();
         if let Some(log) = &mut self.log {
-            if let Err(e) = log.close_all() {
-                tracing::error!("detection log: {e}");
-            }
+            let done = log.close_all();
+            self.log_done(done);
         }
     }
 
@@ -271,8 +292,21 @@ impl Worker {
                 Ok(())
             }
         });
+        self.log_done(done);
+    }
+
+    /// Counts a detection-log operation's failure and publishes the log's counters.
+    fn log_done(&self, done: std::io::Result<()>) {
         if let Err(e) = done {
+            self.stats.log_errors.fetch_add(1, Relaxed);
             tracing::error!("detection log: {e}");
+        }
+        if let Some(log) = &self.log {
+            self.stats.log_lines.store(log.lines, Relaxed);
+            self.stats
+                .log_suppressed
+                .store(log.suppressed_total, Relaxed);
+            self.stats.log_deduplicated.store(log.deduplicated, Relaxed);
         }
     }
 
@@ -290,6 +324,12 @@ impl Worker {
             }
             done => {
                 self.stats.acted.fetch_add(1, Relaxed);
+                let kind = match done {
+                    Outcome::Moved(_) => &self.stats.moved,
+                    Outcome::Copied(_) => &self.stats.copied,
+                    _ => &self.stats.removed,
+                };
+                kind.fetch_add(1, Relaxed);
                 tracing::warn!(
                     "{}: {} {}{}",
                     d.path.display(),
@@ -302,9 +342,8 @@ impl Worker {
             }
         }
         if let Some(log) = &mut self.log {
-            if let Err(e) = log.record(&d, &outcome, Instant::now()) {
-                tracing::error!("detection log: {e}");
-            }
+            let done = log.record(&d, &outcome, Instant::now());
+            self.log_done(done);
         }
         if self.virus_event.is_some() {
             if self.first_in_window(&d) {

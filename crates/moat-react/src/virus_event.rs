@@ -64,6 +64,11 @@ impl VirusEvent {
         &self.stats
     }
 
+    /// The counters, shared (they outlive the runner's move into the reaction thread).
+    pub fn shared_stats(&self) -> Arc<VirusEventStats> {
+        Arc::clone(&self.stats)
+    }
+
     /// The command line `sh -c` runs for a detection of `virus`.
     pub fn command_line(&self, virus: &str) -> String {
         self.command

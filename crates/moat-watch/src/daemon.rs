@@ -25,6 +25,7 @@ use moat_guard::{
 };
 
 use crate::coverage::{self, CoverError, CoverageCounts, DirectoryCoverage, TrackingMode};
+use crate::health::Lifetime;
 use crate::kernel_cache::KernelCache;
 use crate::stop::Stop;
 use crate::verdict::{Access, AccessKind, DaemonStats, ReportSink, Reporter};
@@ -202,6 +203,8 @@ pub struct Daemon {
     kernel_cache: Option<Arc<KernelCache>>,
     stats: Arc<DaemonStats>,
     scan_stats: Arc<Stats>,
+    /// The counters, uptime and reloads a reload's new daemon goes on with.
+    lifetime: Lifetime,
     /// What the coverage uses, for the startup line.
     uses: Vec<String>,
     /// Directories covered when ready (directory scope).
@@ -224,6 +227,18 @@ impl Daemon {
         scanner: Arc<dyn Scanner>,
         stop: Arc<Stop>,
     ) -> Result<Daemon, StartError> {
+        Daemon::start_with(settings, scanner, stop, Lifetime::default())
+    }
+
+    /// [`start`](Self::start), counting into `lifetime`: a reload's new daemon goes on with
+    /// the counters, latency histogram, uptime and reload record of the one it replaces
+    /// ([`Daemon::lifetime`]).
+    pub fn start_with(
+        settings: WatchSettings,
+        scanner: Arc<dyn Scanner>,
+        stop: Arc<Stop>,
+        lifetime: Lifetime,
+    ) -> Result<Daemon, StartError> {
         let started = Instant::now();
         match crate::limits::raise_nofile() {
             Ok(n) => tracing::debug!(nofile = n, "open-file limit raised"),
@@ -239,7 +254,7 @@ impl Daemon {
         } else {
             Response::Allow
         };
-        let scan_stats = Arc::new(Stats::default());
+        let scan_stats = Arc::clone(&lifetime.scan_stats);
         let watcher =
             DeadlineWatcher::spawn(Arc::clone(&scan_stats)).map_err(StartError::Thread)?;
         let slot = Arc::new(ScannerSlot::new(scanner));
@@ -261,7 +276,8 @@ impl Daemon {
         let kernel_cache = (!open.is_empty()).then(|| {
             Arc::new(
                 KernelCache::new(Arc::clone(&group), open, Arc::clone(&slot), flush)
-                    .skip_devices(Arc::clone(&slow_devs)),
+                    .skip_devices(Arc::clone(&slow_devs))
+                    .with_stats(Arc::clone(&lifetime.kernel_cache)),
             )
         });
         let hook = kernel_cache.clone().map(|k| k as Arc<dyn CleanHook>);
@@ -281,7 +297,7 @@ impl Daemon {
             )
             .map_err(StartError::Thread)?,
         );
-        let stats = Arc::new(DaemonStats::default());
+        let stats = Arc::clone(&lifetime.stats);
         let reporter = Arc::new(Reporter {
             deadline: settings.scan_timeout,
             stats: Arc::clone(&stats),
@@ -380,6 +396,7 @@ impl Daemon {
             threads: settings.threads.max(1),
             group: Arc::downgrade(&group),
             threads_alive: vec![("reader", reader_token)],
+            reactions: settings.reactions.as_ref().map(|r| Arc::clone(&r.0)),
         };
         let quiet = match quiet_thread {
             Some(t) => {
@@ -413,6 +430,7 @@ impl Daemon {
             kernel_cache,
             stats,
             scan_stats,
+            lifetime,
             uses: Vec::new(),
             directories: 0,
             whole_marks: 0,
@@ -546,9 +564,17 @@ impl Daemon {
         format!("{what}; {}", self.uses.join("; "))
     }
 
+    /// What a reload's new daemon goes on with ([`start_with`](Self::start_with)), and
+    /// where `moat watch` records each reload.
+    pub fn lifetime(&self) -> &Lifetime {
+        &self.lifetime
+    }
+
     /// A [`Probe`](crate::health::Probe) reading this daemon's state on demand (`moat
-    /// status`, metrics). Take it once started: the uptime counts from now.
+    /// status`, metrics). Take it once started: the uptime counts from the first probe of
+    /// the [`Lifetime`].
     pub fn probe(&self) -> crate::health::Probe {
+        self.lifetime.ready();
         crate::health::Probe {
             facts: Arc::new(self.health.clone()),
             stop: Arc::clone(&self.stop),
@@ -556,10 +582,8 @@ impl Daemon {
             scanner: Arc::clone(&self.scanner),
             stats: Arc::clone(&self.stats),
             scan_stats: Arc::clone(&self.scan_stats),
-            kernel_cache: self.kernel_cache.clone(),
             pool: self.pool.as_ref().map(|p| p.load()),
-            ready_at: std::time::Instant::now(),
-            started_at: std::time::SystemTime::now(),
+            lifetime: self.lifetime.clone(),
             status_line: self.status_line(),
         }
     }

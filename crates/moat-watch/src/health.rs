@@ -14,14 +14,14 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use moat_fanotify::Group;
 use moat_guard::{AllowReason, PoolLoad, ScannerSlot, Stats};
 use serde::{Deserialize, Serialize};
 
-use crate::kernel_cache::KernelCache;
+use crate::kernel_cache::KernelCacheStats;
 use crate::stop::Stop;
 use crate::verdict::DaemonStats;
 
@@ -184,6 +184,67 @@ pub(crate) fn thread_token() -> (Arc<()>, Weak<()>) {
     (token, weak)
 }
 
+/// What outlives a daemon that a reload replaces: the counters, the latency histogram, the
+/// time the first daemon of this process was ready and the reloads. `moat watch` starts the
+/// new daemon with the old one's [`Lifetime`] (`Daemon::start_with`), so that monitoring
+/// sees counters that only go up and the uptime of the process. While both daemons run (the
+/// new one is started before the old one stops), an access both groups see is counted by
+/// both.
+#[derive(Debug, Clone, Default)]
+pub struct Lifetime {
+    pub(crate) stats: Arc<DaemonStats>,
+    pub(crate) scan_stats: Arc<Stats>,
+    pub(crate) kernel_cache: Arc<KernelCacheStats>,
+    /// When the first daemon was ready (set by its first probe).
+    ready: Arc<OnceLock<(Instant, SystemTime)>>,
+    reloads: Arc<Mutex<ReloadStatus>>,
+}
+
+impl Lifetime {
+    /// Records the outcome of a SIGHUP: `Ok(what was put in place)` or `Err(why not)`.
+    pub fn record_reload(&self, outcome: Result<String, String>) {
+        let mut r = self.reloads.lock().unwrap_or_else(|e| e.into_inner());
+        match &outcome {
+            Ok(_) => r.count += 1,
+            Err(_) => r.failed += 1,
+        }
+        r.last_unix = Some(unix(SystemTime::now()));
+        r.last_ok = Some(outcome.is_ok());
+        r.last_result = Some(outcome.unwrap_or_else(|e| e));
+    }
+
+    /// The reloads so far.
+    pub fn reloads(&self) -> ReloadStatus {
+        self.reloads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// When the first daemon was ready; set now if not yet (by `Daemon::probe`).
+    pub(crate) fn ready(&self) -> (Instant, SystemTime) {
+        *self
+            .ready
+            .get_or_init(|| (Instant::now(), SystemTime::now()))
+    }
+}
+
+/// SIGHUPs handled (`moat watch`'s reload).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReloadStatus {
+    /// Reloads that put a new configuration or database in place.
+    pub count: u64,
+    /// Reloads refused (the configuration or database did not load, or the new
+    /// configuration could not start): the previous one goes on.
+    pub failed: u64,
+    /// When the last one was handled, seconds since the Unix epoch.
+    pub last_unix: Option<u64>,
+    /// Whether the last one succeeded.
+    pub last_ok: Option<bool>,
+    /// What the last one did, or why it failed.
+    pub last_result: Option<String>,
+}
+
 /// What the daemon was started with and the handles the probe reads; filled by
 /// `Daemon::start`.
 #[derive(Debug, Clone, Default)]
@@ -202,6 +263,8 @@ pub(crate) struct StartFacts {
     pub group: Weak<Group>,
     /// Threads that must be alive while protecting.
     pub threads_alive: Vec<(&'static str, Weak<()>)>,
+    /// The reaction thread (kept across reloads), when any reaction is configured.
+    pub reactions: Option<Arc<moat_react::Reactions>>,
 }
 
 /// Reads a [`Snapshot`] of a running daemon (`Daemon::probe`). Cheap to clone; it keeps no
@@ -214,10 +277,8 @@ pub struct Probe {
     pub(crate) scanner: Arc<ScannerSlot>,
     pub(crate) stats: Arc<DaemonStats>,
     pub(crate) scan_stats: Arc<Stats>,
-    pub(crate) kernel_cache: Option<Arc<KernelCache>>,
     pub(crate) pool: Option<PoolLoad>,
-    pub(crate) ready_at: Instant,
-    pub(crate) started_at: SystemTime,
+    pub(crate) lifetime: Lifetime,
     pub(crate) status_line: String,
 }
 
@@ -258,10 +319,17 @@ pub struct Snapshot {
     pub queue: QueueStatus,
     /// Verdict latency, hand-off to answer.
     pub latency: LatencySummary,
-    /// Seconds since the daemon was ready (every mark placed).
+    /// Seconds since the first daemon of this process was ready (every mark placed); a
+    /// reload does not reset it, nor any counter.
     pub uptime_seconds: f64,
     /// When it was ready, seconds since the Unix epoch.
     pub ready_since_unix: u64,
+    /// SIGHUPs handled.
+    #[serde(default)]
+    pub reloads: ReloadStatus,
+    /// What was done about detections (`None`: no reaction configured).
+    #[serde(default)]
+    pub reactions: Option<ReactionCounters>,
     /// The line logged when ready (coverage, tracking, cache and fallbacks).
     pub status_line: String,
 }
@@ -329,10 +397,74 @@ pub struct Counters {
     /// `scan` (the scan failed), `answer` (the kernel refused an answer), `handoff` (the
     /// event's fd could not be passed to a worker), `read` (reading events failed).
     pub errors_by_kind: BTreeMap<String, u64>,
-    /// Files whose clean verdict the kernel now keeps (evictable ignore marks set).
+    /// Clean files whose verdict the kernel was given to keep (evictable ignore marks set).
     pub kernel_cache_marks: u64,
     /// Close-after-write events.
     pub close_writes: u64,
+}
+
+/// What moat-react did after detections, since the start (its own counters). See
+/// README.md's "Health and metrics".
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReactionCounters {
+    /// Detections the reaction thread took.
+    pub handled: u64,
+    /// Detections dropped because the reaction queue was full (nothing done about them).
+    pub queue_dropped: u64,
+    /// Files moved into the quarantine (`--move`).
+    pub moved: u64,
+    /// Files copied into the quarantine (`--copy`).
+    pub copied: u64,
+    /// Files removed (`--remove`).
+    pub removed: u64,
+    /// Moves, copies or removals that failed.
+    pub action_failures: u64,
+    /// VirusEvent commands started.
+    pub virus_event_runs: u64,
+    /// VirusEvent commands not run: too many running.
+    pub virus_event_dropped: u64,
+    /// VirusEvent commands killed at their timeout.
+    pub virus_event_timeouts: u64,
+    /// VirusEvent commands that could not be started.
+    pub virus_event_failures: u64,
+    /// Detections that ran no VirusEvent, being repeats of a path and signature.
+    pub virus_event_repeats: u64,
+    /// Lines written to the detection log.
+    pub log_lines: u64,
+    /// Detection records the log's rate limit refused.
+    pub log_suppressed: u64,
+    /// Repeats folded into one `repeated` record.
+    pub log_deduplicated: u64,
+    /// Writes to the detection log that failed.
+    pub log_errors: u64,
+}
+
+impl ReactionCounters {
+    /// Reads the reaction thread's counters now.
+    pub fn of(r: &moat_react::Reactions) -> ReactionCounters {
+        let (s, get) = (r.stats(), |a: &AtomicU64| a.load(Relaxed));
+        let v = r.virus_event_stats();
+        let ve = |f: fn(&moat_react::virus_event::VirusEventStats) -> &AtomicU64| {
+            v.map_or(0, |v| get(f(v)))
+        };
+        ReactionCounters {
+            handled: get(&s.handled),
+            queue_dropped: get(&s.dropped),
+            moved: get(&s.moved),
+            copied: get(&s.copied),
+            removed: get(&s.removed),
+            action_failures: get(&s.action_failures),
+            virus_event_runs: ve(|v| &v.started),
+            virus_event_dropped: ve(|v| &v.dropped),
+            virus_event_timeouts: ve(|v| &v.killed),
+            virus_event_failures: ve(|v| &v.failed),
+            virus_event_repeats: get(&s.virus_event_repeats),
+            log_lines: get(&s.log_lines),
+            log_suppressed: get(&s.log_suppressed),
+            log_deduplicated: get(&s.log_deduplicated),
+            log_errors: get(&s.log_errors),
+        }
+    }
 }
 
 /// The worker pool.
@@ -443,8 +575,10 @@ impl Probe {
                 threads: self.facts.threads as u64,
             },
             latency: self.stats.latency.summary(),
-            uptime_seconds: self.ready_at.elapsed().as_secs_f64(),
-            ready_since_unix: unix(self.started_at),
+            uptime_seconds: self.lifetime.ready().0.elapsed().as_secs_f64(),
+            ready_since_unix: unix(self.lifetime.ready().1),
+            reloads: self.lifetime.reloads(),
+            reactions: self.facts.reactions.as_deref().map(ReactionCounters::of),
             status_line: self.status_line.clone(),
         }
     }
@@ -496,10 +630,7 @@ impl Probe {
             deadline_expired: get(&g.deadline_expired),
             errors: errors_by_kind.values().sum(),
             errors_by_kind,
-            kernel_cache_marks: self
-                .kernel_cache
-                .as_ref()
-                .map_or(0, |k| k.stats.marked.load(Relaxed)),
+            kernel_cache_marks: self.lifetime.kernel_cache.marked.load(Relaxed),
             close_writes: s.close_writes.load(Relaxed),
         }
     }

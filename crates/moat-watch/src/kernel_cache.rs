@@ -172,8 +172,8 @@ pub struct KernelCache {
     /// Devices never marked: slow filesystems (FUSE, network), whose content can change with
     /// no local event or differ per reader (see [`crate::slow_fs`]).
     skip: Option<Arc<crate::slow_fs::SlowDevs>>,
-    /// Counters.
-    pub stats: KernelCacheStats,
+    /// Counters (shared with the daemon that a reload starts next).
+    pub stats: Arc<KernelCacheStats>,
 }
 
 impl KernelCache {
@@ -191,8 +191,14 @@ impl KernelCache {
             scanner,
             flush,
             skip: None,
-            stats: KernelCacheStats::default(),
+            stats: Arc::default(),
         }
+    }
+
+    /// Counts into `stats` (a reload's new daemon goes on with the old one's counters).
+    pub fn with_stats(mut self, stats: Arc<KernelCacheStats>) -> KernelCache {
+        self.stats = stats;
+        self
     }
 
     /// Never marks files on the devices `devs` lists (slow filesystems).

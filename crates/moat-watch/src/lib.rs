@@ -43,7 +43,7 @@ pub mod verdict;
 pub mod watchdog;
 
 pub use coverage::{Backend, Tracking, TrackingMode};
-pub use health::{CurrentProbe, Probe, Snapshot};
+pub use health::{CurrentProbe, Lifetime, Probe, ReactionCounters, ReloadStatus, Snapshot};
 pub mod exe;
 pub use daemon::{Daemon, Events, Scope, SharedReactions, StartError, Wake, WatchSettings};
 pub use stop::Stop;

@@ -156,6 +156,109 @@ fn serve(server: &tiny_http::Server, registry: &Registry, stopping: &AtomicBool)
     }
 }
 
+/// SIGHUP reloads: counts, and when the last one was handled and whether it succeeded.
+fn reloads(e: &mut DescriptorEncoder, r: &crate::health::ReloadStatus) -> Fmt {
+    counter(
+        e,
+        "reloads",
+        "SIGHUP reloads that put a new configuration or database in place.",
+        r.count,
+    )?;
+    counter(
+        e,
+        "reload_failures",
+        "SIGHUP reloads refused (the previous configuration goes on).",
+        r.failed,
+    )?;
+    if let (Some(at), Some(ok)) = (r.last_unix, r.last_ok) {
+        gauge(
+            e,
+            "last_reload_timestamp_seconds",
+            "When the last SIGHUP reload was handled (Unix time).",
+            at as f64,
+        )?;
+        gauge(
+            e,
+            "last_reload_success",
+            "1 when the last SIGHUP reload succeeded.",
+            f64::from(u8::from(ok)),
+        )?;
+    }
+    Ok(())
+}
+
+/// What was done about detections (moat-react's counters), when any reaction is configured.
+fn reactions(e: &mut DescriptorEncoder, r: &crate::health::ReactionCounters) -> Fmt {
+    let labelled = |pairs: &[(&str, u64)]| -> std::collections::BTreeMap<String, u64> {
+        pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    };
+    counter(
+        e,
+        "reactions_handled",
+        "Detections the reaction thread took.",
+        r.handled,
+    )?;
+    counter(
+        e,
+        "reactions_queue_dropped",
+        "Detections dropped because the reaction queue was full.",
+        r.queue_dropped,
+    )?;
+    let quarantined = labelled(&[
+        ("moved", r.moved),
+        ("copied", r.copied),
+        ("removed", r.removed),
+    ]);
+    counters_by(
+        e,
+        "quarantined",
+        "Infected files moved, copied (--move, --copy) or removed (--remove).",
+        "action",
+        quarantined.iter(),
+        MetricType::Counter,
+    )?;
+    counter(
+        e,
+        "reaction_failures",
+        "Moves, copies or removals that failed.",
+        r.action_failures,
+    )?;
+    let virus_event = labelled(&[
+        ("run", r.virus_event_runs),
+        ("dropped", r.virus_event_dropped),
+        ("timeout", r.virus_event_timeouts),
+        ("failed", r.virus_event_failures),
+        ("repeat", r.virus_event_repeats),
+    ]);
+    counters_by(
+        e,
+        "virus_event",
+        "VirusEvent commands run, not run (too many running, or a repeat), killed at the timeout, or that failed to start.",
+        "outcome",
+        virus_event.iter(),
+        MetricType::Counter,
+    )?;
+    let log = labelled(&[
+        ("written", r.log_lines),
+        ("suppressed", r.log_suppressed),
+        ("deduplicated", r.log_deduplicated),
+    ]);
+    counters_by(
+        e,
+        "detection_log_records",
+        "Detection-log lines written, refused by the rate limit, or folded into repeated records.",
+        "outcome",
+        log.iter(),
+        MetricType::Counter,
+    )?;
+    counter(
+        e,
+        "detection_log_errors",
+        "Writes to the detection log that failed.",
+        r.log_errors,
+    )
+}
+
 /// Encodes one snapshot per scrape.
 #[derive(Debug)]
 struct SnapshotCollector(CurrentProbe);
@@ -285,9 +388,13 @@ impl Collector for SnapshotCollector {
         gauge(
             &mut e,
             "uptime_seconds",
-            "Seconds since the daemon was ready.",
+            "Seconds since the daemon was first ready (a reload does not reset it).",
             s.uptime_seconds,
         )?;
+        reloads(&mut e, &s.reloads)?;
+        if let Some(r) = &s.reactions {
+            reactions(&mut e, r)?;
+        }
         let (sum, count, buckets) = self.0.current().latency().buckets();
         e.encode_descriptor(
             "verdict_latency_seconds",

@@ -238,6 +238,9 @@ fn render(s: &Snapshot) -> String {
     if c.errors > 0 {
         line(format!("errors:       {}", pairs(&c.errors_by_kind, false)));
     }
+    if let Some(r) = &s.reactions {
+        line(format!("reactions:    {}", reactions(r)));
+    }
     line(format!(
         "queue:        {} queued, {} of {} workers busy",
         s.queue.queued, s.queue.busy, s.queue.threads
@@ -257,7 +260,49 @@ fn render(s: &Snapshot) -> String {
         duration(s.uptime_seconds),
         crate::database::ctime(s.ready_since_unix as i64)
     ));
+    line(format!("reloads:      {}", reloads(&s.reloads)));
     out
+}
+
+/// `handled=N` then the reaction counters that are not zero.
+fn reactions(r: &moat_watch::ReactionCounters) -> String {
+    let others = [
+        ("queue_dropped", r.queue_dropped),
+        ("moved", r.moved),
+        ("copied", r.copied),
+        ("removed", r.removed),
+        ("action_failures", r.action_failures),
+        ("virus_event_runs", r.virus_event_runs),
+        ("virus_event_dropped", r.virus_event_dropped),
+        ("virus_event_timeouts", r.virus_event_timeouts),
+        ("virus_event_failures", r.virus_event_failures),
+        ("virus_event_repeats", r.virus_event_repeats),
+        ("log_lines", r.log_lines),
+        ("log_suppressed", r.log_suppressed),
+        ("log_deduplicated", r.log_deduplicated),
+        ("log_errors", r.log_errors),
+    ];
+    let mut text = format!("handled={}", r.handled);
+    for (k, v) in others.iter().filter(|(_, v)| *v > 0) {
+        text.push_str(&format!(" {k}={v}"));
+    }
+    text
+}
+
+fn reloads(r: &moat_watch::ReloadStatus) -> String {
+    let mut text = format!("{} done, {} failed", r.count, r.failed);
+    if let (Some(at), Some(what)) = (r.last_unix, &r.last_result) {
+        let how = if r.last_ok == Some(true) {
+            "ok"
+        } else {
+            "FAILED"
+        };
+        text.push_str(&format!(
+            "; last {} {how}: {what}",
+            crate::database::ctime(at as i64)
+        ));
+    }
+    text
 }
 
 fn paths(p: &[PathBuf]) -> String {

@@ -340,7 +340,7 @@ fn start_and_run(args: &WatchArgs, c: &Config) -> Result<(), String> {
     hup.on_signals(&[libc::SIGHUP])
         .map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
     let endpoints = crate::status::Endpoints::bind(&args.health, c)?;
-    let daemon = start_daemon(settings.clone(), scanner).map_err(|e| e.to_string())?;
+    let daemon = start_daemon(settings.clone(), scanner, moat_watch::Lifetime::default())?;
     let endpoints = endpoints.serve(&daemon)?;
     announce(&daemon, "READY=1");
     let mut running = Running {
@@ -379,13 +379,16 @@ struct Running {
     generation: u64,
 }
 
+/// Starts a daemon counting into `lifetime` (a reload passes the old daemon's, so that
+/// counters and uptime go on).
 fn start_daemon(
     settings: WatchSettings,
     scanner: Arc<dyn moat_guard::Scanner>,
+    lifetime: moat_watch::Lifetime,
 ) -> Result<Daemon, String> {
     // A stop of its own (not the signals'): a reload stops the old daemon alone.
     let stop = Arc::new(Stop::new().map_err(|e| format!("cannot create a stop pipe: {e}"))?);
-    Daemon::start(settings, scanner, stop).map_err(|e| e.to_string())
+    Daemon::start_with(settings, scanner, stop, lifetime).map_err(|e| e.to_string())
 }
 
 /// Logs the daemon's status line and sends it to systemd with `state` (`READY=1`).
@@ -416,6 +419,9 @@ fn reload(args: &WatchArgs, mut run: Running) -> Running {
         Ok(cs) => cs,
         Err(e) => {
             tracing::error!("SIGHUP: the configuration does not load, still running with the previous configuration and database: {e}");
+            run.daemon
+                .lifetime()
+                .record_reload(Err(format!("the configuration does not load: {e}")));
             announce(&run.daemon, "READY=1");
             return run;
         }
@@ -427,6 +433,9 @@ fn reload(args: &WatchArgs, mut run: Running) -> Running {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("SIGHUP: reload failed, still running with the previous configuration and database: {e}");
+            run.daemon
+                .lifetime()
+                .record_reload(Err(format!("the database does not load: {e}")));
             announce(&run.daemon, "READY=1");
             return run;
         }
@@ -435,16 +444,22 @@ fn reload(args: &WatchArgs, mut run: Running) -> Running {
     // The reaction thread (--move/--copy/--remove, VirusEvent, detection log) was started
     // once; it goes on unchanged.
     settings.reactions = run.settings.reactions.clone();
+    let lifetime = run.daemon.lifetime().clone();
     if settings == run.settings {
         run.daemon.reload(scanner);
+        lifetime.record_reload(Ok("new database in place".into()));
     } else {
-        match start_daemon(settings.clone(), scanner) {
+        match start_daemon(settings.clone(), scanner, lifetime.clone()) {
             Ok(new) => {
                 std::mem::replace(&mut run.daemon, new).retire();
                 tracing::info!("SIGHUP: new configuration in place");
+                lifetime.record_reload(Ok("new configuration and database in place".into()));
                 run.settings = settings;
             }
-            Err(e) => tracing::error!("SIGHUP: the new configuration cannot start, still running with the previous configuration and database: {e}"),
+            Err(e) => {
+                tracing::error!("SIGHUP: the new configuration cannot start, still running with the previous configuration and database: {e}");
+                lifetime.record_reload(Err(format!("the new configuration cannot start: {e}")));
+            }
         }
     }
     run.generation += 1;

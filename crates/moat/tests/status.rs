@@ -413,3 +413,186 @@ fn a_removed_include_path_is_reported_as_not_protecting() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text.contains("NOT protecting"), "{text}");
 }
+
+/// Polls `moat status --json` until `done` holds (bounded), returning the last answer.
+fn status_until(socket: &Path, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + LOG_TIMEOUT;
+    loop {
+        let (_, s) = status_json(socket);
+        if done(&s) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "{what}: {s:#}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A SIGHUP that changes clamd.conf (a second include path) starts a new daemon; the
+/// counters, the latency histogram and the uptime go on from the old one, and the reload
+/// is counted: uid 65534's blocked EICAR open before the reload stays counted, the one
+/// after it adds one, in `moat status` and on /metrics.
+#[test]
+fn counters_and_uptime_survive_a_reload_that_changes_settings() {
+    if !privileged() {
+        return;
+    }
+    let w = World::new("directory");
+    let added = w.root.join("added");
+    fs::create_dir(&added).unwrap();
+    fs::set_permissions(&added, fs::Permissions::from_mode(0o755)).unwrap();
+    let bad = w.watched.join("eicar.com");
+    let bad2 = added.join("eicar.com");
+    write_file(&bad, &moat_testkit::eicar(), 0o644);
+    write_file(&bad2, &moat_testkit::eicar(), 0o644);
+    let socket = w.socket();
+    let sock = socket.to_str().unwrap();
+    let d = Daemon::start(&w, &["--control-socket", sock, "--metrics", "127.0.0.1:0"]);
+    assert_eq!(read_as_nobody(&bad, &moat_testkit::eicar()).1, libc::EPERM);
+    std::thread::sleep(Duration::from_millis(200));
+    let (_, before) = status_json(&socket);
+    let asked_before = Instant::now();
+    assert_eq!(n(&before, "/counters/blocked"), 1, "{before:#}");
+    assert_eq!(n(&before, "/reloads/count"), 0, "{before:#}");
+    let uptime_before = before["uptime_seconds"].as_f64().unwrap();
+    assert!(uptime_before >= 0.2, "{before:#}");
+
+    let conf = w.root.join("moat.conf");
+    let text = fs::read_to_string(&conf).unwrap();
+    fs::write(
+        &conf,
+        format!("{text}OnAccessIncludePath {}\n", added.display()),
+    )
+    .unwrap();
+    // SAFETY: plain syscall on our own unreaped child.
+    assert_eq!(unsafe { libc::kill(d.child.id() as i32, libc::SIGHUP) }, 0);
+    let after = status_until(&socket, "no reload counted", |s| {
+        s.pointer("/reloads/count").and_then(Value::as_u64) == Some(1)
+    });
+    let asked_after = Instant::now();
+    assert!(
+        d.log().contains("new configuration in place"),
+        "a new daemon"
+    );
+    assert_eq!(after["reloads"]["last_ok"], true, "{after:#}");
+    assert_eq!(n(&after, "/reloads/failed"), 0);
+    assert!(n(&after, "/reloads/last_unix") >= n(&before, "/ready_since_unix"));
+    assert_eq!(after["include_paths"].as_array().unwrap().len(), 2);
+    assert_eq!(n(&after, "/counters/blocked"), 1, "kept: {after:#}");
+    assert!(n(&after, "/counters/scanned") >= n(&before, "/counters/scanned"));
+    assert!(n(&after, "/latency/count") >= n(&before, "/latency/count"));
+    assert_eq!(
+        n(&after, "/ready_since_unix"),
+        n(&before, "/ready_since_unix")
+    );
+    // Reset, the uptime would be below the time between the two answers.
+    let elapsed = asked_after.duration_since(asked_before).as_secs_f64();
+    let uptime_after = after["uptime_seconds"].as_f64().unwrap();
+    assert!(
+        uptime_after >= uptime_before + elapsed - 0.1,
+        "uptime {uptime_before} then {uptime_after}, {elapsed} s apart"
+    );
+
+    // The new daemon counts on: the added include path is protected and counted.
+    assert_eq!(read_as_nobody(&bad2, &moat_testkit::eicar()).1, libc::EPERM);
+    let (_, last) = status_json(&socket);
+    assert_eq!(n(&last, "/counters/blocked"), 2, "{last:#}");
+    let m = scrape(&d.metrics_addr());
+    assert_eq!(sample(&m, "moat_blocked_total"), 2.0);
+    assert_eq!(sample(&m, "moat_reloads_total"), 1.0);
+    assert_eq!(sample(&m, "moat_reload_failures_total"), 0.0);
+    assert_eq!(sample(&m, "moat_last_reload_success"), 1.0);
+    let out = moat(&["status", "--socket", sock], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("reloads:      1 done, 0 failed; last "),
+        "{text}"
+    );
+}
+
+/// With `--move`, VirusEvent and a detection log, one blocked EICAR open by uid 65534 shows
+/// in moat-react's counters in `moat status` and /metrics, each matching what is on disk:
+/// the file moved into the quarantine, the command's marker file, the log's line.
+#[test]
+fn reaction_counters_show_what_was_done_about_a_detection() {
+    if !privileged() {
+        return;
+    }
+    let w = World::new("directory");
+    let bad = w.watched.join("eicar.com");
+    write_file(&bad, &moat_testkit::eicar(), 0o644);
+    let (q, log, marker) = (
+        w.root.join("q"),
+        w.root.join("detections.jsonl"),
+        w.root.join("virus-event.done"),
+    );
+    let conf = w.root.join("moat.conf");
+    let text = fs::read_to_string(&conf).unwrap();
+    fs::write(
+        &conf,
+        format!(
+            "{text}VirusEvent /usr/bin/touch {}\nMoatDetectionLog {}\n",
+            marker.display(),
+            log.display()
+        ),
+    )
+    .unwrap();
+    let socket = w.socket();
+    let d = Daemon::start(
+        &w,
+        &[
+            "--control-socket",
+            socket.to_str().unwrap(),
+            "--metrics",
+            "127.0.0.1:0",
+            "--move",
+            q.to_str().unwrap(),
+        ],
+    );
+    let (_, before) = status_json(&socket);
+    assert_eq!(n(&before, "/reactions/handled"), 0, "{before:#}");
+    assert_eq!(read_as_nobody(&bad, &moat_testkit::eicar()).1, libc::EPERM);
+    let s = status_until(&socket, "the reactions are not counted", |s| {
+        let get = |p: &str| s.pointer(p).and_then(Value::as_u64);
+        get("/reactions/moved") == Some(1)
+            && get("/reactions/virus_event_runs") == Some(1)
+            && get("/reactions/log_lines") == Some(1)
+    });
+    for zero in [
+        "queue_dropped",
+        "copied",
+        "removed",
+        "action_failures",
+        "virus_event_dropped",
+        "virus_event_failures",
+        "log_suppressed",
+        "log_errors",
+    ] {
+        assert_eq!(n(&s, &format!("/reactions/{zero}")), 0, "{zero}: {s:#}");
+    }
+    assert_eq!(n(&s, "/reactions/handled"), 1);
+    // What the counters say is on disk.
+    assert!(!bad.exists(), "moved out of the include path");
+    let quarantined = fs::read_dir(&q).unwrap().count();
+    assert!(quarantined >= 1, "the quarantine holds the file");
+    let deadline = Instant::now() + LOG_TIMEOUT;
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "VirusEvent never ran");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(fs::read_to_string(&log).unwrap().lines().count(), 1);
+
+    let m = scrape(&d.metrics_addr());
+    assert_eq!(sample(&m, "moat_quarantined_total{action=\"moved\"}"), 1.0);
+    assert_eq!(sample(&m, "moat_virus_event_total{outcome=\"run\"}"), 1.0);
+    assert_eq!(
+        sample(&m, "moat_detection_log_records_total{outcome=\"written\"}"),
+        1.0
+    );
+    assert_eq!(sample(&m, "moat_reactions_queue_dropped_total"), 0.0);
+    let out = moat(&["status", "--socket", socket.to_str().unwrap()], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("reactions:    handled=1 moved=1 virus_event_runs=1 log_lines=1"),
+        "{text}"
+    );
+}
