@@ -10,6 +10,7 @@
 //!                                           [--tracking fanotify|inotify] [--race-rounds N] [--data DIR] [--moat PATH]
 //! cargo run --release -p moat-bench -- watch-real [--db DIR] [--files N] [--only none,moat,clamonacc]
 //!                                           [--no-first-open] [--no-mixed] [--mixed-timeout SECS] [--moat PATH]
+//! cargo run --release -p moat-bench -- attacks [--opens N] [--no-clamonacc] [--moat PATH] [--data DIR]
 //! ```
 //!
 //! `real` scans a fixed selection of this machine's own files with ClamAV's real signatures
@@ -85,6 +86,9 @@ enum Cmd {
     /// On access with real ClamAV signatures: first open of real files and a mixed
     /// workload with /usr watched, moat against clamonacc (needs root).
     WatchReal(watch::real::RealArgs),
+    /// What a flood, a stalled FUSE server and one protected directory cost other opens,
+    /// moat against clamonacc and no scanner (needs root).
+    Attacks(watch::attacks::AttacksArgs),
     /// Run every suite (`scan`, then `watch`) and render BENCHMARKS.md and its charts;
     /// installs what is missing (as root) and goes on when one suite fails.
     All(all::AllArgs),
@@ -242,6 +246,7 @@ fn main() -> ExitCode {
         Cmd::Gen(a) => cmd_gen(&a),
         Cmd::Watch(a) => watch::run(a),
         Cmd::WatchReal(a) => watch::real::run(a),
+        Cmd::Attacks(a) => watch::attacks::run(a),
         Cmd::Serve(a) => serve::run(
             a,
             &workspace_root().join("target/bench-data"),

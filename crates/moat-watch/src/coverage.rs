@@ -44,6 +44,7 @@ use moat_guard::Policy;
 use rustix::fs::{inotify, FileType, Mode, OFlags, RawDir};
 
 use crate::fid::FidTracker;
+use crate::slow_fs::SlowGroups;
 use crate::tree::{Tree, Wd};
 
 /// Which mechanism follows the tree's changes (`OnAccessTracking`, `--tracking`).
@@ -193,6 +194,10 @@ pub struct DirectoryCoverage {
     unbuilt: Vec<Found>,
     failed: AtomicU64,
     warned_no_handle: AtomicBool,
+    /// Where directories of slow filesystems (FUSE, network) are marked instead of `group`
+    /// (review F2), and the group chosen for each device seen so far (`None`: `group`).
+    slow: Option<Arc<SlowGroups>>,
+    group_by_dev: Mutex<HashMap<u64, Option<Arc<Group>>>>,
 }
 
 /// The inotify events the tracker needs on every directory.
@@ -243,7 +248,56 @@ impl DirectoryCoverage {
             unbuilt: Vec::new(),
             failed: AtomicU64::new(0),
             warned_no_handle: AtomicBool::new(false),
+            slow: None,
+            group_by_dev: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Marks directories of slow filesystems (FUSE, network) in `slow`'s group of their
+    /// device rather than the main group: a stalled server then holds only the opens on
+    /// its own filesystem, as in filesystem scope (review F2).
+    pub fn with_slow_groups(mut self, slow: Arc<SlowGroups>) -> Self {
+        self.slow = Some(slow);
+        self
+    }
+
+    /// The group that marks directory `dir`: the slow group of its device when its
+    /// filesystem may stall, else the main group. Decided once per device (from
+    /// mountinfo); when the filesystem type cannot be told, the main group (logged).
+    fn group_of(&self, dir: &OwnedFd) -> Arc<Group> {
+        let Some(slow) = &self.slow else {
+            return Arc::clone(&self.group);
+        };
+        let Ok(st) = rustix::fs::fstat(dir) else {
+            return Arc::clone(&self.group);
+        };
+        let dev = st.st_dev;
+        let mut by_dev = self.group_by_dev.lock().unwrap_or_else(|p| p.into_inner());
+        let chosen = by_dev.entry(dev).or_insert_with(|| {
+            let fs_type = crate::mounts::read_here().ok().and_then(|ms| {
+                ms.into_iter()
+                    .find(|m| libc::makedev(m.dev.0, m.dev.1) == dev)
+                    .map(|m| m.fs_type)
+            });
+            match fs_type {
+                Some(t) if crate::slow_fs::is_slow(&t) => match slow.group_of_dev(dev) {
+                    Ok(g) => {
+                        tracing::info!(fs_type = %t, dev, "a slow filesystem below an include path: its directories are marked in a group of its own");
+                        Some(g)
+                    }
+                    Err(e) => {
+                        tracing::error!(fs_type = %t, dev, error = %e, "no group of its own for a slow filesystem: marked in the main group (a stall of its server delays other opens)");
+                        None
+                    }
+                },
+                Some(_) => None,
+                None => {
+                    tracing::warn!(dev, "filesystem of a directory not found in mountinfo: marked in the main group");
+                    None
+                }
+            }
+        });
+        chosen.clone().unwrap_or_else(|| Arc::clone(&self.group))
     }
 
     /// The tracking backend in use, and why `auto` fell back to inotify if it did.
@@ -731,7 +785,7 @@ impl DirectoryCoverage {
         dir: &OwnedFd,
         pre: Option<MarkHandle>,
     ) -> Option<Option<MarkHandle>> {
-        if let Err(e) = self.group.mark_raw(
+        if let Err(e) = self.group_of(dir).mark_raw(
             libc::FAN_MARK_ADD,
             MarkKind::Inode,
             MarkFlags::empty(),
@@ -814,7 +868,7 @@ impl DirectoryCoverage {
 
     /// Removes the enforcement mark (and the fanotify tracking mark) of an open directory.
     fn unmark_fd(&self, fd: &OwnedFd) -> io::Result<()> {
-        let enforcement = match self.group.mark_raw(
+        let enforcement = match self.group_of(fd).mark_raw(
             libc::FAN_MARK_REMOVE,
             MarkKind::Inode,
             MarkFlags::empty(),

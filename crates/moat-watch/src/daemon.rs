@@ -352,7 +352,9 @@ impl Daemon {
         let (reader_alive, reader_token) = crate::health::thread_token();
         // Slow filesystems' groups get readers of their own, built like the main one but
         // without the kernel clean cache and the quieting (see slow_fs.rs).
-        let slow = (settings.scope == Scope::Filesystem).then(|| {
+        // Filesystem scope marks whole slow filesystems in them; directory scope the
+        // directories of slow filesystems below an include path.
+        let slow = (settings.scope == Scope::Filesystem || settings.recursive).then(|| {
             let template = crate::reader::Reader {
                 group: Arc::clone(&group),
                 policy: Arc::clone(&policy),
@@ -471,9 +473,17 @@ impl Daemon {
                 Arc::clone(&policy),
                 settings.tracking,
             )?;
+            if let Some(slow) = &slow {
+                cov = cov.with_slow_groups(Arc::clone(slow));
+            }
             daemon.uses.push("scope=directory".into());
             daemon.uses.push(format!("tracking={}", cov.tracking()));
             daemon.directories = cov.place_marks()?;
+            if let Some(slow) = &slow {
+                daemon
+                    .uses
+                    .push(format!("slow-filesystem groups={}", slow.groups()));
+            }
             let files = settings
                 .extra_scanning
                 .then(|| discovery_sink(&pool, &policy, &reporter));

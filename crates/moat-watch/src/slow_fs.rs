@@ -153,6 +153,14 @@ impl SlowGroups {
             .map_err(|e| e.to_string())
     }
 
+    /// The group of device `dev` (a slow filesystem's), created with its reader on first
+    /// use; the device is listed in [`SlowDevs`] first. For directory scope, which marks
+    /// the filesystem's directories one by one in it.
+    pub fn group_of_dev(&self, dev: u64) -> Result<Arc<Group>, String> {
+        self.devs.add(dev);
+        self.group_for(dev)
+    }
+
     fn group_for(&self, dev: u64) -> Result<Arc<Group>, String> {
         let mut slots = self.lock();
         if let Some(s) = slots.iter().find(|s| s.devs.contains(&dev)) {

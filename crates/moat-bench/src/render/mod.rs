@@ -29,7 +29,7 @@ pub struct ReportArgs {
 }
 
 /// The suites the page expects, in order, with the command that runs each alone.
-pub const SUITES: [(&str, &str); 4] = [
+pub const SUITES: [(&str, &str); 5] = [
     ("real", "cargo run --release -p moat-bench -- real"),
     (
         "watch-real",
@@ -37,6 +37,7 @@ pub const SUITES: [(&str, &str); 4] = [
     ),
     ("scan", "cargo run --release -p moat-bench -- scan"),
     ("watch", "cargo run --release -p moat-bench -- watch"),
+    ("attacks", "cargo run --release -p moat-bench -- attacks"),
 ];
 
 /// What the page says about the machine.

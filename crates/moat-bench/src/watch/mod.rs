@@ -13,6 +13,7 @@
 //! Processes are stopped and the tmpfs unmounted on every path, Ctrl-C included
 //! ([`daemon`], [`mount`]).
 
+pub mod attacks;
 mod clamav;
 mod coverage;
 mod daemon;
