@@ -91,7 +91,53 @@ pub fn probe(roots: &[PathBuf]) -> Result<Group, String> {
             ));
         }
     }
+    probe_mounts_below(&group, roots)?;
     Ok(group)
+}
+
+/// The filesystems mounted below the include paths must take a tracking mark too: one that
+/// cannot (FUSE has no fsid: EXDEV; some network filesystems no file handles) would leave
+/// its directories with neither a tracking nor an enforcement mark, its files opened
+/// unscanned. Such a mount makes `auto` choose inotify for the whole tree (and a forced
+/// `fanotify` refuse to start). Each probe mark is removed again: the walk places the real
+/// ones, excluded paths included in its decisions. A filesystem mounted there after the
+/// start is still found by the walk, which then reports the failure (README: limits).
+fn probe_mounts_below(group: &Group, roots: &[PathBuf]) -> Result<(), String> {
+    let Ok(mounts) = crate::mounts::read_here() else {
+        return Ok(()); // Without a mount table the walk's own reports must do.
+    };
+    for m in mounts
+        .iter()
+        .filter(|m| !crate::mounts::is_pseudo(&m.fs_type))
+    {
+        let below = roots
+            .iter()
+            .any(|r| m.mount_point != *r && m.mount_point.starts_with(r));
+        if !below {
+            continue;
+        }
+        match group.add_mark_with(
+            MarkKind::Inode,
+            MarkFlags::ONLYDIR,
+            TRACK_MASK,
+            &m.mount_point,
+        ) {
+            Ok(()) => {
+                let _ = group.remove_mark(MarkKind::Inode, TRACK_MASK, &m.mount_point);
+            }
+            // Gone since the table was read, or hidden by another mount: nothing to cover.
+            Err(e) if matches!(e.errno(), libc::ENOENT | libc::ENOTDIR | libc::EACCES) => {}
+            Err(e) => {
+                return Err(format!(
+                    "{}: {} mounted below an include path cannot be tracked ({})",
+                    m.mount_point.display(),
+                    m.fs_type,
+                    errno_name(e.errno())
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn errno_name(n: i32) -> String {

@@ -2208,6 +2208,19 @@ fn a_stalled_fuse_server_below_an_include_path_holds_no_other_open_in_directory_
     stalled_fuse_holds_no_other_open(&f, conf);
 }
 
+/// Directory scope with the default tracking (`auto`): the FUSE mount below the include path
+/// cannot take a fanotify tracking mark, so `auto` must choose inotify for the tree rather
+/// than leave the FUSE directory unmarked (its infected file would then open).
+#[test]
+fn a_fuse_mount_below_an_include_path_makes_auto_tracking_choose_inotify() {
+    if !privileged() {
+        return;
+    }
+    let f = FsWorld::new();
+    let conf = f.conf().set("OnAccessCoverage", "directory");
+    stalled_fuse_holds_no_other_open(&f, conf);
+}
+
 fn stalled_fuse_holds_no_other_open(f: &FsWorld, conf: Conf) {
     let good = put(&f.protected.join("local/good"), &clean("local"));
     let bad = put(&f.protected.join("local/bad"), &infected("local"));
