@@ -93,9 +93,18 @@ impl Table {
     }
 }
 
+/// Bits in the first-level filter: one per value of a window's first two bytes.
+const FIRST2_BITS: usize = 1 << 16;
+
 /// All atoms, by length.
 pub struct Prefilter {
     tables: Vec<Table>,
+    /// One bit per two-byte value that starts some atom (8 KiB, direct index, no
+    /// hashing): positions whose first two bytes start no atom skip every table.
+    /// Measured with callgrind on a 3.8 MB ELF library and all real signatures: the
+    /// per-table probes were ~14 instructions each at every position, 10 probes per
+    /// position over the five matchers a file meets.
+    first2: Box<[u64]>,
 }
 
 impl Prefilter {
@@ -112,7 +121,12 @@ impl Prefilter {
                 Table::new(len, &of_len)
             })
             .collect();
-        Prefilter { tables }
+        let mut first2 = vec![0u64; FIRST2_BITS / 64].into_boxed_slice();
+        for (bytes, _) in atoms {
+            let k = usize::from(u16::from_le_bytes([bytes[0], bytes[1]]));
+            first2[k / 64] |= 1 << (k % 64);
+        }
+        Prefilter { tables, first2 }
     }
 
     /// Calls `found(atom id, position)` for every occurrence of every atom in `data`,
@@ -120,11 +134,12 @@ impl Prefilter {
     #[inline]
     pub fn for_each(&self, data: &[u8], mut found: impl FnMut(u32, usize)) {
         let probe = |i: usize| Probe::new(&self.tables[i]);
+        let first2 = &self.first2;
         match self.tables.len() {
             0 => {}
-            1 => scan(data, [probe(0)], &mut found),
-            2 => scan(data, [probe(0), probe(1)], &mut found),
-            _ => scan(data, [probe(0), probe(1), probe(2)], &mut found),
+            1 => scan(data, first2, [probe(0)], &mut found),
+            2 => scan(data, first2, [probe(0), probe(1)], &mut found),
+            _ => scan(data, first2, [probe(0), probe(1), probe(2)], &mut found),
         }
     }
 }
@@ -165,9 +180,19 @@ impl<'t> Probe<'t> {
 
 /// The hot loop, specialized for the number of tables so that it unrolls.
 #[inline(always)]
-fn scan<const N: usize>(data: &[u8], probes: [Probe<'_>; N], found: &mut impl FnMut(u32, usize)) {
+fn scan<const N: usize>(
+    data: &[u8],
+    first2: &[u64],
+    probes: [Probe<'_>; N],
+    found: &mut impl FnMut(u32, usize),
+) {
+    let first2: &[u64; FIRST2_BITS / 64] = first2.try_into().expect("first2 holds 2^16 bits");
     for (pos, window) in data.windows(4).enumerate() {
         let window = u32::from_le_bytes([window[0], window[1], window[2], window[3]]);
+        let k = (window & 0xffff) as usize;
+        if first2[k >> 6] & (1 << (k & 63)) == 0 {
+            continue;
+        }
         for probe in &probes {
             if probe.maybe(window) {
                 if let Some(&id) = probe.table.exact.get(&(window & probe.mask)) {
