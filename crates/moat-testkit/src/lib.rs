@@ -57,6 +57,31 @@ pub fn privileged() -> bool {
     false
 }
 
+/// Whether `cmd` is on `PATH`.
+pub fn have(cmd: &str) -> bool {
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {cmd}"))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The skip rule of oracle tests: true when every one of `tools` (real ClamAV programs) is
+/// installed. Otherwise prints `skipped: ... (INSTALL)` and returns false, unless
+/// `MOAT_REQUIRE_ORACLE=1`, where it panics (CI installs them and must not skip silently).
+pub fn oracle(tools: &[&str], install: &str) -> bool {
+    if tools.iter().all(|t| have(t)) {
+        return true;
+    }
+    let names = tools.join("/");
+    if std::env::var("MOAT_REQUIRE_ORACLE").as_deref() == Ok("1") {
+        panic!("{names} not installed but MOAT_REQUIRE_ORACLE=1 ({install})");
+    }
+    println!("skipped: {names} not installed ({install})");
+    false
+}
+
 /// What a child does once it runs as its uid. Built by the parent (the child cannot
 /// allocate).
 #[derive(Debug, Clone)]

@@ -21,24 +21,11 @@ use std::time::{Duration, Instant};
 
 use moat_testkit::{privileged, read_as_nobody, watched_dir, write_file};
 
-fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {cmd}"))
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 fn oracle_present() -> bool {
-    if have("clamd") && have("clamscan") {
-        return true;
-    }
-    if std::env::var("MOAT_REQUIRE_ORACLE").as_deref() == Ok("1") {
-        panic!("clamd/clamscan not installed but MOAT_REQUIRE_ORACLE=1 (apt-get install clamav clamav-daemon)");
-    }
-    println!("skipped: clamd or clamscan not installed (apt-get install clamav clamav-daemon)");
-    false
+    moat_testkit::oracle(
+        &["clamd", "clamscan"],
+        "apt-get install clamav clamav-daemon",
+    )
 }
 
 /// The real signature files used when ../shared is present (hashes, bodies, allow lists).

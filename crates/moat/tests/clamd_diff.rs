@@ -62,24 +62,11 @@ impl Drop for Server {
     }
 }
 
-fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {cmd}"))
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 fn oracle_present() -> bool {
-    if have("clamd") && have("clamdscan") {
-        return true;
-    }
-    if std::env::var("MOAT_REQUIRE_ORACLE").as_deref() == Ok("1") {
-        panic!("clamd/clamdscan not installed but MOAT_REQUIRE_ORACLE=1 (apt-get install clamav-daemon clamdscan)");
-    }
-    println!("skipped: clamd or clamdscan not installed (apt-get install clamav-daemon clamdscan)");
-    false
+    moat_testkit::oracle(
+        &["clamd", "clamdscan"],
+        "apt-get install clamav-daemon clamdscan",
+    )
 }
 
 fn free_port() -> u16 {
@@ -897,7 +884,7 @@ fn clamdscan_sees_the_same_server() {
 /// socket (no LocalSocket configured) and send READY=1 only once it answers.
 #[test]
 fn socket_activation_and_ready_notification() {
-    if !have("systemd-socket-activate") {
+    if !moat_testkit::have("systemd-socket-activate") {
         if std::env::var("MOAT_REQUIRE_ORACLE").as_deref() == Ok("1") {
             panic!("systemd-socket-activate missing but MOAT_REQUIRE_ORACLE=1 (apt-get install systemd)");
         }
