@@ -1291,3 +1291,26 @@ fn one_match_among_many_signatures() {
     }
     assert_eq!(found(&e, &pad(&h("80 80 c3 c5"))), None);
 }
+
+/// A signature pinned to an offset whose literal is longer than the buffer scanned: the
+/// buffer cannot hold it, so nothing matches, and the matcher must not read past it. Such
+/// buffers reach the matcher below the top-level size floor: the normalized HTML copies of
+/// a container member (it panicked on clamav-testfiles' `clam.chm`).
+#[test]
+fn pinned_atom_longer_than_the_buffer() {
+    let literal = b"ABCDEFGHIJKLMNOP";
+    for offset in ["0", "2", "EOF-16", "0,4"] {
+        let text = format!("S:0:{offset}:{}\n", hex_of(literal));
+        let db = Database::from_text(Path::new("t.ndb"), &text).unwrap();
+        let matcher = moat_engine::body::BodyMatcher::new(db.bodies);
+        for len in 1..literal.len() {
+            assert!(
+                matcher.scan(&literal[..len]).is_none(),
+                "{text:?} on {len} bytes"
+            );
+        }
+        if offset != "2" {
+            assert!(matcher.scan(literal).is_some(), "{text:?} on the literal");
+        }
+    }
+}

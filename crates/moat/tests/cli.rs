@@ -542,3 +542,43 @@ fn sigtool_built_cud_matches_clamscan() {
     );
     assert_eq!(ours.status.code(), theirs.status.code());
 }
+
+/// A panic of the engine on one file (injected: `MOAT_TEST_FAULT=scan-panic` on names
+/// ending `.moat-panic`) is that file's ERROR line; the files before and after it are still
+/// scanned and reported.
+#[test]
+fn engine_panic_on_one_file_is_an_error_line_not_an_abort() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("db.ndb"), format!("{SIG}\n")).unwrap();
+    std::fs::write(dir.join("a-infected"), INFECTED).unwrap();
+    std::fs::write(dir.join("b.moat-panic"), "any content\n").unwrap();
+    std::fs::write(dir.join("c-infected"), INFECTED).unwrap();
+    let out = moat()
+        .current_dir(dir)
+        .env("MOAT_TEST_FAULT", "scan-panic")
+        .args([
+            "--threads",
+            "1",
+            "-d",
+            "db.ndb",
+            "a-infected",
+            "b.moat-panic",
+            "c-infected",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        lines(&out),
+        [
+            "a-infected: Test.Cli.UNOFFICIAL FOUND",
+            "b.moat-panic: internal error in the scanning engine ERROR",
+            "c-infected: Test.Cli.UNOFFICIAL FOUND",
+        ],
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(summary(&out, "Infected files:").as_deref(), Some("2"));
+    // clamscan's status when a file is found and another one errs: 1.
+    assert_eq!(out.status.code(), Some(1));
+}

@@ -623,11 +623,16 @@ impl BodyScan<'_> {
             else {
                 continue;
             };
+            // A buffer shorter than the atom holds no occurrence of it (and a
+            // saturating subtraction here would let the loop read past the buffer).
+            let Some(last_in_buf) = end.checked_sub(a.atom.len() as u64) else {
+                continue;
+            };
             let first = lo.saturating_add(a.before.0).max(done).max(base);
             let last = hi
                 .saturating_add(a.before.1)
                 .min(until.saturating_sub(1))
-                .min(end.saturating_sub(a.atom.len() as u64));
+                .min(last_in_buf);
             if first > last || until == 0 {
                 continue;
             }

@@ -12,7 +12,7 @@ mod walk;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
@@ -330,9 +330,11 @@ fn worker(
     };
     for (seq, path) in jobs {
         let report = match (&mut scanner, backend) {
-            (Some(scanner), _) => scan_one(scanner, path, action),
+            (Some(s), Backend::Engine(engine, limits)) => {
+                scan_one_contained(s, path, action, || Scanner::new(engine, limits))
+            }
             (None, Backend::Clamd(pool)) => scan_one_on_clamd(pool, path, action),
-            (None, Backend::Engine(..)) => unreachable!("an engine worker has a scanner"),
+            _ => unreachable!("an engine worker has a scanner, a clamd worker none"),
         };
         if reports.send((seq, report)).is_err() {
             return;
@@ -380,7 +382,46 @@ fn clamd_outcome(answer: Result<moat_clamd::client::Answer, moat_guard::ScanFail
     }
 }
 
+/// [`scan_one`], with a panic of the engine on this file contained: the file is reported
+/// as an error (counted in the summary's errors, the exit status 2), the worker's scanner
+/// is replaced (its scratch state may be half-updated), and the run goes on with the next
+/// file, as clamscan goes on after a file it cannot scan. The panic message itself is
+/// printed by the default hook: it is a bug to report.
+fn scan_one_contained<'e>(
+    scanner: &mut Scanner<'e>,
+    path: PathBuf,
+    action: Option<&ScanAction>,
+    fresh: impl FnOnce() -> Scanner<'e>,
+) -> Report {
+    let shown = path.clone();
+    let run = std::panic::AssertUnwindSafe(|| scan_one(scanner, path, action));
+    match std::panic::catch_unwind(run) {
+        Ok(report) => report,
+        Err(_) => {
+            *scanner = fresh();
+            Report::Scanned {
+                shown,
+                outcome: Outcome::Error("internal error in the scanning engine".into()),
+                bytes_read: 0,
+                bytes_scanned: 0,
+                acted: None,
+            }
+        }
+    }
+}
+
+/// Test-only fault: with `MOAT_TEST_FAULT=scan-panic`, scanning a file whose name ends
+/// in `.moat-panic` panics, to test [`scan_one_contained`].
+fn injected_panic(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "moat-panic")
+        && std::env::var(moat_guard::deadline::FAULT_ENV).as_deref() == Ok("scan-panic")
+}
+
 fn scan_one(scanner: &mut Scanner<'_>, path: PathBuf, action: Option<&ScanAction>) -> Report {
+    assert!(
+        !injected_panic(&path),
+        "fault injected by MOAT_TEST_FAULT=scan-panic"
+    );
     let shown = path.clone();
     let mut acted = None;
     let opened = File::open(&path).and_then(|f| f.metadata().map(|m| (f, m.len())));
