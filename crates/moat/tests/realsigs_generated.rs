@@ -3,7 +3,8 @@
 //! verdict and the same signature name on every file.
 //!
 //! A deterministic sample of main-even.ldb's signatures that apply to any file
-//! (`Target:0`, no other condition) and whose subsignatures are hex bodies at any
+//! (`Target:0`, no other condition), and another of its PE signatures (`Target:1`, no
+//! other condition, subsignatures at any offset, written into a PE's one section), and whose subsignatures are hex bodies at any
 //! offset or at a fixed one: for each, subsignature counts that make its expression
 //! true (all ones, else a seeded search), a file holding that many instances of each
 //! subsignature (wildcards filled, the first alternative taken, `::w` widened), and a
@@ -22,8 +23,10 @@ use moat_sigs::hex::{Element, Pattern};
 use moat_sigs::ldb::{parse_ldb, Ldb};
 use moat_sigs::{LogicalSig, OffsetBase, Subsig};
 
-/// How many signatures the test instantiates.
+/// How many signatures the test instantiates (any-file signatures: main-even.ldb has
+/// about 130 that can be written; PE signatures: about 16,000).
 const SAMPLE: usize = 40;
+const PE_SAMPLE: usize = 200;
 
 /// The byte that fills wildcards and skips.
 const FILL: u8 = b'.';
@@ -180,10 +183,10 @@ fn instances(sig: &LogicalSig) -> Option<Vec<Instance>> {
         .collect()
 }
 
-/// Whether a signature applies to every file: target 0 (or none), no other condition.
-fn any_file(sig: &LogicalSig) -> bool {
+/// Whether a signature's only condition is its target type `target` (0: any file).
+fn only_target(sig: &LogicalSig, target: u8) -> bool {
     let t = &sig.target;
-    t.target.unwrap_or(0) == 0
+    t.target.unwrap_or(0) == target
         && t.file_size.is_none()
         && t.entry_point.is_none()
         && t.sections.is_none()
@@ -279,8 +282,63 @@ fn needed_subsig(sig: &LogicalSig, counts: &[u32]) -> Option<usize> {
     })
 }
 
+/// A PE32 around `body`: one section (RVA 0x1000, raw at 0x200) holding `body`, padded
+/// to the 0x200 file alignment, entry point at the section's start. ClamAV takes it for a
+/// PE (`Target:1` signatures apply), and its section bytes are scanned as any file's.
+fn pe_around(body: &[u8]) -> Vec<u8> {
+    let raw = body.len().div_ceil(0x200).max(1) * 0x200;
+    let mut f = vec![0u8; 0x200 + raw];
+    f[..2].copy_from_slice(b"MZ");
+    f[0x3c..0x40].copy_from_slice(&0x40u32.to_le_bytes());
+    f[0x40..0x44].copy_from_slice(b"PE\0\0");
+    f[0x44..0x46].copy_from_slice(&0x14cu16.to_le_bytes());
+    f[0x46..0x48].copy_from_slice(&1u16.to_le_bytes());
+    f[0x54..0x56].copy_from_slice(&0xe0u16.to_le_bytes());
+    f[0x56..0x58].copy_from_slice(&0x102u16.to_le_bytes());
+    let opt = 0x58;
+    f[opt..opt + 2].copy_from_slice(&0x10bu16.to_le_bytes());
+    f[opt + 16..opt + 20].copy_from_slice(&0x1000u32.to_le_bytes());
+    f[opt + 28..opt + 32].copy_from_slice(&0x40_0000u32.to_le_bytes());
+    f[opt + 32..opt + 36].copy_from_slice(&0x1000u32.to_le_bytes());
+    f[opt + 36..opt + 40].copy_from_slice(&0x200u32.to_le_bytes());
+    let image = 0x1000 + raw.div_ceil(0x1000) * 0x1000;
+    f[opt + 56..opt + 60].copy_from_slice(&(image as u32).to_le_bytes());
+    f[opt + 60..opt + 64].copy_from_slice(&0x200u32.to_le_bytes());
+    f[opt + 68..opt + 70].copy_from_slice(&2u16.to_le_bytes());
+    f[opt + 92..opt + 96].copy_from_slice(&16u32.to_le_bytes());
+    let sec = opt + 0xe0;
+    f[sec..sec + 8].copy_from_slice(b".text\0\0\0");
+    f[sec + 8..sec + 12].copy_from_slice(&(raw as u32).to_le_bytes());
+    f[sec + 12..sec + 16].copy_from_slice(&0x1000u32.to_le_bytes());
+    f[sec + 16..sec + 20].copy_from_slice(&(raw as u32).to_le_bytes());
+    f[sec + 20..sec + 24].copy_from_slice(&0x200u32.to_le_bytes());
+    f[sec + 36..sec + 40].copy_from_slice(&0x6000_0020u32.to_le_bytes());
+    f[0x200..0x200 + body.len()].copy_from_slice(body);
+    f
+}
+
 #[test]
 fn files_made_to_match_real_logical_signatures_against_clamscan() {
+    generated_against_clamscan(0, SAMPLE, |body| body.to_vec(), false);
+}
+
+/// The same for `Target:1` (PE) signatures of main-even.ldb whose subsignatures are at
+/// any offset: each file is a PE whose one section holds the instances.
+#[test]
+fn pe_files_made_to_match_real_pe_logical_signatures_against_clamscan() {
+    generated_against_clamscan(1, PE_SAMPLE, pe_around, true);
+}
+
+/// Instantiates `sample` signatures of main-even.ldb whose only condition is `target`,
+/// wraps each file's bytes with `wrap`, and compares moat's verdicts with clamscan's.
+/// `floating_only`: only subsignatures at any offset (a fixed offset would land in the
+/// wrapper's headers).
+fn generated_against_clamscan(
+    target: u8,
+    sample: usize,
+    wrap: fn(&[u8]) -> Vec<u8>,
+    floating_only: bool,
+) {
     let (Some(dir), true) = (shared(), clamscan_installed()) else {
         return;
     };
@@ -293,12 +351,15 @@ fn files_made_to_match_real_logical_signatures_against_clamscan() {
         let Ok(Ldb::Sig(sig)) = parse_ldb(line, ".UNOFFICIAL") else {
             continue;
         };
-        if !any_file(&sig) {
+        if !only_target(&sig, target) {
             continue;
         }
         let Some(inst) = instances(&sig) else {
             continue;
         };
+        if floating_only && inst.iter().any(|i| i.at.is_some()) {
+            continue;
+        }
         let Some(counts) = satisfying_counts(&sig, &inst, n as u64) else {
             continue;
         };
@@ -307,19 +368,19 @@ fn files_made_to_match_real_logical_signatures_against_clamscan() {
         }
     }
     assert!(
-        eligible.len() >= SAMPLE,
+        eligible.len() >= sample,
         "only {} signatures of main-even.ldb can be instantiated",
         eligible.len()
     );
     let files = tempfile::tempdir().expect("temp dir");
-    let step = eligible.len() / SAMPLE;
+    let step = eligible.len() / sample;
     let mut expected = BTreeMap::new();
     let mut near_misses = 0;
-    for (line, sig, inst, counts) in eligible.iter().step_by(step).take(SAMPLE) {
+    for (line, sig, inst, counts) in eligible.iter().step_by(step).take(sample) {
         let stem = format!("{line:05}-{}", sig.name.replace(['/', '.'], "_"));
         let (hit, _) = layout(inst, counts, None).expect("checked above");
         let path = files.path().join(format!("{stem}-hit"));
-        std::fs::write(&path, hit).expect("write");
+        std::fs::write(&path, wrap(&hit)).expect("write");
         expected.insert(path.display().to_string(), sig.name.to_string());
         let Some(k) = needed_subsig(sig, counts) else {
             continue;
@@ -327,7 +388,7 @@ fn files_made_to_match_real_logical_signatures_against_clamscan() {
         if let Some((mut miss, Some(at))) = layout(inst, counts, Some(k)) {
             miss[at] ^= 0x80;
             let path = files.path().join(format!("{stem}-miss{k}"));
-            std::fs::write(&path, miss).expect("write");
+            std::fs::write(&path, wrap(&miss)).expect("write");
             near_misses += 1;
         }
     }
@@ -349,7 +410,7 @@ fn files_made_to_match_real_logical_signatures_against_clamscan() {
         .filter(|(path, result)| path.contains("-miss") && result.as_str() == "OK")
         .count();
     println!(
-        "{} eligible signatures, {} instantiated: clamscan finds {intended} by the intended \
+        "target {target}: {} eligible signatures, {} instantiated: clamscan finds {intended} by the intended \
          name; {near_misses} near misses, {misses_clean} clean; {} files differ",
         eligible.len(),
         expected.len(),
