@@ -563,6 +563,27 @@ fn cases(fx: &Fixture) -> Vec<Case> {
         ],
     ));
     v.push(case("fildes-timeout", vec![s(b"zFILDES\0")]));
+    // clamav-milter's habits (tests/milter.rs runs the real one): `nFILDES\n` at the first
+    // header and the descriptor at end-of-message, within CommandReadTimeout (2 s here);
+    // over TCP `nINSTREAM\n` and the message as 1424-byte chunks, one write each.
+    v.push(case(
+        "milter-fildes-descriptor-later",
+        vec![
+            s(b"nFILDES\n"),
+            Sleep(1200),
+            SendFd(vec![0], f.join("bad.txt")),
+        ],
+    ));
+    let mut mail = b"From clamav-milter\nFrom: a@example.org\r\nSubject: x\r\n\r\n".to_vec();
+    mail.extend(b"some text of the message\r\n".repeat(100));
+    mail.extend(&bad);
+    mail.extend(b"the end\r\n".repeat(50));
+    let mut milter_stream = vec![s(b"nINSTREAM\n")];
+    for piece in mail.chunks(1424) {
+        milter_stream.extend([Send(chunk(piece)), Sleep(5)]);
+    }
+    milter_stream.push(s(&[0, 0, 0, 0]));
+    v.push(case("milter-instream-1424-byte-chunks", milter_stream));
     let mut tcp_fildes = case("fildes-tcp", vec![s(b"zFILDES\0"), s(b"x")]);
     tcp_fildes.transport = Transport::Tcp;
     v.push(tcp_fildes);
