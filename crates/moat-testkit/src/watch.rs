@@ -46,6 +46,12 @@ impl WatchCommand {
         self
     }
 
+    /// Removes an environment variable.
+    pub fn env_remove(mut self, key: &str) -> Self {
+        self.cmd.env_remove(key);
+        self
+    }
+
     /// Sends stderr to `stderr` instead of `stderr.log` (the log file then stays empty).
     pub fn stderr(mut self, stderr: Stdio) -> Self {
         self.stderr = Some(stderr);
@@ -135,23 +141,11 @@ impl Watch {
     /// returns the datagram.
     pub fn wait_datagram(&mut self, want: &str) -> String {
         let deadline = Instant::now() + READY_TIMEOUT;
-        let mut buf = [0u8; 4096];
         loop {
-            match self.notify.recv(&mut buf) {
-                Ok(n) => {
-                    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-                    if msg.lines().any(|l| l == want) {
-                        return msg;
-                    }
+            if let Some(msg) = self.next_datagram() {
+                if msg.lines().any(|l| l == want) {
+                    return msg;
                 }
-                // The read timeout (or a signal to the test process): time to check on the
-                // daemon.
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                    ) => {}
-                Err(e) => panic!("recv on the notify socket: {e}"),
             }
             if let Some(status) = self.try_wait() {
                 panic!("moat watch exited ({status}) before {want}");
@@ -160,6 +154,40 @@ impl Watch {
                 Instant::now() < deadline,
                 "no {want} within {READY_TIMEOUT:?}"
             );
+        }
+    }
+
+    /// Every notify datagram received within `span`, in order; fails if the daemon exits.
+    pub fn datagrams_for(&mut self, span: Duration) -> Vec<String> {
+        let until = Instant::now() + span;
+        let mut out = Vec::new();
+        while Instant::now() < until {
+            if let Some(msg) = self.next_datagram() {
+                out.push(msg);
+            }
+            if let Some(status) = self.try_wait() {
+                panic!("moat watch exited ({status})");
+            }
+        }
+        out
+    }
+
+    /// The next notify datagram, or `None` after the socket's read timeout.
+    fn next_datagram(&self) -> Option<String> {
+        let mut buf = [0u8; 4096];
+        match self.notify.recv(&mut buf) {
+            Ok(n) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            // The read timeout (or a signal to the test process): time to check on the
+            // daemon.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) =>
+            {
+                None
+            }
+            Err(e) => panic!("recv on the notify socket: {e}"),
         }
     }
 
