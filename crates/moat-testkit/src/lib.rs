@@ -9,6 +9,8 @@
 //!   panics), so no test leaves a process behind.
 //! - [`watched_dir`] and [`write_file`]: a fresh directory that uid 65534 can enter, and
 //!   files with a given mode.
+//! - [`watch`]: `moat watch` started with a config, READY=1 awaited, stopped on drop.
+//! - [`fuse`] (feature `fuse`): a FUSE server that stalls every open on demand.
 //!
 //! Safety of the children: after `fork` the child only makes async-signal-safe calls, with
 //! no allocation and no locks (the test process has other threads, whose locks may be held
@@ -16,6 +18,10 @@
 //! buffer, argv) is built by the parent before forking.
 
 #![warn(missing_docs)]
+
+#[cfg(feature = "fuse")]
+pub mod fuse;
+pub mod watch;
 
 use md5::Digest as _;
 use std::ffi::CString;

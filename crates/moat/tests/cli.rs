@@ -143,6 +143,62 @@ fn walking_and_output_match_clamscan() {
     }
 }
 
+/// `-f/--file-list`: clamscan's reading of the list (paths relative to the current directory,
+/// not to the list; blank lines, CRLF ends, spaces kept, no final newline, directories with
+/// and without -r, a listed missing file), PATH arguments ignored with a warning, and a list
+/// that cannot be opened: the same stdout lines, summary counts, stderr and exit status.
+#[test]
+fn file_list_matches_clamscan() {
+    let Some(_) = clamscan() else { return };
+    let tmp = tree();
+    let lists = tmp.path().join("lists");
+    std::fs::create_dir(&lists).unwrap();
+    let abs = tmp.path().join("top/b.txt").display().to_string();
+    let plain = format!("top/a.bin\n\ntop/sub\n{abs}\nnonexistent\n top/b.txt\ntop/b.txt \n");
+    for (name, content) in [
+        ("plain", plain.as_str()),
+        ("crlf", "top/a.bin\r\n\r\ntop/b.txt\r\r\n"),
+        ("nonl", "top/sub/c.bin"),
+        ("empty", ""),
+    ] {
+        std::fs::write(lists.join(name), content).unwrap();
+    }
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["-f", "lists/plain"],
+        vec!["-r", "-f", "lists/plain"],
+        vec!["--file-list=lists/crlf"],
+        vec!["-f", "lists/nonl"],
+        vec!["-f", "lists/empty"],
+        vec!["-f", "lists/nonl", "top/b.txt", "top"],
+        vec!["-f", "lists/missing"],
+        vec!["--file-list", "lists/missing", "top"],
+    ];
+    for case in cases {
+        let mut args = vec!["-d", "x.ndb"];
+        args.extend(&case);
+        let want = run(clamscan().unwrap(), tmp.path(), &args, b"");
+        let got = run(moat(), tmp.path(), &args, b"");
+        assert_eq!(lines(&got), lines(&want), "stdout for {case:?}");
+        for key in ["Scanned directories:", "Scanned files:", "Infected files:"] {
+            assert_eq!(
+                summary(&got, key),
+                summary(&want, key),
+                "{key} for {case:?}"
+            );
+        }
+        assert_eq!(
+            String::from_utf8_lossy(&got.stderr),
+            String::from_utf8_lossy(&want.stderr),
+            "stderr for {case:?}"
+        );
+        assert_eq!(
+            got.status.code(),
+            want.status.code(),
+            "exit status for {case:?}"
+        );
+    }
+}
+
 #[test]
 fn summary_counts_match_clamscan() {
     let Some(_) = clamscan() else { return };

@@ -11,12 +11,12 @@
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use moat_testkit::watch::Watch as Daemon;
 use moat_testkit::{privileged, read_as_nobody, watched_dir, write_file, NOBODY};
 
 const EICAR_NAME: &str = "Moat.Test.Eicar.UNOFFICIAL";
@@ -218,94 +218,33 @@ fn scan_move_to_a_missing_directory_fails_before_scanning_as_clamscan() {
 // ---------------------------------------------------------------------------------------
 // moat watch: a daemon on a tempdir of its own.
 
-struct Daemon {
-    child: std::process::Child,
-    log: PathBuf,
+/// `moat watch -c ROOT/moat.conf ARGS` watching `root/watched` (directory coverage) with the
+/// EICAR database and `extra_conf`, READY=1 awaited (moat_testkit::watch: stopped and reaped
+/// on drop).
+fn start(root: &Path, extra_conf: &str, args: &[&str]) -> Daemon {
+    let db = root.join("db");
+    fs::create_dir_all(&db).unwrap();
+    eicar_db(&db);
+    let conf = root.join("moat.conf");
+    fs::write(
+        &conf,
+        format!(
+            "OnAccessCoverage directory\nOnAccessIncludePath {}\n{}DatabaseDirectory {}\n{extra_conf}",
+            root.join("watched").display(),
+            if extra_conf.contains("OnAccessPrevention") { "" } else { "OnAccessPrevention yes\n" },
+            db.display()
+        ),
+    )
+    .unwrap();
+    Daemon::command(env!("CARGO_BIN_EXE_moat"), &conf, root)
+        .args(args)
+        .start()
 }
 
-impl Daemon {
-    /// `moat watch -c CONF ARGS` watching `root/watched` (directory coverage) with the
-    /// EICAR database; waits for READY=1.
-    fn start(root: &Path, extra_conf: &str, args: &[&str]) -> Daemon {
-        let db = root.join("db");
-        fs::create_dir_all(&db).unwrap();
-        eicar_db(&db);
-        let conf = root.join("moat.conf");
-        fs::write(
-            &conf,
-            format!(
-                "OnAccessCoverage directory\nOnAccessIncludePath {}\n{}DatabaseDirectory {}\n{extra_conf}",
-                root.join("watched").display(),
-                if extra_conf.contains("OnAccessPrevention") { "" } else { "OnAccessPrevention yes\n" },
-                db.display()
-            ),
-        )
-        .unwrap();
-        let sock = root.join("notify.sock");
-        let notify = UnixDatagram::bind(&sock).unwrap();
-        notify
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        let log = root.join("stderr.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_moat"))
-            .arg("watch")
-            .arg("-c")
-            .arg(&conf)
-            .args(args)
-            .env("NOTIFY_SOCKET", &sock)
-            .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut d = Daemon { child, log };
-        let end = Instant::now() + Duration::from_secs(20);
-        let mut buf = [0u8; 4096];
-        loop {
-            if let Ok(n) = notify.recv(&mut buf) {
-                if String::from_utf8_lossy(&buf[..n])
-                    .lines()
-                    .any(|l| l == "READY=1")
-                {
-                    return d;
-                }
-            }
-            if let Ok(Some(s)) = d.child.try_wait() {
-                panic!("moat watch exited before READY=1 ({s}):\n{}", d.log());
-            }
-            assert!(Instant::now() < end, "no READY=1:\n{}", d.log());
-        }
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM and wait (bounded).
-    fn stop(mut self) -> String {
-        // SAFETY: our own unreaped child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let end = Instant::now() + Duration::from_secs(10);
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < end, "moat watch did not stop");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        self.log()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!("---- moat watch stderr ----\n{}---- end ----", self.log());
-        }
-    }
+/// SIGTERM, wait (bounded) for the exit, and return the log.
+fn stop(mut d: Daemon) -> String {
+    d.stop(Duration::from_secs(10));
+    d.log()
 }
 
 /// A tempdir with `watched/` (0755) and the EICAR file at `watched/dl/eicar.com` owned by
@@ -361,7 +300,7 @@ fn blocked_file_is_moved_to_quarantine_listed_restored_and_deleted() {
     }
     let (_t, root, file) = world();
     let q = root.join("quarantine");
-    let d = Daemon::start(&root, "", &["--move", q.to_str().unwrap()]);
+    let d = start(&root, "", &["--move", q.to_str().unwrap()]);
     let q_meta = fs::metadata(&q).unwrap();
     assert_eq!(
         (q_meta.uid(), q_meta.mode() & 0o7777),
@@ -436,7 +375,7 @@ fn blocked_file_is_moved_to_quarantine_listed_restored_and_deleted() {
     let deleted = quarantine(&q, &["delete", &id2]);
     assert!(deleted.status.success(), "{deleted:?}");
     assert_eq!(fs::read_dir(&q).unwrap().count(), 0);
-    let log = d.stop();
+    let log = stop(d);
     assert!(log.contains(&format!("(quarantine ID {id})")), "{log}");
 }
 
@@ -448,7 +387,7 @@ fn notify_only_reads_then_moves() {
     }
     let (_t, root, file) = world();
     let q = root.join("quarantine");
-    let d = Daemon::start(
+    let d = start(
         &root,
         "OnAccessPrevention no\n",
         &["--move", q.to_str().unwrap()],
@@ -465,7 +404,7 @@ fn notify_only_reads_then_moves() {
         accessor["uid"] == NOBODY || accessor["uid"].is_null(),
         "{accessor}"
     );
-    d.stop();
+    stop(d);
 }
 
 #[test]
@@ -475,13 +414,13 @@ fn restore_never_follows_a_symlink_planted_in_the_parents() {
     }
     let (_t, root, file) = world();
     let q = root.join("quarantine");
-    let d = Daemon::start(&root, "", &["--move", q.to_str().unwrap()]);
+    let d = start(&root, "", &["--move", q.to_str().unwrap()]);
     let (_, code) = read_as_nobody(&file, &moat_testkit::eicar());
     assert_eq!(code, libc::EPERM);
     wait_until("the quarantine", Duration::from_secs(10), || {
         sidecars(&q).len() == 1
     });
-    d.stop();
+    stop(d);
     let id = sidecars(&q)[0]["id"].as_str().unwrap().to_owned();
     // The user swaps the original directory for a symlink to somewhere else.
     let elsewhere = root.join("elsewhere");
@@ -549,7 +488,7 @@ fn virus_event_runs_after_the_answer_with_clamds_environment() {
         format!("#!/bin/sh\n/bin/sleep 2\n/usr/bin/env -0 > {0}.tmp\necho \"$@\" > {0}.args\n/bin/mv {0}.tmp {0}\n", out.display()).as_bytes(),
         0o755,
     );
-    let d = Daemon::start(
+    let d = start(
         &root,
         &format!("VirusEvent {} %v %f\n", script.display()),
         &[],
@@ -587,7 +526,7 @@ fn virus_event_runs_after_the_answer_with_clamds_environment() {
             moat_react::virus_event::FILENAME_DISABLED
         )
     );
-    d.stop();
+    stop(d);
 }
 
 /// Runs perl as uid 65534 opening `path` `n` times; every open must fail with EPERM.
@@ -640,7 +579,7 @@ fn detections_log_records_the_accessor_and_bounds_a_loop_of_opens() {
         log.display(),
         script.display()
     );
-    let d = Daemon::start(&root, &conf, &[]);
+    let d = start(&root, &conf, &[]);
     let (pid, code) = read_as_nobody(&file, &moat_testkit::eicar());
     assert_eq!(code, libc::EPERM);
     wait_until("the first record", Duration::from_secs(10), || {
@@ -658,7 +597,7 @@ fn detections_log_records_the_accessor_and_bounds_a_loop_of_opens() {
     assert!(first["comm"].is_string() && first["exe"].is_string() && first["time"].is_string());
 
     open_loop_as_nobody(&file, 10_000);
-    d.stop();
+    stop(d);
     let text = fs::read_to_string(&log).unwrap();
     let records: Vec<serde_json::Value> = text
         .lines()

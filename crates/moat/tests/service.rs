@@ -9,12 +9,11 @@
 //! with a config file of its own, and is SIGKILLed and reaped on drop.
 
 use std::fs;
-use std::io::ErrorKind;
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use moat_testkit::watch::Watch;
 use moat_testkit::{privileged, read_as_nobody, watched_dir, write_file};
 
 /// The repository's unit files.
@@ -25,8 +24,6 @@ const UNITS: [&str; 3] = [
 ];
 /// systemd's watchdog interval for the tests: pings every 200 ms.
 const WATCHDOG_USEC: &str = "400000";
-/// Bound on the start (a two-line database, a tiny tree), generous for a loaded VM.
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -94,16 +91,17 @@ fn units_pass_systemd_analyze_verify() {
 // ---------------------------------------------------------------------------------------
 // The watchdog.
 
-/// A `moat watch` on a temp dir of its own, under a notify socket the test reads.
-struct Watch {
-    _tmp: tempfile::TempDir,
+/// A `moat watch` on a temp dir of its own (moat_testkit::watch), under a notify socket the
+/// test reads, with systemd's watchdog variables.
+struct Service {
+    /// Declared first: dropped (killed and reaped) before the temp dir goes.
+    daemon: Watch,
     root: PathBuf,
-    child: std::process::Child,
-    notify: UnixDatagram,
+    _tmp: tempfile::TempDir,
 }
 
-impl Watch {
-    fn start(env: &[(&str, &str)]) -> Watch {
+impl Service {
+    fn start(env: &[(&str, &str)]) -> Service {
         let (tmp, root) = watched_dir();
         let watched = root.join("watched");
         let db = root.join("db");
@@ -126,100 +124,23 @@ impl Watch {
             ),
         )
         .unwrap();
-        let sock = root.join("notify.sock");
-        let notify = UnixDatagram::bind(&sock).unwrap();
-        notify
-            .set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_moat"))
-            .args(["watch", "-c"])
-            .arg(&conf)
-            .env("NOTIFY_SOCKET", &sock)
+        let mut cmd = Watch::command(env!("CARGO_BIN_EXE_moat"), &conf, &root)
             .env("WATCHDOG_USEC", WATCHDOG_USEC)
-            .env_remove("WATCHDOG_PID")
-            .env_remove("RUST_LOG")
-            .env("NO_COLOR", "1")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(root.join("stderr.log")).unwrap())
-            .spawn()
-            .expect("spawn moat watch");
-        Watch {
-            _tmp: tmp,
+            .env_remove("WATCHDOG_PID");
+        for (k, v) in env {
+            cmd = cmd.env(k, v);
+        }
+        Service {
+            daemon: cmd.spawn(),
             root,
-            child,
-            notify,
+            _tmp: tmp,
         }
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(self.root.join("stderr.log")).unwrap_or_default()
-    }
-
-    /// The datagrams received within `d` (each one message).
-    fn messages_for(&mut self, d: Duration) -> Vec<String> {
-        let until = Instant::now() + d;
-        let mut out = Vec::new();
-        let mut buf = [0u8; 4096];
-        while Instant::now() < until {
-            match self.notify.recv(&mut buf) {
-                Ok(n) => out.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                    ) => {}
-                Err(e) => panic!("recv on the notify socket: {e}"),
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("moat watch exited ({status}): {}", self.log());
-            }
-        }
-        out
-    }
-
-    /// Waits for READY=1; the messages before it must not include a failure.
-    fn wait_ready(&mut self) {
-        let until = Instant::now() + READY_TIMEOUT;
-        while Instant::now() < until {
-            let msgs = self.messages_for(Duration::from_millis(50));
-            if msgs.iter().any(|m| m.lines().any(|l| l == "READY=1")) {
-                return;
-            }
-        }
-        panic!("no READY=1 within {READY_TIMEOUT:?}: {}", self.log());
     }
 
     /// SIGTERM, then the exit within `limit` must be a success.
     fn stop(mut self, limit: Duration) {
-        // SAFETY: plain syscall on our own unreaped child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let until = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "{status}: {}", self.log());
-                return;
-            }
-            assert!(
-                Instant::now() < until,
-                "still running {limit:?} after SIGTERM: {}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!("---- moat watch stderr ----\n{}---- end ----", self.log());
-        }
+        let status = self.daemon.stop(limit);
+        assert!(status.success(), "{status}: {}", self.daemon.log());
     }
 }
 
@@ -237,16 +158,16 @@ fn an_idle_daemon_pings_the_watchdog_every_half_interval() {
     if !privileged() {
         return;
     }
-    let mut w = Watch::start(&[]);
-    w.wait_ready();
-    let msgs = w.messages_for(Duration::from_secs(2));
+    let mut w = Service::start(&[]);
+    w.daemon.wait_ready();
+    let msgs = w.daemon.datagrams_for(Duration::from_secs(2));
     // 200 ms period: about 10 in 2 s; at least 5 even on a loaded machine.
     assert!(pings(&msgs) >= 5, "{msgs:?}");
     let file = w.root.join("watched/clean");
     write_file(&file, b"nothing to see\n", 0o644);
     let (_, code) = read_as_nobody(&file, b"nothing to see\n");
-    assert_eq!(code, 0, "{}", w.log());
-    assert!(pings(&w.messages_for(Duration::from_secs(1))) >= 2);
+    assert_eq!(code, 0, "{}", w.daemon.log());
+    assert!(pings(&w.daemon.datagrams_for(Duration::from_secs(1))) >= 2);
     w.stop(Duration::from_secs(2));
 }
 
@@ -258,21 +179,25 @@ fn a_stuck_reader_stops_the_watchdog_pings() {
     if !privileged() {
         return;
     }
-    let mut w = Watch::start(&[("MOAT_TEST_FAULT", "reader-wedge-after-ms=1500")]);
-    w.wait_ready();
+    let mut w = Service::start(&[("MOAT_TEST_FAULT", "reader-wedge-after-ms=1500")]);
+    w.daemon.wait_ready();
     let until = Instant::now() + Duration::from_secs(10);
     let mut before = 0;
-    while !w.log().contains("watchdog: the event path is stuck") {
-        assert!(Instant::now() < until, "no watchdog error: {}", w.log());
-        before += pings(&w.messages_for(Duration::from_millis(50)));
+    while !w.daemon.log().contains("watchdog: the event path is stuck") {
+        assert!(
+            Instant::now() < until,
+            "no watchdog error: {}",
+            w.daemon.log()
+        );
+        before += pings(&w.daemon.datagrams_for(Duration::from_millis(50)));
     }
     assert!(before >= 1, "pinged before the reader got stuck");
-    let log = w.log();
+    let log = w.daemon.log();
     assert!(log.contains("fanotify reader"), "{log}");
     assert!(!log.contains("worker pool"), "the pool is not stuck: {log}");
     // Pings already queued when the error was logged are read first; then silence.
-    let _ = w.messages_for(Duration::from_millis(100));
-    let after = w.messages_for(Duration::from_secs(1));
+    let _ = w.daemon.datagrams_for(Duration::from_millis(100));
+    let after = w.daemon.datagrams_for(Duration::from_secs(1));
     assert_eq!(pings(&after), 0, "{after:?}");
     w.stop(Duration::from_secs(2));
 }

@@ -7,19 +7,18 @@
 //! Every wait is bounded; the daemon is SIGKILLed and reaped on drop.
 
 use std::fs;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use md5::Digest;
+use moat_testkit::watch::Watch as Daemon;
 use moat_testkit::{privileged, read_as_nobody, watched_dir, write_file, NOBODY};
 use serde_json::Value;
 
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
 const LOG_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The test's tempdir: `watched/` (the include path), `db/` (an MD5 signature of the EICAR
@@ -94,101 +93,23 @@ impl Drop for Tmpfs {
     }
 }
 
-/// A running `moat watch`, SIGKILLed and reaped on drop (its log printed if the test fails).
-struct Daemon {
-    child: std::process::Child,
-    log: PathBuf,
+/// `moat watch -c <world>/moat.conf ARGS...`, READY=1 awaited (moat_testkit::watch: stopped
+/// and reaped on drop).
+fn start(w: &World, args: &[&str]) -> Daemon {
+    Daemon::command(
+        env!("CARGO_BIN_EXE_moat"),
+        &w.root.join("moat.conf"),
+        &w.root,
+    )
+    .args(args)
+    .start()
 }
 
-impl Daemon {
-    /// Starts `moat watch -c moat.conf ARGS...`; waits for READY=1 when `ready`.
-    fn start(w: &World, args: &[&str]) -> Daemon {
-        let notify_path = w.root.join("notify.sock");
-        let _ = fs::remove_file(&notify_path);
-        let notify = UnixDatagram::bind(&notify_path).unwrap();
-        notify
-            .set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        let log = w.root.join("stderr.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_moat"))
-            .arg("watch")
-            .arg("-c")
-            .arg(w.root.join("moat.conf"))
-            .args(args)
-            .env("NOTIFY_SOCKET", &notify_path)
-            .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn moat watch");
-        let mut d = Daemon { child, log };
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let mut buf = [0u8; 4096];
-        loop {
-            match notify.recv(&mut buf) {
-                Ok(n)
-                    if String::from_utf8_lossy(&buf[..n])
-                        .lines()
-                        .any(|l| l == "READY=1") =>
-                {
-                    return d
-                }
-                Ok(_) => {}
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-                Err(e) => panic!("recv on the notify socket: {e}"),
-            }
-            if let Some(status) = d.child.try_wait().unwrap() {
-                panic!("moat watch exited before READY=1 ({status})");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no READY=1 within {READY_TIMEOUT:?}"
-            );
-        }
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The address from the `metrics on http://ADDR/metrics` line.
-    fn metrics_addr(&self) -> String {
-        let deadline = Instant::now() + LOG_TIMEOUT;
-        loop {
-            let log = self.log();
-            if let Some(rest) = log.split("metrics on http://").nth(1) {
-                return rest.split('/').next().unwrap().to_string();
-            }
-            assert!(Instant::now() < deadline, "no metrics line in the log");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// SIGTERM, then waits (bounded) for the exit.
-    fn stop(&mut self) {
-        // SAFETY: plain syscall on our own unreaped child.
-        assert_eq!(
-            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) },
-            0
-        );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "moat watch did not stop");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("---- moat watch stderr ----\n{}---- end ----", self.log());
-        }
-    }
+/// The address from the daemon's `metrics on http://ADDR/metrics` line.
+fn metrics_addr(d: &Daemon) -> String {
+    let line = d.wait_line("`metrics on http://`", |l| l.contains("metrics on http://"));
+    let rest = line.split("metrics on http://").nth(1).unwrap();
+    rest.split('/').next().unwrap().to_string()
 }
 
 /// Runs `moat ARGS...`, as `uid` when given.
@@ -259,7 +180,7 @@ fn status_and_metrics_report_what_uid_65534_did(scope: &str) {
     write_file(&bad, &moat_testkit::eicar(), 0o644);
     let socket = w.socket();
     let sock = socket.to_str().unwrap();
-    let mut d = Daemon::start(&w, &["--control-socket", sock, "--metrics", "127.0.0.1:0"]);
+    let mut d = start(&w, &["--control-socket", sock, "--metrics", "127.0.0.1:0"]);
     let mode = fs::metadata(&socket).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "control socket mode");
 
@@ -305,7 +226,7 @@ fn status_and_metrics_report_what_uid_65534_did(scope: &str) {
     assert!(s["uptime_seconds"].as_f64().unwrap() > 0.0);
 
     // The same counts on /metrics (nothing under the include path was opened since).
-    let m = scrape(&d.metrics_addr());
+    let m = scrape(&metrics_addr(&d));
     for (metric, field) in [
         ("moat_scanned_total", "/counters/scanned"),
         ("moat_infected_total", "/counters/infected"),
@@ -334,7 +255,7 @@ fn status_and_metrics_report_what_uid_65534_did(scope: &str) {
     assert!(err.contains("root only (peer uid 65534)"), "{err}");
     assert!(out.stdout.is_empty(), "a refused peer gets no status");
 
-    d.stop();
+    d.stop(Duration::from_secs(10));
     assert!(!socket.exists(), "the control socket is removed at stop");
     let out = moat(&["status", "--socket", sock], None);
     assert_eq!(out.status.code(), Some(2));
@@ -381,7 +302,7 @@ fn endpoints_that_cannot_be_bound_are_start_errors() {
         "failed before placing marks: {err}"
     );
 
-    let d = Daemon::start(&w, &["--control-socket", w.socket().to_str().unwrap()]);
+    let d = start(&w, &["--control-socket", w.socket().to_str().unwrap()]);
     let out = run(&["--control-socket", w.socket().to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
@@ -400,7 +321,7 @@ fn a_removed_include_path_is_reported_as_not_protecting() {
     }
     let w = World::new("directory");
     let socket = w.socket();
-    let _d = Daemon::start(&w, &["--control-socket", socket.to_str().unwrap()]);
+    let _d = start(&w, &["--control-socket", socket.to_str().unwrap()]);
     assert_eq!(status_json(&socket).0, 0);
     fs::remove_dir(&w.watched).unwrap();
     let (code, s) = status_json(&socket);
@@ -446,7 +367,7 @@ fn counters_and_uptime_survive_a_reload_that_changes_settings() {
     write_file(&bad2, &moat_testkit::eicar(), 0o644);
     let socket = w.socket();
     let sock = socket.to_str().unwrap();
-    let d = Daemon::start(&w, &["--control-socket", sock, "--metrics", "127.0.0.1:0"]);
+    let d = start(&w, &["--control-socket", sock, "--metrics", "127.0.0.1:0"]);
     assert_eq!(read_as_nobody(&bad, &moat_testkit::eicar()).1, libc::EPERM);
     std::thread::sleep(Duration::from_millis(200));
     let (_, before) = status_json(&socket);
@@ -463,8 +384,7 @@ fn counters_and_uptime_survive_a_reload_that_changes_settings() {
         format!("{text}OnAccessIncludePath {}\n", added.display()),
     )
     .unwrap();
-    // SAFETY: plain syscall on our own unreaped child.
-    assert_eq!(unsafe { libc::kill(d.child.id() as i32, libc::SIGHUP) }, 0);
+    d.signal(libc::SIGHUP);
     let after = status_until(&socket, "no reload counted", |s| {
         s.pointer("/reloads/count").and_then(Value::as_u64) == Some(1)
     });
@@ -496,7 +416,7 @@ fn counters_and_uptime_survive_a_reload_that_changes_settings() {
     assert_eq!(read_as_nobody(&bad2, &moat_testkit::eicar()).1, libc::EPERM);
     let (_, last) = status_json(&socket);
     assert_eq!(n(&last, "/counters/blocked"), 2, "{last:#}");
-    let m = scrape(&d.metrics_addr());
+    let m = scrape(&metrics_addr(&d));
     assert_eq!(sample(&m, "moat_blocked_total"), 2.0);
     assert_eq!(sample(&m, "moat_reloads_total"), 1.0);
     assert_eq!(sample(&m, "moat_reload_failures_total"), 0.0);
@@ -537,7 +457,7 @@ fn reaction_counters_show_what_was_done_about_a_detection() {
     )
     .unwrap();
     let socket = w.socket();
-    let d = Daemon::start(
+    let d = start(
         &w,
         &[
             "--control-socket",
@@ -581,7 +501,7 @@ fn reaction_counters_show_what_was_done_about_a_detection() {
     }
     assert_eq!(fs::read_to_string(&log).unwrap().lines().count(), 1);
 
-    let m = scrape(&d.metrics_addr());
+    let m = scrape(&metrics_addr(&d));
     assert_eq!(sample(&m, "moat_quarantined_total{action=\"moved\"}"), 1.0);
     assert_eq!(sample(&m, "moat_virus_event_total{outcome=\"run\"}"), 1.0);
     assert_eq!(

@@ -14,14 +14,15 @@
 //! two hex halves, so no file of the repository contains it.
 
 use std::fs;
-use std::io::{ErrorKind, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use moat_testkit::fuse::StallingFuse;
+use moat_testkit::watch::{Watch as Daemon, WatchCommand, LOG_TIMEOUT};
 use moat_testkit::{
     exec_as_nobody, privileged, read_as_nobody, spawn_as, watched_dir, write_file, Action, Child,
     NOBODY,
@@ -34,15 +35,11 @@ const MARKER: &str = "MOAT-TEST-MARKER";
 const MARKER_SIG: &str = "Moat.Test.Marker:0:*:4d4f41542d544553542d4d41524b4552";
 const MARKER_FOUND: &str = "Moat.Test.Marker.UNOFFICIAL FOUND";
 const EICAR_FOUND: &str = "Moat.Test.Eicar.UNOFFICIAL FOUND";
-/// Bound on the start (database load and marking a tiny tree), generous for a loaded VM.
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// The contract: after SIGTERM/SIGINT the daemon is gone within a second.
 const STOP_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long the tests let the tree tracker catch up after a mkdir or rename (it reacts to
 /// asynchronous directory events, so there is a short window by design).
 const SETTLE: Duration = Duration::from_millis(200);
-/// Bound on a detection line reaching the log (logging happens after answering).
-const LOG_TIMEOUT: Duration = Duration::from_secs(5);
 /// Size of the slow file: a sparse file with the marker at its very end. Scanning it takes
 /// seconds (about 6.7 s measured with `moat scan` here), far beyond the short deadlines.
 const SLOW_SIZE: u64 = 2 << 30;
@@ -206,193 +203,12 @@ fn unlimited(conf: Conf) -> Conf {
 // ---------------------------------------------------------------------------------------
 // The daemon.
 
-/// A running `moat watch`, SIGKILLed and reaped on drop (its log is printed when the test
-/// is failing).
-struct Daemon {
-    child: std::process::Child,
-    log: PathBuf,
-    exited: Option<ExitStatus>,
-    /// Bound by the test; the daemon sends READY=1 here (`NOTIFY_SOCKET`).
-    notify: UnixDatagram,
-    /// The datagram that carried READY=1.
-    ready: String,
-}
-
-impl Daemon {
-    /// Starts `moat watch -c <conf> ARGS...` and waits for READY=1.
-    fn start(world: &World, conf: &Conf, args: &[&str]) -> Daemon {
-        let mut d = Daemon::spawn(world, conf, args);
-        d.wait_ready();
-        d
-    }
-
-    /// Starts it without waiting for readiness.
-    fn spawn(world: &World, conf: &Conf, args: &[&str]) -> Daemon {
-        Daemon::spawn_env(world, conf, args, &[])
-    }
-
-    /// [`spawn`](Self::spawn) with extra environment variables.
-    fn spawn_env(world: &World, conf: &Conf, args: &[&str], env: &[(&str, &str)]) -> Daemon {
-        let log = world.root.join("stderr.log");
-        let stderr = Stdio::from(fs::File::create(&log).unwrap());
-        Daemon::spawn_full(world, conf, args, env, stderr)
-    }
-
-    /// [`spawn_env`](Self::spawn_env) with stderr going to `stderr` (the log file then
-    /// stays empty).
-    fn spawn_full(
-        world: &World,
-        conf: &Conf,
-        args: &[&str],
-        env: &[(&str, &str)],
-        stderr: Stdio,
-    ) -> Daemon {
-        let conf_path = world.root.join("moat.conf");
-        fs::write(&conf_path, conf.text()).unwrap();
-        let sock = world.root.join("notify.sock");
-        let notify = UnixDatagram::bind(&sock).unwrap();
-        notify
-            .set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        let log = world.root.join("stderr.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_moat"))
-            .arg("watch")
-            .arg("-c")
-            .arg(&conf_path)
-            .args(args)
-            .env("NOTIFY_SOCKET", &sock)
-            .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(fs::File::create(world.root.join("stdout.log")).unwrap())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn moat watch");
-        Daemon {
-            child,
-            log,
-            exited: None,
-            notify,
-            ready: String::new(),
-        }
-    }
-
-    /// Waits for readiness and returns the daemon.
-    fn ready(mut self) -> Daemon {
-        self.wait_ready();
-        self
-    }
-
-    /// Waits (bounded) for a datagram with a `READY=1` line; fails with the log if the
-    /// daemon exits or takes too long.
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let mut buf = [0u8; 4096];
-        loop {
-            match self.notify.recv(&mut buf) {
-                Ok(n) => {
-                    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-                    if msg.lines().any(|l| l == "READY=1") {
-                        self.ready = msg;
-                        return;
-                    }
-                }
-                // The read timeout (or a signal to the test process): time to check on the
-                // daemon.
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                    ) => {}
-                Err(e) => panic!("recv on the notify socket: {e}"),
-            }
-            if let Some(status) = self.try_wait() {
-                panic!("moat watch exited before READY=1 ({status})");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no READY=1 within {READY_TIMEOUT:?}"
-            );
-        }
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    /// The daemon's stderr so far, without ANSI colour codes.
-    fn log(&self) -> String {
-        let raw = fs::read(&self.log).unwrap_or_default();
-        let text = String::from_utf8_lossy(&raw);
-        Regex::new("\x1b\\[[0-9;]*m")
-            .unwrap()
-            .replace_all(&text, "")
-            .into_owned()
-    }
-
-    /// Waits (bounded) for a log line satisfying `pred`, and returns it.
-    fn wait_line(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + LOG_TIMEOUT;
-        loop {
-            if let Some(l) = self.log().lines().find(|l| pred(l)) {
-                return l.to_owned();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no log line {what} within {LOG_TIMEOUT:?}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// The detection line for `path` (`PATH: NAME FOUND ...`) by process `pid`.
-    fn wait_found(&self, path: &Path, found: &str, pid: i32) -> String {
-        let head = format!("{}: {found}", path.display());
-        let pid_re = Regex::new(&format!(r"\bpid={pid}\b")).unwrap();
-        self.wait_line(&format!("`{head}` with pid={pid}"), |l| {
-            l.contains(&head) && pid_re.is_match(l)
-        })
-    }
-
-    fn signal(&self, sig: i32) {
-        // SAFETY: plain syscall on our own (unreaped, so not recycled) child.
-        assert_eq!(unsafe { libc::kill(self.pid(), sig) }, 0);
-    }
-
-    fn try_wait(&mut self) -> Option<ExitStatus> {
-        if self.exited.is_none() {
-            self.exited = self.child.try_wait().expect("try_wait");
-        }
-        self.exited
-    }
-
-    /// Waits up to `timeout` for the daemon to exit: its status and how long it took.
-    fn wait_exit(&mut self, timeout: Duration) -> (ExitStatus, Duration) {
-        let start = Instant::now();
-        loop {
-            if let Some(s) = self.try_wait() {
-                return (s, start.elapsed());
-            }
-            assert!(
-                start.elapsed() < timeout,
-                "moat watch still running {timeout:?} after being asked to stop"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.try_wait().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!("---- moat watch stderr ----\n{}---- end ----", self.log());
-        }
-    }
+/// `moat watch -c <world>/moat.conf ARGS...` with `conf` written there (moat_testkit::watch:
+/// `start()` waits for READY=1, `spawn()` does not; stopped and reaped on drop).
+fn daemon(world: &World, conf: &Conf, args: &[&str]) -> WatchCommand {
+    let conf_path = world.root.join("moat.conf");
+    fs::write(&conf_path, conf.text()).unwrap();
+    Daemon::command(env!("CARGO_BIN_EXE_moat"), &conf_path, &world.root).args(args)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -468,11 +284,11 @@ fn start_tracking(w: &World, conf: Conf, tracking: &str) -> Daemon {
         .0
         .iter()
         .any(|(k, v)| k == "OnAccessDisableDDD" && v == "yes");
-    let d = Daemon::start(w, &conf.set("OnAccessTracking", tracking), &[]);
+    let d = daemon(w, &conf.set("OnAccessTracking", tracking), &[]).start();
     if ddd {
         // The startup line (sent as STATUS= with READY=1) names the backend in use.
         let want = format!("tracking={tracking};");
-        assert!(d.ready.contains(&want), "`{want}` not in {:?}", d.ready);
+        assert!(d.ready().contains(&want), "`{want}` not in {:?}", d.ready());
     }
     d
 }
@@ -495,11 +311,11 @@ fn infected_file_in_existing_nested_dir_is_blocked() {
     );
     let good_sh = w.at("a/b/good.sh");
     write_file(&good_sh, b"#!/bin/sh\nexit 7\n", 0o755);
-    let d = Daemon::start(&w, &w.conf(), &[]);
+    let d = daemon(&w, &w.conf(), &[]).start();
     assert!(
-        d.ready.lines().any(|l| l.starts_with("STATUS=")),
+        d.ready().lines().any(|l| l.starts_with("STATUS=")),
         "no STATUS= line in the READY datagram: {:?}",
-        d.ready
+        d.ready()
     );
 
     // The start-up summary: watched/, a/ and a/b/ under one include path.
@@ -509,7 +325,7 @@ fn infected_file_in_existing_nested_dir_is_blocked() {
     let caps = re.captures(&line).unwrap();
     assert_eq!((&caps[1], &caps[2]), ("3", "1"), "{line}");
     // OnAccessTracking auto (the default) picks fanotify on this kernel and filesystem.
-    assert!(d.ready.contains("tracking=fanotify;"), "{:?}", d.ready);
+    assert!(d.ready().contains("tracking=fanotify;"), "{:?}", d.ready());
 
     let pid = assert_blocked(&bad, &infected("ab"));
     assert_readable(&good, &clean("ab"));
@@ -536,7 +352,7 @@ fn eicar_is_blocked() {
     }
     let w = World::new();
     let file = put(&w.at("dl/eicar.com"), &eicar());
-    let d = Daemon::start(&w, &w.conf(), &[]);
+    let d = daemon(&w, &w.conf(), &[]).start();
     let pid = assert_blocked(&file, &eicar());
     d.wait_found(&file, EICAR_FOUND, pid);
 }
@@ -553,7 +369,7 @@ fn builtin_database_blocks_genuine_eicar() {
     mkdir(&empty);
     let file = put(&w.at("dl/eicar.com"), &eicar());
     let conf = w.conf().set("DatabaseDirectory", &path_str(&empty));
-    let d = Daemon::start(&w, &conf, &[]);
+    let d = daemon(&w, &conf, &[]).start();
     let pid = assert_blocked(&file, &eicar());
     d.wait_found(&file, "Eicar-Test-Signature FOUND", pid);
 }
@@ -578,11 +394,11 @@ fn detect_pua_key_loads_pua_databases() {
         (w, file)
     };
     let (w, file) = world();
-    let d = Daemon::start(&w, &w.conf(), &[]);
+    let d = daemon(&w, &w.conf(), &[]).start();
     assert_readable(&file, &body);
     drop(d);
     let (w, file) = world();
-    let d = Daemon::start(&w, &w.conf().set("DetectPUA", "yes"), &[]);
+    let d = daemon(&w, &w.conf().set("DetectPUA", "yes"), &[]).start();
     let pid = assert_blocked(&file, &body);
     d.wait_found(&file, "Moat.Test.Pua.UNOFFICIAL FOUND", pid);
 }
@@ -601,7 +417,7 @@ fn dir_arguments_enforce() {
         .conf()
         .without("OnAccessIncludePath")
         .without("OnAccessPrevention");
-    let _d = Daemon::start(&w, &conf, &[&path_str(&w.watched)]);
+    let _d = daemon(&w, &conf, &[&path_str(&w.watched)]).start();
     assert_blocked(&bad, &infected("x"));
     assert_readable(&good, &clean("x"));
 }
@@ -708,7 +524,7 @@ fn notify_only_reports_without_blocking() {
     }
     let w = World::new();
     let bad = put(&w.at("n/bad"), &infected("n"));
-    let d = Daemon::start(&w, &w.conf(), &["--no-prevention"]);
+    let d = daemon(&w, &w.conf(), &["--no-prevention"]).start();
     let (pid, code) = read_as_nobody(&bad, &infected("n"));
     assert_eq!(code, 0, "notify-only must not block");
     let line = d.wait_found(&bad, MARKER_FOUND, pid);
@@ -746,7 +562,7 @@ fn exclude_uid_lets_that_uid_through() {
     }
     let w = World::new();
     let bad = put(&w.at("u/bad"), &infected("u"));
-    let _d = Daemon::start(&w, &w.conf().add("OnAccessExcludeUID", "65534"), &[]);
+    let _d = daemon(&w, &w.conf().add("OnAccessExcludeUID", "65534"), &[]).start();
     assert_readable(&bad, &infected("u"));
     assert_blocked_for_root(&bad);
 }
@@ -759,7 +575,7 @@ fn exclude_uname_lets_that_user_through() {
     }
     let w = World::new();
     let bad = put(&w.at("u/bad"), &infected("u"));
-    let _d = Daemon::start(&w, &w.conf().add("OnAccessExcludeUname", "nobody"), &[]);
+    let _d = daemon(&w, &w.conf().add("OnAccessExcludeUname", "nobody"), &[]).start();
     assert_readable(&bad, &infected("u"));
     assert_blocked_for_root(&bad);
 }
@@ -772,7 +588,7 @@ fn exclude_root_uid_lets_root_through() {
     }
     let w = World::new();
     let bad = put(&w.at("r/bad"), &infected("r"));
-    let _d = Daemon::start(&w, &w.conf().set("OnAccessExcludeRootUID", "yes"), &[]);
+    let _d = daemon(&w, &w.conf().set("OnAccessExcludeRootUID", "yes"), &[]).start();
     assert_eq!(fs::read(&bad).expect("root is excluded"), infected("r"));
     assert_blocked(&bad, &infected("r"));
 }
@@ -785,7 +601,7 @@ fn read_slow_file_with_deadline(w: &World, deny_on_error: &str) -> (Daemon, i32,
     let conf = unlimited(w.conf())
         .set("OnAccessScanTimeout", "50ms")
         .set("OnAccessDenyOnError", deny_on_error);
-    let d = Daemon::start(w, &conf, &[]);
+    let d = daemon(w, &conf, &[]).start();
     let start = Instant::now();
     let code = spawn_as(NOBODY, &Action::read_any(&big)).wait();
     let took = start.elapsed();
@@ -827,7 +643,7 @@ fn daemon_with_a_waiting_reader(w: &World) -> (Daemon, Child) {
     let conf = unlimited(w.conf())
         .set("OnAccessScanTimeout", "60s")
         .set("OnAccessDenyOnError", "yes");
-    let d = Daemon::start(w, &conf, &[]);
+    let d = daemon(w, &conf, &[]).start();
     let mut reader = spawn_as(NOBODY, &Action::read_any(&big));
     std::thread::sleep(Duration::from_millis(300));
     assert!(
@@ -891,7 +707,7 @@ fn many_concurrent_readers_get_the_right_verdicts() {
             }
         })
         .collect();
-    let _d = Daemon::start(&w, &w.conf(), &[]);
+    let _d = daemon(&w, &w.conf(), &[]).start();
     let mut readers: Vec<(usize, Child)> = (0..200)
         .map(|j| {
             let (path, content, _) = &files[j % files.len()];
@@ -916,7 +732,7 @@ fn many_concurrent_readers_get_the_right_verdicts() {
 fn stops_cleanly_on(sig: i32) {
     let w = World::new();
     let bad = put(&w.at("t/bad"), &infected("t"));
-    let mut d = Daemon::start(&w, &w.conf(), &[]);
+    let mut d = daemon(&w, &w.conf(), &[]).start();
     assert_blocked(&bad, &infected("t"));
     d.signal(sig);
     let (status, took) = d.wait_exit(STOP_TIMEOUT);
@@ -949,7 +765,7 @@ fn bad_config_line_fails_at_start() {
     let w = World::new();
     let conf = w.conf().set("OnAccessMaxThreads", "many");
     let line = conf.0.len(); // the key was appended last
-    let mut d = Daemon::spawn(&w, &conf, &[]);
+    let mut d = daemon(&w, &conf, &[]).spawn();
     let (status, _) = d.wait_exit(Duration::from_secs(10));
     assert!(status.code() == Some(2), "want exit status 2, got {status}");
     let want = format!(
@@ -1063,8 +879,8 @@ fn filesystem_scope_protects_the_include_path_with_no_window() {
         .conf()
         .set("OnAccessCoverage", "filesystem")
         .set("OnAccessIncludePath", &path_str(&inside));
-    let d = Daemon::start(&w, &conf, &[]);
-    assert!(d.ready.contains("filesystems"), "{}", d.ready);
+    let d = daemon(&w, &conf, &[]).start();
+    assert!(d.ready().contains("filesystems"), "{}", d.ready());
     assert_readable(&elsewhere, &infected("e"));
     for round in 0..50 {
         // mkdir -p, write, read back at once: no tracker involved, nothing to wait for.
@@ -1091,7 +907,7 @@ fn mount_path_is_protected_with_prevention() {
         .conf()
         .without("OnAccessIncludePath")
         .add("OnAccessMountPath", &path_str(&fs_root));
-    let d = Daemon::start(&w, &conf, &[]);
+    let d = daemon(&w, &conf, &[]).start();
     assert_blocked(&bad, &infected("mnt"));
     assert_readable(&good, &clean("mnt"));
     let fresh = put(&fs_root.join("new/deeper/bad"), &infected("fresh"));
@@ -1134,7 +950,7 @@ fn on_access_max_file_size_allows_larger_files_unscanned() {
     let big_path = put(&w.at("big"), &big);
     let small = put(&w.at("small"), &infected("s"));
     let conf = w.conf().set("OnAccessMaxFileSize", "1K");
-    let _d = Daemon::start(&w, &conf, &[]);
+    let _d = daemon(&w, &conf, &[]).start();
     assert_readable(&big_path, &big);
     assert_blocked(&small, &infected("s"));
 }
@@ -1160,7 +976,7 @@ fn database_directory_is_never_watched_but_the_temporary_directory_is() {
         .conf()
         .set("DatabaseDirectory", &path_str(&db))
         .set("TemporaryDirectory", &path_str(&w.at("scratch")));
-    let _d = Daemon::start(&w, &conf, &[]);
+    let _d = daemon(&w, &conf, &[]).start();
     assert_readable(&in_db, &infected("db"));
     assert_blocked(&in_tmp, &infected("tmp"));
     assert_blocked(&elsewhere, &infected("data"));
@@ -1175,7 +991,7 @@ fn sighup_is_acknowledged_and_protection_goes_on() {
     }
     let w = World::new();
     let bad = put(&w.at("h/bad"), &infected("h"));
-    let mut d = Daemon::start(&w, &w.conf(), &[]);
+    let mut d = daemon(&w, &w.conf(), &[]).start();
     d.signal(libc::SIGHUP);
     d.wait_line("the SIGHUP acknowledgement", |l| l.contains("SIGHUP"));
     assert!(d.try_wait().is_none(), "SIGHUP must not stop the daemon");
@@ -1272,8 +1088,8 @@ fn default_scope_has_no_window_after_mkdir() {
         5,
         "without moat every read succeeds"
     );
-    let d = Daemon::start(&f.w, &f.conf(), &[]);
-    assert!(d.ready.contains("scope=filesystem"), "{}", d.ready);
+    let d = daemon(&f.w, &f.conf(), &[]).start();
+    assert!(d.ready().contains("scope=filesystem"), "{}", d.ready());
     let rounds: Vec<_> = (0..2000)
         .map(|i| moat_testkit::RaceRound::fresh(&f.protected.join(format!("fresh{i}"))))
         .collect();
@@ -1293,7 +1109,7 @@ fn default_scope_blocks_subtrees_renamed_in() {
     }
     let f = FsWorld::new();
     let bad = infected("renamed");
-    let d = Daemon::start(&f.w, &f.conf(), &[]);
+    let d = daemon(&f.w, &f.conf(), &[]).start();
     let rounds: Vec<_> = (0..2000)
         .map(|i| {
             let name = format!("t{i}");
@@ -1371,8 +1187,12 @@ fn kernel_cache_answers_repeated_opens_without_an_event(scope: Scope) {
     }
     let (f, conf, base) = cache_world(scope);
     let good = settled(&base.join("a/good"), &clean("k"));
-    let mut d = Daemon::start(&f.w, &conf, &[]);
-    assert!(d.ready.contains("cache=kernel ignore marks"), "{}", d.ready);
+    let mut d = daemon(&f.w, &conf, &[]).start();
+    assert!(
+        d.ready().contains("cache=kernel ignore marks"),
+        "{}",
+        d.ready()
+    );
     cache_clean(&d, &good, &clean("k"), 1);
     for _ in 0..10 {
         assert_readable(&good, &clean("k"));
@@ -1414,7 +1234,7 @@ fn cached_file_made_infected_is_blocked(change: Change, scope: Scope) {
     let mut good = vec![b'c'; bad.len() - 1];
     good.push(b'\n');
     let path = settled(&base.join("d/file"), &good);
-    let d = Daemon::start(&f.w, &conf, &[]);
+    let d = daemon(&f.w, &conf, &[]).start();
     cache_clean(&d, &path, &good, 1);
     assert_readable(&path, &good);
     match change {
@@ -1529,7 +1349,7 @@ fn sighup_reloads_the_database_and_flushes_the_clean_cache(scope: Scope) {
     let content = b"a file with RELOAD-ME-LATER inside\n".to_vec();
     let path = settled(&base.join("r/file"), &content);
     let eicar_path = put(&base.join("r/eicar"), &eicar());
-    let mut d = Daemon::start(&f.w, &conf, &[]);
+    let mut d = daemon(&f.w, &conf, &[]).start();
     cache_clean(&d, &path, &content, 1);
     assert_readable(&path, &content);
     // "RELOAD-ME-LATER" in hex.
@@ -1578,8 +1398,8 @@ fn default_scope_ignores_mounts_that_cannot_reach_an_include_path() {
     let f = FsWorld::new();
     let file = put(&f.staging.join("x/file"), &infected("staged"));
     let bind = Tmpfs::bind(&f.staging, &f.w.root.join("bind"));
-    let mut d = Daemon::start(&f.w, &f.conf(), &[]);
-    assert!(d.ready.contains("ignored mounts=1"), "{}", d.ready);
+    let mut d = daemon(&f.w, &f.conf(), &[]).start();
+    assert!(d.ready().contains("ignored mounts=1"), "{}", d.ready());
     for _ in 0..5 {
         assert_readable(&f.w.root.join("bind/x/file"), &infected("staged"));
     }
@@ -1599,7 +1419,7 @@ fn default_scope_covers_a_filesystem_mounted_later_below_the_include_path() {
         return;
     }
     let f = FsWorld::new();
-    let d = Daemon::start(&f.w, &f.conf(), &[]);
+    let d = daemon(&f.w, &f.conf(), &[]).start();
     let usb = f.protected.join("usb");
     let mnt = Tmpfs::mount(&usb);
     d.wait_line("the new filesystem's mark", |l| {
@@ -1619,8 +1439,8 @@ fn tracking_flag_overrides_the_config() {
     }
     let w = World::new();
     let conf = w.conf().set("OnAccessTracking", "fanotify");
-    let d = Daemon::start(&w, &conf, &["--tracking", "inotify"]);
-    assert!(d.ready.contains("tracking=inotify;"), "{:?}", d.ready);
+    let d = daemon(&w, &conf, &["--tracking", "inotify"]).start();
+    assert!(d.ready().contains("tracking=inotify;"), "{:?}", d.ready());
     mkdir(&w.at("late"));
     std::thread::sleep(SETTLE);
     let bad = put(&w.at("late/bad"), &infected("late"));
@@ -1636,7 +1456,7 @@ fn bad_tracking_value_fails_at_start() {
     let w = World::new();
     let conf = w.conf().set("OnAccessTracking", "dnotify");
     let line = conf.0.len();
-    let mut d = Daemon::spawn(&w, &conf, &[]);
+    let mut d = daemon(&w, &conf, &[]).spawn();
     let (status, _) = d.wait_exit(Duration::from_secs(10));
     assert_eq!(status.code(), Some(2), "{status}");
     let want = format!(
@@ -1685,7 +1505,7 @@ fn alias_paths_are_blocked(scope: Scope) {
     if let Scope::Directory = scope {
         conf = conf.set("OnAccessCoverage", "directory");
     }
-    let d = Daemon::start(&f.w, &conf, &[]);
+    let d = daemon(&f.w, &conf, &[]).start();
     let after = Tmpfs::bind(&f.protected, &f.w.root.join("bind-after"));
     assert_blocked(&bad, &content);
     assert_blocked(&f.w.root.join("bind-before/bad"), &content);
@@ -1748,7 +1568,7 @@ fn hard_links_are_scanned_and_renames_are_judged_where_the_file_is() {
     let f = FsWorld::new();
     let content = infected("linked");
     let bad = put(&f.protected.join("bad"), &content);
-    let _d = Daemon::start(&f.w, &f.conf(), &[]);
+    let _d = daemon(&f.w, &f.conf(), &[]).start();
     let link = f.staging.join("link");
     fs::hard_link(&bad, &link).unwrap();
     assert_blocked(&link, &content);
@@ -1770,7 +1590,7 @@ fn default_scope_covers_a_filesystem_mounted_again_below_the_include_path() {
         return;
     }
     let f = FsWorld::new();
-    let d = Daemon::start(&f.w, &f.conf(), &[]);
+    let d = daemon(&f.w, &f.conf(), &[]).start();
     let usb = f.protected.join("usb");
     let marked = |d: &Daemon| {
         d.log()
@@ -1815,7 +1635,7 @@ fn default_scope_quiets_root_only_directories_outside_the_include_paths() {
         .map(|i| put(&f.staging.join(format!("s{i}")), &clean("st")))
         .collect();
     let bad = put(&f.protected.join("bad"), &infected("q"));
-    let mut d = Daemon::start(&f.w, &f.conf(), &[]);
+    let mut d = daemon(&f.w, &f.conf(), &[]).start();
     assert_readable(&files[0], &clean("ro"));
     std::thread::sleep(Duration::from_millis(300));
     for p in &files {
@@ -1845,7 +1665,7 @@ fn every_found_line_names_a_short_lived_opener() {
     let f = FsWorld::new();
     let content = infected("who");
     let bad = put(&f.protected.join("bad"), &content);
-    let d = Daemon::start(&f.w, &f.conf(), &[]);
+    let d = daemon(&f.w, &f.conf(), &[]).start();
     let mut children: Vec<Child> = (0..50)
         .map(|_| spawn_as(NOBODY, &Action::read(&bad, &content)))
         .collect();
@@ -1880,7 +1700,7 @@ fn one_users_flood_does_not_make_another_users_open_miss_its_deadline() {
         .collect();
     let bad = put(&w.at("victim/bad"), &infected("victim"));
     let conf = unlimited(w.conf()).set("OnAccessScanTimeout", "3s");
-    let d = Daemon::start(&w, &conf, &[]);
+    let d = daemon(&w, &conf, &[]).start();
     let _flood: Vec<Child> = slow
         .iter()
         .map(|p| spawn_as(NOBODY, &Action::read_any(p)))
@@ -1908,7 +1728,9 @@ fn a_dead_reader_thread_stops_the_daemon_with_a_failure() {
     }
     let w = World::new();
     let bad = put(&w.at("d/bad"), &infected("dead"));
-    let mut d = Daemon::spawn_env(&w, &w.conf(), &[], &[("MOAT_TEST_FAULT", "reader-poll")]);
+    let mut d = daemon(&w, &w.conf(), &[])
+        .env("MOAT_TEST_FAULT", "reader-poll")
+        .spawn();
     let (status, took) = d.wait_exit(Duration::from_secs(20));
     assert!(!status.success(), "{status} after {took:?}: {}", d.log());
     let log = d.log();
@@ -1945,7 +1767,7 @@ fn deadlines_are_enforced_while_the_log_pipe_is_full() {
     let conf = unlimited(f.conf())
         .set("OnAccessScanTimeout", "300ms")
         .set("OnAccessDenyOnError", "yes");
-    let _d = Daemon::spawn_full(&f.w, &conf, &[], &[], Stdio::from(write)).ready();
+    let _d = daemon(&f.w, &conf, &[]).stderr(Stdio::from(write)).start();
     // 3,000 fresh clean files opened once each: several hundred KiB of debug lines, far
     // more than the 64 KiB pipe holds.
     for chunk in 0..15 {
@@ -1970,209 +1792,8 @@ fn deadlines_are_enforced_while_the_log_pipe_is_full() {
 }
 
 // ---------------------------------------------------------------------------------------
-// A stalled FUSE server below an include path (review F2).
-
-/// A FUSE filesystem of two files (`bad`: infected, `good`: clean), served by a thread of
-/// this process ([`fuser`], mounted with mount(2) as root, `allow_other`). While `stall` is
-/// set, every FUSE_OPEN waits: the first one the server gets is the daemon's, made by the
-/// kernel inside the reader's read(2) when it opens the event's file.
-struct StalledFuse {
-    state: std::sync::Arc<(std::sync::Mutex<FuseState>, std::sync::Condvar)>,
-    session: Option<fuser::BackgroundSession>,
-}
-
-#[derive(Default)]
-struct FuseState {
-    stall: bool,
-    /// FUSE_OPEN requests waiting on the stall now.
-    waiting: usize,
-}
-
-struct FuseFiles {
-    state: std::sync::Arc<(std::sync::Mutex<FuseState>, std::sync::Condvar)>,
-    bad: Vec<u8>,
-    good: Vec<u8>,
-}
-
-impl FuseFiles {
-    fn attr(ino: u64, size: u64) -> fuser::FileAttr {
-        let dir = ino == 1;
-        fuser::FileAttr {
-            ino: fuser::INodeNo(ino),
-            size,
-            blocks: size.div_ceil(512),
-            atime: std::time::UNIX_EPOCH,
-            mtime: std::time::UNIX_EPOCH,
-            ctime: std::time::UNIX_EPOCH,
-            crtime: std::time::UNIX_EPOCH,
-            kind: if dir {
-                fuser::FileType::Directory
-            } else {
-                fuser::FileType::RegularFile
-            },
-            perm: if dir { 0o755 } else { 0o644 },
-            nlink: if dir { 2 } else { 1 },
-            uid: 0,
-            gid: 0,
-            rdev: 0,
-            flags: 0,
-            blksize: 512,
-        }
-    }
-
-    fn content(&self, ino: u64) -> Option<&[u8]> {
-        match ino {
-            2 => Some(&self.bad),
-            3 => Some(&self.good),
-            _ => None,
-        }
-    }
-}
-
-impl fuser::Filesystem for FuseFiles {
-    fn lookup(
-        &self,
-        _req: &fuser::Request,
-        parent: fuser::INodeNo,
-        name: &std::ffi::OsStr,
-        reply: fuser::ReplyEntry,
-    ) {
-        let ino = match (u64::from(parent), name.to_str()) {
-            (1, Some("bad")) => 2,
-            (1, Some("good")) => 3,
-            _ => return reply.error(fuser::Errno::ENOENT),
-        };
-        let size = self.content(ino).map_or(0, |c| c.len() as u64);
-        reply.entry(
-            &Duration::from_secs(60),
-            &Self::attr(ino, size),
-            fuser::Generation(0),
-        );
-    }
-
-    fn getattr(
-        &self,
-        _req: &fuser::Request,
-        ino: fuser::INodeNo,
-        _fh: Option<fuser::FileHandle>,
-        reply: fuser::ReplyAttr,
-    ) {
-        let ino = u64::from(ino);
-        match (ino, self.content(ino)) {
-            (1, _) => reply.attr(&Duration::from_secs(60), &Self::attr(1, 0)),
-            (_, Some(c)) => reply.attr(&Duration::from_secs(60), &Self::attr(ino, c.len() as u64)),
-            _ => reply.error(fuser::Errno::ENOENT),
-        }
-    }
-
-    fn open(
-        &self,
-        _req: &fuser::Request,
-        _ino: fuser::INodeNo,
-        _flags: fuser::OpenFlags,
-        reply: fuser::ReplyOpen,
-    ) {
-        let (lock, cv) = &*self.state;
-        let mut s = lock.lock().unwrap();
-        s.waiting += 1;
-        cv.notify_all();
-        while s.stall {
-            s = cv.wait(s).unwrap();
-        }
-        s.waiting -= 1;
-        reply.opened(fuser::FileHandle(0), fuser::FopenFlags::empty());
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn read(
-        &self,
-        _req: &fuser::Request,
-        ino: fuser::INodeNo,
-        _fh: fuser::FileHandle,
-        offset: u64,
-        size: u32,
-        _flags: fuser::OpenFlags,
-        _lock_owner: Option<fuser::LockOwner>,
-        reply: fuser::ReplyData,
-    ) {
-        match self.content(u64::from(ino)) {
-            Some(c) => {
-                let start = (offset as usize).min(c.len());
-                let end = (start + size as usize).min(c.len());
-                reply.data(&c[start..end]);
-            }
-            None => reply.error(fuser::Errno::ENOENT),
-        }
-    }
-}
-
-impl StalledFuse {
-    fn mount(at: &Path, bad: &[u8], good: &[u8]) -> StalledFuse {
-        mkdir(at);
-        let state = std::sync::Arc::new((
-            std::sync::Mutex::new(FuseState::default()),
-            std::sync::Condvar::new(),
-        ));
-        let files = FuseFiles {
-            state: state.clone(),
-            bad: bad.to_vec(),
-            good: good.to_vec(),
-        };
-        let mut config = fuser::Config::default();
-        config.mount_options = vec![fuser::MountOption::FSName("moat-test-fuse".into())];
-        config.acl = fuser::SessionACL::All;
-        let session = fuser::spawn_mount(files, at, &config).expect("mount the test FUSE server");
-        StalledFuse {
-            state,
-            session: Some(session),
-        }
-    }
-
-    fn set_stall(&self, stall: bool) {
-        let (lock, cv) = &*self.state;
-        lock.lock().unwrap().stall = stall;
-        cv.notify_all();
-    }
-
-    /// A guard that releases the stall when dropped. Declared after the daemon, it is
-    /// dropped first when a test fails: a FUSE request the server has read holds its caller
-    /// even through SIGKILL until answered, so the daemon could not be reaped before.
-    fn release_on_drop(&self) -> impl Drop {
-        struct Release(std::sync::Arc<(std::sync::Mutex<FuseState>, std::sync::Condvar)>);
-        impl Drop for Release {
-            fn drop(&mut self) {
-                self.0 .0.lock().unwrap_or_else(|p| p.into_inner()).stall = false;
-                self.0 .1.notify_all();
-            }
-        }
-        Release(self.state.clone())
-    }
-
-    fn waiting(&self) -> usize {
-        self.state.0.lock().unwrap().waiting
-    }
-
-    /// Waits (bounded) until a FUSE_OPEN is held by the stall.
-    fn wait_for_a_held_open(&self) {
-        let (lock, cv) = &*self.state;
-        let mut s = lock.lock().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while s.waiting == 0 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "no FUSE_OPEN reached the stalled server");
-            s = cv.wait_timeout(s, left).unwrap().0;
-        }
-    }
-}
-
-impl Drop for StalledFuse {
-    fn drop(&mut self) {
-        self.set_stall(false);
-        if let Some(s) = self.session.take() {
-            let _ = s.umount_and_join();
-        }
-    }
-}
+// A stalled FUSE server below an include path (review F2): moat_testkit::fuse serves
+// `bad` (infected) and `good` (clean) and holds every FUSE_OPEN while stalled.
 
 /// A stalled FUSE server below an include path holds no open elsewhere (review F2): the
 /// daemon gives the FUSE filesystem a fanotify group and reader of its own. While the
@@ -2225,12 +1846,17 @@ fn stalled_fuse_holds_no_other_open(f: &FsWorld, conf: Conf) {
     let good = put(&f.protected.join("local/good"), &clean("local"));
     let bad = put(&f.protected.join("local/bad"), &infected("local"));
     let fuse_dir = f.protected.join("fuse");
-    let fuse = StalledFuse::mount(&fuse_dir, &infected("fuse"), &clean("fuse"));
-    let d = Daemon::start(&f.w, &conf, &[]);
+    mkdir(&fuse_dir);
+    let fuse = StallingFuse::mount(
+        &fuse_dir,
+        &[("bad", &infected("fuse")), ("good", &clean("fuse"))],
+    )
+    .expect("mount the test FUSE server");
+    let d = daemon(&f.w, &conf, &[]).start();
     assert!(
-        d.ready.contains("slow-filesystem groups=1"),
+        d.ready().contains("slow-filesystem groups=1"),
         "the FUSE mount must get a group of its own: {:?}",
-        d.ready
+        d.ready()
     );
     let _release = fuse.release_on_drop();
     fuse.set_stall(true);
@@ -2238,7 +1864,10 @@ fn stalled_fuse_holds_no_other_open(f: &FsWorld, conf: Conf) {
         NOBODY,
         &Action::read(&fuse_dir.join("bad"), &infected("fuse")),
     );
-    fuse.wait_for_a_held_open();
+    assert!(
+        fuse.wait_for_a_held_open(Duration::from_secs(10)),
+        "no FUSE_OPEN reached the stalled server"
+    );
 
     assert_readable(&good, &clean("local"));
     assert_blocked(&bad, &infected("local"));
@@ -2273,7 +1902,7 @@ fn a_file_written_through_a_held_shared_mapping_is_blocked() {
     good.push(b'\n');
     let path = settled(&f.protected.join("shared"), &good);
     std::os::unix::fs::chown(&path, Some(NOBODY), Some(NOBODY)).unwrap();
-    let mut d = Daemon::start(&f.w, &f.conf(), &[]);
+    let mut d = daemon(&f.w, &f.conf(), &[]).start();
     assert_readable(&path, &good);
     assert_readable(&path, &good);
 
@@ -2306,7 +1935,9 @@ fn a_dead_tracker_thread_stops_the_daemon_with_a_failure() {
     }
     let w = World::new();
     let bad = put(&w.at("d/bad"), &infected("tracker"));
-    let mut d = Daemon::spawn_env(&w, &w.conf(), &[], &[("MOAT_TEST_FAULT", "tracker-panic")]);
+    let mut d = daemon(&w, &w.conf(), &[])
+        .env("MOAT_TEST_FAULT", "tracker-panic")
+        .spawn();
     let (status, took) = d.wait_exit(Duration::from_secs(20));
     assert!(!status.success(), "{status} after {took:?}: {}", d.log());
     let log = d.log();
@@ -2334,7 +1965,9 @@ fn a_panicking_deadline_watcher_is_restarted_and_deadlines_hold() {
     let conf = unlimited(w.conf())
         .set("OnAccessScanTimeout", "300ms")
         .set("OnAccessDenyOnError", "yes");
-    let mut d = Daemon::spawn_env(&w, &conf, &[], &[("MOAT_TEST_FAULT", "deadline-panic")]).ready();
+    let mut d = daemon(&w, &conf, &[])
+        .env("MOAT_TEST_FAULT", "deadline-panic")
+        .start();
     let code = spawn_as(NOBODY, &Action::read_any(&big)).wait_for(Duration::from_secs(30));
     assert_eq!(code, EPERM, "{}", d.log());
     d.wait_line("the watcher's restart", |l| {

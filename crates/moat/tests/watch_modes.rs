@@ -9,20 +9,17 @@
 //! comes from `moat_testkit::eicar()` (built at run time, MD5-checked).
 
 use std::fs;
-use std::io::ErrorKind;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use moat_testkit::watch::{Watch as Daemon, LOG_TIMEOUT};
 use moat_testkit::{eicar, exec_as_nobody, privileged, read_as_nobody, watched_dir, write_file};
 use regex::Regex;
 
 const EPERM: i32 = libc::EPERM;
 const EICAR_FOUND: &str = "Moat.Test.Eicar.UNOFFICIAL FOUND";
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
-const LOG_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A tempdir (0755): `watched/` (and any other directory a test adds), `db/` with a hash
 /// signature for EICAR (its MD5 computed here), the config file and the daemon's stderr.
@@ -79,118 +76,25 @@ fn mkdir(d: &Path) {
     fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-/// A running `moat watch -c <world>/moat.conf`, SIGKILLed on drop.
-struct Daemon {
-    child: std::process::Child,
-    log: PathBuf,
-    notify: UnixDatagram,
-    /// The READY=1 datagram (its STATUS= is the startup line).
-    ready: String,
+/// `moat watch -c <world>/moat.conf ARGS...` with `conf` written there, at debug level,
+/// READY=1 awaited (moat_testkit::watch: stopped and reaped on drop).
+fn start(w: &World, conf: &str, args: &[&str]) -> Daemon {
+    w.write_conf(conf);
+    Daemon::command(
+        env!("CARGO_BIN_EXE_moat"),
+        &w.root.join("moat.conf"),
+        &w.root,
+    )
+    .args(args)
+    .env("RUST_LOG", "debug")
+    .start()
 }
 
-impl Daemon {
-    fn start(w: &World, conf: &str, args: &[&str]) -> Daemon {
-        w.write_conf(conf);
-        let sock = w.root.join("notify.sock");
-        let _ = fs::remove_file(&sock);
-        let notify = UnixDatagram::bind(&sock).unwrap();
-        notify
-            .set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        let log = w.root.join("stderr.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_moat"))
-            .args(["watch", "-c"])
-            .arg(w.root.join("moat.conf"))
-            .args(args)
-            .env("NOTIFY_SOCKET", &sock)
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn moat watch");
-        let mut d = Daemon {
-            child,
-            log,
-            notify,
-            ready: String::new(),
-        };
-        d.ready = d.wait_datagram("READY=1");
-        d
-    }
-
-    /// Waits (bounded) for a notify datagram with the line `want`.
-    fn wait_datagram(&mut self, want: &str) -> String {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let mut buf = [0u8; 4096];
-        loop {
-            match self.notify.recv(&mut buf) {
-                Ok(n) => {
-                    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-                    if msg.lines().any(|l| l == want) {
-                        return msg;
-                    }
-                }
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
-                Err(e) => panic!("recv: {e}"),
-            }
-            if let Some(s) = self.child.try_wait().unwrap() {
-                panic!("moat watch exited ({s}) before {want}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {want} within {READY_TIMEOUT:?}"
-            );
-        }
-    }
-
-    fn log(&self) -> String {
-        String::from_utf8_lossy(&fs::read(&self.log).unwrap_or_default()).into_owned()
-    }
-
-    fn wait_line(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + LOG_TIMEOUT;
-        loop {
-            if let Some(l) = self.log().lines().find(|l| pred(l)) {
-                return l.to_owned();
-            }
-            assert!(Instant::now() < deadline, "no log line {what}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn signal(&self, sig: i32) {
-        // SAFETY: plain syscall on our own unreaped child.
-        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
-    }
-
-    /// SIGTERM, wait (bounded) for exit 0, and return the shutdown summary line.
-    fn stop(mut self) -> String {
-        self.signal(libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(Instant::now() < deadline, "daemon did not stop");
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        assert!(status.success(), "exit {status}\n{}", self.log());
-        self.wait_line("`stopped`", |l| l.contains(" stopped"))
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!("---- moat watch stderr ----\n{}---- end ----", self.log());
-        }
-    }
+/// SIGTERM, wait (bounded) for exit 0, and return the shutdown summary line.
+fn stop_cleanly(mut d: Daemon) -> String {
+    let status = d.stop(Duration::from_secs(5));
+    assert!(status.success(), "exit {status}\n{}", d.log());
+    d.wait_line("`stopped`", |l| l.contains(" stopped"))
 }
 
 /// `name=N` from a summary line.
@@ -240,8 +144,8 @@ fn exec_mode_blocks_execution_only_and_reads_raise_no_event() {
         })
         .collect();
 
-    let d = Daemon::start(&w, &w.conf(&[("OnAccessEvents", "exec")]), &[]);
-    assert!(d.ready.contains("events=exec;"), "{}", d.ready);
+    let d = start(&w, &w.conf(&[("OnAccessEvents", "exec")]), &[]);
+    assert!(d.ready().contains("events=exec;"), "{}", d.ready());
     let (_, code) = exec_as_nobody(&bad);
     assert_eq!(
         code, EPERM,
@@ -250,14 +154,14 @@ fn exec_mode_blocks_execution_only_and_reads_raise_no_event() {
     let (_, code) = read_as_nobody(&bad, &eicar());
     assert_eq!(code, 0, "a read must not be checked in exec mode");
     open_all(&clean, 20);
-    let summary = d.stop();
+    let summary = stop_cleanly(d);
     assert_eq!(counter(&summary, "open_events"), 0, "{summary}");
     assert!(counter(&summary, "exec_events") >= 1, "{summary}");
 
-    let d = Daemon::start(&w, &w.conf(&[]), &[]);
+    let d = start(&w, &w.conf(&[]), &[]);
     assert_eq!(read_as_nobody(&bad, &eicar()).1, EPERM);
     open_all(&clean, 20);
-    let summary = d.stop();
+    let summary = stop_cleanly(d);
     // Each file once at least (then the kernel's clean cache may answer).
     assert!(counter(&summary, "open_events") >= 50, "{summary}");
 }
@@ -268,7 +172,7 @@ fn exec_mode_blocks_execution_only_and_reads_raise_no_event() {
 fn close_mode_reports_written_files_and_never_blocks() {
     require_root!();
     let w = World::new();
-    let d = Daemon::start(&w, &w.conf(&[]), &["--events", "close"]);
+    let d = start(&w, &w.conf(&[]), &["--events", "close"]);
     let path = w.watched.join("dropped.txt");
     write_file(&path, &eicar(), 0o644);
     let head = format!("{}: {EICAR_FOUND}", path.display());
@@ -280,7 +184,7 @@ fn close_mode_reports_written_files_and_never_blocks() {
         0,
         "close mode never blocks"
     );
-    let summary = d.stop();
+    let summary = stop_cleanly(d);
     assert_eq!(counter(&summary, "open_events"), 0, "{summary}");
 }
 
@@ -341,12 +245,12 @@ fn exclude_exe_by_inode_with_and_without_children() {
             &format!("{} +children", sh_children.display()),
         ),
     ]);
-    let d = Daemon::start(&w, &conf, &["--exclude-exe", sh_alone.to_str().unwrap()]);
+    let d = start(&w, &conf, &["--exclude-exe", sh_alone.to_str().unwrap()]);
     assert!(
-        d.ready
+        d.ready()
             .contains("excluded executables=3 of 4 (pidfd from each event)"),
         "{}",
-        d.ready
+        d.ready()
     );
     let warn = d.wait_line("refusal of the writable program", |l| {
         l.contains("OnAccessExcludeExe refused") && l.contains("wcat")
@@ -380,21 +284,12 @@ fn exclude_exe_by_inode_with_and_without_children() {
         "sh-alone itself is excluded"
     );
 
-    let summary = d.stop();
+    let summary = stop_cleanly(d);
     assert!(summary.contains("ExcludedExe="), "{summary}");
 }
 
 // ---------------------------------------------------------------------------------------
 // SIGHUP: clamd.conf reloaded with no gap
-
-impl Daemon {
-    /// SIGHUP, then wait (bounded) for the READY=1 that ends the reload; its STATUS= line.
-    fn reload(&mut self) -> String {
-        self.signal(libc::SIGHUP);
-        self.wait_datagram("RELOADING=1");
-        self.wait_datagram("READY=1")
-    }
-}
 
 /// Under load: uid 65534 opens EICAR in a loop through five reloads that each change the
 /// configuration (a new daemon every time), and never once gets it (every open EPERM). An
@@ -411,7 +306,7 @@ fn sighup_reloads_clamd_conf_with_no_unchecked_access() {
     write_file(&bad, &eicar(), 0o644);
     write_file(&bad2, &eicar(), 0o644);
     let base = w.conf(&[]);
-    let mut d = Daemon::start(&w, &base, &[]);
+    let mut d = start(&w, &base, &[]);
     assert_eq!(read_as_nobody(&bad2, &eicar()).1, 0, "not yet included");
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -488,5 +383,5 @@ fn sighup_reloads_clamd_conf_with_no_unchecked_access() {
         "previous configuration kept"
     );
     assert_eq!(read_as_nobody(&bad, &eicar()).1, EPERM);
-    d.stop();
+    stop_cleanly(d);
 }

@@ -66,6 +66,24 @@ impl Tracking {
     }
 }
 
+/// The arguments `watch` and `watch-real` share: where their files go and the binaries of
+/// the products they measure.
+#[derive(Args)]
+pub struct ProductArgs {
+    /// Where configurations, logs and results go [default: <workspace>/target/bench-data].
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// The moat binary [default: <target dir>/release/moat, built if missing].
+    #[arg(long, value_name = "PATH")]
+    pub moat: Option<PathBuf>,
+    /// The clamd binary.
+    #[arg(long, value_name = "PATH", default_value = "clamd")]
+    pub clamd: PathBuf,
+    /// The clamonacc binary.
+    #[arg(long, value_name = "PATH", default_value = "clamonacc")]
+    pub clamonacc: PathBuf,
+}
+
 /// Arguments of `moat-bench watch`.
 #[derive(Args)]
 pub struct WatchArgs {
@@ -95,18 +113,8 @@ pub struct WatchArgs {
     /// (by default they are raised for the run and restored at exit).
     #[arg(long)]
     no_raise_limits: bool,
-    /// Where configurations and logs are written [default: <workspace>/target/bench-data].
-    #[arg(long, value_name = "DIR")]
-    data: Option<PathBuf>,
-    /// The moat binary [default: <target dir>/release/moat, built if missing].
-    #[arg(long, value_name = "PATH")]
-    moat: Option<PathBuf>,
-    /// The clamd binary.
-    #[arg(long, value_name = "PATH", default_value = "clamd")]
-    clamd: PathBuf,
-    /// The clamonacc binary.
-    #[arg(long, value_name = "PATH", default_value = "clamonacc")]
-    clamonacc: PathBuf,
+    #[command(flatten)]
+    products: ProductArgs,
     /// Give up waiting for full coverage after this many seconds [default: 120, 45 with
     /// --quick].
     #[arg(long, value_name = "SECS")]
@@ -311,12 +319,16 @@ pub fn run(args: WatchArgs) -> Result<(), String> {
         timeout: Duration::from_secs(args.timeout.unwrap_or(if args.quick { 45 } else { 120 })),
         raise_limits: !args.no_raise_limits,
     };
-    let data = crate::resolve_data_dir(args.data.clone());
+    let data = crate::resolve_data_dir(args.products.data.clone());
     let runs = data.join("watch-runs");
     fs::create_dir_all(&runs).map_err(|e| format!("{}: {e}", runs.display()))?;
-    let moat_bin =
-        crate::resolve_moat(args.moat.clone()).and_then(|bin| moat::available(&bin).map(|()| bin));
-    let clam_bins = clamav::locate(&args.clamd, &args.clamonacc, &runs.join("apt.log"));
+    let moat_bin = crate::resolve_moat(args.products.moat.clone())
+        .and_then(|bin| moat::available(&bin).map(|()| bin));
+    let clam_bins = clamav::locate(
+        &args.products.clamd,
+        &args.products.clamonacc,
+        &runs.join("apt.log"),
+    );
     // Drop order (reverse of declaration): each size's tmpfs is unmounted inside
     // `run_size`; then the sysctls are restored; the temp dir goes last.
     let tmp = TempDir::new()?;

@@ -118,9 +118,54 @@ pub struct ScanArgs {
     /// counts as down (e.g. 30s, 500ms).
     #[arg(long, value_name = "DURATION", value_parser = moat_config::parse_duration, default_value = "30s")]
     clamd_timeout: std::time::Duration,
+    /// Scan the files and directories listed in FILE, one path per line (relative ones to
+    /// the current directory); PATH arguments are then ignored, with a warning.
+    #[arg(short = 'f', long = "file-list", value_name = "FILE")]
+    file_list: Option<PathBuf>,
     /// Files and directories to scan; `-` reads standard input. Default: the current directory.
     #[arg(value_name = "PATH")]
     paths: Vec<PathBuf>,
+}
+
+/// clamscan's exit status when the `--file-list` file cannot be read (ClamAV 1.4.6, observed).
+const EXIT_FILE_LIST_UNREADABLE: u8 = 54;
+
+/// What to scan: the paths of `--file-list` (clamscan then ignores PATH arguments, saying so),
+/// else the PATH arguments, else the current directory. `Err` is clamscan's message for a list
+/// that cannot be read.
+fn scan_paths(args: &ScanArgs) -> Result<Vec<PathBuf>, String> {
+    let Some(list) = &args.file_list else {
+        return Ok(if args.paths.is_empty() {
+            vec![PathBuf::from(".")]
+        } else {
+            args.paths.clone()
+        });
+    };
+    if !args.paths.is_empty() {
+        eprintln!(
+            "WARNING: Only scanning files from --file-list (files passed at cmdline are ignored)"
+        );
+    }
+    let data = std::fs::read(list)
+        .map_err(|_| format!("--file-list: Can't open file {}", list.display()))?;
+    Ok(file_list_paths(&data))
+}
+
+/// The paths of a file list as clamscan reads them: one per line, line ends (`\n`, `\r\n`,
+/// any run of `\r`/`\n`) cut off but never a line's first byte, so that a blank line is the
+/// path "\n" (and a blank CRLF line "\r"), reported missing as clamscan reports it; spaces
+/// are kept; the last line needs no newline.
+fn file_list_paths(data: &[u8]) -> Vec<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    data.split_inclusive(|&b| b == b'\n')
+        .map(|line| {
+            let mut end = line.len();
+            while end > 1 && matches!(line[end - 1], b'\r' | b'\n') {
+                end -= 1;
+            }
+            PathBuf::from(std::ffi::OsStr::from_bytes(&line[..end]))
+        })
+        .collect()
 }
 
 /// One result on its way to the printer.
@@ -182,6 +227,14 @@ pub fn run(args: ScanArgs) -> u8 {
         }
     };
     tracing::debug!(elapsed = ?clock.elapsed(), signatures = engine.signature_count(), "database loaded");
+    let paths = match scan_paths(&args) {
+        Ok(paths) => paths,
+        Err(message) => {
+            eprintln!("ERROR: {message}");
+            out.summary(engine.signature_count(), &Totals::default(), clock, start);
+            return EXIT_FILE_LIST_UNREADABLE;
+        }
+    };
     let limit = |value: u64| (value > 0).then_some(value);
     let limits = Limits {
         max_file_size: limit(args.max_filesize),
@@ -200,6 +253,7 @@ pub fn run(args: ScanArgs) -> u8 {
     };
     let mut totals = scan_all(
         Backend::Engine(&engine, limits),
+        &paths,
         &args,
         action.as_ref(),
         &mut out,
@@ -227,7 +281,15 @@ fn run_on_clamd(
             ..Default::default()
         },
     );
-    let mut totals = scan_all(Backend::Clamd(&pool), args, action, &mut out);
+    let paths = match scan_paths(args) {
+        Ok(paths) => paths,
+        Err(message) => {
+            eprintln!("ERROR: {message}");
+            out.summary(0, &Totals::default(), clock, start);
+            return EXIT_FILE_LIST_UNREADABLE;
+        }
+    };
+    let mut totals = scan_all(Backend::Clamd(&pool), &paths, args, action, &mut out);
     out.summary(0, &totals, clock, start);
     if out.log_failed || out.report_failed {
         totals.errors += 1;
@@ -257,15 +319,11 @@ fn scan_action(args: &ScanArgs) -> Result<Option<ScanAction>, String> {
 
 fn scan_all(
     backend: Backend<'_>,
+    paths: &[PathBuf],
     args: &ScanArgs,
     action: Option<&ScanAction>,
     out: &mut Output,
 ) -> Totals {
-    let paths = if args.paths.is_empty() {
-        vec![PathBuf::from(".")]
-    } else {
-        args.paths.clone()
-    };
     let options = WalkOptions {
         recursive: args.recursive,
         exclude: args.exclude.clone(),
@@ -286,7 +344,7 @@ fn scan_all(
         }
         drop(job_rx);
         let reports = report_tx.clone();
-        scope.spawn(move || walker(&paths, &options, backend, job_tx, reports));
+        scope.spawn(move || walker(paths, &options, backend, job_tx, reports));
         drop(report_tx);
         printer(report_rx, args.infected, out)
     })

@@ -15,7 +15,6 @@
 //! Results: a table on stdout and `<data dir>/results/attacks.json` (rendered into
 //! BENCHMARKS.md by `report`).
 
-mod fuse;
 mod opener;
 
 use super::daemon::{self, Daemon, TempDir, Watchdog};
@@ -23,6 +22,7 @@ use super::probe::quantile;
 use super::{clamav, moat, race};
 use crate::results::{Results, Row};
 use clap::Args;
+use moat_testkit::fuse::StallingFuse;
 use opener::{Mode, Opener, Record};
 use std::fs;
 use std::io::Write;
@@ -137,7 +137,12 @@ pub fn run(args: AttacksArgs) -> Result<(), String> {
     moat::available(&moat_bin)?;
     let mut results = Results::new("attacks");
     let mut w = World::new(args.opens)?;
-    let fuse = fuse::StallingFuse::mount(&w.fuse_dir)?;
+    // One file, `f`, on the FUSE filesystem that stalls (moat_testkit::fuse, shared with the
+    // root tests of crates/moat/tests/watch.rs).
+    let fuse = StallingFuse::mount(
+        &w.fuse_dir,
+        &[("f", b"a file served by a FUSE server that stalls\n")],
+    )?;
     let load_before = loadavg();
     println!(
         "moat-bench attacks: {} files under /usr/share ({} opens), {FLOOD_FILES} flood archives; load average {load_before}",
@@ -354,7 +359,7 @@ fn flood_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
 /// then measures.
 fn with_daemons(
     w: &mut World,
-    fuse: &fuse::StallingFuse,
+    fuse: &StallingFuse,
     opens: usize,
     product: Product,
     daemons: &mut [&mut Daemon],
@@ -394,7 +399,7 @@ fn with_daemons(
 
 fn measure(
     w: &mut World,
-    fuse: &fuse::StallingFuse,
+    fuse: &StallingFuse,
     opens: usize,
     product: Product,
     dog: Option<&Watchdog>,
@@ -488,7 +493,7 @@ fn summarize(recs: &[Record]) -> Victim {
 /// fresh clean opens of the include path as the victim uid: the slowest, in ms.
 fn stall(
     w: &mut World,
-    fuse: &fuse::StallingFuse,
+    fuse: &StallingFuse,
     notes: &mut Vec<String>,
 ) -> Result<Option<f64>, String> {
     let files = w.fresh_clean_files()?;

@@ -24,6 +24,7 @@ use super::daemon::{self, Daemon, TempDir};
 use super::moat;
 use super::mount::{self, Tmpfs};
 use super::probe::{quantile, Prober};
+use super::ProductArgs;
 use crate::results::{Results, Row, Series};
 use clap::Args;
 use std::fs;
@@ -60,18 +61,8 @@ pub struct RealArgs {
     /// Measure only these products (`none`, `moat`, `clamonacc`) [default: all three].
     #[arg(long, value_name = "SIDE,...", value_delimiter = ',')]
     only: Vec<String>,
-    /// Where configurations, logs and results go [default: <workspace>/target/bench-data].
-    #[arg(long, value_name = "DIR")]
-    data: Option<PathBuf>,
-    /// The moat binary [default: <target dir>/release/moat, built if missing].
-    #[arg(long, value_name = "PATH")]
-    moat: Option<PathBuf>,
-    /// The clamd binary.
-    #[arg(long, value_name = "PATH", default_value = "clamd")]
-    clamd: PathBuf,
-    /// The clamonacc binary.
-    #[arg(long, value_name = "PATH", default_value = "clamonacc")]
-    clamonacc: PathBuf,
+    #[command(flatten)]
+    products: ProductArgs,
 }
 
 /// The products, in measurement order.
@@ -141,7 +132,7 @@ pub fn run(args: RealArgs) -> Result<(), String> {
     let db = db
         .canonicalize()
         .map_err(|e| format!("signature directory {}: {e}", db.display()))?;
-    let data = crate::resolve_data_dir(args.data.clone());
+    let data = crate::resolve_data_dir(args.products.data.clone());
     let runs = data.join("watch-real-runs");
     fs::create_dir_all(&runs).map_err(|e| format!("{}: {e}", runs.display()))?;
     let tmp = TempDir::new()?;
@@ -151,9 +142,13 @@ pub fn run(args: RealArgs) -> Result<(), String> {
             .filter(|s| args.only.is_empty() || args.only.iter().any(|o| o == s))
             .collect(),
         db,
-        moat: crate::resolve_moat(args.moat.clone())
+        moat: crate::resolve_moat(args.products.moat.clone())
             .and_then(|bin| moat::available(&bin).map(|()| bin)),
-        clam: clamav::locate(&args.clamd, &args.clamonacc, &runs.join("apt.log")),
+        clam: clamav::locate(
+            &args.products.clamd,
+            &args.products.clamonacc,
+            &runs.join("apt.log"),
+        ),
         runs,
         tmp: tmp.path.clone(),
         timeout: Duration::from_secs(args.timeout),
