@@ -4,10 +4,29 @@
 //! with the 30,000-signature benchmark database (≈ 30,000 distinct atoms), its
 //! overlapping search runs at ≈ 30 MB/s per core (82% of the scan time), and its DFA
 //! is slower still to build and larger. Atoms here are short (2 to 4 bytes), so a
-//! simpler structure does better: for each position, the 4-byte window (and, only if
-//! such atoms exist, the 3- and 2-byte windows) is hashed into a sparse bitmap; only
-//! the rare set bits lead to an exact lookup. The same idea as ClamAV's
-//! and Hyperscan's shift/bitmap filters, without their bucketing.
+//! simpler structure does better, in two levels:
+//!
+//! - the [`Filter`], tested at every position with one branch: the 4-byte window
+//!   hashed into a 2^18-bit map (4-byte atoms), or its first two bytes in a direct
+//!   2^16-bit map (the few 2- and 3-byte atoms);
+//! - at the rare positions that pass, per atom length, a hashed bitmap sized for the
+//!   atoms (64 bits per atom), then an exact table.
+//!
+//! Every matcher that scans a buffer (raw bytes: the file type's body signatures,
+//! target 0's and the logical subsignatures; the normalized copy: target 7, target 0
+//! and the target-7/0 logical subsignatures, `::i` included) is served by ONE pass:
+//! their filters OR into one ([`with_union`]), and only a position that passes the
+//! union is probed in each matcher's tables ([`for_each_candidate`]).
+//!
+//! Measured with callgrind on 2,498 files of /usr/share (74.9 MB scanned) with all of
+//! ../shared/sigs/clamav-real: one pass per matcher (about five per file) with a
+//! first level of one bit per first two bytes of every atom was 14.26 G instructions;
+//! that map let 27% of text positions through for the 715 atoms of target-0 logical
+//! subsignatures alone (their first two bytes are common text: `in`, `re`, `er`), and
+//! the union of a pass's matchers more. The hashed window lets through about 1 in 200
+//! plus true occurrences; one pass with it: 11.28 G (load included, ≈ 1.9 G).
+//! The same idea as ClamAV's and Hyperscan's shift/bitmap filters, without their
+//! bucketing.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
