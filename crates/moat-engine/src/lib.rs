@@ -212,19 +212,12 @@ impl Engine {
         }
         // HTML files are matched through their normalized copy only (measured).
         let html = facts.file_type() == FileType::Html;
-        let raw = (!html)
-            .then(|| {
-                let typed = self.typed.scan_raw(&facts, data);
-                typed.or_else(|| self.body.scan(data).map(|m| self.body.sig(m.sig)))
-            })
-            .flatten()
-            .map(|sig| &*sig.name);
-        let logical = || {
-            let lf = raw_logical_facts(&facts, data.len() as u64, container);
-            (!html)
-                .then(|| self.logical.scan(data, &lf, facts.exe()))
-                .flatten()
+        let lf = raw_logical_facts(&facts, data.len() as u64, container);
+        let (raw, logical_scan) = match html {
+            true => (None, None),
+            false => self.raw_pass(&facts, &lf, data),
         };
+        let logical = || logical_scan.and_then(|l| l.finish(Some(data), &lf));
         let sections = || self.typed.section_hash(&facts);
         let normalized = || {
             if html {
@@ -387,12 +380,13 @@ impl Engine {
             } else {
                 end.saturating_sub(reach_ahead as u64)
             };
-            scan.feed(buffer, base, until);
-            if let Some(typed) = &mut typed_scan {
-                typed.feed(buffer, base, until);
-            }
-            if let Some((logical, _)) = &mut logical {
-                logical.feed(buffer, base, until);
+            // One prefilter pass over the chunk for every matcher.
+            let mut others: Vec<&mut BodyScan<'_>> = Vec::with_capacity(2);
+            others.extend(typed_scan.as_mut());
+            others.push(scan);
+            match &mut logical {
+                Some((logical, _)) => logical.feed_with(buffer, base, until, &mut others, false),
+                None => BodyScan::feed_all(&mut others, buffer, base, until),
             }
             if eof {
                 break;
@@ -446,6 +440,44 @@ impl Engine {
         ))
     }
 
+    /// The raw pass over a file held whole in memory: the file type's own body
+    /// signatures, the target-0 ones and the logical signatures' subsignatures (when
+    /// one applies to the file) in one prefilter pass ([`BodyScan::feed_all`]).
+    /// Returns the body signature ClamAV reports first (the type's own before target
+    /// 0's) and the logical scan, to finish only when nothing before it matched.
+    fn raw_pass<'s>(
+        &'s self,
+        facts: &FileFacts<'_>,
+        lf: &LogicalFacts<'_>,
+        data: &[u8],
+    ) -> (Option<&'s str>, Option<logical::LogicalScan<'s>>) {
+        let len = data.len() as u64;
+        let typed_matcher = self.typed.raw_matcher(facts.file_type());
+        let mut typed = typed_matcher.map(|m| {
+            let exe = m.needs_exe().then(|| facts.exe().cloned()).flatten();
+            m.start_exe(len, exe)
+        });
+        let mut body = self.body.start(len);
+        let mut logical = self
+            .logical
+            .any_applies(lf)
+            .then(|| self.logical.start(len, lf.target, false, facts.exe()));
+        let mut others: Vec<&mut BodyScan<'s>> = Vec::with_capacity(2);
+        others.extend(typed.as_mut());
+        others.push(&mut body);
+        match &mut logical {
+            Some(l) => l.feed_with(data, 0, len, &mut others, false),
+            None => BodyScan::feed_all(&mut others, data, 0, len),
+        }
+        drop(others);
+        let typed_found = typed_matcher.zip(typed.and_then(BodyScan::finish));
+        let raw = typed_found
+            .map(|(m, found)| m.sig(found.sig))
+            .or_else(|| body.finish().map(|m| self.body.sig(m.sig)))
+            .map(|sig| &*sig.name);
+        (raw, logical)
+    }
+
     /// The first body signature to match an HTML file's normalized copies
     /// ([`htmlnorm`]): target 3, then target 0 on the page, the same on its text
     /// without tags and on its scripts, then target 7 on the scripts.
@@ -483,27 +515,35 @@ impl Engine {
     /// The first signature to match the normalized copy: body signatures of target
     /// 7, then of target 0, then logical signatures of target 7, then 0 (measured;
     /// their `FileSize` is the file's, not the copy's, also measured).
-    fn scan_normalized(
-        &self,
+    fn scan_normalized<'s>(
+        &'s self,
         copy: &[u8],
         file_size: u64,
         container: Option<&'static str>,
-    ) -> Option<&str> {
-        let typed = self.text.scan(copy).map(|m| &*self.text.sig(m.sig).name);
-        typed
-            .or_else(|| {
-                self.text_any
-                    .scan(copy)
-                    .map(|m| &*self.text_any.sig(m.sig).name)
-            })
-            .or_else(|| {
-                let facts = LogicalFacts {
-                    target: TARGET_TEXT,
-                    container,
-                    ..LogicalFacts::plain(file_size)
-                };
-                self.logical_text.scan(copy, &facts, None)
-            })
+    ) -> Option<&'s str> {
+        // One prefilter pass for the three (the copy is lowercase: the `::i`
+        // subsignatures join it too).
+        let facts = LogicalFacts {
+            target: TARGET_TEXT,
+            container,
+            ..LogicalFacts::plain(file_size)
+        };
+        let len = copy.len() as u64;
+        let (mut text, mut text_any) = (self.text.start(len), self.text_any.start(len));
+        let mut logical = self
+            .logical_text
+            .any_applies(&facts)
+            .then(|| self.logical_text.start(len, facts.target, false, None));
+        let mut others = [&mut text, &mut text_any];
+        match &mut logical {
+            Some(l) => l.feed_with(copy, 0, len, &mut others, true),
+            None => BodyScan::feed_all(&mut others, copy, 0, len),
+        }
+        let name =
+            |m: &'s BodyMatcher, found: Option<body::BodyMatch>| found.map(|f| &*m.sig(f.sig).name);
+        name(&self.text, text.finish())
+            .or_else(|| name(&self.text_any, text_any.finish()))
+            .or_else(|| logical.and_then(|l| l.finish(Some(copy), &facts)))
     }
 
     /// The verdict, in ClamAV's order (measured): a body signature on the raw bytes

@@ -468,17 +468,40 @@ impl<'m> LogicalScan<'m> {
     /// ([`LogicalMatcher::reach`], at least the engine's chunk overlap) that crosses a
     /// chunk boundary is not seen, a documented limit of streamed files.
     pub fn feed(&mut self, buf: &[u8], base: u64, until: u64) {
-        let mut lowered = false;
+        self.feed_with(buf, base, until, &mut [], false);
+    }
+
+    /// [`LogicalScan::feed`], with the body scans `others` of the same buffer fed in
+    /// the same prefilter pass as this scan's exact subsignatures (one pass over the
+    /// buffer for every matcher, [`BodyScan::feed_all`]). With `lowercase` (`buf` has
+    /// no uppercase ASCII letter, as the normalized copy), the `::i` subsignatures
+    /// join that pass too instead of a second one over a lowercased copy.
+    pub fn feed_with(
+        &mut self,
+        buf: &[u8],
+        base: u64,
+        until: u64,
+        others: &mut [&mut BodyScan<'m>],
+        lowercase: bool,
+    ) {
+        let mut same: Vec<&mut BodyScan<'m>> = Vec::with_capacity(others.len() + 4);
+        same.extend(others.iter_mut().map(|s| &mut **s));
+        let mut nocase: Vec<&mut BodyScan<'m>> = Vec::new();
         for g in &mut self.scans {
-            g.exact.feed(buf, base, until);
-            if let Some(nocase) = &mut g.nocase {
-                if !lowered {
-                    self.lower.clear();
-                    self.lower.extend(buf.iter().map(u8::to_ascii_lowercase));
-                    lowered = true;
+            same.push(&mut g.exact);
+            if let Some(n) = &mut g.nocase {
+                if lowercase {
+                    same.push(n);
+                } else {
+                    nocase.push(n);
                 }
-                nocase.feed(&self.lower, base, until);
             }
+        }
+        BodyScan::feed_all(&mut same, buf, base, until);
+        if !nocase.is_empty() {
+            self.lower.clear();
+            self.lower.extend(buf.iter().map(u8::to_ascii_lowercase));
+            BodyScan::feed_all(&mut nocase, &self.lower, base, until);
         }
         if self.streaming {
             let done = self.regex_done;

@@ -147,3 +147,50 @@ fn byte_compare_in_memory_and_streamed() {
         .unwrap();
     assert_eq!(v, Verdict::Infected("F.UNOFFICIAL"));
 }
+
+/// Body, logical and `::i` subsignatures share one prefilter pass per buffer: each
+/// still sees every occurrence of its own atoms, 4-byte ones and short ones, at the
+/// start of the data, inside it and in its last three bytes (where no 4-byte window
+/// fits), whatever the other matchers of the pass hold.
+#[test]
+fn one_pass_serves_every_matcher() {
+    let db = [
+        ("t.ndb", "Body4:0:*:c1c2c3c4c5\nBody2:0:*:d1d2??d3\n"),
+        (
+            "t.ldb",
+            "Two;Target:0;0&1;e1e2;e3e4e5\nNocase;Target:0;0=2;616263::i\nEnd;Target:0;0&1;f1f2f3f4;f5f6f7\n",
+        ),
+    ];
+    let load = |files: &[(&str, &str)]| {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, body) in files {
+            std::fs::write(dir.path().join(name), body).unwrap();
+        }
+        Engine::new(Database::load(&[dir.path()]).unwrap())
+    };
+    let e = load(&db);
+    let scan = |data: &[u8]| e.scan_bytes(data);
+    let bin = |body: &[u8]| binary(body);
+    assert_eq!(
+        scan(&bin(b"\xc1\xc2\xc3\xc4\xc5")),
+        Verdict::Infected("Body4.UNOFFICIAL")
+    );
+    assert_eq!(
+        scan(&bin(b"\xd1\xd2.\xd3")),
+        Verdict::Infected("Body2.UNOFFICIAL")
+    );
+    assert_eq!(
+        scan(&bin(b"\xe1\xe2...\xe3\xe4\xe5")),
+        Verdict::Infected("Two.UNOFFICIAL")
+    );
+    assert_eq!(scan(&bin(b"\xe1\xe2...\xe3\xe4")), Verdict::Clean);
+    assert_eq!(
+        scan(&bin(b"ABC..aBc")),
+        Verdict::Infected("Nocase.UNOFFICIAL")
+    );
+    assert_eq!(scan(&bin(b"ABC..aBd")), Verdict::Clean);
+    // The short subsignature as the file's last three bytes.
+    let end = [&[0, 1, 2, 3, 4, 5][..], b"\xf1\xf2\xf3\xf4..\xf5\xf6\xf7"].concat();
+    assert_eq!(scan(&end), Verdict::Infected("End.UNOFFICIAL"));
+    assert_eq!(scan(&end[..end.len() - 1]), Verdict::Clean);
+}

@@ -578,48 +578,121 @@ impl BodyScan<'_> {
     /// Processes the atoms of `buf` (file bytes from offset `base`) that start in
     /// `[done, until)`, where `done` is the previous call's `until`.
     pub fn feed(&mut self, buf: &[u8], base: u64, until: u64) {
+        BodyScan::feed_all(&mut [self], buf, base, until);
+    }
+
+    /// [`BodyScan::feed`] for several scans (of different matchers) of the same
+    /// buffer, in ONE pass over it: a position is looked at by a matcher only when
+    /// the union of their first-level bitmaps says some atom of some matcher starts
+    /// there. Each scan still sees its own hits in order of position, so its result
+    /// is the one [`BodyScan::feed`] would give.
+    pub fn feed_all(scans: &mut [&mut BodyScan<'_>], buf: &[u8], base: u64, until: u64) {
+        let mut live = 0;
+        for scan in scans.iter_mut() {
+            if !scan.matcher.sigs.is_empty() {
+                scan.feed_anchored(buf, base, until);
+                live += 1;
+            }
+        }
+        if live == 1 {
+            let scan = scans
+                .iter_mut()
+                .find(|s| !s.matcher.sigs.is_empty())
+                .expect("one live scan");
+            scan.feed_prefilter(buf, base, until);
+        } else if live > 1 {
+            let prefilters: Vec<&Prefilter> = scans.iter().map(|s| &s.matcher.prefilter).collect();
+            prefilter::with_union(&prefilters, |union| {
+                prefilter::for_each_candidate(buf, union, |window, at| {
+                    let abs = base + at as u64;
+                    for scan in scans.iter_mut() {
+                        let matcher = scan.matcher;
+                        if abs < scan.done || abs >= until {
+                            continue;
+                        }
+                        matcher.prefilter.probe_window(window, |atom| {
+                            for anchor in &matcher.anchors[atom as usize] {
+                                scan.hit(anchor, buf, base, at);
+                            }
+                        });
+                    }
+                })
+            });
+            for scan in scans.iter_mut() {
+                let matcher = scan.matcher;
+                let done = scan.done;
+                matcher.prefilter.for_each_tail(buf, |atom, at| {
+                    let abs = base + at as u64;
+                    if abs < done || abs >= until {
+                        return;
+                    }
+                    for anchor in &matcher.anchors[atom as usize] {
+                        scan.hit(anchor, buf, base, at);
+                    }
+                });
+            }
+        }
+        for scan in scans.iter_mut() {
+            scan.done = scan.done.max(until);
+        }
+    }
+
+    /// This matcher's own prefilter pass over `buf` (one scan alone).
+    fn feed_prefilter(&mut self, buf: &[u8], base: u64, until: u64) {
         let matcher = self.matcher;
-        if matcher.sigs.is_empty() {
+        let done = self.done;
+        matcher.prefilter.for_each(buf, |atom, at| {
+            let abs = base + at as u64;
+            if abs < done || abs >= until {
+                return;
+            }
+            for anchor in &matcher.anchors[atom as usize] {
+                self.hit(anchor, buf, base, at);
+            }
+        });
+    }
+
+    /// One atom hit at `at` in `buf`: verified, then counted or ranked.
+    #[inline]
+    fn hit(&mut self, anchor: &Anchor, buf: &[u8], base: u64, at: usize) {
+        let matcher = self.matcher;
+        if matcher.counting {
+            if let Some(position) = matcher.on_hit(anchor, buf, base, at, &mut self.state) {
+                let (n, last) = self.counts.entry(anchor.sig).or_insert((0, u64::MAX));
+                if *last != position && *n < MAX_COUNT {
+                    *n += 1;
+                    *last = position;
+                }
+            }
             return;
         }
-        let (done, state, matched, best, counts) = (
-            self.done,
-            &mut self.state,
-            &mut self.matched,
-            &mut self.best,
-            &mut self.counts,
-        );
-        let mut hit = |anchor: &Anchor, at: usize, state: &mut FileState| {
-            if matcher.counting {
-                if let Some(position) = matcher.on_hit(anchor, buf, base, at, state) {
-                    let (n, last) = counts.entry(anchor.sig).or_insert((0, u64::MAX));
-                    if *last != position && *n < MAX_COUNT {
-                        *n += 1;
-                        *last = position;
-                    }
-                }
-                return;
+        if self.matched.contains(&anchor.sig) {
+            return;
+        }
+        if let Some(position) = matcher.on_hit(anchor, buf, base, at, &mut self.state) {
+            self.matched.push(anchor.sig);
+            let found = BodyMatch {
+                sig: anchor.sig as usize,
+                position,
+            };
+            if self
+                .best
+                .is_none_or(|b| found.rank(matcher) < b.rank(matcher))
+            {
+                self.best = Some(found);
             }
-            if matched.contains(&anchor.sig) {
-                return;
-            }
-            if let Some(position) = matcher.on_hit(anchor, buf, base, at, state) {
-                matched.push(anchor.sig);
-                let found = BodyMatch {
-                    sig: anchor.sig as usize,
-                    position,
-                };
-                if best.is_none_or(|b| found.rank(matcher) < b.rank(matcher)) {
-                    *best = Some(found);
-                }
-            }
-        };
-        // The anchored first parts: their few positions, in this buffer's range.
+        }
+    }
+
+    /// The anchored first parts: their few positions, in this buffer's range.
+    fn feed_anchored(&mut self, buf: &[u8], base: u64, until: u64) {
+        let matcher = self.matcher;
+        let done = self.done;
         let end = base + buf.len() as u64;
         for a in &matcher.anchored {
             let sig = &matcher.sigs[a.anchor.sig as usize];
             let Some((lo, hi)) =
-                facts::start_range(&sig.offset, state.file_len, state.exe.as_ref())
+                facts::start_range(&sig.offset, self.state.file_len, self.state.exe.as_ref())
             else {
                 continue;
             };
@@ -639,20 +712,10 @@ impl BodyScan<'_> {
             for abs in first..=last {
                 let at = (abs - base) as usize;
                 if buf[at..at + a.atom.len()] == a.atom[..] {
-                    hit(&a.anchor, at, state);
+                    self.hit(&a.anchor, buf, base, at);
                 }
             }
         }
-        matcher.prefilter.for_each(buf, |atom, at| {
-            let abs = base + at as u64;
-            if abs < done || abs >= until {
-                return;
-            }
-            for anchor in &matcher.anchors[atom as usize] {
-                hit(anchor, at, state);
-            }
-        });
-        self.done = self.done.max(until);
     }
 
     /// The signature ClamAV would report first, once the whole file has been fed.
