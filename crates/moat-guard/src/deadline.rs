@@ -1226,7 +1226,10 @@ impl Worker {
         // below (write epoch, writers, cache, scan) still comes after it.
         let (before, window) = match look {
             Some(l) => (l.key, l.window),
-            None => (FileKey::of(file)?, FileKey::settle_window(file, self.settle)),
+            None => (
+                FileKey::of(file)?,
+                FileKey::settle_window(file, self.settle),
+            ),
         };
         // Someone has the file open for writing (a held shared mapping included; review F3):
         // it can change unseen, so no cached verdict answers for it and none is recorded.

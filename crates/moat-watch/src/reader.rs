@@ -190,8 +190,7 @@ impl Reader {
                 // Through the event's fd, which answering closes: a few µs before the answer,
                 // on the first open of a large file only.
                 if reason == AllowReason::TooLarge {
-                    if let (Some(kc), Some(max)) =
-                        (&self.kernel_cache, self.policy.max_file_size())
+                    if let (Some(kc), Some(max)) = (&self.kernel_cache, self.policy.max_file_size())
                     {
                         kc.too_large(fd, max);
                     }
