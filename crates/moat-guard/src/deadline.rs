@@ -560,6 +560,11 @@ struct QueueState {
     running: std::collections::HashMap<u32, usize>,
     cap: usize,
     closed: bool,
+    /// Jobs in `queues`.
+    queued: usize,
+    /// Workers polling the queue ([`Worker::next_job`]) that will take a job without being
+    /// woken: a push wakes a sleeping worker only for the jobs they cannot take.
+    spinners: usize,
 }
 
 impl QueueState {
@@ -586,6 +591,7 @@ impl QueueState {
                 self.ring.push_back(owner);
             }
             *self.running.entry(owner).or_insert(0) += 1;
+            self.queued -= usize::from(job.is_some());
             return job;
         }
         None
@@ -624,14 +630,35 @@ impl FairQueue {
         if new && !st.ring.contains(&owner) {
             st.ring.push_back(owner);
         }
+        st.queued += 1;
+        // Why not always: a futex wake-up of a sleeping worker that a polling one beats to
+        // the job costs two context switches for nothing (measured: most of the daemon's
+        // own time per event on a 2-vCPU VM was spent switching).
+        let wake = st.queued > st.spinners;
         drop(st);
-        self.ready.notify_one();
+        if wake {
+            self.ready.notify_one();
+        }
         Ok(())
     }
 
-    /// A job without waiting, if one may run now.
-    fn try_take(&self) -> Option<Job> {
-        self.lock().take()
+    /// Polls for a job for up to `spin` (yielding the CPU between tries; counted in
+    /// `spinners` meanwhile, so pushes need not wake a sleeping worker for it), then waits.
+    fn take_polling(&self, spin: Duration) -> Option<Job> {
+        let until = Instant::now() + spin;
+        let mut st = self.lock();
+        st.spinners += 1;
+        loop {
+            let job = st.take();
+            if job.is_some() || st.closed || Instant::now() >= until {
+                st.spinners -= 1;
+                drop(st);
+                return job.or_else(|| self.take());
+            }
+            drop(st);
+            std::thread::yield_now();
+            st = self.lock();
+        }
     }
 
     /// The next job, waiting for one; `None` once closed and drained.
@@ -651,23 +678,31 @@ impl FairQueue {
     /// A job of `owner` finished: another of its jobs may run.
     fn done(&self, owner: u32) {
         let mut st = self.lock();
+        let mut was_capped = false;
+        let cap = st.cap;
         if let Some(n) = st.running.get_mut(&owner) {
+            was_capped = *n >= cap;
             *n = n.saturating_sub(1);
             if *n == 0 {
                 st.running.remove(&owner);
             }
         }
+        // Only a job held back by its owner's cap can have become runnable; at shutdown,
+        // sleeping workers must see the queue drained. Waking every worker after every job
+        // (as before) cost each of them two context switches per event.
+        let held_back = was_capped && st.queues.get(&owner).is_some_and(|q| !q.is_empty());
+        let closed = st.closed;
         drop(st);
-        self.ready.notify_all();
+        if closed {
+            self.ready.notify_all();
+        } else if held_back {
+            self.ready.notify_one();
+        }
     }
 
     fn close(&self) {
         self.lock().closed = true;
         self.ready.notify_all();
-    }
-
-    fn is_closed(&self) -> bool {
-        self.lock().closed
     }
 }
 
@@ -1042,6 +1077,13 @@ struct Worker {
     stopping: Arc<AtomicBool>,
 }
 
+/// A file's key and settle window, read once per job.
+#[derive(Clone, Copy)]
+struct FirstLook {
+    key: FileKey,
+    window: Duration,
+}
+
 enum Outcome {
     Cached,
     Scanned(Verdict),
@@ -1058,16 +1100,7 @@ impl Worker {
     /// The next job: polled for up to [`WORKER_SPIN`] before parking, since waking a parked
     /// thread costs more than a small file's scan on a VM, and jobs come in bursts.
     fn next_job(&self) -> Option<Job> {
-        let until = Instant::now() + WORKER_SPIN;
-        loop {
-            if let Some(job) = self.queue.try_take() {
-                return Some(job);
-            }
-            if self.queue.is_closed() || Instant::now() >= until {
-                return self.queue.take();
-            }
-            std::thread::yield_now();
-        }
+        self.queue.take_polling(WORKER_SPIN)
     }
 
     fn run(self) {
@@ -1112,11 +1145,11 @@ impl Worker {
             Stats::bump(&self.stats.expired_in_queue);
             return;
         };
-        let Some((job, key)) = self.lead_or_join(job, &file) else {
+        let Some((job, key, look)) = self.lead_or_join(job, &file) else {
             Stats::bump(&self.stats.coalesced);
             return;
         };
-        let found = catch_unwind(AssertUnwindSafe(|| self.process(&file, &job.pending)))
+        let found = catch_unwind(AssertUnwindSafe(|| self.process(&file, &job.pending, look)))
             .unwrap_or_else(|_| {
                 Stats::bump(&self.stats.panics);
                 Err(ScanFailure::Panicked)
@@ -1154,29 +1187,50 @@ impl Worker {
         }
     }
 
-    /// `Some((job, key))` when this worker is to process the job (`key`: the in-flight entry
-    /// it registered, to finish afterwards), `None` when the job joined a scan in progress.
-    /// Files whose key cannot be read or is not settled are processed alone.
-    fn lead_or_join(&self, job: Job, file: &File) -> Option<(Job, Option<(FileKey, u64)>)> {
+    /// `Some((job, key, look))` when this worker is to process the job (`key`: the in-flight
+    /// entry it registered, to finish afterwards; `look`: the file's key and settle window as
+    /// read here, which [`process`](Self::process) starts from instead of reading them
+    /// again), `None` when the job joined a scan in progress. Files whose key cannot be read
+    /// or is not settled are processed alone.
+    #[allow(clippy::type_complexity)]
+    fn lead_or_join(
+        &self,
+        job: Job,
+        file: &File,
+    ) -> Option<(Job, Option<(FileKey, u64)>, Option<FirstLook>)> {
         let Ok(key) = FileKey::of(file) else {
-            return Some((job, None));
+            return Some((job, None, None));
         };
         let window = FileKey::settle_window(file, self.settle);
+        let look = Some(FirstLook { key, window });
         if !key.is_settled(SystemTime::now(), window) {
-            return Some((job, None));
+            return Some((job, None, look));
         }
         let k = (key, self.scanner.load().generation());
         self.in_flight
             .join_or_lead(k, job)
-            .map(|job| (job, Some(k)))
+            .map(|job| (job, Some(k), look))
     }
 
     /// Key, cache, scan, cache: everything but answering. One snapshot of the scanner serves
     /// for the generation and the scan, so a reload meanwhile cannot mislabel the verdict.
-    fn process(&self, file: &File, pending: &Pending) -> Result<Found, ScanFailure> {
+    fn process(
+        &self,
+        file: &File,
+        pending: &Pending,
+        look: Option<FirstLook>,
+    ) -> Result<Found, ScanFailure> {
         let scanner = self.scanner.load();
         let generation = scanner.generation();
-        let before = FileKey::of(file)?;
+        // The key read just before (lead_or_join) is as good as one read now: every check
+        // below (write epoch, writers, cache, scan) still comes after it.
+        let (before, window) = match look {
+            Some(l) => (l.key, l.window),
+            None => (
+                FileKey::of(file)?,
+                FileKey::settle_window(file, self.settle),
+            ),
+        };
         // Someone has the file open for writing (a held shared mapping included; review F3):
         // it can change unseen, so no cached verdict answers for it and none is recorded.
         // Unknown (no leases there) counts as written: when unsure, scan.
@@ -1203,7 +1257,7 @@ impl Worker {
             });
         }
         let verdict = self.scan_with_retries(&*scanner, file, pending)?;
-        let window = FileKey::settle_window(file, self.settle);
+        // The same file, so the same filesystem: its settle window as read before.
         let unchanged =
             |after: FileKey| after == before && after.is_settled(SystemTime::now(), window);
         // Clean, unchanged, still nobody writing, and no close-after-write meanwhile (a write

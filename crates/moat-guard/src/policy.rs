@@ -153,6 +153,11 @@ impl Policy {
         self.exclude_root_uid || !self.exclude_uids.is_empty()
     }
 
+    /// `OnAccessMaxFileSize`: files larger are allowed unscanned ([`AllowReason::TooLarge`]).
+    pub fn max_file_size(&self) -> Option<u64> {
+        self.max_file_size
+    }
+
     /// Decides an access without any I/O.
     pub fn decide(&self, facts: &AccessFacts<'_>) -> Decision {
         use AllowReason::*;

@@ -32,6 +32,8 @@ pub struct FileStat {
     pub nlink: u32,
     /// `st_dev` (`makedev(stx_dev_major, stx_dev_minor)`).
     pub dev: u64,
+    /// `st_ino`.
+    pub ino: u64,
     /// The mount the fd was opened through: the unique id where the kernel has one (6.8+),
     /// else the old (reusable) id.
     pub mnt_id: u64,
@@ -64,6 +66,7 @@ pub fn stat_fd(fd: BorrowedFd<'_>) -> std::io::Result<FileStat> {
         size: st.stx_size,
         nlink: st.stx_nlink,
         dev: libc::makedev(st.stx_dev_major, st.stx_dev_minor),
+        ino: st.stx_ino,
         mnt_id: st.stx_mnt_id,
         uid: st.stx_uid,
         mode: st.stx_mode as u32,

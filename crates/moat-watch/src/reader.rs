@@ -187,6 +187,14 @@ impl Reader {
         let (access, decision) = self.decide(fd, perm.pid(), pidfd_of(&perm), kind);
         match decision {
             Decision::Allow(reason) => {
+                // Through the event's fd, which answering closes: a few µs before the answer,
+                // on the first open of a large file only.
+                if reason == AllowReason::TooLarge {
+                    if let (Some(kc), Some(max)) = (&self.kernel_cache, self.policy.max_file_size())
+                    {
+                        kc.too_large(fd, max);
+                    }
+                }
                 let r = perm.allow();
                 self.reporter.stats.allowed(reason);
                 self.answer_failed(r.err());

@@ -955,6 +955,41 @@ fn on_access_max_file_size_allows_larger_files_unscanned() {
     assert_blocked(&small, &infected("s"));
 }
 
+/// A file allowed unscanned for its size gets an evictable ignore mark (its next opens raise
+/// no event); shrinking it must drop that mark, so a detection written into it is scanned
+/// and blocked on the next open: by an `O_TRUNC` open and write, and by `ftruncate` then a
+/// write through the same fd.
+#[test]
+fn a_large_file_shrunk_to_a_detection_is_blocked() {
+    if !privileged() {
+        return;
+    }
+    let w = World::new();
+    let mut big = clean("big");
+    big.resize(4096, b'.');
+    let by_o_trunc = put(&w.at("a/big"), &big);
+    let by_ftruncate = put(&w.at("b/big"), &big);
+    let conf = w.conf().set("OnAccessMaxFileSize", "1K");
+    let _d = Daemon::start(&w, &conf, &[]);
+    for path in [&by_o_trunc, &by_ftruncate] {
+        // The first open sets the mark, the second goes through it.
+        assert_readable(path, &big);
+        assert_readable(path, &big);
+    }
+    fs::write(&by_o_trunc, infected("o_trunc")).unwrap();
+    assert_blocked(&by_o_trunc, &infected("o_trunc"));
+    {
+        use std::io::Write;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .open(&by_ftruncate)
+            .unwrap();
+        f.set_len(0).unwrap();
+        f.write_all(&infected("ftruncate")).unwrap();
+    }
+    assert_blocked(&by_ftruncate, &infected("ftruncate"));
+}
+
 /// DatabaseDirectory and TemporaryDirectory inside an include path are never watched (the
 /// daemon reads its signatures and scratch files there); the rest of the tree is.
 /// The DatabaseDirectory is never watched; the TemporaryDirectory is (moat does not use it,
