@@ -209,6 +209,28 @@ impl Ctx {
         }
     }
 
+    /// Every signature matching an open file (ALLMATCHSCAN), in ClamAV's `--allmatch`
+    /// order; empty when clean. Logs each detection; VirusEvent runs for the first.
+    pub fn scan_all(&self, file: &File, label: &str) -> Result<Vec<Arc<str>>, String> {
+        let db = self.database();
+        match db.scanner.scan_all(file) {
+            Ok(names) => {
+                for name in &names {
+                    tracing::warn!("{label}: {name} FOUND");
+                }
+                match names.first() {
+                    Some(first) => self.virus_event(label, first),
+                    None => tracing::debug!("{label}: OK"),
+                }
+                Ok(names)
+            }
+            Err(e) => {
+                tracing::warn!("{label}: scan failed: {e}");
+                Err("Can't read file".to_owned())
+            }
+        }
+    }
+
     /// As clamd: `%v` is the name, the file only travels in the environment (see
     /// moat_react::virus_event); started without waiting, at most a few at once.
     fn virus_event(&self, file: &str, name: &str) {

@@ -59,6 +59,16 @@ pub trait Scanner: Send + Sync {
     /// change anything the opener can see.
     fn scan(&self, file: &File) -> Result<Verdict, ScanFailure>;
 
+    /// Every signature matching `file`, in the order ClamAV reports them with `--allmatch`
+    /// (clamd's ALLMATCHSCAN); empty when clean or not scanned. By default the one
+    /// detection of [`Scanner::scan`].
+    fn scan_all(&self, file: &File) -> Result<Vec<Arc<str>>, ScanFailure> {
+        Ok(match self.scan(file)? {
+            Verdict::Infected(name) => vec![name],
+            Verdict::Clean | Verdict::Skipped(_) => Vec::new(),
+        })
+    }
+
     /// The version of the signature database behind this scanner. It is part of the verdict
     /// cache key, so verdicts of an older database never answer for a newer one.
     fn generation(&self) -> u64;
@@ -73,6 +83,10 @@ pub trait Scanner: Send + Sync {
 impl<S: Scanner + ?Sized> Scanner for Arc<S> {
     fn scan(&self, file: &File) -> Result<Verdict, ScanFailure> {
         (**self).scan(file)
+    }
+
+    fn scan_all(&self, file: &File) -> Result<Vec<Arc<str>>, ScanFailure> {
+        (**self).scan_all(file)
     }
 
     fn generation(&self) -> u64 {
@@ -197,6 +211,14 @@ impl Scanner for EngineScanner {
         })
     }
 
+    fn scan_all(&self, file: &File) -> Result<Vec<Arc<str>>, ScanFailure> {
+        let mut scanner = moat_engine::Scanner::new(&self.engine, self.limits);
+        let names = scanner.scan_file_all(file).map_err(|e| match e {
+            moat_engine::ScanError::Io(e) => ScanFailure::Io(e),
+        })?;
+        Ok(names.into_iter().map(Arc::from).collect())
+    }
+
     fn generation(&self) -> u64 {
         self.generation
     }
@@ -252,6 +274,12 @@ mod tests {
             Verdict::Infected(Arc::from("Moat.Test.Marker.UNOFFICIAL"))
         );
         assert!(v.is_infected());
+        // One signature: all-match reports the same one.
+        assert_eq!(
+            s.scan_all(&file_with(b"xx MOAT-TEST-MARKER yy")).unwrap(),
+            [Arc::from("Moat.Test.Marker.UNOFFICIAL")]
+        );
+        assert!(s.scan_all(&file_with(b"clean text")).unwrap().is_empty());
         let big = [b'a'; 101];
         assert_eq!(
             s.scan(&file_with(&big)).unwrap(),
