@@ -231,6 +231,15 @@ impl<'e> Scanner<'e> {
         outcome
     }
 
+    /// Scans content held in memory (a clamd INSTREAM), as [`Scanner::scan_file`] scans a
+    /// file of these bytes; content over the size limits is skipped.
+    pub fn scan_bytes(&mut self, data: &[u8]) -> ScanOutcome<'e> {
+        if self.too_large(data.len() as u64) {
+            return self.skipped(data.len() as u64);
+        }
+        self.scan_data(data)
+    }
+
     /// Scans everything `reader` yields (e.g. standard input). Input larger than
     /// [`READ_LIMIT`] is spooled to an anonymous temporary file (as clamscan does), so
     /// memory stays bounded; input over the size limits is skipped.

@@ -59,6 +59,16 @@ pub trait Scanner: Send + Sync {
     /// change anything the opener can see.
     fn scan(&self, file: &File) -> Result<Verdict, ScanFailure>;
 
+    /// Scans content held in memory as a file of these bytes. By default written to an
+    /// anonymous temporary file and scanned with [`Scanner::scan`].
+    fn scan_bytes(&self, data: &[u8]) -> Result<Verdict, ScanFailure> {
+        use std::io::{Seek, Write};
+        let mut file = tempfile::tempfile()?;
+        file.write_all(data)?;
+        file.rewind()?;
+        self.scan(&file)
+    }
+
     /// Every signature matching `file`, in the order ClamAV reports them with `--allmatch`
     /// (clamd's ALLMATCHSCAN); empty when clean or not scanned. By default the one
     /// detection of [`Scanner::scan`].
@@ -87,6 +97,10 @@ impl<S: Scanner + ?Sized> Scanner for Arc<S> {
 
     fn scan_all(&self, file: &File) -> Result<Vec<Arc<str>>, ScanFailure> {
         (**self).scan_all(file)
+    }
+
+    fn scan_bytes(&self, data: &[u8]) -> Result<Verdict, ScanFailure> {
+        (**self).scan_bytes(data)
     }
 
     fn generation(&self) -> u64 {
@@ -198,17 +212,27 @@ impl EngineScanner {
     }
 }
 
+/// The trait's verdict for an engine outcome.
+fn verdict_of(outcome: moat_engine::ScanOutcome<'_>) -> Verdict {
+    match (outcome.skipped, outcome.verdict) {
+        (Some(moat_engine::Skip::TooLarge), _) => Verdict::Skipped(SkipReason::TooLarge),
+        (None, moat_engine::Verdict::Clean) => Verdict::Clean,
+        (None, moat_engine::Verdict::Infected(name)) => Verdict::Infected(Arc::from(name)),
+    }
+}
+
 impl Scanner for EngineScanner {
     fn scan(&self, file: &File) -> Result<Verdict, ScanFailure> {
         let mut scanner = moat_engine::Scanner::new(&self.engine, self.limits);
         let outcome = scanner.scan_file(file).map_err(|e| match e {
             moat_engine::ScanError::Io(e) => ScanFailure::Io(e),
         })?;
-        Ok(match (outcome.skipped, outcome.verdict) {
-            (Some(moat_engine::Skip::TooLarge), _) => Verdict::Skipped(SkipReason::TooLarge),
-            (None, moat_engine::Verdict::Clean) => Verdict::Clean,
-            (None, moat_engine::Verdict::Infected(name)) => Verdict::Infected(Arc::from(name)),
-        })
+        Ok(verdict_of(outcome))
+    }
+
+    fn scan_bytes(&self, data: &[u8]) -> Result<Verdict, ScanFailure> {
+        let mut scanner = moat_engine::Scanner::new(&self.engine, self.limits);
+        Ok(verdict_of(scanner.scan_bytes(data)))
     }
 
     fn scan_all(&self, file: &File) -> Result<Vec<Arc<str>>, ScanFailure> {
@@ -280,6 +304,16 @@ mod tests {
             [Arc::from("Moat.Test.Marker.UNOFFICIAL")]
         );
         assert!(s.scan_all(&file_with(b"clean text")).unwrap().is_empty());
+        // In memory: the same verdicts.
+        assert_eq!(
+            s.scan_bytes(b"xx MOAT-TEST-MARKER yy").unwrap(),
+            Verdict::Infected(Arc::from("Moat.Test.Marker.UNOFFICIAL"))
+        );
+        assert_eq!(s.scan_bytes(b"clean text").unwrap(), Verdict::Clean);
+        assert_eq!(
+            s.scan_bytes(&[b'a'; 101]).unwrap(),
+            Verdict::Skipped(SkipReason::TooLarge)
+        );
         let big = [b'a'; 101];
         assert_eq!(
             s.scan(&file_with(&big)).unwrap(),
