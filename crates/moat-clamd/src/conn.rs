@@ -552,7 +552,9 @@ impl Spool {
         match self {
             Spool::Memory(v) => Ok(Stream::Memory(v)),
             Spool::File(w) => {
-                let mut f = w.into_inner().map_err(|e| SpoolError::Write(e.into_error()))?;
+                let mut f = w
+                    .into_inner()
+                    .map_err(|e| SpoolError::Write(e.into_error()))?;
                 f.seek(SeekFrom::Start(0)).map_err(SpoolError::Write)?;
                 Ok(Stream::File(f))
             }

@@ -45,7 +45,12 @@ impl Engine {
         }
         let html = facts.file_type() == FileType::Html;
         if !html {
-            out.extend(self.typed.scan_raw_all(&facts, data).iter().map(|s| &*s.name));
+            out.extend(
+                self.typed
+                    .scan_raw_all(&facts, data)
+                    .iter()
+                    .map(|s| &*s.name),
+            );
             let raw = self.body.scan_all(data, None);
             out.extend(raw.iter().map(|m| &*self.body.sig(m.sig).name));
         }
@@ -121,7 +126,10 @@ mod tests {
                     hex("MOATTESTOTHERBBBB")
                 ),
             ),
-            ("b.ndb", &format!("Sig.C:0:*:{}\n", hex("MOATTESTTHIRDCCCC"))),
+            (
+                "b.ndb",
+                &format!("Sig.C:0:*:{}\n", hex("MOATTESTTHIRDCCCC")),
+            ),
             ("c.hdb", &format!("{md5}:{}:Sig.Hash\n", data.len())),
             (
                 "d.ldb",
@@ -147,7 +155,9 @@ mod tests {
             e.scan_bytes(data),
             crate::Verdict::Infected("Sig.A.UNOFFICIAL")
         );
-        assert!(e.scan_bytes_all(b"nothing here\n", &Limits::default()).is_empty());
+        assert!(e
+            .scan_bytes_all(b"nothing here\n", &Limits::default())
+            .is_empty());
     }
 
     #[test]

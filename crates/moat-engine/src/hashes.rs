@@ -135,7 +135,10 @@ impl HashIndex {
                 .then(|| self.sha256.lookup(size, digests.sha256()))
                 .flatten(),
         ];
-        hits.into_iter().flatten().map(|hit| self.names.get(hit)).collect()
+        hits.into_iter()
+            .flatten()
+            .map(|hit| self.names.get(hit))
+            .collect()
     }
 }
 

@@ -80,7 +80,10 @@ impl Typed {
             return Vec::new();
         };
         let exe = if m.needs_exe() { facts.exe() } else { None };
-        m.scan_all(data, exe).iter().map(|found| m.sig(found.sig)).collect()
+        m.scan_all(data, exe)
+            .iter()
+            .map(|found| m.sig(found.sig))
+            .collect()
     }
 
     /// The first section hash signature to match a section of a PE file, sections in

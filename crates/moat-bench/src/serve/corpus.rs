@@ -58,7 +58,9 @@ pub fn real() -> Result<Corpus, String> {
     files.retain(|p| std::fs::File::open(p).is_ok());
     files.truncate(REAL_FILES);
     if files.is_empty() {
-        return Err(format!("no file of {REAL_SIZES:?} bytes under {REAL_ROOTS:?}"));
+        return Err(format!(
+            "no file of {REAL_SIZES:?} bytes under {REAL_ROOTS:?}"
+        ));
     }
     Corpus::of(
         files,

@@ -355,7 +355,11 @@ fn ping_rows(servers: &[Server], threads: u32) -> Vec<Row> {
             c50,
             m50,
         ),
-        Row::lower(format!("PING ms max, {busy} 20 MiB streams busy"), cmax, mmax),
+        Row::lower(
+            format!("PING ms max, {busy} 20 MiB streams busy"),
+            cmax,
+            mmax,
+        ),
     ]
 }
 

@@ -147,15 +147,31 @@ pub fn rows(c: &Reload, m: &Reload) -> Vec<Row> {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let growth = |r: &Reload| r.peak_kib as f64 / r.before_kib.max(1) as f64;
     vec![
-        Row::lower("RELOAD: RSS before, MiB".into(), mib(c.before_kib), mib(m.before_kib)),
-        Row::lower("RELOAD: peak RSS during, MiB".into(), mib(c.peak_kib), mib(m.peak_kib)),
+        Row::lower(
+            "RELOAD: RSS before, MiB".into(),
+            mib(c.before_kib),
+            mib(m.before_kib),
+        ),
+        Row::lower(
+            "RELOAD: peak RSS during, MiB".into(),
+            mib(c.peak_kib),
+            mib(m.peak_kib),
+        ),
         Row::lower("RELOAD: peak / before".into(), growth(c), growth(m)),
-        Row::lower("RELOAD: seconds to reloaded".into(), c.took.as_secs_f64(), m.took.as_secs_f64()),
+        Row::lower(
+            "RELOAD: seconds to reloaded".into(),
+            c.took.as_secs_f64(),
+            m.took.as_secs_f64(),
+        ),
         Row::higher(
             "RELOAD: verdicts/s during it (8 clients)".into(),
             c.answered as f64 / c.took.as_secs_f64().max(1e-3),
             m.answered as f64 / m.took.as_secs_f64().max(1e-3),
         ),
-        Row::lower("RELOAD: longest gap without a verdict, ms".into(), ms(c.longest_gap), ms(m.longest_gap)),
+        Row::lower(
+            "RELOAD: longest gap without a verdict, ms".into(),
+            ms(c.longest_gap),
+            ms(m.longest_gap),
+        ),
     ]
 }
