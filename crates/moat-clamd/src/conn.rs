@@ -367,8 +367,8 @@ impl Conn {
         }
     }
 
-    /// INSTREAM: chunks are spooled to a temp file here (ReadTimeout between packets), then
-    /// the file is scanned by a worker.
+    /// INSTREAM: chunks are gathered here (ReadTimeout between packets), in memory up to
+    /// [`MEMORY_STREAM`] bytes, in a temp file beyond ([`Spool`]); then a worker scans them.
     fn instream(&mut self, framing: Framing, after: Next) -> Next {
         let dir = self
             .ctx
@@ -376,25 +376,13 @@ impl Conn {
             .temporary_directory
             .clone()
             .unwrap_or_else(std::env::temp_dir);
-        let mut spool = match tempfile::tempfile_in(&dir) {
-            Ok(f) => std::io::BufWriter::with_capacity(64 << 10, f),
-            Err(e) => {
-                tracing::error!(
-                    "INSTREAM: cannot create a temp file in {}: {e}",
-                    dir.display()
-                );
-                self.send(framing, "stream: Can't create temporary file ERROR");
-                return after;
-            }
-        };
+        let mut spool = Spool::Memory(Vec::new());
         let mut decoder = ChunkDecoder::new(self.ctx.settings.stream_max_length);
         let mut write_error = None;
         loop {
             let fed = decoder.feed(&self.buf, |data| {
                 if write_error.is_none() {
-                    if let Err(e) = spool.write_all(data) {
-                        write_error = Some(e);
-                    }
+                    write_error = spool.write(data, &dir).err();
                 }
             });
             match fed {
@@ -413,6 +401,11 @@ impl Conn {
                     return Next::Abort;
                 }
             }
+            if let Some(e) = write_error.take() {
+                // The rest of the stream cannot be told from commands: close.
+                self.spool_failed(framing, e, &dir);
+                return Next::Abort;
+            }
             if decoder.is_done() {
                 break;
             }
@@ -423,28 +416,40 @@ impl Conn {
                 Read::TimedOut => return self.timed_out(),
             }
         }
-        let file = spool.into_inner().map_err(|e| e.into_error());
-        let file = match (write_error, file) {
-            (None, Ok(mut f)) => match f.seek(SeekFrom::Start(0)) {
-                Ok(_) => f,
-                Err(e) => return self.spool_failed(framing, e, after),
-            },
-            (Some(e), _) | (None, Err(e)) => return self.spool_failed(framing, e, after),
+        let content = match spool.finish() {
+            Ok(c) => c,
+            Err(e) => {
+                self.spool_failed(framing, e, &dir);
+                return after;
+            }
         };
         let ctx = Arc::clone(&self.ctx);
         let emit = self.emitter(framing);
         let label = self.sock.stream_label();
         self.submit("INSTREAM", label.clone(), move || {
-            let text = verdict_line(ctx.scan(&file, &label), b"stream");
-            emit(&text);
+            let verdict = match &content {
+                Stream::Memory(data) => ctx.scan_bytes(data, &label),
+                Stream::File(file) => ctx.scan(file, &label),
+            };
+            emit(&verdict_line(verdict, b"stream"));
         });
         after
     }
 
-    fn spool_failed(&self, framing: Framing, e: std::io::Error, after: Next) -> Next {
-        tracing::error!("INSTREAM: cannot write the temp file: {e}");
-        self.send(framing, "stream: Can't write to temporary file ERROR");
-        after
+    fn spool_failed(&self, framing: Framing, e: SpoolError, dir: &std::path::Path) {
+        match e {
+            SpoolError::Create(e) => {
+                tracing::error!(
+                    "INSTREAM: cannot create a temp file in {}: {e}",
+                    dir.display()
+                );
+                self.send(framing, "stream: Can't create temporary file ERROR");
+            }
+            SpoolError::Write(e) => {
+                tracing::error!("INSTREAM: cannot write the temp file: {e}");
+                self.send(framing, "stream: Can't write to temporary file ERROR");
+            }
+        }
     }
 
     /// FILDES: one more byte, carrying the descriptor, within CommandReadTimeout.
@@ -495,6 +500,65 @@ impl Conn {
             emit(&text);
         });
         after
+    }
+}
+
+/// Streams up to this size stay in memory: no temp file to create, write, read back and
+/// delete for the small streams mail and web clients send most (moat-guard's engine reads
+/// files up to 1 MiB whole too, so the scan is the same).
+pub const MEMORY_STREAM: usize = 1 << 20;
+
+/// An INSTREAM's content while it arrives.
+enum Spool {
+    /// Up to [`MEMORY_STREAM`] bytes.
+    Memory(Vec<u8>),
+    /// Beyond: in an anonymous temp file of TemporaryDirectory.
+    File(std::io::BufWriter<File>),
+}
+
+/// An INSTREAM's content, complete.
+enum Stream {
+    Memory(Vec<u8>),
+    File(File),
+}
+
+/// Why an INSTREAM could not be kept (clamd's two messages).
+enum SpoolError {
+    Create(std::io::Error),
+    Write(std::io::Error),
+}
+
+impl Spool {
+    /// Appends `data`, moving to a temp file in `dir` past [`MEMORY_STREAM`].
+    fn write(&mut self, data: &[u8], dir: &std::path::Path) -> Result<(), SpoolError> {
+        if let Spool::Memory(v) = self {
+            if v.len() + data.len() <= MEMORY_STREAM {
+                v.extend_from_slice(data);
+                return Ok(());
+            }
+            let file = tempfile::tempfile_in(dir).map_err(SpoolError::Create)?;
+            let mut w = std::io::BufWriter::with_capacity(64 << 10, file);
+            w.write_all(v).map_err(SpoolError::Write)?;
+            *self = Spool::File(w);
+        }
+        match self {
+            Spool::File(w) => w.write_all(data).map_err(SpoolError::Write),
+            Spool::Memory(_) => unreachable!("moved to a file above"),
+        }
+    }
+
+    /// The content, a file rewound to its start.
+    fn finish(self) -> Result<Stream, SpoolError> {
+        match self {
+            Spool::Memory(v) => Ok(Stream::Memory(v)),
+            Spool::File(w) => {
+                let mut f = w
+                    .into_inner()
+                    .map_err(|e| SpoolError::Write(e.into_error()))?;
+                f.seek(SeekFrom::Start(0)).map_err(SpoolError::Write)?;
+                Ok(Stream::File(f))
+            }
+        }
     }
 }
 

@@ -24,7 +24,7 @@ pub enum Mode {
     Scan,
     /// CONTSCAN: report every infected file.
     Cont,
-    /// ALLMATCHSCAN: as SCAN, every match of the file (moat reports its first).
+    /// ALLMATCHSCAN: as SCAN, with one line per signature matching the infected file.
     AllMatch,
     /// MULTISCAN: CONTSCAN with a directory's files scanned in parallel. The walk runs on
     /// the connection's thread and only files go to the pool, so moat never answers clamd's
@@ -225,22 +225,30 @@ impl Walk<'_> {
         }
     }
 
+    fn emit_all(&mut self, lines: &[Vec<u8>]) {
+        for l in lines {
+            if !self.stop {
+                self.emit(l);
+            }
+        }
+    }
+
     fn file(&mut self, path: &[u8]) {
         if let Some(multi) = &self.multi {
             self.submit(Arc::clone(multi), path.to_vec());
             return;
         }
         self.tally.total.fetch_add(1, Ordering::SeqCst);
-        let (text, outcome) = scan_path(self.ctx, path);
+        let (lines, outcome) = scan_path(self.ctx, path, self.mode == Mode::AllMatch);
         match outcome {
             Outcome::Clean => {}
             Outcome::Error => {
                 self.tally.errors.fetch_add(1, Ordering::SeqCst);
-                self.emit(&text);
+                self.emit_all(&lines);
             }
             Outcome::Infected => {
                 self.tally.infected.fetch_add(1, Ordering::SeqCst);
-                self.emit(&text);
+                self.emit_all(&lines);
                 if matches!(self.mode, Mode::Scan | Mode::AllMatch) {
                     self.stop = true;
                 }
@@ -258,17 +266,18 @@ impl Walk<'_> {
             label,
             run: Box::new(move || {
                 multi.total.fetch_add(1, Ordering::SeqCst);
-                let (text, outcome) = scan_path(&ctx, &path);
+                let (lines, outcome) = scan_path(&ctx, &path, false);
                 match outcome {
                     Outcome::Clean => {}
                     Outcome::Error => {
                         multi.errors.fetch_add(1, Ordering::SeqCst);
-                        emit(&text);
                     }
                     Outcome::Infected => {
                         multi.infected.fetch_add(1, Ordering::SeqCst);
-                        emit(&text);
                     }
+                }
+                for l in &lines {
+                    emit(l);
                 }
                 let mut p = multi.pending.lock().unwrap_or_else(|e| e.into_inner());
                 *p -= 1;
@@ -284,8 +293,9 @@ enum Outcome {
     Error,
 }
 
-/// Scans one file by path; the reply line and what it was.
-fn scan_path(ctx: &Arc<Ctx>, path: &[u8]) -> (Vec<u8>, Outcome) {
+/// Scans one file by path (`all`: every matching signature, ALLMATCHSCAN); the reply lines
+/// (none for a clean file) and what it was.
+fn scan_path(ctx: &Arc<Ctx>, path: &[u8], all: bool) -> (Vec<Vec<u8>>, Outcome) {
     // The walk decided whether a symlink is followed; without FollowFileSymlinks a link
     // swapped in meanwhile is not.
     let nofollow = if ctx.settings.follow_file_symlinks {
@@ -300,20 +310,34 @@ fn scan_path(ctx: &Arc<Ctx>, path: &[u8]) -> (Vec<u8>, Outcome) {
     let file: File = match file {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            return (line(path, "Access denied. ERROR"), Outcome::Error)
+            return (vec![line(path, "Access denied. ERROR")], Outcome::Error)
         }
         Err(_) => {
             return (
-                line(path, "Can't open file or directory ERROR"),
+                vec![line(path, "Can't open file or directory ERROR")],
                 Outcome::Error,
             )
         }
     };
     let label = String::from_utf8_lossy(path);
-    match ctx.scan(&file, &label) {
-        Ok(Verdict::Infected(name)) => (line(path, &format!("{name} FOUND")), Outcome::Infected),
-        Ok(_) => (Vec::new(), Outcome::Clean),
-        Err(msg) => (line(path, &format!("{msg} ERROR")), Outcome::Error),
+    let names = if all {
+        ctx.scan_all(&file, &label)
+    } else {
+        ctx.scan(&file, &label).map(|v| match v {
+            Verdict::Infected(name) => vec![name],
+            _ => Vec::new(),
+        })
+    };
+    match names {
+        Ok(names) if names.is_empty() => (Vec::new(), Outcome::Clean),
+        Ok(names) => (
+            names
+                .iter()
+                .map(|name| line(path, &format!("{name} FOUND")))
+                .collect(),
+            Outcome::Infected,
+        ),
+        Err(msg) => (vec![line(path, &format!("{msg} ERROR"))], Outcome::Error),
     }
 }
 

@@ -159,6 +159,8 @@ pub struct Ctx {
     pub generation: AtomicU64,
     /// Client connections open now (MaxConnections).
     connections: AtomicUsize,
+    /// Connection threads waiting for a connection.
+    conn_threads: ConnThreads,
     /// The VirusEvent runner (bounded in number and time; never waited for).
     virus_event: Option<moat_react::virus_event::VirusEvent>,
 }
@@ -192,7 +194,16 @@ impl Ctx {
     /// and runs VirusEvent.
     pub fn scan(&self, file: &File, label: &str) -> Result<Verdict, String> {
         let db = self.database();
-        match db.scanner.scan(file) {
+        self.logged(db.scanner.scan(file), label)
+    }
+
+    /// Logs a scan's result (and runs VirusEvent); an error becomes clamd's message.
+    fn logged(
+        &self,
+        result: Result<Verdict, moat_guard::ScanFailure>,
+        label: &str,
+    ) -> Result<Verdict, String> {
+        match result {
             Ok(v) => {
                 if let Verdict::Infected(name) = &v {
                     tracing::warn!("{label}: {name} FOUND");
@@ -201,6 +212,34 @@ impl Ctx {
                     tracing::debug!("{label}: OK");
                 }
                 Ok(v)
+            }
+            Err(e) => {
+                tracing::warn!("{label}: scan failed: {e}");
+                Err("Can't read file".to_owned())
+            }
+        }
+    }
+
+    /// [`Ctx::scan`] for content held in memory (an INSTREAM).
+    pub fn scan_bytes(&self, data: &[u8], label: &str) -> Result<Verdict, String> {
+        let db = self.database();
+        self.logged(db.scanner.scan_bytes(data), label)
+    }
+
+    /// Every signature matching an open file (ALLMATCHSCAN), in ClamAV's `--allmatch`
+    /// order; empty when clean. Logs each detection; VirusEvent runs for the first.
+    pub fn scan_all(&self, file: &File, label: &str) -> Result<Vec<Arc<str>>, String> {
+        let db = self.database();
+        match db.scanner.scan_all(file) {
+            Ok(names) => {
+                for name in &names {
+                    tracing::warn!("{label}: {name} FOUND");
+                }
+                match names.first() {
+                    Some(first) => self.virus_event(label, first),
+                    None => tracing::debug!("{label}: OK"),
+                }
+                Ok(names)
             }
             Err(e) => {
                 tracing::warn!("{label}: scan failed: {e}");
@@ -447,6 +486,7 @@ impl Server {
             events: tx,
             generation: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
+            conn_threads: ConnThreads::new(),
             virus_event: settings_virus_event,
         });
         let (r, w) = nix::unistd::pipe().map_err(io::Error::from)?;
@@ -497,6 +537,7 @@ impl Server {
         }
         tracing::info!("shutting down");
         let _ = nix::unistd::write(&self.stop_pipe.1, b"x");
+        self.ctx.conn_threads.release_idle();
         for l in self.listeners.iter() {
             if let Listener::Unix { path: Some(p), .. } = l {
                 let _ = std::fs::remove_file(p);
@@ -631,19 +672,85 @@ impl Drop for Open {
     }
 }
 
+/// Connection threads kept waiting for the next connection once theirs has ended: a
+/// thread start per connection (clone, stack mapping, exit) cost about as much as the
+/// reading and answering of a small INSTREAM (measured with perf under `moat-bench serve`).
+const IDLE_CONNECTION_THREADS: usize = 64;
+
+/// Connection threads that have finished a connection and wait for another. Hand-written
+/// (a channel and a counter) because a general pool would not bound idle threads while
+/// letting busy ones grow to MaxConnections.
+pub(crate) struct ConnThreads {
+    /// A connection, or `None`: leave (shutdown).
+    tx: Sender<Option<(Sock, Open)>>,
+    rx: Receiver<Option<(Sock, Open)>>,
+    /// Threads waiting on `rx`; never exit once counted, so a connection sent after
+    /// taking one from this count is always picked up.
+    idle: AtomicUsize,
+}
+
+impl ConnThreads {
+    pub(crate) fn new() -> ConnThreads {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        ConnThreads {
+            tx,
+            rx,
+            idle: AtomicUsize::new(0),
+        }
+    }
+
+    /// Tells every idle thread to leave (they hold the server's state).
+    fn release_idle(&self) {
+        for _ in 0..self.idle.swap(0, Ordering::SeqCst) {
+            let _ = self.tx.send(None);
+        }
+    }
+
+    /// Takes one idle thread, if any.
+    fn take_idle(&self) -> bool {
+        self.idle
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
 fn spawn_connection(ctx: &Arc<Ctx>, sock: Sock) {
     ctx.connections.fetch_add(1, Ordering::SeqCst);
     let open = Open(Arc::clone(ctx));
+    if ctx.conn_threads.take_idle() {
+        // An idle thread is counted only while it waits on the channel for good.
+        let _ = ctx.conn_threads.tx.send(Some((sock, open)));
+        return;
+    }
     let spawned = std::thread::Builder::new()
         .name("moat-serve-conn".into())
         .stack_size(256 << 10)
-        .spawn(move || {
-            let ctx = Arc::clone(&open.0);
-            crate::conn::serve(ctx, sock);
-            drop(open);
-        });
+        .spawn(move || connection_thread(sock, open));
     if let Err(e) = spawned {
         // The closure (and its Open) was dropped: the count is back.
         tracing::error!("cannot start a connection thread: {e}");
+    }
+}
+
+/// Serves `sock`, then, while fewer than [`IDLE_CONNECTION_THREADS`] wait, further
+/// connections handed over by [`spawn_connection`].
+fn connection_thread(sock: Sock, open: Open) {
+    let ctx = Arc::clone(&open.0);
+    crate::conn::serve(Arc::clone(&ctx), sock);
+    drop(open);
+    let threads = &ctx.conn_threads;
+    let joined = threads
+        .idle
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+            (n < IDLE_CONNECTION_THREADS).then_some(n + 1)
+        })
+        .is_ok();
+    if !joined {
+        return;
+    }
+    while let Ok(Some((sock, open))) = threads.rx.recv() {
+        crate::conn::serve(Arc::clone(&ctx), sock);
+        drop(open);
+        threads.idle.fetch_add(1, Ordering::SeqCst);
     }
 }

@@ -116,6 +116,30 @@ impl HashIndex {
             })?;
         Some(self.names.get(hit))
     }
+
+    /// Every signature matching the file, one per digest kind at most, in
+    /// [`HashIndex::lookup`]'s order (MD5, SHA-1, SHA-256).
+    pub fn lookup_all(&self, digests: &mut FileDigests<'_>) -> Vec<&str> {
+        let size = digests.size;
+        let hits = [
+            self.md5
+                .wants(size)
+                .then(|| self.md5.lookup(size, digests.md5()))
+                .flatten(),
+            self.sha1
+                .wants(size)
+                .then(|| self.sha1.lookup(size, digests.sha1()))
+                .flatten(),
+            self.sha256
+                .wants(size)
+                .then(|| self.sha256.lookup(size, digests.sha256()))
+                .flatten(),
+        ];
+        hits.into_iter()
+            .flatten()
+            .map(|hit| self.names.get(hit))
+            .collect()
+    }
 }
 
 /// The digests of one file, each computed at most once and only when asked for

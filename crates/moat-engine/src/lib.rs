@@ -27,6 +27,7 @@
 
 #![warn(missing_docs)]
 
+mod allmatch;
 pub mod body;
 pub mod containers;
 pub mod facts;

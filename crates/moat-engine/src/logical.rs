@@ -350,6 +350,21 @@ impl LogicalMatcher {
         scan.finish(Some(data), facts)
     }
 
+    /// Every logical signature holding on the complete contents `data`, in load order.
+    pub fn scan_all(
+        &self,
+        data: &[u8],
+        facts: &LogicalFacts<'_>,
+        exe: Option<&ExeInfo>,
+    ) -> Vec<&str> {
+        if !self.any_applies(facts) {
+            return Vec::new();
+        }
+        let mut scan = self.start(data.len() as u64, facts.target, false, exe);
+        scan.feed(data, 0, data.len() as u64);
+        scan.finish_all(Content::Whole(data), facts)
+    }
+
     /// Starts a scan of a file of `file_len` bytes and target type `target` (the
     /// [`LogicalFacts::target`] it will be finished with: only the subsignatures of
     /// signatures for target 0 and for `target` are matched) whose executable layout is
@@ -548,6 +563,32 @@ impl<'m> LogicalScan<'m> {
 
     /// [`LogicalScan::finish`], with the content for the regexes as `content` says.
     pub fn finish_with(self, content: Content<'_>, facts: &LogicalFacts<'_>) -> Option<&'m str> {
+        let mut first = None;
+        self.finish_each(content, facts, |name| {
+            first = Some(name);
+            false
+        });
+        first
+    }
+
+    /// Every signature that holds, in load order (ClamAV's `--allmatch` order).
+    pub fn finish_all(self, content: Content<'_>, facts: &LogicalFacts<'_>) -> Vec<&'m str> {
+        let mut all = Vec::new();
+        self.finish_each(content, facts, |name| {
+            all.push(name);
+            true
+        });
+        all
+    }
+
+    /// Calls `found` with each signature that holds, in load order, until it returns
+    /// false.
+    fn finish_each(
+        self,
+        content: Content<'_>,
+        facts: &LogicalFacts<'_>,
+        mut found: impl FnMut(&'m str) -> bool,
+    ) {
         let data = match content {
             Content::Whole(d) => Some(d),
             _ => None,
@@ -618,11 +659,10 @@ impl<'m> LogicalScan<'m> {
                     _ => self.regex_counts[k].0,
                 };
             }
-            if sig.expr.eval(c).0 {
-                return Some(&sig.name);
+            if sig.expr.eval(c).0 && !found(&sig.name) {
+                return;
             }
         }
-        None
     }
 }
 

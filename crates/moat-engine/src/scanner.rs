@@ -160,6 +160,46 @@ impl<'e> Scanner<'e> {
         Ok(self.inside(outcome, &head, moat_unpack::Input::File(file)))
     }
 
+    /// Every signature matching an open file, read from its start ([`Engine::scan_bytes_all`]:
+    /// ClamAV's `--allmatch` order), then the first detection among its members if it is a
+    /// container. Files up to [`crate::facts::WHOLE_READ_MAX`] are read whole; a larger
+    /// one gets the first-match scan ([`Scanner::scan_file`]): at most one name. Empty:
+    /// clean, or not scanned (over the size limits).
+    pub fn scan_file_all(&mut self, file: &File) -> Result<Vec<&'e str>, ScanError> {
+        let len = file.metadata()?.len();
+        if self.too_large(len) {
+            return Ok(Vec::new());
+        }
+        if len > crate::facts::WHOLE_READ_MAX {
+            let outcome = self.scan_file(file)?;
+            return Ok(match outcome.verdict {
+                Verdict::Infected(name) => vec![name],
+                Verdict::Clean => Vec::new(),
+            });
+        }
+        self.buffer.clear();
+        self.buffer.reserve(len as usize + 1);
+        Read::take(file, crate::facts::WHOLE_READ_MAX + 1).read_to_end(&mut self.buffer)?;
+        let data = std::mem::take(&mut self.buffer);
+        let mut names = self.engine.scan_bytes_all(&data, &self.limits);
+        let head = &data[..data.len().min(4096)];
+        let members = self.inside(
+            ScanOutcome {
+                verdict: Verdict::Clean,
+                bytes_scanned: data.len() as u64,
+                skipped: None,
+                exceeded: None,
+            },
+            head,
+            moat_unpack::Input::Bytes(&data),
+        );
+        if let Verdict::Infected(name) = members.verdict {
+            names.push(name);
+        }
+        self.buffer = data;
+        Ok(names)
+    }
+
     /// After a clean verdict on a whole file: its members, if it is a container.
     fn inside(
         &self,
@@ -189,6 +229,15 @@ impl<'e> Scanner<'e> {
             (None, _) => Verdict::Clean,
         };
         outcome
+    }
+
+    /// Scans content held in memory (a clamd INSTREAM), as [`Scanner::scan_file`] scans a
+    /// file of these bytes; content over the size limits is skipped.
+    pub fn scan_bytes(&mut self, data: &[u8]) -> ScanOutcome<'e> {
+        if self.too_large(data.len() as u64) {
+            return self.skipped(data.len() as u64);
+        }
+        self.scan_data(data)
     }
 
     /// Scans everything `reader` yields (e.g. standard input). Input larger than

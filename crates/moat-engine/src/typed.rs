@@ -73,6 +73,19 @@ impl Typed {
         m.scan_exe(data, exe).map(|found| m.sig(found.sig))
     }
 
+    /// Every type-specific body signature matching the raw bytes `data` of a file, in
+    /// ClamAV's `--allmatch` order.
+    pub fn scan_raw_all<'s>(&'s self, facts: &FileFacts<'_>, data: &[u8]) -> Vec<&'s CompiledSig> {
+        let Some(m) = self.raw_matcher(facts.file_type()) else {
+            return Vec::new();
+        };
+        let exe = if m.needs_exe() { facts.exe() } else { None };
+        m.scan_all(data, exe)
+            .iter()
+            .map(|found| m.sig(found.sig))
+            .collect()
+    }
+
     /// The first section hash signature to match a section of a PE file, sections in
     /// header order; each section's raw bytes (offset and size as ClamAV aligns them)
     /// read through the file's source and hashed only when some signature has its size.

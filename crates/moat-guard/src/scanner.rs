@@ -59,6 +59,26 @@ pub trait Scanner: Send + Sync {
     /// change anything the opener can see.
     fn scan(&self, file: &File) -> Result<Verdict, ScanFailure>;
 
+    /// Scans content held in memory as a file of these bytes. By default written to an
+    /// anonymous temporary file and scanned with [`Scanner::scan`].
+    fn scan_bytes(&self, data: &[u8]) -> Result<Verdict, ScanFailure> {
+        use std::io::{Seek, Write};
+        let mut file = tempfile::tempfile()?;
+        file.write_all(data)?;
+        file.rewind()?;
+        self.scan(&file)
+    }
+
+    /// Every signature matching `file`, in the order ClamAV reports them with `--allmatch`
+    /// (clamd's ALLMATCHSCAN); empty when clean or not scanned. By default the one
+    /// detection of [`Scanner::scan`].
+    fn scan_all(&self, file: &File) -> Result<Vec<Arc<str>>, ScanFailure> {
+        Ok(match self.scan(file)? {
+            Verdict::Infected(name) => vec![name],
+            Verdict::Clean | Verdict::Skipped(_) => Vec::new(),
+        })
+    }
+
     /// The version of the signature database behind this scanner. It is part of the verdict
     /// cache key, so verdicts of an older database never answer for a newer one.
     fn generation(&self) -> u64;
@@ -73,6 +93,14 @@ pub trait Scanner: Send + Sync {
 impl<S: Scanner + ?Sized> Scanner for Arc<S> {
     fn scan(&self, file: &File) -> Result<Verdict, ScanFailure> {
         (**self).scan(file)
+    }
+
+    fn scan_all(&self, file: &File) -> Result<Vec<Arc<str>>, ScanFailure> {
+        (**self).scan_all(file)
+    }
+
+    fn scan_bytes(&self, data: &[u8]) -> Result<Verdict, ScanFailure> {
+        (**self).scan_bytes(data)
     }
 
     fn generation(&self) -> u64 {
@@ -184,17 +212,35 @@ impl EngineScanner {
     }
 }
 
+/// The trait's verdict for an engine outcome.
+fn verdict_of(outcome: moat_engine::ScanOutcome<'_>) -> Verdict {
+    match (outcome.skipped, outcome.verdict) {
+        (Some(moat_engine::Skip::TooLarge), _) => Verdict::Skipped(SkipReason::TooLarge),
+        (None, moat_engine::Verdict::Clean) => Verdict::Clean,
+        (None, moat_engine::Verdict::Infected(name)) => Verdict::Infected(Arc::from(name)),
+    }
+}
+
 impl Scanner for EngineScanner {
     fn scan(&self, file: &File) -> Result<Verdict, ScanFailure> {
         let mut scanner = moat_engine::Scanner::new(&self.engine, self.limits);
         let outcome = scanner.scan_file(file).map_err(|e| match e {
             moat_engine::ScanError::Io(e) => ScanFailure::Io(e),
         })?;
-        Ok(match (outcome.skipped, outcome.verdict) {
-            (Some(moat_engine::Skip::TooLarge), _) => Verdict::Skipped(SkipReason::TooLarge),
-            (None, moat_engine::Verdict::Clean) => Verdict::Clean,
-            (None, moat_engine::Verdict::Infected(name)) => Verdict::Infected(Arc::from(name)),
-        })
+        Ok(verdict_of(outcome))
+    }
+
+    fn scan_bytes(&self, data: &[u8]) -> Result<Verdict, ScanFailure> {
+        let mut scanner = moat_engine::Scanner::new(&self.engine, self.limits);
+        Ok(verdict_of(scanner.scan_bytes(data)))
+    }
+
+    fn scan_all(&self, file: &File) -> Result<Vec<Arc<str>>, ScanFailure> {
+        let mut scanner = moat_engine::Scanner::new(&self.engine, self.limits);
+        let names = scanner.scan_file_all(file).map_err(|e| match e {
+            moat_engine::ScanError::Io(e) => ScanFailure::Io(e),
+        })?;
+        Ok(names.into_iter().map(Arc::from).collect())
     }
 
     fn generation(&self) -> u64 {
@@ -252,6 +298,22 @@ mod tests {
             Verdict::Infected(Arc::from("Moat.Test.Marker.UNOFFICIAL"))
         );
         assert!(v.is_infected());
+        // One signature: all-match reports the same one.
+        assert_eq!(
+            s.scan_all(&file_with(b"xx MOAT-TEST-MARKER yy")).unwrap(),
+            [Arc::from("Moat.Test.Marker.UNOFFICIAL")]
+        );
+        assert!(s.scan_all(&file_with(b"clean text")).unwrap().is_empty());
+        // In memory: the same verdicts.
+        assert_eq!(
+            s.scan_bytes(b"xx MOAT-TEST-MARKER yy").unwrap(),
+            Verdict::Infected(Arc::from("Moat.Test.Marker.UNOFFICIAL"))
+        );
+        assert_eq!(s.scan_bytes(b"clean text").unwrap(), Verdict::Clean);
+        assert_eq!(
+            s.scan_bytes(&[b'a'; 101]).unwrap(),
+            Verdict::Skipped(SkipReason::TooLarge)
+        );
         let big = [b'a'; 101];
         assert_eq!(
             s.scan(&file_with(&big)).unwrap(),

@@ -97,7 +97,7 @@ pub struct Entry {
 
 /// Every regular file under `roots`, sorted, without following symbolic links; unreadable
 /// directories are skipped.
-fn walk(roots: &[&str]) -> Vec<(PathBuf, u64)> {
+pub(crate) fn walk(roots: &[&str]) -> Vec<(PathBuf, u64)> {
     let mut out = Vec::new();
     let mut stack: Vec<PathBuf> = roots.iter().map(PathBuf::from).collect();
     while let Some(p) = stack.pop() {
@@ -127,7 +127,7 @@ fn head(p: &Path) -> Vec<u8> {
     buf
 }
 
-fn path_key(p: &Path) -> [u8; 16] {
+pub(crate) fn path_key(p: &Path) -> [u8; 16] {
     Md5::digest(p.as_os_str().as_encoded_bytes()).into()
 }
 

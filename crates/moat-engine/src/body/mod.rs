@@ -395,6 +395,15 @@ impl BodyMatcher {
         scan.finish()
     }
 
+    /// Every signature matching the complete contents `data` (`EP`/`Sx` offsets resolved
+    /// through `exe`), in ClamAV's `--allmatch` order ([`BodyScan::finish_all`]).
+    pub fn scan_all(&self, data: &[u8], exe: Option<&ExeInfo>) -> Vec<BodyMatch> {
+        let exe = self.needs_exe().then(|| exe.cloned()).flatten();
+        let mut scan = self.start_exe(data.len() as u64, exe);
+        scan.feed(data, 0, data.len() as u64);
+        scan.finish_all()
+    }
+
     /// Whether some signature's offset needs the executable layout.
     pub fn needs_exe(&self) -> bool {
         self.needs_exe
@@ -417,7 +426,6 @@ impl BodyMatcher {
                 chained: Vec::new(),
             },
             matched: Vec::new(),
-            best: None,
             done: 0,
             counts: SmallMap::default(),
         }
@@ -559,9 +567,9 @@ impl FileState {
 pub struct BodyScan<'m> {
     matcher: &'m BodyMatcher,
     state: FileState,
-    /// Signatures already matched (few: a file rarely matches more than one).
-    matched: Vec<u32>,
-    best: Option<BodyMatch>,
+    /// Signatures matched so far, each at its first match (few: a file rarely matches
+    /// more than one).
+    matched: Vec<BodyMatch>,
     /// Atoms starting before this file offset have been processed.
     done: u64,
     /// Counting mode: per signature that matched, the matches counted and the last
@@ -666,21 +674,14 @@ impl BodyScan<'_> {
             }
             return;
         }
-        if self.matched.contains(&anchor.sig) {
+        if self.matched.iter().any(|m| m.sig == anchor.sig as usize) {
             return;
         }
         if let Some(position) = matcher.on_hit(anchor, buf, base, at, &mut self.state) {
-            self.matched.push(anchor.sig);
-            let found = BodyMatch {
+            self.matched.push(BodyMatch {
                 sig: anchor.sig as usize,
                 position,
-            };
-            if self
-                .best
-                .is_none_or(|b| found.rank(matcher) < b.rank(matcher))
-            {
-                self.best = Some(found);
-            }
+            });
         }
     }
 
@@ -720,7 +721,18 @@ impl BodyScan<'_> {
 
     /// The signature ClamAV would report first, once the whole file has been fed.
     pub fn finish(self) -> Option<BodyMatch> {
-        self.best
+        let matcher = self.matcher;
+        self.matched.into_iter().min_by_key(|m| m.rank(matcher))
+    }
+
+    /// Every signature that matched, once each, in the order ClamAV reports them with
+    /// `--allmatch` (its first-match order, [`BodyMatch::rank`]), once the whole file
+    /// has been fed.
+    pub fn finish_all(self) -> Vec<BodyMatch> {
+        let matcher = self.matcher;
+        let mut all = self.matched;
+        all.sort_by_key(|m| m.rank(matcher));
+        all
     }
 
     /// Counting mode: `(signature index, matches, position of the last match)` of

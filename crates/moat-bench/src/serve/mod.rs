@@ -1,0 +1,434 @@
+//! `moat-bench serve`: `moat serve` side by side with clamd on the same database.
+//!
+//! Both servers run from configs in a temp dir (unix sockets there, same MaxThreads), on
+//! ClamAV's real signatures (`../shared/sigs/clamav-real`) when they are there, else (or with
+//! `--one-sig`) on a generated one-signature database, which measures the server rather than
+//! the engine. For each server it measures INSTREAM and FILDES verdicts per second with 1, 8
+//! and 64 concurrent clients (each client loops over the corpus for a fixed time), PING
+//! latency while every worker is busy with large streams, and a RELOAD while 8 clients keep
+//! scanning: peak RSS against RSS before, verdicts answered during the reload and the longest
+//! gap between two ([`reload`]). The corpus ([`corpus`]) is a fixed selection of small real
+//! files of this machine (`--corpus generated`: 200 generated text files, every 20th with the
+//! one-signature set's marker). Prints a table with the moat/clamd ratios and the load
+//! average, and writes `<data dir>/serve.json`.
+
+mod corpus;
+mod reload;
+
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+
+/// Options of `moat-bench serve`.
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Signature database directory for both servers [default:
+    /// <workspace>/../shared/sigs/clamav-real when present, else the one-signature set].
+    #[arg(long, value_name = "DIR")]
+    db: Option<PathBuf>,
+    /// Use the generated one-signature database (measures the server, not the engine).
+    #[arg(long, conflicts_with = "db")]
+    one_sig: bool,
+    /// The files scanned: a fixed selection of small real files of /usr/share/doc and
+    /// /usr/lib, or generated text files.
+    #[arg(long, value_enum, default_value_t = CorpusKind::Real)]
+    corpus: CorpusKind,
+    /// Seconds per measurement point.
+    #[arg(long, default_value_t = 3)]
+    seconds: u64,
+    /// MaxThreads of both servers.
+    #[arg(long, default_value_t = 4)]
+    threads: u32,
+    /// Skip the RELOAD measurement.
+    #[arg(long)]
+    no_reload: bool,
+    /// The moat binary [default: <target dir>/release/moat].
+    #[arg(long, value_name = "PATH")]
+    moat: Option<PathBuf>,
+}
+
+/// Which corpus `moat-bench serve` scans.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CorpusKind {
+    /// Small real files of this machine (the same selection every run).
+    Real,
+    /// Generated text files (4-64 KiB).
+    Generated,
+}
+
+/// A server under test; killed when dropped.
+pub(crate) struct Server {
+    child: Child,
+    name: &'static str,
+    sock: PathBuf,
+    log: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+fn start(
+    name: &'static str,
+    dir: &Path,
+    db: &Path,
+    threads: u32,
+    moat: &Path,
+) -> Result<Server, String> {
+    let sock = dir.join(format!("{name}.sock"));
+    let conf = dir.join(format!("{name}.conf"));
+    let log = dir.join(format!("{name}.log"));
+    std::fs::write(
+        &conf,
+        format!(
+            "Foreground yes\nLocalSocket {}\nDatabaseDirectory {}\nMaxThreads {threads}\n\
+             MaxQueue 200\nStreamMaxLength 100M\nTemporaryDirectory {}\nLogFile {}\n",
+            sock.display(),
+            db.display(),
+            dir.display(),
+            log.display()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut cmd = if name == "clamd" {
+        Command::new("clamd")
+    } else {
+        let mut c = Command::new(moat);
+        c.arg("serve");
+        c
+    };
+    let child = cmd
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{name}: {e}"))?;
+    let server = Server {
+        child,
+        name,
+        sock,
+        log,
+    };
+    let t = Instant::now();
+    while request(&server.sock, b"zPING\0").as_deref() != Some(&b"PONG\0"[..]) {
+        if t.elapsed() > Duration::from_secs(300) {
+            return Err(format!("{name} did not start"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!(
+        "{name}: ready in {:.1} s, pid {}",
+        t.elapsed().as_secs_f64(),
+        server.pid()
+    );
+    Ok(server)
+}
+
+/// One request on a new connection; the whole reply.
+pub(crate) fn request(sock: &Path, bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut c = UnixStream::connect(sock).ok()?;
+    c.write_all(bytes).ok()?;
+    let mut out = Vec::new();
+    c.read_to_end(&mut out).ok()?;
+    Some(out)
+}
+
+/// A whole INSTREAM request for `data`, in clamdscan's 8 KiB chunks.
+pub(crate) fn instream(data: &[u8]) -> Vec<u8> {
+    let mut out = b"zINSTREAM\0".to_vec();
+    for c in data.chunks(8188) {
+        out.extend((c.len() as u32).to_be_bytes());
+        out.extend(c);
+    }
+    out.extend([0, 0, 0, 0]);
+    out
+}
+
+fn fildes(sock: &Path, file: &Path) -> Option<Vec<u8>> {
+    let mut c = UnixStream::connect(sock).ok()?;
+    c.write_all(b"zFILDES\0").ok()?;
+    let f = std::fs::File::open(file).ok()?;
+    let fds = [f.as_raw_fd()];
+    let iov = [std::io::IoSlice::new(&[0])];
+    let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
+    nix::sys::socket::sendmsg::<()>(
+        c.as_raw_fd(),
+        &iov,
+        &cmsg,
+        nix::sys::socket::MsgFlags::empty(),
+        None,
+    )
+    .ok()?;
+    let mut out = Vec::new();
+    c.read_to_end(&mut out).ok()?;
+    Some(out)
+}
+
+/// Whether a reply is a verdict (`OK` or `FOUND`), not an error.
+pub(crate) fn is_verdict(reply: &[u8]) -> bool {
+    reply.ends_with(b"OK\0") || reply.ends_with(b"FOUND\0")
+}
+
+/// Verdicts per second with `clients` concurrent clients for `secs`.
+fn throughput(
+    server: &Server,
+    corpus: &corpus::Corpus,
+    clients: usize,
+    fd: bool,
+    secs: u64,
+) -> f64 {
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for i in 0..clients {
+            let (done, stop) = (Arc::clone(&done), Arc::clone(&stop));
+            s.spawn(move || {
+                let mut k = i;
+                while !stop.load(Ordering::Relaxed) {
+                    let reply = if fd {
+                        fildes(&server.sock, &corpus.files[k % corpus.files.len()])
+                    } else {
+                        request(&server.sock, &corpus.streams[k % corpus.streams.len()])
+                    };
+                    if reply.is_some_and(|r| is_verdict(&r)) {
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                    k += clients;
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_secs(secs));
+        stop.store(true, Ordering::Relaxed);
+    });
+    done.load(Ordering::Relaxed) as f64 / t.elapsed().as_secs_f64()
+}
+
+/// PING round trips (ms: median, max) while `busy` clients stream large files.
+fn ping_while_busy(server: &Server, big: &[u8], busy: usize) -> (f64, f64) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let wire = instream(big);
+    let mut lat = Vec::new();
+    std::thread::scope(|s| {
+        for _ in 0..busy {
+            let stop = Arc::clone(&stop);
+            let wire = &wire;
+            s.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = request(&server.sock, wire);
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        for _ in 0..40 {
+            let t = Instant::now();
+            let _ = request(&server.sock, b"zPING\0");
+            lat.push(t.elapsed().as_secs_f64() * 1e3);
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    lat.sort_by(f64::total_cmp);
+    (lat[lat.len() / 2], lat[lat.len() - 1])
+}
+
+/// The one-signature database, in `dir`.
+fn one_sig_db(dir: &Path) -> Result<PathBuf, String> {
+    let d = dir.join("db");
+    std::fs::create_dir_all(&d).map_err(|e| e.to_string())?;
+    std::fs::write(
+        d.join("b.ndb"),
+        format!("Bench.Marker:0:*:{}\n", hex::encode(corpus::MARKER)),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(d)
+}
+
+/// The database both servers load, as the options and ../shared decide.
+fn choose_db(a: &ServeArgs, dir: &Path) -> Result<PathBuf, String> {
+    if let Some(d) = &a.db {
+        return Ok(d.clone());
+    }
+    let real = crate::real::default_db();
+    if !a.one_sig && real.is_dir() {
+        return Ok(real);
+    }
+    if !a.one_sig {
+        eprintln!(
+            "moat-bench serve: {} absent: the one-signature database instead",
+            real.display()
+        );
+    }
+    one_sig_db(dir)
+}
+
+/// The 1-minute load average (the machine is shared: figures are read with it).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
+}
+
+/// One line of the table: label, clamd's figure, moat's, and whether lower is better.
+struct Row {
+    label: String,
+    clamd: f64,
+    moat: f64,
+    lower_is_better: bool,
+}
+
+impl Row {
+    fn higher(label: String, clamd: f64, moat: f64) -> Row {
+        Row {
+            label,
+            clamd,
+            moat,
+            lower_is_better: false,
+        }
+    }
+
+    fn lower(label: String, clamd: f64, moat: f64) -> Row {
+        Row {
+            label,
+            clamd,
+            moat,
+            lower_is_better: true,
+        }
+    }
+
+    /// moat's advantage (> 1: moat better).
+    fn ratio(&self) -> f64 {
+        if self.lower_is_better {
+            self.clamd / self.moat
+        } else {
+            self.moat / self.clamd
+        }
+    }
+}
+
+fn throughput_rows(servers: &[Server], corpus: &corpus::Corpus, secs: u64) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for fd in [false, true] {
+        for clients in [1, 8, 64] {
+            let label = format!(
+                "{} verdicts/s, {clients} clients",
+                if fd { "FILDES" } else { "INSTREAM" }
+            );
+            let load = load_average();
+            let c = throughput(&servers[0], corpus, clients, fd, secs);
+            let m = throughput(&servers[1], corpus, clients, fd, secs);
+            eprintln!("{label}: clamd {c:.0}, moat {m:.0} (load {load})");
+            rows.push(Row::higher(label, c, m));
+        }
+    }
+    rows
+}
+
+fn ping_rows(servers: &[Server], threads: u32) -> Vec<Row> {
+    let big: Vec<u8> = (0..(20usize << 20))
+        .map(|j| b"0123456789 abcdef\n"[j % 18])
+        .collect();
+    let busy = 2 * threads as usize;
+    let (c50, cmax) = ping_while_busy(&servers[0], &big, busy);
+    let (m50, mmax) = ping_while_busy(&servers[1], &big, busy);
+    vec![
+        Row::lower(
+            format!("PING ms median, {busy} 20 MiB streams busy"),
+            c50,
+            m50,
+        ),
+        Row::lower(
+            format!("PING ms max, {busy} 20 MiB streams busy"),
+            cmax,
+            mmax,
+        ),
+    ]
+}
+
+fn print_table(rows: &[Row]) {
+    println!(
+        "{:<48} {:>12} {:>12} {:>8}",
+        "serve", "clamd", "moat", "ratio"
+    );
+    for r in rows {
+        println!(
+            "{:<48} {:>12.2} {:>12.2} {:>7.2}x",
+            r.label,
+            r.clamd,
+            r.moat,
+            r.ratio()
+        );
+    }
+}
+
+/// Runs the suite.
+pub fn run(a: ServeArgs, data_dir: &Path, workspace: &Path) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let db = choose_db(&a, dir.path())?;
+    let moat = a
+        .moat
+        .clone()
+        .unwrap_or_else(|| workspace.join("target/release/moat"));
+    let corpus = match a.corpus {
+        CorpusKind::Real => corpus::real()?,
+        CorpusKind::Generated => corpus::generated(&dir.path().join("corpus"))?,
+    };
+    eprintln!(
+        "database: {}; corpus: {} ({} files, {} bytes); {} s per point; load average {}",
+        db.display(),
+        corpus.describe,
+        corpus.files.len(),
+        corpus.bytes,
+        a.seconds,
+        load_average()
+    );
+    let mut servers = Vec::new();
+    for name in ["clamd", "moat"] {
+        servers.push(start(name, dir.path(), &db, a.threads, &moat)?);
+    }
+    let mut rows = throughput_rows(&servers, &corpus, a.seconds);
+    rows.extend(ping_rows(&servers, a.threads));
+    if !a.no_reload {
+        let c = reload::measure(&servers[0], &corpus)?;
+        let m = reload::measure(&servers[1], &corpus)?;
+        rows.extend(reload::rows(&c, &m));
+    }
+    let load = load_average();
+    print_table(&rows);
+    println!("load average (1 min) at the end: {load}; 2 cores shared with other work");
+    let json: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| serde_json::json!({"measure": r.label, "clamd": r.clamd, "moat": r.moat}))
+        .collect();
+    // Outside results/: the report renderer reads only its own suites' format there.
+    std::fs::create_dir_all(data_dir).map_err(|e| e.to_string())?;
+    std::fs::write(
+        data_dir.join("serve.json"),
+        serde_json::to_string_pretty(&serde_json::json!({
+            "suite": "serve", "database": db, "corpus": corpus.describe,
+            "threads": a.threads, "load_average": load, "rows": json
+        }))
+        .unwrap_or_default(),
+    )
+    .map_err(|e| e.to_string())?;
+    drop(servers);
+    Ok(())
+}
