@@ -970,7 +970,7 @@ fn a_large_file_shrunk_to_a_detection_is_blocked() {
     let by_o_trunc = put(&w.at("a/big"), &big);
     let by_ftruncate = put(&w.at("b/big"), &big);
     let conf = w.conf().set("OnAccessMaxFileSize", "1K");
-    let _d = Daemon::start(&w, &conf, &[]);
+    let _d = daemon(&w, &conf, &[]).start();
     for path in [&by_o_trunc, &by_ftruncate] {
         // The first open sets the mark, the second goes through it.
         assert_readable(path, &big);
