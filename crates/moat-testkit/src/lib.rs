@@ -9,6 +9,8 @@
 //!   panics), so no test leaves a process behind.
 //! - [`watched_dir`] and [`write_file`]: a fresh directory that uid 65534 can enter, and
 //!   files with a given mode.
+//! - [`clamd`]: real clamd (or `moat serve`) on temp sockets, waited for and killed on drop.
+//! - [`cvd`]: database containers (`.cvd`/`.cld`) built at test time.
 //!
 //! Safety of the children: after `fork` the child only makes async-signal-safe calls, with
 //! no allocation and no locks (the test process has other threads, whose locks may be held
@@ -16,6 +18,9 @@
 //! buffer, argv) is built by the parent before forking.
 
 #![warn(missing_docs)]
+
+pub mod clamd;
+pub mod cvd;
 
 use md5::Digest as _;
 use std::ffi::CString;

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use moat_testkit::clamd::Clamd;
 use moat_testkit::{privileged, read_as_nobody, watched_dir, write_file};
 
 fn oracle_present() -> bool {
@@ -83,72 +84,6 @@ fn database(dir: &Path, real: bool) -> PathBuf {
         }
     }
     db
-}
-
-/// A real clamd on a unix socket and 127.0.0.1, killed on drop.
-struct Clamd {
-    child: Child,
-    sock: PathBuf,
-    port: u16,
-}
-
-impl Drop for Clamd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Clamd {
-    fn start(dir: &Path, db: &Path, name: &str) -> Clamd {
-        let sock = dir.join(format!("{name}.sock"));
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let conf = dir.join(format!("{name}.conf"));
-        fs::write(
-            &conf,
-            format!(
-                "Foreground yes\nLocalSocket {}\nTCPSocket {port}\nTCPAddr 127.0.0.1\n\
-                 DatabaseDirectory {}\nLogFile {}\nMaxThreads 4\n",
-                sock.display(),
-                db.display(),
-                dir.join(format!("{name}.log")).display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("clamd")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start clamd");
-        let server = Clamd { child, sock, port };
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let up =
-            |e: &str| moat_clamd::client::ping(&e.parse().unwrap(), Duration::from_secs(1)).is_ok();
-        while !(up(&server.unix()) && up(&server.tcp())) {
-            assert!(Instant::now() < deadline, "clamd {name} did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        server
-    }
-
-    fn unix(&self) -> String {
-        format!("unix:{}", self.sock.display())
-    }
-
-    fn tcp(&self) -> String {
-        format!("tcp:127.0.0.1:{}", self.port)
-    }
-
-    fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
 }
 
 /// A tree of files: clean ones, the marker, EICAR, an empty file, a name with spaces, and
@@ -381,4 +316,83 @@ fn watch_on_clamd_denies_when_no_server_answers_with_deny_on_error() {
 #[test]
 fn watch_on_clamd_allows_when_no_server_answers_without_deny_on_error() {
     watch_on_clamd(false);
+}
+
+/// A file F clean under the servers' database is read by uid 65534; then a signature for F
+/// is added to clamd's database directory and clamd told to RELOAD: within the health
+/// interval (200 ms here) the next read is EPERM. Real clamd on a database without a
+/// daily/main container answers VERSION with no database version, so the pool caches no
+/// clean verdict of it (its reloads cannot be seen), and says so in the log. Without that,
+/// F stayed cached clean (userspace cache and kernel ignore mark) and readable forever.
+#[test]
+fn watch_on_clamd_blocks_a_file_once_the_server_reloads_a_signature_for_it() {
+    if !privileged() || !oracle_present() {
+        return;
+    }
+    let (_tmp, root) = watched_dir();
+    let db = root.join("db");
+    fs::create_dir(&db).unwrap();
+    // clamd refuses to start on a directory without signatures: one that F does not match.
+    fs::write(
+        db.join("first.ndb"),
+        format!("Moat.Test.Marker:0:*:{}\n", hex::encode(marker())),
+    )
+    .unwrap();
+    let server = Clamd::start(&root, &db, "clamd");
+    let watched = root.join("watched");
+    fs::create_dir(&watched).unwrap();
+    fs::set_permissions(
+        &watched,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let content = format!("{}-{}-{}\n", "moat", "reload", std::process::id()).into_bytes();
+    let f = watched.join("f.txt");
+    write_file(&f, &content, 0o644);
+    let conf = format!(
+        "OnAccessCoverage directory\nOnAccessIncludePath {}\nOnAccessPrevention yes\n\
+         OnAccessDenyOnError yes\nOnAccessCurlTimeout 2000\nDatabaseDirectory {}\n\
+         ClamdSocket {}\n",
+        watched.display(),
+        root.join("no-db-needed").display(),
+        server.unix()
+    );
+    let watch = Watch::start(&root, &conf, &["--clamd-health-interval", "200ms"]);
+    for _ in 0..3 {
+        let (_, code) = read_as_nobody(&f, &content);
+        assert_eq!(
+            code,
+            0,
+            "F is clean for clamd's first database\n{}",
+            watch.log()
+        );
+    }
+
+    fs::write(
+        db.join("second.ndb"),
+        format!("Moat.Test.Reload:0:*:{}\n", hex::encode(&content)),
+    )
+    .unwrap();
+    assert_eq!(server.request("RELOAD").unwrap(), "RELOADING");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        let (_, code) = read_as_nobody(&f, &content);
+        if code != 0 || Instant::now() > deadline {
+            break code;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        code,
+        libc::EPERM,
+        "F must be blocked once clamd loaded its signature\nclamd:\n{}\nmoat:\n{}",
+        server.log(),
+        watch.log()
+    );
+    let log = watch.log();
+    assert!(log.contains("Moat.Test.Reload.UNOFFICIAL FOUND"), "{log}");
+    assert!(
+        log.contains("clean verdicts not cached: a server shows no database version"),
+        "{log}"
+    );
 }
