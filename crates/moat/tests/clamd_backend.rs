@@ -396,3 +396,86 @@ fn watch_on_clamd_blocks_a_file_once_the_server_reloads_a_signature_for_it() {
         "{log}"
     );
 }
+
+/// A `daily.cld` of `version` whose `daily.ndb` has the marker's signature and `extra`.
+fn daily_cld(db: &Path, version: u32, extra: &str) {
+    let ndb = format!("Moat.Test.Marker:0:*:{}\n{extra}", hex::encode(marker()));
+    let cld = moat_testkit::cvd::build(version, &[("daily.ndb", ndb.as_bytes())]);
+    fs::write(db.join("daily.cld"), cld).unwrap();
+}
+
+/// As above with `moat serve` as the server, on a versioned database (a daily.cld: real
+/// clamd refuses an unsigned one): VERSION names it (`.../7/...`), so F's clean verdict is
+/// cached, in the kernel too (an ignore mark: F's next opens raise no event at all). The
+/// server then reloads daily.cld 8, which has a signature for F: at its next health check
+/// the pool sees version 8, and `moat watch` flushes both caches, so F is scanned again and
+/// blocked. Without the flush F stayed readable (no event reached moat).
+#[test]
+fn watch_on_clamd_flushes_its_caches_when_a_server_loads_a_new_database_version() {
+    if !privileged() {
+        return;
+    }
+    let (_tmp, root) = watched_dir();
+    let db = root.join("db");
+    fs::create_dir(&db).unwrap();
+    daily_cld(&db, 7, "");
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_moat"));
+    serve.arg("serve");
+    let server = Clamd::launch(serve, &root, &db, "serve", "");
+    assert!(
+        server.request("VERSION").unwrap().contains("/7/"),
+        "{}",
+        server.log()
+    );
+    let watched = root.join("watched");
+    fs::create_dir(&watched).unwrap();
+    fs::set_permissions(
+        &watched,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let content = format!("{}-{}-{}\n", "moat", "version", std::process::id()).into_bytes();
+    let f = watched.join("f.txt");
+    write_file(&f, &content, 0o644);
+    let conf = format!(
+        "OnAccessCoverage directory\nOnAccessIncludePath {}\nOnAccessPrevention yes\n\
+         OnAccessDenyOnError yes\nOnAccessCurlTimeout 2000\nDatabaseDirectory {}\n\
+         ClamdSocket {}\n",
+        watched.display(),
+        root.join("no-db-needed").display(),
+        server.unix()
+    );
+    let watch = Watch::start(&root, &conf, &["--clamd-health-interval", "200ms"]);
+    for _ in 0..3 {
+        let (_, code) = read_as_nobody(&f, &content);
+        assert_eq!(code, 0, "F is clean for version 7\n{}", watch.log());
+    }
+    assert!(
+        watch.log().contains("; clean verdicts cached"),
+        "{}",
+        watch.log()
+    );
+
+    let sig = format!("Moat.Test.Reload:0:*:{}\n", hex::encode(&content));
+    daily_cld(&db, 8, &sig);
+    assert_eq!(server.request("RELOAD").unwrap(), "RELOADING");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.request("VERSION").unwrap().contains("/8/") {
+        assert!(Instant::now() < deadline, "moat serve did not reload\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let code = loop {
+        let (_, code) = read_as_nobody(&f, &content);
+        if code != 0 || Instant::now() > deadline {
+            break code;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = watch.log();
+    assert_eq!(code, libc::EPERM, "F must be blocked under version 8\n{log}");
+    assert!(log.contains("Moat.Test.Reload FOUND"), "{log}");
+    assert!(
+        log.contains("the scanner's database changed (a clamd server's); clean caches flushed"),
+        "{log}"
+    );
+}
