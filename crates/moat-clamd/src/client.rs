@@ -729,6 +729,34 @@ mod tests {
     }
 
     #[test]
+    fn versions_parse_from_clamd_replies() {
+        // As real clamd 1.4.6 answers with a daily container, and with only a .ndb loaded.
+        assert_eq!(
+            DbVersion::parse("ClamAV 1.4.6/27371/Mon Dec  7 13:35:09 2026\n"),
+            Some(DbVersion::Version("27371/Mon Dec  7 13:35:09 2026".into()))
+        );
+        assert_eq!(
+            DbVersion::parse("ClamAV 1.4.6"),
+            Some(DbVersion::Unversioned)
+        );
+        assert_eq!(DbVersion::parse("COMMAND UNAVAILABLE"), None);
+    }
+
+    #[test]
+    fn clean_verdicts_are_cached_only_when_every_up_server_has_one_version() {
+        let v = |s: &str| Some(DbVersion::Version(s.into()));
+        let cached = |view: View| cacheable(&view).map(|(c, _)| c);
+        assert_eq!(cached(vec![v("7/x"), None, v("7/x")]), Some(true));
+        assert_eq!(cached(vec![v("7/x"), v("8/y")]), Some(false));
+        assert_eq!(
+            cached(vec![v("7/x"), Some(DbVersion::Unknown)]),
+            Some(false)
+        );
+        assert_eq!(cached(vec![Some(DbVersion::Unversioned)]), Some(false));
+        assert_eq!(cached(vec![None, None]), None);
+    }
+
+    #[test]
     fn a_pool_with_no_server_listening_fails_with_every_reason() {
         let dir = tempfile::tempdir().unwrap();
         let pool = Pool::new(

@@ -461,7 +461,11 @@ fn watch_on_clamd_flushes_its_caches_when_a_server_loads_a_new_database_version(
     assert_eq!(server.request("RELOAD").unwrap(), "RELOADING");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !server.request("VERSION").unwrap().contains("/8/") {
-        assert!(Instant::now() < deadline, "moat serve did not reload\n{}", server.log());
+        assert!(
+            Instant::now() < deadline,
+            "moat serve did not reload\n{}",
+            server.log()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let code = loop {
@@ -472,7 +476,11 @@ fn watch_on_clamd_flushes_its_caches_when_a_server_loads_a_new_database_version(
         std::thread::sleep(Duration::from_millis(50));
     };
     let log = watch.log();
-    assert_eq!(code, libc::EPERM, "F must be blocked under version 8\n{log}");
+    assert_eq!(
+        code,
+        libc::EPERM,
+        "F must be blocked under version 8\n{log}"
+    );
     assert!(log.contains("Moat.Test.Reload FOUND"), "{log}");
     assert!(
         log.contains("the scanner's database changed (a clamd server's); clean caches flushed"),
