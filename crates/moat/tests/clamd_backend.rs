@@ -318,6 +318,65 @@ fn watch_on_clamd_allows_when_no_server_answers_without_deny_on_error() {
     watch_on_clamd(false);
 }
 
+/// A file F in a watched directory of `root` and `moat watch` on `server` (health checks
+/// every 200 ms, DenyOnError): F must read (clean under the server's first database).
+struct Reloading {
+    f: PathBuf,
+    content: Vec<u8>,
+    watch: Watch,
+}
+
+impl Reloading {
+    fn start(root: &Path, server: &Clamd) -> Reloading {
+        let watched = root.join("watched");
+        fs::create_dir(&watched).unwrap();
+        fs::set_permissions(
+            &watched,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let content = format!("{}-{}-{}\n", "moat", "reload", std::process::id()).into_bytes();
+        let f = watched.join("f.txt");
+        write_file(&f, &content, 0o644);
+        let conf = format!(
+            "OnAccessCoverage directory\nOnAccessIncludePath {}\nOnAccessPrevention yes\n\
+             OnAccessDenyOnError yes\nOnAccessCurlTimeout 2000\nDatabaseDirectory {}\n\
+             ClamdSocket {}\n",
+            watched.display(),
+            root.join("no-db-needed").display(),
+            server.unix()
+        );
+        let watch = Watch::start(root, &conf, &["--clamd-health-interval", "200ms"]);
+        for _ in 0..3 {
+            let (_, code) = read_as_nobody(&f, &content);
+            assert_eq!(
+                code,
+                0,
+                "F is clean for the first database\n{}",
+                watch.log()
+            );
+        }
+        Reloading { f, content, watch }
+    }
+
+    /// F's signature as a `.ndb` line.
+    fn signature(&self) -> String {
+        format!("Moat.Test.Reload:0:*:{}\n", hex::encode(&self.content))
+    }
+
+    /// Reads F as uid 65534 until it fails or 10 s pass; the last errno (0: read).
+    fn read_until_denied(&self) -> i32 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, code) = read_as_nobody(&self.f, &self.content);
+            if code != 0 || Instant::now() > deadline {
+                return code;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 /// A file F clean under the servers' database is read by uid 65534; then a signature for F
 /// is added to clamd's database directory and clamd told to RELOAD: within the health
 /// interval (200 ms here) the next read is EPERM. Real clamd on a database without a
@@ -339,57 +398,18 @@ fn watch_on_clamd_blocks_a_file_once_the_server_reloads_a_signature_for_it() {
     )
     .unwrap();
     let server = Clamd::start(&root, &db, "clamd");
-    let watched = root.join("watched");
-    fs::create_dir(&watched).unwrap();
-    fs::set_permissions(
-        &watched,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let content = format!("{}-{}-{}\n", "moat", "reload", std::process::id()).into_bytes();
-    let f = watched.join("f.txt");
-    write_file(&f, &content, 0o644);
-    let conf = format!(
-        "OnAccessCoverage directory\nOnAccessIncludePath {}\nOnAccessPrevention yes\n\
-         OnAccessDenyOnError yes\nOnAccessCurlTimeout 2000\nDatabaseDirectory {}\n\
-         ClamdSocket {}\n",
-        watched.display(),
-        root.join("no-db-needed").display(),
-        server.unix()
-    );
-    let watch = Watch::start(&root, &conf, &["--clamd-health-interval", "200ms"]);
-    for _ in 0..3 {
-        let (_, code) = read_as_nobody(&f, &content);
-        assert_eq!(
-            code,
-            0,
-            "F is clean for clamd's first database\n{}",
-            watch.log()
-        );
-    }
+    let run = Reloading::start(&root, &server);
 
-    fs::write(
-        db.join("second.ndb"),
-        format!("Moat.Test.Reload:0:*:{}\n", hex::encode(&content)),
-    )
-    .unwrap();
+    fs::write(db.join("second.ndb"), run.signature()).unwrap();
     assert_eq!(server.request("RELOAD").unwrap(), "RELOADING");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let code = loop {
-        let (_, code) = read_as_nobody(&f, &content);
-        if code != 0 || Instant::now() > deadline {
-            break code;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let code = run.read_until_denied();
+    let log = run.watch.log();
     assert_eq!(
         code,
         libc::EPERM,
-        "F must be blocked once clamd loaded its signature\nclamd:\n{}\nmoat:\n{}",
-        server.log(),
-        watch.log()
+        "F must be blocked once clamd loaded its signature\nclamd:\n{}\nmoat:\n{log}",
+        server.log()
     );
-    let log = watch.log();
     assert!(log.contains("Moat.Test.Reload.UNOFFICIAL FOUND"), "{log}");
     assert!(
         log.contains("clean verdicts not cached: a server shows no database version"),
@@ -422,60 +442,24 @@ fn watch_on_clamd_flushes_its_caches_when_a_server_loads_a_new_database_version(
     let mut serve = Command::new(env!("CARGO_BIN_EXE_moat"));
     serve.arg("serve");
     let server = Clamd::launch(serve, &root, &db, "serve", "");
+    let version = || server.request("VERSION").unwrap();
+    assert!(version().contains("/7/"), "{}", server.log());
+    let run = Reloading::start(&root, &server);
     assert!(
-        server.request("VERSION").unwrap().contains("/7/"),
+        run.watch.log().contains("; clean verdicts cached"),
         "{}",
-        server.log()
-    );
-    let watched = root.join("watched");
-    fs::create_dir(&watched).unwrap();
-    fs::set_permissions(
-        &watched,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let content = format!("{}-{}-{}\n", "moat", "version", std::process::id()).into_bytes();
-    let f = watched.join("f.txt");
-    write_file(&f, &content, 0o644);
-    let conf = format!(
-        "OnAccessCoverage directory\nOnAccessIncludePath {}\nOnAccessPrevention yes\n\
-         OnAccessDenyOnError yes\nOnAccessCurlTimeout 2000\nDatabaseDirectory {}\n\
-         ClamdSocket {}\n",
-        watched.display(),
-        root.join("no-db-needed").display(),
-        server.unix()
-    );
-    let watch = Watch::start(&root, &conf, &["--clamd-health-interval", "200ms"]);
-    for _ in 0..3 {
-        let (_, code) = read_as_nobody(&f, &content);
-        assert_eq!(code, 0, "F is clean for version 7\n{}", watch.log());
-    }
-    assert!(
-        watch.log().contains("; clean verdicts cached"),
-        "{}",
-        watch.log()
+        run.watch.log()
     );
 
-    let sig = format!("Moat.Test.Reload:0:*:{}\n", hex::encode(&content));
-    daily_cld(&db, 8, &sig);
+    daily_cld(&db, 8, &run.signature());
     assert_eq!(server.request("RELOAD").unwrap(), "RELOADING");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !server.request("VERSION").unwrap().contains("/8/") {
-        assert!(
-            Instant::now() < deadline,
-            "moat serve did not reload\n{}",
-            server.log()
-        );
+    while !version().contains("/8/") {
+        assert!(Instant::now() < deadline, "no reload\n{}", server.log());
         std::thread::sleep(Duration::from_millis(20));
     }
-    let code = loop {
-        let (_, code) = read_as_nobody(&f, &content);
-        if code != 0 || Instant::now() > deadline {
-            break code;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let log = watch.log();
+    let code = run.read_until_denied();
+    let log = run.watch.log();
     assert_eq!(
         code,
         libc::EPERM,
