@@ -55,6 +55,11 @@ fn marker() -> Vec<u8> {
     format!("{}-TEST-{}", "MOAT", "MARKER").into_bytes()
 }
 
+/// The marker's signature, a `.ndb` line.
+fn marker_signature() -> String {
+    format!("Moat.Test.Marker:0:*:{}\n", hex::encode(marker()))
+}
+
 fn md5_hex(data: &[u8]) -> String {
     use md5::{Digest, Md5};
     hex::encode(Md5::digest(data))
@@ -65,11 +70,7 @@ fn md5_hex(data: &[u8]) -> String {
 fn database(dir: &Path, real: bool) -> PathBuf {
     let db = dir.join("db");
     fs::create_dir_all(&db).unwrap();
-    fs::write(
-        db.join("test.ndb"),
-        format!("Moat.Test.Marker:0:*:{}\n", hex::encode(marker())),
-    )
-    .unwrap();
+    fs::write(db.join("test.ndb"), marker_signature()).unwrap();
     let eicar = moat_testkit::eicar();
     fs::write(
         db.join("eicar.hdb"),
@@ -250,6 +251,18 @@ impl Watch {
     }
 }
 
+/// `root/watched`, which uid 65534 may enter.
+fn watched_subdir(root: &Path) -> PathBuf {
+    let watched = root.join("watched");
+    fs::create_dir(&watched).unwrap();
+    fs::set_permissions(
+        &watched,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    watched
+}
+
 /// EICAR blocked and a clean file readable for uid 65534 while clamd answers; then, with
 /// clamd killed, a clean file never scanned before is denied or allowed as `deny` says.
 fn watch_on_clamd(deny: bool) {
@@ -259,13 +272,7 @@ fn watch_on_clamd(deny: bool) {
     let (_tmp, root) = watched_dir();
     let db = database(&root, false);
     let mut server = Clamd::start(&root, &db, "clamd");
-    let watched = root.join("watched");
-    fs::create_dir(&watched).unwrap();
-    fs::set_permissions(
-        &watched,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    let watched = watched_subdir(&root);
     let eicar = moat_testkit::eicar();
     write_file(&watched.join("eicar.com"), &eicar, 0o644);
     write_file(&watched.join("clean.txt"), b"clean\n", 0o644);
@@ -328,13 +335,7 @@ struct Reloading {
 
 impl Reloading {
     fn start(root: &Path, server: &Clamd) -> Reloading {
-        let watched = root.join("watched");
-        fs::create_dir(&watched).unwrap();
-        fs::set_permissions(
-            &watched,
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
+        let watched = watched_subdir(root);
         let content = format!("{}-{}-{}\n", "moat", "reload", std::process::id()).into_bytes();
         let f = watched.join("f.txt");
         write_file(&f, &content, 0o644);
@@ -392,11 +393,7 @@ fn watch_on_clamd_blocks_a_file_once_the_server_reloads_a_signature_for_it() {
     let db = root.join("db");
     fs::create_dir(&db).unwrap();
     // clamd refuses to start on a directory without signatures: one that F does not match.
-    fs::write(
-        db.join("first.ndb"),
-        format!("Moat.Test.Marker:0:*:{}\n", hex::encode(marker())),
-    )
-    .unwrap();
+    fs::write(db.join("first.ndb"), marker_signature()).unwrap();
     let server = Clamd::start(&root, &db, "clamd");
     let run = Reloading::start(&root, &server);
 
@@ -419,7 +416,7 @@ fn watch_on_clamd_blocks_a_file_once_the_server_reloads_a_signature_for_it() {
 
 /// A `daily.cld` of `version` whose `daily.ndb` has the marker's signature and `extra`.
 fn daily_cld(db: &Path, version: u32, extra: &str) {
-    let ndb = format!("Moat.Test.Marker:0:*:{}\n{extra}", hex::encode(marker()));
+    let ndb = marker_signature() + extra;
     let cld = moat_testkit::cvd::build(version, &[("daily.ndb", ndb.as_bytes())]);
     fs::write(db.join("daily.cld"), cld).unwrap();
 }
