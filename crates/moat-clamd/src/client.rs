@@ -13,9 +13,25 @@
 //!   next server.
 //! - **Spreading.** Each request goes to the up server with the fewest requests in flight;
 //!   ties rotate, so an idle pool is used round robin.
-//! - **Health.** A thread PINGs every server each health interval: a down server that
-//!   answers `PONG` is up again, an up server that does not is down before a scan finds out.
-//!   When every server is down, a request still tries each (one may just have come back).
+//! - **Health.** A thread asks every server for its `VERSION` each health interval (`PING`
+//!   when VERSION is refused): a down server that answers is up again, an up server that
+//!   does not is down before a scan finds out. When every server is down, a request still
+//!   tries each (one may just have come back).
+//! - **Databases.** The VERSION reply names the server's database (`ClamAV 1.4.6/27371/Mon
+//!   Dec  7 13:35:09 2026`: daily 27371 built then). A change of what the up servers load (a new
+//!   version, a server back up after being down, possibly with another database) or of
+//!   whether clean verdicts may be cached gives the pool a new
+//!   [generation](Scanner::generation), so `moat watch` flushes its clean caches as on its
+//!   own reload. A server going down alone does not: the others load what they loaded, and
+//!   with none up the caches are all there is. Clean verdicts are cached only while every up server
+//!   reports the same version ([`Scanner::caches_clean`]): while they disagree, a verdict
+//!   depends on the server that gave it; and a server that reports none (a database with
+//!   no daily/main container: `ClamAV 1.4.6`) shows no sign of a reload at all, so its
+//!   verdicts are never cached. Measured on real clamd 1.4.6 with a `-d` holding one `.ndb`:
+//!   after adding a signature and `RELOAD` (log: `Database correctly reloaded (2
+//!   signatures)`), VERSION stayed `ClamAV 1.4.6`, STATS was byte for byte the same
+//!   (MEMSTATS moved only for 200 more signatures: `pools_used 5.882M` → `5.906M`) and
+//!   DETSTATS was empty. A detection is cached either way (the safe direction).
 //! - **Errors.** A server that answers `... ERROR` (it could not read the file, it ran out of
 //!   memory during a reload, the stream was over its StreamMaxLength) is not down; the next
 //!   server is tried, and when every server answered so the last message is the failure.
@@ -32,7 +48,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use moat_guard::{ScanFailure, Scanner, Verdict};
@@ -286,15 +302,51 @@ pub fn version(endpoint: &Endpoint, timeout: Duration) -> Result<String, Fault> 
     conn.reply()
 }
 
+/// What a server's VERSION reply says about its database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbVersion {
+    /// Not known (yet): the server was not asked since it (re)appeared, or refused VERSION.
+    Unknown,
+    /// No database version: `ClamAV 1.4.6` (no official container loaded).
+    Unversioned,
+    /// The `/`-separated part after the release: `27371/Mon Dec  7 13:35:09 2026`.
+    Version(String),
+}
+
+impl DbVersion {
+    /// Reads a VERSION reply; `None` when it is no VERSION reply (`COMMAND UNAVAILABLE`).
+    pub fn parse(reply: &str) -> Option<DbVersion> {
+        let reply = reply.trim_end_matches(['\n', '\r']);
+        if !reply.starts_with("ClamAV ") {
+            return None;
+        }
+        Some(match reply.split_once('/') {
+            Some((_, db)) if !db.is_empty() => DbVersion::Version(db.to_owned()),
+            _ => DbVersion::Unversioned,
+        })
+    }
+}
+
+impl std::fmt::Display for DbVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DbVersion::Unknown => f.write_str("database unknown"),
+            DbVersion::Unversioned => f.write_str("no database version"),
+            DbVersion::Version(v) => f.write_str(v),
+        }
+    }
+}
+
 /// How a [`Pool`] talks to its servers.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolOptions {
     /// The longest any connect, send or receive may wait (clamonacc's OnAccessCurlTimeout).
     pub timeout: Duration,
-    /// How often every server is PINGed.
+    /// How often every server is asked for its VERSION (liveness and database).
     pub health_interval: Duration,
-    /// The database generation reported to the verdict cache (bumped when the pool is
-    /// rebuilt on a reload).
+    /// Numbers the pools built one after the other (`moat watch` builds a new one on each
+    /// SIGHUP): the high 32 bits of every [generation](Scanner::generation) this pool
+    /// reports, so that no two pools share one.
     pub generation: u64,
 }
 
@@ -312,28 +364,123 @@ impl Default for PoolOptions {
 struct Server {
     endpoint: Endpoint,
     up: AtomicBool,
+    /// Its database, as its last VERSION reply said.
+    db: Mutex<DbVersion>,
     in_flight: AtomicUsize,
     requests: AtomicU64,
     faults: AtomicU64,
 }
 
 impl Server {
-    /// Records the outcome of a request or a health check; logs state changes only.
-    fn mark(&self, up: bool, why: &str) {
-        let was = self.up.swap(up, Ordering::SeqCst);
-        match (was, up) {
-            (true, false) => tracing::warn!(server = %self.endpoint, "clamd server down: {why}"),
-            (false, true) => tracing::info!(server = %self.endpoint, "clamd server up again"),
-            _ => {}
-        }
+    fn db(&self) -> DbVersion {
+        self.db.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_db(&self, db: DbVersion) {
+        *self.db.lock().unwrap_or_else(|p| p.into_inner()) = db;
     }
 }
+
+/// What the up servers load: per server, `None` when down.
+type View = Vec<Option<DbVersion>>;
 
 struct Shared {
     servers: Vec<Server>,
     options: PoolOptions,
     /// Rotates the start of the search among equally loaded servers.
     turn: AtomicUsize,
+    /// The view the current generation was computed from.
+    view: Mutex<View>,
+    /// `options.generation << 32 | changes << 1 | uncached`: bumped on every change of the
+    /// view; the low bit set while clean verdicts must not be cached.
+    generation: AtomicU64,
+}
+
+impl Shared {
+    /// Records the outcome of a request or a health check (with the database it reported);
+    /// logs state changes only. A server back up may load another database: unknown until
+    /// its next VERSION.
+    fn mark(&self, server: &Server, up: bool, db: Option<DbVersion>, why: &str) {
+        let reported = db.is_some();
+        if let Some(db) = db {
+            server.set_db(db);
+        }
+        let was = server.up.swap(up, Ordering::SeqCst);
+        match (was, up) {
+            (true, false) => {
+                tracing::warn!(server = %server.endpoint, "clamd server down: {why}");
+                self.observe();
+            }
+            (false, true) => {
+                tracing::info!(server = %server.endpoint, "clamd server up again");
+                if !reported {
+                    server.set_db(DbVersion::Unknown);
+                }
+                self.observe();
+            }
+            _ => {}
+        }
+    }
+
+    /// Compares what the servers load now with the view of the current generation. A new
+    /// generation when an up server loads something else than that view says (a new
+    /// version, or back from down) or when whether clean verdicts may be cached changes. A
+    /// server going down alone changes nothing more: the others load what they loaded, and
+    /// with none up the caches are all there is (a cached detection keeps denying).
+    fn observe(&self) {
+        let mut view = self.view.lock().unwrap_or_else(|p| p.into_inner());
+        let now: View = self
+            .servers
+            .iter()
+            .map(|s| s.up.load(Ordering::SeqCst).then(|| s.db()))
+            .collect();
+        let old = self.generation.load(Ordering::SeqCst);
+        let was_cached = old & 1 == 0;
+        let (cached, why) = match cacheable(&now) {
+            None => (was_cached, "as before: no server up"),
+            Some(c) => c,
+        };
+        let moved = now
+            .iter()
+            .zip(view.iter())
+            .any(|(n, v)| n.is_some() && n != v);
+        *view = now;
+        if !moved && cached == was_cached {
+            return;
+        }
+        let generation = (old | 1) + 1 + u64::from(!cached);
+        self.generation.store(generation, Ordering::SeqCst);
+        let servers: Vec<String> = self
+            .servers
+            .iter()
+            .zip(view.iter())
+            .map(|(s, db)| match db {
+                Some(db) => format!("{} {db}", s.endpoint),
+                None => format!("{} down", s.endpoint),
+            })
+            .collect();
+        tracing::info!(
+            generation,
+            "clamd databases: {}; clean verdicts {why}",
+            servers.join(", ")
+        );
+    }
+}
+
+/// Whether clean verdicts may be cached under `view`, and why (for the log); `None` when
+/// no server is up.
+fn cacheable(view: &View) -> Option<(bool, &'static str)> {
+    let mut up = view.iter().flatten();
+    let first = up.next()?;
+    Some(match first {
+        DbVersion::Unknown => (false, "not cached until every server tells its version"),
+        DbVersion::Unversioned => (
+            false,
+            "not cached: a server shows no database version, so its reloads cannot be seen",
+        ),
+        DbVersion::Version(_) if up.all(|db| db == first) => (true, "cached"),
+        DbVersion::Version(_) => (false, "not cached while the servers' databases differ"),
+    })
 }
 
 /// Requests in flight on one server, counted while the guard lives.
@@ -379,20 +526,25 @@ impl Pool {
     /// the first health check (started here, on its own thread) says otherwise.
     pub fn new(endpoints: Vec<Endpoint>, options: PoolOptions) -> Pool {
         assert!(!endpoints.is_empty(), "a clamd pool needs a server");
-        let servers = endpoints
+        let servers: Vec<Server> = endpoints
             .into_iter()
             .map(|endpoint| Server {
                 endpoint,
                 up: AtomicBool::new(true),
+                db: Mutex::new(DbVersion::Unknown),
                 in_flight: AtomicUsize::new(0),
                 requests: AtomicU64::new(0),
                 faults: AtomicU64::new(0),
             })
             .collect();
+        let view: View = vec![Some(DbVersion::Unknown); servers.len()];
         let shared = Arc::new(Shared {
             servers,
             options,
             turn: AtomicUsize::new(0),
+            view: Mutex::new(view),
+            // Every server's database unknown: nothing cached until the first checks.
+            generation: AtomicU64::new(options.generation << 32 | 1),
         });
         let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
         let weak = Arc::downgrade(&shared);
@@ -408,13 +560,17 @@ impl Pool {
         }
     }
 
-    /// PINGs every server now (in order); the outcome also updates its state.
-    pub fn check_all(&self) -> Vec<(Endpoint, Result<(), String>)> {
-        self.shared
+    /// Checks every server now (in order, as the health thread does); the outcome also
+    /// updates its state: up or down, and the database it reports.
+    pub fn check_all(&self) -> Vec<(Endpoint, Result<DbVersion, String>)> {
+        let shared = &*self.shared;
+        let checked = shared
             .servers
             .iter()
-            .map(|s| (s.endpoint.clone(), check(s, self.shared.options.timeout)))
-            .collect()
+            .map(|s| (s.endpoint.clone(), check(shared, s, shared.options.timeout)))
+            .collect();
+        shared.observe();
+        checked
     }
 
     /// The servers and their counters.
@@ -442,18 +598,18 @@ impl Pool {
             let _counted = InFlight::new(server);
             match scan_file(&server.endpoint, file, shared.options.timeout) {
                 Ok(Answer::Error(message)) => {
-                    server.mark(true, "");
+                    shared.mark(server, true, None, "");
                     tracing::debug!(server = %server.endpoint, "clamd could not scan: {message}");
                     last_error = Some(message);
                 }
                 Ok(answer) => {
-                    server.mark(true, "");
+                    shared.mark(server, true, None, "");
                     return Ok(answer);
                 }
                 Err(Fault::File(e)) => return Err(ScanFailure::Io(e)),
                 Err(Fault::Server(why)) => {
                     server.faults.fetch_add(1, Ordering::Relaxed);
-                    server.mark(false, &why);
+                    shared.mark(server, false, None, &why);
                     failures.push(format!("{}: {why}", server.endpoint));
                 }
             }
@@ -486,23 +642,29 @@ impl Pool {
     }
 }
 
-/// One health check of `server`.
-fn check(server: &Server, timeout: Duration) -> Result<(), String> {
-    match ping(&server.endpoint, timeout) {
-        Ok(()) => {
-            server.mark(true, "");
-            Ok(())
+/// One health check of `server`: VERSION (its database), or PING when it answers VERSION
+/// with something else (clamd 1.5's `EnableVersionCommand no`): up, database unknown.
+fn check(shared: &Shared, server: &Server, timeout: Duration) -> Result<DbVersion, String> {
+    let asked =
+        version(&server.endpoint, timeout).and_then(|reply| match DbVersion::parse(&reply) {
+            Some(db) => Ok(db),
+            None => ping(&server.endpoint, timeout).map(|()| DbVersion::Unknown),
+        });
+    match asked {
+        Ok(db) => {
+            shared.mark(server, true, Some(db.clone()), "");
+            Ok(db)
         }
         Err(f) => {
             let why = f.to_string();
             server.faults.fetch_add(1, Ordering::Relaxed);
-            server.mark(false, &why);
+            shared.mark(server, false, None, &why);
             Err(why)
         }
     }
 }
 
-/// PINGs every server each `interval` until the pool is dropped.
+/// Checks every server each `interval` until the pool is dropped.
 fn health_loop(shared: Weak<Shared>, stopped: crossbeam_channel::Receiver<()>, interval: Duration) {
     loop {
         match stopped.recv_timeout(interval) {
@@ -517,8 +679,9 @@ fn health_loop(shared: Weak<Shared>, stopped: crossbeam_channel::Receiver<()>, i
             .timeout
             .min(interval.max(Duration::from_millis(100)));
         for server in &shared.servers {
-            let _ = check(server, timeout);
+            let _ = check(&shared, server, timeout);
         }
+        shared.observe();
     }
 }
 
@@ -532,7 +695,11 @@ impl Scanner for Pool {
     }
 
     fn generation(&self) -> u64 {
-        self.shared.options.generation
+        self.shared.generation.load(Ordering::SeqCst)
+    }
+
+    fn caches_clean(&self, generation: u64) -> bool {
+        generation & 1 == 0
     }
 }
 
@@ -559,6 +726,34 @@ mod tests {
         assert_eq!(parse_answer("UNKNOWN COMMAND"), None);
         assert_eq!(parse_answer("COMMAND READ TIMED OUT\n"), None);
         assert_eq!(parse_answer("fd[3]: maybe"), None);
+    }
+
+    #[test]
+    fn versions_parse_from_clamd_replies() {
+        // As real clamd 1.4.6 answers with a daily container, and with only a .ndb loaded.
+        assert_eq!(
+            DbVersion::parse("ClamAV 1.4.6/27371/Mon Dec  7 13:35:09 2026\n"),
+            Some(DbVersion::Version("27371/Mon Dec  7 13:35:09 2026".into()))
+        );
+        assert_eq!(
+            DbVersion::parse("ClamAV 1.4.6"),
+            Some(DbVersion::Unversioned)
+        );
+        assert_eq!(DbVersion::parse("COMMAND UNAVAILABLE"), None);
+    }
+
+    #[test]
+    fn clean_verdicts_are_cached_only_when_every_up_server_has_one_version() {
+        let v = |s: &str| Some(DbVersion::Version(s.into()));
+        let cached = |view: View| cacheable(&view).map(|(c, _)| c);
+        assert_eq!(cached(vec![v("7/x"), None, v("7/x")]), Some(true));
+        assert_eq!(cached(vec![v("7/x"), v("8/y")]), Some(false));
+        assert_eq!(
+            cached(vec![v("7/x"), Some(DbVersion::Unknown)]),
+            Some(false)
+        );
+        assert_eq!(cached(vec![Some(DbVersion::Unversioned)]), Some(false));
+        assert_eq!(cached(vec![None, None]), None);
     }
 
     #[test]

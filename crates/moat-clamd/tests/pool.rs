@@ -4,32 +4,24 @@
 //! SIGKILLed and another SIGSTOPped (a stall) while four threads scan 240 files, and every
 //! file still gets the verdict clamd gives it; the stalled server is found up again by the
 //! health checks once it continues; with every server gone a scan fails with each reason.
+//! A server back up gives the pool a new generation, and clamd's VERSION on such a
+//! database (no version) keeps clean verdicts out of the caches.
 //!
 //! Skipped (with the reason printed) when clamd is not installed, unless
 //! `MOAT_REQUIRE_ORACLE=1`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use moat_clamd::client::{self, Endpoint, Pool, PoolOptions};
 use moat_guard::{Scanner, Verdict};
+use moat_testkit::clamd::Clamd;
 
 fn clamd_installed() -> bool {
-    let found = Command::new("sh")
-        .args(["-c", "command -v clamd"])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        if std::env::var("MOAT_REQUIRE_ORACLE").as_deref() == Ok("1") {
-            panic!("clamd not installed but MOAT_REQUIRE_ORACLE=1 (apt-get install clamav-daemon)");
-        }
-        println!("skipped: clamd not installed (apt-get install clamav-daemon)");
-    }
-    found
+    moat_testkit::oracle(&["clamd"], "apt-get install clamav-daemon")
 }
 
 /// Built at run time so that no signature's bytes sit in this file.
@@ -41,73 +33,18 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A real clamd on `dir/<name>.sock` (and on TCP when `tcp`), killed on drop.
-struct Clamd {
-    child: Child,
-    endpoint: Endpoint,
-}
-
-impl Drop for Clamd {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-CONT", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Clamd {
-    fn start(dir: &Path, name: &str, tcp: bool) -> Clamd {
-        let sock = dir.join(format!("{name}.sock"));
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut conf = format!(
-            "Foreground yes\nLocalSocket {}\nDatabaseDirectory {}\nLogFile {}\n\
-             MaxThreads 4\nCommandReadTimeout 5\nReadTimeout 5\n",
-            sock.display(),
-            dir.join("db").display(),
-            dir.join(format!("{name}.log")).display(),
-        );
-        if tcp {
-            conf.push_str(&format!("TCPSocket {port}\nTCPAddr 127.0.0.1\n"));
-        }
-        let conf_path = dir.join(format!("{name}.conf"));
-        std::fs::write(&conf_path, conf).unwrap();
-        let child = Command::new("clamd")
-            .arg("-c")
-            .arg(&conf_path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start clamd");
-        let endpoint = if tcp {
-            Endpoint::Tcp {
-                host: "127.0.0.1".into(),
-                port,
-            }
-        } else {
-            Endpoint::Unix(sock)
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while client::ping(&endpoint, Duration::from_secs(1)).is_err() {
-            assert!(Instant::now() < deadline, "clamd {name} did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Clamd { child, endpoint }
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {sig}");
-    }
+/// A real clamd named `name` on `dir/db` (short read timeouts: a stalled exchange ends
+/// soon) and the endpoint the pool uses for it: TCP when `tcp`, else the unix socket.
+fn start(dir: &Path, name: &str, tcp: bool) -> (Clamd, Endpoint) {
+    let server = Clamd::launch(
+        Command::new("clamd"),
+        dir,
+        &dir.join("db"),
+        name,
+        "CommandReadTimeout 5\nReadTimeout 5\n",
+    );
+    let endpoint = if tcp { server.tcp() } else { server.unix() };
+    (server, endpoint.parse().unwrap())
 }
 
 /// `n` files, every third one infected, sizes up to ~200 KiB (several INSTREAM chunks).
@@ -151,20 +88,21 @@ fn a_pool_spreads_fails_over_and_recovers_on_real_clamd() {
         format!("Moat.Test.Marker:0:*:{}\n", hex(marker().as_bytes())),
     )
     .unwrap();
-    let servers = [
-        Clamd::start(dir, "a", false),
-        Clamd::start(dir, "b", false),
-        Clamd::start(dir, "c", true),
-    ];
+    let (servers, endpoints): (Vec<Clamd>, Vec<Endpoint>) =
+        [("a", false), ("b", false), ("c", true)]
+            .into_iter()
+            .map(|(name, tcp)| start(dir, name, tcp))
+            .unzip();
     let pool = Arc::new(Pool::new(
-        servers.iter().map(|s| s.endpoint.clone()).collect(),
+        endpoints.clone(),
         PoolOptions {
             timeout: Duration::from_secs(1),
             health_interval: Duration::from_millis(200),
             generation: 7,
         },
     ));
-    assert_eq!(pool.generation(), 7);
+    // PoolOptions::generation numbers the pool: the high half of each generation.
+    assert_eq!(pool.generation() >> 32, 7);
     let files = files(&dir.join("files"), 240);
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
@@ -191,9 +129,9 @@ fn a_pool_spreads_fails_over_and_recovers_on_real_clamd() {
             before.iter().all(|s| s.requests > 0),
             "not spread: {before:?}"
         );
-        servers[0].signal("-KILL");
+        servers[0].signal(libc::SIGKILL);
         wait_until("160 files", || done.load(Ordering::SeqCst) >= 160);
-        servers[1].signal("-STOP");
+        servers[1].signal(libc::SIGSTOP);
         workers
             .into_iter()
             .flat_map(|w| w.join().unwrap())
@@ -211,20 +149,26 @@ fn a_pool_spreads_fails_over_and_recovers_on_real_clamd() {
     }
     let status = pool.status();
     assert!(!status[0].up && status[0].faults > 0, "{status:?}");
+    // clamd on a database with no daily/main container answers VERSION with no database
+    // version (`ClamAV 1.4.6`): a reload could not be seen, so nothing is cached clean.
+    assert!(!pool.caches_clean(pool.generation()));
     // The stalled server is found by a scan's receive timeout or a health check's.
     wait_until("b seen down", || !pool.status()[1].up);
     assert!(pool.status()[2].up);
 
-    servers[1].signal("-CONT");
+    let stalled = pool.generation();
+    servers[1].signal(libc::SIGCONT);
     wait_until("b up again", || pool.status()[1].up);
+    // Back after being down (it might load another database): a new generation.
+    wait_until("a new generation", || pool.generation() != stalled);
 
-    servers[1].signal("-KILL");
-    servers[2].signal("-KILL");
+    servers[1].signal(libc::SIGKILL);
+    servers[2].signal(libc::SIGKILL);
     let file = std::fs::File::open(&files[0].0).unwrap();
     let err = pool.scan(&file).unwrap_err().to_string();
     assert!(err.starts_with("no clamd server answered ("), "{err}");
-    for s in &servers {
-        assert!(err.contains(&s.endpoint.to_string()), "{err}");
+    for e in &endpoints {
+        assert!(err.contains(&e.to_string()), "{err}");
     }
 }
 
@@ -241,8 +185,8 @@ fn an_error_reply_is_an_answer_not_a_dead_server() {
         format!("Moat.Test.Marker:0:*:{}\n", hex(marker().as_bytes())),
     )
     .unwrap();
-    let server = Clamd::start(dir, "a", false);
-    let pool = Pool::new(vec![server.endpoint.clone()], PoolOptions::default());
+    let (_server, endpoint) = start(dir, "a", false);
+    let pool = Pool::new(vec![endpoint], PoolOptions::default());
     // clamd refuses a descriptor that is not a regular file: `fd[N]: Not a regular file ERROR`.
     let mut fds = [0; 2];
     // SAFETY: pipe writes two new descriptors into the array; each is owned once below.

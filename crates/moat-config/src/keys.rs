@@ -164,6 +164,7 @@ pub static KEYS: &[KeyInfo] = &[
     used(k("MaxScriptNormalize", Size)),
     used(k("MaxThreads", Number)),
     k("MaxZipTypeRcg", Size),
+    moat(k("MoatClamdHealthInterval", Duration)),
     moat(k("MoatControlSocket", Str)),
     moat(k("MoatDetectionLog", Str)),
     moat(k("MoatMetricsAddress", Str)),

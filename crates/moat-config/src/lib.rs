@@ -32,7 +32,8 @@
 //! level). Deprecated keys clamd ignores (`ScanOnAccess`, `MailFollowURLs`, ...) produce a
 //! [`Warning`]. moat adds keys of its own: `OnAccessScanTimeout`, `OnAccessCoverage`,
 //! `OnAccessTracking`, `OnAccessEvents`, `OnAccessExcludeExe`, `MoatControlSocket`,
-//! `MoatMetricsAddress`, `MoatDetectionLog`, `ClamdSocket` and `MaxConnections`.
+//! `MoatMetricsAddress`, `MoatDetectionLog`, `ClamdSocket`, `MoatClamdHealthInterval` and
+//! `MaxConnections`.
 //!
 //! # Example
 //!
@@ -334,6 +335,11 @@ pub struct Config {
     /// to find its one clamd; moat does not, because a clamd.conf that sets `LocalSocket` for
     /// clamd itself would then silently switch `moat watch` off its engine.
     pub clamd_sockets: Vec<ClamdEndpoint>,
+    /// `MoatClamdHealthInterval` (**moat extension**, default 1s): how often `moat watch`
+    /// asks each [`clamd_sockets`](Self::clamd_sockets) server for its VERSION: a server
+    /// down or back, and a new database (whose clean verdicts must not answer from the
+    /// caches), are noticed within it.
+    pub moat_clamd_health_interval: Duration,
     /// `EnableShutdownCommand` (clamd 1.5, default yes): `moat serve` answers SHUTDOWN/QUIT
     /// with `COMMAND UNAVAILABLE` when off.
     pub enable_shutdown_command: bool,
@@ -493,6 +499,7 @@ impl Default for Config {
             on_access_max_threads: 5,
             on_access_curl_timeout: Duration::from_millis(5000),
             clamd_sockets: Vec::new(),
+            moat_clamd_health_interval: Duration::from_secs(1),
             enable_shutdown_command: true,
             enable_reload_command: true,
             enable_version_command: true,
@@ -798,6 +805,7 @@ impl Parser<'_> {
             "MoatControlSocket" => c.moat_control_socket = Some(PathBuf::from(v)),
             "MoatMetricsAddress" => c.moat_metrics_address = Some(v.to_owned()),
             "MoatDetectionLog" => c.moat_detection_log = Some(PathBuf::from(v)),
+            "MoatClamdHealthInterval" => c.moat_clamd_health_interval = parse_duration(v)?,
             "OnAccessEvents" => c.on_access_events = v.parse()?,
             "OnAccessExcludeExe" => c.on_access_exclude_exes.push(v.parse()?),
             "DatabaseDirectory" => c.database_directory = PathBuf::from(v),

@@ -126,6 +126,9 @@ pub struct Stats {
     pub infected_cache_hits: AtomicU64,
     /// Workers stuck in one scan for twice the deadline, replaced by new ones.
     pub workers_replaced: AtomicU64,
+    /// Clean verdicts not cached because the scanner said so ([`Scanner::caches_clean`]: a
+    /// clamd pool whose servers disagree on, or do not tell, their database).
+    pub clean_not_cached: AtomicU64,
     /// Files scanned while someone had them open for writing (or whose writers could not
     /// be told): neither answered from the verdict cache nor added to it.
     pub open_for_writing: AtomicU64,
@@ -1262,7 +1265,12 @@ impl Worker {
             |after: FileKey| after == before && after.is_settled(SystemTime::now(), window);
         // Clean, unchanged, still nobody writing, and no close-after-write meanwhile (a write
         // to an already dirty mapped page changes no key field; review F4).
+        let cacheable = scanner.caches_clean(generation);
+        if verdict == Verdict::Clean && !cacheable {
+            Stats::bump(&self.stats.clean_not_cached);
+        }
         let clean = verdict == Verdict::Clean
+            && cacheable
             && FileKey::of(file).is_ok_and(unchanged)
             && crate::writers::open_for_writing(file) == Some(false)
             && self.cache.insert_clean_unwritten(before, generation, epoch);

@@ -83,6 +83,16 @@ pub trait Scanner: Send + Sync {
     /// cache key, so verdicts of an older database never answer for a newer one.
     fn generation(&self) -> u64;
 
+    /// Whether a clean verdict of `generation` may be cached (the userspace verdict cache and
+    /// the kernel's ignore marks). A scanner that cannot tell when its database changes (a
+    /// clamd pool whose servers disagree or report no database version) says no; any change
+    /// of that answer must come with a new generation, so that asking with the generation
+    /// read before the scan is free of races. Yes by default.
+    fn caches_clean(&self, generation: u64) -> bool {
+        let _ = generation;
+        true
+    }
+
     /// What is known about the database behind this scanner, for health reports
     /// (`moat status`, metrics). Nothing by default.
     fn database(&self) -> DatabaseInfo {
@@ -105,6 +115,10 @@ impl<S: Scanner + ?Sized> Scanner for Arc<S> {
 
     fn generation(&self) -> u64 {
         (**self).generation()
+    }
+
+    fn caches_clean(&self, generation: u64) -> bool {
+        (**self).caches_clean(generation)
     }
 
     fn database(&self) -> DatabaseInfo {

@@ -11,6 +11,8 @@
 //!   files with a given mode.
 //! - [`watch`]: `moat watch` started with a config, READY=1 awaited, stopped on drop.
 //! - [`fuse`] (feature `fuse`): a FUSE server that stalls every open on demand.
+//! - [`clamd`]: real clamd (or `moat serve`) on temp sockets, waited for and killed on drop.
+//! - [`cvd`]: database containers (`.cvd`/`.cld`) built at test time.
 //!
 //! Safety of the children: after `fork` the child only makes async-signal-safe calls, with
 //! no allocation and no locks (the test process has other threads, whose locks may be held
@@ -19,6 +21,8 @@
 
 #![warn(missing_docs)]
 
+pub mod clamd;
+pub mod cvd;
 #[cfg(feature = "fuse")]
 pub mod fuse;
 pub mod watch;

@@ -25,6 +25,7 @@ use moat_guard::{
 };
 
 use crate::coverage::{self, CoverError, CoverageCounts, DirectoryCoverage, TrackingMode};
+use crate::flush::CacheFlusher;
 use crate::health::Lifetime;
 use crate::kernel_cache::KernelCache;
 use crate::stop::Stop;
@@ -194,12 +195,15 @@ pub struct Daemon {
     quiet: Option<JoinHandle<()>>,
     /// systemd's watchdog thread, when `WATCHDOG_USEC` asked for one.
     watchdog: Option<JoinHandle<()>>,
+    /// Flushes the clean caches on a new database (a reload, or a clamd server's).
+    flusher: Arc<CacheFlusher>,
+    /// Follows the scanner's generation (see [`crate::flush`]).
+    follower: Option<JoinHandle<()>>,
     /// Set when a supervised thread died (see [`supervised`]): the stop is then a failure.
     failed: Arc<AtomicBool>,
     watcher: Option<DeadlineWatcher>,
     pool: Option<Arc<WorkerPool>>,
     scanner: Arc<ScannerSlot>,
-    cache: Arc<VerdictCache>,
     kernel_cache: Option<Arc<KernelCache>>,
     stats: Arc<DaemonStats>,
     scan_stats: Arc<Stats>,
@@ -407,6 +411,18 @@ impl Daemon {
             }
             None => None,
         };
+        let flusher = Arc::new(CacheFlusher::new(
+            Arc::clone(&slot),
+            Arc::clone(&cache),
+            kernel_cache.clone(),
+        ));
+        let follower = {
+            let (f, s) = (Arc::clone(&flusher), Arc::clone(&stop));
+            supervised("moat-db-follow", &stop, &failed, move || {
+                f.follow(&s);
+                Ok(())
+            })?
+        };
         let watchdog = match watchdog {
             Some((heartbeat, interval)) => Some(
                 crate::watchdog::spawn(interval, heartbeat, Arc::clone(&pool), Arc::clone(&stop))
@@ -418,6 +434,8 @@ impl Daemon {
             retired: false,
             stop: Arc::clone(&stop),
             watchdog,
+            flusher,
+            follower: Some(follower),
             reader_stop,
             reader: Some(reader),
             slow: slow.clone(),
@@ -428,7 +446,6 @@ impl Daemon {
             watcher: Some(watcher),
             pool: Some(Arc::clone(&pool)),
             scanner: slot,
-            cache,
             kernel_cache,
             stats,
             scan_stats,
@@ -533,24 +550,8 @@ impl Daemon {
     /// verdict of the old database answers again. Scans in progress finish with the old one
     /// (their verdicts are filed under the old generation and never answer for the new).
     pub fn reload(&self, scanner: Arc<dyn Scanner>) {
-        let generation = scanner.generation();
         self.scanner.replace(scanner);
-        if let Some(kc) = &self.kernel_cache {
-            match kc.flush() {
-                Ok(Some(n)) => {
-                    tracing::info!(ignore_marks = n, "kernel clean cache flushed mark by mark")
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot flush the kernel clean cache: files found clean by the old database may open unscanned until written or evicted")
-                }
-            }
-        }
-        self.cache.clear();
-        tracing::info!(
-            generation,
-            "new signature database in use; clean caches flushed"
-        );
+        self.flusher.flush_if_new("new signature database in use");
     }
 
     /// The line logged (and sent as systemd `STATUS=`) when ready: what is watched, how
@@ -654,6 +655,9 @@ impl Daemon {
         }
         if let Some(w) = self.watchdog.take() {
             let _ = w.join();
+        }
+        if let Some(f) = self.follower.take() {
+            let _ = f.join();
         }
         // The reader removes the marks, then allows whatever is still queued.
         self.reader_stop.trigger();

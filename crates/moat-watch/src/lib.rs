@@ -25,6 +25,7 @@ pub mod control;
 pub mod coverage;
 pub mod daemon;
 pub mod fid;
+pub mod flush;
 pub mod fs_scope;
 pub mod health;
 pub mod kernel_cache;

@@ -68,6 +68,11 @@ impl Stop {
         poll(&[self.read.as_fd()], Some(Duration::ZERO)).is_ok_and(|r| r[0])
     }
 
+    /// Blocks until stop is requested or `timeout` passes; whether stop was requested.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        poll(&[self.read.as_fd()], Some(timeout)).is_ok_and(|r| r[0])
+    }
+
     /// Blocks until stop is requested.
     pub fn wait(&self) {
         while !matches!(poll(&[self.read.as_fd()], None), Ok(r) if r[0]) {}

@@ -73,6 +73,11 @@ pub struct WatchArgs {
     /// counts as down and the next one is tried (OnAccessCurlTimeout), e.g. 1s.
     #[arg(long, value_name = "DURATION", value_parser = moat_config::parse_duration)]
     clamd_timeout: Option<Duration>,
+    /// With clamd servers: how often each is asked for its VERSION
+    /// (MoatClamdHealthInterval, default 1s): a server down or back, or loading a new
+    /// database (the clean caches are then flushed), is noticed within it.
+    #[arg(long, value_name = "DURATION", value_parser = moat_config::parse_duration)]
+    clamd_health_interval: Option<Duration>,
     /// Signature database file or directory (replaces DatabaseDirectory).
     #[arg(short = 'd', long = "database", value_name = "FILE|DIR")]
     database: Vec<PathBuf>,
@@ -220,6 +225,9 @@ fn apply_flags(a: &WatchArgs, c: &mut Config) -> Result<(), regex::Error> {
     c.clamd_sockets.extend(a.clamd.iter().cloned());
     if let Some(t) = a.clamd_timeout {
         c.on_access_curl_timeout = t;
+    }
+    if let Some(t) = a.clamd_health_interval {
+        c.moat_clamd_health_interval = t;
     }
     if let Some(log) = &a.log {
         c.log_file = Some(log.clone());
@@ -592,20 +600,21 @@ fn load_scanner(
     )))
 }
 
-/// The clamd servers as the scanner; each is PINGed once so that the log says at start which
-/// answer (a server down now is tried again by every health check).
+/// The clamd servers as the scanner; each is asked for its VERSION once so that the log says
+/// at start which answer and with what database (a server down now is tried again by every
+/// health check).
 fn clamd_pool(c: &Config, generation: u64) -> Arc<dyn moat_guard::Scanner> {
     let pool = moat_clamd::client::Pool::new(
         c.clamd_sockets.clone(),
         moat_clamd::client::PoolOptions {
             timeout: c.on_access_curl_timeout,
+            health_interval: c.moat_clamd_health_interval,
             generation,
-            ..Default::default()
         },
     );
     for (server, ping) in pool.check_all() {
         match ping {
-            Ok(()) => tracing::info!(%server, "scanning on clamd server"),
+            Ok(db) => tracing::info!(%server, database = %db, "scanning on clamd server"),
             Err(e) => tracing::warn!(%server, "clamd server not answering (yet): {e}"),
         }
     }

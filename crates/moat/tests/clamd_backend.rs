@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use moat_testkit::clamd::Clamd;
 use moat_testkit::{privileged, read_as_nobody, watched_dir, write_file};
 
 fn oracle_present() -> bool {
@@ -54,6 +55,11 @@ fn marker() -> Vec<u8> {
     format!("{}-TEST-{}", "MOAT", "MARKER").into_bytes()
 }
 
+/// The marker's signature, a `.ndb` line.
+fn marker_signature() -> String {
+    format!("Moat.Test.Marker:0:*:{}\n", hex::encode(marker()))
+}
+
 fn md5_hex(data: &[u8]) -> String {
     use md5::{Digest, Md5};
     hex::encode(Md5::digest(data))
@@ -64,11 +70,7 @@ fn md5_hex(data: &[u8]) -> String {
 fn database(dir: &Path, real: bool) -> PathBuf {
     let db = dir.join("db");
     fs::create_dir_all(&db).unwrap();
-    fs::write(
-        db.join("test.ndb"),
-        format!("Moat.Test.Marker:0:*:{}\n", hex::encode(marker())),
-    )
-    .unwrap();
+    fs::write(db.join("test.ndb"), marker_signature()).unwrap();
     let eicar = moat_testkit::eicar();
     fs::write(
         db.join("eicar.hdb"),
@@ -83,72 +85,6 @@ fn database(dir: &Path, real: bool) -> PathBuf {
         }
     }
     db
-}
-
-/// A real clamd on a unix socket and 127.0.0.1, killed on drop.
-struct Clamd {
-    child: Child,
-    sock: PathBuf,
-    port: u16,
-}
-
-impl Drop for Clamd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Clamd {
-    fn start(dir: &Path, db: &Path, name: &str) -> Clamd {
-        let sock = dir.join(format!("{name}.sock"));
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let conf = dir.join(format!("{name}.conf"));
-        fs::write(
-            &conf,
-            format!(
-                "Foreground yes\nLocalSocket {}\nTCPSocket {port}\nTCPAddr 127.0.0.1\n\
-                 DatabaseDirectory {}\nLogFile {}\nMaxThreads 4\n",
-                sock.display(),
-                db.display(),
-                dir.join(format!("{name}.log")).display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("clamd")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start clamd");
-        let server = Clamd { child, sock, port };
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let up =
-            |e: &str| moat_clamd::client::ping(&e.parse().unwrap(), Duration::from_secs(1)).is_ok();
-        while !(up(&server.unix()) && up(&server.tcp())) {
-            assert!(Instant::now() < deadline, "clamd {name} did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        server
-    }
-
-    fn unix(&self) -> String {
-        format!("unix:{}", self.sock.display())
-    }
-
-    fn tcp(&self) -> String {
-        format!("tcp:127.0.0.1:{}", self.port)
-    }
-
-    fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
 }
 
 /// A tree of files: clean ones, the marker, EICAR, an empty file, a name with spaces, and
@@ -315,6 +251,18 @@ impl Watch {
     }
 }
 
+/// `root/watched`, which uid 65534 may enter.
+fn watched_subdir(root: &Path) -> PathBuf {
+    let watched = root.join("watched");
+    fs::create_dir(&watched).unwrap();
+    fs::set_permissions(
+        &watched,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    watched
+}
+
 /// EICAR blocked and a clean file readable for uid 65534 while clamd answers; then, with
 /// clamd killed, a clean file never scanned before is denied or allowed as `deny` says.
 fn watch_on_clamd(deny: bool) {
@@ -324,13 +272,7 @@ fn watch_on_clamd(deny: bool) {
     let (_tmp, root) = watched_dir();
     let db = database(&root, false);
     let mut server = Clamd::start(&root, &db, "clamd");
-    let watched = root.join("watched");
-    fs::create_dir(&watched).unwrap();
-    fs::set_permissions(
-        &watched,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    let watched = watched_subdir(&root);
     let eicar = moat_testkit::eicar();
     write_file(&watched.join("eicar.com"), &eicar, 0o644);
     write_file(&watched.join("clean.txt"), b"clean\n", 0o644);
@@ -381,4 +323,148 @@ fn watch_on_clamd_denies_when_no_server_answers_with_deny_on_error() {
 #[test]
 fn watch_on_clamd_allows_when_no_server_answers_without_deny_on_error() {
     watch_on_clamd(false);
+}
+
+/// A file F in a watched directory of `root` and `moat watch` on `server` (health checks
+/// every 200 ms, DenyOnError): F must read (clean under the server's first database).
+struct Reloading {
+    f: PathBuf,
+    content: Vec<u8>,
+    watch: Watch,
+}
+
+impl Reloading {
+    fn start(root: &Path, server: &Clamd) -> Reloading {
+        let watched = watched_subdir(root);
+        let content = format!("{}-{}-{}\n", "moat", "reload", std::process::id()).into_bytes();
+        let f = watched.join("f.txt");
+        write_file(&f, &content, 0o644);
+        let conf = format!(
+            "OnAccessCoverage directory\nOnAccessIncludePath {}\nOnAccessPrevention yes\n\
+             OnAccessDenyOnError yes\nOnAccessCurlTimeout 2000\nDatabaseDirectory {}\n\
+             ClamdSocket {}\n",
+            watched.display(),
+            root.join("no-db-needed").display(),
+            server.unix()
+        );
+        let watch = Watch::start(root, &conf, &["--clamd-health-interval", "200ms"]);
+        for _ in 0..3 {
+            let (_, code) = read_as_nobody(&f, &content);
+            assert_eq!(
+                code,
+                0,
+                "F is clean for the first database\n{}",
+                watch.log()
+            );
+        }
+        Reloading { f, content, watch }
+    }
+
+    /// F's signature as a `.ndb` line.
+    fn signature(&self) -> String {
+        format!("Moat.Test.Reload:0:*:{}\n", hex::encode(&self.content))
+    }
+
+    /// Reads F as uid 65534 until it fails or 10 s pass; the last errno (0: read).
+    fn read_until_denied(&self) -> i32 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, code) = read_as_nobody(&self.f, &self.content);
+            if code != 0 || Instant::now() > deadline {
+                return code;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A file F clean under the servers' database is read by uid 65534; then a signature for F
+/// is added to clamd's database directory and clamd told to RELOAD: within the health
+/// interval (200 ms here) the next read is EPERM. Real clamd on a database without a
+/// daily/main container answers VERSION with no database version, so the pool caches no
+/// clean verdict of it (its reloads cannot be seen), and says so in the log. Without that,
+/// F stayed cached clean (userspace cache and kernel ignore mark) and readable forever.
+#[test]
+fn watch_on_clamd_blocks_a_file_once_the_server_reloads_a_signature_for_it() {
+    if !privileged() || !oracle_present() {
+        return;
+    }
+    let (_tmp, root) = watched_dir();
+    let db = root.join("db");
+    fs::create_dir(&db).unwrap();
+    // clamd refuses to start on a directory without signatures: one that F does not match.
+    fs::write(db.join("first.ndb"), marker_signature()).unwrap();
+    let server = Clamd::start(&root, &db, "clamd");
+    let run = Reloading::start(&root, &server);
+
+    fs::write(db.join("second.ndb"), run.signature()).unwrap();
+    assert_eq!(server.request("RELOAD").unwrap(), "RELOADING");
+    let code = run.read_until_denied();
+    let log = run.watch.log();
+    assert_eq!(
+        code,
+        libc::EPERM,
+        "F must be blocked once clamd loaded its signature\nclamd:\n{}\nmoat:\n{log}",
+        server.log()
+    );
+    assert!(log.contains("Moat.Test.Reload.UNOFFICIAL FOUND"), "{log}");
+    assert!(
+        log.contains("clean verdicts not cached: a server shows no database version"),
+        "{log}"
+    );
+}
+
+/// A `daily.cld` of `version` whose `daily.ndb` has the marker's signature and `extra`.
+fn daily_cld(db: &Path, version: u32, extra: &str) {
+    let ndb = marker_signature() + extra;
+    let cld = moat_testkit::cvd::build(version, &[("daily.ndb", ndb.as_bytes())]);
+    fs::write(db.join("daily.cld"), cld).unwrap();
+}
+
+/// As above with `moat serve` as the server, on a versioned database (a daily.cld: real
+/// clamd refuses an unsigned one): VERSION names it (`.../7/...`), so F's clean verdict is
+/// cached, in the kernel too (an ignore mark: F's next opens raise no event at all). The
+/// server then reloads daily.cld 8, which has a signature for F: at its next health check
+/// the pool sees version 8, and `moat watch` flushes both caches, so F is scanned again and
+/// blocked. Without the flush F stayed readable (no event reached moat).
+#[test]
+fn watch_on_clamd_flushes_its_caches_when_a_server_loads_a_new_database_version() {
+    if !privileged() {
+        return;
+    }
+    let (_tmp, root) = watched_dir();
+    let db = root.join("db");
+    fs::create_dir(&db).unwrap();
+    daily_cld(&db, 7, "");
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_moat"));
+    serve.arg("serve");
+    let server = Clamd::launch(serve, &root, &db, "serve", "");
+    let version = || server.request("VERSION").unwrap();
+    assert!(version().contains("/7/"), "{}", server.log());
+    let run = Reloading::start(&root, &server);
+    assert!(
+        run.watch.log().contains("; clean verdicts cached"),
+        "{}",
+        run.watch.log()
+    );
+
+    daily_cld(&db, 8, &run.signature());
+    assert_eq!(server.request("RELOAD").unwrap(), "RELOADING");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !version().contains("/8/") {
+        assert!(Instant::now() < deadline, "no reload\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let code = run.read_until_denied();
+    let log = run.watch.log();
+    assert_eq!(
+        code,
+        libc::EPERM,
+        "F must be blocked under version 8\n{log}"
+    );
+    assert!(log.contains("Moat.Test.Reload FOUND"), "{log}");
+    assert!(
+        log.contains("the scanner's database changed (a clamd server's); clean caches flushed"),
+        "{log}"
+    );
 }

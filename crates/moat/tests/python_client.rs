@@ -9,9 +9,10 @@
 //! clamd==1.0.2`, done by .ci/run) or clamd is missing, unless `MOAT_REQUIRE_ORACLE=1`.
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use moat_testkit::clamd::Clamd;
 
 const SCRIPT: &str = r#"
 import io, json, sys
@@ -69,64 +70,15 @@ fn md5_hex(data: &[u8]) -> String {
     hex::encode(Md5::digest(data))
 }
 
-/// A server (real clamd or `moat serve`), killed on drop.
-struct Server {
-    child: Child,
-    sock: PathBuf,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// Real clamd (`name` "clamd") or `moat serve` on `root/db`.
+fn start(root: &Path, name: &str) -> Clamd {
+    let db = root.join("db");
+    if name == "clamd" {
+        return Clamd::start(root, &db, name);
     }
-}
-
-fn start(root: &Path, name: &str) -> Server {
-    let sock = root.join(format!("{name}.sock"));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let conf = root.join(format!("{name}.conf"));
-    fs::write(
-        &conf,
-        format!(
-            "Foreground yes\nLocalSocket {}\nTCPSocket {port}\nTCPAddr 127.0.0.1\n\
-             DatabaseDirectory {}\nLogFile {}\nMaxThreads 4\n",
-            sock.display(),
-            root.join("db").display(),
-            root.join(format!("{name}.log")).display()
-        ),
-    )
-    .unwrap();
-    let mut cmd = if name == "clamd" {
-        Command::new("clamd")
-    } else {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_moat"));
-        c.arg("serve");
-        c
-    };
-    let child = cmd
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-    let server = Server { child, sock, port };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let ping =
-        |e: String| moat_clamd::client::ping(&e.parse().unwrap(), Duration::from_secs(1)).is_ok();
-    while !(ping(format!("unix:{}", server.sock.display()))
-        && ping(format!("tcp:127.0.0.1:{port}")))
-    {
-        assert!(Instant::now() < deadline, "{name} did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    server
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_moat"));
+    serve.arg("serve");
+    Clamd::launch(serve, root, &db, name, "")
 }
 
 fn run_script(transport: &str, target: &str, files: &Path) -> String {
@@ -168,9 +120,9 @@ fn python_clamd_client_gets_the_same_answers_from_moat_serve_as_from_clamd() {
     let clamd = start(root, "clamd");
     let moat = start(root, "moat");
     for (transport, target) in [("unix", "sock"), ("tcp", "port")] {
-        let arg = |s: &Server| match target {
-            "sock" => s.sock.display().to_string(),
-            _ => s.port.to_string(),
+        let arg = |s: &Clamd| match target {
+            "sock" => s.sock().display().to_string(),
+            _ => s.port().to_string(),
         };
         let oracle = run_script(transport, &arg(&clamd), &files);
         assert!(oracle.contains(r#""ping": "PONG""#), "{oracle}");
