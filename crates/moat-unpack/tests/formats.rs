@@ -268,3 +268,27 @@ fn large_decoded_members_are_spooled() {
     unpack(Container::Pdf, Input::Bytes(&pdf), &options, &mut v).unwrap();
     assert_eq!(v.0, vec![true]);
 }
+
+/// The mail sniff's byte-level first-line test (a fast path) must keep its rules:
+/// the first non-blank line, any case, no leading space; then enough known headers
+/// (counted from the first line: after leading blank lines, none).
+#[test]
+fn mail_sniffing_first_line() {
+    for mail in [
+        &b"RECEIVED: from a\r\nSubject: x\r\n\r\nbody"[..],
+        b"From someone Mon Jan  1 00:00:00 2024\nSubject: x\n\nbody",
+        b"tO: b\nfrom: a\n\nbody",
+    ] {
+        assert_eq!(Container::sniff(mail), Some(Container::Mail), "{mail:?}");
+    }
+    for plain in [
+        &b"Fromage: cheese\nSubject: x\n\n"[..],
+        b" From: a\nTo: b\n\n",
+        b"\n\tto: b\nfrom: a\n\n",
+        b"Dear reader,\nFrom: a\nTo: b\n\n",
+        b"Subject: only one\n\nbody",
+        b"\n\nSubject: x\nTo: b\n\nbody",
+    ] {
+        assert_eq!(Container::sniff(plain), None, "{plain:?}");
+    }
+}
