@@ -339,16 +339,30 @@ impl Conn {
         }
         let ctx = Arc::clone(&self.ctx);
         let label = String::from_utf8_lossy(&r.path).into_owned();
-        self.submit(r.command.name(), label, move || {
+        self.submit(r.command.name(), label, None, move || {
             pathscan::run(&ctx, &r.path, mode, emit)
         });
     }
 
-    /// Queues a job; its reply is pending until it ends.
-    fn submit(&self, command: &'static str, label: String, f: impl FnOnce() + Send + 'static) {
+    /// Queues a job; its reply is pending until it ends. A job of `size` up to
+    /// [`SMALL_REQUEST`] bytes goes to the small-request lane when no worker is free, so that
+    /// it does not wait behind large files.
+    fn submit(
+        &self,
+        command: &'static str,
+        label: String,
+        size: Option<u64>,
+        f: impl FnOnce() + Send + 'static,
+    ) {
         *self.pending.0.lock().unwrap_or_else(|p| p.into_inner()) += 1;
         let pending = Arc::clone(&self.pending);
-        self.ctx.pool.submit(Job {
+        let small = size.is_some_and(|n| n <= SMALL_REQUEST);
+        let pool = if small && !self.ctx.pool.has_room() {
+            &self.ctx.small_lane
+        } else {
+            &self.ctx.pool
+        };
+        pool.submit(Job {
             command,
             label,
             run: Box::new(move || {
@@ -379,6 +393,9 @@ impl Conn {
         let mut spool = Spool::Memory(Vec::new());
         let mut decoder = ChunkDecoder::new(self.ctx.settings.stream_max_length);
         let mut write_error = None;
+        // Past MEMORY_STREAM the rest is received at the background priority, as scans run:
+        // a large upload does not delay PING or small requests on other connections.
+        let mut lowered = None;
         loop {
             let fed = decoder.feed(&self.buf, |data| {
                 if write_error.is_none() {
@@ -409,6 +426,9 @@ impl Conn {
             if decoder.is_done() {
                 break;
             }
+            if lowered.is_none() && matches!(spool, Spool::File(_)) {
+                lowered = crate::prio::Lowered::new();
+            }
             let deadline = Instant::now() + self.ctx.settings.read_timeout;
             match self.fill(deadline, true) {
                 Read::Data(_) => {}
@@ -416,6 +436,7 @@ impl Conn {
                 Read::TimedOut => return self.timed_out(),
             }
         }
+        drop(lowered);
         let content = match spool.finish() {
             Ok(c) => c,
             Err(e) => {
@@ -426,7 +447,11 @@ impl Conn {
         let ctx = Arc::clone(&self.ctx);
         let emit = self.emitter(framing);
         let label = self.sock.stream_label();
-        self.submit("INSTREAM", label.clone(), move || {
+        let size = match &content {
+            Stream::Memory(data) => Some(data.len() as u64),
+            Stream::File(_) => None,
+        };
+        self.submit("INSTREAM", label.clone(), size, move || {
             let verdict = match &content {
                 Stream::Memory(data) => ctx.scan_bytes(data, &label),
                 Stream::File(file) => ctx.scan(file, &label),
@@ -484,24 +509,30 @@ impl Conn {
         };
         let file = File::from(fd);
         let label = format!("fd[{}]", file.as_raw_fd());
-        let regular = file.metadata().map(|m| m.file_type().is_file());
-        if !matches!(regular, Ok(true)) {
-            let why = match regular {
-                Ok(_) => "Not a regular file",
-                Err(_) => "Can't stat file",
-            };
-            self.send(framing, &format!("{label}: {why} ERROR"));
-            return after;
-        }
+        let size = match file.metadata() {
+            Ok(m) if m.file_type().is_file() => m.len(),
+            regular => {
+                let why = match regular {
+                    Ok(_) => "Not a regular file",
+                    Err(_) => "Can't stat file",
+                };
+                self.send(framing, &format!("{label}: {why} ERROR"));
+                return after;
+            }
+        };
         let ctx = Arc::clone(&self.ctx);
         let emit = self.emitter(framing);
-        self.submit("FILDES", label.clone(), move || {
+        self.submit("FILDES", label.clone(), Some(size), move || {
             let text = verdict_line(ctx.scan(&file, &label), label.as_bytes());
             emit(&text);
         });
         after
     }
 }
+
+/// INSTREAM and FILDES scans up to this size may take the small-request lane: a mail or a
+/// web upload, scanned in a few milliseconds, so the lane's one worker keeps up.
+pub const SMALL_REQUEST: u64 = 128 << 10;
 
 /// Streams up to this size stay in memory: no temp file to create, write, read back and
 /// delete for the small streams mail and web clients send most (moat-guard's engine reads

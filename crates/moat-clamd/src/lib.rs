@@ -22,6 +22,7 @@ pub mod client;
 mod conn;
 pub mod pathscan;
 pub mod pool;
+pub mod prio;
 pub mod protocol;
 pub mod server;
 mod sock;

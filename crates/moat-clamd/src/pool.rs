@@ -5,6 +5,11 @@
 //! it (live and idle threads, queued items with their wait, the running task of each worker)
 //! and workers must come and go with IdleTimeout as clamd's do.
 //!
+//! Workers run at a lower CPU priority than connection threads ([`crate::prio`]), so that
+//! reading commands and answering PING never wait behind scans for a core. A second,
+//! one-worker pool at normal priority ([`Pool::small_lane`]) takes small requests when every
+//! worker of the main pool is busy, so that they do not queue behind large files.
+//!
 //! Only connection threads submit, and a full queue blocks only the connection that submits:
 //! other connections keep being read and answered (clamd's single receive thread blocks for
 //! every client instead).
@@ -60,6 +65,10 @@ pub struct PoolStats {
 
 struct Shared {
     max: usize,
+    /// Thread name prefix.
+    name: &'static str,
+    /// Whether workers run at the lowered background priority.
+    lowered: bool,
     idle_timeout: Duration,
     live: AtomicUsize,
     idle: AtomicUsize,
@@ -81,14 +90,38 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// A pool of at most `max_threads` workers (at least 1) and `max_queue` waiting jobs.
+    /// A pool of at most `max_threads` workers (at least 1) and `max_queue` waiting jobs, its
+    /// workers at the background priority.
     pub fn new(max_threads: usize, max_queue: usize, idle_timeout: Duration) -> Pool {
+        Pool::build(
+            max_threads,
+            max_queue,
+            idle_timeout,
+            "moat-serve-worker",
+            true,
+        )
+    }
+
+    /// The small-request lane: one worker at the connections' priority.
+    pub fn small_lane(max_queue: usize, idle_timeout: Duration) -> Pool {
+        Pool::build(1, max_queue, idle_timeout, "moat-serve-small", false)
+    }
+
+    fn build(
+        max_threads: usize,
+        max_queue: usize,
+        idle_timeout: Duration,
+        name: &'static str,
+        lowered: bool,
+    ) -> Pool {
         let (sender, receiver) = crossbeam_channel::bounded(max_queue.max(1));
         let max = max_threads.max(1);
         Pool {
             sender,
             shared: Arc::new(Shared {
                 max,
+                name,
+                lowered,
                 idle_timeout,
                 live: AtomicUsize::new(0),
                 idle: AtomicUsize::new(0),
@@ -103,6 +136,13 @@ impl Pool {
     /// MaxThreads.
     pub fn max_threads(&self) -> usize {
         self.shared.max
+    }
+
+    /// Whether a job submitted now would start at once (a worker idle, or one more may start).
+    /// A hint: another connection may take that worker first.
+    pub fn has_room(&self) -> bool {
+        let s = &self.shared;
+        s.idle.load(Ordering::SeqCst) > self.sender.len() || s.live.load(Ordering::SeqCst) < s.max
     }
 
     /// Queues `job`, starting a worker if none is idle and fewer than MaxThreads live. Blocks
@@ -154,7 +194,7 @@ impl Pool {
         s.idle.fetch_add(1, Ordering::SeqCst);
         let shared = Arc::clone(s);
         let spawned = std::thread::Builder::new()
-            .name(format!("moat-serve-worker-{slot}"))
+            .name(format!("{}-{slot}", s.name))
             .spawn(move || worker(shared, slot));
         if let Err(e) = spawned {
             tracing::error!("cannot start a scan worker: {e}");
@@ -179,6 +219,9 @@ impl Pool {
 }
 
 fn worker(s: Arc<Shared>, slot: usize) {
+    if s.lowered {
+        crate::prio::lower_this_thread();
+    }
     loop {
         let queued = match s.receiver.recv_timeout(s.idle_timeout) {
             Ok(q) => q,

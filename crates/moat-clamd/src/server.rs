@@ -153,6 +153,8 @@ pub struct Ctx {
     pub settings: Settings,
     /// The scan workers.
     pub pool: Pool,
+    /// The small-request lane: small INSTREAM and FILDES scans while every worker is busy.
+    pub small_lane: Pool,
     database: RwLock<Arc<Database>>,
     events: Sender<Event>,
     /// Database generation, for logs.
@@ -479,9 +481,11 @@ impl Server {
                 moat_react::virus_event::VirusEvent::DEFAULT_TIMEOUT,
             )
         });
+        let small_lane = Pool::small_lane(settings.max_queue, settings.idle_timeout);
         let ctx = Arc::new(Ctx {
             settings,
             pool,
+            small_lane,
             database: RwLock::new(Arc::new(database)),
             events: tx,
             generation: AtomicU64::new(1),
@@ -739,6 +743,11 @@ fn connection_thread(sock: Sock, open: Open) {
     crate::conn::serve(Arc::clone(&ctx), sock);
     drop(open);
     let threads = &ctx.conn_threads;
+    if crate::prio::stuck_low() {
+        // Lowered for a large stream and not raised back: leave rather than serve a later
+        // PING at the background priority.
+        return;
+    }
     let joined = threads
         .idle
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
@@ -751,6 +760,9 @@ fn connection_thread(sock: Sock, open: Open) {
     while let Ok(Some((sock, open))) = threads.rx.recv() {
         crate::conn::serve(Arc::clone(&ctx), sock);
         drop(open);
+        if crate::prio::stuck_low() {
+            return;
+        }
         threads.idle.fetch_add(1, Ordering::SeqCst);
     }
 }

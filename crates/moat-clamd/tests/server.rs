@@ -121,11 +121,13 @@ fn no_head_of_line_blocking_and_reload_never_waits_for_scans() {
     let events = server.event_sender();
     let run = std::thread::spawn(move || server.run());
 
-    // Both workers busy with scans that cannot finish, a third queued.
+    // Both workers busy with scans that cannot finish, a third queued (streams too large
+    // for the small-request lane).
+    let data = vec![b'd'; 256 << 10];
     let busy: Vec<UnixStream> = (0..3)
         .map(|_| {
             let mut c = connect(&sock);
-            c.write_all(&instream(b"data")).unwrap();
+            c.write_all(&instream(&data)).unwrap();
             c
         })
         .collect();
@@ -264,4 +266,117 @@ fn past_max_connections_new_clients_wait_until_one_closes() {
     assert_eq!(request(&sock, b"zPING\0"), "PONG\0");
     events.send(moat_clamd::Event::Shutdown).unwrap();
     run.join().unwrap();
+}
+
+/// Holds scans of files larger than [`BIG`] until the gate opens; smaller ones are at once
+/// reported as `Small.Sig`.
+struct HoldsBigFiles {
+    gate: Arc<(Mutex<bool>, Condvar)>,
+}
+
+const BIG: u64 = 512 << 10;
+
+impl Scanner for HoldsBigFiles {
+    fn scan(&self, file: &File) -> Result<Verdict, ScanFailure> {
+        if file.metadata()?.len() > BIG {
+            let (open, cv) = &*self.gate;
+            let mut g = open.lock().unwrap();
+            while !*g {
+                g = cv.wait(g).unwrap();
+            }
+            return Ok(Verdict::Infected(Arc::from("Big.Sig")));
+        }
+        Ok(Verdict::Infected(Arc::from("Small.Sig")))
+    }
+
+    fn generation(&self) -> u64 {
+        1
+    }
+}
+
+#[test]
+fn small_requests_are_answered_while_every_worker_holds_a_large_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("moat.sock");
+    let g = gate();
+    let scanner = Arc::new(HoldsBigFiles {
+        gate: Arc::clone(&g),
+    });
+    let server = start(&sock, scanner.clone(), scanner);
+    let events = server.event_sender();
+    let run = std::thread::spawn(move || server.run());
+
+    // Both workers (MaxThreads 2) hold a large stream, a third waits in the queue.
+    let big = vec![b'x'; 2 << 20];
+    let busy: Vec<UnixStream> = (0..3)
+        .map(|_| {
+            let mut c = connect(&sock);
+            c.write_all(&instream(&big)).unwrap();
+            c
+        })
+        .collect();
+    // Two clients upload slowly: a command and part of a large chunk each.
+    let slow: Vec<UnixStream> = (0..2)
+        .map(|_| {
+            let mut c = connect(&sock);
+            c.write_all(b"zINSTREAM\0\0\x20\0\0abc").unwrap();
+            c
+        })
+        .collect();
+    let wait = std::time::Instant::now();
+    while !request(&sock, b"nSTATS\n").contains("QUEUE: 1 items") {
+        assert!(
+            wait.elapsed() < Duration::from_secs(20),
+            "workers never busy"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // PING, a small INSTREAM and a small FILDES are answered although every worker is held.
+    assert_eq!(request(&sock, b"zPING\0"), "PONG\0");
+    for _ in 0..3 {
+        assert_eq!(
+            request(&sock, &instream(&[b'y'; 4096])),
+            "stream: Small.Sig FOUND\0"
+        );
+    }
+    let small_file = dir.path().join("small");
+    std::fs::write(&small_file, [b'z'; 4096]).unwrap();
+    let mut c = connect(&sock);
+    c.write_all(b"zFILDES\0").unwrap();
+    let f = File::open(&small_file).unwrap();
+    let fds = [std::os::fd::AsRawFd::as_raw_fd(&f)];
+    nix::sys::socket::sendmsg::<()>(
+        std::os::fd::AsRawFd::as_raw_fd(&c),
+        &[std::io::IoSlice::new(&[0])],
+        &[nix::sys::socket::ControlMessage::ScmRights(&fds)],
+        nix::sys::socket::MsgFlags::empty(),
+        None,
+    )
+    .unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    assert!(out.ends_with(": Small.Sig FOUND\0"), "{out}");
+    // The large ones were still held all along: nothing answered yet.
+    let stats = request(&sock, b"nSTATS\n");
+    assert!(stats.contains("THREADS: live 2  idle 0 max 2"), "{stats}");
+    assert!(stats.contains("QUEUE: 1 items"), "{stats}");
+
+    // Once let go, the large streams get their verdicts; the slow uploads end as well.
+    open(&g);
+    for mut c in busy {
+        let mut out = Vec::new();
+        c.read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"stream: Big.Sig FOUND\0");
+    }
+    for mut c in slow {
+        c.write_all(&[b'a'; (32 << 16) - 3]).unwrap();
+        c.write_all(&[0, 0, 0, 0]).unwrap();
+        let mut out = Vec::new();
+        c.read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"stream: Big.Sig FOUND\0");
+    }
+    assert_eq!(request(&sock, b"zSHUTDOWN\0"), "");
+    run.join().unwrap();
+    drop(events);
 }

@@ -4,8 +4,9 @@
 //! ClamAV's real signatures (`../shared/sigs/clamav-real`) when they are there, else (or with
 //! `--one-sig`) on a generated one-signature database, which measures the server rather than
 //! the engine. For each server it measures INSTREAM and FILDES verdicts per second with 1, 8
-//! and 64 concurrent clients (each client loops over the corpus for a fixed time), PING
-//! latency while every worker is busy with large streams, and a RELOAD while 8 clients keep
+//! and 64 concurrent clients (each client loops over the corpus for a fixed time), the
+//! latency of PING and of a 4 KiB clean INSTREAM while every worker is busy with large streams
+//! (`--busy-only`: that alone), and a RELOAD while 8 clients keep
 //! scanning: peak RSS against RSS before, verdicts answered during the reload and the longest
 //! gap between two ([`reload`]). The corpus ([`corpus`]) is a fixed selection of small real
 //! files of this machine (`--corpus generated`: 200 generated text files, every 20th with the
@@ -49,6 +50,9 @@ pub struct ServeArgs {
     /// Skip the RELOAD measurement.
     #[arg(long)]
     no_reload: bool,
+    /// Only the busy measurement (PING and small INSTREAMs while every worker is busy).
+    #[arg(long)]
+    busy_only: bool,
     /// The moat binary [default: <target dir>/release/moat].
     #[arg(long, value_name = "PATH")]
     moat: Option<PathBuf>,
@@ -221,11 +225,13 @@ fn throughput(
     done.load(Ordering::Relaxed) as f64 / t.elapsed().as_secs_f64()
 }
 
-/// PING round trips (ms: median, max) while `busy` clients stream large files.
-fn ping_while_busy(server: &Server, big: &[u8], busy: usize) -> (f64, f64) {
+/// Round trips (ms, sorted) of PING and of a small clean INSTREAM, taken in turn while
+/// `busy` clients stream large files.
+fn requests_while_busy(server: &Server, big: &[u8], busy: usize) -> (Vec<f64>, Vec<f64>) {
     let stop = Arc::new(AtomicBool::new(false));
     let wire = instream(big);
-    let mut lat = Vec::new();
+    let small = instream(&small_clean_file());
+    let (mut ping, mut scan) = (Vec::new(), Vec::new());
     std::thread::scope(|s| {
         for _ in 0..busy {
             let stop = Arc::clone(&stop);
@@ -240,13 +246,38 @@ fn ping_while_busy(server: &Server, big: &[u8], busy: usize) -> (f64, f64) {
         for _ in 0..40 {
             let t = Instant::now();
             let _ = request(&server.sock, b"zPING\0");
-            lat.push(t.elapsed().as_secs_f64() * 1e3);
-            std::thread::sleep(Duration::from_millis(25));
+            ping.push(t.elapsed().as_secs_f64() * 1e3);
+            std::thread::sleep(Duration::from_millis(10));
+            let t = Instant::now();
+            let reply = request(&server.sock, &small);
+            if reply.is_some_and(|r| r.ends_with(b"OK\0")) {
+                scan.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            std::thread::sleep(Duration::from_millis(15));
         }
         stop.store(true, Ordering::Relaxed);
     });
-    lat.sort_by(f64::total_cmp);
-    (lat[lat.len() / 2], lat[lat.len() - 1])
+    ping.sort_by(f64::total_cmp);
+    scan.sort_by(f64::total_cmp);
+    (ping, scan)
+}
+
+/// A 4 KiB clean text file, the size of a short mail.
+fn small_clean_file() -> Vec<u8> {
+    b"moat-bench serve: a small clean request while every worker is busy.\n"
+        .iter()
+        .copied()
+        .cycle()
+        .take(4096)
+        .collect()
+}
+
+/// Median and max of sorted figures (NaN when there are none: every request failed).
+fn median_max(sorted: &[f64]) -> (f64, f64) {
+    match sorted {
+        [] => (f64::NAN, f64::NAN),
+        s => (s[s.len() / 2], s[s.len() - 1]),
+    }
 }
 
 /// The one-signature database, in `dir`.
@@ -347,20 +378,29 @@ fn ping_rows(servers: &[Server], threads: u32) -> Vec<Row> {
         .map(|j| b"0123456789 abcdef\n"[j % 18])
         .collect();
     let busy = 2 * threads as usize;
-    let (c50, cmax) = ping_while_busy(&servers[0], &big, busy);
-    let (m50, mmax) = ping_while_busy(&servers[1], &big, busy);
-    vec![
-        Row::lower(
-            format!("PING ms median, {busy} 20 MiB streams busy"),
+    let load = load_average();
+    let (c_ping, c_scan) = requests_while_busy(&servers[0], &big, busy);
+    let (m_ping, m_scan) = requests_while_busy(&servers[1], &big, busy);
+    eprintln!(
+        "busy: {}/40 and {}/40 small INSTREAMs answered OK by clamd and moat (load {load})",
+        c_scan.len(),
+        m_scan.len()
+    );
+    let mut rows = Vec::new();
+    for (what, c, m) in [("PING", c_ping, m_ping), ("4 KiB INSTREAM", c_scan, m_scan)] {
+        let ((c50, cmax), (m50, mmax)) = (median_max(&c), median_max(&m));
+        rows.push(Row::lower(
+            format!("{what} ms median, {busy} 20 MiB streams busy"),
             c50,
             m50,
-        ),
-        Row::lower(
-            format!("PING ms max, {busy} 20 MiB streams busy"),
+        ));
+        rows.push(Row::lower(
+            format!("{what} ms max, {busy} 20 MiB streams busy"),
             cmax,
             mmax,
-        ),
-    ]
+        ));
+    }
+    rows
 }
 
 fn print_table(rows: &[Row]) {
@@ -404,9 +444,12 @@ pub fn run(a: ServeArgs, data_dir: &Path, workspace: &Path) -> Result<(), String
     for name in ["clamd", "moat"] {
         servers.push(start(name, dir.path(), &db, a.threads, &moat)?);
     }
-    let mut rows = throughput_rows(&servers, &corpus, a.seconds);
+    let mut rows = Vec::new();
+    if !a.busy_only {
+        rows.extend(throughput_rows(&servers, &corpus, a.seconds));
+    }
     rows.extend(ping_rows(&servers, a.threads));
-    if !a.no_reload {
+    if !a.no_reload && !a.busy_only {
         let c = reload::measure(&servers[0], &corpus)?;
         let m = reload::measure(&servers[1], &corpus)?;
         rows.extend(reload::rows(&c, &m));
