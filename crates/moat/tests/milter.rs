@@ -31,6 +31,7 @@
 //! Skipped (with the reason printed) when clamav-milter, miltertest or clamd is missing,
 //! unless `MOAT_REQUIRE_ORACLE=1`.
 
+use moat_testkit::clamd::Clamd;
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -62,70 +63,21 @@ impl Drop for Proc {
     }
 }
 
-/// A clamd-protocol server (real clamd or `moat serve`) on a unix socket and a TCP port.
-struct Server {
-    proc: Proc,
-    sock: PathBuf,
-    port: u16,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts `name` ("clamd" or "moat") on `root/db` and waits until both sockets answer PING.
-fn start_server(root: &Path, name: &str) -> Server {
-    let sock = root.join(format!("{name}.sock"));
-    let port = free_port();
-    let conf = root.join(format!("{name}.conf"));
-    fs::write(
-        &conf,
-        format!(
-            "Foreground yes\nLocalSocket {}\nTCPSocket {port}\nTCPAddr 127.0.0.1\n\
-             DatabaseDirectory {}\nLogFile {}\nCommandReadTimeout {SERVER_TIMEOUT_S}\n\
-             ReadTimeout {SERVER_TIMEOUT_S}\nStreamMaxLength {STREAM_MAX}\nMaxThreads 4\n",
-            sock.display(),
-            root.join("db").display(),
-            root.join(format!("{name}.log")).display()
-        ),
-    )
-    .unwrap();
-    let mut cmd = if name == "clamd" {
+/// Starts `name` ("clamd" or "moat") on `root/db` with the test's timeouts and stream
+/// limit (moat-testkit's clamd fixture: waits until both sockets answer PING).
+fn start_server(root: &Path, name: &str) -> Clamd {
+    let program = if name == "clamd" {
         Command::new("clamd")
     } else {
         let mut c = Command::new(env!("CARGO_BIN_EXE_moat"));
         c.arg("serve");
         c
     };
-    let child = cmd
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-    let server = Server {
-        proc: Proc {
-            child,
-            name: name.to_string(),
-        },
-        sock,
-        port,
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let ping =
-        |e: String| moat_clamd::client::ping(&e.parse().unwrap(), Duration::from_secs(1)).is_ok();
-    while !(ping(format!("unix:{}", server.sock.display()))
-        && ping(format!("tcp:127.0.0.1:{port}")))
-    {
-        assert!(Instant::now() < deadline, "{name} did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    server
+    let limits = format!(
+        "CommandReadTimeout {SERVER_TIMEOUT_S}\nReadTimeout {SERVER_TIMEOUT_S}\n\
+         StreamMaxLength {STREAM_MAX}\n"
+    );
+    Clamd::launch(program, root, &root.join("db"), name, &limits)
 }
 
 /// A clamav-milter in the foreground, its milter socket, and its log file.
@@ -471,17 +423,11 @@ fn clamav_milter_gets_the_same_verdicts_from_moat_serve_as_from_clamd() {
     let runs: Vec<(String, Outcome)> = std::thread::scope(|s| {
         let handles: Vec<_> = [&clamd, &moat]
             .into_iter()
-            .flat_map(|server| {
-                let name = server.proc.name.clone();
+            .zip(["clamd", "moat"])
+            .flat_map(|(server, name)| {
                 [
-                    (
-                        format!("{name}-unix"),
-                        format!("unix:{}", server.sock.display()),
-                    ),
-                    (
-                        format!("{name}-tcp"),
-                        format!("tcp:127.0.0.1:{}", server.port),
-                    ),
+                    (format!("{name}-unix"), server.unix()),
+                    (format!("{name}-tcp"), server.tcp()),
                 ]
             })
             .map(|(tag, socket)| s.spawn(move || (tag.clone(), drive(root, &tag, &socket))))
