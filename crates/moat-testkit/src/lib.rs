@@ -12,6 +12,7 @@
 //! - [`watch`]: `moat watch` started with a config, READY=1 awaited, stopped on drop.
 //! - [`fuse`] (feature `fuse`): a FUSE server that stalls every open on demand.
 //! - [`clamd`]: real clamd (or `moat serve`) on temp sockets, waited for and killed on drop.
+//! - [`testfiles`]: ClamAV's test files (clamav-testfiles) and their oracle skip rule.
 //! - [`cvd`]: database containers (`.cvd`/`.cld`) built at test time.
 //!
 //! Safety of the children: after `fork` the child only makes async-signal-safe calls, with
@@ -25,6 +26,7 @@ pub mod clamd;
 pub mod cvd;
 #[cfg(feature = "fuse")]
 pub mod fuse;
+pub mod testfiles;
 pub mod watch;
 
 use md5::Digest as _;

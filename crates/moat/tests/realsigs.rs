@@ -308,35 +308,9 @@ fn generated_lines_load_and_match_as_clamscan() {
 /// of container members): clam.chm made the engine panic before.
 #[test]
 fn real_databases_on_clamav_testfiles_match_clamscan() {
-    const DIR: &str = "/usr/share/clamav-testfiles";
-    const OPENED: &[&str] = &[
-        "clam.zip",
-        "clam.7z",
-        "clam.tar.gz",
-        "clam.mail",
-        "clam.ole.doc",
-        "clam.ppt",
-        "clam.pdf",
-        "clam.cab",
-        "clam.tnef",
-        "clam.exe.rtf",
-        "clam.exe.html",
-        "clam.arj",
-        "clam.chm",
-        "clam.sis",
-        "clam.exe",
-        "clam.exe.mbox.base64",
-        "clam.exe.binhex",
-    ];
+    use moat_testkit::testfiles::{oracle_ready, DIR, SUPPORTED as OPENED};
     let Some(db) = shared() else { return };
-    if !clamscan_installed() {
-        return;
-    }
-    if !Path::new(DIR).join("clam.exe").exists() {
-        if std::env::var("MOAT_REQUIRE_ORACLE").as_deref() == Ok("1") {
-            panic!("{DIR} missing but MOAT_REQUIRE_ORACLE=1 (apt-get install clamav-testfiles)");
-        }
-        println!("skipped: {DIR} missing (apt-get install clamav-testfiles)");
+    if !oracle_ready() {
         return;
     }
     let scan = |tool: &str| -> Vec<String> {
