@@ -214,8 +214,20 @@ impl Engine {
         // HTML files are matched through their normalized copy only (measured).
         let html = facts.file_type() == FileType::Html;
         let lf = raw_logical_facts(&facts, data.len() as u64, container);
+        let len = data.len() as u64;
+        let text = !html && self.wants_normalized(data, facts.file_type(), len, limits);
+        let text_pass = || {
+            let copy = textnorm::normalize(data);
+            self.scan_normalized(&copy, len, container)
+        };
+        // The normalized pass done beside the raw pass, when the limits ask for it.
+        let mut early: Option<Option<&str>> = None;
         let (raw, logical_scan) = match html {
             true => (None, None),
+            false if text && parallel(limits, len) => rayon::in_place_scope(|s| {
+                s.spawn(|_| early = Some(text_pass()));
+                self.raw_pass(&facts, &lf, data)
+            }),
             false => self.raw_pass(&facts, &lf, data),
         };
         let logical = || logical_scan.and_then(|l| l.finish(Some(data), &lf));
@@ -224,12 +236,10 @@ impl Engine {
             if html {
                 return self.scan_html(data).map(|sig| &*sig.name);
             }
-            self.wants_normalized(data, facts.file_type(), data.len() as u64, limits)
-                .then(|| {
-                    let copy = textnorm::normalize(data);
-                    self.scan_normalized(&copy, data.len() as u64, container)
-                })
-                .flatten()
+            match early {
+                Some(found) => found,
+                None => text.then(text_pass).flatten(),
+            }
         };
         self.decide(
             raw,
@@ -320,6 +330,8 @@ impl Engine {
         let mut digests = StreamDigests::new(wanted);
         // The normalized copy is built while streaming; it is at most MaxScriptNormalize.
         let mut text: Option<(Normalizer, Vec<u8>)> = None;
+        // Its verdict, when its pass ran beside the raw pass.
+        let mut early: Option<Option<&str>> = None;
         buffer.clear();
         let mut base = 0u64;
         let mut scan = None;
@@ -385,9 +397,19 @@ impl Engine {
             let mut others: Vec<&mut BodyScan<'_>> = Vec::with_capacity(2);
             others.extend(typed_scan.as_mut());
             others.push(scan);
-            match &mut logical {
+            let mut feed = || match &mut logical {
                 Some((logical, _)) => logical.feed_with(buffer, base, until, &mut others, false),
                 None => BodyScan::feed_all(&mut others, buffer, base, until),
+            };
+            match &text {
+                // The copy is complete: its pass runs beside the last chunk's raw pass.
+                Some((_, copy)) if eof && parallel(limits, end) => {
+                    rayon::in_place_scope(|s| {
+                        s.spawn(|_| early = Some(self.scan_normalized(copy, end, container)));
+                        feed()
+                    });
+                }
+                _ => feed(),
             }
             if eof {
                 break;
@@ -434,7 +456,10 @@ impl Engine {
             })
         };
         let sections = || facts.as_ref().and_then(|f| self.typed.section_hash(f));
-        let normalized = || text.and_then(|(_, copy)| self.scan_normalized(&copy, read, container));
+        let normalized = || match early {
+            Some(found) => found,
+            None => text.and_then(|(_, copy)| self.scan_normalized(&copy, read, container)),
+        };
         Ok((
             self.decide(raw, logical, sections, normalized, &mut digests),
             read,
@@ -610,6 +635,11 @@ fn raw_logical_facts(
         container,
         ..LogicalFacts::plain(len)
     }
+}
+
+/// Whether content of `len` bytes gets its two passes at once ([`Limits::parallel_from`]).
+fn parallel(limits: &Limits, len: u64) -> bool {
+    limits.parallel_from.is_some_and(|min| len >= min)
 }
 
 /// Appends up to `n` bytes from `reader` to `buffer`; fewer only at end of input.

@@ -37,6 +37,12 @@ pub struct Limits {
     pub alert_exceeds_max: bool,
     /// Which kinds of container are opened.
     pub scan: crate::containers::ScanKinds,
+    /// Content of at least this many bytes that gets both the raw pass and the
+    /// normalized-text pass has them run at the same time, the second on a pool
+    /// thread (`None`, the default: one thread per file). For latency where cores sit
+    /// idle while one file is scanned (an open waiting on access), not for throughput
+    /// (every core already busy with its own file). The verdict is the same either way.
+    pub parallel_from: Option<u64>,
 }
 
 impl Limits {
@@ -68,6 +74,7 @@ impl Default for Limits {
             max_files: Some(10_000),
             alert_exceeds_max: false,
             scan: crate::containers::ScanKinds::default(),
+            parallel_from: None,
         }
     }
 }

@@ -591,7 +591,10 @@ fn load_scanner(
         signatures = engine.signature_count(),
         "signature database loaded"
     );
-    let limits = engine_limits(c);
+    let limits = moat_engine::Limits {
+        parallel_from: Some(PARALLEL_FROM),
+        ..engine_limits(c)
+    };
     let scanner = moat_guard::EngineScanner::new(engine, limits, generation);
     Ok(Arc::new(crate::database::with_official_version(
         scanner,
@@ -621,6 +624,13 @@ fn clamd_pool(c: &Config, generation: u64) -> Arc<dyn moat_guard::Scanner> {
     Arc::new(pool)
 }
 
+/// Files at least this large that get both a raw and a normalized-text pass have them
+/// run at once on two cores (`moat_engine::Limits::parallel_from`): an open waits for
+/// its verdict, and while one file is scanned the other cores usually sit idle. Below
+/// it, handing the second pass to a pool thread (a wake-up of tens of microseconds on
+/// a VM) costs more than it saves.
+const PARALLEL_FROM: u64 = 16 << 10;
+
 /// The engine limits clamd.conf sets (MaxFileSize, MaxScanSize, ..., Scan*).
 pub(crate) fn engine_limits(c: &Config) -> moat_engine::Limits {
     moat_engine::Limits {
@@ -642,5 +652,6 @@ pub(crate) fn engine_limits(c: &Config) -> moat_engine::Limits {
             pdf: c.scan_pdf,
             html: c.scan_html,
         },
+        parallel_from: None,
     }
 }

@@ -357,6 +357,55 @@ fn eicar_is_blocked() {
     d.wait_found(&file, EICAR_FOUND, pid);
 }
 
+/// Text matched only through its normalized copy (a target-7 signature on the lowercase
+/// copy; the file itself is upper case), small and large: the daemon runs that pass beside
+/// the raw pass for files past `PARALLEL_FROM` (moat_engine's `Limits::parallel_from`),
+/// in memory up to 1 MiB and streamed beyond. Each is blocked for uid 65534; a large
+/// clean text file stays readable.
+#[test]
+fn text_matched_on_its_normalized_copy_is_blocked_at_every_size() {
+    if !privileged() {
+        return;
+    }
+    let w = World::new();
+    // "moat-text-marker": only the normalized copy can hold it in lower case.
+    fs::write(
+        w.db.join("text.ndb"),
+        "Moat.Test.Text:7:*:6d6f61742d746578742d6d61726b6572\n",
+    )
+    .unwrap();
+    let text = |len: usize, mark: bool| {
+        let line = b"SOME UPPER CASE TEXT, LINE AFTER LINE\n";
+        let mut data: Vec<u8> = line.iter().copied().cycle().take(len).collect();
+        if mark {
+            let at = len - 40;
+            data[at..at + 16].copy_from_slice(b"MOAT-TEXT-MARKER");
+        }
+        data
+    };
+    let sizes = [
+        ("small.txt", 2_000),
+        ("mid.txt", 300 << 10),
+        ("big.txt", 3 << 20),
+    ];
+    let files: Vec<(PathBuf, Vec<u8>)> = sizes
+        .iter()
+        .map(|&(name, len)| {
+            (
+                put(&w.at(&format!("t/{name}")), &text(len, true)),
+                text(len, true),
+            )
+        })
+        .collect();
+    let clean = put(&w.at("t/clean.txt"), &text(3 << 20, false));
+    let d = daemon(&w, &w.conf(), &[]).start();
+    for (path, content) in &files {
+        let pid = assert_blocked(path, content);
+        d.wait_found(path, "Moat.Test.Text.UNOFFICIAL FOUND", pid);
+    }
+    assert_readable(&clean, &text(3 << 20, false));
+}
+
 /// No database installed (an empty DatabaseDirectory): the built-in test set blocks the
 /// genuine EICAR file (checked against its well-known MD5, not the built-in constant).
 #[test]

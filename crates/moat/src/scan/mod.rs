@@ -250,6 +250,8 @@ pub fn run(args: ScanArgs) -> u8 {
             pdf: args.scan_pdf,
             html: args.scan_html,
         },
+        // Throughput: every thread has a file of its own.
+        parallel_from: None,
     };
     let mut totals = scan_all(
         Backend::Engine(&engine, limits),
