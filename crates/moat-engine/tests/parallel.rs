@@ -118,14 +118,9 @@ fn large_files_read_through_the_scanner_agree() {
 /// parallel pass, on every file (skipped without ../shared).
 #[test]
 fn real_signatures_on_real_files_agree() {
-    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/sigs/clamav-real");
-    if !shared.is_dir() {
-        if std::env::var_os("MOAT_REQUIRE_SHARED").is_some_and(|v| v == "1") {
-            panic!("MOAT_REQUIRE_SHARED=1 but {} is absent", shared.display());
-        }
-        println!("skipped: ../shared absent ({})", shared.display());
+    let Some(shared) = moat_testkit::real_sigs() else {
         return;
-    }
+    };
     let db = Database::load(&[&shared]).unwrap();
     let engine = Engine::new(db);
     let mut files: Vec<PathBuf> = Vec::new();

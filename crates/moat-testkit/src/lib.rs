@@ -94,6 +94,30 @@ pub fn oracle(tools: &[&str], install: &str) -> bool {
     false
 }
 
+/// The skip rule of tests against clamscan: [`oracle`] for `clamscan` alone.
+pub fn clamscan() -> bool {
+    oracle(&["clamscan"], "apt-get install clamav")
+}
+
+/// ClamAV's real signature files, `../shared/sigs/clamav-real` beside the workspace (read
+/// its README). When absent (a fresh clone has no `../shared`): prints `skipped: ../shared
+/// absent (...)` and returns `None`, unless `MOAT_REQUIRE_SHARED=1`, where it panics (CI
+/// provides it and must not skip silently).
+pub fn real_sigs() -> Option<PathBuf> {
+    let dir = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/sigs/clamav-real"
+    ));
+    if dir.is_dir() {
+        return Some(dir.to_owned());
+    }
+    if std::env::var("MOAT_REQUIRE_SHARED").as_deref() == Ok("1") {
+        panic!("../shared absent but MOAT_REQUIRE_SHARED=1");
+    }
+    println!("skipped: ../shared absent ({})", dir.display());
+    None
+}
+
 /// What a child does once it runs as its uid. Built by the parent (the child cannot
 /// allocate).
 #[derive(Debug, Clone)]

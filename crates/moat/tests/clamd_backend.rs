@@ -32,24 +32,6 @@ fn oracle_present() -> bool {
 /// The real signature files used when ../shared is present (hashes, bodies, allow lists).
 const REAL: &[&str] = &["daily.ndb", "daily.hdb", "main.hdb", "daily.fp", "main.fp"];
 
-fn shared_sigs() -> Option<PathBuf> {
-    let dir = Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/sigs/clamav-real"
-    ));
-    if dir.is_dir() {
-        return Some(dir.to_owned());
-    }
-    if std::env::var("MOAT_REQUIRE_SHARED").as_deref() == Ok("1") {
-        panic!("../shared absent but MOAT_REQUIRE_SHARED=1");
-    }
-    println!(
-        "../shared absent ({}): generated signatures only",
-        dir.display()
-    );
-    None
-}
-
 /// Built at run time so that no signature's bytes sit in this file.
 fn marker() -> Vec<u8> {
     format!("{}-TEST-{}", "MOAT", "MARKER").into_bytes()
@@ -78,7 +60,7 @@ fn database(dir: &Path, real: bool) -> PathBuf {
     )
     .unwrap();
     if real {
-        if let Some(shared) = shared_sigs() {
+        if let Some(shared) = moat_testkit::real_sigs() {
             for name in REAL {
                 std::os::unix::fs::symlink(shared.join(name), db.join(name)).unwrap();
             }

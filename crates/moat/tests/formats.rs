@@ -11,27 +11,12 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use md5::Digest as _;
 
 /// In every typed file below; lowercase, so normalized copies keep it.
 const MARKER: &[u8] = b"moatmarker";
-
-fn clamscan_installed() -> bool {
-    let installed = Command::new("clamscan")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !installed {
-        if std::env::var("MOAT_REQUIRE_ORACLE").as_deref() == Ok("1") {
-            panic!("clamscan not installed but MOAT_REQUIRE_ORACLE=1 (apt-get install clamav)");
-        }
-        println!("skipped: clamscan not installed (apt-get install clamav)");
-    }
-    installed
-}
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -252,7 +237,7 @@ fn typed_files() -> Vec<(&'static str, Vec<u8>)> {
 
 #[test]
 fn file_types_and_executable_layout_against_clamscan() {
-    if !clamscan_installed() {
+    if !moat_testkit::clamscan() {
         return;
     }
     let tmp = tempfile::Builder::new()
@@ -470,7 +455,7 @@ fn file_types_and_executable_layout_against_clamscan() {
 /// daily.ftm replaces ClamAV's built-in table; moat keeps it: not compared.)
 #[test]
 fn loaded_file_type_magic_against_clamscan() {
-    if !clamscan_installed() {
+    if !moat_testkit::clamscan() {
         return;
     }
     let shared = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared"));

@@ -18,20 +18,6 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-fn clamscan_installed() -> bool {
-    let ok = Command::new("clamscan")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok && std::env::var("MOAT_REQUIRE_ORACLE").as_deref() == Ok("1") {
-        panic!("clamscan not installed but MOAT_REQUIRE_ORACLE=1 (apt-get install clamav)");
-    }
-    if !ok {
-        println!("skipped: clamscan not installed (apt-get install clamav)");
-    }
-    ok
-}
-
 /// `PATH: RESULT` lines, and the "Known viruses" count.
 fn scan(program: &str, db: &Path, files: &Path) -> (BTreeMap<String, String>, String, String) {
     let mut cmd = if program == "moat" {
@@ -127,7 +113,7 @@ fn binary(body: &[u8]) -> Vec<u8> {
 
 #[test]
 fn documented_examples_against_clamscan() {
-    if !clamscan_installed() {
+    if !moat_testkit::clamscan() {
         return;
     }
     // The examples of ClamAV's LogicalSignatures page (Target 0 ones; the PE one loads).
@@ -280,7 +266,7 @@ fn gen_expr(rng: &mut Rng, ids: &[usize]) -> String {
 
 #[test]
 fn generated_logical_signatures_against_clamscan() {
-    if !clamscan_installed() {
+    if !moat_testkit::clamscan() {
         return;
     }
     let seed = std::env::var("MOAT_LDB_SEED")
@@ -355,7 +341,7 @@ fn generated_logical_signatures_against_clamscan() {
 
 #[test]
 fn malformed_logical_lines_are_refused_as_clamscan_refuses_them() {
-    if !clamscan_installed() {
+    if !moat_testkit::clamscan() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -404,7 +390,7 @@ fn malformed_logical_lines_are_refused_as_clamscan_refuses_them() {
 /// own with its own marker subsignature, in one run of each scanner.
 #[test]
 fn regex_offsets_and_flags_against_clamscan() {
-    if !clamscan_installed() {
+    if !moat_testkit::clamscan() {
         return;
     }
     let offsets = [
@@ -444,7 +430,7 @@ fn regex_offsets_and_flags_against_clamscan() {
 /// bytes; each combination a signature with its own marker, in one run.
 #[test]
 fn hex_modifiers_against_clamscan() {
-    if !clamscan_installed() {
+    if !moat_testkit::clamscan() {
         return;
     }
     let bodies: [&[u8]; 4] = [
@@ -484,7 +470,7 @@ fn hex_modifiers_against_clamscan() {
 /// evaluate: the "Known viruses" count and the verdict agree, line by line.
 #[test]
 fn skipped_and_counted_lines_as_clamscan() {
-    if !clamscan_installed() {
+    if !moat_testkit::clamscan() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -543,7 +529,7 @@ fn skipped_and_counted_lines_as_clamscan() {
 /// above all, over files ending with and without a newline.
 #[test]
 fn regex_pcre_flags_against_clamscan() {
-    if !clamscan_installed() {
+    if !moat_testkit::clamscan() {
         return;
     }
     let ends: [&[u8]; 3] = [b"Hello\n", b"Hello", b"Hello\n.\n"];
@@ -588,7 +574,7 @@ fn regex_pcre_flags_against_clamscan() {
 /// or two comparisons; each combination with its own marker, in one run.
 #[test]
 fn byte_compare_against_clamscan() {
-    if !clamscan_installed() {
+    if !moat_testkit::clamscan() {
         return;
     }
     let bodies: [&[u8]; 4] = [
@@ -650,7 +636,7 @@ fn byte_compare_against_clamscan() {
 /// signatures are evaluated on both, in clamscan's order.
 #[test]
 fn generated_logical_signatures_on_text_against_clamscan() {
-    if !clamscan_installed() {
+    if !moat_testkit::clamscan() {
         return;
     }
     let mut rng = Rng(0x7465_7874);
@@ -704,7 +690,7 @@ fn generated_logical_signatures_on_text_against_clamscan() {
 /// `g` flag, offsets far into the file and from its end, against clamscan.
 #[test]
 fn regexes_in_streamed_files_against_clamscan() {
-    if !clamscan_installed() {
+    if !moat_testkit::clamscan() {
         return;
     }
     let size = 3 << 20;

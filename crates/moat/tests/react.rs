@@ -52,21 +52,6 @@ fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
 // ---------------------------------------------------------------------------------------
 // moat scan against clamscan.
 
-fn clamscan_installed() -> bool {
-    let ok = Command::new("clamscan")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        if std::env::var("MOAT_REQUIRE_ORACLE").as_deref() == Ok("1") {
-            panic!("clamscan not installed but MOAT_REQUIRE_ORACLE=1 (apt-get install clamav)");
-        }
-        println!("skipped: clamscan not installed (apt-get install clamav)");
-    }
-    ok
-}
-
 /// `src/` with two infected files (one nested), a clean one, and `q/` already holding a
 /// file named as one of them (so the next name is `NAME.001`); `link` → `src`.
 fn scan_tree(root: &Path) {
@@ -162,7 +147,7 @@ fn both(args: &[&str]) -> (String, String, Tree, Tree) {
 
 #[test]
 fn scan_move_copy_remove_match_clamscan() {
-    if !clamscan_installed() {
+    if !moat_testkit::clamscan() {
         return;
     }
     let cases: &[&[&str]] = &[
@@ -190,7 +175,7 @@ fn scan_move_copy_remove_match_clamscan() {
 
 #[test]
 fn scan_move_to_a_missing_directory_fails_before_scanning_as_clamscan() {
-    if !clamscan_installed() {
+    if !moat_testkit::clamscan() {
         return;
     }
     let (_t, root) = watched_dir();

@@ -7,37 +7,7 @@
 //! loaded twice per tool (alone, and with its directory).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-
-fn shared() -> Option<PathBuf> {
-    let dir = Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/sigs/clamav-real"
-    ));
-    if dir.is_dir() {
-        return Some(dir.to_owned());
-    }
-    if std::env::var("MOAT_REQUIRE_SHARED").as_deref() == Ok("1") {
-        panic!("../shared absent but MOAT_REQUIRE_SHARED=1");
-    }
-    println!("skipped: ../shared absent ({})", dir.display());
-    None
-}
-
-fn clamscan_installed() -> bool {
-    let ok = Command::new("clamscan")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        if std::env::var("MOAT_REQUIRE_ORACLE").as_deref() == Ok("1") {
-            panic!("clamscan not installed but MOAT_REQUIRE_ORACLE=1 (apt-get install clamav)");
-        }
-        println!("skipped: clamscan not installed (apt-get install clamav)");
-    }
-    ok
-}
+use std::process::{Command, Output};
 
 /// What one load-and-scan run showed: refused (rc 2), Known viruses, the file found.
 #[derive(Debug, PartialEq, Eq)]
@@ -78,8 +48,10 @@ fn run(tool: &str, db: &Path, options: &[&str], file: &Path) -> Run {
 
 #[test]
 fn real_databases_count_as_clamscan_counts() {
-    let Some(dir) = shared() else { return };
-    if !clamscan_installed() {
+    let Some(dir) = moat_testkit::real_sigs() else {
+        return;
+    };
+    if !moat_testkit::clamscan() {
         return;
     }
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -278,7 +250,7 @@ fn generated() -> Vec<(&'static str, String)> {
 
 #[test]
 fn generated_lines_load_and_match_as_clamscan() {
-    if !clamscan_installed() {
+    if !moat_testkit::clamscan() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -309,7 +281,9 @@ fn generated_lines_load_and_match_as_clamscan() {
 #[test]
 fn real_databases_on_clamav_testfiles_match_clamscan() {
     use moat_testkit::testfiles::{oracle_ready, DIR, SUPPORTED as OPENED};
-    let Some(db) = shared() else { return };
+    let Some(db) = moat_testkit::real_sigs() else {
+        return;
+    };
     if !oracle_ready() {
         return;
     }

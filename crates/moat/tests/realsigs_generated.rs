@@ -16,7 +16,7 @@
 //! `MOAT_LDB_KEEP=1`: keep the generated files.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use moat_sigs::hex::{Element, Pattern};
@@ -34,35 +34,6 @@ const FILL: u8 = b'.';
 /// Between two instances: non-alphanumeric, so `::f` edges hold, and binary, so the
 /// file is not taken for text.
 const SEP: &[u8] = &[0x00, 0xff, 0x0a, 0x20, 0x00, 0xfe];
-
-fn shared() -> Option<PathBuf> {
-    let dir = Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/sigs/clamav-real"
-    ));
-    if dir.is_dir() {
-        return Some(dir.to_owned());
-    }
-    if std::env::var("MOAT_REQUIRE_SHARED").as_deref() == Ok("1") {
-        panic!("../shared absent but MOAT_REQUIRE_SHARED=1");
-    }
-    println!("skipped: ../shared absent ({})", dir.display());
-    None
-}
-
-fn clamscan_installed() -> bool {
-    let ok = Command::new("clamscan")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok && std::env::var("MOAT_REQUIRE_ORACLE").as_deref() == Ok("1") {
-        panic!("clamscan not installed but MOAT_REQUIRE_ORACLE=1 (apt-get install clamav)");
-    }
-    if !ok {
-        println!("skipped: clamscan not installed (apt-get install clamav)");
-    }
-    ok
-}
 
 /// `PATH -> RESULT` for every file a scanner reports.
 fn scan(program: &str, db: &Path, files: &Path) -> BTreeMap<String, String> {
@@ -339,7 +310,7 @@ fn generated_against_clamscan(
     wrap: fn(&[u8]) -> Vec<u8>,
     floating_only: bool,
 ) {
-    let (Some(dir), true) = (shared(), clamscan_installed()) else {
+    let (Some(dir), true) = (moat_testkit::real_sigs(), moat_testkit::clamscan()) else {
         return;
     };
     let db = dir.join("main-even.ldb");
