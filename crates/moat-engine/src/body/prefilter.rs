@@ -27,6 +27,20 @@
 //! plus true occurrences; one pass with it: 11.28 G (load included, ≈ 1.9 G).
 //! The same idea as ClamAV's and Hyperscan's shift/bitmap filters, without their
 //! bucketing.
+//!
+//! The first level runs eight positions per step with AVX2 where the CPU has it
+//! (detected once; `MOAT_PREFILTER=scalar` forces the scalar loop, the fallback on
+//! other CPUs and targets): the eight windows from one 16-byte load (vpshufb), the
+//! hash (vpmulld), one vpgatherdd of the coarse map and one of the short map viewed
+//! as u32 words, a variable shift and movemask give a bitmask of the positions that
+//! pass, handed out in order (tzcnt). Same positions as the scalar loop (tested
+//! against it on random and real filters). Measured on the first 2,000 files of
+//! /usr/share (54 MB scanned) with all of ../shared/sigs/clamav-real, callgrind:
+//! 12.34 G instructions with the scalar loop (its function 2.8 G), 10.11 G with AVX2
+//! (0.5 G). Alone on one buffer with the real union filters (timed while other builds
+//! loaded the machine): text 460 → 900-1,650 MB/s, random bytes 380-400 → 610-760,
+//! an ELF program (where 19% of positions pass: the logical subsignatures' short
+//! atoms such as `0000`) 230-260 → 330 MB/s.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
