@@ -27,6 +27,20 @@
 //! plus true occurrences; one pass with it: 11.28 G (load included, ≈ 1.9 G).
 //! The same idea as ClamAV's and Hyperscan's shift/bitmap filters, without their
 //! bucketing.
+//!
+//! The first level runs eight positions per step with AVX2 where the CPU has it
+//! (detected once; `MOAT_PREFILTER=scalar` forces the scalar loop, the fallback on
+//! other CPUs and targets): the eight windows from one 16-byte load (vpshufb), the
+//! hash (vpmulld), one vpgatherdd of the coarse map and one of the short map viewed
+//! as u32 words, a variable shift and movemask give a bitmask of the positions that
+//! pass, handed out in order (tzcnt). Same positions as the scalar loop (tested
+//! against it on random and real filters). Measured on the first 2,000 files of
+//! /usr/share (54 MB scanned) with all of ../shared/sigs/clamav-real, callgrind:
+//! 12.34 G instructions with the scalar loop (its function 2.8 G), 10.11 G with AVX2
+//! (0.5 G). Alone on one buffer with the real union filters (timed while other builds
+//! loaded the machine): text 460 → 900-1,650 MB/s, random bytes 380-400 → 610-760,
+//! an ELF program (where 19% of positions pass: the logical subsignatures' short
+//! atoms such as `0000`) 230-260 → 330 MB/s.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -271,20 +285,91 @@ impl Prefilter {
 /// matcher scanning it (`BodyScan::feed_all`); the last three positions are each
 /// prefilter's [`Prefilter::for_each_tail`].
 #[inline]
-pub fn for_each_candidate(data: &[u8], filter: &Filter, mut candidate: impl FnMut(u32, usize)) {
+pub fn for_each_candidate(data: &[u8], filter: &Filter, candidate: impl FnMut(u32, usize)) {
+    for_each_candidate_with(Kernel::detected(), data, filter, candidate);
+}
+
+/// [`for_each_candidate`] with a chosen implementation of the first-level scan.
+#[inline]
+fn for_each_candidate_with(
+    kernel: Kernel,
+    data: &[u8],
+    filter: &Filter,
+    mut candidate: impl FnMut(u32, usize),
+) {
     let mut from = 0;
-    while let Some((pos, window)) = next_candidate(data, filter, from) {
-        candidate(window, pos);
-        from = pos + 1;
+    while let Some(block) = next_block(kernel, data, filter, from) {
+        let mut mask = block.mask;
+        while mask != 0 {
+            let pos = block.base + mask.trailing_zeros() as usize;
+            candidate(window_at(data, pos), pos);
+            mask &= mask - 1;
+        }
+        from = block.end;
     }
 }
 
-/// The first position from `from` that passes `filter`, and its window. A function
-/// of its own, not inlined into the caller's handling of a candidate: inlined, that
-/// handling's values spilled to the stack inside this loop (30 instructions per
-/// position instead of about 15, seen in the disassembly).
+/// The window at `pos` of `data` (`pos + 4 <= data.len()`).
+#[inline(always)]
+fn window_at(data: &[u8], pos: usize) -> u32 {
+    let bytes: [u8; 4] = data[pos..pos + 4].try_into().expect("four bytes");
+    u32::from_le_bytes(bytes)
+}
+
+/// An implementation of the first-level scan; all give the same positions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kernel {
+    /// One position per iteration, any target.
+    Scalar,
+    /// Eight positions per step with AVX2 gathers (x86-64 with AVX2 only).
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
+
+impl Kernel {
+    /// The fastest kernel this CPU runs, detected once; `MOAT_PREFILTER=scalar` in
+    /// the environment forces the scalar one (to measure it, or to rule the vector
+    /// one out).
+    fn detected() -> Kernel {
+        static KERNEL: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+        *KERNEL.get_or_init(|| {
+            if std::env::var_os("MOAT_PREFILTER").is_some_and(|v| v == "scalar") {
+                return Kernel::Scalar;
+            }
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                return Kernel::Avx2;
+            }
+            Kernel::Scalar
+        })
+    }
+}
+
+/// Positions that pass the filter: `base + i` for every bit `i` set in `mask` (at
+/// least one). The scan resumes at `end`.
+struct Block {
+    base: usize,
+    mask: u32,
+    end: usize,
+}
+
+/// The first block of positions from `from` with some position passing `filter`. A
+/// function of its own, not inlined into the caller's handling of a candidate:
+/// inlined, that handling's values spilled to the stack inside the scan loop (30
+/// instructions per position instead of about 15, seen in the disassembly).
 #[inline(never)]
-fn next_candidate(data: &[u8], filter: &Filter, from: usize) -> Option<(usize, u32)> {
+fn next_block(kernel: Kernel, data: &[u8], filter: &Filter, from: usize) -> Option<Block> {
+    match kernel {
+        Kernel::Scalar => next_block_scalar(data, filter, from),
+        // SAFETY: `Kernel::Avx2` is only chosen when the CPU has AVX2.
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 => unsafe { avx2::next_block(data, filter, from) },
+    }
+}
+
+/// The scalar scan: the first position from `from` that passes, alone in its block.
+#[inline(always)]
+fn next_block_scalar(data: &[u8], filter: &Filter, from: usize) -> Option<Block> {
     let ptr = data.as_ptr();
     let (coarse, short) = (&filter.coarse, &filter.short);
     for pos in from..data.len().saturating_sub(3) {
@@ -296,10 +381,112 @@ fn next_candidate(data: &[u8], filter: &Filter, from: usize) -> Option<(usize, u
         // SAFETY: `h < 2^COARSE_LOG2` and `k < 2^16`, see `Filter::coarse_bit`.
         let (c, s) = unsafe { (*coarse.get_unchecked(h >> 6), *short.get_unchecked(k >> 6)) };
         if c & (1 << (h & 63)) != 0 || s & (1 << (k & 63)) != 0 {
-            return Some((pos, window));
+            return Some(Block {
+                base: pos,
+                mask: 1,
+                end: pos + 1,
+            });
         }
     }
     None
+}
+
+/// The AVX2 scan: eight positions per step, as the scalar loop computes them one by
+/// one. Hand-written with `std::arch` (no crate offers a hashed-bitmap gather).
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{next_block_scalar, Block, Filter, COARSE_LOG2};
+    use std::arch::x86_64::*;
+
+    /// Positions per step: lane `i` of the vectors holds the window at `pos + i`.
+    const STEP: usize = 8;
+    /// Steps per block: a block's candidates fit the `u32` mask.
+    const STEPS: usize = 4;
+
+    /// [`super::next_block_scalar`], eight positions at a time while a 16-byte load
+    /// fits; the last few positions go through the scalar loop.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn next_block(data: &[u8], filter: &Filter, from: usize) -> Option<Block> {
+        let len = data.len();
+        let mut pos = from;
+        while pos + STEP * (STEPS - 1) + 16 <= len {
+            let mut mask = 0;
+            for step in 0..STEPS {
+                // SAFETY: `pos + STEP * step + 16 <= len`, the loop's condition.
+                mask |= unsafe { step_mask(data.as_ptr().add(pos + STEP * step), filter) }
+                    << (STEP * step);
+            }
+            if mask != 0 {
+                let end = pos + STEP * STEPS;
+                return Some(Block {
+                    base: pos,
+                    mask,
+                    end,
+                });
+            }
+            pos += STEP * STEPS;
+        }
+        while pos + 16 <= len {
+            // SAFETY: `pos + 16 <= len`, the loop's condition.
+            let mask = unsafe { step_mask(data.as_ptr().add(pos), filter) };
+            if mask != 0 {
+                let end = pos + STEP;
+                return Some(Block {
+                    base: pos,
+                    mask,
+                    end,
+                });
+            }
+            pos += STEP;
+        }
+        next_block_scalar(data, filter, pos)
+    }
+
+    /// Bit `i` set when the window at `at + i` passes `filter`, for `i < 8`.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2, and 16 bytes must be readable at `at`.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn step_mask(at: *const u8, filter: &Filter) -> u32 {
+        // Byte indexes of the windows at 0..4 (low lane) and 4..8 (high lane) of the
+        // 16 bytes, which vpshufb takes from both lanes.
+        let windows_of = _mm256_setr_epi8(
+            0, 1, 2, 3, 1, 2, 3, 4, 2, 3, 4, 5, 3, 4, 5, 6, //
+            4, 5, 6, 7, 5, 6, 7, 8, 6, 7, 8, 9, 7, 8, 9, 10,
+        );
+        // SAFETY: 16 bytes are readable at `at` (this function's contract).
+        let bytes = unsafe { _mm_loadu_si128(at.cast()) };
+        let windows = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(bytes), windows_of);
+        // The coarse map's bit `coarse_slot(window)`, reading the map as u32 words
+        // (x86 is little-endian: bit `b` of the u64 words is bit `b % 32` of u32
+        // word `b / 32`).
+        let hashed = _mm256_mullo_epi32(windows, _mm256_set1_epi32(0x9E37_79B1_u32 as i32));
+        let slot = _mm256_srli_epi32::<{ 32 - COARSE_LOG2 as i32 }>(hashed);
+        // SAFETY: `slot < 2^COARSE_LOG2`, so every word index `slot / 32` is inside
+        // the coarse map of `2^COARSE_LOG2 / 32` u32 words.
+        let coarse = unsafe {
+            _mm256_i32gather_epi32::<4>(filter.coarse.as_ptr().cast(), _mm256_srli_epi32::<5>(slot))
+        };
+        let low5 = _mm256_set1_epi32(31);
+        let coarse_bit = _mm256_srlv_epi32(coarse, _mm256_and_si256(slot, low5));
+        // The short map's bit of the window's first two bytes.
+        let first_two = _mm256_and_si256(windows, _mm256_set1_epi32(0xffff));
+        // SAFETY: `first_two < 2^16`, so every word index `first_two / 32` is inside
+        // the short map of `2^16 / 32` u32 words.
+        let short = unsafe {
+            _mm256_i32gather_epi32::<4>(
+                filter.short.as_ptr().cast(),
+                _mm256_srli_epi32::<5>(first_two),
+            )
+        };
+        let short_bit = _mm256_srlv_epi32(short, _mm256_and_si256(first_two, low5));
+        let passes = _mm256_slli_epi32::<31>(_mm256_or_si256(coarse_bit, short_bit));
+        _mm256_movemask_ps(_mm256_castsi256_ps(passes)) as u32
+    }
 }
 
 /// A number per prefilter ever built, never reused (so that a union cached for a
@@ -352,3 +539,6 @@ fn window_of(bytes: &[u8]) -> u32 {
     buf[..bytes.len()].copy_from_slice(bytes);
     u32::from_le_bytes(buf)
 }
+
+#[cfg(test)]
+mod tests;
