@@ -117,6 +117,13 @@ pub struct CacheStats {
     pub uncached: u64,
 }
 
+impl CacheStats {
+    /// Every verdict counted (hit, miss or uncached).
+    pub fn total(&self) -> u64 {
+        self.hits + self.misses + self.uncached
+    }
+}
+
 impl Counters {
     pub(crate) fn hit(&self) {
         self.hits.fetch_add(1, Ordering::Relaxed);

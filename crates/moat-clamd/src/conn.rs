@@ -418,9 +418,11 @@ impl Conn {
                         e.requested,
                         e.remaining
                     );
-                    // clamd sends this one without the session id, then closes.
+                    // clamd sends this one without the session id, then closes (after
+                    // discarding what the client already sent: see discard_pending).
                     self.writer
                         .send(&protocol::format_reply(None, reply::SIZE_LIMIT, framing));
+                    self.sock.discard_pending();
                     return Next::Abort;
                 }
             }

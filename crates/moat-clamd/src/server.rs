@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use moat_config::{Config, PathPattern};
 use moat_guard::{Scanner, Verdict};
 
@@ -374,6 +374,10 @@ pub(crate) fn read_small(file: &File) -> io::Result<Option<Vec<u8>>> {
     Ok(Some(data))
 }
 
+/// How often the main loop checks whether scans have stopped (see
+/// [`Server::trim_after_burst`]).
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
 /// A listening socket.
 pub enum Listener {
     /// A unix socket; `path` is unlinked at exit when moat created it.
@@ -660,10 +664,14 @@ impl Server {
     /// Serves until SHUTDOWN (or a signal sent through [`Server::event_sender`]); reloads on
     /// RELOAD in the background. Removes the unix socket it created.
     pub fn run(self) {
-        while let Ok(event) = self.events.recv() {
-            match event {
-                Event::Reload => self.reload(),
-                Event::Shutdown => break,
+        let mut trimmed_at = self.ctx.cache_stats().total();
+        loop {
+            match self.events.recv_timeout(IDLE_CHECK) {
+                Ok(Event::Reload) => self.reload(),
+                Ok(Event::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    trimmed_at = self.trim_after_burst(trimmed_at);
+                }
             }
         }
         let c = self.ctx.cache_stats();
@@ -680,6 +688,31 @@ impl Server {
                 let _ = std::fs::remove_file(p);
             }
         }
+    }
+
+    /// Once scans have stopped after a burst (`scanned`: the scan count at the last trim),
+    /// gives the C heap's free memory back to the system: the scans' buffers were freed
+    /// into many threads' malloc arenas, which glibc keeps (measured: VmRSS at rest 165 MiB
+    /// after `moat-bench serve`, against 117 MiB for clamd). Returns the scan count now.
+    fn trim_after_burst(&self, scanned: u64) -> u64 {
+        let now = self.ctx.cache_stats().total();
+        let busy = {
+            let st = self.ctx.pool.stats();
+            !st.running.is_empty() || !st.queued.is_empty()
+        };
+        if now == scanned || busy {
+            return if busy { scanned } else { now };
+        }
+        #[cfg(target_env = "gnu")]
+        {
+            // SAFETY: malloc_trim only walks and releases the allocator's free memory.
+            unsafe { libc::malloc_trim(0) };
+            tracing::debug!(
+                "idle after {} requests: free heap memory released",
+                now - scanned
+            );
+        }
+        now
     }
 
     fn reload(&self) {

@@ -1257,3 +1257,85 @@ fn reload_flushes_cached_clean_verdicts_as_clamd() {
         assert_eq!(got, found, "{}: an old clean verdict answered", server.name);
     }
 }
+
+/// What a server does with the rest of an upload after `INSTREAM size limit exceeded.
+/// ERROR`, measured on clamd 1.4.6: the client, still sending, reads the reply then end of
+/// file (on the unix socket: never a reset, which would lose the reply), and its sends
+/// fail soon after (the server does not keep reading the stream). Over TCP the reply
+/// arrives too.
+#[test]
+fn size_limit_reply_reaches_a_client_still_uploading() {
+    if !oracle_present() {
+        return;
+    }
+    let fx = Fixture::new();
+    let (clamd, moat) = fx.pair("StreamMaxLength 10\n");
+    let upload = |server: &Server, transport: Transport| -> (Vec<u8>, std::io::ErrorKind) {
+        let mut conn: Box<dyn Conn> = match transport {
+            Transport::Unix => Box::new(UnixStream::connect(&server.sock).unwrap()),
+            Transport::Tcp => {
+                Box::new(std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap())
+            }
+        };
+        conn.write_all(&[b"zINSTREAM\0".as_slice(), &chunk(&[b'x'; 20])].concat())
+            .unwrap();
+        let fd = conn.fd();
+        let sender = std::thread::spawn(move || {
+            let block = [b'a'; 4096];
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(5) {
+                // SAFETY: send from a valid buffer on a socket the test keeps open.
+                let n = unsafe {
+                    libc::send(fd, block.as_ptr().cast(), block.len(), libc::MSG_NOSIGNAL)
+                };
+                if n < 0 {
+                    return std::io::Error::last_os_error().kind();
+                }
+            }
+            std::io::ErrorKind::TimedOut
+        });
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match conn.read(&mut buf) {
+                Ok(0) => {
+                    out.extend_from_slice(b"<EOF>");
+                    break;
+                }
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) => {
+                    out.extend_from_slice(format!("<{:?}>", e.kind()).as_bytes());
+                    break;
+                }
+            }
+        }
+        let send_error = sender.join().unwrap();
+        drop(conn);
+        (out, send_error)
+    };
+    for server in [&clamd, &moat] {
+        for _ in 0..5 {
+            let (reply, send_error) = upload(server, Transport::Unix);
+            assert_eq!(
+                show(&reply),
+                "INSTREAM size limit exceeded. ERROR\\0<EOF>",
+                "{} over the unix socket",
+                server.name
+            );
+            assert_eq!(
+                send_error,
+                std::io::ErrorKind::BrokenPipe,
+                "{}",
+                server.name
+            );
+            let (reply, send_error) = upload(server, Transport::Tcp);
+            assert!(
+                reply.starts_with(b"INSTREAM size limit exceeded. ERROR\0"),
+                "{} over TCP: {}",
+                server.name,
+                show(&reply)
+            );
+            assert_ne!(send_error, std::io::ErrorKind::TimedOut, "{}", server.name);
+        }
+    }
+}
