@@ -392,6 +392,9 @@ impl Conn {
             .unwrap_or_else(std::env::temp_dir);
         let mut spool = Spool::Memory(Vec::new());
         let mut decoder = ChunkDecoder::new(self.ctx.settings.stream_max_length);
+        // The digest for the clean-verdict cache, computed as chunks arrive (a spooled
+        // stream is not read back for it).
+        let mut hasher = self.ctx.settings.cache.then(crate::cache::Hasher::default);
         let mut write_error = None;
         // Past MEMORY_STREAM the rest is received at the background priority, as scans run:
         // a large upload does not delay PING or small requests on other connections.
@@ -400,6 +403,9 @@ impl Conn {
             let fed = decoder.feed(&self.buf, |data| {
                 if write_error.is_none() {
                     write_error = spool.write(data, &dir).err();
+                    if let Some(h) = &mut hasher {
+                        h.update(data);
+                    }
                 }
             });
             match fed {
@@ -412,9 +418,11 @@ impl Conn {
                         e.requested,
                         e.remaining
                     );
-                    // clamd sends this one without the session id, then closes.
+                    // clamd sends this one without the session id, then closes (after
+                    // discarding what the client already sent: see discard_pending).
                     self.writer
                         .send(&protocol::format_reply(None, reply::SIZE_LIMIT, framing));
+                    self.sock.discard_pending();
                     return Next::Abort;
                 }
             }
@@ -444,17 +452,25 @@ impl Conn {
                 return after;
             }
         };
+        let label = self.sock.stream_label();
+        let digest = hasher.map(|h| h.finish());
+        if let Some(d) = &digest {
+            if self.ctx.cached_clean(&self.ctx.database(), d, &label) {
+                // Answered here: no worker needed.
+                self.send(framing, "stream: OK");
+                return after;
+            }
+        }
         let ctx = Arc::clone(&self.ctx);
         let emit = self.emitter(framing);
-        let label = self.sock.stream_label();
         let size = match &content {
             Stream::Memory(data) => Some(data.len() as u64),
             Stream::File(_) => None,
         };
         self.submit("INSTREAM", label.clone(), size, move || {
             let verdict = match &content {
-                Stream::Memory(data) => ctx.scan_bytes(data, &label),
-                Stream::File(file) => ctx.scan(file, &label),
+                Stream::Memory(data) => ctx.scan_bytes(data, digest, &label),
+                Stream::File(file) => ctx.scan_file_known(file, digest, &label),
             };
             emit(&verdict_line(verdict, b"stream"));
         });
@@ -522,11 +538,48 @@ impl Conn {
         };
         let ctx = Arc::clone(&self.ctx);
         let emit = self.emitter(framing);
+        if let Some((data, d)) = self.small_file_digest(&file, size, &label) {
+            if self.ctx.cached_clean(&self.ctx.database(), &d, &label) {
+                // Answered here: no worker needed.
+                self.send(framing, &format!("{label}: OK"));
+                return after;
+            }
+            self.submit("FILDES", label.clone(), Some(size), move || {
+                let text = verdict_line(ctx.scan_bytes(&data, Some(d), &label), label.as_bytes());
+                emit(&text);
+            });
+            return after;
+        }
         self.submit("FILDES", label.clone(), Some(size), move || {
             let text = verdict_line(ctx.scan(&file, &label), label.as_bytes());
             emit(&text);
         });
         after
+    }
+
+    /// A FILDES file's bytes and their digest when the cache is on and the file is small
+    /// enough to be read here (a page-cache read of at most [`SMALL_REQUEST`] bytes, so a
+    /// cache hit needs no worker); `None`: the worker reads it ([`Ctx::scan`]).
+    fn small_file_digest(
+        &self,
+        file: &File,
+        size: u64,
+        label: &str,
+    ) -> Option<(Vec<u8>, crate::cache::Digest)> {
+        if !self.ctx.settings.cache || size > SMALL_REQUEST {
+            return None;
+        }
+        match crate::server::read_small(file) {
+            Ok(Some(data)) => {
+                let d = crate::cache::digest(&data);
+                Some((data, d))
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::debug!("{label}: read for the cache failed ({e}); the worker retries");
+                None
+            }
+        }
     }
 }
 

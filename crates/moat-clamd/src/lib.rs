@@ -11,13 +11,15 @@
 //!   the [`pool`] (MaxThreads workers, MaxQueue jobs), so PING and small streams keep
 //!   answering while every worker is busy and while other clients upload slowly;
 //! - [`pathscan`]: SCAN, CONTSCAN, MULTISCAN and ALLMATCHSCAN walks and their reply lines;
-//! - `stats`: STATS.
+//! - `stats`: STATS;
+//! - [`cache`]: the clean-verdict cache (digest of the scanned bytes, per loaded database).
 //!
 //! Files are scanned through moat-guard's [`moat_guard::Scanner`] trait: the embedded engine
 //! in `moat serve`, any other backend in tests.
 
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod client;
 mod conn;
 pub mod pathscan;

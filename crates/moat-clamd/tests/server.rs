@@ -380,3 +380,190 @@ fn small_requests_are_answered_while_every_worker_holds_a_large_file() {
     run.join().unwrap();
     drop(events);
 }
+
+/// Counts the scans it runs; content containing `bad` is infected.
+struct Counting {
+    bad: &'static [u8],
+    scans: std::sync::atomic::AtomicUsize,
+}
+
+impl Counting {
+    fn new(bad: &'static [u8]) -> Arc<Counting> {
+        Arc::new(Counting {
+            bad,
+            scans: Default::default(),
+        })
+    }
+
+    fn scans(&self) -> usize {
+        self.scans.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Scanner for Counting {
+    fn scan(&self, file: &File) -> Result<Verdict, ScanFailure> {
+        let mut data = Vec::new();
+        let mut f = file;
+        f.read_to_end(&mut data)?;
+        self.scan_bytes(&data)
+    }
+
+    fn scan_bytes(&self, data: &[u8]) -> Result<Verdict, ScanFailure> {
+        self.scans.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if data.windows(self.bad.len()).any(|w| w == self.bad) {
+            Ok(Verdict::Infected(Arc::from("Counting.Bad")))
+        } else {
+            Ok(Verdict::Clean)
+        }
+    }
+
+    fn generation(&self) -> u64 {
+        1
+    }
+}
+
+fn fildes(sock: &Path, path: &Path) -> String {
+    let mut c = connect(sock);
+    c.write_all(b"zFILDES\0").unwrap();
+    let f = File::open(path).unwrap();
+    let fds = [std::os::fd::AsRawFd::as_raw_fd(&f)];
+    nix::sys::socket::sendmsg::<()>(
+        std::os::fd::AsRawFd::as_raw_fd(&c),
+        &[std::io::IoSlice::new(&[0])],
+        &[nix::sys::socket::ControlMessage::ScmRights(&fds)],
+        nix::sys::socket::MsgFlags::empty(),
+        None,
+    )
+    .unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn start_with(
+    sock: &Path,
+    extra: impl Fn(&mut moat_config::Config),
+    dbs: [Arc<Counting>; 2],
+) -> Server {
+    let mut c = moat_config::Config::default();
+    c.local_socket = Some(sock.to_path_buf());
+    c.max_threads = 2;
+    extra(&mut c);
+    let s = Settings::from_config(&c);
+    let mut listeners = Vec::new();
+    moat_clamd::bind_listeners(&s, &mut listeners).unwrap();
+    let [first, next] = dbs;
+    let next = Mutex::new(Some(next));
+    let loader: moat_clamd::Loader = Arc::new(move || {
+        let scanner = next.lock().unwrap().take().ok_or("no second database")?;
+        Ok(Database {
+            scanner,
+            // VERSION tells the test when the second database is live.
+            version: Some((2, "second".into())),
+        })
+    });
+    Server::start(
+        s,
+        listeners,
+        Database {
+            scanner: first,
+            version: None,
+        },
+        loader,
+    )
+    .unwrap()
+}
+
+/// The clean-verdict cache: repeated clean content is answered without a scan, whichever
+/// command brings it (INSTREAM, FILDES, SCAN: the key is the bytes' digest); a detection is
+/// scanned every time; after RELOAD, content cached clean under the old database is scanned
+/// by the new one at once (here: found), never answered from the old cache.
+#[test]
+fn clean_verdicts_are_cached_by_content_and_flushed_by_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("moat.sock");
+    let (a, b) = (Counting::new(b"EVIL"), Counting::new(b"LATER-BAD"));
+    let server = start_with(&sock, |_| {}, [Arc::clone(&a), Arc::clone(&b)]);
+    let counters = server.cache_counters();
+    let run = std::thread::spawn(move || server.run());
+
+    let content = b"some text, LATER-BAD under the second database".to_vec();
+    let file = dir.path().join("probe.txt");
+    std::fs::write(&file, &content).unwrap();
+    let scan = format!("zSCAN {}\0", file.display()).into_bytes();
+    assert_eq!(request(&sock, &instream(&content)), "stream: OK\0");
+    assert_eq!(a.scans(), 1);
+    assert_eq!(request(&sock, &instream(&content)), "stream: OK\0");
+    assert!(fildes(&sock, &file).ends_with(": OK\0"));
+    assert_eq!(request(&sock, &scan), format!("{}: OK\0", file.display()));
+    assert_eq!(
+        a.scans(),
+        1,
+        "the same bytes again, by any command: not rescanned"
+    );
+    let st = counters.get();
+    assert_eq!((st.hits, st.misses), (3, 1), "{st:?}");
+
+    // Other bytes (one more byte) are a miss; a detection is never cached.
+    let mut longer = content.clone();
+    longer.push(b'\n');
+    assert_eq!(request(&sock, &instream(&longer)), "stream: OK\0");
+    assert_eq!(a.scans(), 2);
+    for _ in 0..2 {
+        assert_eq!(
+            request(&sock, &instream(b"xx EVIL yy")),
+            "stream: Counting.Bad FOUND\0"
+        );
+    }
+    assert_eq!(a.scans(), 4);
+
+    // RELOAD: once VERSION shows the second database, the same bytes are scanned by it.
+    assert_eq!(request(&sock, b"zRELOAD\0"), "RELOADING\0");
+    let wait = std::time::Instant::now();
+    while !request(&sock, b"zVERSION\0").contains("/2/second") {
+        assert!(wait.elapsed() < Duration::from_secs(20), "never reloaded");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        request(&sock, &instream(&content)),
+        "stream: Counting.Bad FOUND\0"
+    );
+    assert!(fildes(&sock, &file).ends_with(": Counting.Bad FOUND\0"));
+    assert_eq!(
+        request(&sock, &scan),
+        format!("{}: Counting.Bad FOUND\0", file.display())
+    );
+    assert_eq!(b.scans(), 3);
+    // Clean under the second database: cached in its own cache.
+    assert_eq!(request(&sock, &instream(b"fine")), "stream: OK\0");
+    assert_eq!(request(&sock, &instream(b"fine")), "stream: OK\0");
+    assert_eq!(b.scans(), 4);
+    assert_eq!(request(&sock, b"zSHUTDOWN\0"), "");
+    run.join().unwrap();
+}
+
+/// `DisableCache yes`: every request is scanned.
+#[test]
+fn disable_cache_scans_every_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("moat.sock");
+    let a = Counting::new(b"EVIL");
+    let server = start_with(
+        &sock,
+        |c| c.disable_cache = true,
+        [Arc::clone(&a), Counting::new(b"EVIL")],
+    );
+    let counters = server.cache_counters();
+    let run = std::thread::spawn(move || server.run());
+    let file = dir.path().join("probe.txt");
+    std::fs::write(&file, b"clean").unwrap();
+    for _ in 0..3 {
+        assert_eq!(request(&sock, &instream(b"clean")), "stream: OK\0");
+        assert!(fildes(&sock, &file).ends_with(": OK\0"));
+    }
+    assert_eq!(a.scans(), 6);
+    let st = counters.get();
+    assert_eq!((st.hits, st.misses, st.uncached), (0, 0, 6), "{st:?}");
+    assert_eq!(request(&sock, b"zSHUTDOWN\0"), "");
+    run.join().unwrap();
+}

@@ -108,7 +108,7 @@ pub static KEYS: &[KeyInfo] = &[
     k("DevACOnly", Bool),
     k("DevLiblog", Bool),
     k("DevPerformance", Bool),
-    k("DisableCache", Bool),
+    used(k("DisableCache", Bool)),
     k("DisableCertCheck", Bool),
     // The four Enable*Command keys are clamd 1.5's (ClamAV PR #1502); clamd 1.4 refuses them.
     used(k("EnableReloadCommand", Bool)),

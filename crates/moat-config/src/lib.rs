@@ -462,6 +462,9 @@ pub struct Config {
     pub exclude_paths: Vec<PathPattern>,
     /// `AllowAllMatchScan` (default yes): whether ALLMATCHSCAN is served.
     pub allow_all_match_scan: bool,
+    /// `DisableCache` (default no): `moat serve` keeps no cache of clean verdicts (keyed by
+    /// the scanned bytes' digest, flushed on every database reload), as clamd.
+    pub disable_cache: bool,
     /// `DetectPUA` (default no): the PUA databases (`.hdu .hsu .ndu .ldu .mdu .msu`) are
     /// loaded, as clamscan's `--detect-pua`.
     pub detect_pua: bool,
@@ -549,6 +552,7 @@ impl Default for Config {
             send_buf_timeout: Duration::from_millis(500),
             exclude_paths: Vec::new(),
             allow_all_match_scan: true,
+            disable_cache: false,
             detect_pua: false,
             bytecode_unsigned: false,
             follow_directory_symlinks: false,
@@ -857,6 +861,7 @@ impl Parser<'_> {
                     .map_err(|e| format!("invalid regular expression {}: {e}", quote(v)))?,
             ),
             "AllowAllMatchScan" => c.allow_all_match_scan = parse_bool(v)?,
+            "DisableCache" => c.disable_cache = parse_bool(v)?,
             "DetectPUA" => c.detect_pua = parse_bool(v)?,
             "BytecodeUnsigned" => c.bytecode_unsigned = parse_bool(v)?,
             "FollowDirectorySymlinks" => c.follow_directory_symlinks = parse_bool(v)?,

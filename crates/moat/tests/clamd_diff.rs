@@ -1078,3 +1078,264 @@ fn virus_event_matches_clamd() {
         "moat serve's VirusEvent differs from clamd's"
     );
 }
+
+/// Both servers cache clean verdicts by default (clamd's `DisableCache no`). The cache
+/// changes no reply byte: each scan request, sent three times (the later ones answered
+/// from the cache where the content was clean), gets the same reply from moat as from
+/// clamd, with the cache on and with `DisableCache yes`.
+#[test]
+fn cached_replies_match_clamd() {
+    if !oracle_present() {
+        return;
+    }
+    let fx = Fixture::new();
+    let f = fx.files();
+    let p = |rel: &str| f.join(rel).display().to_string();
+    let clean = std::fs::read(f.join("clean.txt")).unwrap();
+    let bad = std::fs::read(f.join("bad.txt")).unwrap();
+    let requests: Vec<(&str, Vec<Step>, bool)> = vec![
+        (
+            "INSTREAM clean",
+            vec![Send(instream(b"zINSTREAM\0", &clean))],
+            false,
+        ),
+        (
+            "INSTREAM infected",
+            vec![Send(instream(b"zINSTREAM\0", &bad))],
+            false,
+        ),
+        (
+            "INSTREAM empty",
+            vec![Send(instream(b"zINSTREAM\0", b""))],
+            false,
+        ),
+        (
+            "FILDES clean",
+            vec![s(b"zFILDES\0"), SendFd(vec![0], f.join("clean.txt"))],
+            false,
+        ),
+        (
+            "FILDES infected",
+            vec![s(b"zFILDES\0"), SendFd(vec![0], f.join("bad.txt"))],
+            false,
+        ),
+        (
+            "SCAN clean",
+            vec![Send(format!("zSCAN {}\0", p("clean.txt")).into_bytes())],
+            false,
+        ),
+        (
+            "CONTSCAN tree",
+            vec![Send(format!("zCONTSCAN {}\0", f.display()).into_bytes())],
+            false,
+        ),
+        (
+            "MULTISCAN tree",
+            vec![Send(format!("zMULTISCAN {}\0", f.display()).into_bytes())],
+            true,
+        ),
+        (
+            "ALLMATCHSCAN both",
+            vec![Send(
+                format!("zALLMATCHSCAN {}\0", p("both.txt")).into_bytes(),
+            )],
+            false,
+        ),
+        (
+            "session",
+            vec![
+                s(b"zIDSESSION\0"),
+                Send(instream(b"zINSTREAM\0", &clean)),
+                Send(format!("zSCAN {}\0", p("cleandir")).into_bytes()),
+                s(b"zEND\0"),
+            ],
+            true,
+        ),
+    ];
+    for extra in ["", "DisableCache yes\n"] {
+        let (clamd, moat) = fx.pair(extra);
+        for (name, steps, unordered) in &requests {
+            let mut first = None;
+            for round in 0..3 {
+                let a = normalize(
+                    &exchange(&clamd, Transport::Unix, steps),
+                    *unordered,
+                    fx.root(),
+                );
+                let b = normalize(
+                    &exchange(&moat, Transport::Unix, steps),
+                    *unordered,
+                    fx.root(),
+                );
+                assert_eq!(show(&a), show(&b), "{name}, round {round}, with {extra:?}");
+                let first = first.get_or_insert(a.clone());
+                assert_eq!(
+                    show(first),
+                    show(&a),
+                    "{name}: clamd changed its reply, round {round}"
+                );
+            }
+        }
+        drop((clamd, moat));
+    }
+}
+
+/// A content found clean and cached under one database is found infected once a
+/// signature for it is added and RELOAD has put the new database in use: by INSTREAM,
+/// FILDES and SCAN, in clamd (the oracle of the expected replies) and in moat serve.
+#[test]
+fn reload_flushes_cached_clean_verdicts_as_clamd() {
+    if !oracle_present() {
+        return;
+    }
+    let fx = Fixture::new();
+    let probe = marker("CACHED");
+    let file = fx.files().join("probe.txt");
+    std::fs::write(&file, &probe).unwrap();
+    let requests = [
+        vec![Send(instream(b"zINSTREAM\0", &probe))],
+        vec![s(b"zFILDES\0"), SendFd(vec![0], file.clone())],
+        vec![Send(format!("zSCAN {}\0", file.display()).into_bytes())],
+    ];
+    let ask = |server: &Server| -> Vec<String> {
+        requests
+            .iter()
+            .map(|steps| {
+                show(&normalize(
+                    &exchange(server, Transport::Unix, steps),
+                    false,
+                    fx.root(),
+                ))
+            })
+            .collect()
+    };
+    let (clamd, moat) = fx.pair("");
+    let clean = [
+        "stream: OK\\0<EOF>".to_owned(),
+        "fd[N]: OK\\0<EOF>".to_owned(),
+        format!("{}: OK\\0<EOF>", file.display()),
+    ];
+    for server in [&clamd, &moat] {
+        // Twice: the second round is answered from the cache.
+        for _ in 0..2 {
+            assert_eq!(ask(server), clean, "{}", server.name);
+        }
+    }
+    std::fs::write(
+        fx.root().join("db/added.ndb"),
+        format!("Moat.Test.Cached:0:*:{}\n", hex::encode(&probe)),
+    )
+    .unwrap();
+    let found = [
+        "stream: Moat.Test.Cached.UNOFFICIAL FOUND\\0<EOF>".to_owned(),
+        "fd[N]: Moat.Test.Cached.UNOFFICIAL FOUND\\0<EOF>".to_owned(),
+        format!(
+            "{}: Moat.Test.Cached.UNOFFICIAL FOUND\\0<EOF>",
+            file.display()
+        ),
+    ];
+    for server in [&clamd, &moat] {
+        let log = fx.root().join(format!("{}.log", server.name));
+        let reloads = |log: &Path| {
+            std::fs::read_to_string(log)
+                .unwrap_or_default()
+                .to_lowercase()
+                .matches("database correctly reloaded")
+                .count()
+        };
+        let before = reloads(&log);
+        let r = exchange(server, Transport::Unix, &[s(b"zRELOAD\0")]);
+        assert_eq!(r, b"RELOADING\0<EOF>", "{}", server.name);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while reloads(&log) == before {
+            assert!(Instant::now() < deadline, "{} did not reload", server.name);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // clamd logs the reload as it swaps the engine in; moat once it has (the log line
+        // may come later than the swap, never earlier). The first request after it:
+        let got = ask(server);
+        assert_eq!(got, found, "{}: an old clean verdict answered", server.name);
+    }
+}
+
+/// What a server does with the rest of an upload after `INSTREAM size limit exceeded.
+/// ERROR`, measured on clamd 1.4.6: the client, still sending, reads the reply then end of
+/// file (on the unix socket: never a reset, which would lose the reply), and its sends
+/// fail soon after (the server does not keep reading the stream). Over TCP the reply
+/// arrives too.
+#[test]
+fn size_limit_reply_reaches_a_client_still_uploading() {
+    if !oracle_present() {
+        return;
+    }
+    let fx = Fixture::new();
+    let (clamd, moat) = fx.pair("StreamMaxLength 10\n");
+    let upload = |server: &Server, transport: Transport| -> (Vec<u8>, std::io::ErrorKind) {
+        let mut conn: Box<dyn Conn> = match transport {
+            Transport::Unix => Box::new(UnixStream::connect(&server.sock).unwrap()),
+            Transport::Tcp => {
+                Box::new(std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap())
+            }
+        };
+        conn.write_all(&[b"zINSTREAM\0".as_slice(), &chunk(&[b'x'; 20])].concat())
+            .unwrap();
+        let fd = conn.fd();
+        let sender = std::thread::spawn(move || {
+            let block = [b'a'; 4096];
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(5) {
+                // SAFETY: send from a valid buffer on a socket the test keeps open.
+                let n = unsafe {
+                    libc::send(fd, block.as_ptr().cast(), block.len(), libc::MSG_NOSIGNAL)
+                };
+                if n < 0 {
+                    return std::io::Error::last_os_error().kind();
+                }
+            }
+            std::io::ErrorKind::TimedOut
+        });
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match conn.read(&mut buf) {
+                Ok(0) => {
+                    out.extend_from_slice(b"<EOF>");
+                    break;
+                }
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) => {
+                    out.extend_from_slice(format!("<{:?}>", e.kind()).as_bytes());
+                    break;
+                }
+            }
+        }
+        let send_error = sender.join().unwrap();
+        drop(conn);
+        (out, send_error)
+    };
+    for server in [&clamd, &moat] {
+        for _ in 0..5 {
+            let (reply, send_error) = upload(server, Transport::Unix);
+            assert_eq!(
+                show(&reply),
+                "INSTREAM size limit exceeded. ERROR\\0<EOF>",
+                "{} over the unix socket",
+                server.name
+            );
+            assert_eq!(
+                send_error,
+                std::io::ErrorKind::BrokenPipe,
+                "{}",
+                server.name
+            );
+            let (reply, send_error) = upload(server, Transport::Tcp);
+            assert!(
+                reply.starts_with(b"INSTREAM size limit exceeded. ERROR\0"),
+                "{} over TCP: {}",
+                server.name,
+                show(&reply)
+            );
+            assert_ne!(send_error, std::io::ErrorKind::TimedOut, "{}", server.name);
+        }
+    }
+}

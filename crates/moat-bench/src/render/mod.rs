@@ -29,7 +29,7 @@ pub struct ReportArgs {
 }
 
 /// The suites the page expects, in order, with the command that runs each alone.
-pub const SUITES: [(&str, &str); 5] = [
+pub const SUITES: [(&str, &str); 6] = [
     ("real", "cargo run --release -p moat-bench -- real"),
     (
         "watch-real",
@@ -38,6 +38,7 @@ pub const SUITES: [(&str, &str); 5] = [
     ("scan", "cargo run --release -p moat-bench -- scan"),
     ("watch", "cargo run --release -p moat-bench -- watch"),
     ("attacks", "cargo run --release -p moat-bench -- attacks"),
+    ("serve", "cargo run --release -p moat-bench -- serve"),
 ];
 
 /// What the page says about the machine.
@@ -205,6 +206,8 @@ pub fn tables(results: &Results) -> String {
         "clamscan"
     } else if results.suite.starts_with("watch") {
         "clamonacc"
+    } else if results.suite == "serve" {
+        "clamd"
     } else {
         "ClamAV"
     };

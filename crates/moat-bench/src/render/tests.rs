@@ -319,3 +319,47 @@ fn report_renders_from_results_files() {
     assert!(is_png(&dir.path().join("docs/bench/throughput.png")));
     assert!(!dir.path().join("docs/bench/latency.png").exists());
 }
+
+/// `moat-bench serve`'s results: clamd is the peer column, the 5x throughput target is
+/// judged per row.
+#[test]
+fn serve_results_render_with_clamd_as_peer() {
+    let mut r = Results::new("serve");
+    let g = "verdicts per second, clean-verdict cache on (clamd's default)";
+    let mut met = row(
+        g,
+        "INSTREAM verdicts/s, 8 clients",
+        "verdicts/s",
+        31000.0,
+        2000.0,
+        None,
+        false,
+    );
+    met.target = Some(">= 5x clamd".into());
+    met.met = Some(true);
+    let mut missed = row(
+        g,
+        "FILDES verdicts/s, 1 clients",
+        "verdicts/s",
+        3700.0,
+        2100.0,
+        None,
+        false,
+    );
+    missed.target = Some(">= 5x clamd".into());
+    missed.met = Some(false);
+    r.rows = vec![met, missed];
+    let t = tables(&r);
+    assert!(
+        t.contains("| metric | moat | clamd | no scanner | moat vs clamd |"),
+        "{t}"
+    );
+    assert!(
+        t.contains("| INSTREAM verdicts/s, 8 clients | 31,000 verdicts/s | 2,000 verdicts/s | – | 15.5× faster |  | >= 5x clamd — met |  |"),
+        "{t}"
+    );
+    assert!(
+        t.contains("1.76× faster |  | >= 5x clamd — **missed**"),
+        "{t}"
+    );
+}

@@ -11,7 +11,10 @@
 //! gap between two ([`reload`]). The corpus ([`corpus`]) is a fixed selection of small real
 //! files of this machine (`--corpus generated`: 200 generated text files, every 20th with the
 //! one-signature set's marker). Prints a table with the moat/clamd ratios and the load
-//! average, and writes `<data dir>/serve.json`.
+//! average, and writes `<data dir>/results/serve.json`, which `moat-bench report` renders
+//! into BENCHMARKS.md as the other suites. Throughput is measured twice: with
+//! `DisableCache yes` on both servers (every request scanned: the engine-bound figure), then
+//! with both caches on (clamd's default), and each server's VmRSS at rest after a burst.
 
 mod corpus;
 mod reload;
@@ -88,12 +91,14 @@ impl Server {
     }
 }
 
+/// Starts `name` (`clamd...`: clamd, else `moat serve`) with `extra` lines in its config.
 fn start(
     name: &'static str,
     dir: &Path,
     db: &Path,
     threads: u32,
     moat: &Path,
+    extra: &str,
 ) -> Result<Server, String> {
     let sock = dir.join(format!("{name}.sock"));
     let conf = dir.join(format!("{name}.conf"));
@@ -102,7 +107,7 @@ fn start(
         &conf,
         format!(
             "Foreground yes\nLocalSocket {}\nDatabaseDirectory {}\nMaxThreads {threads}\n\
-             MaxQueue 200\nStreamMaxLength 100M\nTemporaryDirectory {}\nLogFile {}\n",
+             MaxQueue 200\nStreamMaxLength 100M\nTemporaryDirectory {}\nLogFile {}\n{extra}",
             sock.display(),
             db.display(),
             dir.display(),
@@ -110,7 +115,7 @@ fn start(
         ),
     )
     .map_err(|e| e.to_string())?;
-    let mut cmd = if name == "clamd" {
+    let mut cmd = if name.starts_with("clamd") {
         Command::new("clamd")
     } else {
         let mut c = Command::new(moat);
@@ -318,12 +323,16 @@ fn load_average() -> String {
         .unwrap_or_else(|| "?".to_owned())
 }
 
-/// One line of the table: label, clamd's figure, moat's, and whether lower is better.
+/// One line of the table: label, clamd's figure, moat's, and whether lower is better;
+/// `group` and `unit` for BENCHMARKS.md, `target`: moat's advantage it must reach.
 struct Row {
     label: String,
     clamd: f64,
     moat: f64,
     lower_is_better: bool,
+    group: &'static str,
+    unit: &'static str,
+    target: Option<f64>,
 }
 
 impl Row {
@@ -333,15 +342,39 @@ impl Row {
             clamd,
             moat,
             lower_is_better: false,
+            group: "",
+            unit: "",
+            target: None,
         }
     }
 
     fn lower(label: String, clamd: f64, moat: f64) -> Row {
         Row {
-            label,
-            clamd,
-            moat,
             lower_is_better: true,
+            ..Row::higher(label, clamd, moat)
+        }
+    }
+
+    /// The table (`group`) and `unit` of the row in BENCHMARKS.md.
+    fn shown(mut self, group: &'static str, unit: &'static str) -> Row {
+        self.group = group;
+        self.unit = unit;
+        self
+    }
+
+    /// For BENCHMARKS.md.
+    fn result(&self) -> crate::results::Row {
+        crate::results::Row {
+            group: self.group.to_owned(),
+            metric: self.label.clone(),
+            unit: self.unit.to_owned(),
+            moat: Some(self.moat),
+            clamav: Some(self.clamd),
+            none: None,
+            lower_is_better: self.lower_is_better,
+            target: self.target.map(|t| format!(">= {t}x clamd")),
+            met: self.target.map(|t| self.ratio() >= t),
+            note: None,
         }
     }
 
@@ -355,23 +388,56 @@ impl Row {
     }
 }
 
-fn throughput_rows(servers: &[Server], corpus: &corpus::Corpus, secs: u64) -> Vec<Row> {
+/// Throughput target of issue 14: at least 5x clamd's verdicts per second.
+const THROUGHPUT_TARGET: f64 = 5.0;
+
+/// Table of the cache-on throughput rows (both servers' default).
+const CACHED: &str = "verdicts per second, clean-verdict cache on (clamd's default)";
+/// Table of the `DisableCache yes` rows: every request scanned, the engine-bound figure.
+const UNCACHED: &str = "verdicts per second, DisableCache yes (every request scanned)";
+
+fn throughput_rows(
+    servers: &[Server],
+    corpus: &corpus::Corpus,
+    secs: u64,
+    group: &'static str,
+) -> Vec<Row> {
     let mut rows = Vec::new();
+    let suffix = if group == UNCACHED {
+        ", DisableCache yes"
+    } else {
+        ""
+    };
     for fd in [false, true] {
         for clients in [1, 8, 64] {
             let label = format!(
-                "{} verdicts/s, {clients} clients",
+                "{} verdicts/s, {clients} clients{suffix}",
                 if fd { "FILDES" } else { "INSTREAM" }
             );
             let load = load_average();
             let c = throughput(&servers[0], corpus, clients, fd, secs);
             let m = throughput(&servers[1], corpus, clients, fd, secs);
             eprintln!("{label}: clamd {c:.0}, moat {m:.0} (load {load})");
-            rows.push(Row::higher(label, c, m));
+            let mut row = Row::higher(label, c, m).shown(group, "verdicts/s");
+            row.target = Some(THROUGHPUT_TARGET);
+            rows.push(row);
         }
     }
     rows
 }
+
+/// VmRSS of both servers after the throughput points, once idle for a while (what a
+/// server holds at rest after a burst of scans).
+fn rest_rss_rows(servers: &[Server], label: &str) -> Vec<Row> {
+    std::thread::sleep(Duration::from_secs(3));
+    let mib = |s: &Server| reload::rss_kib(s.pid()).unwrap_or(0) as f64 / 1024.0;
+    let (c, m) = (mib(&servers[0]), mib(&servers[1]));
+    eprintln!("RSS at rest {label}: clamd {c:.0} MiB, moat {m:.0} MiB");
+    vec![Row::lower(format!("RSS at rest {label}"), c, m).shown("memory", "MiB")]
+}
+
+/// Table of the requests answered while every worker is busy.
+const BUSY: &str = "small requests while every worker is busy with large streams";
 
 fn ping_rows(servers: &[Server], threads: u32) -> Vec<Row> {
     let big: Vec<u8> = (0..(20usize << 20))
@@ -389,16 +455,22 @@ fn ping_rows(servers: &[Server], threads: u32) -> Vec<Row> {
     let mut rows = Vec::new();
     for (what, c, m) in [("PING", c_ping, m_ping), ("4 KiB INSTREAM", c_scan, m_scan)] {
         let ((c50, cmax), (m50, mmax)) = (median_max(&c), median_max(&m));
-        rows.push(Row::lower(
-            format!("{what} ms median, {busy} 20 MiB streams busy"),
-            c50,
-            m50,
-        ));
-        rows.push(Row::lower(
-            format!("{what} ms max, {busy} 20 MiB streams busy"),
-            cmax,
-            mmax,
-        ));
+        rows.push(
+            Row::lower(
+                format!("{what} ms median, {busy} 20 MiB streams busy"),
+                c50,
+                m50,
+            )
+            .shown(BUSY, "ms"),
+        );
+        rows.push(
+            Row::lower(
+                format!("{what} ms max, {busy} 20 MiB streams busy"),
+                cmax,
+                mmax,
+            )
+            .shown(BUSY, "ms"),
+        );
     }
     rows
 }
@@ -440,38 +512,84 @@ pub fn run(a: ServeArgs, data_dir: &Path, workspace: &Path) -> Result<(), String
         a.seconds,
         load_average()
     );
-    let mut servers = Vec::new();
-    for name in ["clamd", "moat"] {
-        servers.push(start(name, dir.path(), &db, a.threads, &moat)?);
-    }
     let mut rows = Vec::new();
     if !a.busy_only {
-        rows.extend(throughput_rows(&servers, &corpus, a.seconds));
+        // Engine-bound first: both servers with DisableCache yes, then stopped.
+        let uncached = [
+            start(
+                "clamd-nocache",
+                dir.path(),
+                &db,
+                a.threads,
+                &moat,
+                "DisableCache yes\n",
+            )?,
+            start(
+                "moat-nocache",
+                dir.path(),
+                &db,
+                a.threads,
+                &moat,
+                "DisableCache yes\n",
+            )?,
+        ];
+        rows.extend(throughput_rows(&uncached, &corpus, a.seconds, UNCACHED));
+        rows.extend(rest_rss_rows(&uncached, "after the DisableCache yes runs"));
+    }
+    let mut servers = Vec::new();
+    for name in ["clamd", "moat"] {
+        servers.push(start(name, dir.path(), &db, a.threads, &moat, "")?);
+    }
+    if !a.busy_only {
+        let cached = throughput_rows(&servers, &corpus, a.seconds, CACHED);
+        rows.splice(0..0, cached);
     }
     rows.extend(ping_rows(&servers, a.threads));
     if !a.no_reload && !a.busy_only {
         let c = reload::measure(&servers[0], &corpus)?;
         let m = reload::measure(&servers[1], &corpus)?;
-        rows.extend(reload::rows(&c, &m));
+        rows.extend(
+            reload::rows(&c, &m)
+                .into_iter()
+                .map(|r| r.shown("RELOAD while 8 clients scan", "")),
+        );
     }
     let load = load_average();
     print_table(&rows);
     println!("load average (1 min) at the end: {load}; 2 cores shared with other work");
-    let json: Vec<serde_json::Value> = rows
-        .iter()
-        .map(|r| serde_json::json!({"measure": r.label, "clamd": r.clamd, "moat": r.moat}))
-        .collect();
-    // Outside results/: the report renderer reads only its own suites' format there.
-    std::fs::create_dir_all(data_dir).map_err(|e| e.to_string())?;
-    std::fs::write(
-        data_dir.join("serve.json"),
-        serde_json::to_string_pretty(&serde_json::json!({
-            "suite": "serve", "database": db, "corpus": corpus.describe,
-            "threads": a.threads, "load_average": load, "rows": json
-        }))
-        .unwrap_or_default(),
-    )
-    .map_err(|e| e.to_string())?;
+    // For `moat-bench report` (BENCHMARKS.md), as the other suites.
+    let mut results = crate::results::Results::new("serve");
+    results.rows = rows.iter().map(Row::result).collect();
+    for r in &mut results.rows {
+        r.note = Some(format!(
+            "{}; {} s per point; MaxThreads {}; load average {load} at the end",
+            corpus.describe, a.seconds, a.threads
+        ));
+    }
+    for name in ["clamd", "moat"] {
+        let conf = dir.path().join(format!("{name}.conf"));
+        let program = if name == "clamd" {
+            "clamd".to_owned()
+        } else {
+            format!("{} serve", moat.display())
+        };
+        results.commands.push((
+            format!(
+                "{name} (database {}; DisableCache yes for the uncached rows)",
+                db.display()
+            ),
+            format!(
+                "{program} -c CONF  # {}",
+                std::fs::read_to_string(&conf)
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| !l.contains(&*dir.path().to_string_lossy()))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        ));
+    }
+    results.save(&crate::scan::results_path(data_dir, "serve"))?;
     drop(servers);
     Ok(())
 }
