@@ -1259,10 +1259,10 @@ fn reload_flushes_cached_clean_verdicts_as_clamd() {
 }
 
 /// What a server does with the rest of an upload after `INSTREAM size limit exceeded.
-/// ERROR`, measured on clamd 1.4.6: the client, still sending, reads the reply then end of
-/// file (on the unix socket: never a reset, which would lose the reply), and its sends
-/// fail soon after (the server does not keep reading the stream). Over TCP the reply
-/// arrives too.
+/// ERROR`, measured on clamd 1.4.6: the client, still sending, reads the reply, then end
+/// of file (idle; under load clamd's connection is sometimes reset right after the
+/// reply), and its sends fail soon after (the server does not keep reading the stream).
+/// moat before: a reset before the reply, which lost it. Over TCP the reply arrives too.
 #[test]
 fn size_limit_reply_reaches_a_client_still_uploading() {
     if !oracle_present() {
@@ -1316,16 +1316,21 @@ fn size_limit_reply_reaches_a_client_still_uploading() {
     for server in [&clamd, &moat] {
         for _ in 0..5 {
             let (reply, send_error) = upload(server, Transport::Unix);
-            assert_eq!(
-                show(&reply),
-                "INSTREAM size limit exceeded. ERROR\\0<EOF>",
-                "{} over the unix socket",
+            // The reply always arrives first; what follows it depends on timing, for clamd
+            // too (seen under load: a reset after the reply, not end of file).
+            let shown = show(&reply);
+            assert!(
+                shown == "INSTREAM size limit exceeded. ERROR\\0<EOF>"
+                    || shown == "INSTREAM size limit exceeded. ERROR\\0<ConnectionReset>",
+                "{} over the unix socket: {shown}",
                 server.name
             );
-            assert_eq!(
-                send_error,
-                std::io::ErrorKind::BrokenPipe,
-                "{}",
+            assert!(
+                matches!(
+                    send_error,
+                    std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+                ),
+                "{}: {send_error:?}",
                 server.name
             );
             let (reply, send_error) = upload(server, Transport::Tcp);
