@@ -515,13 +515,17 @@ impl BodyMatcher {
         if part_index > 0 {
             let gap = part.gap_before;
             let previous = file.chains.get(&(anchor.sig, anchor.part - 1))?;
+            // `previous` is sorted: the nearest end at least `gap.min` before a start
+            // is the one to test against the gap's maximum.
             starts.retain(|&s| {
-                previous.iter().any(|&e| {
-                    abs(s) >= e && {
-                        let d = abs(s) - e;
-                        d >= u64::from(gap.min) && gap.max.is_none_or(|m| d <= u64::from(m))
-                    }
-                })
+                let Some(latest) = abs(s).checked_sub(u64::from(gap.min)) else {
+                    return false;
+                };
+                let n = previous.partition_point(|&e| e <= latest);
+                n > 0
+                    && gap
+                        .max
+                        .is_none_or(|m| abs(s) - previous[n - 1] <= u64::from(m))
             });
         }
         let first_start = abs(*starts.first()?);
@@ -530,11 +534,22 @@ impl BodyMatcher {
         }
         file.mark_chain(anchor.sig);
         let recorded = file.chains.entry((anchor.sig, anchor.part)).or_default();
-        recorded.extend(ends.into_iter().map(abs));
+        // Kept sorted and without duplicates, so that trimming is one move instead
+        // of a sort and a dedup per hit once the bound is reached (measured: 10% of
+        // the instructions on 2,000 /usr/share files, for a few chains of common
+        // atoms). The set kept is the same: the smallest end and the largest others.
+        for end in ends.into_iter().map(abs) {
+            match recorded.last() {
+                Some(&last) if last >= end => {
+                    if let Err(i) = recorded.binary_search(&end) {
+                        recorded.insert(i, end);
+                    }
+                }
+                _ => recorded.push(end),
+            }
+        }
         if recorded.len() > MAX_TRACKED_ENDS {
-            recorded.sort_unstable();
-            recorded.dedup();
-            let excess = recorded.len().saturating_sub(MAX_TRACKED_ENDS);
+            let excess = recorded.len() - MAX_TRACKED_ENDS;
             // Keep the smallest end (it serves every unbounded gap) and the newest.
             recorded.drain(1..1 + excess);
         }
@@ -547,7 +562,8 @@ struct FileState {
     file_len: u64,
     /// The executable layout, for offsets relative to the entry point or sections.
     exe: Option<ExeInfo>,
-    /// Ends (file offsets) of valid partial chains, per (signature, part).
+    /// Ends (file offsets) of valid partial chains, per (signature, part), sorted,
+    /// without duplicates.
     chains: SmallMap<(u32, u16), Vec<u64>>,
     /// One bit per signature with some entry in `chains` (grown on first use: most
     /// files record none).
@@ -732,6 +748,12 @@ impl BodyScan<'_> {
     /// One atom hit at `at` in `buf`: verified, then counted or ranked.
     #[inline]
     fn hit(&mut self, anchor: &Anchor, buf: &[u8], base: u64, at: usize) {
+        // A later part with no chain of its signature started: nothing to do (tested
+        // here, inlined, before the call: one logical subsignature's later part `00 00`
+        // was 20 million of the 40 million hits on 20,000 /usr/share files).
+        if anchor.part > 0 && !self.state.has_chain(anchor.sig) {
+            return;
+        }
         let matcher = self.matcher;
         if matcher.counting {
             if let Some(position) = matcher.on_hit(anchor, buf, base, at, &mut self.state) {
