@@ -507,21 +507,35 @@ impl Engine {
     /// The first body signature to match an HTML file's normalized copies
     /// ([`htmlnorm`]): target 3, then target 0 on the page, the same on its text
     /// without tags and on its scripts, then target 7 on the scripts.
-    fn scan_html(&self, data: &[u8]) -> Option<&CompiledSig> {
+    fn scan_html<'s>(&'s self, data: &[u8]) -> Option<&'s CompiledSig> {
         let html = self.typed.html();
         if html.is_empty() && self.text_any.is_empty() && self.text.is_empty() {
             return None;
         }
         let copy = htmlnorm::normalize(data);
-        fn first<'m>(m: &'m BodyMatcher, d: &[u8]) -> Option<&'m CompiledSig> {
-            m.scan(d).map(|found| m.sig(found.sig))
-        }
-        for d in [&copy.html[..], &copy.notags[..], &copy.scripts[..]] {
-            if let Some(sig) = first(html, d).or_else(|| first(&self.text_any, d)) {
-                return Some(sig);
+        // One prefilter pass per copy for all its matchers (it was one per matcher
+        // and copy: seven passes), each matcher's result taken in the order above.
+        for (k, d) in [&copy.html[..], &copy.notags[..], &copy.scripts[..]]
+            .into_iter()
+            .enumerate()
+        {
+            let len = d.len() as u64;
+            let scripts = k == 2;
+            let (mut by_html, mut by_any) = (html.start(len), self.text_any.start(len));
+            let mut by_text = scripts.then(|| self.text.start(len));
+            let mut scans: Vec<&mut BodyScan<'_>> = vec![&mut by_html, &mut by_any];
+            scans.extend(by_text.as_mut());
+            BodyScan::feed_all(&mut scans, d, 0, len);
+            let first =
+                |m: &'s BodyMatcher, scan: BodyScan<'s>| scan.finish().map(|f| m.sig(f.sig));
+            let found = first(html, by_html)
+                .or_else(|| first(&self.text_any, by_any))
+                .or_else(|| by_text.and_then(|t| first(&self.text, t)));
+            if found.is_some() {
+                return found;
             }
         }
-        first(&self.text, &copy.scripts)
+        None
     }
 
     /// Whether a file of `len` bytes and type `ty` starting with `head` gets the

@@ -3,9 +3,9 @@
 //! Every hex subsignature becomes one or more body signatures ("variants": plain,
 //! wide, both with `::wa`; `::f` adds non-alphanumeric look-arounds) in a
 //! [`BodyMatcher`] in counting mode, so one prefilter pass over the file counts
-//! every match of every subsignature. `::i` variants are lowercased and matched
-//! against a lowercased copy of the data (made per chunk, only when such variants
-//! exist). Once the file has been scanned, each logical signature whose target
+//! every match of every subsignature. `::i` variants are lowercased; their atoms are
+//! searched in the raw bytes in either case (in the same pass), and verified on a
+//! lowercased copy of the data, made per chunk only when one of them occurs in it. Once the file has been scanned, each logical signature whose target
 //! description holds for the file ([`LogicalFacts`], checked first so that
 //! signatures for other targets or sizes cost nothing) evaluates its expression over
 //! the counts. Regex (PCRE) subsignatures run only then, and only when their trigger
@@ -264,7 +264,7 @@ impl LogicalMatcher {
                     target,
                     exact: exact.build_counting(),
                     exact_owner,
-                    nocase: nocase.build_counting(),
+                    nocase: nocase.build_counting_folded(),
                     nocase_owner,
                 },
             )
@@ -512,12 +512,11 @@ impl<'m> LogicalScan<'m> {
                 }
             }
         }
-        BodyScan::feed_all(&mut same, buf, base, until);
-        if !nocase.is_empty() {
-            self.lower.clear();
-            self.lower.extend(buf.iter().map(u8::to_ascii_lowercase));
-            BodyScan::feed_all(&mut nocase, &self.lower, base, until);
-        }
+        // The `::i` scans share the pass over the raw bytes; a lowercased copy is
+        // made only for a buffer where one of their atoms occurs.
+        let folded_from = same.len();
+        same.append(&mut nocase);
+        BodyScan::feed_all_folded(&mut same, folded_from, buf, &mut self.lower, base, until);
         if self.streaming {
             let done = self.regex_done;
             let regexes = if self.defer_regexes {

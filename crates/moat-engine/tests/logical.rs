@@ -194,3 +194,40 @@ fn one_pass_serves_every_matcher() {
     assert_eq!(scan(&end), Verdict::Infected("End.UNOFFICIAL"));
     assert_eq!(scan(&end[..end.len() - 1]), Verdict::Clean);
 }
+
+/// `::i` subsignatures are searched in the raw bytes in either case (their atoms'
+/// case variants in the shared pass), and verified on a lowercased copy: 4-byte and
+/// short atoms, a part chained after a gap, an offset-anchored first part and an
+/// atom in the data's last bytes, each in mixed case, with near misses.
+#[test]
+fn nocase_atoms_match_in_any_case() {
+    let e = engine(concat!(
+        "Long;Target:0;0;6162636465::i\n",
+        "Anchored;Target:0;0;0:41427a::i\n",
+        "Chain;Target:0;0;6b6c6d6e*6f707172::i\n",
+        "Tail;Target:0;0;737475::i\n",
+    ));
+    let scan = |data: &[u8]| e.scan_bytes(data);
+    assert_eq!(
+        scan(&binary(b"..aBcDe..")),
+        Verdict::Infected("Long.UNOFFICIAL")
+    );
+    assert_eq!(scan(&binary(b"..aBcD.e..")), Verdict::Clean);
+    // binary() starts with "AB": the anchored part is at offset 0 only.
+    assert_eq!(
+        scan(&[&b"abZ"[..], &[0, 1, 2, 3][..]].concat()),
+        Verdict::Infected("Anchored.UNOFFICIAL")
+    );
+    assert_eq!(
+        scan(&[&b".abZ"[..], &[0, 1, 2, 3][..]].concat()),
+        Verdict::Clean
+    );
+    assert_eq!(
+        scan(&binary(b"KlMn....oPqR")),
+        Verdict::Infected("Chain.UNOFFICIAL")
+    );
+    assert_eq!(scan(&binary(b"oPqR....KlMn")), Verdict::Clean);
+    let tail = [&[0, 1, 2, 3, 4, 5][..], b"sTU"].concat();
+    assert_eq!(scan(&tail), Verdict::Infected("Tail.UNOFFICIAL"));
+    assert_eq!(scan(&tail[..tail.len() - 1]), Verdict::Clean);
+}

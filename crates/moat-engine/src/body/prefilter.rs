@@ -210,11 +210,27 @@ pub struct Prefilter {
     filter: Box<Filter>,
     /// Unique among all prefilters built by this process ([`with_union`]).
     id: u64,
+    /// Case-folding ([`Prefilter::folding_case`]).
+    fold_case: bool,
 }
 
 impl Prefilter {
     /// Builds the filter from `(atom bytes, atom id)` pairs; atoms are 2 to 4 bytes.
     pub fn new(atoms: &[(Vec<u8>, u32)]) -> Prefilter {
+        Prefilter::build(atoms, false)
+    }
+
+    /// [`Prefilter::new`] for lowercase atoms (`::i` subsignatures) searched in data
+    /// of any case: the filter has every case variant of each atom, and a window is
+    /// lowercased before its exact lookup. So the raw bytes are searched once for
+    /// both cases, and only a buffer with a hit needs a lowercased copy to be
+    /// verified on: the earlier second pass over a lowercased copy of every raw
+    /// buffer was 566 MB of the 1.66 GB passed over on 20,000 /usr/share files.
+    pub fn folding_case(atoms: &[(Vec<u8>, u32)]) -> Prefilter {
+        Prefilter::build(atoms, true)
+    }
+
+    fn build(atoms: &[(Vec<u8>, u32)], fold_case: bool) -> Prefilter {
         let table = |len: usize| {
             let of_len: Vec<(u32, u32)> = atoms
                 .iter()
@@ -225,13 +241,26 @@ impl Prefilter {
         };
         let mut filter = Filter::empty();
         for (bytes, _) in atoms {
-            filter.set_atom(bytes);
+            match fold_case {
+                true => case_variants(bytes, &mut |v| filter.set_atom(v)),
+                false => filter.set_atom(bytes),
+            }
         }
         Prefilter {
             long: table(MAX_ATOM),
             short: (MIN_ATOM..MAX_ATOM).rev().filter_map(table).collect(),
             filter,
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            fold_case,
+        }
+    }
+
+    /// The window as the exact tables hold atoms: lowercased when folding case.
+    #[inline(always)]
+    fn key(&self, window: u32) -> u32 {
+        match self.fold_case {
+            true => u32::from_le_bytes(window.to_le_bytes().map(|b| b.to_ascii_lowercase())),
+            false => window,
         }
     }
 
@@ -249,6 +278,7 @@ impl Prefilter {
     /// (a position [`for_each_candidate`] gave, with some filter this one's is in).
     #[inline]
     pub fn probe_window(&self, window: u32, mut found: impl FnMut(u32)) {
+        let window = self.key(window);
         let filter = &self.filter;
         if let Some(long) = &self.long {
             if filter.coarse_bit(window) != 0 {
@@ -272,7 +302,7 @@ impl Prefilter {
         for pos in data.len().saturating_sub(3)..data.len() {
             let rest = &data[pos..];
             for table in self.short.iter().filter(|t| t.len <= rest.len()) {
-                if let Some(id) = table.probe(window_of(&rest[..table.len])) {
+                if let Some(id) = table.probe(self.key(window_of(&rest[..table.len]))) {
                     found(id, pos);
                 }
             }
@@ -531,6 +561,24 @@ pub fn with_union<R>(prefilters: &[&Prefilter], f: impl FnOnce(&Filter) -> R) ->
         };
         f(union)
     })
+}
+
+/// Calls `f` with every byte string that lowercases to `atom` (itself lowercase):
+/// each ASCII letter in either case.
+fn case_variants(atom: &[u8], f: &mut impl FnMut(&[u8])) {
+    let letters: Vec<usize> = (0..atom.len())
+        .filter(|&i| atom[i].is_ascii_lowercase())
+        .collect();
+    let mut variant = atom.to_vec();
+    for bits in 0..1u32 << letters.len() {
+        for (k, &i) in letters.iter().enumerate() {
+            variant[i] = match bits >> k & 1 {
+                1 => atom[i].to_ascii_uppercase(),
+                _ => atom[i],
+            };
+        }
+        f(&variant);
+    }
 }
 
 /// The little-endian window value of up to four bytes.
