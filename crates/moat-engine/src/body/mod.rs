@@ -34,7 +34,7 @@ use moat_sigs::{BodySig, Offset};
 
 use crate::facts;
 
-use ops::{Arena, Op, OpRange};
+use ops::{Arena, Op, OpRange, Positions};
 use prefilter::Prefilter;
 pub use prefilter::MAX_ATOM;
 
@@ -492,7 +492,9 @@ impl BodyMatcher {
             .arena
             .forward_from(after, buf, at + anchor.len as usize);
         if let (true, Some(class)) = (last, compiled.look_ahead) {
-            ends.retain(|&e| (e < buf.len() || at_file_end) && elements::look_ahead(class, buf, e));
+            ends.retain(|e| {
+                (*e < buf.len() || at_file_end) && elements::look_ahead(class, buf, *e)
+            });
         }
         if ends.is_empty() {
             return None;
@@ -504,20 +506,28 @@ impl BodyMatcher {
             let origin = compiled.origin as usize;
             let (lo, hi) = facts::start_range(&compiled.offset, file.file_len, file.exe.as_ref())?;
             let mut origins = self.arena.backward_from(&before[origin..], buf, at);
-            origins.retain(|&s| (lo..=hi).contains(&abs(s)));
-            self.arena.backward(&before[..origin], buf, origins)
+            origins.retain(|s| (lo..=hi).contains(&abs(*s)));
+            match origin {
+                0 => origins,
+                _ => Positions::from_vec(self.arena.backward(
+                    &before[..origin],
+                    buf,
+                    origins.into_vec(),
+                )),
+            }
         } else {
             self.arena.backward_from(before, buf, at)
         };
         if let (0, Some(class)) = (part_index, compiled.look_behind) {
-            starts.retain(|&s| (s > 0 || at_file_start) && elements::look_behind(class, buf, s));
+            starts.retain(|s| (*s > 0 || at_file_start) && elements::look_behind(class, buf, *s));
         }
         if part_index > 0 {
             let gap = part.gap_before;
             let previous = file.chains.get(&(anchor.sig, anchor.part - 1))?;
             // `previous` is sorted: the nearest end at least `gap.min` before a start
             // is the one to test against the gap's maximum.
-            starts.retain(|&s| {
+            starts.retain(|s| {
+                let s = *s;
                 let Some(latest) = abs(s).checked_sub(u64::from(gap.min)) else {
                     return false;
                 };
