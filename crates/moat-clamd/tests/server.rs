@@ -342,20 +342,7 @@ fn small_requests_are_answered_while_every_worker_holds_a_large_file() {
     }
     let small_file = dir.path().join("small");
     std::fs::write(&small_file, [b'z'; 4096]).unwrap();
-    let mut c = connect(&sock);
-    c.write_all(b"zFILDES\0").unwrap();
-    let f = File::open(&small_file).unwrap();
-    let fds = [std::os::fd::AsRawFd::as_raw_fd(&f)];
-    nix::sys::socket::sendmsg::<()>(
-        std::os::fd::AsRawFd::as_raw_fd(&c),
-        &[std::io::IoSlice::new(&[0])],
-        &[nix::sys::socket::ControlMessage::ScmRights(&fds)],
-        nix::sys::socket::MsgFlags::empty(),
-        None,
-    )
-    .unwrap();
-    let mut out = String::new();
-    c.read_to_string(&mut out).unwrap();
+    let out = fildes(&sock, &small_file);
     assert!(out.ends_with(": Small.Sig FOUND\0"), "{out}");
     // The large ones were still held all along: nothing answered yet.
     let stats = request(&sock, b"nSTATS\n");

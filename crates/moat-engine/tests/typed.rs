@@ -19,28 +19,10 @@ fn hex(bytes: &[u8]) -> String {
 /// A PE32 of `len` bytes: one section (RVA 0x1000, raw 0x200, raw size `len - 0x200`),
 /// entry point RVA 0x1010 (file offset 0x210), bytes above 0x7f throughout the body.
 fn pe(len: usize) -> Vec<u8> {
-    let mut f = vec![0u8; len];
-    f[..2].copy_from_slice(b"MZ");
-    f[0x3c..0x40].copy_from_slice(&0x40u32.to_le_bytes());
-    f[0x40..0x44].copy_from_slice(b"PE\0\0");
-    f[0x46..0x48].copy_from_slice(&1u16.to_le_bytes());
-    f[0x54..0x56].copy_from_slice(&0xe0u16.to_le_bytes());
-    let opt = 0x58;
-    f[opt..opt + 2].copy_from_slice(&0x10bu16.to_le_bytes());
-    f[opt + 16..opt + 20].copy_from_slice(&0x1010u32.to_le_bytes());
-    f[opt + 32..opt + 36].copy_from_slice(&0x1000u32.to_le_bytes());
-    f[opt + 36..opt + 40].copy_from_slice(&0x200u32.to_le_bytes());
-    f[opt + 60..opt + 64].copy_from_slice(&0x200u32.to_le_bytes());
-    let s = opt + 0xe0;
-    let raw = (len - 0x200) as u32;
-    f[s + 8..s + 12].copy_from_slice(&raw.to_le_bytes());
-    f[s + 12..s + 16].copy_from_slice(&0x1000u32.to_le_bytes());
-    f[s + 16..s + 20].copy_from_slice(&raw.to_le_bytes());
-    f[s + 20..s + 24].copy_from_slice(&0x200u32.to_le_bytes());
-    for (i, b) in f[0x200..].iter_mut().enumerate() {
-        *b = 0x80 | (i * 13 % 127) as u8;
-    }
-    f
+    let body: Vec<u8> = (0..len - 0x200)
+        .map(|i| 0x80 | (i * 13 % 127) as u8)
+        .collect();
+    moat_testkit::pe32(&body)
 }
 
 fn scan_file<'e>(engine: &'e Engine, data: &[u8]) -> Verdict<'e> {

@@ -118,6 +118,32 @@ pub fn real_sigs() -> Option<PathBuf> {
     None
 }
 
+/// A minimal PE32 with one section holding `body` at file offset 0x200 (RVA 0x1000,
+/// raw and virtual size `body.len()`), entry point RVA 0x1010 (file offset 0x210): enough
+/// for ClamAV's and moat's PE typing, `EP`/`Sx` offsets and `Target:1` signatures.
+pub fn pe32(body: &[u8]) -> Vec<u8> {
+    let mut f = vec![0u8; 0x200];
+    f[..2].copy_from_slice(b"MZ");
+    f[0x3c..0x40].copy_from_slice(&0x40u32.to_le_bytes());
+    f[0x40..0x44].copy_from_slice(b"PE\0\0");
+    f[0x46..0x48].copy_from_slice(&1u16.to_le_bytes());
+    f[0x54..0x56].copy_from_slice(&0xe0u16.to_le_bytes());
+    let opt = 0x58;
+    f[opt..opt + 2].copy_from_slice(&0x10bu16.to_le_bytes());
+    f[opt + 16..opt + 20].copy_from_slice(&0x1010u32.to_le_bytes());
+    f[opt + 32..opt + 36].copy_from_slice(&0x1000u32.to_le_bytes());
+    f[opt + 36..opt + 40].copy_from_slice(&0x200u32.to_le_bytes());
+    f[opt + 60..opt + 64].copy_from_slice(&0x200u32.to_le_bytes());
+    let s = opt + 0xe0;
+    let raw = body.len() as u32;
+    f[s + 8..s + 12].copy_from_slice(&raw.to_le_bytes());
+    f[s + 12..s + 16].copy_from_slice(&0x1000u32.to_le_bytes());
+    f[s + 16..s + 20].copy_from_slice(&raw.to_le_bytes());
+    f[s + 20..s + 24].copy_from_slice(&0x200u32.to_le_bytes());
+    f.extend_from_slice(body);
+    f
+}
+
 /// What a child does once it runs as its uid. Built by the parent (the child cannot
 /// allocate).
 #[derive(Debug, Clone)]

@@ -205,31 +205,6 @@ fn real_unions(inputs: &[&[u8]]) -> Option<Vec<Box<Filter>>> {
     Some(unions)
 }
 
-/// A PE32 with one section holding `body` from file offset 0x200 (the layout of
-/// tests/typed.rs's `pe`): the engine types it PE and adds the PE signatures.
-fn pe_around(body: &[u8]) -> Vec<u8> {
-    let mut f = vec![0u8; 0x200];
-    f[..2].copy_from_slice(b"MZ");
-    f[0x3c..0x40].copy_from_slice(&0x40u32.to_le_bytes());
-    f[0x40..0x44].copy_from_slice(b"PE\0\0");
-    f[0x46..0x48].copy_from_slice(&1u16.to_le_bytes());
-    f[0x54..0x56].copy_from_slice(&0xe0u16.to_le_bytes());
-    let opt = 0x58;
-    f[opt..opt + 2].copy_from_slice(&0x10bu16.to_le_bytes());
-    f[opt + 16..opt + 20].copy_from_slice(&0x1010u32.to_le_bytes());
-    f[opt + 32..opt + 36].copy_from_slice(&0x1000u32.to_le_bytes());
-    f[opt + 36..opt + 40].copy_from_slice(&0x200u32.to_le_bytes());
-    f[opt + 60..opt + 64].copy_from_slice(&0x200u32.to_le_bytes());
-    let s = opt + 0xe0;
-    let raw = body.len() as u32;
-    f[s + 8..s + 12].copy_from_slice(&raw.to_le_bytes());
-    f[s + 12..s + 16].copy_from_slice(&0x1000u32.to_le_bytes());
-    f[s + 16..s + 20].copy_from_slice(&raw.to_le_bytes());
-    f[s + 20..s + 24].copy_from_slice(&0x200u32.to_le_bytes());
-    f.extend_from_slice(body);
-    f
-}
-
 #[test]
 fn real_signatures_union_filters() {
     let program = std::fs::read(std::env::current_exe().unwrap()).unwrap();
@@ -240,7 +215,7 @@ fn real_signatures_union_filters() {
     );
     let text = std::fs::read(format!("{dir}/daily.ndb")).unwrap_or_default();
     let pe_body: Vec<u8> = (0..1 << 16).map(|i| 0x80 | (i * 13 % 127) as u8).collect();
-    let pe = pe_around(&pe_body);
+    let pe = moat_testkit::pe32(&pe_body);
     let Some(mut unions) = real_unions(&[program, &text, &pe]) else {
         return;
     };
